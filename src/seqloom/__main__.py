@@ -1,0 +1,5 @@
+import sys
+
+from seqloom.cli.main import main
+
+sys.exit(main())

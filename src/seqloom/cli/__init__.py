@@ -1,0 +1,1 @@
+"""Command-line entry points: ``seqloom <command>`` and one ``seqloom-<command>`` script each."""

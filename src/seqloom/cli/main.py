@@ -1,0 +1,43 @@
+"""``seqloom <command> [options]``: dispatches to each command's ``main(argv)``."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+
+from seqloom import __version__
+from seqloom.config.options import suggest
+
+# command name -> "module:function"; each also has a ``seqloom-<command>`` console script
+COMMANDS: dict[str, str] = {
+    "preprocess": "seqloom.cli.preprocess:main",
+}
+
+
+def usage() -> str:
+    lines = [f"seqloom {__version__}", "usage: seqloom <command> [options]", "", "commands:"]
+    lines += [f"  {name}" for name in COMMANDS]
+    lines += ["", "Run 'seqloom <command> --help' for a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(usage())
+        return 0 if args else 2
+    if args[0] == "--version":
+        print(__version__)
+        return 0
+    name, rest = args[0], args[1:]
+    if name not in COMMANDS:
+        print(f"seqloom: unknown command {name!r}{suggest(name, list(COMMANDS))}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module, func = COMMANDS[name].split(":")
+    result = getattr(importlib.import_module(module), func)(rest)
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

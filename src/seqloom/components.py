@@ -1,0 +1,39 @@
+"""Imports every built-in component once, so that its ``register`` decorators fill the registries."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+
+BUILTIN_MODULES: tuple[str, ...] = ()
+
+
+def import_builtins() -> None:
+    for name in BUILTIN_MODULES:
+        importlib.import_module(name)
+
+
+def import_user_dir(user_dir: str) -> None:
+    """Import a user's plugin package (fairseq's ``--user-dir``) so that its registrations run."""
+    path = Path(user_dir).expanduser().resolve()
+    if not path.exists():
+        raise FileNotFoundError(f"--user-dir {user_dir}: no such file or directory")
+    module_name = path.stem
+    if module_name in sys.modules:
+        return
+    init = path / "__init__.py" if path.is_dir() else path
+    if not init.exists():
+        raise FileNotFoundError(f"--user-dir {user_dir}: a package needs an __init__.py ({init} is missing)")
+    spec = importlib.util.spec_from_file_location(
+        module_name, init, submodule_search_locations=[str(path)] if path.is_dir() else None
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception:
+        del sys.modules[module_name]
+        raise

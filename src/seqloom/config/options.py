@@ -1,0 +1,171 @@
+"""Command-line flags derived from config dataclasses.
+
+Every component owns one kw-only dataclass whose fields carry fairseq's option names (``max_tokens``
+becomes ``--max-tokens``) and defaults; its docstring per field lives in ``field(metadata={"help": ...})``.
+This module turns such dataclasses into argparse groups and back, so the dataclass stays the single
+source of truth for an option's name, type, default and help.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Callable
+from typing import Any, Literal, Union
+
+
+def field(default: Any = dataclasses.MISSING, *, help: str, flag: str | None = None, **metadata: Any) -> Any:
+    """A dataclass field with its help text (and, rarely, a flag name that differs from the field)."""
+    meta = {"help": help, **metadata}
+    if flag is not None:
+        meta["flag"] = flag
+    if isinstance(default, (list, dict, set)):
+        value = default
+        return dataclasses.field(default_factory=lambda: type(value)(value), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def flag_of(f: dataclasses.Field) -> str:
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def parse_literal_tuple(text: str) -> tuple[float, ...]:
+    """Parses ``'(0.9, 0.98)'`` (fairseq's spelling) or ``'0.9,0.98'`` into a tuple of floats."""
+    try:
+        value = ast.literal_eval(text if "(" in text or "[" in text else f"({text},)")
+        return tuple(float(v) for v in value)
+    except (ValueError, SyntaxError, TypeError):
+        raise argparse.ArgumentTypeError(f"expected a tuple of numbers such as '(0.9, 0.98)', got {text!r}") from None
+
+
+def _bool_value(text: str) -> bool:
+    low = str(text).lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean, got {text!r}")
+
+
+def _scalar_parser(tp: Any) -> Callable[[str], Any]:
+    if tp is int:
+        return _named(int, "an integer")
+    if tp is float:
+        return _named(float, "a number")
+    if tp is bool:
+        return _bool_value
+    return str
+
+
+def _named(fn: Callable[[str], Any], what: str) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            return fn(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+
+    parse.__name__ = fn.__name__
+    return parse
+
+
+def _list_parser(item: Callable[[str], Any]) -> Callable[[str], list[Any]]:
+    def parse(text: str) -> list[Any]:
+        return [item(part) for part in str(text).split(",") if part.strip() != ""]
+
+    return parse
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldSpec:
+    """How one dataclass field appears on the command line."""
+
+    parse: Callable[[str], Any] | None
+    choices: tuple[Any, ...] | None
+    is_bool: bool
+
+
+def _strip_optional(tp: Any) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return tp
+
+
+def field_spec(tp: Any) -> FieldSpec:
+    tp = _strip_optional(tp)
+    origin = typing.get_origin(tp)
+    if tp is bool:
+        return FieldSpec(None, None, True)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        return FieldSpec(_scalar_parser(type(choices[0])), choices, False)
+    if origin is tuple:
+        return FieldSpec(parse_literal_tuple, None, False)
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        return FieldSpec(_list_parser(_scalar_parser(item)), None, False)
+    return FieldSpec(_scalar_parser(tp), None, False)
+
+
+def add_dataclass_args(
+    group: argparse._ActionsContainer, cls: type, *, defaults: Any = None, taken: set[str] | None = None
+) -> None:
+    """Adds one flag per field of ``cls`` to ``group``.
+
+    ``defaults`` (an instance of ``cls``, e.g. an architecture preset) replaces the class defaults.
+    Fields whose dest is already in ``taken`` are skipped: fairseq shares options such as
+    ``--max-source-positions`` between the task and the model, and both read the same value.
+    """
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if not f.init or f.metadata.get("cli") is False:
+            continue
+        if taken is not None:
+            if f.name in taken:
+                continue
+            taken.add(f.name)
+        default = getattr(defaults, f.name) if defaults is not None else _class_default(f)
+        spec = field_spec(hints[f.name])
+        help_text = f.metadata.get("help", "")
+        kwargs: dict[str, Any] = {"dest": f.name, "default": default, "help": _help_with_default(help_text, default)}
+        if spec.is_bool:
+            kwargs["action"] = argparse.BooleanOptionalAction if default is True else "store_true"
+        else:
+            kwargs["type"] = spec.parse
+            kwargs["metavar"] = f.metadata.get("metavar", f.name.upper().replace("_", "-")[:12])
+            if spec.choices is not None:
+                kwargs["choices"] = spec.choices
+                kwargs.pop("metavar")
+        group.add_argument(flag_of(f), *f.metadata.get("aliases", ()), **kwargs)
+
+
+def _class_default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
+
+
+def _help_with_default(text: str, default: Any) -> str:
+    if default is None or default is False or "%(default)" in text:
+        return text
+    return f"{text} (default: %(default)s)"
+
+
+def from_namespace(cls: type, ns: argparse.Namespace | dict[str, Any]) -> Any:
+    """Builds ``cls`` from a flat namespace, taking each field that the namespace holds."""
+    values = vars(ns) if isinstance(ns, argparse.Namespace) else ns
+    kwargs = {f.name: values[f.name] for f in dataclasses.fields(cls) if f.init and f.name in values}
+    return cls(**kwargs)
+
+
+def suggest(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""

@@ -1,0 +1,218 @@
+"""Builds a command's argument parser from config dataclasses and the registries.
+
+Parsing runs in two phases, as fairseq's does: the first reads the selectors (``--task``, ``--arch``,
+``--criterion``, ``--optimizer``, ``--lr-scheduler``, ``--tokenizer``, ``--bpe``), ``--user-dir`` and
+``--config``; the second builds the full parser from the chosen components' dataclasses and parses
+everything strictly. Precedence, lowest first: dataclass defaults, the architecture preset, the YAML
+file, the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from seqloom import registry
+from seqloom.components import import_builtins, import_user_dir
+from seqloom.config.options import add_dataclass_args, from_namespace, suggest
+
+# selector dest -> (flag, registry)
+SELECTORS: dict[str, tuple[str, registry.Registry[Any]]] = {
+    "task": ("--task", registry.TASKS),
+    "arch": ("--arch", registry.ARCHITECTURES),
+    "criterion": ("--criterion", registry.CRITERIONS),
+    "optimizer": ("--optimizer", registry.OPTIMIZERS),
+    "lr_scheduler": ("--lr-scheduler", registry.LR_SCHEDULERS),
+    "tokenizer": ("--tokenizer", registry.TOKENIZERS),
+    "bpe": ("--bpe", registry.BPES),
+}
+
+
+# a YAML section's ``_name`` picks the component: ``model: {_name: transformer}`` sets ``--arch``
+SECTION_SELECTORS = {"model": "arch"}
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """What one CLI command parses: fixed config groups and which components it lets the user pick.
+
+    ``selectors`` maps a selector dest (``task``, ``arch``, ...) to its default name (None: unset).
+    """
+
+    prog: str
+    description: str
+    groups: tuple[tuple[str, type], ...]
+    selectors: dict[str, str | None] = dataclasses.field(default_factory=dict)
+
+
+@dataclass
+class ParsedArgs:
+    """The result of parsing: the flat namespace and one config instance per group or component."""
+
+    namespace: argparse.Namespace
+    configs: dict[str, Any]
+
+    def __getitem__(self, key: str) -> Any:
+        return self.configs[key]
+
+    def get(self, key: str) -> Any:
+        return self.configs.get(key)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with strict flags (no abbreviations) and errors that suggest the nearest flag."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def option_names(self) -> list[str]:
+        return [s for a in self._actions for s in a.option_strings]
+
+    def parse_strict(self, argv: Sequence[str], namespace: argparse.Namespace | None = None) -> argparse.Namespace:
+        ns, unknown = self.parse_known_args(argv, namespace)
+        if unknown:
+            flags = [u for u in unknown if u.startswith("-")]
+            name = (flags or unknown)[0].split("=", 1)[0]
+            if name.startswith("-"):
+                self.error(f"unrecognized argument {name}{suggest(name, self.option_names())}")
+            self.error(f"unexpected argument {name!r}")
+        return ns
+
+
+def _selector_parser(spec: CommandSpec) -> ArgumentParser:
+    p = ArgumentParser(add_help=False)
+    p.add_argument("--config", default=None)
+    p.add_argument("--user-dir", default=None)
+    for dest, default in spec.selectors.items():
+        flag, _ = SELECTORS[dest]
+        aliases = ("-a",) if dest == "arch" else ()
+        p.add_argument(flag, *aliases, dest=dest, default=default)
+    return p
+
+
+def load_yaml(path: str) -> dict[str, Any]:
+    """Reads a YAML config: a flat mapping of option names, or sections of them (``task: {...}``)."""
+    import yaml
+
+    file = Path(path)
+    if not file.exists():
+        raise SystemExit(f"--config {path}: no such file")
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise SystemExit(f"--config {path}: not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise SystemExit(f"--config {path}: expected a mapping of option names to values")
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        key = str(key).replace("-", "_")
+        if isinstance(value, dict):
+            for sub, v in value.items():
+                sub = str(sub).replace("-", "_")
+                flat[SECTION_SELECTORS.get(key, key) if sub == "_name" else sub] = v
+        else:
+            flat[key] = value
+    return flat
+
+
+def build_parser(spec: CommandSpec, chosen: dict[str, str | None]) -> tuple[ArgumentParser, dict[str, type]]:
+    """The full parser for ``spec`` with the components in ``chosen``; returns it and the config classes."""
+    parser = ArgumentParser(prog=spec.prog, description=spec.description)
+    parser.add_argument("--config", default=None, metavar="YAML", help="YAML file of options; flags override it")
+    parser.add_argument("--user-dir", default=None, help="path to a Python module of user components to import")
+    taken: set[str] = {"config", "user_dir"}
+    classes: dict[str, type] = {}
+    selector_group = parser.add_argument_group("components")
+    for dest, name in chosen.items():
+        flag, reg = SELECTORS[dest]
+        aliases = ("-a",) if dest == "arch" else ()
+        selector_group.add_argument(flag, *aliases, dest=dest, default=name, choices=reg.names() or None)
+        taken.add(dest)
+    for title, cls in spec.groups:
+        _add_positionals(parser, cls, taken)
+        add_dataclass_args(parser.add_argument_group(title), cls, taken=taken)
+        classes[title] = cls
+    for dest, name in chosen.items():
+        if name is None:
+            continue
+        cls, defaults, kind = _component_config(dest, name)
+        if cls is None:
+            continue
+        add_dataclass_args(parser.add_argument_group(f"{kind} ({name})"), cls, defaults=defaults, taken=taken)
+        classes[kind] = cls
+    return parser, classes
+
+
+def _add_positionals(parser: ArgumentParser, cls: type, taken: set[str]) -> None:
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("positional") and f.name not in taken:
+            taken.add(f.name)
+            parser.add_argument(f.name, nargs="?", default=f.default, help=f.metadata.get("help", ""))
+
+
+def _component_config(dest: str, name: str) -> tuple[type | None, Any, str]:
+    _, reg = SELECTORS[dest]
+    if dest == "arch":
+        arch = reg.get(name)
+        return registry.MODELS.config_cls(arch.model), arch.preset(), "model"
+    return reg.config_cls(name), None, dest
+
+
+def parse_args(spec: CommandSpec, argv: Sequence[str] | None = None) -> ParsedArgs:
+    """Parses ``argv`` (default ``sys.argv[1:]``) for the command described by ``spec``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    import_builtins()
+    pre, _ = _selector_parser(spec).parse_known_args(argv)
+    yaml_values = load_yaml(pre.config) if pre.config else {}
+    user_dir = pre.user_dir or yaml_values.get("user_dir")
+    if user_dir:
+        import_user_dir(user_dir)
+    chosen = _choose_components(spec, pre, yaml_values, argv)
+    parser, classes = build_parser(spec, chosen)
+    if yaml_values:
+        _apply_yaml_defaults(parser, yaml_values, pre.config)
+    ns = parser.parse_strict(argv)
+    configs = {kind: from_namespace(cls, ns) for kind, cls in classes.items()}
+    return ParsedArgs(ns, configs)
+
+
+def _choose_components(
+    spec: CommandSpec, pre: argparse.Namespace, yaml_values: dict[str, Any], argv: Sequence[str]
+) -> dict[str, str | None]:
+    chosen: dict[str, str | None] = {}
+    for dest in spec.selectors:
+        flag, reg = SELECTORS[dest]
+        on_cli = any(a == flag or a.startswith(flag + "=") or (dest == "arch" and a == "-a") for a in argv)
+        name = getattr(pre, dest) if on_cli or dest not in yaml_values else yaml_values[dest]
+        if name is not None and name not in reg:
+            raise SystemExit(
+                f"{spec.prog}: error: argument {flag}: " + registry.unknown_name_message(reg.kind, name, reg.names())
+            )
+        chosen[dest] = name
+    return chosen
+
+
+def _apply_yaml_defaults(parser: ArgumentParser, values: dict[str, Any], path: str) -> None:
+    actions = {a.dest: a for a in parser._actions}
+    defaults: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in actions or key in ("help",):
+            parser.error(f"--config {path}: unknown option {key!r}{suggest(key, sorted(actions))}")
+        action = actions[key]
+        if action.type is not None and value is not None and not isinstance(value, bool):
+            text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+            try:
+                value = action.type(text)
+            except (argparse.ArgumentTypeError, ValueError) as err:
+                parser.error(f"--config {path}: option {key!r}: {err}")
+        if action.choices is not None and value not in action.choices:
+            parser.error(f"--config {path}: option {key!r}: {value!r} is not one of {list(action.choices)}")
+        defaults[key] = value
+    parser.set_defaults(**defaults)

@@ -1,0 +1,1 @@
+"""Criterions: criterion(model, sample) -> (loss, sample_size, logging_output)."""

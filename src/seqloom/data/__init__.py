@@ -1,0 +1,1 @@
+"""Dictionaries, indexed datasets, datasets, batching and iterators."""

@@ -1,0 +1,1 @@
+"""Sequence generation: search strategies, the decoding loop, hypotheses."""

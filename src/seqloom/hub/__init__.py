@@ -1,0 +1,1 @@
+"""Python hub interfaces: from_pretrained and friends."""

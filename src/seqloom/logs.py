@@ -1,0 +1,41 @@
+"""Logging set-up: fairseq's line format (``date | LEVEL | logger | message``) or JSON lines."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+
+LINE_FORMAT = "%(asctime)s | %(levelname)s | %(name)s | %(message)s"
+DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(
+            {
+                "time": self.formatTime(record, DATE_FORMAT),
+                "level": record.levelname,
+                "logger": record.name,
+                "message": record.getMessage(),
+            },
+            ensure_ascii=False,
+        )
+
+
+def setup_logging(log_format: str | None = None, log_file: str | None = None) -> None:
+    """Configures the root logger once per process (stderr, plus ``log_file`` when given)."""
+    formatter: logging.Formatter = (
+        JsonFormatter() if log_format == "json" else logging.Formatter(LINE_FORMAT, DATE_FORMAT)
+    )
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file:
+        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        root.addHandler(handler)
+    root.setLevel(os.environ.get("LOGLEVEL", "INFO").upper())

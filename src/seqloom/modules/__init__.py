@@ -1,0 +1,1 @@
+"""Reusable layers: attention, positions, masks, transformer layers, KV cache."""

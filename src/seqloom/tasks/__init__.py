@@ -1,0 +1,1 @@
+"""Tasks: how data is loaded and batched for a kind of problem."""

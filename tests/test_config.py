@@ -1,0 +1,156 @@
+"""The dataclass -> flags machinery: names, defaults, presets, YAML, and errors that name the flag."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+import pytest
+
+from seqloom import registry
+from seqloom.config import CommandSpec, field, parse_args
+from seqloom.config.options import parse_literal_tuple
+
+
+@dataclass(kw_only=True)
+class ToyGroup:
+    data: Optional[str] = field(None, help="data directory", positional=True)
+    max_tokens: Optional[int] = field(None, help="maximum tokens in a batch")
+    lr: list[float] = field([0.25], help="learning rate")
+    valid_subset: str = field("valid", help="comma separated list of subsets")
+    no_epoch_checkpoints: bool = field(False, help="only store last and best checkpoints")
+    log_format: Optional[Literal["json", "simple"]] = field(None, help="log format")
+
+
+@dataclass(kw_only=True)
+class ToyModelConfig:
+    embed_dim: int = field(512, help="embedding dimension")
+    dropout: float = field(0.1, help="dropout probability")
+    max_source_positions: int = field(1024, help="max source positions")
+
+
+@dataclass(kw_only=True)
+class ToyOptimizerConfig:
+    adam_betas: tuple[float, float] = field((0.9, 0.999), help="betas for Adam")
+
+
+registry.MODELS.add("toy_model_cfgtest", object, config=ToyModelConfig)
+registry.OPTIMIZERS.add("toy_adam_cfgtest", object, config=ToyOptimizerConfig)
+
+
+@registry.register_architecture("toy_model_cfgtest", "toy_arch_cfgtest")
+def toy_arch() -> ToyModelConfig:
+    return ToyModelConfig()
+
+
+@registry.register_architecture("toy_model_cfgtest", "toy_arch_cfgtest_small")
+def toy_arch_small() -> ToyModelConfig:
+    return ToyModelConfig(embed_dim=64, dropout=0.3)
+
+
+SPEC = CommandSpec(
+    prog="seqloom toy",
+    description="toy",
+    groups=(("toy", ToyGroup),),
+    selectors={"arch": "toy_arch_cfgtest", "optimizer": None},
+)
+
+
+def test_flags_have_fairseq_names_and_defaults() -> None:
+    args = parse_args(SPEC, ["data-bin", "--max-tokens", "4096", "--no-epoch-checkpoints", "--lr", "0.001"])
+    toy = args["toy"]
+    assert toy.data == "data-bin"
+    assert toy.max_tokens == 4096
+    assert toy.no_epoch_checkpoints is True
+    assert toy.lr == [0.001]
+    assert toy.valid_subset == "valid"
+    assert args["model"] == ToyModelConfig()
+
+
+def test_arch_preset_gives_defaults_and_flags_override_it() -> None:
+    args = parse_args(SPEC, ["--arch", "toy_arch_cfgtest_small", "--dropout", "0.2"])
+    assert args["model"].embed_dim == 64
+    assert args["model"].dropout == 0.2
+
+
+def test_tuple_option_reads_fairseq_spelling() -> None:
+    args = parse_args(SPEC, ["--optimizer", "toy_adam_cfgtest", "--adam-betas", "(0.9, 0.98)"])
+    assert args["optimizer"].adam_betas == (0.9, 0.98)
+    assert parse_literal_tuple("0.9,0.98") == (0.9, 0.98)
+
+
+def test_unknown_flag_names_it_and_suggests(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(SPEC, ["--max-token", "10"])
+    err = capsys.readouterr().err
+    assert "--max-token" in err and "did you mean --max-tokens" in err
+
+
+def test_no_abbreviations(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(SPEC, ["--max-tok", "10"])
+    assert "--max-tok" in capsys.readouterr().err
+
+
+def test_bad_value_names_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(SPEC, ["--max-tokens", "lots"])
+    err = capsys.readouterr().err
+    assert "--max-tokens" in err and "lots" in err
+
+
+def test_bad_choice_names_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(SPEC, ["--log-format", "xml"])
+    assert "--log-format" in capsys.readouterr().err
+
+
+def test_unknown_component_suggests(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit, match="toy_arch_cfgtest"):
+        parse_args(SPEC, ["--arch", "toy_arch_cfgtst"])
+
+
+def test_yaml_config_with_cli_overrides(tmp_path) -> None:
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("max-tokens: 1000\nmodel:\n  _name: toy_arch_cfgtest_small\n  dropout: 0.5\nlr: [0.5]\n")
+    args = parse_args(SPEC, ["--config", str(cfg), "--dropout", "0.25"])
+    assert args["toy"].max_tokens == 1000
+    assert args["toy"].lr == [0.5]
+    assert args["model"].embed_dim == 64  # preset named in the YAML
+    assert args["model"].dropout == 0.25  # the command line wins over the YAML
+
+
+def test_yaml_unknown_key_names_it(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("max_tokns: 1000\n")
+    with pytest.raises(SystemExit):
+        parse_args(SPEC, ["--config", str(cfg)])
+    err = capsys.readouterr().err
+    assert "max_tokns" in err and "max_tokens" in err and "run.yaml" in err
+
+
+def test_help_is_grouped(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(SPEC, ["--arch", "toy_arch_cfgtest_small", "--help"])
+    out = capsys.readouterr().out
+    assert "model (toy_arch_cfgtest_small)" in out and "--embed-dim" in out and "--max-tokens" in out
+
+
+def test_registry_rejects_duplicates() -> None:
+    reg: registry.Registry[object] = registry.Registry("thing")
+    reg.add("a", object)
+    with pytest.raises(ValueError, match="already registered"):
+        reg.add("a", object)
+    with pytest.raises(KeyError, match="Did you mean 'a'"):
+        reg.get("b" if False else "aa")
+
+
+def test_user_dir_plugin_registers_components(tmp_path) -> None:
+    plugin = tmp_path / "my_plugin_cfgtest"
+    plugin.mkdir()
+    (plugin / "__init__.py").write_text(
+        "from seqloom import registry\nregistry.CRITERIONS.add('my_criterion_cfgtest', object)\n"
+    )
+    spec = CommandSpec(prog="t", description="t", groups=(), selectors={"criterion": None})
+    args = parse_args(spec, ["--user-dir", str(plugin), "--criterion", "my_criterion_cfgtest"])
+    assert args.namespace.criterion == "my_criterion_cfgtest"
