@@ -142,6 +142,9 @@ def add_dataclass_args(
             if spec.choices is not None:
                 kwargs["choices"] = spec.choices
                 kwargs.pop("metavar")
+            if "const" in f.metadata:  # a bare flag means ``const`` (fairseq's ``--print-alignment``)
+                kwargs["nargs"] = "?"
+                kwargs["const"] = f.metadata["const"]
         group.add_argument(flag_of(f), *f.metadata.get("aliases", ()), **kwargs)
 
 
