@@ -7,7 +7,9 @@ import importlib.util
 import sys
 from pathlib import Path
 
-BUILTIN_MODULES: tuple[str, ...] = ()
+BUILTIN_MODULES: tuple[str, ...] = (
+    "seqloom.tokenizers.gpt2_bpe",
+)
 
 
 def import_builtins() -> None:

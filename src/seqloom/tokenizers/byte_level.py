@@ -1,0 +1,42 @@
+"""GPT-2's byte <-> printable-character table and the byte-level decoding shared by gpt2 and hf_byte_bpe.
+
+Byte-level BPE works on strings in which every UTF-8 byte is one printable character: the bytes
+``!``..``~``, ``¡``..``¬`` and ``®``..``ÿ`` stand for themselves, the 68 others (control bytes, space,
+0x7F..0xA0, 0xAD) map to U+0100 onwards in byte order. A space is therefore ``Ġ`` (U+0120).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import lru_cache
+
+
+@lru_cache(maxsize=1)
+def byte_to_char() -> dict[int, str]:
+    """The 256-entry table byte -> character of GPT-2's byte-level alphabet."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    table = {b: chr(b) for b in printable}
+    shifted = (b for b in range(256) if b not in table)
+    for offset, b in enumerate(shifted):
+        table[b] = chr(256 + offset)
+    return dict(sorted(table.items()))
+
+
+@lru_cache(maxsize=1)
+def char_to_byte() -> dict[str, int]:
+    """The inverse of :func:`byte_to_char`."""
+    return {c: b for b, c in byte_to_char().items()}
+
+
+def decode_byte_level(pieces: Iterable[str]) -> str:
+    """Byte-level token strings -> text; invalid UTF-8 becomes U+FFFD (fairseq's ``errors="replace"``).
+
+    Raises ValueError for a character outside the byte-level alphabet.
+    """
+    table = char_to_byte()
+    text = "".join(pieces)
+    try:
+        data = bytes(table[c] for c in text)
+    except KeyError as e:
+        raise ValueError(f"character {e.args[0]!r} is not in the byte-level BPE alphabet") from None
+    return data.decode("utf-8", errors="replace")
