@@ -9,6 +9,7 @@ from pathlib import Path
 
 BUILTIN_MODULES: tuple[str, ...] = (
     "seqloom.tokenizers.gpt2_bpe",
+    "seqloom.tokenizers.sentencepiece_bpe",
 )
 
 
