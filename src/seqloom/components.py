@@ -10,6 +10,8 @@ from pathlib import Path
 BUILTIN_MODULES: tuple[str, ...] = (
     "seqloom.tokenizers.gpt2_bpe",
     "seqloom.tokenizers.sentencepiece_bpe",
+    "seqloom.tokenizers.characters_bpe",
+    "seqloom.tokenizers.bytes_bpe",
 )
 
 
