@@ -12,6 +12,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "seqloom.tokenizers.sentencepiece_bpe",
     "seqloom.tokenizers.characters_bpe",
     "seqloom.tokenizers.bytes_bpe",
+    "seqloom.tokenizers.hf_byte_bpe",
 )
 
 
