@@ -1,0 +1,53 @@
+"""Learning-rate schedules: pure functions of the update number, wrapped in fairseq's scheduler protocol."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from seqloom import registry
+from seqloom.optim.lr_scheduler.base import LRScheduler, ScheduleInputs, as_lr_tuple
+
+__all__ = ["LRScheduler", "ScheduleInputs", "build_lr_scheduler", "import_schedulers"]
+
+
+def import_schedulers() -> None:
+    """Registers the built-in schedules (idempotent)."""
+    from seqloom.optim.lr_scheduler import (  # noqa: F401
+        cosine,
+        fixed,
+        inverse_sqrt,
+        polynomial_decay,
+        reduce_lr_on_plateau,
+        tri_stage,
+    )
+
+
+def build_lr_scheduler(
+    name: str,
+    cfg: Any,
+    optimizer: torch.optim.Optimizer,
+    *,
+    lr: float | Sequence[float],
+    max_update: int = 0,
+    maximize_best_checkpoint_metric: bool = False,
+) -> LRScheduler:
+    """The schedule registered as ``name`` (``--lr-scheduler``); it sets the optimizer's initial rate.
+
+    ``lr`` is fairseq's ``--lr`` list, ``max_update`` its ``--max-update`` (0: unset) and
+    ``maximize_best_checkpoint_metric`` its flag of that name. ``cfg`` None means the defaults.
+    """
+    import_schedulers()
+    entry = registry.LR_SCHEDULERS.entry(name)
+    if cfg is None:
+        cfg = entry.config_cls()
+    elif not isinstance(cfg, entry.config_cls):
+        raise TypeError(f"--lr-scheduler {name} expects a {entry.config_cls.__name__}, got {type(cfg).__name__}")
+    inputs = ScheduleInputs(
+        lr=as_lr_tuple(lr),
+        max_update=int(max_update or 0),
+        maximize_best_checkpoint_metric=maximize_best_checkpoint_metric,
+    )
+    return entry.obj(cfg, optimizer, inputs)

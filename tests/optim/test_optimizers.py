@@ -1,0 +1,240 @@
+"""Optimizers against straightforward re-implementations of fairseq's update rules."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import pytest
+import torch
+
+from seqloom import registry
+from seqloom.optim import build_optimizer, load_optimizer_state
+from seqloom.optim.adafactor import AdafactorConfig
+from seqloom.optim.adam import AdamConfig, FairseqAdam
+from seqloom.optim.nag import NAGConfig
+from seqloom.optim.sgd import AdagradConfig, SGDConfig
+
+SHAPES = [(6, 5), (5,), (3, 4, 2)]
+LRS = [1e-3, 2e-3, 5e-4, 5e-4, 1e-3, 3e-3, 1e-4, 1e-3]
+
+
+def make_params(seed: int = 0) -> list[torch.nn.Parameter]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.nn.Parameter(torch.randn(s, generator=g)) for s in SHAPES]
+
+
+def grads(step: int, scale: float = 1.0) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(1000 + step)
+    return [torch.randn(s, generator=g) * scale for s in SHAPES]
+
+
+def run(opt: torch.optim.Optimizer, params: list[torch.nn.Parameter], scale: float = 1.0) -> None:
+    for step, lr in enumerate(LRS):
+        for group in opt.param_groups:
+            group["lr"] = lr
+        for p, g in zip(params, grads(step, scale)):
+            p.grad = g.clone()
+        opt.step()
+
+
+def fairseq_adam_reference(
+    params: list[torch.Tensor], *, betas: tuple[float, float], eps: float, wd: float, scale: float = 1.0
+) -> list[torch.Tensor]:
+    """fairseq.optim.adam.Adam written out in float64, one parameter at a time."""
+    ps = [p.detach().double().clone() for p in params]
+    m = [torch.zeros_like(p) for p in ps]
+    v = [torch.zeros_like(p) for p in ps]
+    b1, b2 = betas
+    for step, lr in enumerate(LRS):
+        t = step + 1
+        for i, g in enumerate(grads(step, scale)):
+            g = g.double()
+            m[i] = b1 * m[i] + (1 - b1) * g
+            v[i] = b2 * v[i] + (1 - b2) * g * g
+            step_size = lr * math.sqrt(1 - b2**t) / (1 - b1**t)
+            ps[i] = ps[i] - wd * lr * ps[i]
+            ps[i] = ps[i] - step_size * m[i] / (v[i].sqrt() + eps)
+    return ps
+
+
+def test_adam_flags_and_defaults() -> None:
+    cfg = AdamConfig()
+    assert (cfg.adam_betas, cfg.adam_eps, cfg.weight_decay) == ((0.9, 0.999), 1e-8, 0.0)
+    assert registry.OPTIMIZERS.config_cls("adam") is AdamConfig
+
+
+@pytest.mark.parametrize("kernel", ["fused", "foreach"])
+def test_adam_is_fairseqs_decoupled_adam(kernel: str) -> None:
+    cfg = AdamConfig(adam_betas=(0.9, 0.98), adam_eps=1e-8, weight_decay=0.01)
+    params = make_params()
+    ref = fairseq_adam_reference(params, betas=(0.9, 0.98), eps=1e-8, wd=0.01)
+    if kernel == "fused":
+        opt = build_optimizer("adam", cfg, params, lr=1e-3)
+        assert isinstance(opt, torch.optim.AdamW) and opt.defaults["fused"] is True  # CPU has the fused kernel
+    else:
+        opt = torch.optim.AdamW(params, lr=1e-3, betas=(0.9, 0.98), eps=1e-8, weight_decay=0.01, foreach=True)
+    run(opt, params)
+    for p, r, start in zip(params, ref, make_params()):
+        torch.testing.assert_close(p.detach().double(), r, rtol=0, atol=2e-6)
+        assert (p - start).abs().max() > 1e-3  # the parameters really moved
+
+
+def test_use_old_adam_matches_fairseq_exactly_even_for_tiny_gradients() -> None:
+    # with gradients ~1e-9, sqrt(v) ~ eps: only fairseq's eps placement reproduces fairseq
+    params, twin = make_params(), make_params()
+    ref = fairseq_adam_reference(params, betas=(0.9, 0.98), eps=1e-8, wd=0.0, scale=1e-9)
+    old = build_optimizer("adam", AdamConfig(adam_betas=(0.9, 0.98), use_old_adam=True), params, 1e-3)
+    assert isinstance(old, FairseqAdam)
+    run(old, params, scale=1e-9)
+    new = build_optimizer("adam", AdamConfig(adam_betas=(0.9, 0.98)), twin, 1e-3)
+    run(new, twin, scale=1e-9)
+    start = make_params()
+    for p, t, r, s in zip(params, twin, ref, start):
+        torch.testing.assert_close(p.detach().double(), r, rtol=0, atol=1e-6)
+        moved_ref = (r - s.detach().double()).abs().max()
+        moved_torch = (t.detach().double() - s.detach().double()).abs().max()
+        # fairseq's eps, added before the bias correction of v, acts like eps / sqrt(1 - beta2^t) and damps
+        # early tiny updates more than torch's: the one visible difference, and why --use-old-adam exists
+        assert moved_torch > 2 * moved_ref
+
+
+def test_fp16_adam_stats_is_refused_with_the_flag_name() -> None:
+    with pytest.raises(ValueError, match="--fp16-adam-stats"):
+        build_optimizer("adam", AdamConfig(fp16_adam_stats=True), make_params(), 1e-3)
+
+
+def test_adam_resumes_from_fairseqs_optimizer_state(fairseq_fixtures) -> None:
+    torch.serialization.add_safe_globals([argparse.Namespace])
+    ckpt = torch.load(fairseq_fixtures / "mt/checkpoints/checkpoint_last.pt", map_location="cpu", weights_only=True)
+    state = ckpt["last_optimizer_state"]
+    params = [torch.nn.Parameter(torch.zeros_like(s["exp_avg"])) for _, s in sorted(state["state"].items())]
+    for p in params:
+        p.grad = torch.full_like(p, 1e-3)
+    for cfg in (AdamConfig(), AdamConfig(use_old_adam=True)):
+        opt = build_optimizer("adam", cfg, params, lr=1.0)
+        load_optimizer_state(opt, state)
+        group = opt.param_groups[0]
+        assert group.get("fused") is (None if cfg.use_old_adam else True)  # the kernel choice survives
+        assert group["betas"] == (0.9, 0.98) and group["lr"] == pytest.approx(0.0005773502691896258)
+        with torch.no_grad():
+            for p in params:
+                p.zero_()
+        opt.step()
+        s0 = state["state"][0]
+        m = 0.9 * s0["exp_avg"] + 0.1 * 1e-3
+        v = 0.98 * s0["exp_avg_sq"] + 0.02 * 1e-6
+        lr = 0.0005773502691896258
+        expected = -lr * math.sqrt(1 - 0.98**301) / (1 - 0.9**301) * m / (v.sqrt() + 1e-8)
+        torch.testing.assert_close(params[0].detach(), expected, rtol=1e-4, atol=1e-9)
+        assert int(opt.state[params[0]]["step"]) == 301
+
+
+def nag_reference(params: list[torch.Tensor], *, momentum: float, wd: float) -> list[torch.Tensor]:
+    ps = [p.detach().double().clone() for p in params]
+    bufs = [torch.zeros_like(p) for p in ps]
+    lr_old = LRS[0]
+    for step, lr in enumerate(LRS):
+        corr = lr / lr_old
+        for i, g in enumerate(grads(step)):
+            g = g.double()
+            ps[i] = ps[i] * (1 - lr * wd) + momentum * momentum * corr * bufs[i] - (1 + momentum) * lr * g
+            bufs[i] = momentum * corr * bufs[i] - lr * g
+        lr_old = lr
+    return ps
+
+
+def test_nag_is_fairseqs_formula_not_torchs_nesterov() -> None:
+    assert NAGConfig().momentum == 0.99
+    params, twin = make_params(), make_params()
+    ref = nag_reference(params, momentum=0.9, wd=0.01)
+    run(build_optimizer("nag", NAGConfig(momentum=0.9, weight_decay=0.01), params, LRS[0]), params)
+    for p, r in zip(params, ref):
+        torch.testing.assert_close(p.detach().double(), r, rtol=0, atol=1e-6)
+    run(torch.optim.SGD(twin, lr=LRS[0], momentum=0.9, nesterov=True, weight_decay=0.01), twin)
+    assert max((p - t).abs().max().item() for p, t in zip(params, twin)) > 1e-4
+
+
+def test_sgd_and_adagrad_are_torchs_with_fairseqs_flags() -> None:
+    assert (SGDConfig().momentum, SGDConfig().weight_decay, AdagradConfig().weight_decay) == (0.0, 0.0, 0.0)
+    for name, cfg, twin_opt in (
+        (
+            "sgd",
+            SGDConfig(momentum=0.5, weight_decay=0.1),
+            lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.5, weight_decay=0.1),
+        ),
+        ("adagrad", AdagradConfig(weight_decay=0.1), lambda ps: torch.optim.Adagrad(ps, lr=0.1, weight_decay=0.1)),
+    ):
+        params, twin = make_params(), make_params()
+        run(build_optimizer(name, cfg, params, 0.1), params)
+        run(twin_opt(twin), twin)
+        for p, t in zip(params, twin):
+            torch.testing.assert_close(p, t)
+        assert not torch.equal(params[0], make_params()[0])
+
+
+def adafactor_reference(params: list[torch.Tensor], cfg: AdafactorConfig) -> list[torch.Tensor]:
+    """Adafactor per fairseq's algorithm, one parameter at a time, in float64."""
+    ps = [p.detach().double().clone() for p in params]
+    state: list[dict] = [{} for _ in ps]
+    eps1, eps2 = cfg.adafactor_eps
+    for step, lr in enumerate(LRS):
+        t = step + 1
+        for i, g in enumerate(grads(step)):
+            g, p, st = g.double(), ps[i], state[i]
+            rms_p = (p.pow(2).mean()).sqrt().item()
+            rel = min(1e-6 * t if cfg.warmup_init else 1e-2, 1 / math.sqrt(t)) if cfg.relative_step else lr
+            lr_t = rel * (max(eps2, rms_p) if cfg.scale_parameter else 1.0)
+            b2 = 1 - t**cfg.decay_rate
+            sq = g * g + eps1
+            if g.dim() >= 2:
+                st["r"] = b2 * st.get("r", 0) + (1 - b2) * sq.mean(-1)
+                st["c"] = b2 * st.get("c", 0) + (1 - b2) * sq.mean(-2)
+                vhat = (st["r"] / st["r"].mean(-1, keepdim=True)).unsqueeze(-1) * st["c"].unsqueeze(-2)
+            else:
+                st["v"] = vhat = b2 * st.get("v", 0) + (1 - b2) * sq
+            u = g / vhat.sqrt()
+            u = u / max(1.0, (u.pow(2).mean().sqrt() / cfg.clip_threshold).item()) * lr_t
+            if cfg.beta1 is not None:
+                st["m"] = u = cfg.beta1 * st.get("m", 0) + (1 - cfg.beta1) * u
+            ps[i] = p - cfg.weight_decay * lr_t * p - u
+    return ps
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        AdafactorConfig(),
+        AdafactorConfig(beta1=0.9, weight_decay=0.01, clip_threshold=0.5),
+        AdafactorConfig(scale_parameter=True, relative_step=True),
+        AdafactorConfig(scale_parameter=True, relative_step=True, warmup_init=True, decay_rate=-0.5),
+    ],
+)
+def test_adafactor_matches_the_reference_algorithm(cfg: AdafactorConfig) -> None:
+    params = make_params()
+    ref = adafactor_reference(params, cfg)
+    run(build_optimizer("adafactor", cfg, params, LRS[0]), params)
+    for p, r in zip(params, ref):
+        torch.testing.assert_close(p.detach().double(), r, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(params[1], make_params()[1])
+
+
+def test_adafactor_factors_matrices_and_keeps_fairseqs_state_keys() -> None:
+    params = make_params()
+    opt = build_optimizer("adafactor", AdafactorConfig(beta1=0.9), params, 1e-3)
+    run(opt, params)
+    assert set(opt.state[params[0]]) == {"step", "exp_avg", "exp_avg_sq_row", "exp_avg_sq_col", "RMS"}
+    assert opt.state[params[0]]["exp_avg_sq_row"].shape == (6,)
+    assert opt.state[params[2]]["exp_avg_sq_col"].shape == (3, 2)
+    assert set(opt.state[params[1]]) == {"step", "exp_avg", "exp_avg_sq", "RMS"}
+    assert opt.param_groups[0]["lr"] == LRS[-1]  # the scheduler's rate is not overwritten
+
+
+def test_adafactor_warmup_init_needs_relative_step() -> None:
+    with pytest.raises(ValueError, match="--warmup-init requires --relative-step"):
+        build_optimizer("adafactor", AdafactorConfig(warmup_init=True), make_params(), 1e-3)
+
+
+def test_unknown_optimizer_names_the_choices() -> None:
+    with pytest.raises(KeyError, match="Did you mean 'adam'"):
+        build_optimizer("adamm", None, make_params(), 1e-3)
