@@ -61,6 +61,15 @@ def test_bart_hub_encode_entries(gpt2: GPT2BPE, fairseq_fixtures: Path) -> None:
         assert gpt2.decode(entry["gpt2_bpe"]) == entry["sentence"]
 
 
+def test_bart_dictionary_indexes_the_gpt2_ids(gpt2: GPT2BPE, fairseq_fixtures: Path) -> None:
+    # fairseq's Dictionary: <s>=0 <pad>=1 </s>=2 <unk>=3, then dict.txt's lines in order
+    lines = (fairseq_fixtures / "bart" / "model" / "dict.txt").read_text(encoding="utf-8").splitlines()
+    index = {line.split(" ")[0]: 4 + i for i, line in enumerate(lines)}
+    hub = json.loads((fairseq_fixtures / "bart" / "hub.json").read_text(encoding="utf-8"))
+    for entry in hub["encode"]:
+        assert entry["ids"] == [0, *(index[t] for t in gpt2.encode(entry["sentence"]).split()), 2]
+
+
 def test_unicode_whitespace_and_contractions_round_trip(gpt2: GPT2BPE) -> None:
     text = "  Don't  stop\t\n’tis  日本語 😀 x\u00a0y\r\n"
     assert gpt2.decode(gpt2.encode(text)) == text
