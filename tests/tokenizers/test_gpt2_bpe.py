@@ -117,3 +117,10 @@ def test_malformed_vocab_bpe_names_file_and_line(gpt2_files: tuple[str, str], tm
     bad.write_text("#version: 0.2\nĠ t\nthree parts here\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"vocab\.bpe:3: expected a merge"):
         GPT2BPE(GPT2BPEConfig(gpt2_encoder_json=gpt2_files[0], gpt2_vocab_bpe=str(bad)))
+
+
+def test_malformed_encoder_json_names_file_and_line(gpt2_files: tuple[str, str], tmp_path: Path) -> None:
+    bad = tmp_path / "encoder.json"
+    bad.write_text('{"a": 0,\n "b": }\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"encoder\.json:2: not valid JSON"):
+        GPT2BPE(GPT2BPEConfig(gpt2_encoder_json=str(bad), gpt2_vocab_bpe=gpt2_files[1]))

@@ -41,7 +41,9 @@ def load_encoder_json(path: Path) -> dict[str, int]:
         with open(path, encoding="utf-8") as f:
             vocab = json.load(f)
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}:{e.lineno}: not valid JSON ({e.msg}); --gpt2-encoder-json wants encoder.json") from None
+        raise ValueError(
+            f"{path}:{e.lineno}: not valid JSON ({e.msg}); --gpt2-encoder-json wants encoder.json"
+        ) from None
     if not isinstance(vocab, dict):
         raise ValueError(f"{path}: expected a JSON object of token -> id; --gpt2-encoder-json wants encoder.json")
     return vocab
