@@ -8,21 +8,12 @@ import sys
 from pathlib import Path
 
 BUILTIN_MODULES: tuple[str, ...] = (
+    "seqloom.tasks.translation",
     "seqloom.tokenizers.gpt2_bpe",
     "seqloom.tokenizers.sentencepiece_bpe",
     "seqloom.tokenizers.characters_bpe",
     "seqloom.tokenizers.bytes_bpe",
     "seqloom.tokenizers.hf_byte_bpe",
-    "seqloom.optim.adam",
-    "seqloom.optim.sgd",
-    "seqloom.optim.nag",
-    "seqloom.optim.adafactor",
-    "seqloom.optim.lr_scheduler.fixed",
-    "seqloom.optim.lr_scheduler.inverse_sqrt",
-    "seqloom.optim.lr_scheduler.polynomial_decay",
-    "seqloom.optim.lr_scheduler.cosine",
-    "seqloom.optim.lr_scheduler.reduce_lr_on_plateau",
-    "seqloom.optim.lr_scheduler.tri_stage",
 )
 
 

@@ -1,0 +1,157 @@
+"""Epoch iteration over fixed batches: seeded shuffling, sharding across ranks, and mid-epoch resume.
+
+The batches (lists of sample ids) are fixed once. Each epoch ``e`` shuffles their order with
+``np.random.RandomState(seed + e)`` (fairseq's recipe, so the data order matches fairseq's), gives rank
+``r`` of ``n`` every n-th batch (padded with empty batches so all ranks take the same number of steps),
+and counts how many it has handed out. ``state_dict()`` is fairseq's ``extra_state["train_iterator"]``:
+``{"version": 2, "epoch", "iterations_in_epoch", "shuffle"}``; loading it resumes at that batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch.utils.data
+
+
+class _Batches(torch.utils.data.Dataset):
+    """Batch ``i`` of an epoch, collated: what a DataLoader's workers compute."""
+
+    def __init__(self, dataset: Any, batches: Sequence[np.ndarray], collate_fn: Callable[[list[Any]], Any]) -> None:
+        self.dataset, self.batches, self.collate_fn = dataset, batches, collate_fn
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int) -> Any:
+        return self.collate_fn([self.dataset[int(j)] for j in self.batches[i]])
+
+
+class EpochIterator:
+    """Iterates one epoch's batches from ``offset``; ``n`` counts the batches handed out so far."""
+
+    def __init__(self, loader: Iterator[Any] | None, total: int, offset: int) -> None:
+        self._loader = loader
+        self.total = total
+        self.n = offset
+
+    def __len__(self) -> int:
+        return self.total
+
+    def __iter__(self) -> EpochIterator:
+        return self
+
+    def __next__(self) -> Any:
+        if self._loader is None or self.n >= self.total:
+            raise StopIteration
+        batch = next(self._loader)
+        self.n += 1
+        return batch
+
+    def has_next(self) -> bool:
+        return self.n < self.total
+
+    def take_groups(self, size: int) -> Iterator[list[Any]]:
+        """Yields lists of ``size`` consecutive batches (the last may be shorter): one update each."""
+        while self.has_next():
+            group = []
+            while len(group) < size and self.has_next():
+                group.append(next(self))
+            yield group
+
+
+class EpochBatchIterator:
+    """Fixed batches over ``dataset``, re-shuffled per epoch, resumable mid-epoch."""
+
+    def __init__(
+        self,
+        dataset: Any,
+        batches: Sequence[np.ndarray],
+        collate_fn: Callable[[list[Any]], Any],
+        *,
+        seed: int = 1,
+        num_shards: int = 1,
+        shard_id: int = 0,
+        num_workers: int = 0,
+        epoch: int = 1,
+    ) -> None:
+        self.dataset = dataset
+        self.frozen_batches = list(batches)
+        self.collate_fn = collate_fn
+        self.seed, self.num_shards, self.shard_id = seed, num_shards, shard_id
+        self.num_workers = num_workers
+        self.epoch = max(epoch, 1)  # the epoch the next ``next_epoch_itr`` starts (or resumes)
+        self.shuffle = True
+        self._offset = 0  # where that epoch resumes
+        self._current: EpochIterator | None = None
+
+    def __len__(self) -> int:
+        """Batches per epoch for this shard."""
+        return -(-len(self.frozen_batches) // self.num_shards)
+
+    @property
+    def next_epoch_idx(self) -> int:
+        if self._current is not None and not self._current.has_next():
+            return self.epoch + 1
+        return self.epoch
+
+    def epoch_batches(self, epoch: int, shuffle: bool) -> list[np.ndarray]:
+        """This shard's batches in epoch ``epoch``'s order."""
+        batches = list(self.frozen_batches)
+        if shuffle:
+            np.random.RandomState(self.seed + epoch).shuffle(batches)
+        mine = batches[self.shard_id :: self.num_shards]
+        empty = np.zeros(0, dtype=np.int64)
+        return mine + [empty] * (len(self) - len(mine))
+
+    def next_epoch_itr(self, shuffle: bool = True) -> EpochIterator:
+        """Starts the next epoch (or the one being resumed) and returns its iterator."""
+        if self._current is not None:
+            self.epoch = self.next_epoch_idx
+            self._offset = 0
+        self.shuffle = shuffle
+        batches = self.epoch_batches(self.epoch, shuffle)
+        self._current = self._make_iterator(batches, self._offset)
+        return self._current
+
+    def _make_iterator(self, batches: list[np.ndarray], offset: int) -> EpochIterator:
+        if offset >= len(batches):
+            return EpochIterator(None, len(batches), len(batches))
+        data = _Batches(self.dataset, batches, self.collate_fn)
+        loader = torch.utils.data.DataLoader(
+            data,
+            batch_size=None,
+            sampler=range(offset, len(batches)),
+            num_workers=self.num_workers,
+            persistent_workers=False,
+        )
+        return EpochIterator(iter(loader), len(batches), offset)
+
+    def end_of_epoch(self) -> bool:
+        return self._current is None or not self._current.has_next()
+
+    @property
+    def iterations_in_epoch(self) -> int:
+        return self._current.n if self._current is not None else self._offset
+
+    def state_dict(self) -> dict[str, Any]:
+        """fairseq's iterator state; an epoch that has ended is recorded as complete (n == len)."""
+        return {
+            "version": 2,
+            "epoch": self.epoch,
+            "iterations_in_epoch": self.iterations_in_epoch,
+            "shuffle": self.shuffle,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resumes where ``state`` left off: mid-epoch at that batch, or at the next epoch if it ended."""
+        self.epoch = int(state["epoch"])
+        offset = int(state.get("iterations_in_epoch", 0))
+        self.shuffle = bool(state.get("shuffle", True))
+        self._current = None
+        if offset >= len(self) and offset > 0:
+            self.epoch += 1
+            offset = 0
+        self._offset = offset

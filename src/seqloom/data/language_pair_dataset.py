@@ -1,0 +1,199 @@
+"""Source/target sentence pairs and their collation into fairseq's sample dict.
+
+A sample dict (what criterions and generators read), all tensors batch-first:
+
+* ``id`` (B,) int64 sample ids, ``nsentences`` B, ``ntokens`` non-pad target tokens;
+* ``net_input.src_tokens`` (B, S) left-padded by default, ``net_input.src_lengths`` (B,);
+* ``net_input.prev_output_tokens`` (B, T): the target shifted right with eos moved to the front;
+* ``target`` (B, T) right-padded by default.
+
+Rows are sorted by decreasing source length, as fairseq sorts them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+class TokenDataset(Protocol):
+    """What a dataset of token sequences offers (``MMapIndexedDataset`` and friends)."""
+
+    sizes: np.ndarray
+
+    def __getitem__(self, index: int) -> Tensor: ...
+
+    def __len__(self) -> int: ...
+
+
+class ConcatTokens:
+    """Several token datasets read as one; ``ratios[k]`` repeats dataset ``k`` (fairseq's upsampling)."""
+
+    def __init__(self, datasets: Sequence[TokenDataset], ratios: Sequence[int] | None = None) -> None:
+        ratios = list(ratios or [1] * len(datasets))
+        self.datasets = list(datasets)
+        lengths = [len(d) * r for d, r in zip(self.datasets, ratios)]
+        self.offsets = np.cumsum([0] + lengths)
+        self.sizes = np.concatenate([np.tile(np.asarray(d.sizes), r) for d, r in zip(self.datasets, ratios)])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getitem__(self, index: int) -> Tensor:
+        k = int(np.searchsorted(self.offsets, index, side="right") - 1)
+        dataset = self.datasets[k]
+        return dataset[(index - int(self.offsets[k])) % len(dataset)]
+
+
+def collate_tokens(
+    values: Sequence[Tensor],
+    pad_idx: int,
+    *,
+    eos_idx: int | None = None,
+    left_pad: bool = False,
+    move_eos_to_beginning: bool = False,
+    pad_to_multiple: int = 1,
+) -> Tensor:
+    """Stacks 1-D token tensors into (B, T), padding on the left or right.
+
+    With ``move_eos_to_beginning`` each row becomes ``[eos, x_0, ..., x_{n-2}]`` (the decoder input).
+    """
+    size = max(int(v.size(0)) for v in values)
+    if pad_to_multiple > 1 and size % pad_to_multiple:
+        size += pad_to_multiple - size % pad_to_multiple
+    out = values[0].new_full((len(values), size), pad_idx)  # (B, T)
+    for i, v in enumerate(values):
+        row = out[i, size - len(v) :] if left_pad else out[i, : len(v)]
+        if move_eos_to_beginning:
+            row[0] = v[-1] if eos_idx is None else eos_idx
+            row[1:] = v[:-1]
+        else:
+            row.copy_(v)
+    return out
+
+
+def collate(
+    samples: Sequence[dict[str, Any]],
+    *,
+    pad_idx: int,
+    eos_idx: int,
+    left_pad_source: bool = True,
+    left_pad_target: bool = False,
+    pad_to_multiple: int = 1,
+) -> dict[str, Any]:
+    """Builds fairseq's sample dict from ``{"id", "source", "target"}`` items (empty dict if none)."""
+    if not samples:
+        return {}
+    ids = torch.tensor([s["id"] for s in samples], dtype=torch.long)
+    src_tokens = collate_tokens(
+        [s["source"] for s in samples],
+        pad_idx,
+        eos_idx=eos_idx,
+        left_pad=left_pad_source,
+        pad_to_multiple=pad_to_multiple,
+    )
+    src_lengths = src_tokens.ne(pad_idx).long().sum(dim=1)  # (B,)
+    # fairseq's (unstable) descending sort, so that rows come out in the same order as fairseq's
+    src_lengths, order = src_lengths.sort(descending=True)
+    batch: dict[str, Any] = {
+        "id": ids.index_select(0, order),
+        "nsentences": len(samples),
+        "ntokens": int(src_lengths.sum()),
+        "net_input": {"src_tokens": src_tokens.index_select(0, order), "src_lengths": src_lengths},
+        "target": None,
+    }
+    if samples[0].get("target") is not None:
+        targets = [s["target"] for s in samples]
+        target = collate_tokens(
+            targets, pad_idx, eos_idx=eos_idx, left_pad=left_pad_target, pad_to_multiple=pad_to_multiple
+        )
+        prev = collate_tokens(
+            targets,
+            pad_idx,
+            eos_idx=eos_idx,
+            left_pad=left_pad_target,
+            move_eos_to_beginning=True,
+            pad_to_multiple=pad_to_multiple,
+        )
+        target = target.index_select(0, order)  # (B, T)
+        batch["target"] = target
+        batch["ntokens"] = int(target.ne(pad_idx).sum())
+        batch["net_input"]["prev_output_tokens"] = prev.index_select(0, order)  # (B, T)
+    return batch
+
+
+class LanguagePairDataset:
+    """Pairs ``src[i]``/``tgt[i]``; sizes, length ordering and collation as fairseq's dataset of that name."""
+
+    def __init__(
+        self,
+        src: TokenDataset,
+        src_dict: Any,
+        tgt: TokenDataset | None = None,
+        tgt_dict: Any = None,
+        *,
+        left_pad_source: bool = True,
+        left_pad_target: bool = False,
+        shuffle: bool = True,
+        truncate_source_to: int | None = None,
+        pad_to_multiple: int = 1,
+    ) -> None:
+        if tgt is not None and len(src) != len(tgt):
+            raise ValueError(f"source and target must have the same number of sentences ({len(src)} vs {len(tgt)})")
+        self.src, self.tgt = src, tgt
+        self.src_dict, self.tgt_dict = src_dict, tgt_dict if tgt_dict is not None else src_dict
+        self.left_pad_source, self.left_pad_target = left_pad_source, left_pad_target
+        self.shuffle = shuffle
+        self.truncate_source_to = truncate_source_to
+        self.pad_to_multiple = pad_to_multiple
+        self.src_sizes = np.asarray(src.sizes, dtype=np.int64)
+        if truncate_source_to is not None:
+            self.src_sizes = np.minimum(self.src_sizes, truncate_source_to)
+        self.tgt_sizes = np.asarray(tgt.sizes, dtype=np.int64) if tgt is not None else None
+
+    def __len__(self) -> int:
+        return len(self.src)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        source = self.src[index].long()
+        if self.truncate_source_to is not None and len(source) > self.truncate_source_to:
+            eos = self.src_dict.eos()
+            body = source[:-1] if int(source[-1]) == eos else source
+            source = torch.cat([body[: self.truncate_source_to - 1], source.new_tensor([eos])])
+        target = self.tgt[index].long() if self.tgt is not None else None
+        return {"id": index, "source": source, "target": target}
+
+    def collater(self, samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        return collate(
+            samples,
+            pad_idx=self.src_dict.pad(),
+            eos_idx=self.src_dict.eos(),
+            left_pad_source=self.left_pad_source,
+            left_pad_target=self.left_pad_target,
+            pad_to_multiple=self.pad_to_multiple,
+        )
+
+    def num_tokens_vec(self, indices: np.ndarray) -> np.ndarray:
+        """Per-sample batch cost: the longer of source and target."""
+        sizes = self.src_sizes[indices]
+        return sizes if self.tgt_sizes is None else np.maximum(sizes, self.tgt_sizes[indices])
+
+    def size(self, index: int) -> tuple[int, int]:
+        return int(self.src_sizes[index]), int(self.tgt_sizes[index]) if self.tgt_sizes is not None else 0
+
+    def ordered_indices(self, rng: np.random.RandomState | None = None) -> np.ndarray:
+        """Ids sorted by source length, ties by target length; ties beyond that in a seeded shuffle.
+
+        ``rng`` is the generator fairseq seeds with ``--seed`` (``np.random.RandomState(seed)``).
+        """
+        if self.shuffle:
+            indices = (rng or np.random).permutation(len(self)).astype(np.int64)
+        else:
+            indices = np.arange(len(self), dtype=np.int64)
+        if self.tgt_sizes is not None:
+            indices = indices[np.argsort(self.tgt_sizes[indices], kind="mergesort")]
+        return indices[np.argsort(self.src_sizes[indices], kind="mergesort")]

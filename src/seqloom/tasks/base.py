@@ -1,0 +1,90 @@
+"""What every task shares: its loaded splits and the batch iterator built over one of them."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from seqloom.data.batching import batch_by_size, filter_by_size, resolve_max_positions
+from seqloom.data.iterators import EpochBatchIterator
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(kw_only=True)
+class BatchingOptions:
+    """How one split is cut into batches (``--max-tokens``, ``--batch-size``, ... for that split)."""
+
+    max_tokens: int | None = None
+    max_sentences: int | None = None
+    max_positions: tuple[int | None, int | None] | None = None
+    ignore_invalid_inputs: bool = False
+    required_batch_size_multiple: int = 1
+    seed: int = 1
+    num_shards: int = 1
+    shard_id: int = 0
+    num_workers: int = 0
+    epoch: int = 1
+
+
+class Task:
+    """Holds the loaded splits of a task (``self.datasets[split]``) and iterates batches over them."""
+
+    def __init__(self) -> None:
+        self.datasets: dict[str, Any] = {}
+
+    def dataset(self, split: str) -> Any:
+        if split not in self.datasets:
+            raise KeyError(f"split {split!r} is not loaded (call load_dataset({split!r}) first)")
+        return self.datasets[split]
+
+    def max_positions(self) -> tuple[int | None, int | None] | None:
+        return None
+
+    def get_batch_iterator(self, dataset: Any, options: BatchingOptions) -> EpochBatchIterator:
+        """Length-sorted, size-filtered, token-budget batches over ``dataset`` (fairseq's recipe)."""
+        indices = dataset.ordered_indices(np.random.RandomState(options.seed))
+        max_positions = resolve_max_positions(options.max_positions, options.max_tokens)
+        indices = self._filter(dataset, indices, max_positions, options.ignore_invalid_inputs)
+        batches = batch_by_size(
+            indices,
+            dataset.num_tokens_vec(indices),
+            max_tokens=options.max_tokens,
+            max_sentences=options.max_sentences,
+            required_batch_size_multiple=options.required_batch_size_multiple,
+        )
+        return EpochBatchIterator(
+            dataset,
+            batches,
+            dataset.collater,
+            seed=options.seed,
+            num_shards=options.num_shards,
+            shard_id=options.shard_id,
+            num_workers=options.num_workers,
+            epoch=options.epoch,
+        )
+
+    @staticmethod
+    def _filter(
+        dataset: Any, indices: np.ndarray, max_positions: tuple[int | None, int | None], ignore_invalid: bool
+    ) -> np.ndarray:
+        kept, dropped = filter_by_size(indices, dataset.src_sizes, dataset.tgt_sizes, max_positions)
+        if len(dropped) == 0:
+            return kept
+        first = int(dropped[0])
+        if not ignore_invalid:
+            raise ValueError(
+                f"size of sample #{first} is invalid (={dataset.size(first)}) since max_positions={max_positions}; "
+                "skip such samples with --skip-invalid-size-inputs-valid-test, or raise --max-tokens / "
+                "--max-source-positions / --max-target-positions"
+            )
+        logger.warning(
+            "%d samples have invalid sizes and will be skipped, max_positions=%s, first few sample ids=%s",
+            len(dropped),
+            max_positions,
+            dropped[:10].tolist(),
+        )
+        return kept

@@ -1,0 +1,193 @@
+"""The ``translation`` task: binarized sentence pairs from fairseq-style ``data-bin`` folders.
+
+A data folder holds ``dict.{src}.txt``, ``dict.{tgt}.txt`` and ``{split}.{src}-{tgt}.{lang}.{bin,idx}``
+(``split1``, ``split2``... are further shards of the same training split). ``DATA`` may list several
+folders separated by ``:``; epoch ``e`` trains on folder ``(e - 1) % n`` and validates on the first.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from seqloom import registry
+from seqloom.config.options import field
+from seqloom.data.language_pair_dataset import ConcatTokens, LanguagePairDataset
+from seqloom.tasks.base import Task
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(kw_only=True)
+class TranslationConfig:
+    """Options of ``--task translation`` (fairseq's names and defaults)."""
+
+    data: Optional[str] = field(
+        None,
+        help="colon separated path to data directories list, will be iterated upon during epochs in round-robin manner",
+        positional=True,
+    )
+    source_lang: Optional[str] = field(None, help="source language", aliases=("-s",))
+    target_lang: Optional[str] = field(None, help="target language", aliases=("-t",))
+    load_alignments: bool = field(False, help="load the binarized alignments")
+    left_pad_source: bool = field(True, help="pad the source on the left")
+    left_pad_target: bool = field(False, help="pad the target on the left")
+    max_source_positions: int = field(1024, help="max number of tokens in the source sequence")
+    max_target_positions: int = field(1024, help="max number of tokens in the target sequence")
+    upsample_primary: int = field(-1, help="the amount of upsample primary dataset")
+    truncate_source: bool = field(False, help="truncate source to max-source-positions")
+    num_batch_buckets: int = field(
+        0, help="if >0, then bucket source and target lengths into N buckets and pad accordingly"
+    )
+    eval_bleu: bool = field(False, help="evaluation with BLEU scores")
+    eval_bleu_args: Optional[str] = field(
+        "{}", help='generation args for BLUE scoring, e.g., \'{"beam": 4, "lenpen": 0.6}\', as JSON string'
+    )
+    eval_bleu_detok: str = field(
+        "space",
+        help="detokenize before computing BLEU (e.g., 'moses'); required if using --eval-bleu; use 'space' to disable detokenization",
+    )
+    eval_bleu_detok_args: Optional[str] = field("{}", help="args for building the tokenizer, if needed, as JSON string")
+    eval_tokenized_bleu: bool = field(False, help="compute tokenized BLEU instead of sacrebleu")
+    eval_bleu_remove_bpe: Optional[str] = field(None, help="remove BPE before computing BLEU", const="@@ ")
+    eval_bleu_print_samples: bool = field(False, help="print sample generations during validation")
+
+
+def data_paths(data: str | None) -> list[str]:
+    if not data:
+        raise ValueError("translation: no data directory given (the positional DATA argument, e.g. data-bin/wmt)")
+    paths = [p for p in data.split(os.pathsep) if p]
+    for p in paths:
+        if not Path(p).is_dir():
+            raise FileNotFoundError(f"translation: data directory {p!r} does not exist (DATA argument)")
+    return paths
+
+
+def infer_language_pair(path: str) -> tuple[str, str]:
+    """Reads ``(src, tgt)`` from a file named ``{split}.{src}-{tgt}.{lang}...`` in ``path``."""
+    for name in sorted(os.listdir(path)):
+        parts = name.split(".")
+        if len(parts) >= 3 and len(parts[1].split("-")) == 2:
+            src, tgt = parts[1].split("-")
+            return src, tgt
+    raise ValueError(
+        f"translation: could not infer the language pair from the files in {path!r} "
+        "(expected e.g. train.en-de.en.bin); pass --source-lang and --target-lang"
+    )
+
+
+@registry.TASKS.register("translation", config=TranslationConfig)
+class TranslationTask(Task):
+    """Translate from ``source_lang`` into ``target_lang``."""
+
+    def __init__(
+        self, cfg: TranslationConfig, src_dict: Any, tgt_dict: Any, *, dataset_impl: str | None = None
+    ) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.src_dict, self.tgt_dict = src_dict, tgt_dict
+        self.dataset_impl = dataset_impl
+
+    @property
+    def source_dictionary(self) -> Any:
+        return self.src_dict
+
+    @property
+    def target_dictionary(self) -> Any:
+        return self.tgt_dict
+
+    @classmethod
+    def setup_task(cls, cfg: TranslationConfig, *, dataset_impl: str | None = None) -> TranslationTask:
+        """Reads the dictionaries of the first data folder (inferring the languages if not given)."""
+        from seqloom.data.dictionary import Dictionary
+
+        paths = data_paths(cfg.data)
+        if cfg.source_lang is None or cfg.target_lang is None:
+            src, tgt = infer_language_pair(paths[0])
+            cfg.source_lang = cfg.source_lang or src
+            cfg.target_lang = cfg.target_lang or tgt
+        dicts = []
+        for lang in (cfg.source_lang, cfg.target_lang):
+            path = Path(paths[0]) / f"dict.{lang}.txt"
+            if not path.exists():
+                raise FileNotFoundError(
+                    f"translation: dictionary {path} not found (check DATA and --source-lang/--target-lang)"
+                )
+            d = Dictionary.load(str(path))
+            logger.info("[%s] dictionary: %d types", lang, len(d))
+            dicts.append(d)
+        src_dict, tgt_dict = dicts
+        if (src_dict.pad(), src_dict.eos(), src_dict.unk()) != (tgt_dict.pad(), tgt_dict.eos(), tgt_dict.unk()):
+            raise ValueError("translation: source and target dictionaries disagree on pad/eos/unk ids")
+        return cls(cfg, src_dict, tgt_dict, dataset_impl=dataset_impl)
+
+    def max_positions(self) -> tuple[int, int]:
+        return self.cfg.max_source_positions, self.cfg.max_target_positions
+
+    def load_dataset(self, split: str, *, epoch: int = 1, combine: bool = False) -> LanguagePairDataset:
+        """Loads ``split`` from the epoch's data folder; ``combine`` also reads ``split1``, ``split2``..."""
+        paths = data_paths(self.cfg.data)
+        path = paths[(epoch - 1) % len(paths)]
+        src_parts, tgt_parts = self._load_shards(path, split, combine)
+        ratios = None
+        if len(src_parts) > 1 and self.cfg.upsample_primary > 1:
+            ratios = [self.cfg.upsample_primary] + [1] * (len(src_parts) - 1)
+        src = src_parts[0] if len(src_parts) == 1 else ConcatTokens(src_parts, ratios)
+        tgt = tgt_parts[0] if len(tgt_parts) == 1 else ConcatTokens(tgt_parts, ratios)
+        dataset = LanguagePairDataset(
+            src,
+            self.src_dict,
+            tgt,
+            self.tgt_dict,
+            left_pad_source=self.cfg.left_pad_source,
+            left_pad_target=self.cfg.left_pad_target,
+            truncate_source_to=self.cfg.max_source_positions if self.cfg.truncate_source else None,
+        )
+        logger.info("%s %s %s-%s %d examples", path, split, self.cfg.source_lang, self.cfg.target_lang, len(dataset))
+        self.datasets[split] = dataset
+        return dataset
+
+    def _load_shards(self, path: str, split: str, combine: bool) -> tuple[list[Any], list[Any]]:
+        from seqloom.data import indexed_dataset
+
+        src, tgt = self.cfg.source_lang, self.cfg.target_lang
+        srcs: list[Any] = []
+        tgts: list[Any] = []
+        k = 0
+        while True:
+            name = split + (str(k) if k > 0 else "")
+            prefix = self._find_prefix(path, name, indexed_dataset)
+            if prefix is None:
+                if k > 0:
+                    break
+                raise FileNotFoundError(
+                    f"translation: split {split!r} not found in {path}: expected {name}.{src}-{tgt}.{src}.bin/.idx "
+                    f"and {name}.{src}-{tgt}.{tgt}.bin/.idx (or {name}.{tgt}-{src}.*); check --train-subset/"
+                    "--valid-subset and the languages"
+                )
+            srcs.append(self._open(prefix + src, self.src_dict, indexed_dataset))
+            tgts.append(self._open(prefix + tgt, self.tgt_dict, indexed_dataset))
+            if not combine:
+                break
+            k += 1
+        return srcs, tgts
+
+    def _open(self, path: str, dictionary: Any, indexed_dataset: Any) -> Any:
+        impl = self.dataset_impl or indexed_dataset.infer_dataset_impl(path)
+        dataset = indexed_dataset.make_dataset(path, impl, dictionary=dictionary) if impl else None
+        if dataset is None:
+            raise FileNotFoundError(f"translation: cannot read {path} as --dataset-impl {impl} (.bin/.idx or text)")
+        logger.info("loaded %d examples from: %s", len(dataset), path)
+        return dataset
+
+    def _find_prefix(self, path: str, name: str, indexed_dataset: Any) -> str | None:
+        src, tgt = self.cfg.source_lang, self.cfg.target_lang
+        for a, b in ((src, tgt), (tgt, src)):
+            prefix = os.path.join(path, f"{name}.{a}-{b}.")
+            impl = self.dataset_impl
+            if indexed_dataset.data_exists(prefix + src, impl) and indexed_dataset.data_exists(prefix + tgt, impl):
+                return prefix
+        return None

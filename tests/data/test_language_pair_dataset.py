@@ -1,0 +1,123 @@
+"""Collation into fairseq's sample dict, length ordering, and the resumable epoch iterator."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from seqloom.data.batching import batch_by_size
+from seqloom.data.iterators import EpochBatchIterator
+from seqloom.data.language_pair_dataset import ConcatTokens, LanguagePairDataset
+
+PAD, EOS = 1, 2
+
+
+class Toks:
+    """A list of 1-D tensors with ``sizes``, like an indexed dataset."""
+
+    def __init__(self, rows: list[list[int]]) -> None:
+        self.rows = [torch.tensor(r, dtype=torch.int32) for r in rows]
+        self.sizes = np.array([len(r) for r in rows])
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.rows[i]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+class Dict:
+    def pad(self) -> int:
+        return PAD
+
+    def eos(self) -> int:
+        return EOS
+
+
+def test_collate_pads_and_shifts_like_fairseq() -> None:
+    src = Toks([[5, 6, EOS], [7, 8, 9, 10, EOS]])
+    tgt = Toks([[11, EOS], [12, 13, 14, EOS]])
+    ds = LanguagePairDataset(src, Dict(), tgt, Dict())
+    batch = ds.collater([ds[0], ds[1]])
+    # rows sorted by decreasing source length; source padded left, target right
+    assert batch["id"].tolist() == [1, 0]
+    assert batch["nsentences"] == 2 and batch["ntokens"] == 6
+    assert batch["net_input"]["src_tokens"].tolist() == [[7, 8, 9, 10, EOS], [PAD, PAD, 5, 6, EOS]]
+    assert batch["net_input"]["src_lengths"].tolist() == [5, 3]
+    assert batch["target"].tolist() == [[12, 13, 14, EOS], [11, EOS, PAD, PAD]]
+    assert batch["net_input"]["prev_output_tokens"].tolist() == [[EOS, 12, 13, 14], [EOS, 11, PAD, PAD]]
+    assert batch["target"].dtype == torch.long
+
+
+def test_ordered_indices_sort_by_source_then_target_length() -> None:
+    src = Toks([[1] * n for n in (3, 1, 3, 2, 3)])
+    tgt = Toks([[1] * n for n in (2, 5, 1, 1, 2)])
+    ds = LanguagePairDataset(src, Dict(), tgt, Dict(), shuffle=False)
+    assert ds.ordered_indices().tolist() == [1, 3, 2, 0, 4]
+    shuffled = LanguagePairDataset(src, Dict(), tgt, Dict(), shuffle=True)
+    a = shuffled.ordered_indices(np.random.RandomState(1)).tolist()
+    assert a == shuffled.ordered_indices(np.random.RandomState(1)).tolist()
+    assert a[:3] == [1, 3, 2] and set(a[3:]) == {0, 4}  # only the tie (src 3, tgt 2) is shuffled
+
+
+def test_truncate_source_keeps_eos() -> None:
+    ds = LanguagePairDataset(Toks([[5, 6, 7, 8, EOS]]), Dict(), Toks([[9, EOS]]), Dict(), truncate_source_to=3)
+    assert ds[0]["source"].tolist() == [5, 6, EOS]
+    assert ds.src_sizes.tolist() == [3]
+
+
+def test_concat_with_upsampling() -> None:
+    cat = ConcatTokens([Toks([[1], [2]]), Toks([[3]])], ratios=[2, 1])
+    assert len(cat) == 5
+    assert [cat[i].tolist()[0] for i in range(5)] == [1, 2, 1, 2, 3]
+    assert cat.sizes.tolist() == [1, 1, 1, 1, 1]
+
+
+def _iterator(n: int = 40, **kw: object) -> EpochBatchIterator:
+    ds = LanguagePairDataset(
+        Toks([[i + 3, EOS] for i in range(n)]), Dict(), Toks([[i + 3, EOS] for i in range(n)]), Dict()
+    )
+    idx = ds.ordered_indices(np.random.RandomState(1))
+    batches = batch_by_size(idx, ds.num_tokens_vec(idx), max_sentences=4)
+    return EpochBatchIterator(ds, batches, ds.collater, seed=3, **kw)  # type: ignore[arg-type]
+
+
+def _ids(itr: object) -> list[list[int]]:
+    return [sorted(b["id"].tolist()) for b in itr]  # type: ignore[attr-defined]
+
+
+def test_epochs_reshuffle_deterministically_and_resume_mid_epoch() -> None:
+    a = _iterator()
+    first = _ids(a.next_epoch_itr())
+    second = _ids(a.next_epoch_itr())
+    assert a.epoch == 2 and first != second and sorted(first) == sorted(second)
+    assert first == _ids(_iterator().next_epoch_itr())  # same seed, same order
+    # stop after 3 batches of epoch 2, save, resume in a fresh iterator
+    b = _iterator()
+    _ids(b.next_epoch_itr())  # epoch 1, consumed
+    for _ in b.next_epoch_itr():
+        if b.iterations_in_epoch == 3:
+            break
+    state = b.state_dict()
+    assert state == {"version": 2, "epoch": 2, "iterations_in_epoch": 3, "shuffle": True}
+    c = _iterator()
+    c.load_state_dict(state)
+    assert _ids(c.next_epoch_itr()) == second[3:]
+    # a finished epoch resumes at the next one
+    d = _iterator()
+    d.load_state_dict({"epoch": 1, "iterations_in_epoch": len(d)})
+    itr = d.next_epoch_itr()
+    assert d.epoch == 2 and _ids(itr) == second
+
+
+def test_shards_split_batches_round_robin_with_padding() -> None:
+    whole = _ids(_iterator(n=36).next_epoch_itr())  # 9 batches
+    r0 = [b for b in _iterator(n=36, num_shards=2, shard_id=0).next_epoch_itr()]
+    r1 = [b for b in _iterator(n=36, num_shards=2, shard_id=1).next_epoch_itr()]
+    assert len(r0) == len(r1) == 5 and r1[-1] == {}
+    assert [sorted(b["id"].tolist()) for b in r0] == whole[0::2]
+    assert [sorted(b["id"].tolist()) for b in r1[:-1]] == whole[1::2]
+
+
+def test_worker_processes_give_the_same_batches() -> None:
+    assert _ids(_iterator(num_workers=1).next_epoch_itr()) == _ids(_iterator().next_epoch_itr())
