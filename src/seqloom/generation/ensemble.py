@@ -1,0 +1,67 @@
+"""Step-wise decoding with one model or an ensemble, each model with its own encoder output and KV cache."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+class EnsembleDecoder:
+    """Feeds one token per hypothesis per step to every model and combines their next-token log-probs.
+
+    An ensemble's distribution is the average of the models' probabilities (fairseq's
+    ``logsumexp(log_probs) - log(n)``), and its attention the average of their attentions.
+    """
+
+    def __init__(self, models: Sequence[Any]) -> None:
+        if not models:
+            raise ValueError("EnsembleDecoder needs at least one model")
+        self.models = list(models)
+        self.encoder_outs: list[Any] = []
+        self.caches: list[Any] = []
+        self.need_attn = False
+
+    def max_decoder_positions(self) -> int:
+        return min(int(m.max_positions()[1]) for m in self.models)
+
+    def start(self, src_tokens: Tensor, *, beam_size: int, max_steps: int, need_attn: bool) -> None:
+        """Encodes ``src_tokens`` (B, S), repeats each sentence ``beam_size`` times and allocates the caches."""
+        bsz = src_tokens.size(0)
+        order = torch.arange(bsz, device=src_tokens.device).repeat_interleave(beam_size)  # (B*K,)
+        self.need_attn = need_attn
+        self.encoder_outs = [m.encode(src_tokens).reorder(order) for m in self.models]
+        self.caches = [m.new_cache(bsz * beam_size, max_steps) for m in self.models]
+
+    def step(self, prev_tokens: Tensor, temperature: float = 1.0) -> tuple[Tensor, Tensor | None]:
+        """Log-probs (N, V) (float32, natural log) of the token after ``prev_tokens`` (N, 1), and attention (N, S)."""
+        lprobs: list[Tensor] = []
+        attn_sum: Tensor | None = None
+        for model, enc, cache in zip(self.models, self.encoder_outs, self.caches):
+            out = model.decode(prev_tokens, enc, cache=cache, need_attn=self.need_attn)
+            logits = out.logits[:, -1:, :]  # (N, 1, V)
+            if temperature != 1.0:
+                logits = logits / temperature
+            lprobs.append(model.get_normalized_probs(logits, log_probs=True)[:, -1, :])
+            if out.attn is not None:
+                attn = out.attn[:, -1, :]  # (N, S)
+                attn_sum = attn if attn_sum is None else attn_sum + attn
+        if len(lprobs) == 1:
+            return lprobs[0], attn_sum
+        n = len(lprobs)
+        avg = torch.logsumexp(torch.stack(lprobs, dim=0), dim=0) - math.log(n)
+        return avg, attn_sum / n if attn_sum is not None else None
+
+    def reorder(self, order: Tensor, sentence_rows: Tensor | None = None) -> None:
+        """Continues hypothesis ``order[i]`` in row ``i`` of every KV cache (N',).
+
+        Beams of one sentence share their encoder output, so the encoder outputs only change when
+        sentences leave the batch: ``sentence_rows`` (N',) then names a previous row of each new row's sentence.
+        """
+        if sentence_rows is not None:
+            self.encoder_outs = [enc.reorder(sentence_rows) for enc in self.encoder_outs]
+        for cache in self.caches:
+            cache.reorder(order)

@@ -1,0 +1,190 @@
+"""The decoding loop: beam search (or sampling) over a model ensemble with fairseq's exact semantics.
+
+Per step: one token per live hypothesis goes through the decoder (KV cache), the log-probs are masked
+(pad, unk penalty, length limits, prefix, repeated n-grams), the search proposes 2K candidates per sentence,
+candidates ending in eos are finalized, and the best K others continue. A sentence is done once K of its
+hypotheses are finalized (or at ``max_len``) and leaves the batch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from seqloom.generation.config import GenerationConfig
+from seqloom.generation.constraints import apply_prefix, mask_lprobs
+from seqloom.generation.ensemble import EnsembleDecoder
+from seqloom.generation.hypotheses import Hypothesis, finalize_hypotheses, sort_by_score
+from seqloom.generation.ngram import block_repeated_ngrams
+from seqloom.generation.search import Search, SearchStep, build_search
+
+
+@dataclass
+class BeamState:
+    """The live hypotheses of the sentences still in the batch (B sentences, K beams each)."""
+
+    tokens: Tensor  # (B*K, max_len + 2) bos, generated tokens, then pad
+    scores: Tensor  # (B*K, max_len + 1) cumulative log-probs
+    attn: Tensor | None  # (B*K, S, max_len + 2) attention of each generated position
+    ignore: Tensor  # (B, K) bool: candidate slots standing for already finalized hypotheses
+    src_lengths: Tensor  # (B,) source lengths without pad and eos
+    prefix: Tensor | None  # (B, P) forced target prefix
+    sent_ids: list[int]  # original sentence index of each batch row
+
+    def keep(self, batch_idxs: Tensor, beam_size: int) -> None:
+        """Drops the sentences not in ``batch_idxs`` (B',)."""
+        bsz = len(self.sent_ids)
+        self.tokens = self.tokens.view(bsz, -1)[batch_idxs].view(batch_idxs.numel() * beam_size, -1)
+        self.scores = self.scores.view(bsz, -1)[batch_idxs].view(batch_idxs.numel() * beam_size, -1)
+        if self.attn is not None:
+            width = self.attn.size(1)
+            self.attn = self.attn.view(bsz, -1)[batch_idxs].view(batch_idxs.numel() * beam_size, width, -1)
+        self.ignore, self.src_lengths = self.ignore[batch_idxs], self.src_lengths[batch_idxs]
+        self.prefix = self.prefix[batch_idxs] if self.prefix is not None else None
+        self.sent_ids = [self.sent_ids[i] for i in batch_idxs.tolist()]
+
+
+class SequenceGenerator:
+    """Generates K hypotheses per source sentence with ``models`` (one or an ensemble)."""
+
+    def __init__(self, models: Sequence[Any], tgt_dict: Any, cfg: GenerationConfig | None = None, *,
+                 search: Search | None = None) -> None:  # fmt: skip
+        self.cfg = cfg = cfg or GenerationConfig()
+        if cfg.temperature <= 0:
+            raise ValueError(f"--temperature must be greater than 0 (got {cfg.temperature})")
+        self.models = list(models)
+        self.decoder = EnsembleDecoder(self.models)
+        self.pad, self.unk, self.eos = tgt_dict.pad(), tgt_dict.unk(), tgt_dict.eos()
+        self.vocab_size = len(tgt_dict)
+        self.beam_size = min(cfg.beam, self.vocab_size - 1)  # pad is never selected
+        self.search = search or build_search(
+            eos=self.eos, sampling=cfg.sampling, sampling_topk=cfg.sampling_topk, sampling_topp=cfg.sampling_topp,
+            diverse_beam_groups=cfg.diverse_beam_groups, diverse_beam_strength=cfg.diverse_beam_strength,
+            match_source_len=cfg.match_source_len,
+        )  # fmt: skip
+        self.need_attn = cfg.print_alignment is not None or cfg.replace_unk is not None
+
+    def max_len(self, src_len: int, src_lengths: Tensor) -> int:
+        """The longest output (without eos): ``min(a * S + b, max_positions - 1)``, S the padded source width."""
+        if self.cfg.match_source_len:
+            return int(src_lengths.max())
+        return min(int(self.cfg.max_len_a * src_len + self.cfg.max_len_b), self.decoder.max_decoder_positions() - 1)
+
+    @torch.no_grad()
+    def generate(self, src_tokens: Tensor, *, prefix_tokens: Tensor | None = None, bos_token: int | None = None
+                 ) -> list[list[Hypothesis]]:  # fmt: skip
+        """Hypotheses of each sentence of ``src_tokens`` (B, S) (padded like the training data), best first."""
+        for model in self.models:
+            model.train(self.cfg.retain_dropout)
+        bsz, src_len = src_tokens.shape
+        k = self.beam_size
+        src_lengths = (src_tokens.ne(self.eos) & src_tokens.ne(self.pad)).long().sum(dim=1)  # (B,)
+        max_len = self.max_len(src_len, src_lengths)
+        if self.cfg.min_len > max_len:
+            raise ValueError(f"--min-len {self.cfg.min_len} is larger than the maximum length {max_len}")
+        self.decoder.start(src_tokens, beam_size=k, max_steps=max_len + 1, need_attn=self.need_attn)
+        tokens = src_tokens.new_full((bsz * k, max_len + 2), self.pad, dtype=torch.long)
+        tokens[:, 0] = self.eos if bos_token is None else bos_token
+        state = BeamState(tokens, torch.zeros(bsz * k, max_len + 1, device=src_tokens.device), None,
+                          torch.zeros(bsz, k, dtype=torch.bool, device=src_tokens.device), src_lengths,
+                          prefix_tokens, list(range(bsz)))  # fmt: skip
+        finalized: list[list[Hypothesis]] = [[] for _ in range(bsz)]
+        for step in range(max_len + 1):  # one step more than max_len for the final eos
+            cand = self._propose(step, max_len, state)
+            done, eos_mask = self._finalize(step, max_len, cand, state, finalized)
+            if len(done) == len(state.sent_ids) or (self.search.stop_on_max_len and step >= max_len):
+                break
+            assert step < max_len, f"{step} < {max_len}"
+            rows, kept = self._advance(step, cand, eos_mask, done, state)
+            self.decoder.reorder(rows, kept)
+        return [sort_by_score(hyps) for hyps in finalized]
+
+    def _propose(self, step: int, max_len: int, state: BeamState) -> SearchStep:
+        """Decodes the newest tokens and lets the search propose candidates (B, C)."""
+        lprobs, attn = self.decoder.step(state.tokens[:, step : step + 1], self.cfg.temperature)  # (N, V), (N, S)
+        mask_lprobs(lprobs, step=step, max_len=max_len, pad=self.pad, unk=self.unk, eos=self.eos,
+                    unk_penalty=self.cfg.unkpen)  # fmt: skip
+        if state.prefix is not None and step < state.prefix.size(1) and step < max_len:
+            lprobs = apply_prefix(step, lprobs, state, self.beam_size, pad=self.pad, eos=self.eos)
+        elif step < self.cfg.min_len:
+            lprobs[:, self.eos] = -math.inf
+        if attn is not None:
+            if state.attn is None:
+                state.attn = attn.new_empty(state.tokens.size(0), attn.size(1), max_len + 2)
+            state.attn[:, :, step + 1].copy_(attn)
+        if self.search.needs_src_lengths:
+            self.search.set_src_lengths(state.src_lengths)
+        block_repeated_ngrams(state.tokens, lprobs, step, self.cfg.no_repeat_ngram_size)
+        bsz = len(state.sent_ids)
+        return self.search.step(step, lprobs.view(bsz, -1, self.vocab_size),
+                                state.scores.view(bsz, self.beam_size, -1)[:, :, :step])  # fmt: skip
+
+    def _finalize(self, step: int, max_len: int, cand: SearchStep, state: BeamState,
+                  finalized: list[list[Hypothesis]]) -> tuple[list[int], Tensor]:  # fmt: skip
+        """Moves candidates ending in eos (among the top K) to ``finalized``.
+
+        Returns the batch rows now done and the eos mask (B, C) of the candidates.
+        """
+        k = self.beam_size
+        offsets = torch.arange(0, len(state.sent_ids) * k, k, device=cand.beams.device).unsqueeze(1)  # (B, 1)
+        cand.beams = cand.beams + offsets  # now rows of the (B*K) buffers
+        eos_mask = cand.tokens.eq(self.eos) & cand.scores.ne(-math.inf)  # (B, C)
+        eos_mask[:, :k][state.ignore] = False
+        rows = torch.masked_select(cand.beams[:, :k], mask=eos_mask[:, :k])
+        if rows.numel() == 0:
+            return [], eos_mask
+        eos_scores = torch.masked_select(cand.scores[:, :k], mask=eos_mask[:, :k])
+        hyps = finalize_hypotheses(step, rows, eos_scores, tokens=state.tokens, scores=state.scores, attn=state.attn,
+                                   eos=self.eos, lenpen=self.cfg.lenpen, normalize=not self.cfg.unnormalized)  # fmt: skip
+        batch_rows = torch.div(rows, k, rounding_mode="trunc").tolist()
+        for row, hyp in zip(batch_rows, hyps):
+            if self.cfg.match_source_len and step > int(state.src_lengths[row]):
+                hyp.score = -math.inf
+            if len(finalized[state.sent_ids[row]]) < k:
+                finalized[state.sent_ids[row]].append(hyp)
+        done = [r for r in sorted(set(batch_rows)) if len(finalized[state.sent_ids[r]]) == k or step == max_len]
+        return done, eos_mask
+
+    def _advance(self, step: int, cand: SearchStep, eos_mask: Tensor, done: list[int], state: BeamState
+                 ) -> tuple[Tensor, Tensor | None]:  # fmt: skip
+        """Drops done sentences and keeps the K best non-eos candidates of the others.
+
+        Returns the rows (B'*K,) of the previous step's caches that the new hypotheses continue, and, if
+        sentences left the batch, one previous row (B'*K,) of each new row's sentence (for encoder outputs).
+        """
+        k = self.beam_size
+        corr: Tensor | None = None
+        if done:
+            keep = torch.ones(len(state.sent_ids), dtype=torch.bool, device=eos_mask.device)
+            keep[done] = False
+            batch_idxs = keep.nonzero().squeeze(1)  # (B',)
+            corr = (batch_idxs - torch.arange(batch_idxs.numel(), device=batch_idxs.device)) * k  # (B',)
+            eos_mask = eos_mask[batch_idxs]
+            beams = cand.beams[batch_idxs] - corr.unsqueeze(1)  # rows of the shrunk buffers
+            cand = SearchStep(cand.scores[batch_idxs], cand.tokens[batch_idxs], beams)
+            state.keep(batch_idxs, k)
+        cand_size = 2 * k
+        eos_mask[:, :k] |= state.ignore  # finalized or ignored slots sort after the live ones
+        order = eos_mask.long() * cand_size + torch.arange(eos_mask.size(1), device=eos_mask.device)  # (B, C)
+        new_ignore, active = torch.topk(order, k=k, dim=1, largest=False)  # (B, K)
+        state.ignore = new_ignore.ge(cand_size)[:, :k]
+        assert (~state.ignore).any(dim=1).all()
+        rows = torch.gather(cand.beams, dim=1, index=active).view(-1)  # (B*K,)
+        bsz = len(state.sent_ids)
+        state.tokens[:, : step + 1] = state.tokens[:, : step + 1].index_select(0, rows)
+        state.tokens.view(bsz, k, -1)[:, :, step + 1] = torch.gather(cand.tokens, dim=1, index=active)
+        if step > 0:
+            state.scores[:, :step] = state.scores[:, :step].index_select(0, rows)
+        state.scores.view(bsz, k, -1)[:, :, step] = torch.gather(cand.scores, dim=1, index=active)
+        if state.attn is not None:
+            state.attn[:, :, : step + 2] = state.attn[:, :, : step + 2].index_select(0, rows)
+        if corr is None:
+            return rows, None
+        cache_rows = (rows.view(-1, k) + corr.unsqueeze(1)).view(-1)  # the caches still hold the B sentences
+        kept = (batch_idxs * k).repeat_interleave(k)  # (B'*K,)
+        return cache_rows, kept

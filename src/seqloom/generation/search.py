@@ -1,0 +1,190 @@
+"""Search strategies: given next-token log-probs of every live hypothesis, propose candidates.
+
+Each strategy's ``step`` sees ``lprobs`` (B, K, V) (natural log, already masked by the generator) and the
+cumulative scores so far ``scores`` (B, K, step) and returns a :class:`SearchStep` of candidates with
+cumulative scores. Beam search proposes 2K candidates so that K survive after the ones ending in eos are
+finalized. Semantics (tie order included) follow fairseq's ``search.py``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class SearchStep:
+    """Candidates of one step, best first within each sentence."""
+
+    scores: Tensor  # (B, C) cumulative log-prob of each candidate (natural log)
+    tokens: Tensor  # (B, C) the token each candidate appends
+    beams: Tensor  # (B, C) the hypothesis (0..K-1) each candidate extends
+
+
+class Search:
+    """Base class: strategies needing the source lengths set ``needs_src_lengths``."""
+
+    needs_src_lengths = False
+    stop_on_max_len = False
+
+    def __init__(self) -> None:
+        self.src_lengths: Tensor | None = None
+
+    def set_src_lengths(self, src_lengths: Tensor) -> None:
+        self.src_lengths = src_lengths
+
+    def step(self, step: int, lprobs: Tensor, scores: Tensor | None) -> SearchStep:
+        raise NotImplementedError
+
+
+class BeamSearch(Search):
+    """Keeps the 2K best continuations of the K hypotheses of each sentence."""
+
+    def step(self, step: int, lprobs: Tensor, scores: Tensor | None) -> SearchStep:
+        bsz, beam_size, vocab_size = lprobs.shape
+        if step == 0:
+            lprobs = lprobs[:, ::beam_size, :].contiguous()  # all beams are equal: use the first
+        else:
+            assert scores is not None
+            lprobs = lprobs + scores[:, :, step - 1].unsqueeze(-1)  # (B, K, V) cumulative
+        flat = lprobs.view(bsz, -1)  # (B, K*V)
+        top_scores, top_indices = torch.topk(flat, k=min(beam_size * 2, flat.size(1) - 1))
+        beams = torch.div(top_indices, vocab_size, rounding_mode="trunc")
+        return SearchStep(top_scores, top_indices.fmod(vocab_size), beams)
+
+
+class LengthConstrainedBeamSearch(Search):
+    """Beam search whose outputs have between ``a*src_len+b`` tokens (``--match-source-len``: exactly src_len)."""
+
+    needs_src_lengths = True
+
+    def __init__(self, eos: int, *, min_len_a: float, min_len_b: int, max_len_a: float, max_len_b: int) -> None:
+        super().__init__()
+        self.eos = eos
+        self.min_len_a, self.min_len_b = min_len_a, min_len_b
+        self.max_len_a, self.max_len_b = max_len_a, max_len_b
+        self.beam = BeamSearch()
+
+    def step(self, step: int, lprobs: Tensor, scores: Tensor | None) -> SearchStep:
+        assert self.src_lengths is not None, "LengthConstrainedBeamSearch needs set_src_lengths()"
+        min_lens = self.min_len_a * self.src_lengths + self.min_len_b  # (B,)
+        max_lens = self.max_len_a * self.src_lengths + self.max_len_b  # (B,)
+        lprobs[step < min_lens, :, self.eos] = -math.inf
+        lprobs[step >= max_lens, :, self.eos] = 0
+        return self.beam.step(step, lprobs, scores)
+
+
+class DiverseBeamSearch(Search):
+    """Diverse beam search (Vijayakumar et al. 2016): G groups, each penalized for tokens chosen by earlier ones."""
+
+    def __init__(self, num_groups: int, diversity_strength: float) -> None:
+        super().__init__()
+        self.num_groups = num_groups
+        self.diversity_strength = -diversity_strength
+        self.beam = BeamSearch()
+
+    def step(self, step: int, lprobs: Tensor, scores: Tensor | None) -> SearchStep:
+        bsz, beam_size, _ = lprobs.shape
+        if beam_size % self.num_groups != 0:
+            raise ValueError(
+                f"--diverse-beam-groups {self.num_groups} must divide --beam {beam_size} (DiverseBeamSearch)"
+            )
+        penalty = torch.zeros_like(lprobs[:, 0, :])  # (B, V) how often each token was chosen so far
+        parts: list[SearchStep] = []
+        for g in range(self.num_groups):
+            lprobs_g = lprobs[:, g :: self.num_groups, :]  # (B, K/G, V)
+            scores_g = scores[:, g :: self.num_groups, :] if step > 0 and scores is not None else None
+            if g > 0:
+                lprobs_g = torch.add(lprobs_g, penalty.unsqueeze(1), alpha=self.diversity_strength)
+            else:
+                lprobs_g = lprobs_g.contiguous()
+            cand = self.beam.step(step, lprobs_g, scores_g)
+            parts.append(SearchStep(cand.scores, cand.tokens, cand.beams * self.num_groups + g))
+            penalty.scatter_add_(1, cand.tokens, torch.ones_like(cand.tokens, dtype=penalty.dtype))
+        # interleave the groups' candidates: (B, C/G, G) -> (B, C)
+        return SearchStep(
+            torch.stack([p.scores for p in parts], dim=2).view(bsz, -1),
+            torch.stack([p.tokens for p in parts], dim=2).view(bsz, -1),
+            torch.stack([p.beams for p in parts], dim=2).view(bsz, -1),
+        )
+
+
+class Sampling(Search):
+    """Samples one continuation per hypothesis, optionally from the top-k or the top-p (nucleus) set."""
+
+    def __init__(self, sampling_topk: int = -1, sampling_topp: float = -1.0) -> None:
+        super().__init__()
+        self.sampling_topk = sampling_topk
+        self.sampling_topp = sampling_topp
+
+    def _sample_topp(self, lprobs: Tensor) -> tuple[Tensor, Tensor]:
+        """Probabilities (B, K, N) of the smallest top set whose mass exceeds p (others zeroed) and their ids."""
+        probs = lprobs.exp_()
+        sorted_probs, sorted_indices = probs.sort(descending=True)
+        mask = sorted_probs.cumsum(dim=2).lt(self.sampling_topp)  # (B, K, V)
+        last_included = mask.cumsum(dim=2)[:, :, -1:]  # one more word so that the mass exceeds p
+        last_included.clamp_(0, mask.size(2) - 1)
+        mask = mask.scatter_(2, last_included, True)
+        max_dim = int(last_included.max())
+        probs = sorted_probs[:, :, : max_dim + 1].masked_fill_(~mask[:, :, : max_dim + 1], 0)
+        return probs, sorted_indices[:, :, : max_dim + 1]
+
+    def step(self, step: int, lprobs: Tensor, scores: Tensor | None) -> SearchStep:
+        bsz, beam_size, _ = lprobs.shape
+        if step == 0:
+            lprobs = lprobs[:, ::beam_size, :].contiguous()
+        top_indices: Tensor | None = None
+        if self.sampling_topp > 0:
+            probs, top_indices = self._sample_topp(lprobs)
+        elif self.sampling_topk > 0:
+            lprobs, top_indices = lprobs.topk(self.sampling_topk)
+            probs = lprobs.exp_()
+        else:
+            probs = lprobs.exp_()
+        if step == 0:
+            indices = torch.multinomial(probs.view(bsz, -1), beam_size, replacement=True).view(bsz, beam_size)
+            probs = probs.expand(bsz, beam_size, -1)
+        else:
+            indices = torch.multinomial(probs.view(bsz * beam_size, -1), 1, replacement=True).view(bsz, beam_size)
+        cand_scores = torch.gather(probs, dim=2, index=indices.unsqueeze(-1)).log_().view(bsz, -1)  # (B, K)
+        if top_indices is not None:
+            indices = torch.gather(top_indices.expand(bsz, beam_size, -1), dim=2, index=indices.unsqueeze(-1)).squeeze(
+                2
+            )
+        if step == 0:
+            beams = indices.new_zeros(bsz, beam_size)
+        else:
+            assert scores is not None
+            beams = torch.arange(0, beam_size).to(indices).repeat(bsz, 1)
+            cand_scores.add_(torch.gather(scores[:, :, step - 1], dim=1, index=beams))
+        return SearchStep(cand_scores, indices, beams)
+
+
+def build_search(
+    *,
+    eos: int,
+    sampling: bool = False,
+    sampling_topk: int = -1,
+    sampling_topp: float = -1.0,
+    diverse_beam_groups: int = -1,
+    diverse_beam_strength: float = 0.5,
+    match_source_len: bool = False,
+) -> Search:
+    """The strategy fairseq picks for these options; they are mutually exclusive."""
+    chosen = sum(int(c) for c in (sampling, diverse_beam_groups > 0, match_source_len))
+    if chosen > 1:
+        raise ValueError("--sampling, --diverse-beam-groups and --match-source-len are mutually exclusive")
+    if sampling_topk >= 0 and not sampling:
+        raise ValueError("--sampling-topk requires --sampling")
+    if sampling_topp >= 0 and not sampling:
+        raise ValueError("--sampling-topp requires --sampling")
+    if sampling:
+        return Sampling(sampling_topk, sampling_topp)
+    if diverse_beam_groups > 0:
+        return DiverseBeamSearch(diverse_beam_groups, diverse_beam_strength)
+    if match_source_len:
+        return LengthConstrainedBeamSearch(eos, min_len_a=1, min_len_b=0, max_len_a=1, max_len_b=0)
+    return BeamSearch()

@@ -1,0 +1,74 @@
+"""Pure functions of generation: search steps, n-gram blocking, length penalty, alignments."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from seqloom.generation.alignment import format_alignment, hard_alignment, soft_alignment
+from seqloom.generation.hypotheses import length_normalized
+from seqloom.generation.ngram import block_repeated_ngrams
+from seqloom.generation.search import BeamSearch
+
+
+def test_beam_search_step_takes_2k_best_over_all_beams() -> None:
+    lprobs = torch.log_softmax(torch.randn(2, 3, 7, generator=torch.Generator().manual_seed(0)), -1)
+    scores = torch.randn(2, 3, 1)
+    cand = BeamSearch().step(1, lprobs, scores)
+    total = (lprobs + scores[:, :, :1]).view(2, -1)
+    for b in range(2):
+        best = total[b].argsort(descending=True)[:6]
+        assert cand.beams[b].tolist() == (best // 7).tolist()
+        assert cand.tokens[b].tolist() == (best % 7).tolist()
+        assert torch.equal(cand.scores[b], total[b][best])
+    first = BeamSearch().step(0, lprobs, None)  # step 0: only beam 0 counts
+    assert first.beams.eq(0).all() and torch.equal(first.scores[0], lprobs[0, 0].sort(descending=True).values[:6])
+
+
+def _fairseq_style_bans(tokens: list[int], step: int, n: int) -> set[int]:
+    """The n-grams of the whole buffer as a dict (fairseq's CPU path), looked up with the last n-1 tokens."""
+    grams: dict[tuple, list[int]] = {}
+    for i in range(len(tokens) - n + 1):
+        grams.setdefault(tuple(tokens[i : i + n - 1]), []).append(tokens[i + n - 1])
+    if step + 2 - n < 0:
+        return set()
+    return set(grams.get(tuple(tokens[step + 2 - n : step + 1]), []))
+
+
+def test_ngram_blocking_matches_the_dictionary_definition() -> None:
+    g = torch.Generator().manual_seed(1)
+    pad = 1
+    for n in (1, 2, 3, 4):
+        for step in range(0, 9):
+            tokens = torch.full((6, 12), pad)
+            tokens[:, 0] = 2
+            tokens[:, 1 : step + 1] = torch.randint(4, 7, (6, step), generator=g)
+            lprobs = torch.zeros(6, 8)
+            block_repeated_ngrams(tokens, lprobs, step, n)
+            for row in range(6):
+                got = set((lprobs[row] == -math.inf).nonzero().flatten().tolist())
+                assert got - {pad} == _fairseq_style_bans(tokens[row].tolist(), step, n) - {pad}
+
+
+def test_length_penalty() -> None:
+    s = torch.tensor([-6.0])
+    assert length_normalized(s, 3, 1.0).item() == -2.0
+    assert length_normalized(s, 3, 2.0).item() == torch.tensor(-6.0 / 9).item()
+    assert length_normalized(s, 3, 0.0).item() == -6.0
+
+
+def test_hard_alignment_skips_pad_and_eos_and_counts_words() -> None:
+    pad, eos = 1, 2
+    src = torch.tensor([pad, pad, 10, 11, 12, eos])
+    tgt = torch.tensor([20, 21, 22, eos])
+    attn = torch.zeros(4, 6)
+    attn[0, 4] = 1.0  # -> source word 2
+    attn[1, 2] = 1.0  # -> source word 0
+    attn[2, 5] = 0.9  # eos is never aligned: the best real token wins
+    attn[2, 3] = 0.1
+    attn[3, 0] = 1.0
+    assert hard_alignment(attn, src, tgt, pad=pad, eos=eos) == [(2, 0), (0, 1), (1, 2)]
+    assert format_alignment([(2, 0), (0, 1)], "hard") == "2-0 0-1"
+    soft = soft_alignment(attn, src, tgt, pad=pad, eos=eos)
+    assert soft[0] == ["0.000000", "0.000000", "1.000000", "0.000000"]
