@@ -1,0 +1,136 @@
+"""The steps of ``seqloom preprocess``: build dictionaries, binarize files, publish the outputs atomically."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterable
+from functools import partial
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from seqloom.data.binarizer import (
+    BinarizeSummary,
+    binarize_alignment_chunk,
+    binarize_chunk,
+    count_words_chunk,
+    remove_dataset,
+)
+from seqloom.data.dictionary import Dictionary
+from seqloom.data.indexed_dataset import index_file_path
+from seqloom.data.line_reader import InputFormatError
+from seqloom.data.parallel import ChunkRunner
+
+
+def require_file(path: str, flag: str) -> None:
+    """Raises ``InputFormatError`` naming ``flag`` when the input file ``path`` is missing."""
+    if not os.path.isfile(path):
+        raise InputFormatError(f"{flag}: input file {path} not found")
+
+
+def build_dictionary(
+    paths: Iterable[str], runner: ChunkRunner, *, threshold: int, nwords: int, padding_factor: int
+) -> Dictionary:
+    """Counts the words of ``paths`` and finalizes a dictionary from them (fairseq's ``build_dictionary``)."""
+    d = Dictionary()
+    for path in paths:
+        job = partial(_count_job, path, d.eos_word)
+        counts: Counter[str] = Counter()
+        for chunk_counts in runner.run(path, job, desc=f"count {os.path.basename(path)}"):
+            counts.update(chunk_counts)
+        d.add_counts(counts)
+    d.finalize(threshold=threshold, nwords=nwords, padding_factor=padding_factor)
+    return d
+
+
+def _count_job(path: str, eos_word: str, start: int, end: int, index: int, progress: Callable[[int], None]) -> Any:
+    return count_words_chunk(path, start, end, eos_word, progress)
+
+
+def binarize_file(
+    runner: ChunkRunner, path: str, out_prefix: str, *, impl: str, vocab: Dictionary | None
+) -> BinarizeSummary:
+    """Binarizes ``path`` into ``{out_prefix}.bin/.idx`` (``vocab=None``: an alignment file)."""
+    job = partial(_binarize_job, path, out_prefix, impl, vocab)
+    results = runner.run(path, job, desc=os.path.basename(out_prefix))
+    (summary, builder), rest = results[0], results[1:]
+    try:
+        for k, worker_summary in enumerate(rest, start=1):
+            summary.merge(worker_summary)
+            builder.merge_file_(_worker_prefix(out_prefix, k))
+            remove_dataset(_worker_prefix(out_prefix, k))
+        builder.finalize(index_file_path(out_prefix))
+    except BaseException:
+        builder.discard()
+        raise
+    return summary
+
+
+def _worker_prefix(out_prefix: str, index: int) -> str:
+    return f"{out_prefix}.pt{index}"
+
+
+def _binarize_job(
+    path: str,
+    out_prefix: str,
+    impl: str,
+    vocab: Dictionary | None,
+    start: int,
+    end: int,
+    index: int,
+    progress: Callable[[int], None],
+) -> Any:
+    prefix = out_prefix if index == 0 else _worker_prefix(out_prefix, index)
+    if vocab is None:
+        summary, builder = binarize_alignment_chunk(path, start, end, prefix, impl, progress, finalize=index > 0)
+    else:
+        summary, builder = binarize_chunk(path, start, end, vocab, prefix, impl, progress, finalize=index > 0)
+    return (summary, builder) if index == 0 else summary
+
+
+class OutputDir:
+    """Writes into a hidden staging folder inside ``destdir`` and moves the files in only on success.
+
+    On an error the staging folder is removed (and ``destdir`` too, if this created it and it is
+    empty), so a failed run leaves nothing half-written. ``preprocess.log`` is appended to, as fairseq's.
+    """
+
+    LOG = "preprocess.log"
+
+    def __init__(self, destdir: str) -> None:
+        self.destdir = destdir
+        self._created = not os.path.isdir(destdir)
+        os.makedirs(destdir, exist_ok=True)
+        self.staging = tempfile.mkdtemp(prefix=".seqloom-preprocess-", dir=destdir)
+
+    def path(self, name: str) -> str:
+        """Where to write the output ``name`` for now."""
+        return os.path.join(self.staging, name)
+
+    def __enter__(self) -> OutputDir:
+        return self
+
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+    def commit(self) -> list[str]:
+        names = sorted(n for n in os.listdir(self.staging) if not n.startswith("."))
+        for name in names:
+            if name == self.LOG:
+                with open(os.path.join(self.destdir, name), "ab") as out, open(self.path(name), "rb") as f:
+                    shutil.copyfileobj(f, out)
+            else:
+                os.replace(self.path(name), os.path.join(self.destdir, name))
+        shutil.rmtree(self.staging, ignore_errors=True)
+        return names
+
+    def abort(self) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
+        if self._created and not any(Path(self.destdir).iterdir()):
+            os.rmdir(self.destdir)
