@@ -9,6 +9,9 @@ from pathlib import Path
 
 BUILTIN_MODULES: tuple[str, ...] = (
     "seqloom.tasks.translation",
+    "seqloom.tokenizers.moses_tokenizer",
+    "seqloom.tokenizers.space_tokenizer",
+    "seqloom.tokenizers.subword_nmt_bpe",
     "seqloom.tokenizers.gpt2_bpe",
     "seqloom.tokenizers.sentencepiece_bpe",
     "seqloom.tokenizers.characters_bpe",

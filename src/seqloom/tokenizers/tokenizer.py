@@ -1,0 +1,35 @@
+"""The tokenizer protocol (``--tokenizer NAME``) and ``build_tokenizer``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
+
+from seqloom import registry
+from seqloom.config.options import from_namespace
+
+
+@runtime_checkable
+class Tokenizer(Protocol):
+    """Raw text -> space-separated tokens (``encode``) and back (``decode``)."""
+
+    def encode(self, x: str) -> str: ...
+
+    def decode(self, x: str) -> str: ...
+
+
+def build_tokenizer(name: str, cfg: Any = None) -> Tokenizer:
+    """Builds the tokenizer registered as ``name`` from its config (or a mapping/namespace holding its fields)."""
+    if name not in registry.TOKENIZERS:
+        from seqloom.components import import_builtins
+
+        import_builtins()
+    entry = registry.TOKENIZERS.entry(name)
+    if entry.config_cls is None:
+        return entry.obj()
+    if cfg is None:
+        cfg = entry.config_cls()
+    elif not isinstance(cfg, entry.config_cls):
+        values = cfg if isinstance(cfg, Mapping) else vars(cfg)
+        cfg = from_namespace(entry.config_cls, dict(values))
+    return entry.obj(cfg)
