@@ -17,6 +17,16 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "seqloom.tokenizers.characters_bpe",
     "seqloom.tokenizers.bytes_bpe",
     "seqloom.tokenizers.hf_byte_bpe",
+    "seqloom.optim.adam",
+    "seqloom.optim.sgd",
+    "seqloom.optim.nag",
+    "seqloom.optim.adafactor",
+    "seqloom.optim.lr_scheduler.fixed",
+    "seqloom.optim.lr_scheduler.inverse_sqrt",
+    "seqloom.optim.lr_scheduler.polynomial_decay",
+    "seqloom.optim.lr_scheduler.cosine",
+    "seqloom.optim.lr_scheduler.reduce_lr_on_plateau",
+    "seqloom.optim.lr_scheduler.tri_stage",
 )
 
 
