@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 BUILTIN_MODULES: tuple[str, ...] = (
+    "seqloom.models.transformer",
     "seqloom.tasks.translation",
     "seqloom.tokenizers.moses_tokenizer",
     "seqloom.tokenizers.space_tokenizer",
@@ -27,6 +28,8 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "seqloom.optim.lr_scheduler.cosine",
     "seqloom.optim.lr_scheduler.reduce_lr_on_plateau",
     "seqloom.optim.lr_scheduler.tri_stage",
+    "seqloom.criterions.cross_entropy",
+    "seqloom.criterions.label_smoothed_cross_entropy",
 )
 
 

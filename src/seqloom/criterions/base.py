@@ -1,0 +1,101 @@
+"""The criterion contract: ``criterion(model, sample) -> (loss, sample_size, logging_output)``.
+
+``sample`` is fairseq's batch layout::
+
+    {"id": (B,), "nsentences": int, "ntokens": int (non-pad target tokens),
+     "net_input": {"src_tokens": (B, S), "src_lengths": (B,), "prev_output_tokens": (B, T)},
+     "target": (B, T)}
+
+``loss`` is *summed* over the non-pad target tokens (natural log, as fairseq); the trainer divides the
+gradients by the summed ``sample_size`` (tokens, or sentences with ``--sentence-avg``).
+``logging_output`` has fairseq's keys; tensor values are detached 0-d tensors (summable across
+workers without a device sync) or ints. ``reduce_metrics`` turns a list of them into the logged figures.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, TypedDict
+
+from torch import Tensor, nn
+
+
+class LoggingOutput(TypedDict, total=False):
+    """One batch's statistics (fairseq's keys); every value sums across batches and workers."""
+
+    loss: Tensor | float  # summed loss, natural log
+    nll_loss: Tensor | float  # summed negative log-likelihood of the targets, natural log
+    ntokens: int  # non-pad target tokens
+    nsentences: int
+    sample_size: int  # the gradient denominator: ntokens, or nsentences with --sentence-avg
+    n_correct: Tensor | int  # with --report-accuracy: argmax == target among non-pad tokens
+    total: Tensor | int  # with --report-accuracy: non-pad tokens counted
+
+
+# Decimals fairseq shows for each figure (its meters round when printing; ``ppl`` and ``accuracy`` are
+# rounded when derived, as reduce_metrics does).
+DISPLAY_ROUND = {"loss": 3, "nll_loss": 3, "ppl": 2, "accuracy": 3}
+
+LN2 = math.log(2)
+
+
+def log_sum(logging_outputs: Sequence[LoggingOutput | dict[str, Any]], key: str) -> float:
+    """The sum of ``key`` over ``logging_outputs`` as a float (0 where absent)."""
+    return float(sum(float(log.get(key, 0)) for log in logging_outputs))
+
+
+def perplexity(loss_base2: float, *, decimals: int = 2) -> float:
+    """``2 ** loss`` rounded as fairseq's ``get_perplexity`` (inf on overflow)."""
+    try:
+        return round(2**loss_base2, decimals)
+    except OverflowError:
+        return math.inf
+
+
+def reduce_counts(logging_outputs: Sequence[LoggingOutput | dict[str, Any]]) -> dict[str, float]:
+    """The summed ``ntokens``, ``nsentences`` and ``sample_size``."""
+    return {k: log_sum(logging_outputs, k) for k in ("ntokens", "nsentences", "sample_size")}
+
+
+def reduce_accuracy(logging_outputs: Sequence[LoggingOutput | dict[str, Any]]) -> dict[str, float]:
+    """``n_correct``, ``total`` and ``accuracy`` (percent, 3 decimals) when any output counted tokens."""
+    total = log_sum(logging_outputs, "total")
+    if total <= 0:
+        return {}
+    n_correct = log_sum(logging_outputs, "n_correct")
+    return {"n_correct": n_correct, "total": total, "accuracy": round(n_correct * 100.0 / total, 3)}
+
+
+class Criterion(nn.Module):
+    """Base class of the criterions: holds the padding index and the ``--sentence-avg`` choice."""
+
+    def __init__(self, *, padding_idx: int, sentence_avg: bool = False) -> None:
+        super().__init__()
+        self.padding_idx = padding_idx
+        self.sentence_avg = sentence_avg
+
+    def sample_size(self, sample: dict[str, Any]) -> int:
+        return int(sample["target"].size(0)) if self.sentence_avg else int(sample["ntokens"])
+
+    @staticmethod
+    def lprobs(model: nn.Module, sample: dict[str, Any]) -> Tensor:
+        """Runs the model on ``sample["net_input"]``; returns float32 log-probabilities (B, T, V)."""
+        out = model(**sample["net_input"])
+        return model.get_normalized_probs(out.logits, log_probs=True)
+
+    @staticmethod
+    def reduce_metrics(logging_outputs: Sequence[LoggingOutput | dict[str, Any]]) -> dict[str, float]:
+        raise NotImplementedError
+
+    @staticmethod
+    def logging_outputs_can_be_summed() -> bool:
+        """Whether workers may sum their logging outputs before ``reduce_metrics`` (always, here)."""
+        return True
+
+
+def count_correct(lprobs: Tensor, target: Tensor, padding_idx: int) -> tuple[Tensor, Tensor]:
+    """(argmax == target among non-pad tokens, non-pad tokens); lprobs (N, V), target (N,)."""
+    mask = target.ne(padding_idx)
+    n_correct = lprobs.argmax(dim=-1).eq(target).logical_and(mask).sum()
+    return n_correct, mask.sum()
