@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 BUILTIN_MODULES: tuple[str, ...] = (
-    "seqloom.models.transformer",
     "seqloom.tasks.translation",
     "seqloom.tokenizers.moses_tokenizer",
     "seqloom.tokenizers.space_tokenizer",
