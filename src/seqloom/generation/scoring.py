@@ -1,0 +1,141 @@
+"""Corpus metrics of the closing ``Generate ... with beam=N: ...`` line (fairseq's ``--scoring``).
+
+``bleu`` is fairseq's own BLEU on token ids (its C extension, reimplemented): leading pads and trailing
+eos/pads are trimmed (one token always stays), reference unks never match, n-gram matches are clipped.
+``sacrebleu`` and ``chrf`` score detokenized strings with sacrebleu.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from seqloom.generation.config import ScoringConfig
+
+UNK_NEVER_MATCHES = -999
+
+
+@dataclass
+class BleuStats:
+    """Sufficient statistics of corpus BLEU: lengths and, per order, matches and candidate n-grams."""
+
+    reflen: int = 0
+    predlen: int = 0
+    match: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
+    count: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
+
+
+def _trim(tokens: Sequence[int], pad: int, eos: int) -> list[int]:
+    start = 0
+    while start < len(tokens) and tokens[start] == pad:
+        start += 1
+    out = list(tokens[start:])
+    end = len(out) - 1
+    while end > 0 and out[end] in (eos, pad):
+        end -= 1
+    return out[: end + 1] if out else out
+
+
+def _ngrams(tokens: list[int], n: int) -> Counter[tuple[int, ...]]:
+    return Counter(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
+
+
+class BleuScorer:
+    """fairseq's ``--scoring bleu`` (``fairseq.scoring.bleu.Scorer``) on token ids."""
+
+    def __init__(self, *, pad: int = 1, eos: int = 2, unk: int = 3) -> None:
+        self.pad, self.eos, self.unk = pad, eos, unk
+        self.stat = BleuStats()
+
+    def add(self, ref: Sequence[int], pred: Sequence[int]) -> None:
+        """Adds one sentence pair of token ids (``ref`` may hold unk, which then never matches)."""
+        ref = _trim([UNK_NEVER_MATCHES if t == self.unk else int(t) for t in ref], self.pad, self.eos)
+        pred = _trim([int(t) for t in pred], self.pad, self.eos)
+        self.stat.reflen += len(ref)
+        self.stat.predlen += len(pred)
+        for n in range(1, 5):
+            if len(pred) < n:
+                continue
+            self.stat.count[n - 1] += len(pred) - n + 1
+            if len(ref) >= n:
+                self.stat.match[n - 1] += sum((_ngrams(pred, n) & _ngrams(ref, n)).values())
+
+    def precision(self) -> list[float]:
+        return [m / c if c > 0 else 0.0 for m, c in zip(self.stat.match, self.stat.count)]
+
+    def brevity(self) -> float:
+        r = self.stat.reflen / self.stat.predlen
+        return min(1.0, math.exp(1 - r))
+
+    def score(self, order: int = 4) -> float:
+        psum = sum(math.log(p) if p > 0 else float("-inf") for p in self.precision()[:order])
+        return self.brevity() * math.exp(psum / order) * 100
+
+    def result_string(self, order: int = 4) -> str:
+        precisions = "/".join(f"{p * 100:2.1f}" for p in self.precision()[:order])
+        return (
+            f"BLEU{order} = {self.score(order):2.2f}, {precisions} (BP={self.brevity():.3f}, "
+            f"ratio={self.stat.predlen / self.stat.reflen:.3f}, syslen={self.stat.predlen}, reflen={self.stat.reflen})"
+        )
+
+
+class SacrebleuScorer:
+    """``--scoring sacrebleu``: corpus BLEU of detokenized strings (tokenized once, here, as fairseq does)."""
+
+    def __init__(self, cfg: ScoringConfig) -> None:
+        import sacrebleu
+
+        self.sacrebleu = sacrebleu
+        self.tokenize = sacrebleu.BLEU(tokenize=cfg.sacrebleu_tokenizer).tokenizer
+        self.lowercase, self.char_level = cfg.sacrebleu_lowercase, cfg.sacrebleu_char_level
+        self.refs: list[str] = []
+        self.preds: list[str] = []
+
+    def _prepare(self, text: str) -> str:
+        text = self.tokenize(text)
+        if self.char_level:
+            text = " ".join(" ".join(word) for word in text.split())
+        return text.lower() if self.lowercase else text
+
+    def add_string(self, ref: str, pred: str) -> None:
+        self.refs.append(self._prepare(ref))
+        self.preds.append(self._prepare(pred))
+
+    def score(self, order: int = 4) -> float:
+        return self.sacrebleu.corpus_bleu(self.preds, [self.refs], tokenize="none").score
+
+    def result_string(self, order: int = 4) -> str:
+        return self.sacrebleu.corpus_bleu(self.preds, [self.refs], tokenize="none").format()
+
+
+class ChrfScorer:
+    """``--scoring chrf``: sacrebleu's corpus chrF of the strings."""
+
+    def __init__(self) -> None:
+        import sacrebleu
+
+        self.sacrebleu = sacrebleu
+        self.refs: list[str] = []
+        self.preds: list[str] = []
+
+    def add_string(self, ref: str, pred: str) -> None:
+        self.refs.append(ref)
+        self.preds.append(pred)
+
+    def score(self, order: int = 4) -> float:
+        return self.sacrebleu.corpus_chrf(self.preds, [self.refs]).score
+
+    def result_string(self, order: int = 4) -> str:
+        return self.sacrebleu.corpus_chrf(self.preds, [self.refs]).format()
+
+
+def build_scorer(
+    cfg: ScoringConfig, *, pad: int = 1, eos: int = 2, unk: int = 3
+) -> BleuScorer | SacrebleuScorer | ChrfScorer:
+    if cfg.scoring == "sacrebleu":
+        return SacrebleuScorer(cfg)
+    if cfg.scoring == "chrf":
+        return ChrfScorer()
+    return BleuScorer(pad=pad, eos=eos, unk=unk)
