@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 BUILTIN_MODULES: tuple[str, ...] = (
+    "seqloom.models.transformer",
     "seqloom.tasks.translation",
     "seqloom.tokenizers.moses_tokenizer",
     "seqloom.tokenizers.space_tokenizer",

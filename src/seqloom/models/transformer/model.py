@@ -1,0 +1,73 @@
+"""``TransformerModel``: fairseq's encoder-decoder transformer, batch-first, with an explicit KV cache."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from seqloom.models.transformer.config import TransformerConfig
+from seqloom.modules.kv_cache import KVCache
+from seqloom.modules.transformer import DecoderOut, EncoderOut, TransformerDecoder, TransformerEncoder
+
+
+class TransformerModel(nn.Module):
+    """An encoder and a decoder; attribute names (``encoder``, ``decoder``) give fairseq's state-dict keys."""
+
+    def __init__(self, encoder: TransformerEncoder, decoder: TransformerDecoder, *, cfg: TransformerConfig) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+        self.cfg = cfg
+
+    @classmethod
+    def build_model(cls, cfg: TransformerConfig, src_dict: Any, tgt_dict: Any) -> TransformerModel:
+        """Builds the model for ``cfg`` and the dictionaries (anything with ``len()`` and ``pad()``)."""
+        from seqloom.models.transformer.builder import build_model  # the builder imports this module
+
+        return build_model(cfg, src_dict, tgt_dict)
+
+    def encode(self, src_tokens: Tensor) -> EncoderOut:
+        """``src_tokens`` ``(B, S)``, padded with the dictionary's pad -> :class:`EncoderOut`."""
+        return self.encoder(src_tokens)
+
+    def decode(
+        self,
+        prev_output_tokens: Tensor,
+        encoder_out: EncoderOut | None,
+        *,
+        cache: KVCache | None = None,
+        need_attn: bool = False,
+    ) -> DecoderOut:
+        """Logits ``(B, T, V)`` for ``prev_output_tokens`` ``(B, T)``.
+
+        With a ``cache``, pass only the newest tokens (``(B, 1)``); positions continue from the cache.
+        ``need_attn`` returns the last layer's head-averaged cross-attention ``(B, T, S)``.
+        """
+        return self.decoder(prev_output_tokens, encoder_out, cache=cache, need_attn=need_attn)
+
+    def new_cache(self, batch_size: int, max_len: int) -> KVCache:
+        """An empty :class:`KVCache` for ``batch_size`` rows and up to ``max_len`` decoding steps."""
+        return self.decoder.new_cache(batch_size, max_len)
+
+    def forward(self, src_tokens: Tensor, src_lengths: Tensor | None, prev_output_tokens: Tensor) -> DecoderOut:
+        """Teacher-forced forward: ``(B, S)`` sources, ``(B, T)`` shifted targets -> logits ``(B, T, V)``.
+
+        ``src_lengths`` is accepted for fairseq's calling convention; padding comes from the tokens.
+        """
+        return self.decode(prev_output_tokens, self.encode(src_tokens))
+
+    @staticmethod
+    def get_normalized_probs(logits: Tensor, log_probs: bool = True) -> Tensor:
+        """Float32 (log-)softmax over the vocabulary; log-probabilities are natural log."""
+        logits = logits.float()
+        return F.log_softmax(logits, dim=-1) if log_probs else F.softmax(logits, dim=-1)
+
+    def max_positions(self) -> tuple[int, int]:
+        return self.encoder.max_positions(), self.decoder.max_positions()
+
+    @torch.no_grad()
+    def reorder_cache(self, cache: KVCache, new_order: Tensor) -> None:
+        cache.reorder(new_order)

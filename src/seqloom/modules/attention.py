@@ -1,0 +1,150 @@
+"""Multi-head attention on ``F.scaled_dot_product_attention``: one module for self- and cross-attention,
+training and incremental decoding, with fairseq's parameter names (``q_proj``, ``k_proj``, ``v_proj``,
+``out_proj``) and initialisation.
+
+Attention weights are computed explicitly only when a caller asks for them (``need_weights``), e.g.
+for the alignment layer; otherwise the fused kernel runs, also during incremental decoding.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from seqloom.modules.kv_cache import AttentionCache
+from seqloom.modules.masks import causal_mask, combine_masks
+
+
+def attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    *,
+    excluded: Tensor | None,
+    is_causal: bool = False,
+    dropout_p: float = 0.0,
+    need_weights: bool = False,
+) -> tuple[Tensor, Tensor | None]:
+    """Scaled dot-product attention of ``q`` ``(B, H, T, Dh)`` over ``k``/``v`` ``(B, H, S, Dh)``.
+
+    ``excluded`` is a bool mask broadcastable to ``(B, H, T, S)``, True where a query may not look;
+    ``is_causal`` adds the top-left aligned future mask (only with ``excluded=None``). Returns the
+    output ``(B, H, T, Dh)`` and, with ``need_weights``, the probabilities averaged over heads ``(B, T, S)``.
+    """
+    if not need_weights:
+        allowed = None if excluded is None else ~excluded
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout_p, is_causal=is_causal)
+        return out, None
+    scores = torch.matmul(q * q.size(-1) ** -0.5, k.transpose(-2, -1))  # (B, H, T, S)
+    if is_causal:
+        excluded = causal_mask(q.size(2), k.size(2), device=q.device)
+    if excluded is not None:
+        scores = scores.masked_fill(excluded, float("-inf"))
+    probs = torch.softmax(scores.float(), dim=-1)  # (B, H, T, S), float32 like fairseq
+    dropped = F.dropout(probs.type_as(scores), p=dropout_p) if dropout_p > 0 else probs.type_as(scores)
+    return torch.matmul(dropped, v), probs.mean(dim=1)
+
+
+class MultiheadAttention(nn.Module):
+    """Multi-head attention over ``(B, T, C)`` inputs.
+
+    Self-attention when ``forward`` gets no ``source``; cross-attention (to ``source`` ``(B, S, kdim)``)
+    otherwise. ``kdim``/``vdim`` default to ``embed_dim``.
+    """
+
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int,
+        *,
+        kdim: int | None = None,
+        vdim: int | None = None,
+        dropout: float = 0.0,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        if embed_dim % num_heads != 0:
+            raise ValueError(f"embed_dim {embed_dim} is not divisible by the number of attention heads {num_heads}")
+        self.embed_dim = embed_dim
+        self.num_heads = num_heads
+        self.head_dim = embed_dim // num_heads
+        self.dropout = dropout
+        kdim = embed_dim if kdim is None else kdim
+        vdim = embed_dim if vdim is None else vdim
+        # construction order k, v, q, out is fairseq's: same state-dict order, same RNG draws at init
+        self.k_proj = nn.Linear(kdim, embed_dim, bias=bias)
+        self.v_proj = nn.Linear(vdim, embed_dim, bias=bias)
+        self.q_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
+        self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
+        self.reset_parameters(same_dim=kdim == embed_dim and vdim == embed_dim)
+
+    def reset_parameters(self, *, same_dim: bool) -> None:
+        """fairseq's init: Xavier (gain 1/sqrt 2 when q, k, v share a size), zero output bias."""
+        gain = 1 / math.sqrt(2) if same_dim else 1.0
+        for proj in (self.k_proj, self.v_proj, self.q_proj):
+            nn.init.xavier_uniform_(proj.weight, gain=gain)
+        nn.init.xavier_uniform_(self.out_proj.weight)
+        if self.out_proj.bias is not None:
+            nn.init.constant_(self.out_proj.bias, 0.0)
+
+    def _split_heads(self, x: Tensor) -> Tensor:
+        b, t, _ = x.shape
+        return x.view(b, t, self.num_heads, self.head_dim).transpose(1, 2)  # (B, T, C) -> (B, H, T, Dh)
+
+    def _self_keys_values(self, query: Tensor, cache: AttentionCache | None) -> tuple[Tensor, Tensor]:
+        k = self._split_heads(self.k_proj(query))  # (B, H, T, Dh)
+        v = self._split_heads(self.v_proj(query))
+        return (k, v) if cache is None else cache.append(k, v)
+
+    def _cross_keys_values(self, source: Tensor, cache: AttentionCache | None) -> tuple[Tensor, Tensor]:
+        if cache is not None and cache.is_set:
+            assert cache.key is not None and cache.value is not None
+            return cache.key, cache.value  # projected once per source
+        k = self._split_heads(self.k_proj(source))  # (B, H, S, Dh)
+        v = self._split_heads(self.v_proj(source))
+        if cache is not None:
+            cache.set(k, v)
+        return k, v
+
+    def forward(
+        self,
+        query: Tensor,
+        source: Tensor | None = None,
+        *,
+        key_padding_mask: Tensor | None = None,
+        causal: bool = False,
+        cache: AttentionCache | None = None,
+        need_weights: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Attends from ``query`` ``(B, T, C)`` to itself or to ``source`` ``(B, S, kdim)``.
+
+        ``key_padding_mask`` ``(B, S)`` is True at keys to ignore (with a self-attention ``cache``: over
+        all cached steps plus the new ones). ``causal`` hides future keys; with a cache, the new queries
+        sit after the cached steps. Returns ``(B, T, C)`` and, with ``need_weights``, the head-averaged
+        attention probabilities ``(B, T, S)``.
+        """
+        q = self._split_heads(self.q_proj(query))  # (B, H, T, Dh)
+        offset = cache.length if cache is not None and source is None else 0
+        if source is None:
+            k, v = self._self_keys_values(query, cache)
+        else:
+            k, v = self._cross_keys_values(source, cache)
+        tgt_len, src_len = q.size(2), k.size(2)
+        future = causal_mask(tgt_len, src_len, offset=offset, device=q.device) if causal and tgt_len > 1 else None
+        use_is_causal = future is not None and key_padding_mask is None and offset == 0 and tgt_len == src_len
+        excluded = None if use_is_causal else combine_masks(key_padding_mask, future)
+        out, weights = attention(
+            q,
+            k,
+            v,
+            excluded=excluded,
+            is_causal=use_is_causal,
+            dropout_p=self.dropout if self.training else 0.0,
+            need_weights=need_weights,
+        )
+        b, _, t, _ = out.shape
+        out = out.transpose(1, 2).reshape(b, t, self.embed_dim)  # (B, H, T, Dh) -> (B, T, C)
+        return self.out_proj(out), weights

@@ -1,0 +1,131 @@
+"""The decoder's KV cache: an explicit object passed down the layers (no dict-of-dicts keyed by uuids).
+
+Self-attention keys and values live in buffers preallocated for ``max_len`` steps and are written in
+place, one slice per step; cross-attention keys and values are computed once per source and kept.
+``reorder(new_order)`` follows beam search's reordering (and shrinking) of the batch.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+class AttentionCache:
+    """Cached keys and values of one attention layer, ``(B, H, L, Dh)`` each.
+
+    A *growing* cache (self-attention) holds preallocated buffers of capacity ``L = max_len`` of which
+    the first ``length`` steps are filled; a *static* cache (cross-attention) holds the projected
+    source once ``set`` was called, and ``length`` is the source length.
+    """
+
+    def __init__(self, key: Tensor | None, value: Tensor | None, *, growing: bool) -> None:
+        self.key = key
+        self.value = value
+        self.growing = growing
+        self.length = 0 if growing else (key.size(2) if key is not None else 0)
+
+    @classmethod
+    def preallocated(
+        cls, batch_size: int, num_heads: int, max_len: int, head_dim: int, *, dtype: torch.dtype, device: torch.device
+    ) -> AttentionCache:
+        shape = (batch_size, num_heads, max_len, head_dim)
+        return cls(
+            torch.zeros(shape, dtype=dtype, device=device), torch.zeros(shape, dtype=dtype, device=device), growing=True
+        )
+
+    @classmethod
+    def empty_static(cls) -> AttentionCache:
+        return cls(None, None, growing=False)
+
+    @property
+    def is_set(self) -> bool:
+        return self.key is not None
+
+    def append(self, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
+        """Writes ``key``/``value`` ``(B, H, T, Dh)`` after the filled steps; returns all filled ``(B, H, L', Dh)``."""
+        assert self.growing and self.key is not None and self.value is not None
+        start, end = self.length, self.length + key.size(2)
+        if end > self.key.size(2):
+            raise RuntimeError(
+                f"KV cache overflow: decoding step {end} exceeds the cache's max_len {self.key.size(2)}; "
+                "create the cache with a larger max_len (model.new_cache(batch_size, max_len))"
+            )
+        self.key[:, :, start:end] = key
+        self.value[:, :, start:end] = value
+        self.length = end
+        return self.key[:, :, :end], self.value[:, :, :end]
+
+    def set(self, key: Tensor, value: Tensor) -> None:
+        """Stores the projected source ``(B, H, S, Dh)`` of a static (cross-attention) cache."""
+        assert not self.growing
+        self.key, self.value, self.length = key, value, key.size(2)
+
+    def reorder(self, new_order: Tensor) -> None:
+        if self.key is None or self.value is None:
+            return
+        key = self.key.index_select(0, new_order)
+        value = self.value.index_select(0, new_order)
+        if self.growing and key.shape == self.key.shape:
+            self.key.copy_(key)  # same batch size: keep the preallocated buffers
+            self.value.copy_(value)
+        else:
+            self.key, self.value = key, value
+
+
+class KVCache:
+    """All cached state of an incremental decoder: one self- and one cross-attention cache per layer.
+
+    ``padding`` ``(B, max_len)`` records which fed tokens were padding, so that later steps never attend
+    to them (fairseq's ``prev_key_padding_mask``); ``has_padding`` says whether any was.
+    """
+
+    def __init__(
+        self,
+        *,
+        num_layers: int,
+        batch_size: int,
+        num_heads: int,
+        head_dim: int,
+        max_len: int,
+        dtype: torch.dtype,
+        device: torch.device,
+    ) -> None:
+        self.max_len = max_len
+        self.self_attn = [
+            AttentionCache.preallocated(batch_size, num_heads, max_len, head_dim, dtype=dtype, device=device)
+            for _ in range(num_layers)
+        ]
+        self.cross_attn = [AttentionCache.empty_static() for _ in range(num_layers)]
+        self.padding = torch.zeros(batch_size, max_len, dtype=torch.bool, device=device)
+        self.has_padding = False
+        self.length = 0  # decoding steps already fed
+
+    @property
+    def batch_size(self) -> int:
+        return self.padding.size(0)
+
+    def record_padding(self, pad: Tensor) -> Tensor | None:
+        """Records the pad mask ``(B, T)`` of the newest tokens; returns the key mask ``(B, length + T)`` or None."""
+        end = self.length + pad.size(1)
+        if end > self.max_len:
+            raise RuntimeError(
+                f"KV cache overflow: decoding step {end} exceeds the cache's max_len {self.max_len}; "
+                "create the cache with a larger max_len (model.new_cache(batch_size, max_len))"
+            )
+        self.padding[:, self.length : end] = pad
+        self.has_padding = self.has_padding or bool(pad.any())
+        return self.padding[:, :end] if self.has_padding else None
+
+    def advance(self, steps: int) -> None:
+        self.length += steps
+
+    def reorder(self, new_order: Tensor) -> None:
+        """Keeps batch rows ``new_order`` (beam search: their new order; may repeat or drop rows)."""
+        for cache in (*self.self_attn, *self.cross_attn):
+            cache.reorder(new_order)
+        padding = self.padding.index_select(0, new_order)
+        if padding.shape == self.padding.shape:
+            self.padding.copy_(padding)
+        else:
+            self.padding = padding

@@ -1,0 +1,98 @@
+"""Positional embeddings exactly as fairseq computes them.
+
+Positions count from ``padding_idx + 1`` (fairseq's offset): a non-pad token at index ``i`` of its
+sequence, after any left padding, gets position ``padding_idx + 1 + i``; pad tokens get ``padding_idx``,
+whose sinusoidal row is zero and whose learned row is the (zero, frozen) padding row.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+
+def make_positions(tokens: Tensor, padding_idx: int) -> Tensor:
+    """``(B, T)`` long positions of ``tokens`` ``(B, T)``: pads get ``padding_idx``, others count up from it.
+
+    Left padding is skipped over: the first real token of each row is always ``padding_idx + 1``.
+    """
+    mask = tokens.ne(padding_idx).int()  # (B, T)
+    return (torch.cumsum(mask, dim=1).type_as(mask) * mask).long() + padding_idx
+
+
+def step_positions(batch_size: int, length: int, *, start: int, padding_idx: int, device: torch.device) -> Tensor:
+    """``(B, T)`` positions of ``length`` new tokens after ``start`` cached ones (incremental decoding).
+
+    Matches fairseq's incremental decoding, which counts every earlier step (pads included).
+    """
+    first = padding_idx + 1 + start
+    return torch.arange(first, first + length, device=device).unsqueeze(0).expand(batch_size, length)
+
+
+def sinusoidal_table(num_embeddings: int, embedding_dim: int, padding_idx: int | None) -> Tensor:
+    """``(N, C)`` float32 sinusoidal table, the tensor2tensor variant fairseq uses: ``[sin | cos]`` halves.
+
+    Row ``padding_idx`` is zero; an odd ``embedding_dim`` gets a zero last column.
+    """
+    half_dim = embedding_dim // 2
+    scale = math.log(10000) / (half_dim - 1)
+    freqs = torch.exp(torch.arange(half_dim, dtype=torch.float) * -scale)  # (C/2,)
+    angles = torch.arange(num_embeddings, dtype=torch.float).unsqueeze(1) * freqs.unsqueeze(0)  # (N, C/2)
+    table = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1).view(num_embeddings, -1)  # (N, C)
+    if embedding_dim % 2 == 1:
+        table = torch.cat([table, torch.zeros(num_embeddings, 1)], dim=1)
+    if padding_idx is not None:
+        table[padding_idx, :] = 0
+    return table
+
+
+class SinusoidalPositionalEmbedding(nn.Module):
+    """Fixed sinusoidal positions; the table is a non-persistent buffer (never in a state dict), grown on demand."""
+
+    max_positions: int = 100_000  # fairseq's limit for sinusoidal positions
+
+    def __init__(self, embedding_dim: int, padding_idx: int, init_size: int = 1024) -> None:
+        super().__init__()
+        self.embedding_dim = embedding_dim
+        self.padding_idx = padding_idx
+        self.register_buffer("weights", sinusoidal_table(init_size, embedding_dim, padding_idx), persistent=False)
+
+    def _table(self, needed: int) -> Tensor:
+        if needed > self.weights.size(0):
+            grown = sinusoidal_table(needed, self.embedding_dim, self.padding_idx)
+            self.weights = grown.to(self.weights)
+        return self.weights
+
+    def forward(self, positions: Tensor, *, span: int) -> Tensor:
+        """``positions`` ``(B, T)`` long -> ``(B, T, C)`` float32 embeddings.
+
+        ``span`` is the longest sequence the positions can come from (cached steps + new ones); it sizes
+        the table without reading ``positions`` back from the device.
+        """
+        table = self._table(self.padding_idx + 1 + span)
+        return table.index_select(0, positions.reshape(-1)).view(*positions.shape, -1).detach()  # (B, T, C)
+
+
+class LearnedPositionalEmbedding(nn.Embedding):
+    """Learned positions: an embedding of ``max_positions + padding_idx + 1`` rows (fairseq's offset)."""
+
+    def __init__(self, max_positions: int, embedding_dim: int, padding_idx: int) -> None:
+        super().__init__(max_positions + padding_idx + 1, embedding_dim, padding_idx)
+        nn.init.normal_(self.weight, mean=0, std=embedding_dim**-0.5)
+        nn.init.constant_(self.weight[padding_idx], 0)
+        self.max_positions = max_positions
+
+    def forward(self, positions: Tensor, *, span: int = 0) -> Tensor:  # type: ignore[override]
+        """``positions`` ``(B, T)`` long -> ``(B, T, C)``; ``span`` is unused (same call as the sinusoidal one)."""
+        return super().forward(positions)
+
+
+def positional_embedding(
+    max_positions: int, embedding_dim: int, padding_idx: int, *, learned: bool
+) -> SinusoidalPositionalEmbedding | LearnedPositionalEmbedding:
+    """fairseq's ``PositionalEmbedding`` factory: same table sizes, same initialisation."""
+    if learned:
+        return LearnedPositionalEmbedding(max_positions, embedding_dim, padding_idx)
+    return SinusoidalPositionalEmbedding(embedding_dim, padding_idx, init_size=max_positions + padding_idx + 1)

@@ -1,0 +1,153 @@
+"""Transformer encoder and decoder layers, post-norm (the paper's) or pre-norm (``normalize_before``).
+
+Submodule names and construction order are fairseq's (``self_attn``, ``self_attn_layer_norm``,
+``encoder_attn``, ``encoder_attn_layer_norm``, ``fc1``, ``fc2``, ``final_layer_norm``), so state dicts
+match key for key and a seeded build draws the same initial weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from seqloom.modules.activations import activation_fn
+from seqloom.modules.attention import MultiheadAttention
+from seqloom.modules.kv_cache import AttentionCache
+
+
+def dropout(x: Tensor, p: float, training: bool) -> Tensor:
+    """Dropout that is a no-op (and draws no random numbers) when ``p == 0`` or in eval mode."""
+    return F.dropout(x, p=p, training=True) if p > 0 and training else x
+
+
+class FeedForwardMixin(nn.Module):
+    """The position-wise feed-forward block shared by both layers (``fc1``, activation, ``fc2``)."""
+
+    fc1: nn.Linear
+    fc2: nn.Linear
+    activation: Callable[[Tensor], Tensor]
+    activation_dropout: float
+    dropout: float
+    normalize_before: bool
+    final_layer_norm: nn.LayerNorm
+
+    def _feed_forward(self, x: Tensor) -> Tensor:
+        residual = x
+        if self.normalize_before:
+            x = self.final_layer_norm(x)
+        x = dropout(self.activation(self.fc1(x)), self.activation_dropout, self.training)
+        x = residual + dropout(self.fc2(x), self.dropout, self.training)
+        return x if self.normalize_before else self.final_layer_norm(x)
+
+
+class TransformerEncoderLayer(FeedForwardMixin):
+    """Self-attention then feed-forward, each with dropout, residual and layer norm."""
+
+    def __init__(
+        self,
+        embed_dim: int,
+        ffn_embed_dim: int,
+        num_heads: int,
+        *,
+        dropout: float = 0.1,
+        attention_dropout: float = 0.0,
+        activation_dropout: float = 0.0,
+        activation: str = "relu",
+        normalize_before: bool = False,
+    ) -> None:
+        super().__init__()
+        self.self_attn = MultiheadAttention(embed_dim, num_heads, dropout=attention_dropout)
+        self.self_attn_layer_norm = nn.LayerNorm(embed_dim)
+        self.dropout = dropout
+        self.activation = activation_fn(activation)
+        self.activation_dropout = activation_dropout
+        self.normalize_before = normalize_before
+        self.fc1 = nn.Linear(embed_dim, ffn_embed_dim)
+        self.fc2 = nn.Linear(ffn_embed_dim, embed_dim)
+        self.final_layer_norm = nn.LayerNorm(embed_dim)
+
+    def forward(self, x: Tensor, padding_mask: Tensor | None) -> Tensor:
+        """``x`` ``(B, S, C)``, ``padding_mask`` ``(B, S)`` True at pads (or None) -> ``(B, S, C)``."""
+        residual = x
+        if self.normalize_before:
+            x = self.self_attn_layer_norm(x)
+        x, _ = self.self_attn(x, key_padding_mask=padding_mask)
+        x = residual + dropout(x, self.dropout, self.training)
+        if not self.normalize_before:
+            x = self.self_attn_layer_norm(x)
+        return self._feed_forward(x)
+
+
+class TransformerDecoderLayer(FeedForwardMixin):
+    """Causal self-attention, cross-attention to the encoder (unless ``cross_attention=False``), feed-forward."""
+
+    def __init__(
+        self,
+        embed_dim: int,
+        ffn_embed_dim: int,
+        num_heads: int,
+        *,
+        encoder_embed_dim: int | None = None,
+        cross_attention: bool = True,
+        dropout: float = 0.1,
+        attention_dropout: float = 0.0,
+        activation_dropout: float = 0.0,
+        activation: str = "relu",
+        normalize_before: bool = False,
+    ) -> None:
+        super().__init__()
+        self.self_attn = MultiheadAttention(embed_dim, num_heads, dropout=attention_dropout)
+        self.dropout = dropout
+        self.activation = activation_fn(activation)
+        self.activation_dropout = activation_dropout
+        self.normalize_before = normalize_before
+        self.self_attn_layer_norm = nn.LayerNorm(embed_dim)
+        self.encoder_attn: MultiheadAttention | None = None
+        self.encoder_attn_layer_norm: nn.LayerNorm | None = None
+        if cross_attention:
+            kdim = encoder_embed_dim or embed_dim
+            self.encoder_attn = MultiheadAttention(
+                embed_dim, num_heads, kdim=kdim, vdim=kdim, dropout=attention_dropout
+            )
+            self.encoder_attn_layer_norm = nn.LayerNorm(embed_dim)
+        self.fc1 = nn.Linear(embed_dim, ffn_embed_dim)
+        self.fc2 = nn.Linear(ffn_embed_dim, embed_dim)
+        self.final_layer_norm = nn.LayerNorm(embed_dim)
+
+    def forward(
+        self,
+        x: Tensor,
+        encoder_out: Tensor | None,
+        encoder_padding_mask: Tensor | None,
+        *,
+        self_padding_mask: Tensor | None = None,
+        self_cache: AttentionCache | None = None,
+        cross_cache: AttentionCache | None = None,
+        need_attn: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        """``x`` ``(B, T, C)`` -> ``(B, T, C)`` and, with ``need_attn``, cross-attention ``(B, T, S)``.
+
+        ``encoder_out`` ``(B, S, Ce)`` with ``encoder_padding_mask`` ``(B, S)``; ``self_padding_mask``
+        ``(B, T')`` covers the self-attention keys (cached steps included).
+        """
+        residual = x
+        if self.normalize_before:
+            x = self.self_attn_layer_norm(x)
+        x, _ = self.self_attn(x, key_padding_mask=self_padding_mask, causal=True, cache=self_cache)
+        x = residual + dropout(x, self.dropout, self.training)
+        if not self.normalize_before:
+            x = self.self_attn_layer_norm(x)
+        attn: Tensor | None = None
+        if self.encoder_attn is not None and self.encoder_attn_layer_norm is not None and encoder_out is not None:
+            residual = x
+            if self.normalize_before:
+                x = self.encoder_attn_layer_norm(x)
+            x, attn = self.encoder_attn(
+                x, encoder_out, key_padding_mask=encoder_padding_mask, cache=cross_cache, need_weights=need_attn
+            )
+            x = residual + dropout(x, self.dropout, self.training)
+            if not self.normalize_before:
+                x = self.encoder_attn_layer_norm(x)
+        return self._feed_forward(x), attn
