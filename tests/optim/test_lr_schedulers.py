@@ -273,3 +273,17 @@ def test_every_schedule_is_registered_with_fairseqs_defaults() -> None:
     assert (TriStageConfig().init_lr_scale, TriStageConfig().final_lr_scale) == (0.01, 0.01)
     assert (CosineConfig().t_mult, CosineConfig().lr_period_updates, CosineConfig().lr_shrink) == (1.0, -1.0, 0.1)
     assert (PolynomialDecayConfig().power, PolynomialDecayConfig().end_learning_rate) == (1.0, 0.0)
+
+
+def test_scheduler_state_of_fairseqs_checkpoint_loads(fairseq_fixtures) -> None:
+    import argparse
+
+    torch.serialization.add_safe_globals([argparse.Namespace])
+    path = fairseq_fixtures / "mt/checkpoints/checkpoint_last.pt"
+    history = torch.load(path, map_location="cpu", weights_only=True)["optimizer_history"][-1]
+    sched = build_lr_scheduler("inverse_sqrt", InverseSqrtConfig(warmup_updates=100), optimizer(), lr=[1e-3])
+    sched.load_state_dict(history["lr_scheduler_state"])
+    assert sched.best == 8.548 and sched.state_dict() == {"best": 8.548}
+    assert sched.step_update(history["num_updates"]) == 0.0005773502691896258
+    sched.step(5, 8.4)
+    assert sched.best == 8.4

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from seqloom import registry
-from seqloom.optim import build_optimizer, load_optimizer_state
+from seqloom.optim import FAIRSEQ_OPTIMIZER_NAMES, build_optimizer, export_optimizer_state, load_optimizer_state
 from seqloom.optim.adafactor import AdafactorConfig
 from seqloom.optim.adam import AdamConfig, FairseqAdam
 from seqloom.optim.nag import NAGConfig
@@ -238,3 +238,26 @@ def test_adafactor_warmup_init_needs_relative_step() -> None:
 def test_unknown_optimizer_names_the_choices() -> None:
     with pytest.raises(KeyError, match="Did you mean 'adam'"):
         build_optimizer("adamm", None, make_params(), 1e-3)
+
+
+@pytest.mark.parametrize(
+    "name,cfg", [("adam", AdamConfig()), ("adafactor", AdafactorConfig(beta1=0.9)), ("nag", NAGConfig())]
+)
+def test_exported_state_is_fairseqs_form_and_resumes_exactly(name: str, cfg) -> None:
+    params, twin = make_params(), make_params()
+    opt = build_optimizer(name, cfg, params, 1e-3)
+    run(opt, params)
+    exported = export_optimizer_state(opt)
+    assert FAIRSEQ_OPTIMIZER_NAMES[name].lower().endswith(name)
+    assert all(not set(g) & {"fused", "foreach", "capturable", "differentiable"} for g in exported["param_groups"])
+    assert all(type(s.get("step", 0)) is int for s in exported["state"].values())
+    # a resumed twin continues exactly like the original
+    with torch.no_grad():
+        for t, p in zip(twin, params):
+            t.copy_(p)
+    resumed = build_optimizer(name, cfg, twin, 1e-3)
+    load_optimizer_state(resumed, exported)
+    run(opt, params)
+    run(resumed, twin)
+    for p, t in zip(params, twin):
+        torch.testing.assert_close(p, t, rtol=0, atol=0)

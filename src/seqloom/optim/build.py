@@ -83,3 +83,32 @@ def _fix_step(state: dict[str, Any] | None, p: torch.Tensor, *, fused: bool) -> 
     step = state["step"]
     if fused:
         state["step"] = torch.as_tensor(float(step), dtype=torch.float32, device=p.device)
+
+
+# fairseq's trainer refuses to load an optimizer state saved under another class name
+# (``optimizer_history[-1]["optimizer_name"]``); these are its names for our optimizers (fp32 training)
+FAIRSEQ_OPTIMIZER_NAMES = {
+    "adam": "FairseqAdam",
+    "sgd": "SGD",
+    "nag": "FairseqNAG",
+    "adagrad": "Adagrad",
+    "adafactor": "FairseqAdafactor",
+}
+
+
+def export_optimizer_state(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """``optimizer.state_dict()`` in the form fairseq's optimizers load (``last_optimizer_state``).
+
+    torch's kernel options are dropped from the param groups and tensor ``step`` counters become ints,
+    which is what fairseq's Adam/Adafactor arithmetic (``beta ** step``) expects; our
+    :func:`load_optimizer_state` reads the result back unchanged.
+    """
+    state = optimizer.state_dict()
+    groups = [{k: v for k, v in g.items() if k not in KERNEL_OPTIONS} for g in state["param_groups"]]
+    per_param = {}
+    for key, s in state["state"].items():
+        s = dict(s)
+        if isinstance(s.get("step"), torch.Tensor):
+            s["step"] = int(s["step"].item())
+        per_param[key] = s
+    return {"state": per_param, "param_groups": groups}
