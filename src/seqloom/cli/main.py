@@ -12,6 +12,9 @@ from seqloom.config.options import suggest
 # command name -> "module:function"; each also has a ``seqloom-<command>`` console script
 COMMANDS: dict[str, str] = {
     "preprocess": "seqloom.cli.preprocess:main",
+    "train": "seqloom.cli.train:main",
+    "validate": "seqloom.cli.validate:main",
+    "average-checkpoints": "seqloom.cli.average_checkpoints:main",
 }
 
 

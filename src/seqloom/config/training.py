@@ -147,3 +147,14 @@ class DistributedConfig:
     broadcast_buffers: bool = field(
         False, help="copy non-trainable parameters between GPUs, such as batchnorm population statistics"
     )
+
+
+@dataclass(kw_only=True)
+class DataDirConfig:
+    """The positional ``DATA`` argument every task reads (fairseq's task-level ``data``)."""
+
+    data: Optional[str] = field(
+        None,
+        help="colon separated path to data directories list, will be iterated upon during epochs in round-robin manner",
+        positional=True,
+    )

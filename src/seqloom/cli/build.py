@@ -1,0 +1,48 @@
+"""Turning parsed options into the task, model and criterion (shared by ``train`` and ``validate``)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from torch import nn
+
+from seqloom import registry
+from seqloom.config.parser import ParsedArgs
+
+logger = logging.getLogger(__name__)
+
+
+def build_task(parsed: ParsedArgs) -> Any:
+    """``--task`` set up from its config (reads the dictionaries of the data folder)."""
+    name = parsed.namespace.task
+    task_cls = registry.TASKS.get(name)
+    return task_cls.setup_task(parsed["task"], dataset_impl=getattr(parsed.namespace, "dataset_impl", None))
+
+
+def build_model(parsed: ParsedArgs, task: Any) -> nn.Module:
+    """``--arch``'s model, built from its (preset + flags) config and the task's dictionaries."""
+    arch = parsed.namespace.arch
+    if arch is None:
+        raise SystemExit(f"--arch is required (choose from {', '.join(registry.ARCHITECTURES.names())})")
+    model_name = registry.ARCHITECTURES.get(arch).model
+    builder = registry.MODELS.get(model_name)
+    build = getattr(builder, "build_model", builder)
+    return build(parsed["model"], task.source_dictionary, task.target_dictionary)
+
+
+def build_criterion(parsed: ParsedArgs, task: Any) -> nn.Module:
+    """``--criterion`` built from its config, the target dictionary's pad and ``--sentence-avg``."""
+    from seqloom.criterions import build_criterion as build
+
+    sentence_avg = bool(getattr(parsed.namespace, "sentence_avg", False))
+    pad = task.target_dictionary.pad()
+    return build(parsed.namespace.criterion, parsed.get("criterion"), padding_idx=pad, sentence_avg=sentence_avg)
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(all parameters, trainable parameters), counting shared tensors once."""
+    seen: dict[int, nn.Parameter] = {id(p): p for p in model.parameters()}
+    total = sum(p.numel() for p in seen.values())
+    trained = sum(p.numel() for p in seen.values() if p.requires_grad)
+    return total, trained

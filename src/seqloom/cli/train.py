@@ -1,0 +1,229 @@
+"""``seqloom train DATA --arch ... --optimizer ...``: fairseq-train's command line, fairseq's checkpoints.
+
+Several processes: ``torchrun --nproc_per_node N -m seqloom.train ...`` (gloo on the CPU, NCCL on GPUs);
+only rank 0 logs and writes checkpoints.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from seqloom.cli.build import build_criterion, build_model, build_task, count_parameters
+from seqloom.config.common import CommonConfig
+from seqloom.config.parser import CommandSpec, ParsedArgs, parse_args
+from seqloom.config.training import (
+    CheckpointConfig,
+    DataDirConfig,
+    DatasetConfig,
+    DistributedConfig,
+    OptimizationConfig,
+)
+from seqloom.data.iterators import EpochBatchIterator
+from seqloom.logs import setup_logging
+from seqloom.optim import build_lr_scheduler, build_optimizer
+from seqloom.tasks.base import BatchingOptions
+from seqloom.trainer import distributed
+from seqloom.trainer.distributed import DistInfo
+from seqloom.trainer.loop import LoopConfigs, TrainingLoop
+from seqloom.trainer.precision import LossScaler, autocast_dtype, default_scale_window
+from seqloom.trainer.progress import Progress, resolve_log_format
+from seqloom.trainer.restore import Restored, restore
+from seqloom.trainer.trainer import Trainer, TrainerOptions
+
+logger = logging.getLogger("seqloom.cli.train")
+
+SPEC = CommandSpec(
+    prog="seqloom train",
+    description="Train a model on binarized data (fairseq-train's options).",
+    groups=(
+        ("data", DataDirConfig),
+        ("common", CommonConfig),
+        ("dataset", DatasetConfig),
+        ("optimization", OptimizationConfig),
+        ("checkpoint", CheckpointConfig),
+        ("distributed_training", DistributedConfig),
+    ),
+    selectors={
+        "task": "translation",
+        "arch": None,
+        "criterion": "cross_entropy",
+        "optimizer": None,
+        "lr_scheduler": "fixed",
+    },
+)
+
+
+def check_options(parsed: ParsedArgs) -> None:
+    ns = parsed.namespace
+    if ns.max_tokens is None and ns.batch_size is None:
+        raise SystemExit("seqloom train: give a batch size with --max-tokens or --batch-size")
+    if ns.optimizer is None:
+        raise SystemExit("seqloom train: --optimizer is required (e.g. --optimizer adam)")
+    if ns.arch is None:
+        raise SystemExit("seqloom train: --arch is required (e.g. --arch transformer)")
+    if ns.max_tokens_valid is None:
+        ns.max_tokens_valid = ns.max_tokens
+        parsed["dataset"].max_tokens_valid = ns.max_tokens
+    if ns.batch_size_valid is None:
+        ns.batch_size_valid = ns.batch_size
+        parsed["dataset"].batch_size_valid = ns.batch_size
+
+
+def make_trainer(parsed: ParsedArgs, task: Any, dist: DistInfo) -> Trainer:
+    """Model, criterion, optimizer, schedule and precision, in fairseq's order (the seed is set first)."""
+    common, opt = parsed["common"], parsed["optimization"]
+    model = build_model(parsed, task)
+    criterion = build_criterion(parsed, task)
+    total, trained = count_parameters(model)
+    logger.info("model: %s, criterion: %s", parsed.namespace.arch, type(criterion).__name__)
+    logger.info("num. model params: %d (num. trained: %d)", total, trained)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = build_optimizer(parsed.namespace.optimizer, parsed.get("optimizer"), params, opt.lr[0])
+    scheduler = build_lr_scheduler(
+        parsed.namespace.lr_scheduler,
+        parsed.get("lr_scheduler"),
+        optimizer,
+        lr=opt.lr,
+        max_update=opt.max_update,
+        maximize_best_checkpoint_metric=parsed["checkpoint"].maximize_best_checkpoint_metric,
+    )
+    scaler = None
+    if common.fp16 or common.amp:
+        window = common.fp16_scale_window or default_scale_window(dist.world_size, opt.update_freq[0])
+        scaler = LossScaler(float(common.fp16_init_scale), window, common.min_loss_scale)
+    options = TrainerOptions(
+        seed=common.seed,
+        clip_norm=opt.clip_norm,
+        autocast_dtype=autocast_dtype(fp16=common.fp16, bf16=common.bf16, amp=common.amp),
+        loss_scaler=scaler,
+        find_unused_parameters=parsed["distributed_training"].find_unused_parameters,
+    )
+    return Trainer(model, criterion, optimizer, scheduler, dist=dist, options=options)
+
+
+class Batches:
+    """Caches the epoch iterators of the training folders and of each validation subset."""
+
+    def __init__(self, parsed: ParsedArgs, task: Any, trainer: Trainer) -> None:
+        self.parsed, self.task, self.trainer = parsed, task, trainer
+        self._train: dict[int, EpochBatchIterator] = {}
+        self._valid: dict[str, EpochBatchIterator] = {}
+        self.num_dirs = len(str(parsed.namespace.data or "").split(":"))
+
+    def _options(
+        self, *, max_tokens: int | None, max_sentences: int | None, valid: bool, epoch: int
+    ) -> BatchingOptions:
+        ds, dist = self.parsed["dataset"], self.trainer.dist
+        model_max = getattr(self.trainer.model, "max_positions", None)
+        positions = _min_positions(self.task.max_positions(), model_max() if callable(model_max) else None)
+        return BatchingOptions(
+            max_tokens=max_tokens,
+            max_sentences=max_sentences,
+            max_positions=positions,
+            ignore_invalid_inputs=ds.skip_invalid_size_inputs_valid_test if valid else True,
+            required_batch_size_multiple=ds.required_batch_size_multiple,
+            seed=self.parsed["common"].seed,
+            num_shards=dist.world_size,
+            shard_id=dist.rank,
+            num_workers=ds.num_workers,
+            epoch=epoch,
+        )
+
+    def train(self, epoch: int) -> EpochBatchIterator:
+        key = (epoch - 1) % self.num_dirs
+        if key not in self._train:
+            ds = self.parsed["dataset"]
+            dataset = self.task.load_dataset(ds.train_subset, epoch=epoch, combine=True)
+            opts = self._options(max_tokens=ds.max_tokens, max_sentences=ds.batch_size, valid=False, epoch=epoch)
+            self._train = {key: self.task.get_batch_iterator(dataset, opts)}
+        return self._train[key]
+
+    def valid(self, subset: str) -> EpochBatchIterator:
+        if subset not in self._valid:
+            ds = self.parsed["dataset"]
+            dataset = self.task.datasets.get(subset) or self.task.load_dataset(subset, epoch=1, combine=False)
+            opts = self._options(max_tokens=ds.max_tokens_valid, max_sentences=ds.batch_size_valid, valid=True, epoch=1)
+            self._valid[subset] = self.task.get_batch_iterator(dataset, opts)
+        return self._valid[subset]
+
+
+def _min_positions(*limits: Any) -> tuple[int | None, int | None] | None:
+    from seqloom.data.batching import resolve_max_positions
+
+    return resolve_max_positions(*limits)
+
+
+def first_iterator(batches: Batches, restored: Restored) -> EpochBatchIterator:
+    """Where training starts: the restored iterator position, or epoch 1."""
+    state = restored.extra_state
+    if state is not None and not restored.reset_dataloader and state.get("train_iterator"):
+        itr_state = state["train_iterator"]
+        epoch_itr = batches.train(int(itr_state["epoch"]))
+        epoch_itr.load_state_dict(itr_state)
+        return epoch_itr
+    return batches.train(1)
+
+
+def run(parsed: ParsedArgs) -> TrainingLoop:
+    """Trains as the options say; returns the finished loop (its ``history`` holds per-update stats)."""
+    check_options(parsed)
+    ns, common, ckpt = parsed.namespace, parsed["common"], parsed["checkpoint"]
+    dist_cfg = parsed["distributed_training"]
+    dist = distributed.init_distributed(
+        cpu=common.cpu,
+        backend=dist_cfg.distributed_backend,
+        world_size=dist_cfg.distributed_world_size,
+        device_id=dist_cfg.device_id,
+    )
+    if not dist.is_master:
+        logging.getLogger().setLevel(logging.WARNING)
+    logger.info("%s", ns)
+    np.random.seed(common.seed)
+    torch.manual_seed(common.seed)
+    task = build_task(parsed)
+    for subset in parsed["dataset"].valid_subset.split(","):
+        task.load_dataset(subset, epoch=1, combine=False)
+    trainer = make_trainer(parsed, task, dist)
+    restored = restore(ckpt, trainer, ns)
+    batches = Batches(parsed, task, trainer)
+    epoch_itr = first_iterator(batches, restored)
+    fmt = resolve_log_format(common.log_format, no_progress_bar=common.no_progress_bar)
+    progress = Progress(fmt, tensorboard_logdir=common.tensorboard_logdir, enabled=dist.is_master)
+    cfgs = LoopConfigs(common=common, dataset=parsed["dataset"], optimization=parsed["optimization"], checkpoint=ckpt)
+    loop = TrainingLoop(trainer, cfgs, ns, batches.train, batches.valid, progress)
+    extra = restored.extra_state or {}
+    if "best" in extra and not restored.reset_optimizer and not restored.reset_meters:
+        loop.best.best = extra["best"]
+    if not restored.reset_meters:
+        loop.previous_training_time = float(extra.get("previous_training_time", 0.0))
+    try:
+        loop.run(epoch_itr)
+    finally:
+        progress.close()
+    return loop
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parsed = parse_args(SPEC, argv)
+    common = parsed["common"]
+    # fairseq's --log-format shapes the progress lines; log records keep the ``date | LEVEL | name`` form
+    setup_logging(None, common.log_file)
+    try:
+        run(parsed)
+    except (FileNotFoundError, ValueError) as err:
+        logger.debug("details", exc_info=True)
+        logger.error("%s", err)
+        return 1
+    finally:
+        distributed.destroy()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""``seqloom validate DATA --path CKPT --valid-subset valid,test --task translation``: fairseq-validate.
+
+Prints, per subset, fairseq-validate's line (one aggregate over the whole subset)::
+
+    valid on 'valid' subset | loss 8.368 | nll_loss 7.872 | ppl 234.26 | wps 0 | wpb 8825 | bsz 200
+
+The criterion is the checkpoint's own (e.g. label smoothing 0.1), as fairseq-validate rebuilds it.
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from seqloom.cli.build import build_task
+from seqloom.config.common import CommonConfig
+from seqloom.config.options import from_namespace
+from seqloom.config.parser import CommandSpec, parse_args
+from seqloom.config.training import DataDirConfig, DatasetConfig
+from seqloom.generation.config import CommonEvalConfig
+from seqloom.logs import setup_logging
+from seqloom.tasks.base import BatchingOptions
+from seqloom.trainer.meters import Meter, sum_logging_outputs
+from seqloom.trainer.progress import Progress, resolve_log_format
+from seqloom.trainer.trainer import move_to_device
+
+logger = logging.getLogger("seqloom.cli.validate")
+
+SPEC = CommandSpec(
+    prog="seqloom validate",
+    description="Compute the loss of a trained model on data subsets (fairseq-validate).",
+    groups=(
+        ("data", DataDirConfig),
+        ("common", CommonConfig),
+        ("common_eval", CommonEvalConfig),
+        ("dataset", DatasetConfig),
+    ),
+    selectors={"task": "translation"},
+)
+
+
+def checkpoint_component(state: dict[str, Any], kind: str) -> tuple[str | None, dict[str, Any]]:
+    """A component's name and option values as the checkpoint recorded them (hydra ``cfg`` or ``args``)."""
+    cfg = state.get("cfg")
+    if isinstance(cfg, dict) and isinstance(cfg.get(kind), dict):
+        section = dict(cfg[kind])
+        return section.pop("_name", None), section
+    args = state.get("args")
+    if args is not None:
+        values = dict(vars(args))
+        return values.get(kind), values
+    return None, {}
+
+
+def criterion_from_checkpoint(state: dict[str, Any], padding_idx: int) -> torch.nn.Module:
+    """The checkpoint's criterion with its options (``--label-smoothing`` ...) and ``--sentence-avg``."""
+    from seqloom import registry
+    from seqloom.criterions import build_criterion
+
+    name, values = checkpoint_component(state, "criterion")
+    name = name or "cross_entropy"
+    cls = registry.CRITERIONS.config_cls(name) if name in registry.CRITERIONS else None
+    cfg = from_namespace(cls, values) if cls is not None else None
+    _, opt = checkpoint_component(state, "optimization")
+    sentence_avg = bool(values.get("sentence_avg", opt.get("sentence_avg", False)))
+    return build_criterion(name, cfg, padding_idx=padding_idx, sentence_avg=sentence_avg)
+
+
+def load_model(path: str, task: Any, overrides: dict[str, Any], device: torch.device) -> tuple[torch.nn.Module, dict]:
+    """The model of checkpoint ``path`` in eval mode, and the checkpoint dict."""
+    from seqloom.checkpoint.io import load_checkpoint
+    from seqloom.models.transformer.interop import model_from_state
+
+    logger.info("loading model(s) from %s", path)
+    state = load_checkpoint(path)
+    if overrides:
+        logger.warning("--model-overrides %s: ignored (the checkpoint's model options are used)", overrides)
+    model = model_from_state(state, task.source_dictionary, task.target_dictionary, source=path)
+    return model.to(device).eval(), state
+
+
+def validate_subset(model: torch.nn.Module, criterion: Any, itr: Any, device: torch.device) -> dict[str, float]:
+    """One aggregate of the criterion's logging outputs over every batch of ``itr``."""
+    outputs = []
+    start = time.perf_counter()
+    with torch.no_grad():
+        for sample in itr:
+            if not sample:
+                continue
+            _, sample_size, log = criterion(model, move_to_device(sample, device))
+            outputs.append({**log, "sample_size": float(sample_size)})
+    meter = Meter(reduce=getattr(criterion, "reduce_metrics", None))
+    meter.start = start
+    meter.add(sum_logging_outputs(outputs))
+    return meter.stats(ups=False)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parsed = parse_args(SPEC, argv)
+    common, ds, ev = parsed["common"], parsed["dataset"], parsed["common_eval"]
+    setup_logging(None, common.log_file)
+    if not ev.path:
+        logger.error("seqloom validate: --path CHECKPOINT is required")
+        return 2
+    device = torch.device("cuda") if torch.cuda.is_available() and not common.cpu else torch.device("cpu")
+    torch.manual_seed(common.seed)
+    task = build_task(parsed)
+    overrides = ast.literal_eval(ev.model_overrides or "{}")
+    model, state = load_model(ev.path.split(":")[0], task, overrides, device)
+    criterion = criterion_from_checkpoint(state, task.target_dictionary.pad()).to(device).eval()
+    progress = Progress(resolve_log_format(common.log_format, no_progress_bar=True))
+    model_max = model.max_positions() if hasattr(model, "max_positions") else None
+    for subset in ds.valid_subset.split(","):
+        try:
+            dataset = task.load_dataset(subset, epoch=1, combine=False)
+        except FileNotFoundError as err:
+            logger.error("%s", err)
+            return 1
+        options = BatchingOptions(
+            max_tokens=ds.max_tokens,
+            max_sentences=ds.batch_size,
+            max_positions=_resolve(task.max_positions(), model_max),
+            ignore_invalid_inputs=ds.skip_invalid_size_inputs_valid_test,
+            required_batch_size_multiple=ds.required_batch_size_multiple,
+            seed=common.seed,
+            num_workers=ds.num_workers,
+        )
+        itr = task.get_batch_iterator(dataset, options).next_epoch_itr(shuffle=False)
+        stats = validate_subset(model, criterion, itr, device)
+        progress.print(stats, tag=subset, step=None, epoch=None, prefix=f"valid on '{subset}' subset")
+    return 0
+
+
+def _resolve(*limits: Any) -> tuple[int | None, int | None]:
+    from seqloom.data.batching import resolve_max_positions
+
+    return resolve_max_positions(*limits)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,224 @@
+"""Checkpoints in fairseq's layout and naming: what is written when, what is kept, how a run resumes.
+
+A checkpoint is a dict with fairseq's keys: ``args`` (a flat ``argparse.Namespace`` of the run's options,
+fairseq's names, which fairseq turns into its config), ``model`` (state dict), ``criterion`` (None),
+``optimizer_history`` (``[{criterion_name, optimizer_name, lr_scheduler_state, num_updates}]``),
+``task_state``, ``extra_state`` (``train_iterator``, ``val_loss``, ``best``, ``previous_training_time``,
+``rng_state``, ``loss_scale``) and ``last_optimizer_state``. Files: ``checkpoint{epoch}.pt``,
+``checkpoint_{epoch}_{updates}.pt``, ``checkpoint_best.pt``, ``checkpoint.best_{metric}_{value}.pt``,
+``checkpoint_last.pt``; each written once and copied to the other names, atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from seqloom.config.training import CheckpointConfig
+from seqloom.trainer.trainer import Trainer
+
+logger = logging.getLogger(__name__)
+
+# fairseq's class names, recorded in optimizer_history so that fairseq accepts the checkpoint on resume
+CRITERION_CLASS_NAMES = {
+    "cross_entropy": "CrossEntropyCriterion",
+    "label_smoothed_cross_entropy": "LabelSmoothedCrossEntropyCriterion",
+}
+OPTIMIZER_CLASS_NAMES = {
+    "adam": "FairseqAdam",
+    "sgd": "SGD",
+    "nag": "FairseqNAG",
+    "adagrad": "Adagrad",
+    "adafactor": "FairseqAdafactor",
+}
+
+
+@dataclass
+class BestTracker:
+    """The best validation metric so far (fairseq's ``save_checkpoint.best``)."""
+
+    maximize: bool = False
+    best: float | None = None
+
+    def is_better(self, a: float, b: float) -> bool:
+        return a >= b if self.maximize else a <= b
+
+    def update(self, value: float | None) -> None:
+        if value is not None:
+            self.best = value if self.best is None else (max if self.maximize else min)(value, self.best)
+
+
+def fairseq_args(namespace: argparse.Namespace) -> argparse.Namespace:
+    """A copy of the run's namespace that fairseq reads: tuples as fairseq's strings (``'(0.9, 0.98)'``)."""
+    values = {}
+    for key, value in vars(namespace).items():
+        if isinstance(value, tuple):
+            value = "(" + ", ".join(repr(v) for v in value) + ")"
+        values[key] = value
+    return argparse.Namespace(**values)
+
+
+def checkpoint_paths(save_dir: str, pattern: str) -> list[str]:
+    """Files in ``save_dir`` matching ``pattern``, sorted by its first group, largest first."""
+    if not os.path.isdir(save_dir):
+        return []
+    regex = re.compile(pattern)
+    found = []
+    for name in os.listdir(save_dir):
+        m = regex.fullmatch(name)
+        if m is not None:
+            key = float(m.group(1)) if m.groups() else 0.0
+            found.append((key, name))
+    return [os.path.join(save_dir, name) for _, name in sorted(found, reverse=True)]
+
+
+def build_state(
+    trainer: Trainer, args: argparse.Namespace, extra_state: dict[str, Any], *, save_optimizer_state: bool
+) -> dict[str, Any]:
+    """The checkpoint dict (fairseq's keys) of the trainer's current state."""
+    state: dict[str, Any] = {
+        "args": fairseq_args(args),
+        "model": trainer.model.state_dict(),
+        "criterion": None,
+        "optimizer_history": [
+            {
+                "criterion_name": CRITERION_CLASS_NAMES.get(
+                    getattr(args, "criterion", ""), type(trainer.criterion).__name__
+                ),
+                "optimizer_name": OPTIMIZER_CLASS_NAMES.get(
+                    getattr(args, "optimizer", ""), type(trainer.optimizer).__name__
+                ),
+                "lr_scheduler_state": trainer.lr_scheduler.state_dict(),
+                "num_updates": trainer.num_updates,
+            }
+        ],
+        "task_state": {},
+        "extra_state": {"rng_state": torch.get_rng_state(), **extra_state},
+    }
+    if trainer.options.loss_scaler is not None:
+        state["extra_state"]["loss_scale"] = trainer.options.loss_scaler.state_dict()
+    if save_optimizer_state:
+        state["last_optimizer_state"] = trainer.optimizer.state_dict()
+    return state
+
+
+def _conditions(
+    cfg: CheckpointConfig, *, epoch: int, updates: int, end_of_epoch: bool, val_loss: float | None, best: BestTracker
+) -> list[str]:
+    """The file names to write now, in fairseq's order (the first is written, the rest copied)."""
+    sfx = cfg.checkpoint_suffix
+    names: list[tuple[str, bool]] = [
+        (
+            f"checkpoint{epoch}{sfx}.pt",
+            end_of_epoch and not cfg.no_epoch_checkpoints and epoch % cfg.save_interval == 0,
+        ),
+        (
+            f"checkpoint_{epoch}_{updates}{sfx}.pt",
+            not end_of_epoch and cfg.save_interval_updates > 0 and updates % cfg.save_interval_updates == 0,
+        ),
+        (
+            f"checkpoint_best{sfx}.pt",
+            val_loss is not None and best.best is not None and best.is_better(val_loss, best.best),
+        ),
+    ]
+    if val_loss is not None and cfg.keep_best_checkpoints > 0:
+        names.append(_keep_best_name(cfg, epoch, updates, val_loss, best))
+    names.append((f"checkpoint_last{sfx}.pt", not cfg.no_last_checkpoints))
+    return [name for name, cond in names if cond]
+
+
+def _keep_best_name(
+    cfg: CheckpointConfig, epoch: int, updates: int, val_loss: float, best: BestTracker
+) -> tuple[str, bool]:
+    metric, sfx = cfg.best_checkpoint_metric, cfg.checkpoint_suffix
+    existing = checkpoint_paths(cfg.save_dir, rf"checkpoint\.best_{metric}_(\d+\.?\d*){sfx}\.pt")
+    worst = best.best
+    if existing:
+        p = existing[-1] if cfg.maximize_best_checkpoint_metric else existing[0]
+        worst = float(p.rsplit("_")[-1].replace(f"{sfx}.pt", ""))
+    # fairseq appends a seeded random digit to break ties between equal scores
+    rand = np.random.RandomState(int(hash((epoch, updates, val_loss)) % 1e6)).randint(0, cfg.keep_best_checkpoints)
+    name = f"checkpoint.best_{metric}_{val_loss:.3f}{rand}{sfx}.pt"
+    return name, worst is None or best.is_better(val_loss, worst)
+
+
+def save_checkpoints(
+    cfg: CheckpointConfig,
+    trainer: Trainer,
+    *,
+    args: argparse.Namespace,
+    iterator_state: dict[str, Any],
+    end_of_epoch: bool,
+    val_loss: float | None,
+    best: BestTracker,
+    training_time: float,
+) -> list[str]:
+    """Writes this moment's checkpoints (rank 0 only) and prunes old ones; returns the paths written."""
+    best.update(val_loss)
+    if cfg.no_save or not trainer.dist.is_master:
+        return []
+    from seqloom.checkpoint.io import save_checkpoint
+
+    epoch, updates = int(iterator_state["epoch"]), trainer.num_updates
+    names = _conditions(cfg, epoch=epoch, updates=updates, end_of_epoch=end_of_epoch, val_loss=val_loss, best=best)
+    paths = [os.path.join(cfg.save_dir, n) for n in names]
+    if paths:
+        os.makedirs(cfg.save_dir, exist_ok=True)
+        start = time.perf_counter()
+        extra = {"train_iterator": iterator_state, "val_loss": val_loss, "previous_training_time": training_time}
+        if best.best is not None:
+            extra["best"] = best.best
+        state = build_state(trainer, args, extra, save_optimizer_state=not cfg.no_save_optimizer_state)
+        save_checkpoint(state, paths[0])
+        for path in paths[1:]:
+            _atomic_copy(paths[0], path)
+        logger.info(
+            "Saved checkpoint %s (epoch %d @ %d updates, score %s) (writing took %.3f seconds)",
+            paths[0],
+            epoch,
+            updates,
+            val_loss,
+            time.perf_counter() - start,
+        )
+    prune_checkpoints(cfg, end_of_epoch=end_of_epoch)
+    return paths
+
+
+def _atomic_copy(src: str, dst: str) -> None:
+    tmp = f"{dst}.tmp{os.getpid()}"
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def prune_checkpoints(cfg: CheckpointConfig, *, end_of_epoch: bool) -> None:
+    """``--keep-interval-updates``, ``--keep-last-epochs``, ``--keep-best-checkpoints``."""
+    sfx = cfg.checkpoint_suffix
+    doomed: list[str] = []
+    if not end_of_epoch and cfg.keep_interval_updates > 0:
+        found = checkpoint_paths(cfg.save_dir, rf"checkpoint_\d+_(\d+){sfx}\.pt")
+        keep = cfg.keep_interval_updates_pattern
+        doomed += [p for p in found[cfg.keep_interval_updates :] if not (keep > 0 and _updates_of(p) % keep == 0)]
+    if cfg.keep_last_epochs > 0:
+        doomed += checkpoint_paths(cfg.save_dir, rf"checkpoint(\d+){sfx}\.pt")[cfg.keep_last_epochs :]
+    if cfg.keep_best_checkpoints > 0:
+        found = checkpoint_paths(cfg.save_dir, rf"checkpoint\.best_{cfg.best_checkpoint_metric}_(\d+\.?\d*){sfx}\.pt")
+        if not cfg.maximize_best_checkpoint_metric:
+            found = found[::-1]
+        doomed += found[cfg.keep_best_checkpoints :]
+    for path in doomed:
+        if os.path.lexists(path):
+            os.remove(path)
+
+
+def _updates_of(path: str) -> int:
+    m = re.search(r"checkpoint_\d+_(\d+)", os.path.basename(path))
+    return int(m.group(1)) if m else 0

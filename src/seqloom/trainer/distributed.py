@@ -1,0 +1,89 @@
+"""Data-parallel set-up: one process per device, started by ``torchrun`` (or a test's process pool).
+
+``torchrun`` exports ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``;
+with them the process group is joined with NCCL on GPUs and gloo on the CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process sits: its rank, the world size and its device."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_master(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(*, cpu: bool, backend: str = "nccl", world_size: int = 1, device_id: int = 0) -> DistInfo:
+    """Joins the process group when launched by torchrun (``WORLD_SIZE`` > 1); else a single process."""
+    env_world = int(os.environ.get("WORLD_SIZE", "1"))
+    use_cuda = torch.cuda.is_available() and not cpu
+    if env_world <= 1:
+        if world_size > 1:
+            raise SystemExit(
+                f"--distributed-world-size {world_size}: start one process per worker with "
+                f"torchrun --nproc_per_node {world_size} -m seqloom.train ..."
+            )
+        device = torch.device("cuda", device_id) if use_cuda else torch.device("cpu")
+        return DistInfo(0, 1, device)
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+    if use_cuda:
+        torch.cuda.set_device(device)
+    chosen = backend if use_cuda else "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend=chosen, rank=rank, world_size=env_world)
+    logger.info("distributed init (rank %d of %d, backend %s, device %s)", rank, env_world, chosen, device)
+    return DistInfo(rank, env_world, device)
+
+
+def all_reduce_sums(values: dict[str, float], device: torch.device) -> dict[str, float]:
+    """Sums a dict of numbers over all ranks (keys may differ between ranks; missing ones count 0)."""
+    if not dist.is_available() or not dist.is_initialized() or dist.get_world_size() == 1:
+        return dict(values)
+    keys = sorted(set().union(*all_gather_objects(sorted(values))))
+    t = torch.tensor([float(values.get(k, 0.0)) for k in keys], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return dict(zip(keys, t.tolist()))
+
+
+def all_gather_objects(obj: Any) -> list[Any]:
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def broadcast_object(obj: Any) -> Any:
+    """Rank 0's ``obj`` on every rank."""
+    if not dist.is_available() or not dist.is_initialized() or dist.get_world_size() == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def barrier() -> None:
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
+
+
+def destroy() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

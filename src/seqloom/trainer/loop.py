@@ -1,0 +1,235 @@
+"""The epoch loop of ``seqloom train``: updates, interval logs, validation, checkpoints, stopping.
+
+Its decisions (when to validate, save, stop) follow fairseq's ``train.py`` one for one, so the same flags
+give the same schedule of validations and checkpoint files. Data comes from two callables, so the loop
+knows nothing about tasks: ``train_batches(epoch)`` and ``valid_batches(subset)`` return
+:class:`~seqloom.data.iterators.EpochBatchIterator`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from seqloom.config.common import CommonConfig
+from seqloom.config.training import CheckpointConfig, DatasetConfig, OptimizationConfig
+from seqloom.data.iterators import EpochBatchIterator
+from seqloom.trainer.checkpoints import BestTracker, save_checkpoints
+from seqloom.trainer.distributed import all_reduce_sums
+from seqloom.trainer.meters import Meter
+from seqloom.trainer.progress import Progress
+from seqloom.trainer.trainer import StepResult, Trainer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(kw_only=True)
+class LoopConfigs:
+    """The option groups the loop reads."""
+
+    common: CommonConfig
+    dataset: DatasetConfig
+    optimization: OptimizationConfig
+    checkpoint: CheckpointConfig
+
+
+@dataclass
+class EarlyStopper:
+    """``--patience``: stop after N validations without improvement."""
+
+    patience: int
+    maximize: bool
+    best: float | None = None
+    runs: int = 0
+
+    def should_stop(self, value: float | None) -> bool:
+        if value is None or self.patience <= 0:
+            return False
+        if self.best is None or (value > self.best if self.maximize else value < self.best):
+            self.best, self.runs = value, 0
+            return False
+        self.runs += 1
+        if self.runs >= self.patience:
+            logger.info("early stop since valid performance hasn't improved for last %d runs", self.patience)
+            return True
+        return False
+
+
+@dataclass
+class TrainingLoop:
+    """Runs epochs until a stop condition; ``history`` records every update's stats (tests read it)."""
+
+    trainer: Trainer
+    cfg: LoopConfigs
+    args: argparse.Namespace
+    train_batches: Callable[[int], EpochBatchIterator]
+    valid_batches: Callable[[str], EpochBatchIterator]
+    progress: Progress
+    best: BestTracker = field(default_factory=BestTracker)
+    previous_training_time: float = 0.0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.best.maximize = self.cfg.checkpoint.maximize_best_checkpoint_metric
+        self.stopper = EarlyStopper(self.cfg.checkpoint.patience, self.cfg.checkpoint.maximize_best_checkpoint_metric)
+        self.start = time.perf_counter()
+
+    def training_time(self) -> float:
+        return self.previous_training_time + time.perf_counter() - self.start
+
+    def run(self, epoch_itr: EpochBatchIterator) -> None:
+        max_epoch = self.cfg.optimization.max_epoch or math.inf
+        while epoch_itr.next_epoch_idx <= max_epoch:
+            if self.trainer.lr <= self.cfg.optimization.stop_min_lr:
+                logger.info(
+                    "stopping training because current learning rate (%g) is smaller than or equal to minimum "
+                    "learning rate (--stop-min-lr=%g)",
+                    self.trainer.lr,
+                    self.cfg.optimization.stop_min_lr,
+                )
+                break
+            valid_losses, should_stop = self.train_epoch(epoch_itr)
+            if should_stop:
+                break
+            self.trainer.lr_step(epoch_itr.epoch, valid_losses[0])
+            epoch_itr = self._next_iterator(epoch_itr)
+        logger.info("done training in %.1f seconds", self.training_time())
+
+    def _next_iterator(self, epoch_itr: EpochBatchIterator) -> EpochBatchIterator:
+        """The next epoch's iterator: the same batches, or a new data folder's for a ``:``-separated DATA."""
+        fresh = self.train_batches(epoch_itr.next_epoch_idx)
+        if fresh is not epoch_itr:
+            fresh.load_state_dict({"epoch": epoch_itr.next_epoch_idx, "iterations_in_epoch": 0})
+        return fresh
+
+    def update_freq(self, epoch: int) -> int:
+        freqs = self.cfg.optimization.update_freq
+        return freqs[epoch - 1] if epoch <= len(freqs) else freqs[-1]
+
+    def train_epoch(self, epoch_itr: EpochBatchIterator) -> tuple[list[float | None], bool]:
+        itr = epoch_itr.next_epoch_itr(shuffle=epoch_itr.next_epoch_idx > self.cfg.dataset.curriculum)
+        epoch = epoch_itr.epoch
+        self.trainer.lr_step_begin_epoch(epoch)
+        logger.info("begin training epoch %d", epoch)
+        interval, whole = self._meter(), self._meter()
+        valid_losses: list[float | None] = [None]
+        should_stop = False
+        for samples in itr.take_groups(self.update_freq(epoch)):
+            result = self.trainer.train_step(samples)
+            self.progress.advance(epoch, len(itr), len(samples))
+            if not result.skipped:
+                self._record(result, interval, whole, epoch, itr.n, len(itr))
+            valid_losses, should_stop = self.validate_and_save(epoch_itr, end_of_epoch=not itr.has_next())
+            if should_stop:
+                break
+        logger.info("end of epoch %d (average epoch stats below)", epoch)
+        self.progress.print(self._train_stats(whole), tag="train", step=self.trainer.num_updates, epoch=epoch)
+        return valid_losses, should_stop
+
+    def _record(self, result: StepResult, interval: Meter, whole: Meter, epoch: int, i: int, size: int) -> None:
+        for meter in (interval, whole):
+            meter.add(result.logging_output, gnorm=result.gnorm, clipped=result.clipped)
+            meter.busy_seconds += result.seconds
+        updates = self.trainer.num_updates
+        one = self._meter()
+        one.add(result.logging_output, gnorm=result.gnorm)
+        self.history.append({"num_updates": updates, **one.stats(), "gnorm": result.gnorm, "lr": result.lr})
+        if updates % self.cfg.common.log_interval == 0:
+            self.progress.log(self._train_stats(interval), tag="train_inner", step=updates, epoch=epoch, i=i, size=size)
+            interval.reset()
+
+    def _meter(self) -> Meter:
+        return Meter(reduce=getattr(self.trainer.criterion, "reduce_metrics", None))
+
+    def _train_stats(self, meter: Meter) -> dict[str, float]:
+        return meter.train_stats(
+            num_updates=self.trainer.num_updates,
+            lr=self.trainer.lr,
+            clip_norm=self.cfg.optimization.clip_norm,
+            wall=self.training_time(),
+        )
+
+    def validate_and_save(
+        self, epoch_itr: EpochBatchIterator, *, end_of_epoch: bool
+    ) -> tuple[list[float | None], bool]:
+        """fairseq's ``validate_and_save``: decides whether to stop, validate and save after an update."""
+        cfg, updates, epoch = self.cfg, self.trainer.num_updates, epoch_itr.epoch
+        should_stop = False
+        max_update = cfg.optimization.max_update or math.inf
+        if updates >= max_update:
+            should_stop = True
+            logger.info("Stopping training due to num_updates: %d >= max_update: %d", updates, max_update)
+        hours = self.training_time() / 3600
+        if 0 < cfg.optimization.stop_time_hours < hours:
+            should_stop = True
+            logger.info("Stopping training due to cumulative_training_time: %.3f > stop_time_hours", hours)
+        every = cfg.checkpoint.save_interval_updates
+        do_save = (
+            (end_of_epoch and epoch % cfg.checkpoint.save_interval == 0)
+            or should_stop
+            or (every > 0 and updates > 0 and updates % every == 0 and updates >= cfg.dataset.validate_after_updates)
+        )
+        vevery = cfg.dataset.validate_interval_updates
+        do_validate = (
+            (
+                (not end_of_epoch and do_save)
+                or (end_of_epoch and epoch % cfg.dataset.validate_interval == 0)
+                or should_stop
+                or (vevery > 0 and updates > 0 and updates % vevery == 0)
+            )
+            and not cfg.dataset.disable_validation
+            and updates >= cfg.dataset.validate_after_updates
+        )
+        valid_losses: list[float | None] = [None]
+        if do_validate:
+            valid_losses = self.validate(epoch)
+        should_stop |= self.stopper.should_stop(valid_losses[0])
+        if do_save or should_stop:
+            save_checkpoints(
+                cfg.checkpoint,
+                self.trainer,
+                args=self.args,
+                iterator_state=epoch_itr.state_dict(),
+                end_of_epoch=end_of_epoch,
+                val_loss=valid_losses[0],
+                best=self.best,
+                training_time=self.training_time(),
+            )
+        return valid_losses, should_stop
+
+    def validate(self, epoch: int) -> list[float | None]:
+        """Validates on every ``--valid-subset``; returns the ``--best-checkpoint-metric`` of each."""
+        losses: list[float | None] = []
+        for subset in self.cfg.dataset.valid_subset.split(","):
+            logger.info('begin validation on "%s" subset', subset)
+            stats = self.validate_subset(subset)
+            stats["num_updates"] = self.trainer.num_updates
+            metric = self.cfg.checkpoint.best_checkpoint_metric
+            value = stats.get(metric)
+            if value is not None and self.best.best is not None:
+                stats[f"best_{metric}"] = (max if self.best.maximize else min)(self.best.best, value)
+            self.progress.print(
+                stats, tag=subset, step=self.trainer.num_updates, epoch=epoch, prefix=f"valid on '{subset}' subset"
+            )
+            losses.append(value)
+        return losses
+
+    def validate_subset(self, subset: str) -> dict[str, Any]:
+        meter = self._meter()
+        itr = self.valid_batches(subset).next_epoch_itr(shuffle=False)
+        for i, sample in enumerate(itr):
+            max_steps = self.cfg.dataset.max_valid_steps
+            if max_steps is not None and i > max_steps:
+                break
+            out = self.trainer.valid_step(sample)
+            if out:
+                meter.add(out)
+        steps = all_reduce_sums({"__steps": float(meter.steps)}, self.trainer.dist.device)["__steps"]
+        meter.sums = all_reduce_sums(meter.sums, self.trainer.dist.device)
+        meter.steps = int(steps)
+        return meter.stats(ups=False)

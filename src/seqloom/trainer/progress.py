@@ -1,0 +1,108 @@
+"""Progress output in fairseq's formats (``--log-format simple|json|tqdm|none``) plus TensorBoard.
+
+* simple, a log interval: ``epoch 001:     10 / 78 loss=9.9, nll_loss=9.8, ...``;
+  a summary: ``epoch 001 | valid on 'valid' subset | loss 8.368 | nll_loss 7.872 | ...``
+* json, a log interval: ``{"epoch": 1, "update": 0.128, "loss": "9.9", ...}``;
+  a summary: ``{"epoch": 1, "valid_loss": "8.368", ...}`` (keys prefixed with the tag)
+
+Lines go through the logger named by the tag (``train_inner``, ``train``, ``valid``), as fairseq's do.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from seqloom.trainer.meters import format_stat
+
+
+def resolve_log_format(log_format: str | None, *, no_progress_bar: bool = False) -> str:
+    """fairseq's default: tqdm on a terminal, simple otherwise (or with --no-progress-bar)."""
+    fmt = log_format or ("simple" if no_progress_bar else "tqdm")
+    if fmt == "tqdm" and not sys.stderr.isatty():
+        fmt = "simple"
+    return fmt
+
+
+class Progress:
+    """Writes interval logs and summaries of one run; ``enabled`` False (non-zero ranks) writes nothing."""
+
+    def __init__(self, log_format: str, *, tensorboard_logdir: str | None = None, enabled: bool = True) -> None:
+        self.format = log_format
+        self.enabled = enabled
+        self.tensorboard_logdir = tensorboard_logdir if enabled else None
+        self._writers: dict[str, Any] = {}
+        self._bar: Any = None
+
+    def log(self, stats: Mapping[str, Any], *, tag: str, step: int, epoch: int, i: int, size: int) -> None:
+        """One log interval (``i`` batches of ``size`` done in ``epoch``)."""
+        if not self.enabled:
+            return
+        self._tensorboard(stats, tag, step)
+        if self.format == "json":
+            update = round(epoch - 1 + i / max(size, 1), 3)
+            row = {"epoch": epoch, "update": update, **{k: format_stat(v) for k, v in stats.items()}}
+            logging.getLogger(tag).info(json.dumps(row))
+        elif self.format == "simple":
+            body = ", ".join(f"{k}={format_stat(v)}" for k, v in stats.items())
+            logging.getLogger(tag).info("epoch %03d: %6d / %d %s", epoch, i, size, body)
+        elif self.format == "tqdm":
+            self._tqdm(epoch, size).set_postfix({k: format_stat(v) for k, v in stats.items()}, refresh=False)
+
+    def advance(self, epoch: int, size: int, n: int = 1) -> None:
+        """Moves the tqdm bar (other formats ignore it)."""
+        if self.enabled and self.format == "tqdm":
+            self._tqdm(epoch, size).update(n)
+
+    def print(
+        self, stats: Mapping[str, Any], *, tag: str, step: int | None, epoch: int | None, prefix: str = ""
+    ) -> None:
+        """A summary (end of epoch, validation): every format except ``none`` prints it."""
+        if not self.enabled:
+            return
+        self.close_bar()
+        if step is not None:
+            self._tensorboard(stats, tag, step)
+        if self.format == "json":
+            row: dict[str, Any] = {} if epoch is None else {"epoch": epoch}
+            row.update({f"{tag}_{k}": format_stat(v) for k, v in stats.items()})
+            logging.getLogger(tag).info(json.dumps(row))
+        elif self.format != "none":
+            parts = [] if epoch is None else [f"epoch {epoch:03d}"]
+            parts += [prefix] if prefix else []
+            parts += [f"{k} {format_stat(v)}" for k, v in stats.items()]
+            logging.getLogger(tag).info(" | ".join(parts))
+
+    def _tqdm(self, epoch: int, size: int) -> Any:
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=size, desc=f"epoch {epoch:03d}", leave=False, file=sys.stderr)
+        return self._bar
+
+    def close_bar(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def _tensorboard(self, stats: Mapping[str, Any], tag: str, step: int) -> None:
+        if not self.tensorboard_logdir:
+            return
+        if tag not in self._writers:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writers[tag] = SummaryWriter(f"{self.tensorboard_logdir}/{tag}")
+        writer = self._writers[tag]
+        for key, value in stats.items():
+            if isinstance(value, (int, float)) and key != "num_updates":
+                writer.add_scalar(key, value, step)
+        writer.flush()
+
+    def close(self) -> None:
+        self.close_bar()
+        for writer in self._writers.values():
+            writer.close()
+        self._writers.clear()

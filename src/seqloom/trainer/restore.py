@@ -1,0 +1,120 @@
+"""Restoring a run from a checkpoint (fairseq's ``--restore-file`` / ``--reset-*`` / ``--finetune-from-model``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from seqloom.config.training import CheckpointConfig
+from seqloom.optim import load_optimizer_state
+from seqloom.trainer.checkpoints import CRITERION_CLASS_NAMES, OPTIMIZER_CLASS_NAMES
+from seqloom.trainer.trainer import Trainer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Restored:
+    """What a restore gives back to the loop (``extra_state`` None: nothing was loaded)."""
+
+    path: str
+    extra_state: dict[str, Any] | None
+    reset_dataloader: bool
+    reset_meters: bool
+    reset_optimizer: bool
+
+
+def resolve_restore_path(cfg: CheckpointConfig) -> tuple[str, bool]:
+    """The file to restore from and whether it is a fine-tuning start (which resets everything but weights)."""
+    if cfg.finetune_from_model is not None and any(
+        (cfg.reset_optimizer, cfg.reset_lr_scheduler, cfg.reset_meters, cfg.reset_dataloader)
+    ):
+        raise ValueError(
+            "--finetune-from-model can not be set together with --reset-optimizer, --reset-lr-scheduler, "
+            "--reset-meters or --reset-dataloader (it resets all of them)"
+        )
+    if cfg.restore_file != "checkpoint_last.pt":
+        if cfg.finetune_from_model is not None:
+            raise ValueError("--finetune-from-model and a non-default --restore-file can not be given together")
+        return cfg.restore_file.replace(".pt", cfg.checkpoint_suffix + ".pt"), False
+    last = os.path.join(cfg.save_dir, f"checkpoint_last{cfg.checkpoint_suffix}.pt")
+    if os.path.exists(last):
+        return last, False
+    if cfg.continue_once is not None:
+        return cfg.continue_once, False
+    if cfg.finetune_from_model is not None:
+        if not os.path.exists(cfg.finetune_from_model):
+            raise FileNotFoundError(f"--finetune-from-model {cfg.finetune_from_model}: no such file")
+        logger.info(
+            "loading pretrained model from %s: optimizer, lr scheduler, meters, dataloader will be reset",
+            cfg.finetune_from_model,
+        )
+        return cfg.finetune_from_model, True
+    return last, False
+
+
+def restore(cfg: CheckpointConfig, trainer: Trainer, args: argparse.Namespace) -> Restored:
+    """Loads the model (and unless reset, optimizer, schedule, update count) from the restore file."""
+    path, finetune = resolve_restore_path(cfg)
+    reset_opt = cfg.reset_optimizer or finetune
+    reset_sched = cfg.reset_lr_scheduler or finetune
+    restored = Restored(path, None, cfg.reset_dataloader or finetune, cfg.reset_meters or finetune, reset_opt)
+    if not os.path.exists(path):
+        if cfg.restore_file != "checkpoint_last.pt":
+            raise FileNotFoundError(f"--restore-file {path}: no such file")
+        logger.info("No existing checkpoint found %s", path)
+        return restored
+    from seqloom.checkpoint.io import load_checkpoint
+
+    state = load_checkpoint(path)
+    try:
+        trainer.model.load_state_dict(state["model"], strict=True)
+    except RuntimeError as err:
+        raise RuntimeError(
+            f"{path}: the checkpoint's weights do not fit the model built from these options "
+            f"(check --arch and the size flags): {err}"
+        ) from None
+    history = state.get("optimizer_history") or [{}]
+    last = history[-1]
+    optimizer_state = state.get("last_optimizer_state")
+    if not reset_opt and optimizer_state is not None:
+        _check_names(path, last, trainer, args)
+        if not reset_sched and last.get("lr_scheduler_state") is not None:
+            trainer.lr_scheduler.load_state_dict(last["lr_scheduler_state"])
+        overrides = json.loads(cfg.optimizer_overrides or "{}")
+        load_optimizer_state(trainer.optimizer, optimizer_state, overrides=overrides)
+        trainer.set_num_updates(int(last.get("num_updates", 0)))
+    extra = state.get("extra_state") or {}
+    _restore_precision_and_rng(trainer, extra, reset_opt)
+    logger.info("Loaded checkpoint %s (epoch %s @ %d updates)", path, _epoch_of(extra), trainer.num_updates)
+    restored.extra_state = extra
+    return restored
+
+
+def _check_names(path: str, last: dict[str, Any], trainer: Trainer, args: argparse.Namespace) -> None:
+    want_crit = CRITERION_CLASS_NAMES.get(getattr(args, "criterion", ""), type(trainer.criterion).__name__)
+    want_opt = OPTIMIZER_CLASS_NAMES.get(getattr(args, "optimizer", ""), type(trainer.optimizer).__name__)
+    if last.get("criterion_name", want_crit) != want_crit:
+        raise ValueError(f"{path}: criterion does not match ({last['criterion_name']}); add --reset-optimizer")
+    if last.get("optimizer_name", want_opt) != want_opt:
+        raise ValueError(f"{path}: optimizer does not match ({last['optimizer_name']}); add --reset-optimizer")
+
+
+def _restore_precision_and_rng(trainer: Trainer, extra: dict[str, Any], reset_optimizer: bool) -> None:
+    scaler = trainer.options.loss_scaler
+    if scaler is not None and not reset_optimizer and isinstance(extra.get("loss_scale"), dict):
+        scaler.load_state_dict(extra["loss_scale"])
+    rng = extra.get("rng_state")
+    if isinstance(rng, torch.Tensor):
+        torch.set_rng_state(rng)
+
+
+def _epoch_of(extra: dict[str, Any]) -> Any:
+    itr = extra.get("train_iterator") or {}
+    return itr.get("epoch")

@@ -1,0 +1,200 @@
+"""One optimizer update at a time, knowing nothing of models or tasks beyond the criterion contract.
+
+``criterion(model, sample) -> (loss, sample_size, logging_output)``: ``loss`` is summed (not averaged)
+over the batch, ``sample_size`` is what it is divided by (target tokens, or sentences with
+``--sentence-avg``), and ``logging_output`` holds sums (``loss``, ``nll_loss``, ``ntokens``, ...).
+
+An update (``train_step``) runs forward/backward on each of its ``--update-freq`` batches (gradient sync
+only on the last one under DDP), sums gradients, divides them by the total sample size over all ranks,
+clips them, and steps the optimizer. Each update first seeds torch's RNG with ``seed + num_updates``
+(as fairseq does), so dropout depends only on the update number and a resumed run repeats the
+uninterrupted one exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from seqloom.trainer.distributed import DistInfo, all_reduce_sums
+from seqloom.trainer.meters import sum_logging_outputs
+from seqloom.trainer.precision import LossScaler, autocast
+
+
+@dataclass(kw_only=True)
+class TrainerOptions:
+    """The knobs of an update."""
+
+    seed: int = 1
+    clip_norm: float = 0.0
+    autocast_dtype: torch.dtype | None = None
+    loss_scaler: LossScaler | None = None
+    find_unused_parameters: bool = False
+
+
+@dataclass
+class StepResult:
+    """What one update did; ``logging_output`` is summed over its batches and all ranks."""
+
+    logging_output: dict[str, float]
+    sample_size: float
+    gnorm: float
+    clipped: bool
+    skipped: bool
+    lr: float
+    seconds: float
+
+
+def move_to_device(sample: Any, device: torch.device) -> Any:
+    if isinstance(sample, torch.Tensor):
+        return sample.to(device, non_blocking=True)
+    if isinstance(sample, dict):
+        return {k: move_to_device(v, device) for k, v in sample.items()}
+    if isinstance(sample, list):
+        return [move_to_device(v, device) for v in sample]
+    return sample
+
+
+def grad_norm(params: list[nn.Parameter]) -> torch.Tensor:
+    """The L2 norm of all gradients together (0 when there are none)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.tensor(0.0)
+    norms = torch._foreach_norm(grads)
+    return torch.linalg.vector_norm(torch.stack([n.float() for n in norms]))
+
+
+def scale_grads(params: list[nn.Parameter], factor: float) -> None:
+    grads = [p.grad for p in params if p.grad is not None]
+    if grads and factor != 1.0:
+        torch._foreach_mul_(grads, factor)
+
+
+class Trainer:
+    """Holds the model, criterion, optimizer and LR schedule; counts updates."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        criterion: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        lr_scheduler: Any,
+        *,
+        dist: DistInfo,
+        options: TrainerOptions,
+    ) -> None:
+        self.dist = dist
+        self.options = options
+        self.model = model.to(dist.device)
+        self.criterion = criterion.to(dist.device)
+        self.optimizer = optimizer
+        self.lr_scheduler = lr_scheduler
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.wrapped: nn.Module = self.model
+        if dist.world_size > 1:
+            self.wrapped = nn.parallel.DistributedDataParallel(
+                self.model,
+                device_ids=[dist.device.index] if dist.device.type == "cuda" else None,
+                find_unused_parameters=options.find_unused_parameters,
+                broadcast_buffers=False,
+            )
+        self.num_updates = 0
+        self._dummy: dict[str, Any] | None = None
+        self.lr = float(self.lr_scheduler.step_update(0))
+
+    def set_num_updates(self, num_updates: int) -> None:
+        self.num_updates = num_updates
+        self.lr = float(self.lr_scheduler.step_update(num_updates))
+
+    def _forward_backward(self, sample: dict[str, Any], *, sync: bool) -> tuple[float, dict[str, Any]]:
+        dummy = not sample
+        if dummy:  # an empty shard batch: run the last real one with zero weight so DDP stays in step
+            if self._dummy is None:
+                return 0.0, {}
+            sample = self._dummy
+        else:
+            sample = move_to_device(sample, self.dist.device)
+            self._dummy = sample
+        no_sync = getattr(self.wrapped, "no_sync", None)
+        ctx = contextlib.nullcontext() if sync or no_sync is None else no_sync()
+        with ctx:
+            with autocast(self.dist.device, self.options.autocast_dtype):
+                loss, sample_size, logging_output = self.criterion(self.wrapped, sample)
+            if dummy:
+                loss = loss * 0.0
+            scaler = self.options.loss_scaler
+            (loss * scaler.scale if scaler is not None else loss).backward()
+        if dummy:
+            return 0.0, {}
+        return float(sample_size), logging_output
+
+    def train_step(self, samples: list[dict[str, Any]]) -> StepResult:
+        """One update over ``samples`` (``--update-freq`` batches)."""
+        start = time.perf_counter()
+        torch.manual_seed(self.options.seed + self.num_updates)
+        self.model.train()
+        self.criterion.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        outputs = []
+        for i, sample in enumerate(samples):
+            sample_size, log = self._forward_backward(sample, sync=i == len(samples) - 1)
+            outputs.append({**log, "sample_size": sample_size})
+        totals = all_reduce_sums(sum_logging_outputs(outputs), self.dist.device)
+        sample_size = totals.get("sample_size", 0.0)
+        return self._update(totals, sample_size, start)
+
+    def _update(self, totals: dict[str, float], sample_size: float, start: float) -> StepResult:
+        scaler = self.options.loss_scaler
+        scale = scaler.scale if scaler is not None else 1.0
+        # DDP averaged the gradients over ranks: undo that, then normalize by the global sample size
+        scale_grads(self.params, self.dist.world_size / ((sample_size or 1.0) * scale))
+        norm = grad_norm(self.params)
+        clip = self.options.clip_norm
+        finite = bool(torch.isfinite(norm))
+        if not finite:
+            if scaler is None:
+                raise FloatingPointError(
+                    f"gradients are NaN/Inf at update {self.num_updates + 1}: lower --lr, set --clip-norm, or use "
+                    "--fp16/--amp with dynamic loss scaling"
+                )
+            scaler.update(overflow=True)
+            self.optimizer.zero_grad(set_to_none=True)
+            return StepResult(totals, sample_size, 0.0, False, True, self.lr, time.perf_counter() - start)
+        gnorm = float(norm)
+        clipped = clip > 0 and gnorm > clip
+        if clipped:
+            scale_grads(self.params, clip / (gnorm + 1e-6))
+        self.optimizer.step()
+        if scaler is not None:
+            scaler.update(overflow=False)
+        self.set_num_updates(self.num_updates + 1)
+        return StepResult(totals, sample_size, gnorm, clipped, False, self.lr, time.perf_counter() - start)
+
+    @torch.no_grad()
+    def valid_step(self, sample: dict[str, Any]) -> dict[str, Any]:
+        """The criterion's logging output for one validation batch (eval mode, no gradients)."""
+        if not sample:
+            return {}
+        self.model.eval()
+        self.criterion.eval()
+        sample = move_to_device(sample, self.dist.device)
+        with autocast(self.dist.device, self.options.autocast_dtype):
+            _, sample_size, logging_output = self.criterion(self.model, sample)
+        return {**logging_output, "sample_size": float(sample_size)}
+
+    def lr_step_begin_epoch(self, epoch: int) -> None:
+        """fairseq's epoch-start hook: the schedule may depend on the epoch (``fixed``)."""
+        begin = getattr(self.lr_scheduler, "step_begin_epoch", None)
+        if begin is not None:
+            begin(epoch)
+        self.lr = float(self.lr_scheduler.step_update(self.num_updates))
+
+    def lr_step(self, epoch: int, val_loss: float | None) -> None:
+        """fairseq's end-of-epoch hook (``reduce_lr_on_plateau`` reads the validation loss)."""
+        self.lr_scheduler.step(epoch, val_loss)
+        self.lr = float(self.lr_scheduler.step_update(self.num_updates))

@@ -1,0 +1,48 @@
+"""``seqloom validate`` on fairseq's checkpoint prints fairseq-validate's figures."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from seqloom.cli import validate
+
+LINE = re.compile(r"valid on '(\w+)' subset \| (.*)")
+
+
+def parse_line(text: str, subset: str) -> dict[str, float]:
+    for line in text.splitlines():
+        m = LINE.search(line)
+        if m and m.group(1) == subset:
+            return {k: float(v) for k, v in (item.split(" ") for item in m.group(2).split(" | "))}
+    raise AssertionError(f"no 'valid on {subset!r} subset' line in:\n{text}")
+
+
+def test_validate_matches_fairseq_validate(fairseq_fixtures: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    mt = fairseq_fixtures / "mt"
+    expected = parse_line((mt / "outputs" / "validate.valid.txt").read_text(encoding="utf-8"), "valid")
+    argv = [
+        str(mt / "data-bin"),
+        "--cpu",
+        "--task",
+        "translation",
+        "--path",
+        str(mt / "checkpoints" / "checkpoint_best.pt"),
+    ]
+    argv += ["--valid-subset", "valid", "--batch-size", "32", "--num-workers", "0"]
+    assert validate.main(argv) == 0
+    got = parse_line(capsys.readouterr().err, "valid")
+    for key in ("loss", "nll_loss", "ppl"):
+        assert got[key] == pytest.approx(expected[key], abs=1e-3 if key != "ppl" else 0.02), key
+    assert (got["wpb"], got["bsz"]) == (expected["wpb"], expected["bsz"]) == (8825, 200)
+
+
+def test_missing_split_is_a_clear_error(fairseq_fixtures: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    mt = fairseq_fixtures / "mt"
+    argv = [str(mt / "data-bin"), "--cpu", "--path", str(mt / "checkpoints" / "checkpoint_best.pt")]
+    argv += ["--valid-subset", "nosuchsplit", "--batch-size", "32", "--num-workers", "0"]
+    assert validate.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "split 'nosuchsplit' not found" in err and "nosuchsplit.en-es.en.bin" in err
