@@ -9,6 +9,7 @@ from pathlib import Path
 
 BUILTIN_MODULES: tuple[str, ...] = (
     "seqloom.models.transformer",
+    "seqloom.models.transformer_lm",
     "seqloom.tasks.translation",
     "seqloom.tokenizers.moses_tokenizer",
     "seqloom.tokenizers.space_tokenizer",

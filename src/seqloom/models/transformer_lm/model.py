@@ -1,0 +1,157 @@
+"""``TransformerLM``: fairseq's decoder-only ``transformer_lm``, batch-first, with an explicit KV cache.
+
+It offers the encoder-decoder interface the sequence generator drives (``encode``/``decode``/``new_cache``):
+``encode`` returns an empty :class:`EncoderOut` (no source), so prompts are generated from as forced
+prefixes, exactly as fairseq's language-modeling task does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from seqloom.models.transformer_lm.config import TransformerLMConfig
+from seqloom.modules.adaptive_softmax import AdaptiveSoftmax
+from seqloom.modules.kv_cache import KVCache
+from seqloom.modules.transformer import DecoderOut, EncoderOut, PositionalEmbedding, TransformerDecoder
+from seqloom.modules.transformer_layers import TransformerDecoderLayer
+
+
+class LMDecoder(TransformerDecoder):
+    """The shared :class:`TransformerDecoder` without cross-attention, optionally ending in an adaptive softmax.
+
+    With an adaptive softmax there is no ``output_projection``: ``forward`` returns the features
+    ``(B, T, C_out)`` in ``DecoderOut.logits`` and :meth:`TransformerLM.get_normalized_probs` turns them into
+    log-probabilities (fairseq's ``output_layer`` does the same).
+    """
+
+    def __init__(
+        self,
+        embed_tokens: nn.Module,
+        embed_positions: PositionalEmbedding | None,
+        layers: Sequence[TransformerDecoderLayer],
+        output_projection: nn.Linear | None,
+        *,
+        embed_scale: float,
+        dropout: float,
+        project_in_dim: nn.Linear | None = None,
+        layernorm_embedding: nn.LayerNorm | None = None,
+        layer_norm: nn.LayerNorm | None = None,
+        project_out_dim: nn.Linear | None = None,
+        adaptive_softmax: AdaptiveSoftmax | None = None,
+        max_target_positions: int = 1024,
+        layerdrop: float = 0.0,
+        checkpoint_activations: bool = False,
+    ) -> None:
+        if (output_projection is None) == (adaptive_softmax is None):
+            raise ValueError("LMDecoder needs exactly one of output_projection and adaptive_softmax")
+        super().__init__(
+            embed_tokens,  # type: ignore[arg-type]  # nn.Embedding or AdaptiveInput
+            embed_positions,
+            layers,
+            output_projection,  # type: ignore[arg-type]
+            embed_scale=embed_scale,
+            dropout=dropout,
+            project_in_dim=project_in_dim,
+            layernorm_embedding=layernorm_embedding,
+            layer_norm=layer_norm,
+            project_out_dim=project_out_dim,
+            max_target_positions=max_target_positions,
+            layerdrop=layerdrop,
+            checkpoint_activations=checkpoint_activations,
+        )
+        self.adaptive_softmax = adaptive_softmax
+
+    def forward(
+        self, tokens: Tensor, encoder_out: EncoderOut | None, *, cache: KVCache | None = None, need_attn: bool = False
+    ) -> DecoderOut:
+        x, _ = self.extract_features(tokens, None, cache=cache)  # (B, T, C_out)
+        if self.output_projection is None:
+            return DecoderOut(logits=x, attn=None)  # features for the adaptive softmax
+        return DecoderOut(logits=self.output_projection(x), attn=None)
+
+    def new_cache(self, batch_size: int, max_len: int) -> KVCache:
+        ref = next(self.layers.parameters()) if len(self.layers) else next(self.parameters())
+        return KVCache(
+            num_layers=len(self.layers),
+            batch_size=batch_size,
+            num_heads=self.num_heads,
+            head_dim=self.head_dim,
+            max_len=max_len,
+            dtype=ref.dtype,
+            device=ref.device,
+        )
+
+
+class TransformerLM(nn.Module):
+    """A causal transformer decoder over one vocabulary; ``decoder`` gives fairseq's state-dict keys."""
+
+    def __init__(self, decoder: LMDecoder, *, cfg: TransformerLMConfig) -> None:
+        super().__init__()
+        self.decoder = decoder
+        self.cfg = cfg
+
+    @classmethod
+    def build_model(cls, cfg: TransformerLMConfig, src_dict: Any, tgt_dict: Any = None) -> TransformerLM:
+        """Builds the model for ``cfg`` over ``src_dict`` (input) and ``tgt_dict`` (output, default the same)."""
+        from seqloom.models.transformer_lm.builder import build_model  # the builder imports this module
+
+        return build_model(cfg, src_dict, tgt_dict)
+
+    def encode(self, src_tokens: Tensor) -> EncoderOut:
+        """No encoder: an empty :class:`EncoderOut` ``(B, 0, C)`` that the generator can reorder."""
+        bsz = src_tokens.size(0)
+        ref = next(self.parameters())
+        return EncoderOut(
+            out=ref.new_zeros((bsz, 0, self.decoder.head_dim * self.decoder.num_heads)),
+            padding_mask=torch.zeros((bsz, 0), dtype=torch.bool, device=src_tokens.device),
+        )
+
+    def decode(
+        self,
+        prev_output_tokens: Tensor,
+        encoder_out: EncoderOut | None = None,
+        *,
+        cache: KVCache | None = None,
+        need_attn: bool = False,
+    ) -> DecoderOut:
+        """Next-token scores ``(B, T, V)`` for ``prev_output_tokens`` ``(B, T)`` (``encoder_out`` is ignored).
+
+        With a ``cache`` pass only the newest tokens (``(B, 1)``). With an adaptive softmax the "logits" are
+        the final features; pass them to :meth:`get_normalized_probs`.
+        """
+        return self.decoder(prev_output_tokens, None, cache=cache)
+
+    def new_cache(self, batch_size: int, max_len: int) -> KVCache:
+        """An empty :class:`KVCache` for ``batch_size`` rows and up to ``max_len`` decoding steps."""
+        return self.decoder.new_cache(batch_size, max_len)
+
+    def forward(self, src_tokens: Tensor, src_lengths: Tensor | None = None) -> DecoderOut:
+        """Teacher-forced forward over ``src_tokens`` ``(B, T)`` (right-padded) -> scores ``(B, T, V)``."""
+        return self.decoder(src_tokens, None)
+
+    def get_normalized_probs(self, logits: Tensor, log_probs: bool = True, *, target: Tensor | None = None) -> Tensor:
+        """Float32 (log-)probabilities ``(B, T, V)``, natural log.
+
+        With an adaptive softmax ``logits`` are the decoder's features; given ``target`` ``(B, T)`` only the
+        band of each row's target is computed (read only the target column then).
+        """
+        adaptive = self.decoder.adaptive_softmax
+        if adaptive is not None:
+            lprobs = adaptive.get_log_prob(logits.float(), target=target)
+            return lprobs if log_probs else lprobs.exp()
+        logits = logits.float()
+        return F.log_softmax(logits, dim=-1) if log_probs else F.softmax(logits, dim=-1)
+
+    def max_positions(self) -> tuple[int, int]:
+        """The longest sequence the model reads, as (input, output) so generators and batching can share it."""
+        n = self.decoder.max_positions()
+        return n, n
+
+    @torch.no_grad()
+    def reorder_cache(self, cache: KVCache, new_order: Tensor) -> None:
+        cache.reorder(new_order)
