@@ -75,6 +75,10 @@ def test_overwrite_flag_and_symbols_with_spaces(tmp_path: Path) -> None:
     d = Dictionary.load(p)
     assert d.index("hello") == 5 and d.count[5] == 7
     assert d.index("sym bol") == 6
+    p.write_text("b 4\na 5\na 2 #fairseq:overwrite\n", encoding="utf-8")
+    d = Dictionary.load(p)
+    d.finalize(padding_factor=1)  # fairseq sorts (symbol, count) pairs: the larger count of a repeated symbol wins
+    assert d.symbols[4:] == ["a", "b"] and d.count[4:] == [5, 4]
 
 
 @pytest.mark.parametrize(

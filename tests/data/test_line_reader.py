@@ -8,7 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seqloom.data.binarizer import BinarizeSummary, _Lookup, count_words_chunk, encode_lines, parse_alignment
+from seqloom.data.binarizer import (
+    BinarizeSummary,
+    Lookups,
+    _Lookup,
+    count_words_chunk,
+    encode_block,
+    encode_lines,
+    parse_alignment,
+)
 from seqloom.data.dictionary import Dictionary
 from seqloom.data.line_reader import (
     InputFormatError,
@@ -89,6 +97,19 @@ def test_encode_lines_equals_encode_line_and_counts_replacements() -> None:
     assert enc.num_replaced == 2  # "a" and "dog"; a literal <unk> is not a replacement
     bare = encode_lines(lines, _Lookup(d.indices, d.unk()), eos=d.eos(), unk_word=d.unk_word, append_eos=False)
     assert bare.sizes.tolist() == [len(e) - 1 for e in expected]
+
+
+@pytest.mark.parametrize("text", ["the cat\n\nsat on a\tmat\n  \n", "x \x00 the\n\x00\n", ""])
+def test_encode_block_equals_line_by_line(text: str) -> None:
+    d = Dictionary()
+    for w in ["the", "cat", "\x00"]:
+        d.add_symbol(w)
+    block = encode_block(text, Lookups(d))
+    lines = encode_lines(text.split("\n")[:-1], _Lookup(d.indices, d.unk()), eos=d.eos(), unk_word=d.unk_word)
+    assert block.tokens.tolist() == lines.tokens.tolist() and block.sizes.tolist() == lines.sizes.tolist()
+    assert block.num_replaced == lines.num_replaced
+    if "\x00" in text:
+        assert d.index("\x00") in block.tokens.tolist()
 
 
 def test_count_words_chunk(tmp_path: Path) -> None:

@@ -62,6 +62,19 @@ class _Lookup(dict):  # type: ignore[type-arg]
         return self.unk
 
 
+_EOL = "\x00"  # stands for a line end while a block is split in one call (never inside a word)
+
+
+class Lookups:
+    """The id lookups of one dictionary: ``plain``, and ``marked`` where the line-end marker gives -1."""
+
+    def __init__(self, vocab: Dictionary) -> None:
+        self.plain = _Lookup(vocab.indices, vocab.unk_index)
+        self.marked = _Lookup(vocab.indices, vocab.unk_index)
+        self.marked[_EOL] = -1
+        self.unk, self.eos, self.unk_word = vocab.unk_index, vocab.eos_index, vocab.unk_word
+
+
 @dataclass(frozen=True)
 class EncodedBlock:
     """Token ids of consecutive sentences, concatenated, with their lengths."""
@@ -69,6 +82,23 @@ class EncodedBlock:
     tokens: np.ndarray  # (N,) int64
     sizes: np.ndarray  # (B,) int64
     num_replaced: int
+
+
+def encode_block(text: str, lookups: Lookups) -> EncodedBlock:
+    """Encodes ``text`` (lines each ending in ``\\n``), appending ``eos`` to each sentence.
+
+    The whole block is split once, with each line end replaced by a marker word whose id is -1; the
+    marker positions give the sentence sizes and become the ``eos`` ids.
+    """
+    if _EOL in text:  # the marker occurs in the data: go line by line
+        return encode_lines(text.split("\n")[:-1], lookups.plain, eos=lookups.eos, unk_word=lookups.unk_word)
+    words = text.replace("\n", f" {_EOL} ").split()
+    tokens = np.fromiter(map(lookups.marked.__getitem__, words), dtype=np.int64, count=len(words))
+    ends = np.flatnonzero(tokens < 0)
+    sizes = np.diff(ends, prepend=-1)
+    tokens[ends] = lookups.eos
+    num_replaced = int(np.count_nonzero(tokens == lookups.unk)) - words.count(lookups.unk_word)
+    return EncodedBlock(tokens, sizes, num_replaced)
 
 
 def encode_lines(
@@ -105,12 +135,12 @@ def binarize_chunk(
 
     With ``finalize=False`` the builder is returned open (so other chunks can be merged into it).
     """
-    lookup = _Lookup(vocab.indices, vocab.unk_index)
+    lookups = Lookups(vocab)
     builder = make_builder(data_file_path(out_prefix), impl, vocab_size=len(vocab))
     summary = BinarizeSummary()
     try:
         for block in iter_line_blocks(path, start, end):
-            enc = encode_lines(block.lines, lookup, eos=vocab.eos_index, unk_word=vocab.unk_word)
+            enc = encode_block(block.text, lookups)
             builder.add_items(enc.tokens, enc.sizes)
             summary.merge(BinarizeSummary(len(enc.sizes), int(enc.tokens.size), enc.num_replaced))
             if progress is not None:
@@ -128,8 +158,8 @@ def count_words_chunk(path: str, start: int, end: int, eos_word: str, progress: 
     counts: Counter[str] = Counter()
     lines = 0
     for block in iter_line_blocks(path, start, end):
-        counts.update(chain.from_iterable(map(str.split, block.lines)))
-        lines += len(block.lines)
+        counts.update(block.text.split())
+        lines += block.num_lines
         if progress is not None:
             progress(block.nbytes)
     if lines:

@@ -12,6 +12,7 @@ torch is imported only by the methods that return or take tensors: preprocessing
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from operator import itemgetter
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -103,8 +104,15 @@ class Dictionary:
 
     def add_counts(self, counts: Mapping[str, int]) -> None:
         """Adds word counts (e.g. from a corpus) in sorted order, as fairseq merges its workers' counters."""
-        for word, n in sorted(counts.items()):
-            self.add_symbol(word, n)
+        indices, symbols, count = self.indices, self.symbols, self.count
+        for word, n in sorted(counts.items()):  # add_symbol, inlined: this runs once per corpus type
+            idx = indices.get(word)
+            if idx is None:
+                indices[word] = len(symbols)
+                symbols.append(word)
+                count.append(n)
+            else:
+                count[idx] += n
 
     def update(self, other: Dictionary) -> None:
         """Adds the symbols and counts of ``other`` to this dictionary."""
@@ -119,9 +127,13 @@ class Dictionary:
         """
         if nwords <= 0:
             nwords = len(self)
-        # by symbol first (the last of duplicated symbols wins), then a stable sort by count
-        by_symbol = dict(sorted(zip(self.symbols[self.nspecial :], self.count[self.nspecial :])))
-        ranked = sorted(by_symbol.items(), key=lambda item: item[1], reverse=True)
+        # by symbol first, then a stable sort by count: ties stay in symbol order
+        pairs = zip(self.symbols[self.nspecial :], self.count[self.nspecial :])
+        if len(self.indices) == len(self.symbols):
+            by_symbol = sorted(pairs, key=itemgetter(0))
+        else:  # symbols repeated by #fairseq:overwrite: as fairseq, the larger count of a symbol wins
+            by_symbol = list(dict(sorted(pairs)).items())
+        ranked = sorted(by_symbol, key=itemgetter(1), reverse=True)
         symbols = self.symbols[: self.nspecial]
         counts = self.count[: self.nspecial]
         for word, n in ranked[: max(0, nwords - self.nspecial)]:

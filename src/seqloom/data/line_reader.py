@@ -23,11 +23,24 @@ class InputFormatError(ValueError):
 
 @dataclass(frozen=True)
 class LineBlock:
-    """Consecutive complete lines of a file (without their line ends) and the bytes they span."""
+    """Consecutive complete lines of a file and the bytes they span.
 
-    lines: list[str]
+    ``text`` is the decoded lines with every line end turned into ``\\n``, each line (the last too)
+    ending with one: ``text.count("\\n")`` is the number of lines.
+    """
+
+    text: str
     start: int  # byte offset of the first line
     nbytes: int
+
+    @property
+    def lines(self) -> list[str]:
+        """The lines without their line ends."""
+        return self.text.split("\n")[:-1]
+
+    @property
+    def num_lines(self) -> int:
+        return self.text.count("\n")
 
 
 def find_offsets(path: str, num_chunks: int) -> list[int]:
@@ -61,7 +74,7 @@ def iter_line_blocks(
             cut = len(data) if at_end else _last_line_end(data)
             carry = data[cut:]
             if cut:
-                yield LineBlock(_split_lines(data[:cut], path, pos - len(data)), pos - len(data), cut)
+                yield LineBlock(_decode(data[:cut], path, pos - len(data)), pos - len(data), cut)
             if at_end:
                 return
 
@@ -75,7 +88,8 @@ def _last_line_end(data: bytes) -> int:
     return cr + 1 if cr >= 0 else 0
 
 
-def _split_lines(body: bytes, path: str, offset: int) -> list[str]:
+def _decode(body: bytes, path: str, offset: int) -> str:
+    """``body`` (whole lines of ``path`` from byte ``offset``) as text with ``\\n`` line ends, ending in one."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -86,10 +100,7 @@ def _split_lines(body: bytes, path: str, offset: int) -> list[str]:
         ) from None
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()  # the text ended with a line end
-    return lines
+    return text if text.endswith("\n") else text + "\n"
 
 
 def iter_lines(path: str) -> Iterator[str]:

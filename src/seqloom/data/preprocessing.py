@@ -36,12 +36,12 @@ def build_dictionary(
 ) -> Dictionary:
     """Counts the words of ``paths`` and finalizes a dictionary from them (fairseq's ``build_dictionary``)."""
     d = Dictionary()
+    counts: Counter[str] = Counter()
     for path in paths:
         job = partial(_count_job, path, d.eos_word)
-        counts: Counter[str] = Counter()
         for chunk_counts in runner.run(path, job, desc=f"count {os.path.basename(path)}"):
             counts.update(chunk_counts)
-        d.add_counts(counts)
+    d.add_counts(counts)  # once for all files: finalize's order depends only on the totals
     d.finalize(threshold=threshold, nwords=nwords, padding_factor=padding_factor)
     return d
 
