@@ -44,6 +44,8 @@ def attention(
     if excluded is not None:
         scores = scores.masked_fill(excluded, float("-inf"))
     probs = torch.softmax(scores.float(), dim=-1)  # (B, H, T, S), float32 like fairseq
+    if excluded is not None:
+        probs = probs.masked_fill(excluded, 0.0)  # a query with no visible key gets zeros (as SDPA), not NaN
     dropped = F.dropout(probs.type_as(scores), p=dropout_p) if dropout_p > 0 else probs.type_as(scores)
     return torch.matmul(dropped, v), probs.mean(dim=1)
 
