@@ -204,3 +204,29 @@ def test_command_dispatch_and_no_torch_import(tmp_path: Path) -> None:
     )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
     assert (tmp_path / "d/train.en-de.de.idx").exists()
+
+
+def test_alignfile_writes_most_frequent_target_per_source_word(tmp_path: Path, capsys) -> None:
+    pref = _parallel_files(tmp_path, "a b\na c\nb\n", "x y\nx z\nw\n")
+    (tmp_path / "al").write_text("0-0 1-1\n0-0 1-0\n0-0\n")
+    dest = tmp_path / "d"
+    assert (
+        main(["-s", "en", "-t", "de", "--trainpref", pref, "--alignfile", str(tmp_path / "al"), "--destdir", str(dest)])
+        == 0
+    )
+    assert (dest / "alignment.en-de.txt").read_text() == "a x\nb y\nc x\n"
+    (tmp_path / "al").write_text("0-0 5-1\n0-0\n0-0\n")
+    args = [
+        "-s",
+        "en",
+        "-t",
+        "de",
+        "--trainpref",
+        pref,
+        "--alignfile",
+        str(tmp_path / "al"),
+        "--destdir",
+        str(tmp_path / "e"),
+    ]
+    assert main(args) == 1
+    assert f"{tmp_path / 'al'}:1:" in capsys.readouterr().err

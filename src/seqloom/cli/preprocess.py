@@ -23,7 +23,13 @@ from seqloom.data.dictionary import Dictionary, DictionaryFormatError
 from seqloom.data.indexed_dataset import IndexedDatasetError
 from seqloom.data.line_reader import InputFormatError, check_parallel
 from seqloom.data.parallel import ChunkRunner
-from seqloom.data.preprocessing import OutputDir, binarize_file, build_dictionary, require_file
+from seqloom.data.preprocessing import (
+    OutputDir,
+    binarize_file,
+    build_dictionary,
+    require_file,
+    write_alignment_dictionary,
+)
 
 logger = logging.getLogger("seqloom.cli.preprocess")
 logger.setLevel(logging.INFO)  # the statistics lines always reach preprocess.log, as fairseq's
@@ -52,6 +58,9 @@ class PreprocessConfig:
     srcdict: Optional[str] = field(None, help="reuse given source dictionary", metavar="FP")
     nwordstgt: int = field(-1, help="number of target words to retain (including the 4 special symbols)")
     nwordssrc: int = field(-1, help="number of source words to retain (including the 4 special symbols)")
+    alignfile: Optional[str] = field(
+        None, help="an alignment file of the train set: writes alignment.{src}-{tgt}.txt", metavar="ALIGN"
+    )
     dataset_impl: Literal["raw", "lazy", "cached", "mmap"] = field(
         "mmap", help="output dataset implementation (lazy and cached write the legacy TNTIDX format)"
     )
@@ -130,7 +139,9 @@ def check_inputs(cfg: PreprocessConfig) -> None:
     needs_train = not cfg.srcdict or (target and not cfg.tgtdict and not cfg.joined_dictionary)
     if needs_train and not cfg.trainpref:
         raise InputFormatError("--trainpref is needed to build a dictionary (or pass --srcdict/--tgtdict)")
-    for flag, path in (("--srcdict", cfg.srcdict), ("--tgtdict", cfg.tgtdict)):
+    if cfg.alignfile and (not cfg.trainpref or not target):
+        raise InputFormatError("--alignfile needs --trainpref and a target language (not --only-source)")
+    for flag, path in (("--srcdict", cfg.srcdict), ("--tgtdict", cfg.tgtdict), ("--alignfile", cfg.alignfile)):
         if path:
             require_file(path, flag)
     for name, pref in splits(cfg) if not cfg.dict_only else [("train", cfg.trainpref or "")]:
@@ -228,6 +239,11 @@ def preprocess(cfg: PreprocessConfig, *, progress_bar: bool | None = None) -> Pr
                 if cfg.align_suffix:
                     make_alignments(cfg, paths, runner)
                 logger.info(f"Wrote preprocessed data to {cfg.destdir}")
+                if cfg.alignfile:
+                    assert tgt_dict is not None
+                    texts = (paths.train(cfg.source_lang), paths.train(cfg.target_lang))
+                    name = f"alignment.{cfg.source_lang}-{cfg.target_lang}.txt"
+                    write_alignment_dictionary(cfg.alignfile, texts, (src_dict, tgt_dict), paths.staged(name))
             log_handler.close()
             files = sorted(os.listdir(out.staging))
     finally:

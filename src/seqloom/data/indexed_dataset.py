@@ -23,7 +23,6 @@ import shutil
 import struct
 import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
@@ -362,8 +361,3 @@ def infer_dataset_impl(path: str | os.PathLike[str]) -> str | None:
         return "cached"
     return None
 
-
-def file_prefix(path: str | os.PathLike[str]) -> str:
-    """``data-bin/train.en-de.en`` for ``data-bin/train.en-de.en.idx`` (or ``.bin``)."""
-    p = Path(path)
-    return str(p.with_suffix("")) if p.suffix in (".idx", ".bin") else str(p)

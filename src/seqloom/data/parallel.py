@@ -9,7 +9,6 @@ the progress of all of them. Results come back in chunk order.
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -113,6 +112,3 @@ def _make_bar(total: int, desc: str, enabled: bool | None) -> Any:
     tqdm.tqdm.monitor_interval = 0  # no monitor thread: the pool forks
     return tqdm.tqdm(total=total, desc=desc, unit="B", unit_scale=True, file=sys.stderr, leave=False)
 
-
-def cpu_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

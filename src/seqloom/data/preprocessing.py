@@ -8,6 +8,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable
 from functools import partial
+from itertools import zip_longest
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -17,11 +18,12 @@ from seqloom.data.binarizer import (
     binarize_alignment_chunk,
     binarize_chunk,
     count_words_chunk,
+    parse_alignment,
     remove_dataset,
 )
 from seqloom.data.dictionary import Dictionary
 from seqloom.data.indexed_dataset import index_file_path
-from seqloom.data.line_reader import InputFormatError
+from seqloom.data.line_reader import InputFormatError, iter_lines
 from seqloom.data.parallel import ChunkRunner
 
 
@@ -89,6 +91,43 @@ def _binarize_job(
     else:
         summary, builder = binarize_chunk(path, start, end, vocab, prefix, impl, progress, finalize=index > 0)
     return (summary, builder) if index == 0 else summary
+
+
+def write_alignment_dictionary(
+    alignfile: str, texts: tuple[str, str], dicts: tuple[Dictionary, Dictionary], out_path: str
+) -> None:
+    """For each source word, the target word it is most often aligned to (fairseq's ``--alignfile``).
+
+    ``alignfile`` holds ``i-j`` pairs per line of the parallel ``texts``; pairs touching ``<unk>`` are
+    skipped. Writes ``src_word tgt_word`` lines, source words in order of first appearance (ties: the
+    target seen first). fairseq 0.12 means to do the same but keys its counts by tensor elements, which
+    hash by identity, so it writes one line per aligned pair instead; ``load_align_dict`` reads both.
+    """
+    src_dict, tgt_dict = dicts
+    freq: dict[int, dict[int, int]] = {}
+    lines = zip_longest(iter_lines(alignfile), iter_lines(texts[0]), iter_lines(texts[1]))
+    for lineno, (a, s, t) in enumerate(lines, start=1):
+        if a is None or s is None or t is None:
+            raise InputFormatError(f"{alignfile}, {texts[0]} and {texts[1]} differ in length (line {lineno})")
+        si = [src_dict.index(w) for w in s.split()] + [src_dict.eos()]
+        ti = [tgt_dict.index(w) for w in t.split()] + [tgt_dict.eos()]
+        try:
+            pairs = parse_alignment(a).reshape(-1, 2).tolist()
+            aligned = [(si[i], ti[j]) for i, j in pairs]
+        except (ValueError, IndexError) as err:
+            raise InputFormatError(
+                f"{alignfile}:{lineno}: {err or 'alignment index past the end of the line'}"
+            ) from None
+        for src_id, tgt_id in aligned:
+            if src_id == src_dict.unk() or tgt_id == tgt_dict.unk():
+                continue
+            if src_id in (src_dict.pad(), src_dict.eos()) or tgt_id in (tgt_dict.pad(), tgt_dict.eos()):
+                raise InputFormatError(f"{alignfile}:{lineno}: an alignment points at the end of the sentence")
+            row = freq.setdefault(src_id, {})
+            row[tgt_id] = row.get(tgt_id, 0) + 1
+    with open(out_path, "w", encoding="utf-8", newline="\n") as f:
+        for src_id, row in freq.items():
+            f.write(f"{src_dict[src_id]} {tgt_dict[max(row, key=row.__getitem__)]}\n")
 
 
 class OutputDir:
