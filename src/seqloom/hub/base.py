@@ -1,0 +1,207 @@
+"""The hub interface every model family shares: text <-> ids, batched generation, devices and dtypes.
+
+``GeneratorHubInterface`` mirrors fairseq's class of that name. Text goes through
+``tokenize -> apply_bpe -> binarize`` (``encode``) and back through ``string -> remove_bpe -> detokenize``
+(``decode``). ``generate`` orders sentences by length, groups them into token-budget batches (fairseq's
+``batch_by_size``), runs :meth:`inference_step` per batch and returns the hypotheses in input order.
+
+A model family subclasses it and implements :meth:`inference_step` (and :meth:`score`); the translation
+hub (``seqloom.hub.translation``) and the language-model hub (``seqloom.models.transformer_lm.hub``) do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, overload
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from seqloom.data.batching import batch_by_size, filter_by_size
+from seqloom.generation.config import GenerationConfig
+from seqloom.generation.hypotheses import Hypothesis
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(kw_only=True)
+class HubBatching:
+    """How ``generate`` groups sentences into batches (fairseq's ``dataset`` options of the checkpoint)."""
+
+    max_tokens: int | None = None
+    """Most (padded) tokens in one batch; None for no limit."""
+    batch_size: int | None = None
+    """Most sentences in one batch; None for no limit."""
+    required_batch_size_multiple: int = 8
+    """Batch sizes are rounded down to a multiple of this (except the last)."""
+
+
+class GeneratorHubInterface(nn.Module):
+    """Models plus their dictionaries, tokenizer and BPE, with fairseq's hub methods.
+
+    ``models`` are modules in eval mode (one, or several for an ensemble); ``src_dict``/``tgt_dict`` are
+    :class:`~seqloom.data.dictionary.Dictionary` objects; ``tokenizer``/``bpe`` are codecs with
+    ``encode``/``decode`` (or None: text is used as is). ``generation`` holds the default search options
+    that ``generate(..., **overrides)`` starts from.
+    """
+
+    def __init__(
+        self,
+        models: Sequence[nn.Module],
+        *,
+        src_dict: Any,
+        tgt_dict: Any,
+        tokenizer: Any = None,
+        bpe: Any = None,
+        generation: GenerationConfig | None = None,
+        batching: HubBatching | None = None,
+        max_positions: tuple[int | None, int | None] = (None, None),
+    ) -> None:
+        super().__init__()
+        self.models = nn.ModuleList(models)
+        self.src_dict, self.tgt_dict = src_dict, tgt_dict
+        self.tokenizer, self.bpe = tokenizer, bpe
+        self.generation = generation or GenerationConfig()
+        self.batching = batching or HubBatching()
+        self.max_positions = max_positions
+        # follows .to()/.half(): tells the device and dtype the models live on
+        self.register_buffer("_float_tensor", torch.tensor([0.0]), persistent=False)
+        self.eval()
+
+    @property
+    def model(self) -> nn.Module:
+        """The first (usually only) model."""
+        return self.models[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self._float_tensor.device
+
+    # ---- text <-> ids
+    def tokenize(self, sentence: str) -> str:
+        return self.tokenizer.encode(sentence) if self.tokenizer is not None else sentence
+
+    def detokenize(self, sentence: str) -> str:
+        return self.tokenizer.decode(sentence) if self.tokenizer is not None else sentence
+
+    def apply_bpe(self, sentence: str) -> str:
+        return self.bpe.encode(sentence) if self.bpe is not None else sentence
+
+    def remove_bpe(self, sentence: str) -> str:
+        return self.bpe.decode(sentence) if self.bpe is not None else sentence
+
+    def binarize(self, sentence: str) -> Tensor:
+        """Source-dictionary ids (T,) int64 of a BPE'd sentence, ``eos`` appended; unknown words -> ``unk``."""
+        return self.src_dict.encode_line(sentence, add_if_not_exist=False).long()
+
+    def string(self, tokens: Tensor) -> str:
+        """Target-dictionary symbols of ``tokens`` (T,), without ``eos``/``bos``."""
+        return self.tgt_dict.string(tokens)
+
+    def encode(self, sentence: str) -> Tensor:
+        """Raw text -> source ids (T,) int64: tokenize, apply BPE, binarize."""
+        return self.binarize(self.apply_bpe(self.tokenize(sentence)))
+
+    def decode(self, tokens: Tensor) -> str:
+        """Target ids (T,) -> raw text: string, remove BPE, detokenize."""
+        return self.detokenize(self.remove_bpe(self.string(tokens)))
+
+    # ---- generation
+    @overload
+    def translate(self, sentences: str, beam: int = 5, verbose: bool = False, **overrides: Any) -> str: ...
+    @overload
+    def translate(self, sentences: list[str], beam: int = 5, verbose: bool = False, **overrides: Any) -> list[str]: ...
+    def translate(self, sentences: str | list[str], beam: int = 5, verbose: bool = False, **overrides: Any) -> Any:
+        """The best output of each sentence, decoded to text (a list in input order, or one string)."""
+        return self.sample(sentences, beam, verbose, **overrides)
+
+    def sample(self, sentences: str | list[str], beam: int = 1, verbose: bool = False, **overrides: Any) -> Any:
+        """Like :meth:`translate` with fairseq's default ``beam=1`` (pass ``sampling=True`` to sample)."""
+        if isinstance(sentences, str):
+            return self.sample([sentences], beam, verbose, **overrides)[0]
+        tokens = [self.encode(s) for s in sentences]
+        return [self.decode(hyps[0].tokens) for hyps in self.generate(tokens, beam, verbose, **overrides)]
+
+    def score(self, *args: Any, **kwargs: Any) -> Any:
+        """Teacher-forced scores of given outputs (positional log-probs); each model family defines its inputs."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement score()")
+
+    def generation_config(self, beam: int | None = None, **overrides: Any) -> GenerationConfig:
+        """The hub's generation options with ``beam`` and ``overrides`` (fairseq's generation option names)."""
+        known = {f.name for f in dataclasses.fields(GenerationConfig)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise TypeError(
+                f"unknown generation option(s) {', '.join(unknown)}; valid options: {', '.join(sorted(known))}"
+            )
+        if beam is not None:
+            overrides["beam"] = beam
+        return dataclasses.replace(self.generation, **overrides)
+
+    def generate(
+        self,
+        tokenized_sentences: Tensor | Sequence[Tensor],
+        beam: int = 5,
+        verbose: bool = False,
+        *,
+        skip_invalid_size_inputs: bool = False,
+        **overrides: Any,
+    ) -> Any:
+        """Hypotheses (best first) of each id sequence, in input order: ``list[list[Hypothesis]]``.
+
+        A single 1-D tensor gives that sentence's ``list[Hypothesis]``. Scores are natural log.
+        ``overrides`` are :class:`GenerationConfig` fields (``lenpen=2``, ``sampling=True``, ...).
+        """
+        if torch.is_tensor(tokenized_sentences) and tokenized_sentences.dim() == 1:
+            return self.generate([tokenized_sentences], beam, verbose, **overrides)[0]
+        sentences = [t.long() for t in tokenized_sentences]
+        cfg = self.generation_config(beam, **overrides)
+        results: list[list[Hypothesis] | None] = [None] * len(sentences)
+        for ids in self.plan_batches(sentences, skip_invalid_size_inputs=skip_invalid_size_inputs):
+            batch = [sentences[i].to(self.device) for i in ids]
+            with torch.no_grad():
+                for i, hyps in zip(ids, self.inference_step(cfg, batch)):
+                    results[i] = hyps
+        outputs = [r if r is not None else [] for r in results]  # skipped (too long) sentences get none
+        if verbose:
+            self.log_hypotheses(sentences, outputs)
+        return outputs
+
+    def inference_step(self, cfg: GenerationConfig, batch: list[Tensor]) -> list[list[Hypothesis]]:
+        """Hypotheses of each sentence of one batch (ids (T_i,) on the hub's device), in batch order."""
+        raise NotImplementedError(f"{type(self).__name__} must implement inference_step()")
+
+    def plan_batches(self, sentences: Sequence[Tensor], *, skip_invalid_size_inputs: bool = False) -> list[list[int]]:
+        """Sentence indices grouped as fairseq's hub groups them: by length, then token-budget batches."""
+        sizes = np.array([int(t.numel()) for t in sentences], dtype=np.int64)
+        order = np.argsort(sizes, kind="mergesort")
+        kept, dropped = filter_by_size(order, sizes, None, self.max_positions)
+        if len(dropped) and not skip_invalid_size_inputs:
+            i = int(dropped[0])
+            raise ValueError(
+                f"sentence {i} has {int(sizes[i])} tokens, more than the model's max positions "
+                f"{self.max_positions[0]}; shorten it or pass skip_invalid_size_inputs=True"
+            )
+        max_tokens = self.batching.max_tokens
+        if max_tokens is not None and len(kept):
+            max_tokens = max(max_tokens, int(sizes[kept].max()))  # one long sentence still gets a batch
+        batches = batch_by_size(
+            kept,
+            sizes[kept],
+            max_tokens=max_tokens,
+            max_sentences=self.batching.batch_size,
+            required_batch_size_multiple=self.batching.required_batch_size_multiple,
+        )
+        return [b.tolist() for b in batches]
+
+    def log_hypotheses(self, sentences: Sequence[Tensor], outputs: Sequence[Sequence[Hypothesis]]) -> None:
+        """fairseq's verbose output: ``S``, ``H`` (natural-log score, text) and ``P`` lines per sentence."""
+        for src, hyps in zip(sentences, outputs):
+            logger.info("S\t%s", self.src_dict.string(src))
+            for hyp in hyps:
+                logger.info("H\t%s\t%s", hyp.score, self.decode(hyp.tokens))
+                logger.info("P\t%s", " ".join(f"{x:.4f}" for x in hyp.positional_scores.tolist()))
