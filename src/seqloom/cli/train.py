@@ -6,6 +6,8 @@ only rank 0 logs and writes checkpoints.
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import logging
 import sys
 from collections.abc import Sequence
@@ -170,6 +172,17 @@ def first_iterator(batches: Batches, restored: Restored) -> EpochBatchIterator:
     return batches.train(1)
 
 
+def checkpoint_namespace(parsed: ParsedArgs) -> argparse.Namespace:
+    """The options saved as a checkpoint's ``args``, with derived model sizes filled in as fairseq's are
+    (fairseq reads ``decoder_input_dim`` etc. from it and fails on None)."""
+    values = dict(vars(parsed.namespace))
+    model_cfg = parsed.get("model")
+    resolved = getattr(model_cfg, "resolved", None)
+    if callable(resolved):
+        values.update({f.name: getattr(resolved(), f.name) for f in dataclasses.fields(model_cfg)})
+    return argparse.Namespace(**values)
+
+
 def run(parsed: ParsedArgs) -> TrainingLoop:
     """Trains as the options say; returns the finished loop (its ``history`` holds per-update stats)."""
     check_options(parsed)
@@ -181,6 +194,7 @@ def run(parsed: ParsedArgs) -> TrainingLoop:
         world_size=dist_cfg.distributed_world_size,
         device_id=dist_cfg.device_id,
     )
+    ns.distributed_world_size, ns.distributed_rank = dist.world_size, dist.rank
     if not dist.is_master:
         logging.getLogger().setLevel(logging.WARNING)
     logger.info("%s", ns)
@@ -196,7 +210,7 @@ def run(parsed: ParsedArgs) -> TrainingLoop:
     fmt = resolve_log_format(common.log_format, no_progress_bar=common.no_progress_bar)
     progress = Progress(fmt, tensorboard_logdir=common.tensorboard_logdir, enabled=dist.is_master)
     cfgs = LoopConfigs(common=common, dataset=parsed["dataset"], optimization=parsed["optimization"], checkpoint=ckpt)
-    loop = TrainingLoop(trainer, cfgs, ns, batches.train, batches.valid, progress)
+    loop = TrainingLoop(trainer, cfgs, checkpoint_namespace(parsed), batches.train, batches.valid, progress)
     extra = restored.extra_state or {}
     if "best" in extra and not restored.reset_optimizer and not restored.reset_meters:
         loop.best.best = extra["best"]

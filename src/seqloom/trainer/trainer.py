@@ -50,6 +50,17 @@ class StepResult:
     seconds: float
 
 
+class ModuleProxyDDP(nn.parallel.DistributedDataParallel):
+    """DDP whose unknown attributes come from the wrapped model (criterions call
+    ``model.get_normalized_probs``), as fairseq's ``ModuleProxyWrapper`` does."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.module, name)
+
+
 def move_to_device(sample: Any, device: torch.device) -> Any:
     if isinstance(sample, torch.Tensor):
         return sample.to(device, non_blocking=True)
@@ -97,7 +108,7 @@ class Trainer:
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.wrapped: nn.Module = self.model
         if dist.world_size > 1:
-            self.wrapped = nn.parallel.DistributedDataParallel(
+            self.wrapped = ModuleProxyDDP(
                 self.model,
                 device_ids=[dist.device.index] if dist.device.type == "cuda" else None,
                 find_unused_parameters=options.find_unused_parameters,
