@@ -47,7 +47,7 @@ DTYPE_CODES: dict[int, type] = {
     10: np.uint64,
 }
 DATASET_IMPLS = ("raw", "lazy", "cached", "mmap")
-_CHUNK = 1 << 20  # entries per chunk when streaming sizes / checking pointers
+_CHUNK = 1 << 18  # entries per chunk when streaming sizes / checking pointers (bounds memory)
 
 
 class IndexedDatasetError(ValueError):
@@ -203,20 +203,54 @@ class MMapIndexedDataset:
         return os.path.exists(index_file_path(path)) and os.path.exists(data_file_path(path))
 
 
+class SizeSpill:
+    """Sentence sizes appended to a scratch file beside the output and read back in chunks.
+
+    Builders keep no per-sentence list in memory, so preprocessing memory does not grow with the corpus.
+    """
+
+    def __init__(self, beside: str) -> None:
+        fd, self.path = tempfile.mkstemp(prefix=".sizes-", dir=os.path.dirname(beside) or ".")
+        self._file: IO[bytes] = os.fdopen(fd, "wb")
+        self.count = 0
+
+    def append(self, sizes: np.ndarray) -> None:
+        self._file.write(np.ascontiguousarray(sizes, dtype=np.int32).tobytes())
+        self.count += len(sizes)
+
+    def chunks(self) -> Iterator[np.ndarray]:
+        """The sizes in order, as int32 arrays of at most ``_CHUNK`` entries."""
+        self._file.close()
+        with open(self.path, "rb") as f:
+            while (sizes := np.fromfile(f, dtype=np.int32, count=_CHUNK)).size:
+                yield sizes
+
+    def offsets(self, scale: int) -> Iterator[np.ndarray]:
+        """Exclusive running sums of ``size * scale`` (int64): each sentence's start."""
+        total = 0
+        for sizes in self.chunks():
+            ends = np.cumsum(sizes.astype(np.int64) * scale) + total
+            yield ends - sizes * scale
+            total = int(ends[-1])
+
+    def remove(self) -> None:
+        self._file.close()
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+
+
 class MMapIndexedDatasetBuilder:
     """Writes a mmap dataset byte-identical to fairseq's, streaming: memory does not grow with the data.
 
-    Token ids go straight to the ``.bin``; sizes go to a scratch file beside it and are turned into the
-    index (sizes, then cumulative pointers) chunk by chunk in ``finalize``.
+    Token ids go straight to the ``.bin``; sizes go to a ``SizeSpill`` and become the index (sizes,
+    then cumulative pointers) chunk by chunk in ``finalize``.
     """
 
     def __init__(self, out_file: str | os.PathLike[str], dtype: Any = np.int64) -> None:
         self._bin_path = os.fspath(out_file)
         self._dtype = np.dtype(dtype)
         self._data: IO[bytes] = open(self._bin_path, "wb")
-        fd, self._sizes_path = tempfile.mkstemp(prefix=".sizes-", dir=os.path.dirname(self._bin_path) or ".")
-        self._sizes: IO[bytes] = os.fdopen(fd, "wb")
-        self._count = 0
+        self._sizes = SizeSpill(self._bin_path)
 
     @property
     def dtype(self) -> np.dtype:
@@ -230,8 +264,7 @@ class MMapIndexedDatasetBuilder:
     def add_items(self, tokens: np.ndarray, sizes: np.ndarray) -> None:
         """Appends many sentences at once: ``tokens`` concatenated, ``sizes`` their lengths."""
         self._data.write(np.ascontiguousarray(tokens, dtype=self._dtype).tobytes())
-        self._sizes.write(np.ascontiguousarray(sizes, dtype=np.int32).tobytes())
-        self._count += len(sizes)
+        self._sizes.append(sizes)
 
     def merge_file_(self, another_file: str | os.PathLike[str]) -> None:
         """Appends the dataset at prefix ``another_file`` (same dtype), e.g. a worker's chunk."""
@@ -241,8 +274,7 @@ class MMapIndexedDatasetBuilder:
                 f"{index_file_path(another_file)}: dtype {other.dtype} differs from {self._dtype}; cannot merge"
             )
         for start in range(0, len(other), _CHUNK):
-            self._sizes.write(other.sizes[start : start + _CHUNK].tobytes())
-        self._count += len(other)
+            self._sizes.append(other.sizes[start : start + _CHUNK])
         del other
         with open(data_file_path(another_file), "rb") as f:
             shutil.copyfileobj(f, self._data, 1 << 22)
@@ -250,36 +282,22 @@ class MMapIndexedDatasetBuilder:
     def finalize(self, index_file: str | os.PathLike[str]) -> None:
         """Closes the ``.bin`` and writes the ``.idx``."""
         self._data.close()
-        self._sizes.close()
         try:
             with open(index_file, "wb") as out:
-                out.write(MMAP_HEADER.pack(MMAP_MAGIC, 1, dtype_code(self._dtype), self._count))
-                with open(self._sizes_path, "rb") as f:
-                    shutil.copyfileobj(f, out, 1 << 22)
-                for pointers in _pointer_chunks(self._sizes_path, self._dtype.itemsize):
+                out.write(MMAP_HEADER.pack(MMAP_MAGIC, 1, dtype_code(self._dtype), self._sizes.count))
+                for sizes in self._sizes.chunks():
+                    out.write(sizes.tobytes())
+                for pointers in self._sizes.offsets(self._dtype.itemsize):
                     out.write(pointers.tobytes())
         finally:
-            os.unlink(self._sizes_path)
+            self._sizes.remove()
 
     def discard(self) -> None:
         """Closes and deletes what was written (after an error)."""
-        for f in (self._data, self._sizes):
-            f.close()
-        for p in (self._bin_path, self._sizes_path):
-            if os.path.exists(p):
-                os.unlink(p)
-
-
-def _pointer_chunks(sizes_path: str, itemsize: int) -> Iterator[np.ndarray]:
-    address = 0
-    with open(sizes_path, "rb") as f:
-        while True:
-            sizes = np.fromfile(f, dtype=np.int32, count=_CHUNK).astype(np.int64)
-            if sizes.size == 0:
-                return
-            ends = np.cumsum(sizes * itemsize) + address
-            yield ends - sizes * itemsize
-            address = int(ends[-1])
+        self._data.close()
+        self._sizes.remove()
+        if os.path.exists(self._bin_path):
+            os.unlink(self._bin_path)
 
 
 def _file_size(path: str, what: str) -> int:
@@ -360,4 +378,3 @@ def infer_dataset_impl(path: str | os.PathLike[str]) -> str | None:
     if magic[:8] == b"TNTIDX\x00\x00":
         return "cached"
     return None
-

@@ -17,6 +17,7 @@ fairseq's writer stores every id plus one (Lua's 1-based indexing); readers subt
 from __future__ import annotations
 
 import os
+import shutil
 import struct
 from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING, Any
@@ -26,6 +27,7 @@ import numpy as np
 from seqloom.data.indexed_dataset import (
     DTYPE_CODES,
     IndexedDatasetError,
+    SizeSpill,
     _file_size,
     _map_file,
     data_file_path,
@@ -141,14 +143,15 @@ class IndexedCachedDataset(IndexedDataset):
 
 
 class IndexedDatasetBuilder:
-    """Writes a TNTIDX dataset exactly as fairseq's ``IndexedDatasetBuilder`` (int32, ids + 1)."""
+    """Writes a TNTIDX dataset exactly as fairseq's ``IndexedDatasetBuilder`` (int32, ids + 1), streaming."""
 
     def __init__(self, out_file: str | os.PathLike[str], dtype: Any = np.int32) -> None:
         self._dtype = np.dtype(dtype)
         # fairseq's table says 4 bytes for float64; keep it so that files stay identical
         self.element_size = 4 if self._dtype == np.float64 else self._dtype.itemsize
-        self._data: IO[bytes] = open(out_file, "wb")
-        self._sizes: list[np.ndarray] = []
+        self._bin_path = os.fspath(out_file)
+        self._data: IO[bytes] = open(self._bin_path, "wb")
+        self._sizes = SizeSpill(self._bin_path)
 
     @property
     def dtype(self) -> np.dtype:
@@ -160,7 +163,7 @@ class IndexedDatasetBuilder:
 
     def add_items(self, tokens: np.ndarray, sizes: np.ndarray) -> None:
         self._data.write((np.asarray(tokens, dtype=np.int64) + 1).astype(self._dtype).tobytes())
-        self._sizes.append(np.asarray(sizes, dtype=np.int64))
+        self._sizes.append(sizes)
 
     def merge_file_(self, another_file: str | os.PathLike[str]) -> None:
         other = IndexedDataset(another_file)
@@ -168,24 +171,33 @@ class IndexedDatasetBuilder:
             raise IndexedDatasetError(
                 f"{index_file_path(another_file)}: dtype {other.dtype} differs from {self._dtype}"
             )
-        self._sizes.append(other.sizes.copy())
-        self._data.write(bytes(other._bin))
+        if len(other.sizes) != len(other) or (np.diff(other.dim_offsets) != 1).any():
+            raise IndexedDatasetError(f"{index_file_path(another_file)}: only datasets of 1-D items can be merged")
+        self._sizes.append(other.sizes)
+        del other
+        with open(data_file_path(another_file), "rb") as f:
+            shutil.copyfileobj(f, self._data, 1 << 22)
 
     def finalize(self, index_file: str | os.PathLike[str]) -> None:
         self._data.close()
-        sizes = np.concatenate(self._sizes) if self._sizes else np.zeros(0, dtype=np.int64)
-        n = len(sizes)
-        data_offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        dim_offsets = np.arange(n + 1, dtype=np.int64)
-        with open(index_file, "wb") as f:
-            f.write(TNT_HEADER.pack(TNT_MAGIC, 1, dtype_code(self._dtype), self.element_size, n, n))
-            for array in (dim_offsets, data_offsets, sizes):
-                f.write(array.tobytes())
+        n = self._sizes.count
+        try:
+            with open(index_file, "wb") as f:
+                f.write(TNT_HEADER.pack(TNT_MAGIC, 1, dtype_code(self._dtype), self.element_size, n, n))
+                f.write(np.arange(n + 1, dtype=np.int64).tobytes())  # dim_offsets: every item is 1-D
+                for offsets in self._sizes.offsets(1):  # data_offsets, counted in elements
+                    f.write(offsets.tobytes())
+                f.write(np.int64(sum(int(c.sum()) for c in self._sizes.chunks())).tobytes())
+                for sizes in self._sizes.chunks():
+                    f.write(sizes.astype(np.int64).tobytes())
+        finally:
+            self._sizes.remove()
 
     def discard(self) -> None:
         self._data.close()
-        if os.path.exists(self._data.name):
-            os.unlink(self._data.name)
+        self._sizes.remove()
+        if os.path.exists(self._bin_path):
+            os.unlink(self._bin_path)
 
 
 class IndexedRawTextDataset:
