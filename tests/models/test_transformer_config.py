@@ -10,7 +10,13 @@ import torch
 
 from seqloom import registry
 from seqloom.config import CommandSpec, parse_args
-from seqloom.models.transformer import TransformerConfig, build_model, config_from_checkpoint, upgrade_state_dict
+from seqloom.models.transformer import (
+    TransformerConfig,
+    build_model,
+    config_from_checkpoint,
+    fairseq_args_namespace,
+    upgrade_state_dict,
+)
 from seqloom.models.transformer.interop import model_from_state
 
 # (encoder dim, ffn, heads, decoder dim, ffn, heads, layers enc/dec, dropout, attn dropout, act dropout, pre-norm)
@@ -164,3 +170,11 @@ def test_vocabulary_size_mismatch_names_both_sizes(fairseq_fixtures: Path) -> No
 
     with pytest.raises(ValueError, match=r"2056 rows but the source dictionary has 2000 symbols"):
         model_from_state(state, Vocab(), Vocab())
+
+
+def test_args_written_for_fairseq_round_trip_to_the_same_config() -> None:
+    cfg = TransformerConfig(encoder_embed_dim=16, decoder_output_dim=8, decoder_learned_pos=True, dropout=0.3)
+    args = fairseq_args_namespace(cfg, arch="transformer_tiny")
+    assert args.arch == "transformer_tiny" and args.decoder_embed_dim == 16 and args.decoder_input_dim == 16
+    assert config_from_checkpoint({"args": args}) == cfg.resolved()
+    assert config_from_checkpoint({"args": None, "cfg": {"model": args}}) == cfg.resolved()

@@ -5,6 +5,7 @@ from seqloom.models.transformer.builder import build_model
 from seqloom.models.transformer.config import TransformerConfig
 from seqloom.models.transformer.interop import (
     config_from_checkpoint,
+    fairseq_args_namespace,
     load_fairseq_model,
     upgrade_state_dict,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "TransformerModel",
     "build_model",
     "config_from_checkpoint",
+    "fairseq_args_namespace",
     "load_fairseq_model",
     "presets",
     "upgrade_state_dict",

@@ -97,6 +97,16 @@ def config_from_checkpoint(state: Mapping[str, Any]) -> TransformerConfig:
     return config_from_fairseq_args(fairseq_model_args(state)).resolved()
 
 
+def fairseq_args_namespace(cfg: TransformerConfig, *, arch: str = "transformer") -> argparse.Namespace:
+    """The model part of the ``args`` Namespace fairseq expects in a checkpoint (resolved, fairseq's names).
+
+    fairseq rebuilds the model from these with ``base_architecture``; every derived size is explicit so
+    that it gets exactly this model.
+    """
+    values = {f.name: getattr(cfg.resolved(), f.name) for f in dataclasses.fields(TransformerConfig)}
+    return argparse.Namespace(arch=arch, _name=arch, **values)
+
+
 def upgrade_state_dict(state_dict: Mapping[str, Tensor], cfg: TransformerConfig) -> dict[str, Tensor]:
     """Applies the key upgrades in this module's table; returns a new dict."""
     sd = dict(state_dict)
