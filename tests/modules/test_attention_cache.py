@@ -184,3 +184,13 @@ def test_max_positions_and_normalized_probs() -> None:
     lprobs = model.get_normalized_probs(logits)
     assert lprobs.dtype == torch.float32
     torch.testing.assert_close(lprobs.exp().sum(-1), torch.ones(2, 3))
+
+
+@torch.no_grad()
+def test_cached_decoding_under_bf16_autocast_runs() -> None:
+    model = _tiny()
+    src, prev = _batch()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        full = model(src, None, prev).logits
+        stepped = _step_by_step(model, src, prev, [1] * 7)
+    torch.testing.assert_close(stepped.float(), full.float(), atol=0.1, rtol=0)

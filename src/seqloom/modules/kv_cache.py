@@ -45,6 +45,8 @@ class AttentionCache:
     def append(self, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
         """Writes ``key``/``value`` ``(B, H, T, Dh)`` after the filled steps; returns all filled ``(B, H, L', Dh)``."""
         assert self.growing and self.key is not None and self.value is not None
+        if self.length == 0 and key.dtype != self.key.dtype:  # e.g. decoding under autocast: follow the activations
+            self.key, self.value = self.key.to(key.dtype), self.value.to(value.dtype)
         start, end = self.length, self.length + key.size(2)
         if end > self.key.size(2):
             raise RuntimeError(
