@@ -145,6 +145,7 @@ class TranslationTask(Task):
             left_pad_source=self.cfg.left_pad_source,
             left_pad_target=self.cfg.left_pad_target,
             truncate_source_to=self.cfg.max_source_positions if self.cfg.truncate_source else None,
+            shuffle=split != "test",  # fairseq: the test split keeps file order among equal lengths
         )
         logger.info("%s %s %s-%s %d examples", path, split, self.cfg.source_lang, self.cfg.target_lang, len(dataset))
         self.datasets[split] = dataset
