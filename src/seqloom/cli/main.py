@@ -15,6 +15,7 @@ COMMANDS: dict[str, str] = {
     "train": "seqloom.cli.train:main",
     "validate": "seqloom.cli.validate:main",
     "average-checkpoints": "seqloom.cli.average_checkpoints:main",
+    "generate": "seqloom.cli.generate:main",
 }
 
 

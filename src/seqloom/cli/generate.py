@@ -1,0 +1,182 @@
+"""``seqloom generate DATA --path CKPT``: translate a binarized split, printing fairseq-generate's lines.
+
+Per sentence (in fairseq's length-sorted batch order): ``S-`` source, ``T-`` reference, and for each of the
+``--nbest`` hypotheses ``H-`` (score, tokens), ``D-`` (score, detokenized), ``P-`` (positional scores), with
+``--print-alignment`` also ``A-``. Scores are in base 2. The run ends with the corpus score line
+(``Generate test with beam=5: BLEU4 = ...``); progress and timing go to stderr.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+import torch
+
+from seqloom.config import CommandSpec, ParsedArgs, parse_args
+from seqloom.config.common import CommonConfig
+from seqloom.config.training import DataDirConfig, DatasetConfig
+from seqloom.generation.config import CommonEvalConfig, GenerationConfig, ScoringConfig
+from seqloom.generation.loading import load_ensemble
+from seqloom.generation.output import hypothesis_lines, load_align_dict, post_process_prediction
+from seqloom.generation.runtime import (
+    TextCodec,
+    build_generator,
+    load_task,
+    progress_bar,
+    run_inference,
+    sample_strings,
+)
+from seqloom.generation.scoring import build_scorer
+from seqloom.logs import DATE_FORMAT, LINE_FORMAT, setup_logging
+
+logger = logging.getLogger("seqloom.generate")
+
+SPEC = CommandSpec(
+    prog="seqloom generate",
+    description="Translate a binarized data split with a trained model (fairseq-generate).",
+    groups=(
+        ("data", DataDirConfig),
+        ("common", CommonConfig),
+        ("common_eval", CommonEvalConfig),
+        ("dataset", DatasetConfig),
+        ("generation", GenerationConfig),
+        ("scoring", ScoringConfig),
+    ),
+    selectors={"task": "translation", "tokenizer": None, "bpe": None},
+)
+
+
+@dataclass
+class Totals:
+    """What the closing log lines report."""
+
+    sentences: int = 0
+    tokens: int = 0  # generated tokens of the top hypotheses (incl. eos)
+    seconds: float = 0.0  # time spent generating
+    has_target: bool = True
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(SPEC, argv)
+    common, ev = args["common"], args["common_eval"]
+    setup_logging(common.log_format, common.log_file)
+    if ev.results_path is None:
+        return run(args, sys.stdout)
+    os.makedirs(ev.results_path, exist_ok=True)
+    path = os.path.join(ev.results_path, f"generate-{args['dataset'].gen_subset}.txt")
+    with open(path, "w", buffering=1, encoding="utf-8") as out:
+        handler = logging.StreamHandler(out)  # fairseq also logs into the results file
+        handler.setFormatter(logging.Formatter(LINE_FORMAT, DATE_FORMAT))
+        logging.getLogger().addHandler(handler)
+        try:
+            return run(args, out)
+        finally:
+            logging.getLogger().removeHandler(handler)
+
+
+def run(args: ParsedArgs, out: TextIO) -> int:
+    common, ev, data, gen = args["common"], args["common_eval"], args["dataset"], args["generation"]
+    torch.manual_seed(common.seed)
+    if gen.sacrebleu:
+        args["scoring"].scoring = "sacrebleu"
+    task = load_task(args, split=data.gen_subset)
+    models = load_ensemble(ev.path, task, model_overrides=ev.model_overrides)
+    dataset = task.load_dataset(data.gen_subset)
+    batches = task.get_batch_iterator(dataset, batching_options(data, common, task, models)).next_epoch_itr(
+        shuffle=False
+    )
+    generator = build_generator(models, task.target_dictionary, gen)
+    codec = TextCodec.from_args(args)
+    scorer = build_scorer(args["scoring"], pad=task.target_dictionary.pad(), eos=task.target_dictionary.eos(),
+                          unk=task.target_dictionary.unk())  # fmt: skip
+    totals = Totals()
+    align_dict = load_align_dict(gen.replace_unk)
+    for sample in progress_bar(batches, common):
+        start = time.perf_counter()
+        hyps = run_inference(generator, sample, gen)
+        totals.seconds += time.perf_counter() - start
+        totals.tokens += sum(len(h[0].tokens) for h in hyps)
+        totals.sentences += len(hyps)
+        totals.has_target = sample.get("target") is not None
+        write_batch(sample, hyps, task=task, args=args, codec=codec, scorer=scorer, align_dict=align_dict, out=out)
+    report(totals, args, scorer, out)
+    return 0
+
+
+def batching_options(data: DatasetConfig, common: CommonConfig, task: Any, models: list[Any]) -> Any:
+    from seqloom.data.batching import resolve_max_positions
+    from seqloom.tasks.base import BatchingOptions
+
+    return BatchingOptions(
+        max_tokens=data.max_tokens,
+        max_sentences=data.batch_size,
+        max_positions=resolve_max_positions(task.max_positions(), *[m.max_positions() for m in models]),
+        ignore_invalid_inputs=data.skip_invalid_size_inputs_valid_test,
+        required_batch_size_multiple=data.required_batch_size_multiple,
+        seed=common.seed,
+        num_shards=data.num_shards,
+        shard_id=data.shard_id,
+        num_workers=0,
+    )
+
+
+def write_batch(sample: dict[str, Any], hyps: list[list[Any]], *, task: Any, args: ParsedArgs, codec: TextCodec,
+                scorer: Any, align_dict: dict[str, str] | None, out: TextIO) -> None:  # fmt: skip
+    """Prints one batch's lines and adds its top hypotheses to the corpus score."""
+    ev, gen = args["common_eval"], args["generation"]
+    tgt_dict = task.target_dictionary
+    for i, sample_id in enumerate(sample["id"].tolist()):
+        src_str, target_str, target_tokens = sample_strings(sample, i, task=task, post_process=ev.post_process)
+        src_str = codec.decode(src_str) if src_str is not None else None
+        target_str = codec.decode(target_str) if target_str is not None else None
+        if not ev.quiet:
+            if src_str is not None:
+                print(f"S-{sample_id}\t{src_str}", file=out)
+            if target_str is not None:
+                print(f"T-{sample_id}\t{target_str}", file=out)
+        for j, hyp in enumerate(hyps[i][: gen.nbest]):
+            hypo_str = post_process_prediction(hyp, src_str=src_str or "", align_dict=align_dict, tgt_dict=tgt_dict,
+                                               post_process=ev.post_process)  # fmt: skip
+            detok = codec.decode(hypo_str)
+            if not ev.quiet:
+                for line in hypothesis_lines(sample_id, hyp, hypo_str, detok, print_alignment=gen.print_alignment):
+                    print(line, file=out)
+            if j == 0 and target_str is not None:
+                add_to_score(scorer, target_tokens, target_str, hyp, detok, tokens_from_text=align_dict is not None
+                             or ev.post_process is not None, dictionary=codec.scoring_dictionary(tgt_dict))  # fmt: skip
+
+
+def add_to_score(scorer: Any, target_tokens: Any, target_str: str, hyp: Any, detok: str, *, tokens_from_text: bool,
+                 dictionary: Any) -> None:  # fmt: skip
+    """fairseq's rule: BLEU on token ids, re-encoded from the text when BPE was removed or unks replaced."""
+    if hasattr(scorer, "add_string"):
+        scorer.add_string(target_str, detok)
+        return
+    hypo_tokens = hyp.tokens
+    if tokens_from_text:
+        target_tokens = dictionary.encode_line(target_str, add_if_not_exist=True)
+        hypo_tokens = dictionary.encode_line(detok, add_if_not_exist=True)
+    scorer.add(target_tokens.tolist(), hypo_tokens.tolist())
+
+
+def report(totals: Totals, args: ParsedArgs, scorer: Any, out: TextIO) -> None:
+    logger.info("NOTE: hypothesis and token scores are output in base 2")
+    seconds = max(totals.seconds, 1e-9)
+    logger.info(
+        "Translated %s sentences (%s tokens) in %.1fs (%.2f sentences/s, %.2f tokens/s)",
+        f"{totals.sentences:,}", f"{totals.tokens:,}", totals.seconds, totals.sentences / seconds,
+        totals.tokens / seconds,
+    )  # fmt: skip
+    if totals.has_target and totals.sentences > 0:
+        beam = args["generation"].beam
+        print(f"Generate {args['dataset'].gen_subset} with beam={beam}: {scorer.result_string()}", file=out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

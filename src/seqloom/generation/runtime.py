@@ -1,0 +1,126 @@
+"""What ``seqloom generate`` and ``seqloom interactive`` share: task set-up, text codec, inference on a batch."""
+
+from __future__ import annotations
+
+import copy
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import Tensor
+
+from seqloom import registry
+from seqloom.config import ParsedArgs
+from seqloom.generation.alignment import add_alignments
+from seqloom.generation.config import GenerationConfig
+from seqloom.generation.generator import SequenceGenerator
+from seqloom.generation.hypotheses import Hypothesis
+from seqloom.generation.scorer import SequenceScorer
+
+
+def load_task(args: ParsedArgs, *, split: str | None = None) -> Any:
+    """The task of ``--task`` set up from its config; the dataset format is inferred when not given."""
+    task = registry.TASKS.get(args.namespace.task).setup_task(
+        args["task"], dataset_impl=getattr(args.get("dataset"), "dataset_impl", None)
+    )
+    if split is not None and getattr(task, "dataset_impl", "x") is None:
+        task.dataset_impl = infer_impl(task, split)
+    return task
+
+
+def infer_impl(task: Any, split: str) -> str | None:
+    """The format of ``split``'s files in the (first) data folder, like fairseq's ``infer_dataset_impl``."""
+    from seqloom.data.indexed_dataset import infer_dataset_impl
+
+    cfg = task.cfg
+    folder = str(cfg.data).split(os.pathsep)[0]
+    for a, b in ((cfg.source_lang, cfg.target_lang), (cfg.target_lang, cfg.source_lang)):
+        impl = infer_dataset_impl(os.path.join(folder, f"{split}.{a}-{b}.{cfg.source_lang}"))
+        if impl is not None:
+            return impl
+    return None
+
+
+@dataclass
+class TextCodec:
+    """``--tokenizer`` and ``--bpe`` applied to raw input and undone on output (either may be absent)."""
+
+    tokenizer: Any = None
+    bpe: Any = None
+    _scoring_dict: Any = field(default=None, repr=False)
+
+    @classmethod
+    def from_args(cls, args: ParsedArgs) -> TextCodec:
+        from seqloom.tokenizers.bpe import build_bpe
+        from seqloom.tokenizers.tokenizer import build_tokenizer
+
+        ns = args.namespace
+        tokenizer = build_tokenizer(ns.tokenizer, args.get("tokenizer")) if ns.tokenizer else None
+        bpe = build_bpe(ns.bpe, args.get("bpe")) if ns.bpe else None
+        return cls(tokenizer, bpe)
+
+    def encode(self, x: str) -> str:
+        if self.tokenizer is not None:
+            x = self.tokenizer.encode(x)
+        if self.bpe is not None:
+            x = self.bpe.encode(x)
+        return x
+
+    def decode(self, x: str) -> str:
+        if self.bpe is not None:
+            x = self.bpe.decode(x)
+        if self.tokenizer is not None:
+            x = self.tokenizer.decode(x)
+        return x
+
+    def scoring_dictionary(self, tgt_dict: Any) -> Any:
+        """A copy of the target dictionary that may grow while text is re-encoded for BLEU."""
+        if self._scoring_dict is None:
+            self._scoring_dict = copy.deepcopy(tgt_dict)
+        return self._scoring_dict
+
+
+def build_generator(models: list[Any], tgt_dict: Any, cfg: GenerationConfig) -> SequenceGenerator | SequenceScorer:
+    if cfg.score_reference:
+        return SequenceScorer(models, tgt_dict, compute_alignment=cfg.print_alignment is not None)
+    return SequenceGenerator(models, tgt_dict, cfg)
+
+
+def run_inference(generator: Any, sample: dict[str, Any], cfg: GenerationConfig) -> list[list[Hypothesis]]:
+    """Hypotheses (best first) of every sentence of a collated ``sample``, with alignments if asked for."""
+    net_input = sample["net_input"]
+    src_tokens: Tensor = net_input["src_tokens"]
+    if isinstance(generator, SequenceScorer):
+        return generator.score(src_tokens, net_input["prev_output_tokens"], sample["target"])
+    prefix = sample["target"][:, : cfg.prefix_size] if cfg.prefix_size > 0 else None
+    hyps = generator.generate(src_tokens, prefix_tokens=prefix)
+    if cfg.print_alignment is not None or cfg.replace_unk is not None:
+        add_alignments(hyps, src_tokens, pad=generator.pad, eos=generator.eos, kind=cfg.print_alignment or "hard")
+    return hyps
+
+
+def sample_strings(sample: dict[str, Any], i: int, *, task: Any, post_process: str | None
+                   ) -> tuple[str | None, str | None, Tensor | None]:  # fmt: skip
+    """Row ``i``'s source text, reference text (unk escaped) and reference ids, as fairseq prints them."""
+    src_dict, tgt_dict = task.source_dictionary, task.target_dictionary
+    src = sample["net_input"]["src_tokens"][i]
+    src_str = src_dict.string(src[src.ne(tgt_dict.pad())], post_process) if src_dict is not None else None
+    if sample.get("target") is None:
+        return src_str, None, None
+    target = sample["target"][i]
+    target = target[target.ne(tgt_dict.pad())].int()
+    target_str = tgt_dict.string(target, post_process, escape_unk=True, extra_symbols_to_ignore={tgt_dict.eos()})
+    return src_str, target_str, target
+
+
+def progress_bar(items: Iterable[Any], common: Any) -> Iterator[Any]:
+    """tqdm on stderr (fairseq's default progress bar) unless ``--no-progress-bar`` or another log format."""
+    if common.no_progress_bar or common.log_format not in (None, "tqdm"):
+        yield from items
+        return
+    from tqdm import tqdm
+
+    total = len(items) if hasattr(items, "__len__") else None
+    yield from tqdm(items, total=total, file=sys.stderr, leave=False, dynamic_ncols=True)
