@@ -105,7 +105,8 @@ class Dictionary:
     def add_counts(self, counts: Mapping[str, int]) -> None:
         """Adds word counts (e.g. from a corpus) in sorted order, as fairseq merges its workers' counters."""
         indices, symbols, count = self.indices, self.symbols, self.count
-        for word, n in sorted(counts.items()):  # add_symbol, inlined: this runs once per corpus type
+        # add_symbol, inlined: this runs once per corpus type (keys are unique: sort by the word alone)
+        for word, n in sorted(counts.items(), key=itemgetter(0)):
             idx = indices.get(word)
             if idx is None:
                 indices[word] = len(symbols)
