@@ -11,6 +11,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "seqloom.models.transformer",
     "seqloom.models.transformer_lm",
     "seqloom.tasks.translation",
+    "seqloom.tasks.language_modeling",
     "seqloom.tokenizers.moses_tokenizer",
     "seqloom.tokenizers.space_tokenizer",
     "seqloom.tokenizers.subword_nmt_bpe",

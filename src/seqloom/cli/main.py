@@ -15,7 +15,9 @@ COMMANDS: dict[str, str] = {
     "train": "seqloom.cli.train:main",
     "validate": "seqloom.cli.validate:main",
     "average-checkpoints": "seqloom.cli.average_checkpoints:main",
+    "export": "seqloom.cli.export:main",
     "generate": "seqloom.cli.generate:main",
+    "eval-lm": "seqloom.cli.eval_lm:main",
 }
 
 

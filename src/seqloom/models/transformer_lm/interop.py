@@ -84,9 +84,12 @@ def config_from_fairseq_args(args: Mapping[str, Any]) -> TransformerLMConfig:
     return dataclasses.replace(base, **updates)
 
 
-def config_from_checkpoint(state: Mapping[str, Any]) -> TransformerLMConfig:
-    """The resolved model config of a loaded checkpoint dict (fairseq's or seqloom's)."""
-    return config_from_fairseq_args(fairseq_model_args(state)).resolved()
+def config_from_checkpoint(state: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> TransformerLMConfig:
+    """The resolved model config of a loaded checkpoint dict (fairseq's or seqloom's).
+
+    ``overrides`` (``--model-overrides``) replace the checkpoint's options by name.
+    """
+    return config_from_fairseq_args({**fairseq_model_args(state), **(overrides or {})}).resolved()
 
 
 def upgrade_state_dict(state_dict: Mapping[str, Tensor], cfg: TransformerLMConfig) -> dict[str, Tensor]:
@@ -117,10 +120,15 @@ def check_vocab_size(sd: Mapping[str, Tensor], size: int, *, source: str) -> Non
 
 
 def model_from_state(
-    state: Mapping[str, Any], dictionary: Vocabulary, output_dictionary: Vocabulary | None = None, *, source: str
+    state: Mapping[str, Any],
+    dictionary: Vocabulary,
+    output_dictionary: Vocabulary | None = None,
+    *,
+    source: str,
+    overrides: Mapping[str, Any] | None = None,
 ) -> TransformerLM:
     """Builds the language model a loaded checkpoint dict describes and loads its weights strictly."""
-    cfg = config_from_checkpoint(state)
+    cfg = config_from_checkpoint(state, overrides)
     sd = upgrade_state_dict(state["model"], cfg)
     check_vocab_size(sd, len(dictionary), source=source)
     model = build_model(cfg, dictionary, output_dictionary)

@@ -1,0 +1,197 @@
+"""``seqloom eval-lm DATA --path CKPT``: a language model's loss and perplexity on a split (fairseq-eval-lm).
+
+The split is cut into blocks of ``--tokens-per-sample`` tokens as in training; with ``--context-window C``
+blocks shrink to ``tokens-per-sample - C`` tokens and each is scored after up to C tokens of the text before
+it. Results go to the log (stderr), as fairseq's: ``Evaluated N tokens in Xs (Y tokens/s)`` and
+``Loss (base 2): L, Perplexity: P``; ``--output-word-probs`` logs each row's words with their
+natural-log probabilities, ``--output-word-stats`` a line per word.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from seqloom.checkpoint import load_checkpoint
+from seqloom.config.common import CommonConfig
+from seqloom.config.options import field
+from seqloom.config.parser import CommandSpec, ParsedArgs, parse_args
+from seqloom.config.training import DataDirConfig, DatasetConfig
+from seqloom.data.batching import resolve_max_positions
+from seqloom.evaluation.lm_scorer import score_batch
+from seqloom.evaluation.word_stats import EvalLMTotals, accumulate, bpe_continuations, format_word_probs
+from seqloom.generation.config import CommonEvalConfig
+from seqloom.logs import setup_logging
+from seqloom.tasks.base import BatchingOptions
+
+logger = logging.getLogger("seqloom.cli.eval_lm")
+
+
+@dataclass(kw_only=True)
+class EvalLMConfig:
+    """Options of fairseq's ``eval_lm`` group."""
+
+    output_word_probs: bool = field(
+        False, help="if set, outputs words and their predicted log probabilities to standard output"
+    )
+    output_word_stats: bool = field(
+        False, help="if set, outputs word statistics such as word count, average probability, etc"
+    )
+    context_window: int = field(
+        0, help="ensures that every evaluated token has access to a context of at least this size, if possible"
+    )
+    softmax_batch: int = field(
+        sys.maxsize, help="if BxT is more than this, will batch the softmax over vocab to this amount of tokens"
+    )
+
+
+SPEC = CommandSpec(
+    prog="seqloom eval-lm",
+    description="Evaluate the perplexity of a trained language model (fairseq-eval-lm's options).",
+    groups=(
+        ("data", DataDirConfig),
+        ("common", CommonConfig),
+        ("common_eval", CommonEvalConfig),
+        ("dataset", DatasetConfig),
+        ("eval_lm", EvalLMConfig),
+    ),
+    selectors={"task": "language_modeling"},
+)
+
+
+@dataclass
+class EvalLMResult:
+    """What ``eval-lm`` reports."""
+
+    loss: float  # average negative log-likelihood per token, base 2
+    perplexity: float
+    tokens: int  # tokens fed to the model (fairseq's "Evaluated N tokens")
+    seconds: float
+    totals: EvalLMTotals
+
+
+def load_models(paths: str, task: Any, *, overrides: dict[str, Any], device: torch.device) -> list[nn.Module]:
+    """The eval-mode language models of the ``:``-separated checkpoint ``paths``."""
+    from seqloom.models.transformer_lm.interop import model_from_state
+
+    models = []
+    for path in [p for p in paths.split(os.pathsep) if p]:
+        state = load_checkpoint(path)
+        model = model_from_state(
+            state, task.source_dictionary, task.target_dictionary, source=path, overrides=overrides
+        )
+        models.append(model.to(device).eval())
+    return models
+
+
+def parse_overrides(text: str) -> dict[str, Any]:
+    try:
+        value = ast.literal_eval(text or "{}")
+    except (ValueError, SyntaxError):
+        raise ValueError(f"--model-overrides {text!r}: expected a Python dict such as \"{{'dropout': 0.0}}\"") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"--model-overrides {text!r}: expected a dict")
+    return value
+
+
+def batch_options(parsed: ParsedArgs, models: Sequence[nn.Module]) -> BatchingOptions:
+    ds = parsed["dataset"]
+    return BatchingOptions(
+        max_tokens=ds.max_tokens or 36000,
+        max_sentences=ds.batch_size,
+        max_positions=resolve_max_positions(*[m.max_positions() for m in models]),  # type: ignore[operator]
+        seed=1,  # fairseq's eval_lm batches with the task's default seed
+        num_shards=ds.num_shards,
+        shard_id=ds.shard_id,
+        num_workers=0,  # the context-window collater carries state from batch to batch
+    )
+
+
+def evaluate(parsed: ParsedArgs) -> EvalLMResult:
+    """Loads the task, models and split, scores every block and returns the figures."""
+    from seqloom import registry
+
+    common, common_eval, ev = parsed["common"], parsed["common_eval"], parsed["eval_lm"]
+    task_cfg = parsed["task"]
+    if ev.context_window > 0:
+        task_cfg = dataclasses.replace(task_cfg, tokens_per_sample=task_cfg.tokens_per_sample - ev.context_window)
+    task = registry.TASKS.get(parsed.namespace.task).setup_task(task_cfg, dataset_impl=parsed["dataset"].dataset_impl)
+    if common_eval.path is None:
+        raise ValueError("seqloom eval-lm: --path CHECKPOINT is required")
+    logger.info("loading model(s) from %s", common_eval.path)
+    use_cuda = torch.cuda.is_available() and not common.cpu
+    device = torch.device("cuda" if use_cuda else "cpu")
+    models = load_models(common_eval.path, task, overrides=parse_overrides(common_eval.model_overrides), device=device)
+    if common.fp16:
+        models = [m.half() for m in models]
+    logger.info(f"num. model params: {sum(p.numel() for p in models[0].parameters()):,}")
+    subset = parsed["dataset"].gen_subset
+    dataset = task.load_dataset(subset)
+    logger.info(f"{task_cfg.data} {subset} {len(dataset):,} examples")
+    batches = task.eval_lm_iterator(dataset, batch_options(parsed, models), context_window=ev.context_window)
+    return score_all(models, batches, task, parsed, device)
+
+
+def score_all(models: list[nn.Module], batches: Any, task: Any, parsed: ParsedArgs, device: torch.device
+              ) -> EvalLMResult:  # fmt: skip
+    ev, common_eval = parsed["eval_lm"], parsed["common_eval"]
+    dictionary = task.target_dictionary
+    bpe = bpe_continuations(task.source_dictionary, common_eval.post_process)
+    bos = dictionary.bos() if getattr(task.cfg, "add_bos_token", False) else None
+    totals, tokens, seconds = EvalLMTotals(), 0, 0.0
+    for sample in batches:
+        if "net_input" not in sample:
+            continue
+        sample = _to(sample, device)
+        start = time.perf_counter()
+        hypos = score_batch(models, sample, pad=dictionary.pad(), softmax_batch=ev.softmax_batch)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds += time.perf_counter() - start
+        tokens += int(sample["ntokens"])
+        for hypo in hypos:
+            words = accumulate(totals, hypo, task.source_dictionary, bpe=bpe, remove_bos=bos,
+                               words=ev.output_word_probs or ev.output_word_stats)  # fmt: skip
+            if ev.output_word_probs:
+                logger.info(format_word_probs(hypo.id, words))
+    rate = tokens / seconds if seconds > 0 else 0.0
+    logger.info(f"Evaluated {tokens:,} tokens in {seconds:.1f}s ({rate:.2f} tokens/s)")
+    if ev.output_word_stats:
+        for stat in sorted(totals.word_stats.values(), key=lambda s: s.count, reverse=True):
+            logger.info(stat.line())
+    return EvalLMResult(totals.loss, totals.perplexity, tokens, seconds, totals)
+
+
+def _to(sample: Any, device: torch.device) -> Any:
+    if isinstance(sample, torch.Tensor):
+        return sample.to(device)
+    if isinstance(sample, dict):
+        return {k: _to(v, device) for k, v in sample.items()}
+    return sample
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parsed = parse_args(SPEC, argv)
+    setup_logging(None, parsed["common"].log_file)
+    try:
+        with torch.inference_mode():
+            result = evaluate(parsed)
+    except (FileNotFoundError, ValueError, NotImplementedError) as err:
+        logger.error("%s", err)
+        return 1
+    logger.info(f"Loss (base 2): {result.loss:.4f}, Perplexity: {result.perplexity:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

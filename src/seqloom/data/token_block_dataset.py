@@ -1,0 +1,126 @@
+"""Cutting a stream of sentences into language-model blocks (fairseq's ``TokenBlockDataset``).
+
+The sentences of a dataset are read as one token stream (each ends in eos) and cut into blocks by
+``--sample-break-mode``:
+
+* ``none``: equal blocks of ``block_size`` tokens, crossing sentence boundaries (the last may be shorter);
+* ``complete``: whole sentences packed up to ``block_size`` (a longer sentence is a block of its own);
+* ``complete_doc``: as ``complete``, but never across a document boundary (an empty line, i.e. a
+  sentence of ``document_sep_len`` tokens, which is dropped; blocks of one token are dropped too);
+* ``eos``: one sentence per block.
+
+With ``include_targets`` an item is ``(source, target, past_target)``: ``target`` is the block,
+``source`` the same stream shifted right by one (eos before the very first token), as fairseq builds them.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from seqloom.data.language_pair_dataset import TokenDataset
+
+BreakMode = Literal["none", "complete", "complete_doc", "eos"]
+
+
+def slice_indices(sizes: np.ndarray, break_mode: str, block_size: int | None, document_sep_len: int = 1) -> np.ndarray:
+    """``(N, 2)`` int64 [start, end) offsets of each block in the flat token stream."""
+    sizes = np.asarray(sizes, dtype=np.int64)
+    if break_mode == "none":
+        if not block_size or block_size <= 0:
+            raise ValueError("--sample-break-mode none needs --tokens-per-sample > 0")
+        total = int(sizes.sum())
+        starts = np.arange(0, total, block_size, dtype=np.int64)
+        return np.stack([starts, np.minimum(starts + block_size, total)], axis=1).reshape(-1, 2)
+    if break_mode == "eos":
+        ends = np.cumsum(sizes)
+        return np.stack([ends - sizes, ends], axis=1).reshape(-1, 2)
+    if break_mode in ("complete", "complete_doc"):
+        if block_size is None:
+            raise ValueError(f"--sample-break-mode {break_mode} needs --tokens-per-sample")
+        return np.asarray(_pack(sizes.tolist(), break_mode == "complete_doc", block_size, document_sep_len),
+                          dtype=np.int64).reshape(-1, 2)  # fmt: skip
+    raise ValueError(f"invalid --sample-break-mode {break_mode!r}: choose none, complete, complete_doc or eos")
+
+
+def _pack(sizes: list[int], by_doc: bool, block_size: int, sep_len: int) -> list[tuple[int, int]]:
+    """Greedy packing of whole sentences into blocks (``complete`` / ``complete_doc``)."""
+    blocks: list[tuple[int, int]] = []
+    start = 0  # stream offset of the running block
+    size = 0  # tokens in the running block
+    i = 0
+    while i < len(sizes):
+        fits = size + sizes[i] <= block_size or size == 0
+        if fits and not (by_doc and sizes[i] == sep_len):
+            size += sizes[i]
+            i += 1
+            continue
+        if size > (1 if by_doc else 0):  # complete_doc keeps only blocks of more than one token
+            blocks.append((start, start + size))
+        start, size = start + size, 0
+        if by_doc and sizes[i] == sep_len:  # skip the document separator itself
+            start += sizes[i]
+            i += 1
+    if size > (1 if by_doc else 0):
+        blocks.append((start, start + size))
+    return blocks
+
+
+def block_to_dataset_index(sizes: np.ndarray, slices: np.ndarray) -> np.ndarray:
+    """``(N, 3)``: first sentence of each block, the block's offset in it, and its last sentence."""
+    ends = np.cumsum(np.asarray(sizes, dtype=np.int64))  # exclusive end of each sentence in the stream
+    starts, stops = slices[:, 0], slices[:, 1]
+    first = np.searchsorted(ends, starts, side="right")
+    offset = starts - (ends[first] - np.asarray(sizes, dtype=np.int64)[first]) if len(first) else starts
+    last = np.where(stops > starts, np.searchsorted(ends, np.maximum(stops - 1, 0), side="right"), first)
+    return np.stack([first, offset, last], axis=1).astype(np.int64).reshape(-1, 3)
+
+
+class TokenBlockDataset:
+    """Blocks of ``dataset``'s token stream; ``sizes`` are the block lengths."""
+
+    def __init__(
+        self,
+        dataset: TokenDataset,
+        sizes: np.ndarray,
+        block_size: int | None,
+        *,
+        pad: int,
+        eos: int,
+        break_mode: str = "none",
+        include_targets: bool = False,
+        document_sep_len: int = 1,
+    ) -> None:
+        if len(dataset) == 0:
+            raise ValueError("TokenBlockDataset: the dataset is empty")
+        if len(dataset) != len(sizes):
+            raise ValueError(f"TokenBlockDataset: {len(dataset)} sentences but {len(sizes)} sizes")
+        self.dataset = dataset
+        self.pad, self.eos = pad, eos
+        self.include_targets = include_targets
+        self.slices = slice_indices(np.asarray(sizes), break_mode, block_size, document_sep_len)
+        self.sizes = (self.slices[:, 1] - self.slices[:, 0]).astype(np.int64)
+        self.index = block_to_dataset_index(np.asarray(sizes), self.slices)
+
+    def __len__(self) -> int:
+        return len(self.slices)
+
+    def __getitem__(self, i: int) -> Tensor | tuple[Tensor, Tensor, Tensor]:
+        first, offset, last = (int(v) for v in self.index[i])
+        parts = [self.dataset[k].long() for k in range(first, last + 1)]
+        buffer = parts[0] if len(parts) == 1 else torch.cat(parts)  # (L,)
+        s, e = offset, offset + int(self.sizes[i])
+        item = buffer[s:e]
+        if not self.include_targets:
+            return item
+        # fairseq's shift: source = the stream one token earlier, eos standing in before the first sentence
+        if s == 0:
+            source = torch.cat([item.new_tensor([self.eos]), buffer[0 : e - 1]])
+            past = torch.cat([item.new_tensor([self.pad, self.eos]), buffer[0 : e - 2]])
+        else:
+            source = buffer[s - 1 : e - 1]
+            past = torch.cat([item.new_tensor([self.eos]), buffer[0 : e - 2]]) if s == 1 else buffer[s - 2 : e - 2]
+        return source, item, past

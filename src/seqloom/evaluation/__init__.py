@@ -1,0 +1,1 @@
+"""Evaluating trained models: language-model scoring and perplexity (``seqloom eval-lm``)."""

@@ -1,0 +1,189 @@
+"""The ``language_modeling`` task: blocks of a binarized monolingual corpus (``preprocess --only-source``).
+
+A data folder holds ``dict.txt`` and ``{split}.bin/.idx`` (``split1``, ``split2``... are further shards read
+with ``combine``). ``DATA`` may list several folders separated by ``:``; epoch ``e`` reads folder
+``(e - 1) % n``. Sentences are cut into blocks by ``--sample-break-mode`` and ``--tokens-per-sample``
+(:mod:`seqloom.data.token_block_dataset`); each block's target is the next token at every position.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+from seqloom import registry
+from seqloom.config.options import field
+from seqloom.data.batching import resolve_max_positions
+from seqloom.data.iterators import EpochIterator
+from seqloom.data.language_pair_dataset import ConcatTokens
+from seqloom.data.lm_context_window_dataset import LMContextWindowDataset
+from seqloom.data.monolingual_dataset import MonolingualDataset
+from seqloom.data.shorten_dataset import maybe_shorten
+from seqloom.data.token_block_dataset import TokenBlockDataset
+from seqloom.tasks.base import BatchingOptions, Task
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(kw_only=True)
+class LanguageModelingConfig:
+    """Options of ``--task language_modeling`` (fairseq's names and defaults)."""
+
+    data: Optional[str] = field(None, help="path to data directory", positional=True)
+    sample_break_mode: Literal["none", "complete", "complete_doc", "eos"] = field(
+        "none",
+        help='If omitted or "none", fills each sample with tokens-per-sample tokens. If set to "complete", '
+        "splits samples only at the end of sentence, but may include multiple sentences per sample. "
+        '"complete_doc" is similar but respects doc boundaries. If set to "eos", includes only one sentence '
+        "per sample.",
+    )
+    tokens_per_sample: int = field(1024, help="max number of tokens per sample for LM dataset")
+    output_dictionary_size: int = field(-1, help="limit the size of output dictionary")
+    self_target: bool = field(False, help="include self target (not supported by transformer_lm)")
+    future_target: bool = field(False, help="include future target")
+    past_target: bool = field(False, help="include past target (not supported by transformer_lm)")
+    add_bos_token: bool = field(False, help="prepend beginning of sentence token (<s>)")
+    max_target_positions: Optional[int] = field(None, help="max number of tokens in the target sequence")
+    shorten_method: Literal["none", "truncate", "random_crop"] = field(
+        "none", help="if not none, shorten sequences that exceed --tokens-per-sample"
+    )
+    shorten_data_split_list: str = field(
+        "",
+        help='comma-separated list of dataset splits to apply shortening to, e.g., "train,valid" '
+        "(default: all dataset splits)",
+    )
+    pad_to_fixed_length: bool = field(False, help="pad to fixed length")
+    seed: int = field(1, help="pseudo random number generator seed")
+
+
+class TruncatedDictionary:
+    """The first ``length`` symbols of a dictionary (``--output-dictionary-size``); ids past it read as unk."""
+
+    def __init__(self, wrapped: Any, length: int) -> None:
+        self.wrapped = wrapped
+        self.length = min(len(wrapped), length)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> str:
+        return self.wrapped[i] if i < self.length else self.wrapped[self.wrapped.unk()]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.wrapped, name)
+
+
+def data_paths(data: str | None) -> list[str]:
+    if not data:
+        raise ValueError("language_modeling: no data directory given (the positional DATA argument, e.g. data-bin/lm)")
+    paths = [p for p in data.split(os.pathsep) if p]
+    for p in paths:
+        if not Path(p).is_dir():
+            raise FileNotFoundError(f"language_modeling: data directory {p!r} does not exist (DATA argument)")
+    return paths
+
+
+@registry.TASKS.register("language_modeling", config=LanguageModelingConfig)
+class LanguageModelingTask(Task):
+    """Train or evaluate a language model on blocks of a token stream."""
+
+    def __init__(self, cfg: LanguageModelingConfig, dictionary: Any, output_dictionary: Any = None, *,
+                 dataset_impl: str | None = None) -> None:  # fmt: skip
+        super().__init__()
+        if cfg.self_target or cfg.past_target:
+            raise ValueError("language_modeling: --self-target/--past-target are not supported by transformer_lm")
+        self.cfg = cfg
+        self.dictionary = dictionary
+        self.output_dictionary = output_dictionary if output_dictionary is not None else dictionary
+        self.dataset_impl = dataset_impl
+
+    @property
+    def source_dictionary(self) -> Any:
+        return self.dictionary
+
+    @property
+    def target_dictionary(self) -> Any:
+        return self.output_dictionary
+
+    @classmethod
+    def setup_task(cls, cfg: LanguageModelingConfig, *, dataset_impl: str | None = None) -> LanguageModelingTask:
+        """Reads ``dict.txt`` of the first data folder."""
+        from seqloom.data.dictionary import Dictionary
+
+        path = Path(data_paths(cfg.data)[0]) / "dict.txt"
+        if not path.exists():
+            raise FileNotFoundError(f"language_modeling: dictionary {path} not found (preprocess with --only-source)")
+        dictionary = Dictionary.load(str(path))
+        logger.info("dictionary: %d types", len(dictionary))
+        output = dictionary
+        if cfg.output_dictionary_size >= 0:
+            output = TruncatedDictionary(dictionary, cfg.output_dictionary_size)
+        return cls(cfg, dictionary, output, dataset_impl=dataset_impl)
+
+    def load_dataset(self, split: str, *, epoch: int = 1, combine: bool = False) -> MonolingualDataset:
+        """Loads ``split`` from the epoch's data folder as LM blocks; ``combine`` also reads ``split1``..."""
+        paths = data_paths(self.cfg.data)
+        path = paths[(epoch - 1) % len(paths)]
+        tokens = self._load_tokens(path, split, combine)
+        cfg = self.cfg
+        tokens = maybe_shorten(tokens, split, split_list=cfg.shorten_data_split_list, method=cfg.shorten_method,
+                               length=cfg.tokens_per_sample, seed=cfg.seed)  # fmt: skip
+        blocks = TokenBlockDataset(
+            tokens,
+            tokens.sizes,
+            cfg.tokens_per_sample,
+            pad=self.dictionary.pad(),
+            eos=self.dictionary.eos(),
+            break_mode=cfg.sample_break_mode,
+            include_targets=True,
+        )
+        dataset = MonolingualDataset(
+            blocks,
+            blocks.sizes,
+            self.dictionary,
+            self.output_dictionary,
+            shuffle=True,
+            add_bos_token=cfg.add_bos_token,
+            fixed_pad_length=cfg.tokens_per_sample if cfg.pad_to_fixed_length else None,
+        )
+        logger.info("%s %s %d examples", path, split, len(dataset))
+        self.datasets[split] = dataset
+        return dataset
+
+    def _load_tokens(self, path: str, split: str, combine: bool) -> Any:
+        from seqloom.data import indexed_dataset
+
+        parts = []
+        k = 0
+        while True:
+            prefix = os.path.join(path, split + (str(k) if k > 0 else ""))
+            impl = self.dataset_impl or indexed_dataset.infer_dataset_impl(prefix)
+            if impl is None or not indexed_dataset.data_exists(prefix, impl):
+                if k > 0:
+                    break
+                raise FileNotFoundError(
+                    f"language_modeling: split {split!r} not found: expected {prefix}.bin/.idx "
+                    "(check DATA and --train-subset/--valid-subset/--gen-subset)"
+                )
+            dataset = indexed_dataset.make_dataset(prefix, impl, dictionary=self.dictionary)
+            logger.info("loaded %d examples from: %s", len(dataset), prefix)
+            parts.append(dataset)
+            if not combine:
+                break
+            k += 1
+        return parts[0] if len(parts) == 1 else ConcatTokens(parts)
+
+    def eval_lm_iterator(
+        self, dataset: MonolingualDataset, options: BatchingOptions, *, context_window: int = 0
+    ) -> EpochIterator:
+        """Batches of ``dataset`` in order for ``eval-lm``; with ``context_window`` rows carry earlier tokens."""
+        data: Any = dataset
+        if context_window > 0:
+            data = LMContextWindowDataset(dataset, tokens_per_sample=self.cfg.tokens_per_sample,
+                                          context_window=context_window, pad_idx=self.dictionary.pad())  # fmt: skip
+        options.max_positions = resolve_max_positions(options.max_positions)
+        options.ignore_invalid_inputs = True
+        return self.get_batch_iterator(data, options).next_epoch_itr(shuffle=False)
