@@ -1,0 +1,86 @@
+"""``seqloom export --path CKPT --out DIR``: a self-contained, pickle-free copy of a translation model.
+
+DIR receives ``model.safetensors`` (tied weights stored once), ``config.json`` (model architecture and
+config, task languages and options, generation and batching defaults, tokenizer/BPE choice), the
+dictionaries and the tokenizer/BPE files. ``seqloom.hub.TransformerModel.from_pretrained(DIR)`` loads it
+with the same outputs as the checkpoint, without unpickling anything::
+
+    seqloom export --path checkpoints/checkpoint_best.pt --data data-bin --tokenizer moses \\
+        --bpe subword_nmt --bpe-codes bpe.codes --out exported/
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from seqloom.config.options import field
+from seqloom.config.parser import CommandSpec, parse_args
+from seqloom.logs import setup_logging
+
+logger = logging.getLogger("seqloom.cli.export")
+
+
+@dataclass(kw_only=True)
+class ExportConfig:
+    """Options of ``seqloom export``."""
+
+    path: Optional[str] = field(None, help="the checkpoint file to export (or its directory, holding model.pt)")
+    out: Optional[str] = field(None, help="the directory to write the export into")
+    data: Optional[str] = field(
+        None, help="the directory holding the model's dict.*.txt files (default: the checkpoint's directory)"
+    )
+    source_lang: Optional[str] = field(None, help="source language (default: from the checkpoint or data files)")
+    target_lang: Optional[str] = field(None, help="target language (default: from the checkpoint or data files)")
+
+
+SPEC = CommandSpec(
+    prog="seqloom export",
+    description="Write a checkpoint as model.safetensors + config.json + dictionaries + tokenizer/BPE files.",
+    groups=(("export", ExportConfig),),
+    selectors={"tokenizer": None, "bpe": None},
+)
+
+
+def hub_options(args: Any) -> dict[str, Any]:
+    """``from_pretrained`` keywords from the parsed flags (codecs and their options, languages)."""
+    cfg: ExportConfig = args["export"]
+    options: dict[str, Any] = {}
+    for kind in ("tokenizer", "bpe"):
+        name = getattr(args.namespace, kind, None)
+        if name is not None:
+            options[kind] = name
+            codec_cfg = args.get(kind)
+            if codec_cfg is not None:
+                options.update({k: v for k, v in vars(codec_cfg).items() if v is not None})
+    if cfg.source_lang is not None:
+        options["source_lang"] = cfg.source_lang
+    if cfg.target_lang is not None:
+        options["target_lang"] = cfg.target_lang
+    return options
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(SPEC, argv)
+    setup_logging()
+    cfg: ExportConfig = args["export"]
+    if not cfg.path or not cfg.out:
+        raise SystemExit("seqloom export: --path CKPT and --out DIR are required")
+    from seqloom.hub.export import write_export
+    from seqloom.hub.pretrained import from_pretrained
+
+    path = Path(cfg.path)
+    model_dir, checkpoint_file = (path, "model.pt") if path.is_dir() else (path.parent, path.name)
+    if cfg.data is None and not any(model_dir.glob("dict.*.txt")):
+        raise SystemExit(f"seqloom export: no dict.*.txt next to {path}; pass --data DIR (the model's data-bin)")
+    data = str(Path(cfg.data).resolve()) if cfg.data is not None else "."
+    try:
+        hub = from_pretrained(model_dir, checkpoint_file, data, **hub_options(args))
+        out = write_export(hub, cfg.out)
+    except (FileNotFoundError, ValueError, TypeError) as err:
+        raise SystemExit(f"seqloom export: {err}") from None
+    logger.info("exported %s to %s (%s)", path, out, ", ".join(sorted(p.name for p in out.iterdir())))
+    return 0

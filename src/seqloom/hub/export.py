@@ -1,0 +1,143 @@
+"""A self-contained, pickle-free model directory: ``model.safetensors``, ``config.json``, dicts, BPE files.
+
+``config.json`` holds fairseq-style config groups (``model``, ``task``, ``dataset``, ``generation``,
+``tokenizer``, ``bpe``) that ``from_pretrained`` reads exactly as it reads a checkpoint's ``cfg``; codec
+file options name files in the directory. Weights that are tied (one tensor under several names, e.g.
+``decoder.output_projection.weight`` and ``decoder.embed_tokens.weight``) are stored once; ``tied_weights``
+maps each extra name to the stored one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from seqloom import __version__
+from seqloom.hub.files import FILE_OPTIONS
+from seqloom.hub.pretrained import ModelWeights, PretrainedSpec
+from seqloom.hub.translation import TranslationHub
+from seqloom.models.transformer.interop import config_from_checkpoint
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+FORMAT = "seqloom-export"
+FORMAT_VERSION = 1
+
+
+def is_export(model_dir: Path) -> bool:
+    """Whether ``model_dir`` holds a ``seqloom export`` (a config.json of this format)."""
+    path = model_dir / CONFIG_FILE
+    if not path.is_file():
+        return False
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("format") == FORMAT
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return False
+
+
+def split_tied(state_dict: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """Keeps one name per distinct tensor (first in order); returns the tensors and ``{alias: kept name}``."""
+    kept: dict[str, Tensor] = {}
+    tied: dict[str, str] = {}
+    owners: dict[tuple[int, tuple[int, ...], tuple[int, ...]], str] = {}
+    for name, tensor in state_dict.items():
+        key = (tensor.data_ptr(), tuple(tensor.shape), tuple(tensor.stride()))
+        if tensor.numel() and key in owners:
+            tied[name] = owners[key]
+            continue
+        owners[key] = name
+        kept[name] = tensor.detach().contiguous()
+    return kept, tied
+
+
+def _codec_group(spec: Any, out_dir: Path, copied: dict[str, str]) -> dict[str, Any] | None:
+    """A codec's config group with its files copied into ``out_dir`` (options then name the copies)."""
+    if spec is None:
+        return None
+    group: dict[str, Any] = {"_name": spec.name}
+    for option, value in spec.options.items():
+        if option in FILE_OPTIONS and value:
+            source = Path(str(value))
+            if str(source) not in copied:
+                name = source.name if source.name not in copied.values() else f"{option}.{source.name}"
+                shutil.copyfile(source, out_dir / name)
+                copied[str(source)] = name
+            value = copied[str(source)]
+        group[option] = value
+    return group
+
+
+def export_config(spec: PretrainedSpec, tied: dict[str, str], out_dir: Path) -> dict[str, Any]:
+    """The config.json content for ``spec`` (copies the dictionaries and codec files into ``out_dir``)."""
+    dicts = {"source": f"dict.{spec.source_lang}.txt", "target": f"dict.{spec.target_lang}.txt"}
+    shutil.copyfile(spec.src_dict_path, out_dir / dicts["source"])
+    if dicts["target"] != dicts["source"]:
+        shutil.copyfile(spec.tgt_dict_path, out_dir / dicts["target"])
+    copied: dict[str, str] = {}
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "seqloom_version": __version__,
+        "weights": WEIGHTS_FILE,
+        "tied_weights": tied,
+        "dictionaries": dicts,
+        "model": {"_name": "transformer", "arch": "transformer", **dataclasses.asdict(spec.model_cfg.resolved())},
+        "task": {
+            "_name": "translation",
+            "source_lang": spec.source_lang,
+            "target_lang": spec.target_lang,
+            "left_pad_source": spec.left_pad_source,
+            "max_source_positions": spec.max_source_positions,
+            "max_target_positions": spec.max_target_positions,
+        },
+        "dataset": dataclasses.asdict(spec.batching),
+        "generation": dataclasses.asdict(spec.generation),
+        "tokenizer": _codec_group(spec.tokenizer, out_dir, copied),
+        "bpe": _codec_group(spec.bpe, out_dir, copied),
+    }
+
+
+def write_export(hub: TranslationHub, out_dir: str | Path) -> Path:
+    """Writes ``hub`` (one model, loaded by ``from_pretrained``) as a self-contained directory."""
+    spec = getattr(hub, "spec", None)
+    if spec is None:
+        raise ValueError("export needs a hub made by from_pretrained (it records the files the model needs)")
+    if len(hub.models) != 1:
+        raise ValueError(f"export writes one model; this hub holds an ensemble of {len(hub.models)}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tensors, tied = split_tied(hub.model.state_dict())
+    save_file(tensors, str(out / WEIGHTS_FILE), metadata={"format": FORMAT})
+    config = export_config(spec, tied, out)
+    (out / CONFIG_FILE).write_text(json.dumps(config, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return out
+
+
+def read_export(model_dir: Path) -> tuple[dict[str, Any], list[ModelWeights]]:
+    """The config groups and the model weights of an export (codec file options made absolute)."""
+    config = json.loads((model_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+    version = config.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ValueError(
+            f"{model_dir / CONFIG_FILE}: export format version {version}, this seqloom reads {FORMAT_VERSION}; "
+            "re-export the model with this version (seqloom export)"
+        )
+    weights = model_dir / config.get("weights", WEIGHTS_FILE)
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights}: no such file; the export in {model_dir} is incomplete, re-export it")
+    sd: dict[str, Tensor] = load_file(str(weights))
+    for alias, name in config.get("tied_weights", {}).items():
+        sd[alias] = sd[name]
+    for kind in ("tokenizer", "bpe"):
+        group = config.get(kind)
+        for option in FILE_OPTIONS & set(group or {}):
+            if group[option]:
+                group[option] = str(model_dir / group[option])
+    cfg = config_from_checkpoint({"cfg": {"model": config["model"]}})
+    return config, [(str(weights), cfg, sd)]

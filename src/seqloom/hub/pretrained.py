@@ -1,0 +1,233 @@
+"""``from_pretrained``: a fairseq checkpoint directory (or a ``seqloom export``) -> a :class:`TranslationHub`.
+
+Options come from three places, later ones winning: the defaults of seqloom's configs, the checkpoint's
+own config (fairseq's ``args`` Namespace or hydra ``cfg`` groups: ``task``, ``dataset``, ``generation``,
+``tokenizer``, ``bpe``), and the keyword arguments. Keywords use fairseq's option names:
+
+* ``tokenizer=``/``bpe=`` pick codecs; their options (``bpe_codes=``, ``sentencepiece_model=``,
+  ``moses_no_escape=`` ...) are the codec configs' fields; BPE files in the model directory are found by
+  their conventional names (``code``, ``bpecodes``, ``sentencepiece.bpe.model`` ...);
+* ``source_lang``/``target_lang``/``left_pad_source``/``max_source_positions``/``max_target_positions``;
+* ``max_tokens``/``batch_size``/``required_batch_size_multiple`` (batching of ``translate`` lists);
+* any :class:`~seqloom.generation.config.GenerationConfig` field (``beam``, ``lenpen``, ``sampling`` ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+from seqloom.checkpoint.io import load_checkpoint
+from seqloom.data.batching import resolve_max_positions
+from seqloom.data.dictionary import Dictionary
+from seqloom.generation.config import GenerationConfig
+from seqloom.hub import files
+from seqloom.hub.base import HubBatching
+from seqloom.hub.codecs import CodecSpec, build_codec, codec_option_names, codec_spec
+from seqloom.hub.translation import TranslationHub
+from seqloom.models.transformer.builder import build_model
+from seqloom.models.transformer.config import TransformerConfig
+from seqloom.models.transformer.interop import config_from_checkpoint, upgrade_state_dict
+
+GROUPS = ("model", "task", "dataset", "generation", "tokenizer", "bpe")
+TASK_OPTIONS = ("source_lang", "target_lang", "left_pad_source", "max_source_positions", "max_target_positions")
+BATCHING_OPTIONS = tuple(f.name for f in dataclasses.fields(HubBatching))
+GENERATION_OPTIONS = tuple(f.name for f in dataclasses.fields(GenerationConfig))
+
+
+@dataclass(kw_only=True)
+class PretrainedSpec:
+    """Everything a translation hub is built from, besides the weights (kept on the hub for ``export``)."""
+
+    model_dir: Path
+    model_cfg: TransformerConfig
+    source_lang: str
+    target_lang: str
+    src_dict_path: Path
+    tgt_dict_path: Path
+    tokenizer: CodecSpec | None
+    bpe: CodecSpec | None
+    generation: GenerationConfig
+    batching: HubBatching
+    left_pad_source: bool = True
+    max_source_positions: int = 1024
+    max_target_positions: int = 1024
+
+
+def checkpoint_groups(state: Mapping[str, Any]) -> dict[str, Any]:
+    """fairseq's config groups of a loaded checkpoint as plain dicts (an old flat ``args`` fills them all)."""
+    args = state.get("args")
+    if args is not None:
+        flat = dict(vars(args)) if isinstance(args, argparse.Namespace) else dict(args)
+        groups = {g: flat for g in ("model", "task", "dataset", "generation")}
+        groups["tokenizer"] = {"_name": flat.get("tokenizer"), **flat} if flat.get("tokenizer") else None
+        groups["bpe"] = {"_name": flat.get("bpe"), **flat} if flat.get("bpe") else None
+        return groups
+    cfg = state.get("cfg") or {}
+    groups = {}
+    for g in GROUPS:
+        value = cfg.get(g) if isinstance(cfg, Mapping) else None
+        groups[g] = dict(vars(value)) if isinstance(value, argparse.Namespace) else value
+    return groups
+
+
+def _check_keywords(kwargs: Mapping[str, Any]) -> None:
+    known = {"tokenizer", "bpe", *TASK_OPTIONS, *BATCHING_OPTIONS, *GENERATION_OPTIONS}
+    known |= codec_option_names("tokenizer") | codec_option_names("bpe")
+    unknown = sorted(set(kwargs) - known)
+    if unknown:
+        raise TypeError(
+            f"from_pretrained got unknown keyword(s) {', '.join(unknown)}; it accepts tokenizer/bpe and their "
+            f"options, {', '.join(TASK_OPTIONS + BATCHING_OPTIONS)} and generation options such as beam, lenpen"
+        )
+
+
+def _pick(group: Any, names: Sequence[str], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """Values of ``names`` from a checkpoint group (skipping interpolations) then ``kwargs``."""
+    values = {}
+    if isinstance(group, Mapping):
+        values = {n: group[n] for n in names if n in group and not str(group[n]).startswith("${")}
+    values.update({n: kwargs[n] for n in names if n in kwargs})
+    return values
+
+
+def build_spec(
+    model_dir: Path, groups: Mapping[str, Any], model_cfg: TransformerConfig, data_name_or_path: str,
+    kwargs: Mapping[str, Any],
+) -> PretrainedSpec:  # fmt: skip
+    """Resolves the languages, dictionaries, codecs, generation and batching options of a model."""
+    _check_keywords(kwargs)
+    task = _pick(groups.get("task"), TASK_OPTIONS, kwargs)
+    data_dir = files.resolve_data_dir(model_dir, data_name_or_path)
+    src, tgt = task.get("source_lang"), task.get("target_lang")
+    if src is None or tgt is None:
+        src_guess, tgt_guess = files.infer_languages(data_dir)
+        src, tgt = src or src_guess, tgt or tgt_guess
+    generation = _pick(groups.get("generation"), GENERATION_OPTIONS, kwargs)
+    generation = {k: v for k, v in generation.items() if v is not None or k in ("replace_unk", "print_alignment")}
+    dataset = _pick(groups.get("dataset"), BATCHING_OPTIONS, kwargs)
+    dataset = {k: v for k, v in dataset.items() if k != "required_batch_size_multiple" or v is not None}
+    tokenizer = codec_spec("tokenizer", kwargs.get("tokenizer", groups.get("tokenizer")), kwargs)
+    bpe_name = kwargs.get("bpe", groups.get("bpe"))
+    bpe = codec_spec("bpe", bpe_name, kwargs)
+    if bpe is not None:
+        bpe.options.update(files.discover_codec_files(model_dir, bpe.options))
+        bpe = codec_spec("bpe", bpe.name, bpe.options)  # keeps only the options this codec has
+    return PretrainedSpec(
+        model_dir=model_dir,
+        model_cfg=model_cfg,
+        source_lang=str(src),
+        target_lang=str(tgt),
+        src_dict_path=files.dictionary_path(data_dir, str(src)),
+        tgt_dict_path=files.dictionary_path(data_dir, str(tgt)),
+        tokenizer=tokenizer,
+        bpe=bpe,
+        generation=GenerationConfig(**generation),
+        batching=HubBatching(**dataset),
+        left_pad_source=bool(task.get("left_pad_source", True)),
+        max_source_positions=int(task.get("max_source_positions") or 1024),
+        max_target_positions=int(task.get("max_target_positions") or 1024),
+    )
+
+
+def check_vocabulary(sd: Mapping[str, Tensor], spec: PretrainedSpec, src: Any, tgt: Any, *, source: str) -> None:
+    """Reports embedding tables whose size differs from the dictionary's, with both sizes and the likely cause."""
+    sides = (
+        ("source", "encoder.embed_tokens.weight", src, spec.src_dict_path),
+        ("target", "decoder.embed_tokens.weight", tgt, spec.tgt_dict_path),
+    )
+    for side, key, dictionary, path in sides:
+        if key not in sd or sd[key].shape[0] == len(dictionary):
+            continue
+        rows, size = int(sd[key].shape[0]), len(dictionary)
+        if rows > size:
+            cause = (
+                f"the model has {rows - size} more rows: it was most likely trained with symbols that its task "
+                "appends to the dictionary when loading it (<mask> for BART/RoBERTa-style denoising, language "
+                "tokens such as __en__ or [en_XX] for multilingual models) or with a differently padded dict.txt"
+            )
+        else:
+            cause = f"{path.name} has {size - rows} more symbols: it is not the dictionary this model was trained with"
+        raise ValueError(
+            f"{source}: vocabulary size mismatch on the {side} side: {key} has {rows} rows but {path} has "
+            f"{size} symbols; {cause}. Pass data_name_or_path= pointing at the model's own dict.*.txt files"
+        )
+
+
+# one model of an ensemble: where it came from (for messages), its config and its (upgraded) weights
+ModelWeights = tuple[str, TransformerConfig, Mapping[str, Tensor]]
+
+
+def build_hub(spec: PretrainedSpec, weights: Sequence[ModelWeights]) -> TranslationHub:
+    """Builds the models (weights loaded strictly), dictionaries and codecs of ``spec`` into a hub."""
+    src_dict = Dictionary.load(spec.src_dict_path)
+    tgt_dict = Dictionary.load(spec.tgt_dict_path)
+    models = []
+    for source, cfg, sd in weights:
+        check_vocabulary(sd, spec, src_dict, tgt_dict, source=source)
+        model = build_model(cfg, src_dict, tgt_dict)
+        model.load_state_dict(dict(sd), strict=True)
+        models.append(model.eval())
+    limits = [(spec.max_source_positions, spec.max_target_positions), *[m.max_positions() for m in models]]
+    hub = TranslationHub(
+        models,
+        src_dict=src_dict,
+        tgt_dict=tgt_dict,
+        tokenizer=build_codec("tokenizer", spec.tokenizer),
+        bpe=build_codec("bpe", spec.bpe),
+        generation=spec.generation,
+        batching=spec.batching,
+        max_positions=resolve_max_positions(*limits),
+    )
+    hub.left_pad_source = spec.left_pad_source
+    hub.spec = spec
+    return hub
+
+
+def from_pretrained(
+    model_name_or_path: str | os.PathLike[str],
+    checkpoint_file: str = "model.pt",
+    data_name_or_path: str = ".",
+    **kwargs: Any,
+) -> TranslationHub:
+    """Loads a local model directory (fairseq's layout or a ``seqloom export``) into an eval-mode hub.
+
+    Never downloads; never executes pickled code. See the module docstring for the keywords.
+    """
+    from seqloom.hub.export import is_export, read_export
+
+    model_dir, named_file = files.resolve_model_dir(model_name_or_path)
+    checkpoint_file = named_file or checkpoint_file
+    if is_export(model_dir) and not (model_dir / checkpoint_file).is_file():
+        groups, weights = read_export(model_dir)
+    else:
+        paths = files.checkpoint_paths(model_dir, checkpoint_file)
+        states = [load_checkpoint(p) for p in paths]
+        groups = checkpoint_groups(states[0])
+        weights = [model_weights(state, path) for state, path in zip(states, paths)]
+    spec = build_spec(model_dir, groups, weights[0][1], data_name_or_path, kwargs)
+    return build_hub(spec, weights)
+
+
+def model_weights(state: Mapping[str, Any], path: Path) -> ModelWeights:
+    """The model config of a loaded fairseq checkpoint and its state dict with old keys upgraded."""
+    try:
+        cfg = config_from_checkpoint(state)
+    except ValueError as err:
+        raise ValueError(f"checkpoint {path}: {err}") from None
+    if not isinstance(state.get("model"), Mapping):
+        raise ValueError(f"checkpoint {path}: has no 'model' state dict (is it an optimizer-only file?)")
+    return str(path), cfg, upgrade_state_dict(state["model"], cfg)
+
+
+class TransformerModel:
+    """fairseq's spelling: ``TransformerModel.from_pretrained(dir, checkpoint_file=..., ...)`` -> a hub."""
+
+    from_pretrained = staticmethod(from_pretrained)

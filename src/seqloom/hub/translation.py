@@ -1,0 +1,87 @@
+"""The translation hub: beam search / sampling over encoder-decoder models, and reference scoring.
+
+fairseq's ``hub.score()`` fails for translation models (it calls the model without target tokens).
+Here :meth:`TranslationHub.score` takes (source, target) pairs and returns what
+``generate --score-reference`` computes: teacher-forced natural-log positional scores of the target
+(including ``</s>``) and their mean as the score.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Union
+
+import torch
+from torch import Tensor
+
+from seqloom.data.language_pair_dataset import collate_tokens
+from seqloom.generation.config import GenerationConfig
+from seqloom.generation.generator import SequenceGenerator
+from seqloom.generation.hypotheses import Hypothesis
+from seqloom.generation.scorer import SequenceScorer
+from seqloom.hub.base import GeneratorHubInterface
+
+Text = Union[str, Tensor]  # raw text, or ids already binarized (T,)
+
+
+class TranslationHub(GeneratorHubInterface):
+    """A hub for ``translation`` models; see :class:`GeneratorHubInterface` for the shared methods."""
+
+    left_pad_source: bool = True
+
+    def inference_step(self, cfg: GenerationConfig, batch: list[Tensor]) -> list[list[Hypothesis]]:
+        src_tokens, order = self._collate_sources(batch)
+        hyps = SequenceGenerator(list(self.models), self.tgt_dict, cfg).generate(src_tokens)
+        return _unsort(hyps, order)
+
+    def _collate_sources(self, batch: list[Tensor]) -> tuple[Tensor, Tensor]:
+        """Padded sources (B, S), rows by decreasing length as fairseq collates, and that order (B,)."""
+        lengths = torch.tensor([int(t.numel()) for t in batch])
+        order = torch.sort(lengths, descending=True).indices  # (B,)
+        rows = [batch[i] for i in order.tolist()]
+        pad, eos = self.src_dict.pad(), self.src_dict.eos()
+        return collate_tokens(rows, pad, eos_idx=eos, left_pad=self.left_pad_source), order
+
+    def encode_target(self, sentence: str) -> Tensor:
+        """Raw target text -> target-dictionary ids (T,) int64 (tokenize, BPE, binarize, ``eos`` appended)."""
+        return self.tgt_dict.encode_line(self.apply_bpe(self.tokenize(sentence)), add_if_not_exist=False).long()
+
+    def score(self, pairs: tuple[Text, Text] | Sequence[tuple[Text, Text]], **kwargs: Any) -> Any:
+        """Teacher-forced scores of (source, target) pairs: one :class:`Hypothesis` per pair, in input order.
+
+        Sources and targets are raw text (encoded with :meth:`encode` / :meth:`encode_target`) or id
+        tensors. ``positional_scores`` (T,) are natural-log probabilities of each target token incl.
+        ``</s>``; ``score`` is their mean (fairseq's ``--score-reference``). ``kwargs``:
+        ``print_alignment`` to also compute alignments.
+        """
+        if isinstance(pairs, tuple) and len(pairs) == 2 and not isinstance(pairs[0], tuple):
+            return self.score([pairs], **kwargs)[0]
+        sources = [self._ids(s, self.encode) for s, _ in pairs]
+        targets = [self._ids(t, self.encode_target) for _, t in pairs]
+        alignment = kwargs.pop("print_alignment", None) is not None
+        if kwargs:
+            raise TypeError(f"score() got unknown option(s) {', '.join(sorted(kwargs))} (valid: print_alignment)")
+        scorer = SequenceScorer(list(self.models), self.tgt_dict, compute_alignment=alignment)
+        results: list[Hypothesis | None] = [None] * len(sources)
+        for ids in self.plan_batches(sources):
+            src_tokens, order = self._collate_sources([sources[i].to(self.device) for i in ids])
+            tgt = [targets[ids[i]].to(self.device) for i in order.tolist()]
+            pad, eos = self.tgt_dict.pad(), self.tgt_dict.eos()
+            target = collate_tokens(tgt, pad, eos_idx=eos)  # (B, T)
+            prev = collate_tokens(tgt, pad, eos_idx=eos, move_eos_to_beginning=True)  # (B, T)
+            hyps = scorer.score(src_tokens, prev, target)
+            for row, i in enumerate(order.tolist()):
+                results[ids[i]] = hyps[row][0]
+        return results
+
+    @staticmethod
+    def _ids(value: Text, encode: Any) -> Tensor:
+        return value.long() if torch.is_tensor(value) else encode(value)
+
+
+def _unsort(rows: list[Any], order: Tensor) -> list[Any]:
+    """Puts results computed for ``batch[order[j]]`` at row j back into batch order."""
+    out: list[Any] = [None] * len(rows)
+    for row, i in enumerate(order.tolist()):
+        out[i] = rows[row]
+    return out
