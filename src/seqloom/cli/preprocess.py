@@ -144,15 +144,14 @@ def check_inputs(cfg: PreprocessConfig) -> None:
     for flag, path in (("--srcdict", cfg.srcdict), ("--tgtdict", cfg.tgtdict), ("--alignfile", cfg.alignfile)):
         if path:
             require_file(path, flag)
-    for name, pref in splits(cfg) if not cfg.dict_only else [("train", cfg.trainpref or "")]:
-        if not pref:
-            continue
-        langs = [cfg.source_lang, cfg.target_lang] if target else [cfg.source_lang]
+    langs = [cfg.source_lang, cfg.target_lang] if target else [cfg.source_lang]
+    inputs = [s for s in splits(cfg) if s[0] == "train"] if cfg.dict_only else splits(cfg)
+    for name, pref in inputs:
         for lang in langs:
             require_file(Paths.text(pref, lang), f"--{name.rstrip('0123456789')}pref")
         if target and not cfg.dict_only:
             check_parallel((Paths.text(pref, cfg.source_lang), Paths.text(pref, cfg.target_lang)))
-    for lang in [cfg.source_lang] + ([cfg.target_lang] if target else []):
+    for lang in langs:
         own = cfg.srcdict if lang == cfg.source_lang else cfg.tgtdict
         existing = os.path.join(cfg.destdir, Paths.dict_name(lang))
         if not own and os.path.exists(existing):
@@ -165,6 +164,7 @@ def check_inputs(cfg: PreprocessConfig) -> None:
 def load_or_build_dictionaries(
     cfg: PreprocessConfig, paths: Paths, runner: ChunkRunner
 ) -> tuple[Dictionary, Dictionary | None]:
+    """The source and target dictionaries (the same object when joined; no target with --only-source)."""
     target = not cfg.only_source
 
     def build(files: list[str], src: bool) -> Dictionary:
@@ -191,7 +191,10 @@ def load_or_build_dictionaries(
     return src, tgt
 
 
-def make_all(cfg: PreprocessConfig, paths: Paths, runner: ChunkRunner, lang: str | None, vocab: Dictionary) -> dict:
+def make_all(
+    cfg: PreprocessConfig, paths: Paths, runner: ChunkRunner, lang: str | None, vocab: Dictionary
+) -> dict[str, BinarizeSummary]:
+    """Binarizes (or, with ``--dataset-impl raw``, copies) every split of language ``lang``."""
     summaries: dict[str, BinarizeSummary] = {}
     for split, pref in splits(cfg):
         src_file = Paths.text(pref, lang)
@@ -208,6 +211,7 @@ def make_all(cfg: PreprocessConfig, paths: Paths, runner: ChunkRunner, lang: str
 
 
 def make_alignments(cfg: PreprocessConfig, paths: Paths, runner: ChunkRunner) -> None:
+    """Binarizes ``{train,valid,test}pref.{align_suffix}`` where they exist (no eos; uint32 pairs)."""
     assert cfg.align_suffix is not None
     for split, pref in (("train", cfg.trainpref), ("valid", cfg.validpref), ("test", cfg.testpref)):
         path = f"{pref}.{cfg.align_suffix}" if pref else ""
