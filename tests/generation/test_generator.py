@@ -55,7 +55,9 @@ def test_wide_beam_finds_every_hypothesis_in_brute_force_order() -> None:
 
 
 def test_lenpen_unkpen_min_len_and_ngram_blocking_match_brute_force() -> None:
-    cfg = GenerationConfig(beam=40, max_len_b=3, min_len=2, lenpen=2.0, unkpen=1.5, no_repeat_ngram_size=2)
+    cfg = GenerationConfig(
+        beam=40, max_len_b=3, min_len=2, lenpen=2.0, unkpen=1.5, no_repeat_ngram_size=2, no_repeat_ngram_mode="strict"
+    )
     _check_exhaustive([ScriptedModel(50, ALLOWED, seed=3)], cfg)
 
 

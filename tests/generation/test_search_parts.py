@@ -45,10 +45,24 @@ def test_ngram_blocking_matches_the_dictionary_definition() -> None:
             tokens[:, 0] = 2
             tokens[:, 1 : step + 1] = torch.randint(4, 7, (6, step), generator=g)
             lprobs = torch.zeros(6, 8)
-            block_repeated_ngrams(tokens, lprobs, step, n)
+            block_repeated_ngrams(tokens, lprobs, step, n, mode="strict")
             for row in range(6):
                 got = set((lprobs[row] == -math.inf).nonzero().flatten().tolist())
-                assert got - {pad} == _fairseq_style_bans(tokens[row].tolist(), step, n) - {pad}
+                expected = _fairseq_style_bans(tokens[row].tolist(), step, n) - {pad}
+                assert got - {pad} == (expected - {2} if n == 1 else expected)  # strict n=1 never bans eos
+
+
+def test_fairseq_mode_reproduces_fairseq_012_cpu_check() -> None:
+    """fairseq 0.12 compares with the buffer's last n-1 entries (padding while decoding): nothing is banned."""
+    tokens = torch.tensor([[2, 5, 6, 5, 6, 5, 1, 1, 1]])
+    for n in (1, 2, 3):
+        lprobs = torch.zeros(1, 8)
+        block_repeated_ngrams(tokens, lprobs, 5, n, mode="fairseq")
+        assert not lprobs.isinf().any()
+    full = torch.tensor([[2, 5, 6, 5, 6, 5]])  # a buffer without padding: its end is the real context
+    lprobs = torch.zeros(1, 8)
+    block_repeated_ngrams(full, lprobs, 5, 2, mode="fairseq")
+    assert (lprobs[0] == -math.inf).nonzero().flatten().tolist() == [6]
 
 
 def test_length_penalty() -> None:

@@ -98,6 +98,8 @@ def run(args: ParsedArgs, out: TextIO) -> int:
     totals = Totals()
     align_dict = load_align_dict(gen.replace_unk)
     for sample in progress_bar(batches, common):
+        if "net_input" not in sample:  # an empty batch (this shard has fewer batches than others)
+            continue
         start = time.perf_counter()
         hyps = run_inference(generator, sample, gen)
         totals.seconds += time.perf_counter() - start

@@ -34,6 +34,11 @@ class GenerationConfig:
     no_repeat_ngram_size: int = field(
         0, help="ngram blocking such that this size ngram cannot be repeated in the generation"
     )
+    no_repeat_ngram_mode: Literal["fairseq", "strict"] = field(
+        "fairseq",
+        help="fairseq: reproduce fairseq 0.12's CPU n-gram check, which in practice blocks nothing (same outputs "
+        "as fairseq); strict: really ban tokens that would repeat an n-gram",
+    )
     sampling: bool = field(False, help="sample hypotheses instead of using beam search")
     sampling_topk: int = field(-1, help="sample from top K likely next words instead of all words")
     sampling_topp: float = field(-1.0, help="sample from the smallest set whose cumulative probability mass exceeds p")

@@ -119,7 +119,9 @@ class SequenceGenerator:
             state.attn[:, :, step + 1].copy_(attn)
         if self.search.needs_src_lengths:
             self.search.set_src_lengths(state.src_lengths)
-        block_repeated_ngrams(state.tokens, lprobs, step, self.cfg.no_repeat_ngram_size)
+        block_repeated_ngrams(
+            state.tokens, lprobs, step, self.cfg.no_repeat_ngram_size, mode=self.cfg.no_repeat_ngram_mode
+        )
         bsz = len(state.sent_ids)
         return self.search.step(step, lprobs.view(bsz, -1, self.vocab_size),
                                 state.scores.view(bsz, self.beam_size, -1)[:, :, :step])  # fmt: skip
