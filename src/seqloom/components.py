@@ -32,6 +32,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "seqloom.optim.lr_scheduler.tri_stage",
     "seqloom.criterions.cross_entropy",
     "seqloom.criterions.label_smoothed_cross_entropy",
+    "seqloom.criterions.adaptive_loss",
 )
 
 
