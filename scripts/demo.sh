@@ -7,9 +7,20 @@ cd "$(dirname "$0")/.."
 OUT=${DEMO_OUT:-demo-out}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} MKL_NUM_THREADS=${MKL_NUM_THREADS:-2}
 mkdir -p "$OUT"
-echo "== 1/2 tokenize (sacremoses) and learn a joint BPE (subword-nmt) -> $OUT/text"
+echo "== 1/3 tokenize (sacremoses) and learn a joint BPE (subword-nmt) -> $OUT/text"
 python3 examples/prepare_text.py --src en --tgt es --input examples/data/bible-en-es --output "$OUT/text" --merges 2000 2>/dev/null
-echo "== 2/2 binarize -> $OUT/data-bin"
+echo "== 2/3 binarize -> $OUT/data-bin"
 seqloom preprocess --source-lang en --target-lang es \
   --trainpref "$OUT/text/train.bpe" --validpref "$OUT/text/valid.bpe" --testpref "$OUT/text/test.bpe" \
   --destdir "$OUT/data-bin" --joined-dictionary --workers 2
+echo "== 3/3 train a small transformer (2+2 layers, d128; a few minutes on 2 cores) -> $OUT/checkpoints"
+seqloom train "$OUT/data-bin" --cpu --task translation --arch transformer \
+  --encoder-layers 2 --decoder-layers 2 --encoder-embed-dim 128 --decoder-embed-dim 128 \
+  --encoder-ffn-embed-dim 256 --decoder-ffn-embed-dim 256 --encoder-attention-heads 4 --decoder-attention-heads 4 \
+  --share-all-embeddings --dropout 0.1 \
+  --optimizer adam --adam-betas '(0.9, 0.98)' --lr 2e-3 --lr-scheduler inverse_sqrt --warmup-updates 100 \
+  --criterion label_smoothed_cross_entropy --label-smoothing 0.1 \
+  --max-tokens 4096 --max-update 300 --seed 1 --num-workers 0 \
+  --log-format simple --log-interval 50 --no-epoch-checkpoints --save-dir "$OUT/checkpoints"
+seqloom validate "$OUT/data-bin" --cpu --task translation --path "$OUT/checkpoints/checkpoint_best.pt" \
+  --valid-subset valid,test --max-tokens 4096 --num-workers 0

@@ -179,3 +179,11 @@ def test_two_gloo_processes_equal_one_process_with_update_freq_2(data_bin: Path,
     for key, value in a["model"].items():
         torch.testing.assert_close(b["model"][key], value, rtol=1e-4, atol=1e-5, msg=key)
     assert (a["args"].distributed_world_size, b["args"].distributed_world_size) == (1, 2)
+
+
+def test_eval_bleu_is_the_best_checkpoint_metric(data_bin: Path, tmp_path: Path) -> None:
+    bleu = ["--eval-bleu", "--eval-bleu-args", '{"beam": 1, "max_len_b": 12}', "--best-checkpoint-metric", "bleu"]
+    bleu += ["--maximize-best-checkpoint-metric"]
+    train(train_args(data_bin, tmp_path, *bleu, max_update=3))
+    extra = load_checkpoint(tmp_path / "checkpoint_best.pt")["extra_state"]
+    assert 0.0 <= extra["val_loss"] <= 100.0 and extra["best"] == extra["val_loss"]

@@ -211,6 +211,9 @@ def run(parsed: ParsedArgs) -> TrainingLoop:
     progress = Progress(fmt, tensorboard_logdir=common.tensorboard_logdir, enabled=dist.is_master)
     cfgs = LoopConfigs(common=common, dataset=parsed["dataset"], optimization=parsed["optimization"], checkpoint=ckpt)
     loop = TrainingLoop(trainer, cfgs, checkpoint_namespace(parsed), batches.train, batches.valid, progress)
+    extras = getattr(task, "validation_extras", None)
+    if extras is not None:
+        loop.valid_hook, loop.valid_reduce = extras()
     extra = restored.extra_state or {}
     if "best" in extra and not restored.reset_optimizer and not restored.reset_meters:
         loop.best.best = extra["best"]

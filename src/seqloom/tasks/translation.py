@@ -124,6 +124,15 @@ class TranslationTask(Task):
             raise ValueError("translation: source and target dictionaries disagree on pad/eos/unk ids")
         return cls(cfg, src_dict, tgt_dict, dataset_impl=dataset_impl)
 
+    def validation_extras(self) -> tuple[Any, Any]:
+        """``(hook, reduce)`` for the training loop: BLEU counts per batch and BLEU from their sums
+        with ``--eval-bleu``; ``(None, None)`` otherwise."""
+        if not self.cfg.eval_bleu:
+            return None, None
+        from seqloom.tasks.translation_bleu import BleuValidator, bleu_from_sums
+
+        return BleuValidator(self.cfg, self.tgt_dict), bleu_from_sums
+
     def max_positions(self) -> tuple[int, int]:
         return self.cfg.max_source_positions, self.cfg.max_target_positions
 

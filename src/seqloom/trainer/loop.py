@@ -12,7 +12,7 @@ import argparse
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +23,7 @@ from seqloom.trainer.checkpoints import BestTracker, save_checkpoints
 from seqloom.trainer.distributed import all_reduce_sums
 from seqloom.trainer.meters import Meter
 from seqloom.trainer.progress import Progress
-from seqloom.trainer.trainer import StepResult, Trainer
+from seqloom.trainer.trainer import StepResult, Trainer, ValidHook
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +73,8 @@ class TrainingLoop:
     best: BestTracker = field(default_factory=BestTracker)
     previous_training_time: float = 0.0
     history: list[dict[str, float]] = field(default_factory=list)
+    valid_hook: ValidHook | None = None  # extra per-batch validation sums (the task's --eval-bleu)
+    valid_reduce: Callable[[Mapping[str, float]], dict[str, float]] | None = None  # figures from those sums
 
     def __post_init__(self) -> None:
         self.best.maximize = self.cfg.checkpoint.maximize_best_checkpoint_metric
@@ -226,10 +228,13 @@ class TrainingLoop:
             max_steps = self.cfg.dataset.max_valid_steps
             if max_steps is not None and i > max_steps:
                 break
-            out = self.trainer.valid_step(sample)
+            out = self.trainer.valid_step(sample, self.valid_hook)
             if out:
                 meter.add(out)
         steps = all_reduce_sums({"__steps": float(meter.steps)}, self.trainer.dist.device)["__steps"]
         meter.sums = all_reduce_sums(meter.sums, self.trainer.dist.device)
         meter.steps = int(steps)
-        return meter.stats(ups=False)
+        stats = meter.stats(ups=False)
+        if self.valid_reduce is not None:
+            stats.update(self.valid_reduce(meter.sums))
+        return stats

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,10 @@ from torch import nn
 from seqloom.trainer.distributed import DistInfo, all_reduce_sums
 from seqloom.trainer.meters import sum_logging_outputs
 from seqloom.trainer.precision import LossScaler, autocast
+
+
+# extra validation statistics: (model, sample) -> sums to add to the logging output
+ValidHook = Callable[[nn.Module, dict[str, Any]], dict[str, float]]
 
 
 @dataclass(kw_only=True)
@@ -187,8 +192,9 @@ class Trainer:
         return StepResult(totals, sample_size, gnorm, clipped, False, self.lr, time.perf_counter() - start)
 
     @torch.no_grad()
-    def valid_step(self, sample: dict[str, Any]) -> dict[str, Any]:
-        """The criterion's logging output for one validation batch (eval mode, no gradients)."""
+    def valid_step(self, sample: dict[str, Any], extra: ValidHook | None = None) -> dict[str, Any]:
+        """The criterion's logging output for one validation batch (eval mode, no gradients), plus the
+        sums ``extra(model, sample)`` adds (e.g. BLEU counts)."""
         if not sample:
             return {}
         self.model.eval()
@@ -196,7 +202,8 @@ class Trainer:
         sample = move_to_device(sample, self.dist.device)
         with autocast(self.dist.device, self.options.autocast_dtype):
             _, sample_size, logging_output = self.criterion(self.model, sample)
-        return {**logging_output, "sample_size": float(sample_size)}
+            more = extra(self.model, sample) if extra is not None else {}
+        return {**logging_output, "sample_size": float(sample_size), **more}
 
     def lr_step_begin_epoch(self, epoch: int) -> None:
         """fairseq's epoch-start hook: the schedule may depend on the epoch (``fixed``)."""
