@@ -26,7 +26,6 @@ from seqloom.trainer.distributed import DistInfo, all_reduce_sums
 from seqloom.trainer.meters import sum_logging_outputs
 from seqloom.trainer.precision import LossScaler, autocast
 
-
 # extra validation statistics: (model, sample) -> sums to add to the logging output
 ValidHook = Callable[[nn.Module, dict[str, Any]], dict[str, float]]
 
