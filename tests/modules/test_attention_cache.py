@@ -194,3 +194,23 @@ def test_cached_decoding_under_bf16_autocast_runs() -> None:
         full = model(src, None, prev).logits
         stepped = _step_by_step(model, src, prev, [1] * 7)
     torch.testing.assert_close(stepped.float(), full.float(), atol=0.1, rtol=0)
+
+
+def test_activation_checkpointing_gives_the_same_gradients() -> None:
+    src, prev = _batch()
+    grads = []
+    for flag in (False, True):
+        model = _tiny(checkpoint_activations=flag, dropout=0.0).train()
+        model(src, None, prev).logits.logsumexp(-1).sum().backward()
+        grads.append(model.encoder.layers[0].fc1.weight.grad.clone())  # type: ignore[union-attr]
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_layerdrop_only_drops_in_training() -> None:
+    model = _tiny(encoder_layerdrop=1.0, decoder_layerdrop=1.0, dropout=0.0)
+    src, prev = _batch()
+    with torch.no_grad():
+        skipped = model.train()(src, None, prev).logits
+        no_layers = model.decoder.output_projection(model.decoder.embed(prev))
+        torch.testing.assert_close(skipped, no_layers)  # every layer dropped: embeddings straight to the output
+        assert not torch.allclose(model.eval()(src, None, prev).logits, skipped)
