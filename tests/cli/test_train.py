@@ -187,3 +187,54 @@ def test_eval_bleu_is_the_best_checkpoint_metric(data_bin: Path, tmp_path: Path)
     train(train_args(data_bin, tmp_path, *bleu, max_update=3))
     extra = load_checkpoint(tmp_path / "checkpoint_best.pt")["extra_state"]
     assert 0.0 <= extra["val_loss"] <= 100.0 and extra["best"] == extra["val_loss"]
+
+
+def test_colon_separated_data_dirs_take_turns_by_epoch(data_bin: Path, tmp_path: Path) -> None:
+    src, tgt = _corpus(48, seed=5)
+    (tmp_path / "more.src").write_text("\n".join(src) + "\n", encoding="utf-8")
+    (tmp_path / "more.tgt").write_text("\n".join(tgt) + "\n", encoding="utf-8")
+    second = tmp_path / "second"
+    argv = ["--source-lang", "src", "--target-lang", "tgt", "--trainpref", str(tmp_path / "more")]
+    argv += ["--srcdict", str(data_bin / "dict.src.txt"), "--tgtdict", str(data_bin / "dict.tgt.txt")]
+    assert preprocess.main([*argv, "--destdir", str(second), "--workers", "1"]) == 0
+    data = f"{data_bin}{os.pathsep}{second}"
+    history = train(train_args(Path(data), tmp_path / "ckpt", "--max-epoch", "3", "--disable-validation", max_update=0))
+    itr = load_checkpoint(tmp_path / "ckpt" / "checkpoint_last.pt")["extra_state"]["train_iterator"]
+    # epoch 1 and 3 read the first folder (12 batches), epoch 2 the second (fewer sentences, fewer batches)
+    per_epoch = len(history) - 2 * 12
+    assert 0 < per_epoch < 12 and itr["epoch"] == 3 and itr["iterations_in_epoch"] == 12
+
+
+def test_mixed_precision_flags_train(data_bin: Path, tmp_path: Path) -> None:
+    for flag in ("--bf16", "--amp"):
+        history = train(train_args(data_bin, tmp_path / flag, flag, "--disable-validation", max_update=3))
+        assert len(history) >= 2 and all(torch.isfinite(torch.tensor([h["loss"] for h in history])))
+
+
+def test_finetune_and_resets(data_bin: Path, baseline: tuple[Path, list[dict[str, float]]], tmp_path: Path) -> None:
+    save, uninterrupted = baseline
+    tuned = train(
+        train_args(
+            data_bin, tmp_path / "ft", "--finetune-from-model", str(save / "checkpoint_last.pt"), "--disable-validation",
+            max_update=2,
+        )
+    )  # fmt: skip
+    # weights come from the trained checkpoint; updates, optimizer and data position start afresh
+    assert [h["num_updates"] for h in tuned] == [1, 2] and tuned[0]["loss"] < uninterrupted[0]["loss"] - 0.5
+    restored = train(
+        train_args(
+            data_bin, tmp_path / "rs", "--restore-file", str(save / "checkpoint_2_16.pt"), "--reset-optimizer",
+            "--disable-validation", max_update=2,
+        )
+    )  # fmt: skip
+    assert [h["num_updates"] for h in restored] == [1, 2]
+    with pytest.raises(ValueError, match="--finetune-from-model"):
+        train(train_args(data_bin, tmp_path / "x", "--finetune-from-model", "a.pt", "--reset-optimizer"))
+    with pytest.raises(FileNotFoundError, match="--restore-file"):
+        train(train_args(data_bin, tmp_path / "y", "--restore-file", str(tmp_path / "missing.pt")))
+
+
+def test_tensorboard_logdir_gets_event_files(data_bin: Path, tmp_path: Path) -> None:
+    train(train_args(data_bin, tmp_path / "ck", "--tensorboard-logdir", str(tmp_path / "tb"), max_update=2))
+    assert list((tmp_path / "tb" / "train_inner").glob("events.out.tfevents.*"))
+    assert list((tmp_path / "tb" / "valid").glob("events.out.tfevents.*"))
