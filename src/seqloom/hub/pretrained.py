@@ -67,8 +67,8 @@ def checkpoint_groups(state: Mapping[str, Any]) -> dict[str, Any]:
     if args is not None:
         flat = dict(vars(args)) if isinstance(args, argparse.Namespace) else dict(args)
         groups = {g: flat for g in ("model", "task", "dataset", "generation")}
-        groups["tokenizer"] = {"_name": flat.get("tokenizer"), **flat} if flat.get("tokenizer") else None
-        groups["bpe"] = {"_name": flat.get("bpe"), **flat} if flat.get("bpe") else None
+        groups["tokenizer"] = {**flat, "_name": flat["tokenizer"]} if flat.get("tokenizer") else None
+        groups["bpe"] = {**flat, "_name": flat["bpe"]} if flat.get("bpe") else None
         return groups
     cfg = state.get("cfg") or {}
     groups = {}
