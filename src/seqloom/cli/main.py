@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "average-checkpoints": "seqloom.cli.average_checkpoints:main",
     "export": "seqloom.cli.export:main",
     "generate": "seqloom.cli.generate:main",
+    "interactive": "seqloom.cli.interactive:main",
     "eval-lm": "seqloom.cli.eval_lm:main",
 }
 

@@ -1,0 +1,177 @@
+"""``seqloom interactive DATA --path CKPT``: translate raw text from stdin (or ``--input``), as fairseq-interactive.
+
+Each line is tokenized (``--tokenizer``), split into subwords (``--bpe``) and looked up in the source
+dictionary; ``--buffer-size`` lines are translated together and printed in input order as ``S-`` (the
+encoded source), ``W-`` (seconds), then per hypothesis ``H-``, ``D-`` (BPE and tokenization undone) and ``P-``.
+Empty and over-long lines are reported on stderr and skipped (their numbers stay reserved).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any, TextIO
+
+import numpy as np
+import torch
+
+from seqloom.config import CommandSpec, ParsedArgs, parse_args
+from seqloom.config.common import CommonConfig
+from seqloom.config.training import DataDirConfig, DatasetConfig
+from seqloom.generation.config import CommonEvalConfig, GenerationConfig, InteractiveConfig
+from seqloom.generation.loading import load_ensemble
+from seqloom.generation.output import hypothesis_lines, load_align_dict, post_process_prediction
+from seqloom.generation.runtime import TextCodec, build_generator, load_task, run_inference
+from seqloom.logs import setup_logging
+
+logger = logging.getLogger("seqloom.interactive")
+
+SPEC = CommandSpec(
+    prog="seqloom interactive",
+    description="Translate raw text from stdin with a trained model (fairseq-interactive).",
+    groups=(
+        ("data", DataDirConfig),
+        ("common", CommonConfig),
+        ("common_eval", CommonEvalConfig),
+        ("dataset", DatasetConfig),
+        ("generation", GenerationConfig),
+        ("interactive", InteractiveConfig),
+    ),
+    selectors={"task": "translation", "tokenizer": None, "bpe": None},
+)
+
+
+class TokenList:
+    """In-memory token sequences with the ``sizes`` a dataset offers."""
+
+    def __init__(self, tokens: list[torch.Tensor]) -> None:
+        self.tokens = tokens
+        self.sizes = np.array([len(t) for t in tokens], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.tokens[index]
+
+
+def buffered_read(stream: TextIO, buffer_size: int) -> Iterator[list[str]]:
+    """Chunks of ``buffer_size`` stripped lines."""
+    buffer: list[str] = []
+    for line in stream:
+        buffer.append(line.strip())
+        if len(buffer) >= buffer_size:
+            yield buffer
+            buffer = []
+    if buffer:
+        yield buffer
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(SPEC, argv)
+    setup_logging(args["common"].log_format, args["common"].log_file)
+    data, inter = args["dataset"], args["interactive"]
+    if data.max_tokens is None and data.batch_size is None:
+        data.batch_size = 1
+    if args["generation"].sampling and args["generation"].nbest != args["generation"].beam:
+        raise SystemExit("--sampling requires --nbest to be equal to --beam")
+    if inter.input == "-":
+        return run(args, sys.stdin, sys.stdout)
+    try:
+        with open(inter.input, encoding="utf-8") as stream:
+            return run(args, stream, sys.stdout)
+    except FileNotFoundError:
+        raise SystemExit(f"--input {inter.input}: no such file") from None
+
+
+def run(args: ParsedArgs, stream: TextIO, out: TextIO) -> int:
+    torch.manual_seed(args["common"].seed)
+    task = load_task(args)
+    models = load_ensemble(args["common_eval"].path, task, model_overrides=args["common_eval"].model_overrides)
+    generator = build_generator(models, task.target_dictionary, args["generation"])
+    codec = TextCodec.from_args(args)
+    max_source = min([task.max_positions()[0], *[m.max_positions()[0] for m in models]])
+    logger.info("NOTE: hypothesis and token scores are output in base 2")
+    logger.info("Type the input sentence and press return:")
+    start_id, started, translating = 0, time.perf_counter(), 0.0
+    for lines in buffered_read(stream, max(1, args["interactive"].buffer_size)):
+        translating += translate_chunk(lines, start_id, task=task, generator=generator, codec=codec, args=args,
+                                       max_source=max_source, out=out)  # fmt: skip
+        start_id += len(lines)
+    logger.info("Total time: %.3f seconds; translation time: %.3f", time.perf_counter() - started, translating)
+    return 0
+
+
+def encode_lines(lines: list[str], start_id: int, *, task: Any, codec: TextCodec, max_source: int
+                 ) -> tuple[list[int], list[torch.Tensor]]:  # fmt: skip
+    """Source ids of the usable lines (positions in ``lines``); empty and over-long ones are reported."""
+    keep, tokens = [], []
+    for k, line in enumerate(lines):
+        number = start_id + k
+        if not line:
+            logger.warning("input %d is an empty line: nothing to translate, skipped", number)
+            continue
+        ids = task.source_dictionary.encode_line(codec.encode(line), add_if_not_exist=False).long()
+        if len(ids) > max_source:
+            logger.warning(
+                "input %d has %d tokens after tokenization/BPE (with </s>), more than the model's %d source "
+                "positions; skipped (split the line into shorter sentences)", number, len(ids), max_source,
+            )  # fmt: skip
+            continue
+        keep.append(k)
+        tokens.append(ids)
+    return keep, tokens
+
+
+def translate_chunk(lines: list[str], start_id: int, *, task: Any, generator: Any, codec: TextCodec,
+                    args: ParsedArgs, max_source: int, out: TextIO) -> float:  # fmt: skip
+    """Translates and prints one buffer of lines; returns the seconds spent translating."""
+    from seqloom.data.language_pair_dataset import LanguagePairDataset
+    from seqloom.tasks.base import BatchingOptions
+
+    keep, tokens = encode_lines(lines, start_id, task=task, codec=codec, max_source=max_source)
+    if not tokens:
+        return 0.0
+    dataset = LanguagePairDataset(TokenList(tokens), task.source_dictionary, None, task.target_dictionary,
+                                  left_pad_source=task.cfg.left_pad_source)  # fmt: skip
+    data, gen = args["dataset"], args["generation"]
+    options = BatchingOptions(max_tokens=data.max_tokens, max_sentences=data.batch_size, seed=1)
+    results = []
+    spent = 0.0
+    for sample in task.get_batch_iterator(dataset, options).next_epoch_itr(shuffle=False):
+        if "net_input" not in sample:
+            continue
+        begin = time.perf_counter()
+        hyps = run_inference(generator, sample, gen)
+        elapsed = time.perf_counter() - begin
+        spent += elapsed
+        for i, k in enumerate(sample["id"].tolist()):
+            src = sample["net_input"]["src_tokens"][i]
+            results.append(
+                (start_id + keep[k], src[src.ne(task.target_dictionary.pad())], hyps[i], elapsed / len(hyps))
+            )
+    for number, src_tokens, hyps, seconds in sorted(results, key=lambda r: r[0]):
+        print_result(number, src_tokens, hyps, seconds, task=task, codec=codec, args=args, out=out)
+    return spent
+
+
+def print_result(number: int, src_tokens: torch.Tensor, hyps: list[Any], seconds: float, *, task: Any,
+                 codec: TextCodec, args: ParsedArgs, out: TextIO) -> None:  # fmt: skip
+    ev, gen = args["common_eval"], args["generation"]
+    src_str = task.source_dictionary.string(src_tokens, ev.post_process)
+    print(f"S-{number}\t{src_str}", file=out)
+    print(f"W-{number}\t{seconds:.3f}\tseconds", file=out)
+    align_dict = load_align_dict(gen.replace_unk)
+    for hyp in hyps[: min(len(hyps), gen.nbest)]:
+        hypo_str = post_process_prediction(hyp, src_str=src_str, align_dict=align_dict,
+                                           tgt_dict=task.target_dictionary, post_process=ev.post_process)  # fmt: skip
+        for line in hypothesis_lines(number, hyp, hypo_str, codec.decode(hypo_str),
+                                     print_alignment=gen.print_alignment):  # fmt: skip
+            print(line, file=out)
+    out.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

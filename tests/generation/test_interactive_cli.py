@@ -1,0 +1,31 @@
+"""``seqloom interactive`` against fairseq-interactive's output (moses + subword_nmt, beam 5)."""
+
+from __future__ import annotations
+
+import re
+
+from fixture_compare import compare_lines, read_lines
+
+from seqloom.cli.interactive import main as interactive
+
+
+def test_interactive_matches_fairseq_and_skips_bad_lines(fairseq_fixtures, tmp_path, capsys) -> None:
+    mt = fairseq_fixtures / "mt"
+    inputs = read_lines(mt / "outputs" / "interactive.input.en")[:3]
+    source = tmp_path / "input.en"
+    source.write_text("\n".join([*inputs, "", "very " * 1100 + "long"]) + "\n", encoding="utf-8")
+    argv = [str(mt / "data-bin"), "--path", str(mt / "checkpoints" / "checkpoint_best.pt"), "--tokenizer", "moses",
+            "--source-lang", "en", "--target-lang", "es", "--bpe", "subword_nmt", "--bpe-codes",
+            str(mt / "text" / "bpe.codes"), "--beam", "5", "--buffer-size", "2", "--input", str(source)]  # fmt: skip
+    assert interactive(argv) == 0
+    captured = capsys.readouterr()
+    got = captured.out.splitlines()
+    fixture = read_lines(mt / "outputs" / "interactive.beam5.txt")
+    expected = [line for line in fixture if line.split("\t")[0][2:] in ("0", "1", "2")]
+    assert compare_lines(expected, got, skip=("W-",)) == []
+    assert [line.split("\t")[0] for line in got if line.startswith("W-")] == ["W-0", "W-1", "W-2"]
+    messages = captured.err
+    assert "input 3 is an empty line" in messages
+    assert re.search(
+        r"input 4 has \d+ tokens after tokenization/BPE \(with </s>\), more than the model's 1024 source", messages
+    )
