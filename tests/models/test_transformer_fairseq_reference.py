@@ -73,3 +73,13 @@ def test_incremental_decoding_equals_fairseqs(ref: dict[str, Any]) -> None:
         cache = model.new_cache(1, prev.size(1))
         steps = [model.decode(prev[:, t : t + 1], encoder_out, cache=cache).logits for t in range(prev.size(1))]
     torch.testing.assert_close(torch.cat(steps, dim=1), ref["incremental_logits"], atol=1e-5, rtol=0)
+
+
+def test_seeded_training_forward_drops_what_fairseq_drops(ref: dict[str, Any]) -> None:
+    model = _build(ref)
+    model.load_state_dict(ref["model"], strict=True)
+    model.train()
+    torch.manual_seed(5)
+    with torch.no_grad():
+        logits = model(ref["src_tokens"], None, ref["prev_output_tokens"]).logits
+    torch.testing.assert_close(logits, ref["train_logits"], atol=1e-5, rtol=0)

@@ -22,6 +22,17 @@ def dropout(x: Tensor, p: float, training: bool) -> Tensor:
     return F.dropout(x, p=p, training=True) if p > 0 and training else x
 
 
+def dropout_time_major(x: Tensor, p: float, training: bool) -> Tensor:
+    """:func:`dropout` of ``x`` ``(B, T, C)`` whose random mask is drawn in ``(T, B, C)`` order.
+
+    fairseq's layers run time-first, so drawing in that order makes a seeded training step drop exactly
+    the units fairseq drops (same losses as ``fairseq-train``); the values are those of plain dropout.
+    """
+    if p <= 0 or not training:
+        return x
+    return F.dropout(x.transpose(0, 1).contiguous(), p=p, training=True).transpose(0, 1)  # (T, B, C) -> (B, T, C)
+
+
 class FeedForwardMixin(nn.Module):
     """The position-wise feed-forward block shared by both layers (``fc1``, activation, ``fc2``)."""
 
@@ -37,8 +48,8 @@ class FeedForwardMixin(nn.Module):
         residual = x
         if self.normalize_before:
             x = self.final_layer_norm(x)
-        x = dropout(self.activation(self.fc1(x)), self.activation_dropout, self.training)
-        x = residual + dropout(self.fc2(x), self.dropout, self.training)
+        x = dropout_time_major(self.activation(self.fc1(x)), self.activation_dropout, self.training)
+        x = residual + dropout_time_major(self.fc2(x), self.dropout, self.training)
         return x if self.normalize_before else self.final_layer_norm(x)
 
 
@@ -74,7 +85,7 @@ class TransformerEncoderLayer(FeedForwardMixin):
         if self.normalize_before:
             x = self.self_attn_layer_norm(x)
         x, _ = self.self_attn(x, key_padding_mask=padding_mask)
-        x = residual + dropout(x, self.dropout, self.training)
+        x = residual + dropout_time_major(x, self.dropout, self.training)
         if not self.normalize_before:
             x = self.self_attn_layer_norm(x)
         return self._feed_forward(x)
@@ -136,7 +147,7 @@ class TransformerDecoderLayer(FeedForwardMixin):
         if self.normalize_before:
             x = self.self_attn_layer_norm(x)
         x, _ = self.self_attn(x, key_padding_mask=self_padding_mask, causal=True, cache=self_cache)
-        x = residual + dropout(x, self.dropout, self.training)
+        x = residual + dropout_time_major(x, self.dropout, self.training)
         if not self.normalize_before:
             x = self.self_attn_layer_norm(x)
         attn: Tensor | None = None
@@ -147,7 +158,7 @@ class TransformerDecoderLayer(FeedForwardMixin):
             x, attn = self.encoder_attn(
                 x, encoder_out, key_padding_mask=encoder_padding_mask, cache=cross_cache, need_weights=need_attn
             )
-            x = residual + dropout(x, self.dropout, self.training)
+            x = residual + dropout_time_major(x, self.dropout, self.training)
             if not self.normalize_before:
                 x = self.encoder_attn_layer_norm(x)
         return self._feed_forward(x), attn
