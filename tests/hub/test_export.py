@@ -1,0 +1,87 @@
+"""``seqloom export`` writes a pickle-free directory that from_pretrained loads with identical outputs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from seqloom.cli.main import COMMANDS
+from seqloom.cli.main import main as seqloom_main
+from seqloom.hub import TransformerModel, TranslationHub
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory, fairseq_fixtures: Path) -> Path:
+    mt = fairseq_fixtures / "mt"
+    out = tmp_path_factory.mktemp("export") / "mt-en-es"
+    argv = ["export", "--path", str(mt / "checkpoints" / "checkpoint_best.pt"), "--data", str(mt / "data-bin"),
+            "--tokenizer", "moses", "--bpe", "subword_nmt", "--bpe-codes", str(mt / "text" / "bpe.codes"),
+            "--out", str(out)]  # fmt: skip
+    assert seqloom_main(argv) == 0
+    return out
+
+
+def test_export_writes_safetensors_config_dicts_and_bpe_files(exported: Path, fairseq_fixtures: Path) -> None:
+    assert COMMANDS["export"] == "seqloom.cli.export:main"
+    names = sorted(p.name for p in exported.iterdir())
+    assert names == ["bpe.codes", "config.json", "dict.en.txt", "dict.es.txt", "model.safetensors"]
+    for name in ("dict.en.txt", "dict.es.txt"):
+        assert (exported / name).read_bytes() == (fairseq_fixtures / "mt" / "data-bin" / name).read_bytes()
+    assert (exported / "bpe.codes").read_bytes() == (fairseq_fixtures / "mt" / "text" / "bpe.codes").read_bytes()
+    config = json.loads((exported / "config.json").read_text(encoding="utf-8"))
+    assert config["model"]["encoder_embed_dim"] == 64 and config["model"]["decoder_layers"] == 2
+    assert config["task"]["source_lang"] == "en" and config["task"]["target_lang"] == "es"
+    assert config["bpe"] == {"_name": "subword_nmt", "bpe_codes": "bpe.codes", "bpe_separator": "@@"}
+    assert config["tokenizer"]["_name"] == "moses"
+    # the tied output projection is stored once and named as an alias
+    assert config["tied_weights"] == {"decoder.output_projection.weight": "decoder.embed_tokens.weight"}
+    with safe_open(str(exported / "model.safetensors"), framework="pt") as f:
+        keys = set(f.keys())
+    assert "decoder.embed_tokens.weight" in keys and "decoder.output_projection.weight" not in keys
+
+
+def test_export_loads_without_unpickling_and_gives_identical_outputs(
+    exported: Path, mt_hub: TranslationHub, hub_json: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_pickles(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("an export must load without torch.load")
+
+    monkeypatch.setattr(torch, "load", no_pickles)
+    hub = TransformerModel.from_pretrained(str(exported))
+    monkeypatch.undo()
+    assert hub.model.decoder.output_projection.weight is hub.model.decoder.embed_tokens.weight
+    for name, tensor in mt_hub.model.state_dict().items():
+        assert torch.equal(hub.model.state_dict()[name], tensor), name
+    inputs = hub_json["inputs"][:6]
+    assert hub.translate(inputs) == mt_hub.translate(inputs) == hub_json["translate_beam5"][:6]
+    tokens = [hub.encode(s) for s in inputs]
+    for ours, theirs in zip(hub.generate(tokens, beam=3), mt_hub.generate(tokens, beam=3)):
+        assert [h.tokens.tolist() for h in ours] == [h.tokens.tolist() for h in theirs]
+        assert [h.score for h in ours] == [h.score for h in theirs]
+        assert all(torch.equal(a.positional_scores, b.positional_scores) for a, b in zip(ours, theirs))
+    pairs = list(zip(inputs[:3], hub_json["translate_beam5"][:3]))
+    assert [h.score for h in hub.score(pairs)] == [h.score for h in mt_hub.score(pairs)]
+
+
+def test_export_keeps_generation_overrides_and_accepts_new_ones(exported: Path, hub_json: dict[str, Any]) -> None:
+    hub = TransformerModel.from_pretrained(str(exported), lenpen=2.0, max_tokens=100)
+    assert hub.generation.lenpen == 2.0 and hub.batching.max_tokens == 100
+    assert hub.translate(hub_json["inputs"][0], beam=5, lenpen=1.0) == hub_json["translate_beam5"][0]
+
+
+def test_export_without_dictionaries_names_the_flag(tmp_path: Path, fairseq_fixtures: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    ckpt = fairseq_fixtures / "mt" / "checkpoints" / "checkpoint_best.pt"
+    with pytest.raises(SystemExit, match=r"no dict\.\*\.txt next to .*checkpoint_best\.pt; pass --data DIR"):
+        seqloom_main(["export", "--path", str(ckpt), "--out", str(tmp_path / "out")])
+    argv = ["export", "--path", str(ckpt), "--data", str(fairseq_fixtures / "mt" / "data-bin"), "--bpe",
+            "subword_nmt", "--out", str(tmp_path / "out")]  # fmt: skip
+    with pytest.raises(SystemExit, match=r"--bpe-codes is required.*bpe_codes=PATH"):
+        seqloom_main(argv)
+    assert "omegaconf" not in sys.modules
