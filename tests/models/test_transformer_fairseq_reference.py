@@ -75,11 +75,18 @@ def test_incremental_decoding_equals_fairseqs(ref: dict[str, Any]) -> None:
     torch.testing.assert_close(torch.cat(steps, dim=1), ref["incremental_logits"], atol=1e-5, rtol=0)
 
 
-def test_seeded_training_forward_drops_what_fairseq_drops(ref: dict[str, Any]) -> None:
+def test_seeded_training_step_drops_what_fairseq_drops(ref: dict[str, Any]) -> None:
+    """Same seed, same dropout masks: fairseq's training-mode logits and gradients, to float precision."""
     model = _build(ref)
     model.load_state_dict(ref["model"], strict=True)
     model.train()
     torch.manual_seed(5)
-    with torch.no_grad():
-        logits = model(ref["src_tokens"], None, ref["prev_output_tokens"]).logits
-    torch.testing.assert_close(logits, ref["train_logits"], atol=1e-5, rtol=0)
+    logits = model(ref["src_tokens"], None, ref["prev_output_tokens"]).logits
+    torch.testing.assert_close(logits.detach(), ref["train_logits"], atol=1e-5, rtol=0)
+    target = ref["target"]
+    lprobs = model.get_normalized_probs(logits).gather(-1, target[..., None])[..., 0]
+    (-lprobs.masked_fill(target.eq(1), 0).sum()).backward()
+    grads = {k: p.grad for k, p in model.named_parameters() if p.grad is not None}
+    assert list(grads) == list(ref["grads"])
+    for key, grad in ref["grads"].items():
+        torch.testing.assert_close(grads[key], grad, atol=1e-5, rtol=1e-4, msg=key)
