@@ -238,3 +238,23 @@ def test_tensorboard_logdir_gets_event_files(data_bin: Path, tmp_path: Path) -> 
     train(train_args(data_bin, tmp_path / "ck", "--tensorboard-logdir", str(tmp_path / "tb"), max_update=2))
     assert list((tmp_path / "tb" / "train_inner").glob("events.out.tfevents.*"))
     assert list((tmp_path / "tb" / "valid").glob("events.out.tfevents.*"))
+
+
+def test_resumes_fairseqs_own_checkpoint_mid_epoch(fairseq_fixtures: Path, tmp_path: Path) -> None:
+    """fairseq's checkpoint_last.pt (300 updates, Adam state, epoch 4 at batch 66 of 78) continues here."""
+    mt = fairseq_fixtures / "mt"
+    model = ["--arch", "transformer", "--encoder-layers", "2", "--decoder-layers", "2", "--encoder-embed-dim", "64"]
+    model += ["--decoder-embed-dim", "64", "--encoder-ffn-embed-dim", "128", "--decoder-ffn-embed-dim", "128"]
+    model += ["--encoder-attention-heads", "4", "--decoder-attention-heads", "4", "--share-decoder-input-output-embed"]
+    optim = ["--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--lr", "1e-3", "--lr-scheduler", "inverse_sqrt"]
+    optim += ["--warmup-updates", "100", "--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1"]
+    run_ = ["--max-tokens", "2048", "--max-update", "302", "--cpu", "--num-workers", "0", "--disable-validation"]
+    run_ += ["--save-dir", str(tmp_path), "--restore-file", str(mt / "checkpoints" / "checkpoint_last.pt")]
+    history = train([str(mt / "data-bin"), *model, *optim, *run_])
+    assert [h["num_updates"] for h in history] == [301, 302]
+    assert history[-1]["lr"] == pytest.approx(1e-3 * (100 / 302) ** 0.5)  # inverse_sqrt after 302 updates
+    assert all(8.0 < h["loss"] < 8.6 for h in history)  # fairseq's train loss there: ~8.2-8.4
+    state = load_checkpoint(tmp_path / "checkpoint_last.pt")
+    assert state["extra_state"]["train_iterator"]["epoch"] == 4
+    assert state["extra_state"]["train_iterator"]["iterations_in_epoch"] == 68
+    assert state["optimizer_history"][-1]["num_updates"] == 302
