@@ -52,6 +52,7 @@ class SinusoidalPositionalEmbedding(nn.Module):
     """Fixed sinusoidal positions; the table is a non-persistent buffer (never in a state dict), grown on demand."""
 
     max_positions: int = 100_000  # fairseq's limit for sinusoidal positions
+    weights: Tensor  # (N, C) table, a non-persistent buffer
 
     def __init__(self, embedding_dim: int, padding_idx: int, init_size: int = 1024) -> None:
         super().__init__()
