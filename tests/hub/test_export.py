@@ -70,7 +70,7 @@ def test_export_loads_without_unpickling_and_gives_identical_outputs(
 
 
 def test_export_keeps_generation_overrides_and_accepts_new_ones(exported: Path, hub_json: dict[str, Any]) -> None:
-    hub = TransformerModel.from_pretrained(str(exported), lenpen=2.0, max_tokens=100)
+    hub = TransformerModel.from_pretrained(str(exported / "model.safetensors"), lenpen=2.0, max_tokens=100)
     assert hub.generation.lenpen == 2.0 and hub.batching.max_tokens == 100
     assert hub.translate(hub_json["inputs"][0], beam=5, lenpen=1.0) == hub_json["translate_beam5"][0]
 

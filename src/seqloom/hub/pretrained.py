@@ -205,7 +205,8 @@ def from_pretrained(
 
     model_dir, named_file = files.resolve_model_dir(model_name_or_path)
     checkpoint_file = named_file or checkpoint_file
-    if is_export(model_dir) and not (model_dir / checkpoint_file).is_file():
+    named_weights = checkpoint_file.endswith(".safetensors")
+    if is_export(model_dir) and (named_weights or not (model_dir / checkpoint_file).is_file()):
         groups, weights = read_export(model_dir)
     else:
         paths = files.checkpoint_paths(model_dir, checkpoint_file)
