@@ -4,10 +4,28 @@ from seqloom.hub import TransformerModel
 hub = TransformerModel.from_pretrained("model_dir", checkpoint_file="model.pt", tokenizer="moses",
                                        bpe="subword_nmt", bpe_codes="model_dir/bpecodes")
 hub.translate("Hello world!", beam=5)
+
+from seqloom.hub import TransformerLanguageModel   # language models: sample, score, generate
 """
 
 from seqloom.hub.base import GeneratorHubInterface, HubBatching
 from seqloom.hub.pretrained import TransformerModel, from_pretrained
 from seqloom.hub.translation import TranslationHub
 
-__all__ = ["GeneratorHubInterface", "HubBatching", "TransformerModel", "TranslationHub", "from_pretrained"]
+__all__ = [
+    "GeneratorHubInterface",
+    "HubBatching",
+    "TransformerLanguageModel",
+    "TransformerModel",
+    "TranslationHub",
+    "from_pretrained",
+]
+
+
+def __getattr__(name: str) -> object:
+    # the language-model hub imports this package's modules, so it is loaded on first use
+    if name == "TransformerLanguageModel":
+        from seqloom.models.transformer_lm.hub import TransformerLanguageModel
+
+        return TransformerLanguageModel
+    raise AttributeError(f"module 'seqloom.hub' has no attribute {name!r}")
