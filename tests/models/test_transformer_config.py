@@ -129,6 +129,7 @@ def _old_style(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         for kind in ("weight", "bias"):
             old[f"{prefix}.in_proj_{kind}"] = torch.cat([sd[f"{prefix}.{p}_proj.{kind}"] for p in "qkv"])
     old["encoder.embed_positions._float_tensor"] = torch.zeros(1)
+    del old["encoder.version"], old["decoder.version"]  # fairseq < 0.6 had no version buffers
     return old
 
 

@@ -14,6 +14,7 @@ old key                                                     new key
 (tied, no projection key)                                   ``decoder.output_projection.weight`` = embeddings
 ``*.embed_positions._float_tensor``, ``*.embed_positions    dropped (sinusoidal positions are computed)
 .weights``
+(no ``encoder.version`` / ``decoder.version``)              added as 1, as fairseq reads such files
 ==========================================================  ==========================================
 """
 
@@ -26,6 +27,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from seqloom import registry
@@ -113,11 +115,26 @@ def upgrade_state_dict(state_dict: Mapping[str, Tensor], cfg: TransformerConfig)
     _split_fused_projections(sd)
     _rename_layer_norms(sd)
     _upgrade_output_projection(sd, cfg.resolved())
+    _add_versions(sd, cfg.resolved())
     for key in [k for k in sd if k.endswith(("embed_positions._float_tensor", "embed_positions.weights"))]:
         learned = cfg.encoder_learned_pos if key.startswith("encoder.") else cfg.decoder_learned_pos
         if key.endswith("_float_tensor") or not learned:
             del sd[key]
     return sd
+
+
+def _add_versions(sd: dict[str, Tensor], cfg: TransformerConfig) -> None:
+    """Checkpoints older than fairseq 0.6 have no ``*.version``: fairseq reads them as version 1."""
+    for side, pre_norm in (("encoder", cfg.encoder_normalize_before), ("decoder", cfg.decoder_normalize_before)):
+        key = f"{side}.version"
+        if key in sd:
+            continue
+        if pre_norm and f"{side}.layer_norm.weight" not in sd:
+            raise NotImplementedError(
+                f"checkpoint: {side} is pre-norm but predates fairseq's final layer norm ({key} is missing); "
+                "such checkpoints are not supported"
+            )
+        sd[key] = torch.tensor([1.0])
 
 
 def _split_fused_projections(sd: dict[str, Tensor]) -> None:
