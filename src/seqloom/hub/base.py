@@ -15,12 +15,13 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, overload
+from typing import Any, Optional, overload
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from seqloom.config.options import field
 from seqloom.data.batching import batch_by_size, filter_by_size
 from seqloom.generation.config import GenerationConfig
 from seqloom.generation.hypotheses import Hypothesis
@@ -32,12 +33,9 @@ logger = logging.getLogger(__name__)
 class HubBatching:
     """How ``generate`` groups sentences into batches (fairseq's ``dataset`` options of the checkpoint)."""
 
-    max_tokens: int | None = None
-    """Most (padded) tokens in one batch; None for no limit."""
-    batch_size: int | None = None
-    """Most sentences in one batch; None for no limit."""
-    required_batch_size_multiple: int = 8
-    """Batch sizes are rounded down to a multiple of this (except the last)."""
+    max_tokens: Optional[int] = field(None, help="maximum number of tokens in a batch (None: no limit)")
+    batch_size: Optional[int] = field(None, help="maximum number of sentences in a batch (None: no limit)")
+    required_batch_size_multiple: int = field(8, help="batch size will be a multiplier of this value")
 
 
 class GeneratorHubInterface(nn.Module):

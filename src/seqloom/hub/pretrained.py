@@ -185,8 +185,8 @@ def build_hub(spec: PretrainedSpec, weights: Sequence[ModelWeights]) -> Translat
         generation=spec.generation,
         batching=spec.batching,
         max_positions=resolve_max_positions(*limits),
+        left_pad_source=spec.left_pad_source,
     )
-    hub.left_pad_source = spec.left_pad_source
     hub.spec = spec
     return hub
 

@@ -27,7 +27,12 @@ Text = Union[str, Tensor]  # raw text, or ids already binarized (T,)
 class TranslationHub(GeneratorHubInterface):
     """A hub for ``translation`` models; see :class:`GeneratorHubInterface` for the shared methods."""
 
-    left_pad_source: bool = True
+    spec: Any = None  # the PretrainedSpec it was loaded from (set by from_pretrained; export reads it)
+
+    def __init__(self, models: Sequence[Any], *, left_pad_source: bool = True, **parts: Any) -> None:
+        """``left_pad_source`` as the model was trained (fairseq's default True); ``parts`` as the base class."""
+        super().__init__(models, **parts)
+        self.left_pad_source = left_pad_source
 
     def inference_step(self, cfg: GenerationConfig, batch: list[Tensor]) -> list[list[Hypothesis]]:
         src_tokens, order = self._collate_sources(batch)
@@ -46,21 +51,20 @@ class TranslationHub(GeneratorHubInterface):
         """Raw target text -> target-dictionary ids (T,) int64 (tokenize, BPE, binarize, ``eos`` appended)."""
         return self.tgt_dict.encode_line(self.apply_bpe(self.tokenize(sentence)), add_if_not_exist=False).long()
 
-    def score(self, pairs: tuple[Text, Text] | Sequence[tuple[Text, Text]], **kwargs: Any) -> Any:
+    def score(self, pairs: tuple[Text, Text] | Sequence[tuple[Text, Text]], *, print_alignment: str | None = None
+              ) -> Any:  # fmt: skip
         """Teacher-forced scores of (source, target) pairs: one :class:`Hypothesis` per pair, in input order.
 
         Sources and targets are raw text (encoded with :meth:`encode` / :meth:`encode_target`) or id
         tensors. ``positional_scores`` (T,) are natural-log probabilities of each target token incl.
-        ``</s>``; ``score`` is their mean (fairseq's ``--score-reference``). ``kwargs``:
-        ``print_alignment`` to also compute alignments.
+        ``</s>``; ``score`` is their mean (fairseq's ``--score-reference``). ``print_alignment`` ('hard')
+        also fills each hypothesis' ``alignment`` from the attention.
         """
         if isinstance(pairs, tuple) and len(pairs) == 2 and not isinstance(pairs[0], tuple):
-            return self.score([pairs], **kwargs)[0]
+            return self.score([pairs], print_alignment=print_alignment)[0]
         sources = [self._ids(s, self.encode) for s, _ in pairs]
         targets = [self._ids(t, self.encode_target) for _, t in pairs]
-        alignment = kwargs.pop("print_alignment", None) is not None
-        if kwargs:
-            raise TypeError(f"score() got unknown option(s) {', '.join(sorted(kwargs))} (valid: print_alignment)")
+        alignment = print_alignment is not None
         scorer = SequenceScorer(list(self.models), self.tgt_dict, compute_alignment=alignment)
         results: list[Hypothesis | None] = [None] * len(sources)
         for ids in self.plan_batches(sources):
