@@ -121,11 +121,13 @@ class TrainingLoop:
         interval, whole = self._meter(), self._meter()
         valid_losses: list[float | None] = [None]
         should_stop = False
-        for samples in itr.take_groups(self.update_freq(epoch)):
+        freq = self.update_freq(epoch)
+        for samples in itr.take_groups(freq):
             result = self.trainer.train_step(samples)
             self.progress.advance(epoch, len(itr), len(samples))
             if not result.skipped:
-                self._record(result, interval, whole, epoch, itr.n, len(itr))
+                # progress in updates (groups of --update-freq batches), as fairseq's grouped iterator counts
+                self._record(result, interval, whole, epoch, -(-itr.n // freq), -(-len(itr) // freq))
             valid_losses, should_stop = self.validate_and_save(epoch_itr, end_of_epoch=not itr.has_next())
             if should_stop:
                 break
