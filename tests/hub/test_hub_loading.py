@@ -241,6 +241,12 @@ def test_missing_bpe_codes_name_the_keyword(tmp_path: Path, fairseq_fixtures: Pa
         TransformerModel.from_pretrained(folder, **{**mt_kwargs, "bpe_codes": str(tmp_path / "nope.codes")})
 
 
+def test_language_model_checkpoint_points_to_the_lm_hub(fairseq_fixtures: Path) -> None:
+    lm = fairseq_fixtures / "lm"
+    with pytest.raises(ValueError, match=r"'transformer_lm' model.*TransformerLanguageModel\.from_pretrained"):
+        TransformerModel.from_pretrained(str(lm / "checkpoints"), "checkpoint_best.pt", str(lm / "data-bin"))
+
+
 def test_unknown_keyword_is_named(fairseq_fixtures: Path, mt_kwargs: dict[str, Any]) -> None:
     with pytest.raises(TypeError, match=r"unknown keyword\(s\) bpe_code;"):
         TransformerModel.from_pretrained(str(fairseq_fixtures / "mt" / "checkpoints"), **mt_kwargs, bpe_code="x")

@@ -222,7 +222,10 @@ def model_weights(state: Mapping[str, Any], path: Path) -> ModelWeights:
     try:
         cfg = config_from_checkpoint(state)
     except ValueError as err:
-        raise ValueError(f"checkpoint {path}: {err}") from None
+        hint = ""
+        if "_lm" in str(err) or "lm_" in str(err):
+            hint = "; load language models with seqloom.hub.TransformerLanguageModel.from_pretrained"
+        raise ValueError(f"checkpoint {path}: {err}{hint}") from None
     if not isinstance(state.get("model"), Mapping):
         raise ValueError(f"checkpoint {path}: has no 'model' state dict (is it an optimizer-only file?)")
     return str(path), cfg, upgrade_state_dict(state["model"], cfg)
