@@ -31,10 +31,14 @@ class ExportConfig:
     path: Optional[str] = field(None, help="the checkpoint file to export (or its directory, holding model.pt)")
     out: Optional[str] = field(None, help="the directory to write the export into")
     data: Optional[str] = field(
-        None, help="the directory holding the model's dict.*.txt files (default: the checkpoint's directory)"
+        None, help="the directory holding the model's dict.*.txt files; if unset, the checkpoint's directory"
     )
-    source_lang: Optional[str] = field(None, help="source language (default: from the checkpoint or data files)")
-    target_lang: Optional[str] = field(None, help="target language (default: from the checkpoint or data files)")
+    source_lang: Optional[str] = field(
+        None, help="source language; if unset, from the checkpoint or the data file names"
+    )
+    target_lang: Optional[str] = field(
+        None, help="target language; if unset, from the checkpoint or the data file names"
+    )
 
 
 SPEC = CommandSpec(
