@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "export": "seqloom.cli.export:main",
     "generate": "seqloom.cli.generate:main",
     "interactive": "seqloom.cli.interactive:main",
+    "score": "seqloom.cli.score:main",
     "eval-lm": "seqloom.cli.eval_lm:main",
 }
 

@@ -12,6 +12,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from seqloom.generation.config import ScoringConfig
 
 UNK_NEVER_MATCHES = -999
@@ -38,16 +40,37 @@ def _trim(tokens: Sequence[int], pad: int, eos: int) -> list[int]:
     return out[: end + 1] if out else out
 
 
-def _ngrams(tokens: list[int], n: int) -> Counter[tuple[int, ...]]:
-    return Counter(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
+FNV_OFFSET, FNV_PRIME = 14695981039346656037, 0x100000001B3
+
+
+def ngram_hashes(tokens: list[int], n: int) -> Counter[int]:
+    """Counts of the n-grams of ``tokens`` keyed by fairseq's hash of them.
+
+    fairseq's C code identifies an n-gram by FNV-1a over its int32 bytes, each byte read as a *signed*
+    char (sign-extended before the xor). That hash collides now and then, and the collisions count as
+    matches in fairseq's BLEU, so it is reproduced here bit for bit (uint64 arithmetic wraps in numpy).
+    """
+    if len(tokens) < n:
+        return Counter()
+    ids = np.asarray(tokens, dtype="<i4")
+    grams = np.lib.stride_tricks.sliding_window_view(ids, n)  # (K, n)
+    data = np.ascontiguousarray(grams).view(np.int8).astype(np.int64).astype(np.uint64)  # (K, 4n) sign-extended
+    h = np.full(len(grams), FNV_OFFSET, dtype=np.uint64)
+    prime = np.uint64(FNV_PRIME)
+    for col in range(data.shape[1]):
+        h ^= data[:, col]
+        h *= prime
+    return Counter(h.tolist())
 
 
 class BleuScorer:
     """fairseq's ``--scoring bleu`` (``fairseq.scoring.bleu.Scorer``) on token ids."""
 
-    def __init__(self, *, pad: int = 1, eos: int = 2, unk: int = 3) -> None:
+    def __init__(self, *, pad: int = 1, eos: int = 2, unk: int = 3, smoothed: bool = False) -> None:
         self.pad, self.eos, self.unk = pad, eos, unk
         self.stat = BleuStats()
+        if smoothed:  # fairseq's reset(one_init=True): +1 on every match and count (sentence BLEU)
+            self.stat.match, self.stat.count = [1, 1, 1, 1], [1, 1, 1, 1]
 
     def add(self, ref: Sequence[int], pred: Sequence[int]) -> None:
         """Adds one sentence pair of token ids (``ref`` may hold unk, which then never matches)."""
@@ -60,14 +83,19 @@ class BleuScorer:
                 continue
             self.stat.count[n - 1] += len(pred) - n + 1
             if len(ref) >= n:
-                self.stat.match[n - 1] += sum((_ngrams(pred, n) & _ngrams(ref, n)).values())
+                self.stat.match[n - 1] += sum((ngram_hashes(pred, n) & ngram_hashes(ref, n)).values())
 
     def precision(self) -> list[float]:
         return [m / c if c > 0 else 0.0 for m, c in zip(self.stat.match, self.stat.count)]
 
     def brevity(self) -> float:
+        if self.stat.predlen == 0:
+            return 0.0
         r = self.stat.reflen / self.stat.predlen
         return min(1.0, math.exp(1 - r))
+
+    def ratio(self) -> float:
+        return self.stat.predlen / self.stat.reflen if self.stat.reflen else 0.0
 
     def score(self, order: int = 4) -> float:
         psum = sum(math.log(p) if p > 0 else float("-inf") for p in self.precision()[:order])
@@ -77,7 +105,7 @@ class BleuScorer:
         precisions = "/".join(f"{p * 100:2.1f}" for p in self.precision()[:order])
         return (
             f"BLEU{order} = {self.score(order):2.2f}, {precisions} (BP={self.brevity():.3f}, "
-            f"ratio={self.stat.predlen / self.stat.reflen:.3f}, syslen={self.stat.predlen}, reflen={self.stat.reflen})"
+            f"ratio={self.ratio():.3f}, syslen={self.stat.predlen}, reflen={self.stat.reflen})"
         )
 
 
