@@ -21,7 +21,7 @@ import torch
 from seqloom.cli.build import build_task
 from seqloom.config.common import CommonConfig
 from seqloom.config.options import from_namespace
-from seqloom.config.parser import CommandSpec, parse_args
+from seqloom.config.parser import CommandSpec, ParsedArgs, parse_args
 from seqloom.config.training import DataDirConfig, DatasetConfig
 from seqloom.generation.config import CommonEvalConfig
 from seqloom.logs import setup_logging
@@ -103,11 +103,20 @@ def validate_subset(model: torch.nn.Module, criterion: Any, itr: Any, device: to
 
 def main(argv: Sequence[str] | None = None) -> int:
     parsed = parse_args(SPEC, argv)
-    common, ds, ev = parsed["common"], parsed["dataset"], parsed["common_eval"]
-    setup_logging(None, common.log_file)
-    if not ev.path:
+    setup_logging(None, parsed["common"].log_file)
+    if not parsed["common_eval"].path:
         logger.error("seqloom validate: --path CHECKPOINT is required")
         return 2
+    try:
+        return run(parsed)
+    except (FileNotFoundError, ValueError) as err:
+        logger.error("%s", err)
+        return 1
+
+
+def run(parsed: ParsedArgs) -> int:
+    """Validates the checkpoint on each ``--valid-subset``; prints one line per subset."""
+    common, ds, ev = parsed["common"], parsed["dataset"], parsed["common_eval"]
     device = torch.device("cuda") if torch.cuda.is_available() and not common.cpu else torch.device("cpu")
     torch.manual_seed(common.seed)
     task = build_task(parsed)
@@ -117,11 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     progress = Progress(resolve_log_format(common.log_format, no_progress_bar=True))
     model_max = model.max_positions() if hasattr(model, "max_positions") else None
     for subset in ds.valid_subset.split(","):
-        try:
-            dataset = task.load_dataset(subset, epoch=1, combine=False)
-        except FileNotFoundError as err:
-            logger.error("%s", err)
-            return 1
+        dataset = task.load_dataset(subset, epoch=1, combine=False)
         options = BatchingOptions(
             max_tokens=ds.max_tokens,
             max_sentences=ds.batch_size,
