@@ -98,6 +98,15 @@ def _pick(group: Any, names: Sequence[str], kwargs: Mapping[str, Any]) -> dict[s
     return values
 
 
+def _generation_options(values: dict[str, Any]) -> dict[str, Any]:
+    """Drops unset values; old fairseq stored ``--print-alignment``/``--replace-unk`` as booleans."""
+    out = {k: v for k, v in values.items() if v is not None}
+    for name, on in (("print_alignment", "hard"), ("replace_unk", "@@ ")):
+        if isinstance(out.get(name), bool):
+            out[name] = on if out[name] else None
+    return out
+
+
 def build_spec(
     model_dir: Path, groups: Mapping[str, Any], model_cfg: TransformerConfig, data_name_or_path: str,
     kwargs: Mapping[str, Any],
@@ -110,8 +119,7 @@ def build_spec(
     if src is None or tgt is None:
         src_guess, tgt_guess = files.infer_languages(data_dir)
         src, tgt = src or src_guess, tgt or tgt_guess
-    generation = _pick(groups.get("generation"), GENERATION_OPTIONS, kwargs)
-    generation = {k: v for k, v in generation.items() if v is not None or k in ("replace_unk", "print_alignment")}
+    generation = _generation_options(_pick(groups.get("generation"), GENERATION_OPTIONS, kwargs))
     dataset = _pick(groups.get("dataset"), BATCHING_OPTIONS, kwargs)
     dataset = {k: v for k, v in dataset.items() if k != "required_batch_size_multiple" or v is not None}
     tokenizer = codec_spec("tokenizer", kwargs.get("tokenizer", groups.get("tokenizer")), kwargs)
