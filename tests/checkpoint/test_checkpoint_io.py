@@ -101,3 +101,15 @@ def test_process_killed_during_save_leaves_the_old_file_intact(tmp_path: Path) -
     proc = subprocess.run([sys.executable, "-c", CRASHING_SAVE, str(path)], capture_output=True)
     assert proc.returncode == 9, proc.stderr.decode()
     assert load_checkpoint(path) == {"step": 1}
+
+
+def test_dictconfig_built_by_fairseq_reads_as_plain_data() -> None:
+    """The DictConfig fairseq's own ``convert_namespace_to_omegaconf`` builds (model args as a Namespace)."""
+    from seqloom.models.transformer import config_from_checkpoint
+
+    state = load_checkpoint(FIXTURES / "fairseq_dictconfig_cfg.pt")
+    assert state["cfg"]["optimization"]["lr"] == [0.001] and state["cfg"]["dataset"]["max_tokens"] == 2048
+    assert isinstance(state["cfg"]["model"], argparse.Namespace)
+    cfg = config_from_checkpoint(state)
+    assert (cfg.encoder_embed_dim, cfg.decoder_layers, cfg.share_decoder_input_output_embed) == (64, 2, True)
+    assert "omegaconf" not in sys.modules
