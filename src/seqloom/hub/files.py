@@ -105,29 +105,35 @@ def dictionary_path(data_dir: Path, lang: str) -> Path:
     return path
 
 
-def discover_codec_files(model_dir: Path, options: Mapping[str, Any]) -> dict[str, str]:
-    """Paths for codec file options: explicit ones (found as given or inside ``model_dir``), else by
-    their conventional names in ``model_dir`` (fairseq's ``code``, ``bpecodes``, ``sentencepiece.bpe.model`` ...).
+def discover_codec_files(model_dir: Path, stored: Mapping[str, Any], explicit: Mapping[str, Any]) -> dict[str, str]:
+    """Paths for codec file options, by precedence: ``explicit`` keywords (as given, or inside
+    ``model_dir``), files of conventional names in ``model_dir`` (fairseq's ``code``, ``bpecodes``,
+    ``sentencepiece.bpe.model`` ...), then paths ``stored`` in the checkpoint (often the training machine's).
+    A missing explicit or stored file is left for the codec to report with its flag.
     """
     found: dict[str, str] = {}
-    for name, option in CONVENTIONAL_FILES.items():
-        if option not in found and (model_dir / name).is_file():
-            found[option] = str(model_dir / name)
-    for option, value in options.items():
+    for option, value in stored.items():
         if option in FILE_OPTIONS and value:
-            found[option] = _local_file(model_dir, str(value))
+            found[option] = _local_file(model_dir, str(value)) or str(value)
+    for name, option in CONVENTIONAL_FILES.items():
+        stored_exists = option in found and Path(found[option]).is_file()
+        if not stored_exists and (model_dir / name).is_file():
+            found[option] = str(model_dir / name)
+    for option, value in explicit.items():
+        if option in FILE_OPTIONS and value:
+            found[option] = _local_file(model_dir, str(value)) or str(value)
     return found
 
 
-def _local_file(model_dir: Path, value: str) -> str:
-    """``value`` if it exists, else the file of that name (or base name) inside ``model_dir`` if that exists."""
+def _local_file(model_dir: Path, value: str) -> str | None:
+    """``value`` if it exists, else the file of that name (or base name) inside ``model_dir``, else None."""
     path = Path(value).expanduser()
-    if path.is_file() or "://" in value:
+    if path.is_file():
         return value
     for candidate in (model_dir / value, model_dir / path.name):
         if candidate.is_file():
             return str(candidate)
-    return value  # the codec's constructor reports the missing file with its flag
+    return None
 
 
 def keyword_of_flag(flag: str) -> str:

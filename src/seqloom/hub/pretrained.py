@@ -126,7 +126,7 @@ def build_spec(
     bpe_name = kwargs.get("bpe", groups.get("bpe"))
     bpe = codec_spec("bpe", bpe_name, kwargs)
     if bpe is not None:
-        bpe.options.update(files.discover_codec_files(model_dir, bpe.options))
+        bpe.options.update(files.discover_codec_files(model_dir, bpe.options, kwargs))
         bpe = codec_spec("bpe", bpe.name, bpe.options)  # keeps only the options this codec has
     return PretrainedSpec(
         model_dir=model_dir,
