@@ -119,7 +119,7 @@ def discover_codec_files(model_dir: Path, stored: Mapping[str, Any], explicit: M
         stored_exists = option in found and Path(found[option]).is_file()
         if not stored_exists and (model_dir / name).is_file():
             found[option] = str(model_dir / name)
-    for option, value in explicit.items():
+    for option, value in (explicit or {}).items():
         if option in FILE_OPTIONS and value:
             found[option] = _local_file(model_dir, str(value)) or str(value)
     return found
