@@ -105,7 +105,9 @@ def dictionary_path(data_dir: Path, lang: str) -> Path:
     return path
 
 
-def discover_codec_files(model_dir: Path, stored: Mapping[str, Any], explicit: Mapping[str, Any]) -> dict[str, str]:
+def discover_codec_files(
+    model_dir: Path, stored: Mapping[str, Any], explicit: Mapping[str, Any] | None = None
+) -> dict[str, str]:
     """Paths for codec file options, by precedence: ``explicit`` keywords (as given, or inside
     ``model_dir``), files of conventional names in ``model_dir`` (fairseq's ``code``, ``bpecodes``,
     ``sentencepiece.bpe.model`` ...), then paths ``stored`` in the checkpoint (often the training machine's).
