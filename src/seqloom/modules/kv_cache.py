@@ -24,6 +24,7 @@ class AttentionCache:
         self.value = value
         self.growing = growing
         self.length = 0 if growing else (key.size(2) if key is not None else 0)
+        self._spare: tuple[Tensor, Tensor] | None = None  # growing caches: reorder target buffers
 
     @classmethod
     def preallocated(
@@ -66,13 +67,21 @@ class AttentionCache:
     def reorder(self, new_order: Tensor) -> None:
         if self.key is None or self.value is None:
             return
-        key = self.key.index_select(0, new_order)
-        value = self.value.index_select(0, new_order)
-        if self.growing and key.shape == self.key.shape:
-            self.key.copy_(key)  # same batch size: keep the preallocated buffers
-            self.value.copy_(value)
-        else:
+        if self.growing and new_order.numel() == self.key.size(0):
+            # beam reordering: gather the filled steps into a spare pair of buffers and swap (one copy of
+            # the filled part instead of two copies of the whole capacity)
+            if self._spare is None or self._spare[0].dtype != self.key.dtype:
+                self._spare = (torch.empty_like(self.key), torch.empty_like(self.value))
+            key, value = self._spare
+            n = self.length
+            torch.index_select(self.key[:, :, :n], 0, new_order, out=key[:, :, :n])
+            torch.index_select(self.value[:, :, :n], 0, new_order, out=value[:, :, :n])
+            self._spare = (self.key, self.value)
             self.key, self.value = key, value
+            return
+        self.key = self.key.index_select(0, new_order)  # batch shrinking (or a static cache)
+        self.value = self.value.index_select(0, new_order)
+        self._spare = None
 
 
 class KVCache:
@@ -122,9 +131,13 @@ class KVCache:
     def advance(self, steps: int) -> None:
         self.length += steps
 
-    def reorder(self, new_order: Tensor) -> None:
-        """Keeps batch rows ``new_order`` (beam search: their new order; may repeat or drop rows)."""
-        for cache in (*self.self_attn, *self.cross_attn):
+    def reorder(self, new_order: Tensor, *, keep_static: bool = False) -> None:
+        """Keeps batch rows ``new_order`` (beam search: their new order; may repeat or drop rows).
+
+        ``keep_static`` leaves the cross-attention caches alone: a caller that only permutes the beams of
+        each sentence among themselves (whose cross-attention keys/values are identical) may skip that copy.
+        """
+        for cache in self.self_attn if keep_static else (*self.self_attn, *self.cross_attn):
             cache.reorder(new_order)
         padding = self.padding.index_select(0, new_order)
         if padding.shape == self.padding.shape:
