@@ -56,7 +56,7 @@ class HistoryCache:
     def __init__(self, n: int) -> None:
         self.history: list[list[int]] = [[] for _ in range(n)]
 
-    def reorder(self, order: Tensor) -> None:
+    def reorder(self, order: Tensor, *, keep_static: bool = False) -> None:
         self.history = [list(self.history[i]) for i in order.tolist()]
 
 

@@ -64,4 +64,4 @@ class EnsembleDecoder:
         if sentence_rows is not None:
             self.encoder_outs = [enc.reorder(sentence_rows) for enc in self.encoder_outs]
         for cache in self.caches:
-            cache.reorder(order)
+            cache.reorder(order, keep_static=sentence_rows is None)  # cross-attention: shared within a sentence

@@ -1,0 +1,155 @@
+"""Generation speed: fairseq-generate vs ``seqloom generate`` on the same checkpoint and test set.
+
+Both run as separate processes with the same thread count (default 2) and options (default beam 5,
+batch size 32); each reports its own generation time (model loading excluded, as fairseq's
+``Translated ... in Xs`` line does). Runs alternate between the toolkits and the best of ``--repeat`` is
+kept, which makes the comparison fairer on a shared machine. The hypotheses of both are compared too.
+CTranslate2 runs as well when ``--ct2-model`` names a model converted from the same checkpoint
+(``ct2-fairseq-converter``) and the ``ctranslate2`` package is importable.
+
+    python benchmarks/generate.py [--threads 2] [--repeat 3] [--beam 5]
+
+fairseq-generate is found from ``$FAIRSEQ_BIN`` (its path or its bin/ folder), else ``fairseq-generate``
+on PATH.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURE = REPO.parent / "shared" / "fixtures" / "fairseq" / "mt"
+TIMING = re.compile(r"Translated ([\d,]+) sentences \(([\d,]+) tokens\) in ([\d.]+)s")
+
+
+@dataclass
+class Result:
+    name: str
+    sentences: int
+    tokens: int
+    seconds: float
+    hypotheses: dict[str, str]
+
+    @property
+    def sentences_per_s(self) -> float:
+        return self.sentences / self.seconds
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds
+
+
+def fairseq_bin() -> str:
+    found = os.environ.get("FAIRSEQ_BIN") or shutil.which("fairseq-generate") or "/work/peer-venvs/fs/bin"
+    path = Path(found)
+    return str(path / "fairseq-generate") if path.is_dir() else str(path)
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1")
+    return env
+
+
+def run_cli(name: str, command: list[str], threads: int) -> Result:
+    proc = subprocess.run(command, capture_output=True, text=True, env=thread_env(threads), check=False)
+    match = TIMING.search(proc.stderr) or TIMING.search(proc.stdout)
+    if proc.returncode != 0 or match is None:
+        sys.exit(f"{name} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    hyps = {}
+    for line in proc.stdout.splitlines():
+        if line.startswith("H-"):
+            key, _, text = line.split("\t")
+            hyps.setdefault(key, text)
+    sentences, tokens, seconds = int(match[1].replace(",", "")), int(match[2].replace(",", "")), float(match[3])
+    return Result(name, sentences, tokens, seconds, hyps)
+
+
+def generate_args(args: argparse.Namespace) -> list[str]:
+    return [str(args.data), "--path", str(args.path), "--gen-subset", args.subset, "--beam", str(args.beam),
+            "--batch-size", str(args.batch_size), "--no-progress-bar"]  # fmt: skip
+
+
+def run_ct2(args: argparse.Namespace) -> Result | None:
+    """CTranslate2 on the binarized test sources (same ids), beam search with fairseq's length rules."""
+    if args.ct2_model is None:
+        return None
+    try:
+        import ctranslate2
+    except ImportError:
+        print("ctranslate2 is not installed: skipping it", file=sys.stderr)
+        return None
+    sys.path.insert(0, str(REPO / "src"))
+    from seqloom.data.dictionary import Dictionary
+    from seqloom.data.indexed_dataset import make_dataset
+
+    src_dict = Dictionary.load(Path(args.data) / "dict.en.txt")
+    source = make_dataset(str(Path(args.data) / f"{args.subset}.en-es.en"), "mmap")
+    batch = [[src_dict[i] for i in source[k].tolist()[:-1]] for k in range(len(source))]
+    translator = ctranslate2.Translator(str(args.ct2_model), device="cpu", inter_threads=1, intra_threads=args.threads)
+    start = time.perf_counter()
+    out = translator.translate_batch(
+        batch, beam_size=args.beam, max_batch_size=args.batch_size, max_decoding_length=200
+    )
+    seconds = time.perf_counter() - start
+    tokens = sum(len(r.hypotheses[0]) + 1 for r in out)
+    return Result("ctranslate2", len(batch), tokens, seconds, {})
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=FIXTURE / "data-bin")
+    parser.add_argument("--path", default=FIXTURE / "checkpoints" / "checkpoint_best.pt")
+    parser.add_argument("--subset", default="test")
+    parser.add_argument("--beam", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each toolkit; the fastest counts")
+    parser.add_argument("--ct2-model", default=None, help="a CTranslate2 model converted from --path")
+    args = parser.parse_args()
+
+    common = generate_args(args)
+    commands = {
+        "fairseq": [fairseq_bin(), *common, "--cpu"],
+        "seqloom": [sys.executable, "-m", "seqloom.cli.generate", *common, "--cpu"],
+    }
+    best: dict[str, Result] = {}
+    for rep in range(args.repeat):
+        for name, command in commands.items():
+            result = run_cli(name, command, args.threads)
+            print(f"run {rep + 1} {name:8s} {result.seconds:7.2f}s", file=sys.stderr)
+            if name not in best or result.seconds < best[name].seconds:
+                best[name] = result
+    ct2 = run_ct2(args)
+    if ct2 is not None:
+        best["ctranslate2"] = ct2
+    report(best, args)
+    return 0
+
+
+def report(best: dict[str, Result], args: argparse.Namespace) -> None:
+    print(f"beam {args.beam}, batch size {args.batch_size}, {args.threads} threads, best of {args.repeat} runs")
+    print(f"{'toolkit':12s} {'sentences':>9s} {'tokens':>7s} {'seconds':>8s} {'sent/s':>8s} {'tok/s':>9s}")
+    for r in best.values():
+        print(f"{r.name:12s} {r.sentences:9d} {r.tokens:7d} {r.seconds:8.2f} {r.sentences_per_s:8.2f} "
+              f"{r.tokens_per_s:9.1f}")  # fmt: skip
+    fs, sl = best["fairseq"], best["seqloom"]
+    print(f"seqloom / fairseq: {sl.sentences_per_s / fs.sentences_per_s:.2f}x sentences/s, "
+          f"{sl.tokens_per_s / fs.tokens_per_s:.2f}x tokens/s")  # fmt: skip
+    if "ctranslate2" in best:
+        ct = best["ctranslate2"]
+        print(f"seqloom / ctranslate2: {sl.sentences_per_s / ct.sentences_per_s:.2f}x sentences/s")
+    same = sum(fs.hypotheses.get(k) == v for k, v in sl.hypotheses.items())
+    print(f"identical top hypotheses: {same}/{len(fs.hypotheses)}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
