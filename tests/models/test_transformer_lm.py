@@ -81,6 +81,9 @@ def test_cached_decoding_equals_full_forward(lm) -> None:
         steps = [model.get_normalized_probs(model.decode(tokens[:, t : t + 1], None, cache=cache).logits)
                  for t in range(12)]  # fmt: skip
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
+    with torch.no_grad():
+        picked = model.target_log_probs(model(tokens).logits, tokens)  # (B, T) without the (B, T, V) softmax
+    torch.testing.assert_close(picked, full.gather(-1, tokens.unsqueeze(-1)).squeeze(-1), atol=1e-5, rtol=1e-5)
     enc = model.encode(tokens)
     assert enc.out.shape[:2] == (3, 0) and enc.reorder(torch.tensor([2, 2, 0])).padding_mask.shape == (3, 0)
 
@@ -107,6 +110,7 @@ def test_adaptive_input_and_softmax_equal_fairseq(name: str, tie: bool) -> None:
     torch.testing.assert_close(lprobs.logsumexp(-1), torch.zeros(tokens.shape), atol=1e-5, rtol=0)
     idx = tokens.unsqueeze(-1)
     torch.testing.assert_close(restricted.gather(-1, idx), lprobs.gather(-1, idx))
+    torch.testing.assert_close(model.target_log_probs(features, tokens), lprobs.gather(-1, idx).squeeze(-1))
 
 
 def test_unsupported_and_inconsistent_flags_are_named() -> None:

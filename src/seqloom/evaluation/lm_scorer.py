@@ -35,16 +35,24 @@ def target_log_probs(model: Any, sample: dict[str, Any], *, softmax_batch: int |
     bsz, tsz = target.shape
     limit = softmax_batch or sys.maxsize
     if bsz * tsz < limit:
-        lprobs = model.get_normalized_probs(features, log_probs=True, target=target)  # (B, T, V)
-        return lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+        return _gather_log_probs(model, features, target)
     flat = features.reshape(1, bsz * tsz, -1)  # (1, N, C)
     flat_target = target.reshape(1, -1)  # (1, N)
-    pieces = []
-    for start in range(0, flat.size(1), limit):
-        chunk_target = flat_target[:, start : start + limit]
-        lprobs = model.get_normalized_probs(flat[:, start : start + limit], log_probs=True, target=chunk_target)
-        pieces.append(lprobs.gather(-1, chunk_target.unsqueeze(-1)).reshape(-1))
+    pieces = [
+        _gather_log_probs(model, flat[:, start : start + limit], flat_target[:, start : start + limit]).reshape(-1)
+        for start in range(0, flat.size(1), limit)
+    ]
     return torch.cat(pieces).view(bsz, tsz)
+
+
+def _gather_log_probs(model: Any, features: Tensor, target: Tensor) -> Tensor:
+    """``(B, T)`` log-probs of ``target``: the model's own ``target_log_probs`` when it has one (no ``(B, T, V)``
+    log-softmax), else gathered from ``get_normalized_probs``."""
+    fast = getattr(model, "target_log_probs", None)
+    if fast is not None:
+        return fast(features, target)
+    lprobs = model.get_normalized_probs(features, log_probs=True)  # (B, T, V)
+    return lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1)
 
 
 @torch.no_grad()

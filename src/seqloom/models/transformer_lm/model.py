@@ -147,6 +147,18 @@ class TransformerLM(nn.Module):
         logits = logits.float()
         return F.log_softmax(logits, dim=-1) if log_probs else F.softmax(logits, dim=-1)
 
+    def target_log_probs(self, logits: Tensor, target: Tensor) -> Tensor:
+        """``(B, T)`` float32 log-probabilities (natural log) of ``target`` ``(B, T)`` only.
+
+        Equal to gathering :meth:`get_normalized_probs`, without writing the ``(B, T, V)`` log-softmax:
+        ``logit[target] - logsumexp(logits)`` (scoring is bound by memory traffic, not arithmetic).
+        """
+        idx = target.unsqueeze(-1)  # (B, T, 1)
+        if self.decoder.adaptive_softmax is not None:
+            return self.get_normalized_probs(logits, target=target).gather(-1, idx).squeeze(-1)
+        x = logits.float()  # (B, T, V)
+        return x.gather(-1, idx).squeeze(-1) - torch.logsumexp(x, dim=-1)
+
     def max_positions(self) -> tuple[int, int]:
         """The longest sequence the model reads, as (input, output) so generators and batching can share it."""
         n = self.decoder.max_positions()
