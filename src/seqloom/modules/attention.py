@@ -4,6 +4,7 @@ training and incremental decoding, with fairseq's parameter names (``q_proj``, `
 
 Attention weights are computed explicitly only when a caller asks for them (``need_weights``), e.g.
 for the alignment layer; otherwise the fused kernel runs, also during incremental decoding.
+(With ``--attention-dropout`` > 0 the dropped weights are the kernel's draw, not fairseq's.)
 """
 
 from __future__ import annotations
@@ -135,9 +136,13 @@ class MultiheadAttention(nn.Module):
         else:
             k, v = self._cross_keys_values(source, cache)
         tgt_len, src_len = q.size(2), k.size(2)
-        future = causal_mask(tgt_len, src_len, offset=offset, device=q.device) if causal and tgt_len > 1 else None
-        use_is_causal = future is not None and key_padding_mask is None and offset == 0 and tgt_len == src_len
-        excluded = None if use_is_causal else combine_masks(key_padding_mask, future)
+        causal = causal and tgt_len > 1  # a single new query may see every cached key
+        # the plain training case lets the kernel build the mask itself (``is_causal``)
+        use_is_causal = causal and key_padding_mask is None and offset == 0 and tgt_len == src_len
+        excluded = None
+        if not use_is_causal:
+            future = causal_mask(tgt_len, src_len, offset=offset, device=q.device) if causal else None
+            excluded = combine_masks(key_padding_mask, future)
         out, weights = attention(
             q,
             k,
