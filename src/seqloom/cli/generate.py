@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     common, ev = args["common"], args["common_eval"]
     setup_logging(common.log_format, common.log_file)
     if ev.results_path is None:
-        return run(args, sys.stdout)
+        return run_reporting_errors(args, sys.stdout)
     os.makedirs(ev.results_path, exist_ok=True)
     path = os.path.join(ev.results_path, f"generate-{args['dataset'].gen_subset}.txt")
     with open(path, "w", buffering=1, encoding="utf-8") as out:
@@ -75,9 +75,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler.setFormatter(logging.Formatter(LINE_FORMAT, DATE_FORMAT))
         logging.getLogger().addHandler(handler)
         try:
-            return run(args, out)
+            return run_reporting_errors(args, out)
         finally:
             logging.getLogger().removeHandler(handler)
+
+
+def run_reporting_errors(args: ParsedArgs, out: TextIO) -> int:
+    """Runs ``run``; a missing file or a bad option value becomes one message on stderr and exit status 1."""
+    try:
+        return run(args, out)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"seqloom generate: error: {err}", file=sys.stderr)
+        return 1
 
 
 def run(args: ParsedArgs, out: TextIO) -> int:

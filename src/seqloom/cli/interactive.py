@@ -12,6 +12,7 @@ import logging
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
@@ -77,13 +78,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         data.batch_size = 1
     if args["generation"].sampling and args["generation"].nbest != args["generation"].beam:
         raise SystemExit("--sampling requires --nbest to be equal to --beam")
-    if inter.input == "-":
-        return run(args, sys.stdin, sys.stdout)
     try:
+        if inter.input == "-":
+            return run(args, sys.stdin, sys.stdout)
+        if not Path(inter.input).is_file():
+            raise FileNotFoundError(f"--input {inter.input}: no such file")
         with open(inter.input, encoding="utf-8") as stream:
             return run(args, stream, sys.stdout)
-    except FileNotFoundError:
-        raise SystemExit(f"--input {inter.input}: no such file") from None
+    except (FileNotFoundError, ValueError) as err:
+        print(f"seqloom interactive: error: {err}", file=sys.stderr)
+        return 1
 
 
 def run(args: ParsedArgs, stream: TextIO, out: TextIO) -> int:

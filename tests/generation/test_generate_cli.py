@@ -1,0 +1,64 @@
+"""``seqloom generate`` options beyond the fixture: ensembles, --results-path, sampling, scorers, errors."""
+
+from __future__ import annotations
+
+import sacrebleu
+from fixture_compare import compare_lines
+
+from seqloom.cli.generate import main as generate
+
+
+def argv(fixtures, *options: str, path: str | None = None) -> list[str]:
+    mt = fixtures / "mt"
+    ckpt = str(mt / "checkpoints" / "checkpoint_best.pt")
+    return [str(mt / "data-bin"), "--path", path or ckpt, "--gen-subset", "test", "--no-progress-bar",
+            "--batch-size", "16", "--num-shards", "13", "--shard-id", "0", *options]  # fmt: skip
+
+
+def test_ensemble_of_one_model_twice_equals_the_model(fairseq_fixtures, capsys) -> None:
+    assert generate(argv(fairseq_fixtures, "--beam", "3")) == 0
+    single = capsys.readouterr().out.splitlines()
+    ckpt = str(fairseq_fixtures / "mt" / "checkpoints" / "checkpoint_best.pt")
+    assert generate(argv(fairseq_fixtures, "--beam", "3", path=f"{ckpt}:{ckpt}")) == 0
+    double = capsys.readouterr().out.splitlines()
+    assert compare_lines(single, double, tol=1e-5) == []
+
+
+def test_results_path_writes_generate_subset_txt(fairseq_fixtures, tmp_path, capsys) -> None:
+    assert generate(argv(fairseq_fixtures, "--beam", "2", "--results-path", str(tmp_path / "out"))) == 0
+    assert capsys.readouterr().out == ""
+    text = (tmp_path / "out" / "generate-test.txt").read_text(encoding="utf-8").splitlines()
+    assert sum(line.startswith("H-") for line in text) == 16
+    assert text[-1].startswith("Generate test with beam=2: BLEU4 = ")
+    assert any("Translated 16 sentences" in line for line in text)  # logs go to the results file too
+
+
+def test_sampling_is_seeded_and_returns_beam_samples(fairseq_fixtures, capsys) -> None:
+    options = ("--sampling", "--sampling-topk", "20", "--beam", "2", "--nbest", "2", "--seed", "7")
+    outs = []
+    for _ in range(2):
+        assert generate(argv(fairseq_fixtures, *options)) == 0
+        outs.append(capsys.readouterr().out.splitlines())
+    assert outs[0] == outs[1]
+    assert sum(line.startswith("H-") for line in outs[0]) == 32
+
+
+def test_sacrebleu_and_chrf_closing_lines(fairseq_fixtures, capsys) -> None:
+    assert generate(argv(fairseq_fixtures, "--beam", "2", "--scoring", "sacrebleu")) == 0
+    out = capsys.readouterr().out.splitlines()
+    refs = [line.split("\t")[1] for line in out if line.startswith("T-")]
+    hyps = [line.split("\t")[2] for line in out if line.startswith("D-")]
+    expected = sacrebleu.corpus_bleu(hyps, [refs]).format()
+    assert out[-1] == f"Generate test with beam=2: {expected}"
+    assert generate(argv(fairseq_fixtures, "--beam", "2", "--scoring", "chrf")) == 0
+    assert (
+        capsys.readouterr().out.splitlines()[-1]
+        == f"Generate test with beam=2: {sacrebleu.corpus_chrf(hyps, [refs]).format()}"
+    )
+
+
+def test_missing_checkpoint_names_the_flag(fairseq_fixtures, tmp_path, capsys) -> None:
+    assert generate(argv(fairseq_fixtures, path=str(tmp_path / "nope.pt"))) == 1
+    assert "seqloom generate: error: --path" in capsys.readouterr().err
+    assert generate(argv(fairseq_fixtures, "--gen-subset", "nosuchsplit")) == 1
+    assert "split 'nosuchsplit' not found" in capsys.readouterr().err
