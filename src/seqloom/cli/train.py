@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -227,7 +228,11 @@ def run(parsed: ParsedArgs) -> TrainingLoop:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parsed = parse_args(SPEC, argv)
+    world = parsed["distributed_training"].distributed_world_size
+    if world > 1 and "WORLD_SIZE" not in os.environ:
+        return distributed.spawn(main, argv, world, port=parsed["distributed_training"].distributed_port)
     common = parsed["common"]
     # fairseq's --log-format shapes the progress lines; log records keep the ``date | LEVEL | name`` form
     setup_logging(None, common.log_file)

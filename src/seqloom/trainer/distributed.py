@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,11 +36,6 @@ def init_distributed(*, cpu: bool, backend: str = "nccl", world_size: int = 1, d
     env_world = int(os.environ.get("WORLD_SIZE", "1"))
     use_cuda = torch.cuda.is_available() and not cpu
     if env_world <= 1:
-        if world_size > 1:
-            raise SystemExit(
-                f"--distributed-world-size {world_size}: start one process per worker with "
-                f"torchrun --nproc_per_node {world_size} -m seqloom.train ..."
-            )
         device = torch.device("cuda", device_id) if use_cuda else torch.device("cpu")
         return DistInfo(0, 1, device)
     rank = int(os.environ["RANK"])
@@ -52,6 +48,33 @@ def init_distributed(*, cpu: bool, backend: str = "nccl", world_size: int = 1, d
         dist.init_process_group(backend=chosen, rank=rank, world_size=env_world)
     logger.info("distributed init (rank %d of %d, backend %s, device %s)", rank, env_world, chosen, device)
     return DistInfo(rank, env_world, device)
+
+
+def spawn(main: Callable[[list[str]], int], argv: list[str], world_size: int, *, port: int = -1) -> int:
+    """fairseq's ``--distributed-world-size N`` without a launcher: starts N local processes that join
+    one group (as torchrun would set them up) and run ``main(argv)``; returns the worst exit code."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    if port <= 0:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+    try:
+        mp.spawn(_worker, args=(main, argv, world_size, port), nprocs=world_size, join=True)
+    except (mp.ProcessRaisedException, mp.ProcessExitedException) as err:
+        logger.error("a worker process failed: %s", str(err).strip().splitlines()[-1] if str(err).strip() else err)
+        return 1
+    return 0
+
+
+def _worker(rank: int, main: Callable[[list[str]], int], argv: list[str], world_size: int, port: int) -> None:
+    env = {"RANK": rank, "LOCAL_RANK": rank, "WORLD_SIZE": world_size, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port}
+    os.environ.update({k: str(v) for k, v in env.items()})
+    code = main(argv)
+    if code:
+        raise SystemExit(code)
 
 
 def all_reduce_sums(values: dict[str, float], device: torch.device) -> dict[str, float]:
