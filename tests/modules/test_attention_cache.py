@@ -214,3 +214,11 @@ def test_layerdrop_only_drops_in_training() -> None:
         no_layers = model.decoder.output_projection(model.decoder.embed(prev))
         torch.testing.assert_close(skipped, no_layers)  # every layer dropped: embeddings straight to the output
         assert not torch.allclose(model.eval()(src, None, prev).logits, skipped)
+
+
+def test_whole_model_compiles_as_one_graph() -> None:
+    """``torch.compile(fullgraph=True)`` traces training forward without a data-dependent break."""
+    model = _tiny(dropout=0.0).train()
+    src, prev = _batch()
+    compiled = torch.compile(model, backend="eager", fullgraph=True)
+    torch.testing.assert_close(compiled(src, None, prev).logits, model(src, None, prev).logits)

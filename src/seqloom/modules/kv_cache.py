@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from seqloom.modules.masks import any_true
+
 
 class AttentionCache:
     """Cached keys and values of one attention layer, ``(B, H, L, Dh)`` each.
@@ -125,7 +127,7 @@ class KVCache:
                 "create the cache with a larger max_len (model.new_cache(batch_size, max_len))"
             )
         self.padding[:, self.length : end] = pad
-        self.has_padding = self.has_padding or bool(pad.any())
+        self.has_padding = self.has_padding or any_true(pad)
         return self.padding[:, :end] if self.has_padding else None
 
     def advance(self, steps: int) -> None:

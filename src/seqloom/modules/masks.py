@@ -30,6 +30,15 @@ def causal_mask(
     return cols > rows
 
 
+def any_true(mask: Tensor) -> bool:
+    """Whether ``mask`` has a True entry, to skip applying an empty mask (fairseq's ``has_pads``).
+
+    While ``torch.compile`` traces, it answers True without reading the data: the mask is then simply
+    applied (same result), and the graph has no data-dependent break.
+    """
+    return torch.compiler.is_compiling() or bool(mask.any())
+
+
 def combine_masks(key_padding: Tensor | None, future: Tensor | None) -> Tensor | None:
     """Merges a ``(B, S)`` key padding mask and a ``(T, S)`` future mask into ``(B, 1, T|1, S)`` (True = excluded)."""
     if key_padding is None and future is None:

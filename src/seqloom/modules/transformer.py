@@ -16,7 +16,7 @@ import torch.utils.checkpoint
 from torch import Tensor, nn
 
 from seqloom.modules.kv_cache import KVCache
-from seqloom.modules.masks import padding_mask
+from seqloom.modules.masks import any_true, padding_mask
 from seqloom.modules.positions import (
     LearnedPositionalEmbedding,
     SinusoidalPositionalEmbedding,
@@ -111,7 +111,7 @@ class TransformerEncoder(nn.Module):
     def forward(self, src_tokens: Tensor) -> EncoderOut:
         """``src_tokens`` ``(B, S)`` (left- or right-padded) -> :class:`EncoderOut`."""
         pad = padding_mask(src_tokens, self.padding_idx)  # (B, S)
-        has_pads = bool(pad.any())
+        has_pads = any_true(pad)
         x = self.embed(src_tokens)
         if has_pads:
             x = x * (1 - pad.unsqueeze(-1).type_as(x))  # zero the padding rows, as fairseq
@@ -200,7 +200,7 @@ class TransformerDecoder(nn.Module):
         if cache is not None:
             self_padding = cache.record_padding(pad)  # (B, start + T) or None
         else:
-            self_padding = pad if bool(pad.any()) else None
+            self_padding = pad if any_true(pad) else None
         enc = encoder_out.out if encoder_out is not None else None
         enc_pad = encoder_out.padding_mask if encoder_out is not None else None
         attn: Tensor | None = None
