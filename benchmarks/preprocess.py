@@ -33,6 +33,7 @@ class Run:
     """One timed run of one tool."""
 
     wall_s: float
+    cpu_s: float  # user + system time of the tool and its workers (less sensitive to a busy machine)
     peak_rss_mib: float
 
 
@@ -65,7 +66,7 @@ def timed(cmd: list[str], env: dict[str, str]) -> Run:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err.decode(errors='replace')[-2000:]}")
-    return Run(wall, usage.ru_maxrss / 1024)  # ru_maxrss is in KiB on Linux
+    return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)  # ru_maxrss: KiB on Linux
 
 
 def same_outputs(a: Path, b: Path) -> bool:
@@ -112,14 +113,20 @@ def report(runs: dict[str, list[Run]], lines: int, args: argparse.Namespace, ide
     print(f"corpus: {args.corpus} (train x{args.repeat} + valid), {lines} lines (source + target), "
           f"--workers {args.workers}, {args.runs} runs each, median wall time")  # fmt: skip
     speed: dict[str, float] = {}
+    cpu: dict[str, float] = {}
     rss: dict[str, float] = {}
     for name, rs in runs.items():
         wall = statistics.median(r.wall_s for r in rs)
+        cpu[name] = statistics.median(r.cpu_s for r in rs)
         speed[name], rss[name] = lines / wall, max(r.peak_rss_mib for r in rs)
-        print(f"  {name:8s} {wall:7.2f} s  {speed[name]:10,.0f} lines/s  peak RSS {rss[name]:7.1f} MiB")
+        print(
+            f"  {name:8s} {wall:7.2f} s wall  {speed[name]:10,.0f} lines/s  {cpu[name]:7.2f} s CPU"
+            f"  peak RSS {rss[name]:7.1f} MiB"
+        )
     print(f"  speed ratio seqloom/fairseq: {speed['seqloom'] / speed['fairseq']:.2f}x (target >= 3x)")
+    print(f"  CPU time ratio fairseq/seqloom: {cpu['fairseq'] / cpu['seqloom']:.2f}x")
     print(f"  peak RSS ratio seqloom/fairseq: {rss['seqloom'] / rss['fairseq']:.2f} (target <= 1)")
-    print(f"  outputs byte-identical: {identical}")
+    print(f"  outputs byte-identical: {identical}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
 
 if __name__ == "__main__":
