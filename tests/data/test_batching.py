@@ -60,3 +60,16 @@ def test_filter_and_resolve_max_positions() -> None:
     kept, dropped = filter_by_size(np.arange(3), src, tgt, (8, 10))
     assert kept.tolist() == [0] and dropped.tolist() == [1, 2]
     assert resolve_max_positions((1024, 1024), 500, None, (600, 2000)) == (500, 500)
+
+
+def test_too_long_samples_fail_or_are_skipped(fairseq_fixtures: Path) -> None:
+    task = TranslationTask.setup_task(TranslationConfig(data=str(fairseq_fixtures / "mt" / "data-bin")))
+    valid = task.load_dataset("valid")
+    strict = BatchingOptions(max_tokens=2048, max_positions=(20, 20))
+    with pytest.raises(ValueError, match="--skip-invalid-size-inputs-valid-test"):
+        task.get_batch_iterator(valid, strict)
+    lenient = BatchingOptions(max_tokens=2048, max_positions=(20, 20), ignore_invalid_inputs=True)
+    itr = task.get_batch_iterator(valid, lenient)
+    kept = sum(len(b) for b in itr.frozen_batches)
+    fits = int(((valid.src_sizes <= 20) & (valid.tgt_sizes <= 20)).sum())
+    assert kept == fits and 0 < fits < len(valid)
