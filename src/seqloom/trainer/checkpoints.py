@@ -206,7 +206,9 @@ def prune_checkpoints(cfg: CheckpointConfig, *, end_of_epoch: bool) -> None:
     if not end_of_epoch and cfg.keep_interval_updates > 0:
         found = checkpoint_paths(cfg.save_dir, rf"checkpoint_\d+_(\d+){sfx}\.pt")
         keep = cfg.keep_interval_updates_pattern
-        doomed += [p for p in found[cfg.keep_interval_updates :] if not (keep > 0 and _updates_of(p) % keep == 0)]
+        if keep > 0:  # multiples of the pattern are never deleted (nor counted)
+            found = [p for p in found if _updates_of(p) % keep != 0]
+        doomed += found[cfg.keep_interval_updates :]
     if cfg.keep_last_epochs > 0:
         doomed += checkpoint_paths(cfg.save_dir, rf"checkpoint(\d+){sfx}\.pt")[cfg.keep_last_epochs :]
     if cfg.keep_best_checkpoints > 0:
