@@ -222,3 +222,25 @@ def test_whole_model_compiles_as_one_graph() -> None:
     src, prev = _batch()
     compiled = torch.compile(model, backend="eager", fullgraph=True)
     torch.testing.assert_close(compiled(src, None, prev).logits, model(src, None, prev).logits)
+
+
+@torch.no_grad()
+def test_reorder_within_sentences_can_keep_the_cross_attention_cache() -> None:
+    model = _tiny()
+    src, prev = _batch()
+    src = src[[0, 0, 1, 1]]  # two beams for each of two sentences
+    prev = prev[[0, 1, 2, 2]]
+    encoder_out = model.encode(src)
+    cache = model.new_cache(4, 7)
+    for t in range(2):
+        model.decode(prev[:, t : t + 1], encoder_out, cache=cache)
+    cross_before = cache.cross_attn[0].key
+    order = torch.tensor([1, 1, 3, 2])  # each row continues a beam of its own sentence
+    cache.reorder(order, keep_static=True)
+    assert cache.cross_attn[0].key is cross_before
+    for t in range(2, 4):  # two more steps: the swapped spare buffers are used and swapped again
+        stepped = model.decode(prev[order, t : t + 1], encoder_out, cache=cache).logits
+        if t == 2:
+            cache.reorder(torch.arange(4), keep_static=True)
+    full = model.decode(prev[order, :4], encoder_out).logits
+    torch.testing.assert_close(stepped[:, 0], full[:, 3], atol=1e-5, rtol=0)
