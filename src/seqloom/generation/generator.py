@@ -76,14 +76,19 @@ class SequenceGenerator:
         return min(int(self.cfg.max_len_a * src_len + self.cfg.max_len_b), self.decoder.max_decoder_positions() - 1)
 
     @torch.no_grad()
-    def generate(self, src_tokens: Tensor, *, prefix_tokens: Tensor | None = None, bos_token: int | None = None
-                 ) -> list[list[Hypothesis]]:  # fmt: skip
-        """Hypotheses of each sentence of ``src_tokens`` (B, S) (padded like the training data), best first."""
+    def generate(self, src_tokens: Tensor, *, prefix_tokens: Tensor | None = None, bos_token: int | None = None,
+                 src_lengths: Tensor | None = None) -> list[list[Hypothesis]]:  # fmt: skip
+        """Hypotheses of each sentence of ``src_tokens`` (B, S) (padded like the training data), best first.
+
+        ``src_lengths`` (B,) are the lengths ``--match-source-len`` follows; by default each row's tokens other
+        than pad and eos (fairseq's fallback when a batch has no ``net_input["src_lengths"]``).
+        """
         for model in self.models:
             model.train(self.cfg.retain_dropout)
         bsz, src_len = src_tokens.shape
         k = self.beam_size
-        src_lengths = (src_tokens.ne(self.eos) & src_tokens.ne(self.pad)).long().sum(dim=1)  # (B,)
+        if src_lengths is None:
+            src_lengths = (src_tokens.ne(self.eos) & src_tokens.ne(self.pad)).long().sum(dim=1)  # (B,)
         max_len = self.max_len(src_len, src_lengths)
         if self.cfg.min_len > max_len:
             raise ValueError(f"--min-len {self.cfg.min_len} is larger than the maximum length {max_len}")
