@@ -10,6 +10,7 @@ from pathlib import Path
 BUILTIN_MODULES: tuple[str, ...] = (
     "seqloom.models.transformer",
     "seqloom.models.transformer_lm",
+    "seqloom.models.bart.builder",
     "seqloom.tasks.translation",
     "seqloom.tasks.language_modeling",
     "seqloom.tokenizers.moses_tokenizer",

@@ -6,6 +6,7 @@ hub = TransformerModel.from_pretrained("model_dir", checkpoint_file="model.pt", 
 hub.translate("Hello world!", beam=5)
 
 from seqloom.hub import TransformerLanguageModel   # language models: sample, score, generate
+from seqloom.hub import BARTModel                  # BART: fill_mask, sample, extract_features, heads
 """
 
 from seqloom.hub.base import GeneratorHubInterface, HubBatching
@@ -13,6 +14,7 @@ from seqloom.hub.pretrained import TransformerModel, from_pretrained
 from seqloom.hub.translation import TranslationHub
 
 __all__ = [
+    "BARTModel",
     "GeneratorHubInterface",
     "HubBatching",
     "TransformerLanguageModel",
@@ -28,4 +30,8 @@ def __getattr__(name: str) -> object:
         from seqloom.models.transformer_lm.hub import TransformerLanguageModel
 
         return TransformerLanguageModel
+    if name == "BARTModel":  # BARTModel.from_pretrained(dir, bpe="gpt2", ...) -> the BART hub
+        from seqloom.models.bart.builder import BARTModel
+
+        return BARTModel
     raise AttributeError(f"module 'seqloom.hub' has no attribute {name!r}")

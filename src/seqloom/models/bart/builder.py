@@ -1,0 +1,42 @@
+"""Turns a :class:`BARTConfig` into a :class:`BARTModel` with the transformer's builders.
+
+fairseq builds BART as its transformer, then re-initialises every weight with ``init_bert_params``
+(N(0, 0.02)); doing the same over the same module tree gives fairseq's initial weights for a seed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from seqloom import registry
+from seqloom.models.bart.config import BARTConfig
+from seqloom.models.bart.model import BARTModel, init_bert_params
+from seqloom.models.transformer.builder import Vocabulary, build_decoder, build_embedding, build_encoder, check_config
+
+
+def build_model(cfg: BARTConfig, src_dict: Vocabulary, tgt_dict: Vocabulary | None = None) -> BARTModel:
+    """BART over ``src_dict`` (and ``tgt_dict``, the same one for ``share_all_embeddings``)."""
+    if not isinstance(cfg, BARTConfig):
+        raise TypeError(f"bart: expected a BARTConfig, got {type(cfg).__name__} (use an --arch bart_* preset)")
+    cfg = cfg.resolved()
+    tgt_dict = src_dict if tgt_dict is None else tgt_dict
+    check_config(cfg, src_dict, tgt_dict)
+    assert cfg.decoder_embed_dim is not None
+    encoder_embed = build_embedding(len(src_dict), cfg.encoder_embed_dim, src_dict.pad())
+    if cfg.share_all_embeddings:
+        decoder_embed = encoder_embed
+    else:
+        decoder_embed = build_embedding(len(tgt_dict), cfg.decoder_embed_dim, tgt_dict.pad())
+    encoder = build_encoder(cfg, encoder_embed)
+    decoder = build_decoder(cfg, decoder_embed, len(tgt_dict))
+    model = BARTModel(encoder, decoder, cfg=cfg, eos=_eos(src_dict))
+    model.apply(init_bert_params)
+    return model
+
+
+def _eos(vocab: Any) -> int:
+    eos = getattr(vocab, "eos", None)  # stand-in vocabularies of bare checkpoints have no eos(): fairseq's 2
+    return int(eos()) if callable(eos) else 2
+
+
+registry.MODELS.add("bart", BARTModel, config=BARTConfig)

@@ -1,0 +1,223 @@
+"""The BART hub: ``BARTModel.from_pretrained(dir, bpe='gpt2', ...)`` -> encode, fill_mask, sample, features, heads.
+
+As fairseq's ``BARTHubInterface``, with three of its bugs left behind (tests/models/test_bart_hub.py):
+
+* fairseq's ``from_pretrained(..., bpe='gpt2')`` fails on checkpoints of fairseq's hydra era (the ``bpe``
+  override is also written into the denoising task's own ``bpe`` string field); here it loads.
+* fairseq's ``encode`` adds out-of-vocabulary GPT-2 ids to the dictionary (ids past the embedding table, then
+  an ``IndexError``); here they map to ``<unk>``.
+* fairseq's BART keeps the last beam size > 1 in its attention modules, so a later plain forward or a
+  beam-1 search fails; here nothing outlives a call (the beam is an argument of each generation).
+
+Sources are right-padded (BART's denoising task pads on the right); generation starts from ``</s>`` and is
+forced to emit ``<s>`` first, so hypotheses read ``<s> ... </s>``. Scores are natural log.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from seqloom.checkpoint.io import load_checkpoint
+from seqloom.data.batching import resolve_max_positions
+from seqloom.data.dictionary import Dictionary
+from seqloom.data.language_pair_dataset import collate_tokens
+from seqloom.generation.config import GenerationConfig
+from seqloom.generation.generator import SequenceGenerator
+from seqloom.generation.hypotheses import Hypothesis
+from seqloom.hub import files
+from seqloom.hub.base import GeneratorHubInterface, HubBatching
+from seqloom.hub.codecs import build_codec, codec_option_names, codec_spec
+from seqloom.hub.pretrained import checkpoint_groups
+from seqloom.models.bart.interop import model_from_state
+from seqloom.models.bart.model import BARTModel, last_eos_representation
+
+MASK = "<mask>"
+GENERATION_OPTIONS = tuple(f.name for f in dataclasses.fields(GenerationConfig))
+BATCHING_OPTIONS = ("max_tokens", "batch_size")
+
+
+def load_dictionary(path: str | os.PathLike[str]) -> Dictionary:
+    """``dict.txt`` with ``<mask>`` appended, as fairseq's denoising and sentence_prediction tasks load it."""
+    dictionary = Dictionary.load(path)
+    dictionary.add_symbol(MASK)
+    return dictionary
+
+
+class BARTHub(GeneratorHubInterface):
+    """A hub over one BART model; see :class:`GeneratorHubInterface` for ``sample``/``generate``/``translate``."""
+
+    @property
+    def bart(self) -> BARTModel:
+        model = self.models[0]
+        assert isinstance(model, BARTModel)
+        return model
+
+    def _limit(self) -> int:
+        limits = [n for n in self.max_positions if n is not None]
+        return min(limits) if limits else 1024
+
+    def encode(self, sentence: str, *addl_sentences: str, no_separator: bool = True) -> Tensor:
+        """``<s> sentence </s>`` ids (T,) int64 (extra sentences: ``[</s>] s </s>`` each); GPT-2 BPE of the first
+        sentence truncated to ``max_positions - 2`` tokens; GPT-2 ids missing from ``dict.txt`` become ``<unk>``."""
+        tokens = self.apply_bpe(self.tokenize(sentence)).split()[: self._limit() - 2]
+        line = "<s> " + " ".join(tokens) + " </s>"
+        for extra in addl_sentences:
+            line += ("" if no_separator else " </s>") + " " + self.apply_bpe(self.tokenize(extra)) + " </s>"
+        return self.src_dict.encode_line(line, append_eos=False, add_if_not_exist=False).long()
+
+    def decode(self, tokens: Tensor) -> Any:
+        """Ids (T,) -> text; a leading ``<s>`` is dropped; ``</s> </s>`` separates documents (then a list)."""
+        assert tokens.dim() == 1, "decode takes one sequence of ids (T,)"
+        ids = tokens.cpu().numpy()
+        if len(ids) and ids[0] == self.src_dict.bos():
+            ids = ids[1:]
+        eos = ids == self.src_dict.eos()
+        pieces = np.split(ids, (eos[1:] & eos[:-1]).nonzero()[0] + 1)
+        texts = [self.detokenize(self.remove_bpe(self.src_dict.string(torch.from_numpy(p)))) for p in pieces]
+        return texts[0] if len(texts) == 1 else texts
+
+    def inference_step(self, cfg: GenerationConfig, batch: list[Tensor]) -> list[list[Hypothesis]]:
+        """Beam search over the right-padded batch, ``<s>`` forced first.
+
+        As in fairseq's BART hub, every row's source length (what ``match_source_len`` follows) is the padded
+        batch width: fairseq batches twice and its second pass counts the first one's padding. So with
+        ``match_source_len`` each output has ``<s>``, as many tokens as the longest input (``<s>``/``</s>`` included)
+        minus one, then ``</s>``; fill one sentence per call for per-sentence lengths.
+        """
+        src_tokens = collate_tokens(batch, self.src_dict.pad(), eos_idx=self.src_dict.eos(), left_pad=False)
+        bsz, width = src_tokens.shape
+        prefix = src_tokens.new_full((bsz, 1), self.src_dict.bos())  # (B, 1): force <s> first
+        lengths = src_tokens.new_full((bsz,), width)  # (B,)
+        generator = SequenceGenerator(list(self.models), self.tgt_dict, cfg)
+        return generator.generate(src_tokens, prefix_tokens=prefix, src_lengths=lengths)
+
+    def fill_mask(self, masked_inputs: str | Sequence[str], topk: int = 5, match_source_len: bool = True,
+                  **generate_kwargs: Any) -> Any:  # fmt: skip
+        """The ``topk`` (text, natural-log score) fillings of each input's ``<mask>`` span(s), best first.
+
+        One batched beam search (beam = max(topk, beam)); ``match_source_len`` keeps outputs as long as the
+        input. A single string gives its list; a list gives a list per input.
+        """
+        if isinstance(masked_inputs, str):
+            return self.fill_mask([masked_inputs], topk, match_source_len, **generate_kwargs)[0]
+        batch = [self._encode_masked(text) for text in masked_inputs]
+        beam = max(topk, int(generate_kwargs.pop("beam", -1)))
+        hyps = self.generate(batch, beam, match_source_len=match_source_len, **generate_kwargs)
+        return [[(self.decode(h.tokens), float(h.score)) for h in sentence[:topk]] for sentence in hyps]
+
+    def _encode_masked(self, text: str) -> Tensor:
+        if MASK not in text:
+            raise ValueError(f"fill_mask: {text!r} has no {MASK} token; put one where text is to be filled in")
+        spans = [self.apply_bpe(self.tokenize(span.rstrip())) for span in text.split(MASK)]
+        line = f" {MASK} ".join(spans).strip()
+        return self.src_dict.encode_line(f"<s> {line} </s>", append_eos=False, add_if_not_exist=False).long()
+
+    def extract_features(self, tokens: Tensor, return_all_hiddens: bool = False) -> Any:
+        """Last decoder layer's features ``(B, T, C)`` of ``tokens`` (T,) or (B, T) (right-padded), the decoder
+        reading the tokens rotated right by one (last token first), as fairseq. ``return_all_hiddens``: the
+        list of inner states ``(B, T, C)`` (embeddings, then each layer)."""
+        tokens = (tokens.unsqueeze(0) if tokens.dim() == 1 else tokens).to(self.device).long()  # (B, T)
+        if tokens.size(-1) > min(self.bart.max_positions()):
+            raise ValueError(f"tokens exceeds maximum length: {tokens.size(-1)} > {min(self.bart.max_positions())}")
+        prev = tokens.clone()
+        last = tokens.ne(self.src_dict.pad()).sum(dim=1) - 1  # (B,) index of each row's last token
+        prev[:, 0] = tokens.gather(1, last.unsqueeze(-1)).squeeze(-1)
+        prev[:, 1:] = tokens[:, :-1]
+        with torch.no_grad():
+            out = self.bart.features(tokens, prev, return_all_hiddens=return_all_hiddens)
+        return out.inner_states if return_all_hiddens else out.features
+
+    def register_classification_head(self, name: str, num_classes: int, inner_dim: int | None = None) -> None:
+        """Adds a (randomly initialised) head ``name`` with ``num_classes`` outputs to the model."""
+        self.bart.register_classification_head(name, num_classes, inner_dim)
+
+    def predict(self, head: str, tokens: Tensor, return_logits: bool = False) -> Tensor:
+        """``(B, num_classes)`` log-probabilities (or logits) of head ``head`` for ``tokens`` (T,) or (B, T)."""
+        tokens = (tokens.unsqueeze(0) if tokens.dim() == 1 else tokens).to(self.device).long()
+        if head not in self.bart.classification_heads:
+            raise KeyError(f"no classification head {head!r}; add one with register_classification_head({head!r}, N)")
+        features = self.extract_features(tokens)
+        with torch.no_grad():
+            logits = self.bart.classification_heads[head](
+                last_eos_representation(features, tokens, self.src_dict.eos())
+            )
+        return logits if return_logits else F.log_softmax(logits, dim=-1)
+
+
+def _pick(group: Any, names: Sequence[str], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """Values of ``names`` from a checkpoint group (interpolations skipped), then from ``kwargs``."""
+    values: dict[str, Any] = {}
+    if isinstance(group, Mapping):
+        values = {n: group[n] for n in names if n in group and not str(group[n]).startswith("${")}
+    values.update({n: kwargs[n] for n in names if n in kwargs})
+    return values
+
+
+def _check_keywords(kwargs: Mapping[str, Any]) -> None:
+    known = {"tokenizer", "bpe", *BATCHING_OPTIONS, *GENERATION_OPTIONS}
+    known |= codec_option_names("tokenizer") | codec_option_names("bpe")
+    unknown = sorted(set(kwargs) - known)
+    if unknown:
+        raise TypeError(
+            f"BARTModel.from_pretrained got unknown keyword(s) {', '.join(unknown)}; it accepts bpe/tokenizer and "
+            "their options (gpt2_encoder_json, gpt2_vocab_bpe ...), max_tokens, batch_size and generation options"
+        )
+
+
+def _codecs(model_dir: Any, groups: Mapping[str, Any], kwargs: Mapping[str, Any]) -> tuple[Any, Any]:
+    """The tokenizer and BPE: keywords win over the checkpoint's groups (which fairseq 0.12 fails to merge)."""
+    tokenizer = codec_spec("tokenizer", kwargs.get("tokenizer", groups.get("tokenizer")), kwargs)
+    bpe = codec_spec("bpe", kwargs.get("bpe", groups.get("bpe")), kwargs)
+    if bpe is not None:
+        bpe.options.update(files.discover_codec_files(model_dir, bpe.options))
+        bpe = codec_spec("bpe", bpe.name, bpe.options)
+    return build_codec("tokenizer", tokenizer), build_codec("bpe", bpe)
+
+
+def from_pretrained(
+    model_name_or_path: str | os.PathLike[str],
+    checkpoint_file: str = "model.pt",
+    data_name_or_path: str = ".",
+    **kwargs: Any,
+) -> BARTHub:
+    """A local BART directory -> an eval-mode :class:`BARTHub`; never downloads, never unpickles code.
+
+    ``data_name_or_path``: the folder of ``dict.txt`` (starting with '.': inside the model directory).
+    Keywords: ``bpe`` (default ``gpt2``) and its files ``gpt2_encoder_json=``/``gpt2_vocab_bpe=`` (else
+    ``encoder.json``/``vocab.bpe`` in the model directory), ``max_tokens``/``batch_size``, generation options.
+    """
+    kwargs.setdefault("bpe", "gpt2")
+    _check_keywords(kwargs)
+    model_dir, named = files.resolve_model_dir(model_name_or_path)
+    (path,) = files.checkpoint_paths(model_dir, named or checkpoint_file)[:1]
+    data_dir = files.resolve_data_dir(model_dir, data_name_or_path)
+    if not (data_dir / "dict.txt").is_file():
+        raise FileNotFoundError(f"dictionary {data_dir / 'dict.txt'}: no such file; pass data_name_or_path=DIR")
+    dictionary = load_dictionary(data_dir / "dict.txt")
+    state = load_checkpoint(path)
+    groups = checkpoint_groups(state)
+    model = model_from_state(state, dictionary, source=str(path)).eval()
+    tokenizer, bpe = _codecs(model_dir, groups, kwargs)
+    generation = _pick(groups.get("generation"), GENERATION_OPTIONS, kwargs)
+    generation = {k: v for k, v in generation.items() if v is not None or k in ("replace_unk", "print_alignment")}
+    task = _pick(groups.get("task"), ("max_source_positions", "max_target_positions"), {})
+    limits = (task.get("max_source_positions", 1024), task.get("max_target_positions", 1024))
+    return BARTHub(
+        [model],
+        src_dict=dictionary,
+        tgt_dict=dictionary,
+        tokenizer=tokenizer,
+        bpe=bpe,
+        generation=GenerationConfig(**generation),
+        # fairseq's hub batches with get_batch_iterator's default multiple of 1
+        batching=HubBatching(**_pick(groups.get("dataset"), BATCHING_OPTIONS, kwargs), required_batch_size_multiple=1),
+        max_positions=resolve_max_positions(limits, model.max_positions()),
+    )

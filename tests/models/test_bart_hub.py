@@ -1,0 +1,112 @@
+"""The BART hub reproduces fairseq's bart/hub.json, and leaves fairseq's three BART hub bugs behind."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from seqloom.hub import BARTModel
+from seqloom.models.bart.hub import BARTHub
+
+
+@pytest.fixture(scope="module")
+def ref(fairseq_fixtures: Path) -> dict[str, Any]:
+    return json.loads((fairseq_fixtures / "bart" / "hub.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def hub(fairseq_fixtures: Path) -> BARTHub:
+    """Loaded with fairseq's own from_pretrained call of hub.json (which fails in fairseq 0.12)."""
+    gpt2 = fairseq_fixtures.parents[1] / "data" / "gpt2-bpe"
+    return BARTModel.from_pretrained(
+        str(fairseq_fixtures / "bart" / "model"),
+        checkpoint_file="model.pt",
+        data_name_or_path=str(fairseq_fixtures / "bart" / "model"),
+        bpe="gpt2",
+        gpt2_encoder_json=str(gpt2 / "encoder.json"),
+        gpt2_vocab_bpe=str(gpt2 / "vocab.bpe"),
+    )
+
+
+def test_from_pretrained_loads_where_fairseq_fails(hub: BARTHub, ref: dict[str, Any]) -> None:
+    assert "ValidationError" in ref["from_pretrained_error"]  # fairseq's from_pretrained(bpe='gpt2') failed
+    assert len(hub.src_dict) == ref["dictionary_size_with_mask"] == 4089
+    assert hub.src_dict[4088] == "<mask>"
+
+
+def test_encode_ids(hub: BARTHub, ref: dict[str, Any]) -> None:
+    for entry in ref["encode"]:
+        ids = hub.encode(entry["sentence"])
+        assert ids.tolist() == entry["ids"]
+        assert hub.decode(ids) == entry["sentence"]
+
+
+def test_encode_oov_maps_to_unk_instead_of_growing_the_dictionary(hub: BARTHub, ref: dict[str, Any]) -> None:
+    entry = ref["encode_oov_example"]
+    ids = hub.encode(entry["sentence"]).tolist()
+    grown = [i for i in entry["ids"] if i >= 4089]  # fairseq added the OOV GPT-2 ids as new symbols
+    assert grown == [4089, 4090] and entry["dictionary_size_after"] == 4091
+    expected = [hub.src_dict.unk() if i >= 4089 else i for i in entry["ids"]]
+    assert ids == expected and len(hub.src_dict) == 4089
+    assert hub.extract_features(torch.tensor(ids)).shape == (1, len(ids), 64)  # fairseq: IndexError
+
+
+def test_encode_truncates_to_max_positions(hub: BARTHub) -> None:
+    ids = hub.encode(" the" * 1500)
+    assert ids.numel() == 1024 and ids[0] == 0 and ids[-1] == 2
+
+
+def test_extract_features(hub: BARTHub, ref: dict[str, Any]) -> None:
+    entry = ref["extract_features"]
+    feats = hub.extract_features(torch.tensor(entry["ids"]))
+    assert list(feats.shape) == entry["shape"]
+    torch.testing.assert_close(feats[0], torch.tensor(entry["all"]), atol=1e-4, rtol=0)
+    states = hub.extract_features(torch.tensor(entry["ids"]), return_all_hiddens=True)
+    assert len(states) == 3 and torch.allclose(states[-1], feats)  # embeddings + 2 layers; post-norm: last == features
+
+
+def test_sample_beam1(hub: BARTHub, ref: dict[str, Any]) -> None:
+    inputs = [e["input"] for e in ref["sample_beam1"]]
+    assert hub.sample(inputs, beam=1) == [e["output"] for e in ref["sample_beam1"]]
+
+
+def test_fill_mask_then_features_and_beam1(hub: BARTHub, ref: dict[str, Any]) -> None:
+    """fill_mask (beam 3, batched) as fairseq; then a plain forward and a beam-1 search still work (in fairseq
+    BART keeps the last beam size > 1 and both fail)."""
+    results = hub.fill_mask([e["input"] for e in ref["fill_mask"]], topk=3)
+    for got, entry in zip(results, ref["fill_mask"]):
+        assert [text for text, _ in got] == [text for text, _ in entry["topk"]]
+        for (_, score), (_, expected) in zip(got, entry["topk"]):
+            assert score == pytest.approx(expected, abs=1e-4)
+    entry = ref["extract_features"]
+    feats = hub.extract_features(torch.tensor(entry["ids"]))
+    torch.testing.assert_close(feats[0], torch.tensor(entry["all"]), atol=1e-4, rtol=0)
+    assert hub.sample(ref["sample_beam1"][1]["input"], beam=1) == ref["sample_beam1"][1]["output"]
+
+
+def test_generate_options(hub: BARTHub) -> None:
+    src = hub.encode("In the beginning God created the heavens and the earth.")
+    hyps = hub.generate([src], beam=4, lenpen=2.0, max_len_b=12, min_len=5, no_repeat_ngram_size=2)[0]
+    assert len(hyps) == 4
+    for hyp in hyps:
+        assert hyp.tokens[0] == 0 and hyp.tokens[-1] == 2  # <s> ... </s>
+        assert 5 <= hyp.tokens.numel() - 1 <= 12
+
+
+def test_classification_head_predict(hub: BARTHub) -> None:
+    torch.manual_seed(0)
+    hub.register_classification_head("demo", num_classes=3)
+    tokens = hub.encode("Noah went out.")
+    lprobs = hub.predict("demo", tokens)
+    assert lprobs.shape == (1, 3) and torch.allclose(lprobs.exp().sum(), torch.tensor(1.0))
+    feats = hub.extract_features(tokens)
+    head = hub.bart.classification_heads["demo"]
+    with torch.no_grad():
+        expected = head(feats[0, -1].unsqueeze(0))  # the last </s> of the row
+    torch.testing.assert_close(hub.predict("demo", tokens, return_logits=True), expected)
+    with pytest.raises(KeyError, match="register_classification_head"):
+        hub.predict("missing", tokens)
