@@ -47,9 +47,11 @@ class TransformerConfig:
     max_source_positions: int = field(DEFAULT_MAX_SOURCE_POSITIONS, help="max number of tokens in the source sequence")
 
     decoder_embed_path: Optional[str] = field(None, help="path to pre-trained decoder embedding")
-    decoder_embed_dim: Optional[int] = field(None, help="decoder embedding dimension (default: --encoder-embed-dim)")
+    decoder_embed_dim: Optional[int] = field(
+        None, help="decoder embedding dimension; None: that of --encoder-embed-dim"
+    )
     decoder_ffn_embed_dim: Optional[int] = field(
-        None, help="decoder embedding dimension for FFN (default: --encoder-ffn-embed-dim)"
+        None, help="decoder embedding dimension for FFN; None: that of --encoder-ffn-embed-dim"
     )
     decoder_layers: int = field(6, help="num decoder layers")
     decoder_attention_heads: int = field(8, help="num decoder attention heads")
@@ -59,9 +61,10 @@ class TransformerConfig:
     decoder_layers_to_keep: Optional[str] = field(
         None, help="which layers to *keep* when pruning as a comma-separated list"
     )
-    decoder_input_dim: Optional[int] = field(None, help="decoder input dimension (default: --decoder-embed-dim)")
+    decoder_input_dim: Optional[int] = field(None, help="decoder input dimension; None: that of --decoder-embed-dim")
     decoder_output_dim: Optional[int] = field(
-        None, help="decoder output dimension; an extra linear layer if it differs from --decoder-embed-dim"
+        None,
+        help="decoder output dimension (extra linear layer if different from decoder embed dim); None: --decoder-embed-dim",
     )
     max_target_positions: int = field(DEFAULT_MAX_TARGET_POSITIONS, help="max number of tokens in the target sequence")
 
