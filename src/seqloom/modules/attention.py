@@ -4,7 +4,7 @@ training and incremental decoding, with fairseq's parameter names (``q_proj``, `
 
 Attention weights are computed explicitly only when a caller asks for them (``need_weights``), e.g.
 for the alignment layer; otherwise the fused kernel runs, also during incremental decoding.
-(With ``--attention-dropout`` > 0 the dropped weights are the kernel's draw, not fairseq's.)
+On the CPU, attention dropout draws the same masks as fairseq's (both go through the same kernel).
 """
 
 from __future__ import annotations
