@@ -106,6 +106,7 @@ def make_trainer(parsed: ParsedArgs, task: Any, dist: DistInfo) -> Trainer:
         autocast_dtype=autocast_dtype(fp16=common.fp16, bf16=common.bf16, amp=common.amp),
         loss_scaler=scaler,
         find_unused_parameters=parsed["distributed_training"].find_unused_parameters,
+        compile=common.compile,
     )
     return Trainer(model, criterion, optimizer, scheduler, dist=dist, options=options)
 

@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 from seqloom.config.common import CommonConfig
 from seqloom.config.training import CheckpointConfig, DatasetConfig, OptimizationConfig
 from seqloom.data.iterators import EpochBatchIterator
@@ -209,6 +211,8 @@ class TrainingLoop:
     def validate(self, epoch: int) -> list[float | None]:
         """Validates on every ``--valid-subset``; returns the ``--best-checkpoint-metric`` of each."""
         losses: list[float | None] = []
+        if self.cfg.dataset.fixed_validation_seed is not None:
+            torch.manual_seed(self.cfg.dataset.fixed_validation_seed)
         for subset in self.cfg.dataset.valid_subset.split(","):
             logger.info('begin validation on "%s" subset', subset)
             stats = self.validate_subset(subset)

@@ -39,6 +39,7 @@ class TrainerOptions:
     autocast_dtype: torch.dtype | None = None
     loss_scaler: LossScaler | None = None
     find_unused_parameters: bool = False
+    compile: bool = False  # --compile: torch.compile the training forward (dynamic shapes)
 
 
 @dataclass
@@ -118,6 +119,8 @@ class Trainer:
                 find_unused_parameters=options.find_unused_parameters,
                 broadcast_buffers=False,
             )
+        if options.compile:
+            self.wrapped = torch.compile(self.wrapped, dynamic=True)  # type: ignore[assignment]
         self.num_updates = 0
         self._dummy: dict[str, Any] | None = None
         self.lr = float(self.lr_scheduler.step_update(0))
