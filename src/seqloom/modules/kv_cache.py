@@ -1,7 +1,7 @@
 """The decoder's KV cache: an explicit object passed down the layers (no dict-of-dicts keyed by uuids).
 
-Self-attention keys and values live in buffers preallocated for ``max_len`` steps and are written in
-place, one slice per step; cross-attention keys and values are computed once per source and kept.
+Self-attention keys and values live in two buffers preallocated for ``max_len`` steps (contiguous views
+of their front are what attention reads); cross-attention keys and values are computed once per source.
 ``reorder(new_order)`` follows beam search's reordering (and shrinking) of the batch.
 """
 
@@ -16,17 +16,24 @@ from seqloom.modules.masks import any_true
 class AttentionCache:
     """Cached keys and values of one attention layer, ``(B, H, L, Dh)`` each.
 
-    A *growing* cache (self-attention) holds preallocated buffers of capacity ``L = max_len`` of which
-    the first ``length`` steps are filled; a *static* cache (cross-attention) holds the projected
-    source once ``set`` was called, and ``length`` is the source length.
+    A *growing* cache (self-attention) owns two preallocated flat buffers of capacity ``max_len`` steps.
+    ``key``/``value`` are always *contiguous* ``(B, H, length, Dh)`` views of the front of one of them, so
+    that SDPA reads them without a copy: a step that appends re-lays the filled steps out once (and beam
+    reordering does that gather anyway, leaving room for the next step), alternating between the buffers.
+    A *static* cache (cross-attention) holds the projected source once ``set`` was called, and ``length``
+    is the source length.
     """
 
     def __init__(self, key: Tensor | None, value: Tensor | None, *, growing: bool) -> None:
+        self.growing = growing
         self.key = key
         self.value = value
-        self.growing = growing
         self.length = 0 if growing else (key.size(2) if key is not None else 0)
-        self._spare: tuple[Tensor, Tensor] | None = None  # growing caches: reorder target buffers
+        self.max_len = key.size(2) if key is not None else 0
+        self._buffers: list[tuple[Tensor, Tensor]] = []  # growing: the two flat (key, value) storages
+        if growing and key is not None and value is not None:
+            self._buffers = [(key.reshape(-1), value.reshape(-1))]
+            self.key, self.value = self._views(0, key.size(0), 0)
 
     @classmethod
     def preallocated(
@@ -45,21 +52,53 @@ class AttentionCache:
     def is_set(self) -> bool:
         return self.key is not None
 
+    def _views(self, which: int, batch: int, steps: int) -> tuple[Tensor, Tensor]:
+        """Contiguous ``(batch, H, steps, Dh)`` views of the front of flat buffer ``which``."""
+        assert self.key is not None
+        _, heads, _, head_dim = self.key.shape
+        numel = batch * heads * steps * head_dim
+        if which == len(self._buffers):  # the second buffer, made on first use
+            flat_k, flat_v = self._buffers[0]
+            self._buffers.append((torch.empty_like(flat_k), torch.empty_like(flat_v)))
+        flat_k, flat_v = self._buffers[which]
+        if flat_k.numel() < numel:
+            flat_k, flat_v = flat_k.new_empty(numel), flat_v.new_empty(numel)
+            self._buffers[which] = (flat_k, flat_v)
+        shape = (batch, heads, steps, head_dim)
+        return flat_k[:numel].view(shape), flat_v[:numel].view(shape)
+
+    def _relayout(self, batch: int, steps: int, order: Tensor | None) -> None:
+        """Copies the filled steps (rows ``order``, or all) into the other buffer, shaped for ``steps`` steps."""
+        assert self.key is not None and self.value is not None
+        other = 1 if self._buffers[0][0].data_ptr() == self.key.data_ptr() else 0
+        key, value = self._views(other, batch, steps)
+        n = self.length
+        if order is None:
+            key[:, :, :n] = self.key[:, :, :n]
+            value[:, :, :n] = self.value[:, :, :n]
+        else:
+            torch.index_select(self.key[:, :, :n], 0, order, out=key[:, :, :n])
+            torch.index_select(self.value[:, :, :n], 0, order, out=value[:, :, :n])
+        self.key, self.value = key, value
+
     def append(self, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
         """Writes ``key``/``value`` ``(B, H, T, Dh)`` after the filled steps; returns all filled ``(B, H, L', Dh)``."""
         assert self.growing and self.key is not None and self.value is not None
         if self.length == 0 and key.dtype != self.key.dtype:  # e.g. decoding under autocast: follow the activations
-            self.key, self.value = self.key.to(key.dtype), self.value.to(value.dtype)
+            self._buffers = [(k.to(key.dtype), v.to(value.dtype)) for k, v in self._buffers]
+            self.key, self.value = self._views(0, self.key.size(0), 0)
         start, end = self.length, self.length + key.size(2)
-        if end > self.key.size(2):
+        if end > self.max_len:
             raise RuntimeError(
-                f"KV cache overflow: decoding step {end} exceeds the cache's max_len {self.key.size(2)}; "
+                f"KV cache overflow: decoding step {end} exceeds the cache's max_len {self.max_len}; "
                 "create the cache with a larger max_len (model.new_cache(batch_size, max_len))"
             )
+        if self.key.size(2) != end:
+            self._relayout(self.key.size(0), end, None)
         self.key[:, :, start:end] = key
         self.value[:, :, start:end] = value
         self.length = end
-        return self.key[:, :, :end], self.value[:, :, :end]
+        return self.key, self.value
 
     def set(self, key: Tensor, value: Tensor) -> None:
         """Stores the projected source ``(B, H, S, Dh)`` of a static (cross-attention) cache."""
@@ -67,23 +106,14 @@ class AttentionCache:
         self.key, self.value, self.length = key, value, key.size(2)
 
     def reorder(self, new_order: Tensor) -> None:
+        """Keeps rows ``new_order``; a growing cache gathers its filled steps with room for one more step."""
         if self.key is None or self.value is None:
             return
-        if self.growing and new_order.numel() == self.key.size(0):
-            # beam reordering: gather the filled steps into a spare pair of buffers and swap (one copy of
-            # the filled part instead of two copies of the whole capacity)
-            if self._spare is None or self._spare[0].dtype != self.key.dtype:
-                self._spare = (torch.empty_like(self.key), torch.empty_like(self.value))
-            key, value = self._spare
-            n = self.length
-            torch.index_select(self.key[:, :, :n], 0, new_order, out=key[:, :, :n])
-            torch.index_select(self.value[:, :, :n], 0, new_order, out=value[:, :, :n])
-            self._spare = (self.key, self.value)
-            self.key, self.value = key, value
+        if not self.growing:
+            self.key = self.key.index_select(0, new_order)
+            self.value = self.value.index_select(0, new_order)
             return
-        self.key = self.key.index_select(0, new_order)  # batch shrinking (or a static cache)
-        self.value = self.value.index_select(0, new_order)
-        self._spare = None
+        self._relayout(new_order.numel(), min(self.length + 1, self.max_len), new_order)
 
 
 class KVCache:
