@@ -46,7 +46,8 @@ class Task:
 
     def get_batch_iterator(self, dataset: Any, options: BatchingOptions) -> EpochBatchIterator:
         """Length-sorted, size-filtered, token-budget batches over ``dataset`` (fairseq's recipe)."""
-        indices = dataset.ordered_indices(np.random.RandomState(options.seed))
+        # fairseq 0.12.3 orders (ties broken by a permutation) under numpy_seed(seed + epoch)
+        indices = dataset.ordered_indices(np.random.RandomState(options.seed + options.epoch))
         max_positions = resolve_max_positions(options.max_positions, options.max_tokens)
         indices = self._filter(dataset, indices, max_positions, options.ignore_invalid_inputs)
         batches = batch_by_size(
@@ -56,6 +57,9 @@ class Task:
             max_sentences=options.max_sentences,
             required_batch_size_multiple=options.required_batch_size_multiple,
         )
+        mult = options.required_batch_size_multiple
+        if mult > 1 and batches and len(batches[-1]) % mult != 0:
+            batches = batches[:-1]  # fairseq 0.12.3's data_utils.batch_by_size drops such a last batch
         return EpochBatchIterator(
             dataset,
             batches,
