@@ -75,7 +75,7 @@ def criterion_from_checkpoint(state: dict[str, Any], padding_idx: int) -> torch.
 def load_model(path: str, task: Any, overrides: dict[str, Any], device: torch.device) -> tuple[torch.nn.Module, dict]:
     """The model of checkpoint ``path`` in eval mode, and the checkpoint dict."""
     from seqloom.checkpoint.io import load_checkpoint
-    from seqloom.models.transformer.interop import model_from_state
+    from seqloom.models.loading import model_from_state
 
     logger.info("loading model(s) from %s", path)
     state = load_checkpoint(path)
