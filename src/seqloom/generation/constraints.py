@@ -5,12 +5,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import torch
 from torch import Tensor
 
 
 def mask_lprobs(lprobs: Tensor, *, step: int, max_len: int, pad: int, unk: int, eos: int, unk_penalty: float) -> None:
     """In place on ``lprobs`` (N, V): NaN and pad -> -inf, unk penalty, and only eos once ``step >= max_len``."""
-    lprobs.masked_fill_(lprobs.isnan(), -math.inf)
+    torch.nan_to_num_(lprobs, nan=-math.inf, posinf=math.inf, neginf=-math.inf)
     lprobs[:, pad] = -math.inf
     if unk_penalty != 0:
         lprobs[:, unk] -= unk_penalty
