@@ -112,6 +112,9 @@ class EpochBatchIterator:
             self.epoch = self.next_epoch_idx
             self._offset = 0
         self.shuffle = shuffle
+        set_epoch = getattr(self.dataset, "set_epoch", None)
+        if callable(set_epoch):  # as fairseq: datasets whose items change per epoch (denoising noise) learn it
+            set_epoch(self.epoch)
         batches = self.epoch_batches(self.epoch, shuffle)
         self._current = self._make_iterator(batches, self._offset)
         return self._current
