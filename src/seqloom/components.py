@@ -13,6 +13,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "seqloom.models.bart.builder",
     "seqloom.tasks.translation",
     "seqloom.tasks.language_modeling",
+    "seqloom.tasks.denoising",
     "seqloom.tokenizers.moses_tokenizer",
     "seqloom.tokenizers.space_tokenizer",
     "seqloom.tokenizers.subword_nmt_bpe",
