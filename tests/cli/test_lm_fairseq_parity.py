@@ -1,0 +1,57 @@
+"""seqloom train / validate on fairseq's LM recipe reproduce fairseq's own logs (lm/checkpoints/train.log).
+
+Same blocks, same batches (fairseq's seed + epoch ordering and dropped remainder batch), same initial
+weights and dropout draws: the first logged training losses and the validation loss are fairseq's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+
+import pytest
+
+from seqloom.cli import validate
+from seqloom.cli.train import SPEC, run
+from seqloom.config.parser import parse_args
+
+INNER = re.compile(r"\| train_inner \| (\{.*\})")
+
+
+def fairseq_inner(train_log: Path) -> list[dict[str, str]]:
+    return [json.loads(m.group(1)) for m in INNER.finditer(train_log.read_text(encoding="utf-8"))]
+
+
+def test_validate_equals_fairseq_validate(fairseq_fixtures: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lm = fairseq_fixtures / "lm"
+    argv = [str(lm / "data-bin"), "--path", str(lm / "checkpoints" / "checkpoint_best.pt"), "--cpu"]
+    argv += ["--task", "language_modeling", "--tokens-per-sample", "128", "--max-tokens", "2048"]
+    assert validate.main(argv) == 0
+    out = capsys.readouterr()
+    m = re.search(r"loss ([0-9.]+) \| ppl ([0-9.]+) .*\| wpb ([0-9.]+) \| bsz (\d+)", out.out + out.err)
+    assert m is not None
+    # train.log's validation at update 200 (the checkpoint): 64 of the 69 blocks, as fairseq batches them
+    assert (m.group(1), m.group(2), m.group(3), m.group(4)) == ("6.254", "76.3", "8067", "64")
+
+
+def test_first_updates_log_fairseq_losses(
+    fairseq_fixtures: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    lm = fairseq_fixtures / "lm"
+    argv = [str(lm / "data-bin"), "--cpu", "--task", "language_modeling", "--arch", "transformer_lm"]
+    argv += ["--decoder-layers", "2", "--decoder-embed-dim", "64", "--decoder-ffn-embed-dim", "128"]
+    argv += ["--decoder-attention-heads", "4", "--share-decoder-input-output-embed", "--tokens-per-sample", "128"]
+    argv += ["--sample-break-mode", "none", "--max-tokens", "2048", "--max-update", "10", "--optimizer", "adam"]
+    argv += ["--lr", "1e-3", "--lr-scheduler", "inverse_sqrt", "--warmup-updates", "50", "--seed", "1"]
+    argv += ["--log-format", "json", "--log-interval", "10", "--num-workers", "0", "--disable-validation"]
+    argv += ["--no-save", "--save-dir", str(tmp_path)]
+    run(parse_args(SPEC, argv))
+    ours = [json.loads(r.getMessage()) for r in caplog.records if r.name == "train_inner"]
+    theirs = fairseq_inner(lm / "checkpoints" / "train.log")
+    assert len(ours) == 1
+    for key in ("epoch", "update", "loss", "wpb", "bsz", "num_updates", "lr", "gnorm"):
+        assert ours[0][key] == theirs[0][key], key
+    assert float(ours[0]["ppl"]) == pytest.approx(float(theirs[0]["ppl"]), abs=0.05)
