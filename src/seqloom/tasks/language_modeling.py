@@ -8,6 +8,7 @@ with ``combine``). ``DATA`` may list several folders separated by ``:``; epoch `
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass
@@ -184,6 +185,7 @@ class LanguageModelingTask(Task):
         if context_window > 0:
             data = LMContextWindowDataset(dataset, tokens_per_sample=self.cfg.tokens_per_sample,
                                           context_window=context_window, pad_idx=self.dictionary.pad())  # fmt: skip
-        options.max_positions = resolve_max_positions(options.max_positions)
-        options.ignore_invalid_inputs = True
+        options = dataclasses.replace(
+            options, max_positions=resolve_max_positions(options.max_positions), ignore_invalid_inputs=True
+        )
         return self.get_batch_iterator(data, options).next_epoch_itr(shuffle=False)
