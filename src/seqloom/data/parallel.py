@@ -111,4 +111,3 @@ def _make_bar(total: int, desc: str, enabled: bool | None) -> Any:
 
     tqdm.tqdm.monitor_interval = 0  # no monitor thread: the pool forks
     return tqdm.tqdm(total=total, desc=desc, unit="B", unit_scale=True, file=sys.stderr, leave=False)
-
