@@ -108,7 +108,20 @@ def build_state(
         state["extra_state"]["loss_scale"] = trainer.options.loss_scaler.state_dict()
     if save_optimizer_state:
         state["last_optimizer_state"] = trainer.optimizer.state_dict()
-    return state
+    return to_cpu(state)
+
+
+def to_cpu(value: Any) -> Any:
+    """Tensors moved to the CPU (as fairseq saves them), containers rebuilt, everything else kept."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: to_cpu(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [to_cpu(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(to_cpu(v) for v in value)
+    return value
 
 
 def _conditions(
