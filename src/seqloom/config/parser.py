@@ -168,7 +168,8 @@ def _component_config(dest: str, name: str) -> tuple[type | None, Any, str]:
 def parse_args(spec: CommandSpec, argv: Sequence[str] | None = None) -> ParsedArgs:
     """Parses ``argv`` (default ``sys.argv[1:]``) for the command described by ``spec``."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    import_builtins()
+    if spec.selectors:  # a command that picks no components (preprocess) need not import torch
+        import_builtins()
     pre, _ = _selector_parser(spec).parse_known_args(argv)
     yaml_values = load_yaml(pre.config) if pre.config else {}
     user_dir = pre.user_dir or yaml_values.get("user_dir")
