@@ -17,7 +17,12 @@ def build_task(parsed: ParsedArgs) -> Any:
     """``--task`` set up from its config (reads the dictionaries of the data folder)."""
     name = parsed.namespace.task
     task_cls = registry.TASKS.get(name)
-    return task_cls.setup_task(parsed["task"], dataset_impl=getattr(parsed.namespace, "dataset_impl", None))
+    cfg = parsed["task"]
+    criterion = parsed.get("criterion")
+    for option in getattr(type(cfg), "FROM_CRITERION", ()):  # fairseq's II("criterion.<option>") in task configs
+        if criterion is not None and hasattr(criterion, option):
+            setattr(cfg, option, getattr(criterion, option))
+    return task_cls.setup_task(cfg, dataset_impl=getattr(parsed.namespace, "dataset_impl", None))
 
 
 def build_model(parsed: ParsedArgs, task: Any) -> nn.Module:
@@ -28,7 +33,9 @@ def build_model(parsed: ParsedArgs, task: Any) -> nn.Module:
     model_name = registry.ARCHITECTURES.get(arch).model
     builder = registry.MODELS.get(model_name)
     build = getattr(builder, "build_model", builder)
-    return build(parsed["model"], task.source_dictionary, task.target_dictionary)
+    model = build(parsed["model"], task.source_dictionary, task.target_dictionary)
+    prepare = getattr(task, "prepare_model", None)  # e.g. sentence_prediction adds its classification head
+    return prepare(model) if callable(prepare) else model
 
 
 def build_criterion(parsed: ParsedArgs, task: Any) -> nn.Module:
