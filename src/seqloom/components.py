@@ -14,6 +14,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "seqloom.tasks.translation",
     "seqloom.tasks.language_modeling",
     "seqloom.tasks.denoising",
+    "seqloom.tasks.sentence_prediction",
     "seqloom.tokenizers.moses_tokenizer",
     "seqloom.tokenizers.space_tokenizer",
     "seqloom.tokenizers.subword_nmt_bpe",
@@ -35,6 +36,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "seqloom.criterions.cross_entropy",
     "seqloom.criterions.label_smoothed_cross_entropy",
     "seqloom.criterions.adaptive_loss",
+    "seqloom.criterions.sentence_prediction",
 )
 
 
