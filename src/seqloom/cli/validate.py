@@ -124,7 +124,8 @@ def run(parsed: ParsedArgs) -> int:
     model, state = load_model(ev.path.split(":")[0], task, overrides, device)
     criterion = criterion_from_checkpoint(state, task.target_dictionary.pad()).to(device).eval()
     progress = Progress(resolve_log_format(common.log_format, no_progress_bar=True))
-    model_max = model.max_positions() if hasattr(model, "max_positions") else None
+    max_positions = getattr(model, "max_positions", None)
+    model_max = max_positions() if callable(max_positions) else None
     for subset in ds.valid_subset.split(","):
         dataset = task.load_dataset(subset, epoch=1, combine=False)
         options = BatchingOptions(

@@ -56,7 +56,7 @@ class EpochIterator:
     def take_groups(self, size: int) -> Iterator[list[Any]]:
         """Yields lists of ``size`` consecutive batches (the last may be shorter): one update each."""
         while self.has_next():
-            group = []
+            group: list[Any] = []
             while len(group) < size and self.has_next():
                 group.append(next(self))
             yield group

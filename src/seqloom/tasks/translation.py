@@ -133,6 +133,14 @@ class TranslationTask(Task):
 
         return BleuValidator(self.cfg, self.tgt_dict), bleu_from_sums
 
+    @property
+    def langs(self) -> tuple[str, str]:
+        """(source, target) language codes (known once the task is set up)."""
+        src, tgt = self.cfg.source_lang, self.cfg.target_lang
+        if src is None or tgt is None:
+            raise ValueError("translation: the language pair is unknown; pass --source-lang and --target-lang")
+        return src, tgt
+
     def max_positions(self) -> tuple[int, int]:
         return self.cfg.max_source_positions, self.cfg.max_target_positions
 
@@ -163,7 +171,7 @@ class TranslationTask(Task):
     def _load_shards(self, path: str, split: str, combine: bool) -> tuple[list[Any], list[Any]]:
         from seqloom.data import indexed_dataset
 
-        src, tgt = self.cfg.source_lang, self.cfg.target_lang
+        src, tgt = self.langs
         srcs: list[Any] = []
         tgts: list[Any] = []
         k = 0
@@ -194,7 +202,7 @@ class TranslationTask(Task):
         return dataset
 
     def _find_prefix(self, path: str, name: str, indexed_dataset: Any) -> str | None:
-        src, tgt = self.cfg.source_lang, self.cfg.target_lang
+        src, tgt = self.langs
         for a, b in ((src, tgt), (tgt, src)):
             prefix = os.path.join(path, f"{name}.{a}-{b}.")
             impl = self.dataset_impl
