@@ -7,13 +7,13 @@ cd "$(dirname "$0")/.."
 OUT=${DEMO_OUT:-demo-out}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} MKL_NUM_THREADS=${MKL_NUM_THREADS:-2}
 mkdir -p "$OUT"
-echo "== 1/3 tokenize (sacremoses) and learn a joint BPE (subword-nmt) -> $OUT/text"
+echo "== 1/4 tokenize (sacremoses) and learn a joint BPE (subword-nmt) -> $OUT/text"
 python3 examples/prepare_text.py --src en --tgt es --input examples/data/bible-en-es --output "$OUT/text" --merges 2000 2>/dev/null
-echo "== 2/3 binarize -> $OUT/data-bin"
+echo "== 2/4 binarize -> $OUT/data-bin"
 seqloom preprocess --source-lang en --target-lang es \
   --trainpref "$OUT/text/train.bpe" --validpref "$OUT/text/valid.bpe" --testpref "$OUT/text/test.bpe" \
   --destdir "$OUT/data-bin" --joined-dictionary --workers 2
-echo "== 3/3 train a small transformer (2+2 layers, d128; a few minutes on 2 cores) -> $OUT/checkpoints"
+echo "== 3/4 train a small transformer (2+2 layers, d128; a few minutes on 2 cores) -> $OUT/checkpoints"
 seqloom train "$OUT/data-bin" --cpu --task translation --arch transformer \
   --encoder-layers 2 --decoder-layers 2 --encoder-embed-dim 128 --decoder-embed-dim 128 \
   --encoder-ffn-embed-dim 256 --decoder-ffn-embed-dim 256 --encoder-attention-heads 4 --decoder-attention-heads 4 \
@@ -24,3 +24,7 @@ seqloom train "$OUT/data-bin" --cpu --task translation --arch transformer \
   --log-format simple --log-interval 50 --no-epoch-checkpoints --save-dir "$OUT/checkpoints"
 seqloom validate "$OUT/data-bin" --cpu --task translation --path "$OUT/checkpoints/checkpoint_best.pt" \
   --valid-subset valid,test --max-tokens 4096 --num-workers 0
+echo "== 4/4 translate the test set (beam 5, BPE removed) and score it -> $OUT/generate"
+seqloom generate "$OUT/data-bin" --cpu --path "$OUT/checkpoints/checkpoint_best.pt" --gen-subset test \
+  --beam 5 --batch-size 32 --remove-bpe --no-progress-bar --results-path "$OUT/generate"
+tail -n 1 "$OUT/generate/generate-test.txt"
