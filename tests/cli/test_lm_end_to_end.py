@@ -37,7 +37,9 @@ def train_argv(data: Path, save: Path, *, max_update: int) -> list[str]:
     model += ["--decoder-ffn-embed-dim", "64", "--decoder-attention-heads", "2", "--share-decoder-input-output-embed"]
     model += ["--tokens-per-sample", "64", "--sample-break-mode", "none"]
     optim = ["--optimizer", "adam", "--lr", "0.005", "--lr-scheduler", "inverse_sqrt", "--warmup-updates", "4"]
+    # multiple 1: validation keeps every block (fairseq drops a last batch that is not a multiple), as eval-lm
     run_ = ["--max-tokens", "512", "--max-update", str(max_update), "--seed", "1", "--cpu", "--num-workers", "0"]
+    run_ += ["--required-batch-size-multiple", "1"]
     run_ += ["--log-format", "json", "--log-interval", "1", "--save-dir", str(save), "--no-epoch-checkpoints"]
     return [str(data), *model, *optim, *run_]
 

@@ -121,3 +121,19 @@ def test_unsupported_and_inconsistent_flags_are_named() -> None:
     bad = dataclasses.replace(presets.transformer_lm(), adaptive_softmax_cutoff="5,50")
     with pytest.raises(ValueError, match="larger than the vocabulary"):
         build_model(bad, Vocab(20))
+
+
+def test_folded_output_projection_equals_the_two_products() -> None:
+    """Inference folds project_out_dim into the vocabulary projection; training keeps both (same function)."""
+    cfg = dataclasses.replace(presets.transformer_lm(), decoder_layers=1, decoder_embed_dim=16, dropout=0.0,
+                              decoder_ffn_embed_dim=32, decoder_attention_heads=2)  # fmt: skip
+    model = build_model(cfg, Vocab(40))
+    assert model.decoder.project_out_dim is not None  # 16 -> 512 -> 40
+    tokens = torch.randint(4, 40, (2, 7))
+    with torch.no_grad():
+        two_products = model.train()(tokens).logits
+        folded = model.eval()(tokens).logits
+        torch.testing.assert_close(folded, two_products, atol=1e-5, rtol=1e-5)
+        model.decoder.project_out_dim.weight.mul_(2.0)  # the cached fold must follow the weights
+        torch.testing.assert_close(model.eval()(tokens).logits, model.train()(tokens).logits, atol=1e-5, rtol=1e-5)
+    assert set(model.state_dict()) >= {"decoder.project_out_dim.weight", "decoder.output_projection.weight"}

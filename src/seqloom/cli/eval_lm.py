@@ -154,7 +154,8 @@ def score_all(models: list[nn.Module], batches: Any, task: Any, parsed: ParsedAr
             continue
         sample = _to(sample, device)
         start = time.perf_counter()
-        hypos = score_batch(models, sample, pad=dictionary.pad(), softmax_batch=ev.softmax_batch)
+        with torch.inference_mode():
+            hypos = score_batch(models, sample, pad=dictionary.pad(), softmax_batch=ev.softmax_batch)
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds += time.perf_counter() - start
@@ -184,8 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parsed = parse_args(SPEC, argv)
     setup_logging(None, parsed["common"].log_file)
     try:
-        with torch.inference_mode():
-            result = evaluate(parsed)
+        result = evaluate(parsed)
     except (FileNotFoundError, ValueError, NotImplementedError) as err:
         logger.error("%s", err)
         return 1

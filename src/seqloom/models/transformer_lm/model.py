@@ -7,7 +7,8 @@ prefixes, exactly as fairseq's language-modeling task does.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -19,6 +20,22 @@ from seqloom.modules.adaptive_softmax import AdaptiveSoftmax
 from seqloom.modules.kv_cache import KVCache
 from seqloom.modules.transformer import DecoderOut, EncoderOut, PositionalEmbedding, TransformerDecoder
 from seqloom.modules.transformer_layers import TransformerDecoderLayer
+
+
+@contextmanager
+def _skipping(module: nn.Module, name: str) -> Iterator[nn.Module]:
+    """Runs a block with submodule ``name`` unset (the shared decoder then skips it); yields the submodule."""
+    sub = getattr(module, name)
+    setattr(module, name, None)
+    try:
+        yield sub
+    finally:
+        setattr(module, name, sub)
+
+
+def _version(t: Tensor) -> int:
+    """In-place modification count (inference-mode tensors keep none and cannot change outside that mode)."""
+    return -1 if t.is_inference() else t._version
 
 
 class LMDecoder(TransformerDecoder):
@@ -65,14 +82,33 @@ class LMDecoder(TransformerDecoder):
             checkpoint_activations=checkpoint_activations,
         )
         self.adaptive_softmax = adaptive_softmax
+        self._fold: Tensor | None = None  # inference cache (not state): output_projection folded with project_out
+        self._fold_key: tuple[Any, ...] | None = None
 
     def forward(
         self, tokens: Tensor, encoder_out: EncoderOut | None, *, cache: KVCache | None = None, need_attn: bool = False
     ) -> DecoderOut:
-        x, _ = self.extract_features(tokens, None, cache=cache)  # (B, T, C_out)
         if self.output_projection is None:
+            x, _ = self.extract_features(tokens, None, cache=cache)  # (B, T, C_out)
             return DecoderOut(logits=x, attn=None)  # features for the adaptive softmax
-        return DecoderOut(logits=self.output_projection(x), attn=None)
+        if self.project_out_dim is None or self.training:
+            x, _ = self.extract_features(tokens, None, cache=cache)  # (B, T, C_out)
+            return DecoderOut(logits=self.output_projection(x), attn=None)
+        # inference with project_out_dim (C -> C_out) then the vocabulary (C_out -> V), e.g. transformer_lm's
+        # 512-wide default output: one (V, C) matrix instead of two products, C_out/C times fewer multiplies
+        with _skipping(self, "project_out_dim") as project_out:
+            x, _ = self.extract_features(tokens, None, cache=cache)  # (B, T, C)
+        return DecoderOut(logits=F.linear(x, self._folded_output(project_out.weight)), attn=None)
+
+    def _folded_output(self, project_out: Tensor) -> Tensor:
+        """``output_projection.weight @ project_out`` ``(V, C)``, recomputed only when either weight changed."""
+        out = self.output_projection.weight
+        key = (out.data_ptr(), _version(out), project_out.data_ptr(), _version(project_out), out.dtype)
+        if self._fold_key != key:
+            with torch.no_grad():
+                self._fold, self._fold_key = out @ project_out, key
+        assert self._fold is not None
+        return self._fold
 
     def new_cache(self, batch_size: int, max_len: int) -> KVCache:
         ref = next(self.layers.parameters()) if len(self.layers) else next(self.parameters())
