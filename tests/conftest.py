@@ -31,7 +31,13 @@ FAIRSEQ_FIXTURES = _find_fixtures()
 def fairseq_fixtures() -> Path:
     """The folder of fairseq's reference outputs (see its README.md)."""
     if FAIRSEQ_FIXTURES is None:
-        pytest.fail("fairseq fixtures not found: set SEQLOOM_FAIRSEQ_FIXTURES or place ../shared beside the checkout")
+        message = (
+            "fairseq's reference fixtures were not found: set SEQLOOM_FAIRSEQ_FIXTURES to a copy of "
+            "shared/fixtures/fairseq, or place shared/ beside the checkout"
+        )
+        if os.environ.get("CI"):  # CI always has them: a missing folder there is a broken set-up
+            pytest.fail(message)
+        pytest.skip(message)
     return FAIRSEQ_FIXTURES
 
 
