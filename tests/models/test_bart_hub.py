@@ -110,3 +110,14 @@ def test_classification_head_predict(hub: BARTHub) -> None:
     torch.testing.assert_close(hub.predict("demo", tokens, return_logits=True), expected)
     with pytest.raises(KeyError, match="register_classification_head"):
         hub.predict("missing", tokens)
+
+
+def test_batches_keep_input_order(hub: BARTHub) -> None:
+    """fairseq's BART hub batches consecutive inputs (no length sorting): fill_mask's lengths depend on it."""
+    sentences = [torch.ones(n, dtype=torch.long) for n in (30, 5, 30, 5, 30)]
+    assert hub.plan_batches(sentences) == [[0, 1, 2, 3, 4]]  # 5 * 30 tokens <= the checkpoint's --max-tokens 2048
+    hub.batching.max_tokens = 64
+    try:
+        assert hub.plan_batches(sentences) == [[0, 1], [2, 3], [4]]
+    finally:
+        hub.batching.max_tokens = 2048

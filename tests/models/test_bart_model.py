@@ -135,3 +135,23 @@ def test_seeded_init_is_bert_like() -> None:
     w = model.encoder.layers[0].fc1.weight.detach()
     assert abs(float(w.std()) - 0.02) < 0.003 and float(model.encoder.layers[0].fc1.bias.detach().abs().max()) == 0.0
     assert isinstance(model, BARTModel)
+
+
+# fairseq 0.12.3.1: torch.manual_seed(1); task.build_model(args) for the BART fixture's recipe (bart_base, 2+2
+# layers, d64, FFN 128, 4 heads) over bart/data-bin's dictionary + <mask>: flat values [100:103] and abs sums
+FAIRSEQ_INIT = {
+    "encoder.embed_tokens.weight": ([0.0074479, 0.0004952, 0.0275442], 4166.7083),
+    "decoder.layers.1.encoder_attn.q_proj.weight": ([0.0013899, -0.0205038, -0.0172867], 64.9659),
+    "decoder.layers.1.fc2.weight": ([-0.0292059, 0.0134982, -0.0120746], 131.3714),
+}
+
+
+def test_seeded_build_draws_fairseqs_initial_weights() -> None:
+    cfg = BARTConfig(**{**vars(bart_base()), "encoder_layers": 2, "decoder_layers": 2, "encoder_embed_dim": 64,
+                        "decoder_embed_dim": 64, "encoder_ffn_embed_dim": 128, "decoder_ffn_embed_dim": 128,
+                        "encoder_attention_heads": 4, "decoder_attention_heads": 4})  # fmt: skip
+    torch.manual_seed(1)
+    sd = build_model(cfg, Vocab(4089)).state_dict()
+    for key, (values, abs_sum) in FAIRSEQ_INIT.items():
+        assert sd[key].flatten()[100:103].tolist() == pytest.approx(values, abs=1e-7), key
+        assert float(sd[key].double().abs().sum()) == pytest.approx(abs_sum, abs=1e-3), key
