@@ -156,8 +156,8 @@ def translate_chunk(lines: list[str], start_id: int, *, task: Any, generator: An
             results.append(
                 (start_id + keep[k], src[src.ne(task.target_dictionary.pad())], hyps[i], elapsed / len(hyps))
             )
-    for number, src_tokens, hyps, seconds in sorted(results, key=lambda r: r[0]):
-        print_result(number, src_tokens, hyps, seconds, task=task, codec=codec, args=args, out=out)
+    for number, src_tokens, sentence_hyps, seconds in sorted(results, key=lambda r: r[0]):
+        print_result(number, src_tokens, sentence_hyps, seconds, task=task, codec=codec, args=args, out=out)
     return spent
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sized
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,5 +122,5 @@ def progress_bar(items: Iterable[Any], common: Any) -> Iterator[Any]:
         return
     from tqdm import tqdm
 
-    total = len(items) if hasattr(items, "__len__") else None
+    total = len(items) if isinstance(items, Sized) else None
     yield from tqdm(items, total=total, file=sys.stderr, leave=False, dynamic_ncols=True)
