@@ -91,13 +91,15 @@ class LMDecoder(TransformerDecoder):
         if self.output_projection is None:
             x, _ = self.extract_features(tokens, None, cache=cache)  # (B, T, C_out)
             return DecoderOut(logits=x, attn=None)  # features for the adaptive softmax
-        if self.project_out_dim is None or self.training:
+        if self.project_out_dim is None:
             x, _ = self.extract_features(tokens, None, cache=cache)  # (B, T, C_out)
             return DecoderOut(logits=self.output_projection(x), attn=None)
-        # inference with project_out_dim (C -> C_out) then the vocabulary (C_out -> V), e.g. transformer_lm's
-        # 512-wide default output: one (V, C) matrix instead of two products, C_out/C times fewer multiplies
+        # project_out_dim (C -> C_out) then the vocabulary (C_out -> V), e.g. transformer_lm's 512-wide default
+        # output: one (V, C) matrix instead of two products, C_out/C times fewer multiplies (no dropout between)
         with _skipping(self, "project_out_dim") as project_out:
             x, _ = self.extract_features(tokens, None, cache=cache)  # (B, T, C)
+        if self.training:  # the fold is part of the graph: gradients reach both weights
+            return DecoderOut(logits=F.linear(x, self.output_projection.weight @ project_out.weight), attn=None)
         return DecoderOut(logits=F.linear(x, self._folded_output(project_out.weight)), attn=None)
 
     def _folded_output(self, project_out: Tensor) -> Tensor:
