@@ -75,6 +75,11 @@ def test_gpt2_word_starts(fairseq_fixtures: Path, task: DenoisingTask) -> None:
     assert table[: d.nspecial].all() and not table[d.index("<mask>")]  # as fairseq: "<mask>" has no space
     assert table[d.index("262")] and not table[d.index("13")]  # " the" starts a word, "." does not
     assert word_start_table(DenoisingConfig(mask_length="word"), d) is None  # no --bpe: every subword
+    assert word_start_table(DenoisingConfig(**{**vars(cfg), "mask_length": "subword"}), d) is None
+    whole = word_start_table(DenoisingConfig(**{**vars(cfg), "mask_length": "subword", "mask_whole_words": True}), d)
+    assert whole is not None and torch.equal(whole, table)
+    with pytest.raises(ValueError, match="--mask-whole-words needs --bpe"):
+        word_start_table(DenoisingConfig(mask_whole_words=True), d)
 
 
 def test_bad_flags_are_named() -> None:

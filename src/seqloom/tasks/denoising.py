@@ -4,9 +4,9 @@ A data folder as ``preprocess --only-source`` writes it (``dict.txt``, ``{split}
 ``:``-separated folders, one per epoch). As in fairseq: sentences lose their ``</s>``, are packed into blocks of
 ``--tokens-per-sample - 2`` by ``--sample-break-mode``, get ``<s> ... </s>``, and each block's source is noised
 (:mod:`seqloom.data.noising`). ``<mask>`` is appended to the dictionary, so a model has 4 + ``dict.txt`` + 1
-embedding rows, as fairseq's BART checkpoints. ``--mask-whole-words`` behaviour (``--mask-length word`` or
-``span-poisson``) needs ``--bpe``: its ``is_beginning_of_word`` marks word starts (``--bpe gpt2`` also makes
-``.`` the sentence end of ``--permute-sentences``); without ``--bpe`` every subword is a word.
+embedding rows, as fairseq's BART checkpoints. Whole-word masking (``--mask-length word`` or ``span-poisson``,
+or ``--mask-whole-words``) needs ``--bpe``: its ``is_beginning_of_word`` marks word starts (``--bpe gpt2`` also
+makes ``.`` the sentence end of ``--permute-sentences``); without ``--bpe`` every subword is a word, as in fairseq.
 """
 
 from __future__ import annotations
@@ -58,6 +58,9 @@ class DenoisingConfig:
     poisson_lambda: float = field(3.0, help="mean span length (in words) of --mask-length span-poisson")
     shuffle_instance: float = field(0.0, help="shuffle the order of equal-sized samples (any value > 0)")
     mask_length: MaskLength = field("subword", help="mask length to choose")
+    mask_whole_words: bool = field(
+        False, help="mask whole words (from --bpe's word starts) also with --mask-length subword (as masked_lm's flag)"
+    )
     permute_sentences: float = field(-1.0, help="permute this proportion of the sentences of each sample")
     seed: int = field(1, help="pseudo random number generator seed")
     shorten_method: Literal["none", "truncate", "random_crop"] = field(
@@ -80,8 +83,11 @@ class DenoisingConfig:
 
 def word_start_table(cfg: DenoisingConfig, dictionary: Dictionary) -> torch.Tensor | None:
     """``(V,)`` bool: which symbols begin a word, from ``--bpe`` (fairseq's ``get_whole_word_mask``); None
-    without ``--bpe`` or with ``--mask-length subword``. Specials, ``madeupword``s and non-BPE symbols begin words."""
-    if cfg.mask_length == "subword" or cfg.bpe is None:
+    without ``--bpe``, or with ``--mask-length subword`` unless ``--mask-whole-words``. Specials, ``madeupword``s
+    and non-BPE symbols begin words."""
+    if cfg.mask_whole_words and cfg.bpe is None:
+        raise ValueError("denoising: --mask-whole-words needs --bpe (its word starts say where words begin)")
+    if (cfg.mask_length == "subword" and not cfg.mask_whole_words) or cfg.bpe is None:
         return None
     from seqloom.tokenizers.bpe import build_bpe
 
