@@ -145,7 +145,7 @@ class DenoisingTask(Task):
         paths = data_paths(self.cfg.data)
         path = paths[(epoch - 1) % len(paths)]
         cfg, d = self.cfg, self.dictionary
-        tokens = StripTokenDataset(self._load_tokens(path, split, combine), d.eos())
+        tokens: Any = StripTokenDataset(self._load_tokens(path, split, combine), d.eos())
         tokens = maybe_shorten(tokens, split, split_list=cfg.shorten_data_split_list, method=cfg.shorten_method,
                                length=cfg.tokens_per_sample, seed=cfg.seed)  # fmt: skip
         blocks = TokenBlockDataset(tokens, tokens.sizes, cfg.tokens_per_sample - 2, pad=d.pad(), eos=d.eos(),

@@ -18,7 +18,9 @@ def build_model(cfg: BARTConfig, src_dict: Vocabulary, tgt_dict: Vocabulary | No
     """BART over ``src_dict`` (and ``tgt_dict``, the same one for ``share_all_embeddings``)."""
     if not isinstance(cfg, BARTConfig):
         raise TypeError(f"bart: expected a BARTConfig, got {type(cfg).__name__} (use an --arch bart_* preset)")
-    cfg = cfg.resolved()
+    resolved = cfg.resolved()
+    assert isinstance(resolved, BARTConfig)  # dataclasses.replace keeps the class
+    cfg = resolved
     tgt_dict = src_dict if tgt_dict is None else tgt_dict
     check_config(cfg, src_dict, tgt_dict)
     assert cfg.decoder_embed_dim is not None

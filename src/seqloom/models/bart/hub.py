@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -46,7 +47,7 @@ BATCHING_OPTIONS = ("max_tokens", "batch_size")
 
 def load_dictionary(path: str | os.PathLike[str]) -> Dictionary:
     """``dict.txt`` with ``<mask>`` appended, as fairseq's denoising and sentence_prediction tasks load it."""
-    dictionary = Dictionary.load(path)
+    dictionary = Dictionary.load(Path(path))
     dictionary.add_symbol(MASK)
     return dictionary
 
