@@ -95,7 +95,7 @@ def run_inference(generator: Any, sample: dict[str, Any], cfg: GenerationConfig)
     if isinstance(generator, SequenceScorer):
         return generator.score(src_tokens, net_input["prev_output_tokens"], sample["target"])
     prefix = sample["target"][:, : cfg.prefix_size] if cfg.prefix_size > 0 else None
-    hyps = generator.generate(src_tokens, prefix_tokens=prefix)
+    hyps = generator.generate(src_tokens, prefix_tokens=prefix, src_lengths=net_input.get("src_lengths"))
     if cfg.print_alignment is not None or cfg.replace_unk is not None:
         add_alignments(hyps, src_tokens, pad=generator.pad, eos=generator.eos, kind=cfg.print_alignment or "hard")
     return hyps
