@@ -121,3 +121,10 @@ def test_batches_keep_input_order(hub: BARTHub) -> None:
         assert hub.plan_batches(sentences) == [[0, 1], [2, 3], [4]]
     finally:
         hub.batching.max_tokens = 2048
+
+
+def test_translation_hub_points_to_bart(fairseq_fixtures: Path) -> None:
+    from seqloom.hub import TransformerModel
+
+    with pytest.raises(ValueError, match="BARTModel.from_pretrained"):
+        TransformerModel.from_pretrained(str(fairseq_fixtures / "bart" / "model"))

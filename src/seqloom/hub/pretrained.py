@@ -233,6 +233,8 @@ def model_weights(state: Mapping[str, Any], path: Path) -> ModelWeights:
         hint = ""
         if "_lm" in str(err) or "lm_" in str(err):
             hint = "; load language models with seqloom.hub.TransformerLanguageModel.from_pretrained"
+        elif "bart" in str(err):
+            hint = "; load BART models with seqloom.hub.BARTModel.from_pretrained"
         raise ValueError(f"checkpoint {path}: {err}{hint}") from None
     if not isinstance(state.get("model"), Mapping):
         raise ValueError(f"checkpoint {path}: has no 'model' state dict (is it an optimizer-only file?)")
