@@ -155,3 +155,15 @@ def test_seeded_build_draws_fairseqs_initial_weights() -> None:
     for key, (values, abs_sum) in FAIRSEQ_INIT.items():
         assert sd[key].flatten()[100:103].tolist() == pytest.approx(values, abs=1e-7), key
         assert float(sd[key].double().abs().sum()) == pytest.approx(abs_sum, abs=1e-3), key
+
+
+def test_family_dispatch_builds_bart(fairseq_fixtures: Path) -> None:
+    """``seqloom validate`` (models.loading) builds BART from a fairseq BART checkpoint."""
+    from seqloom.models.loading import model_family
+    from seqloom.models.loading import model_from_state as any_from_state
+
+    folder = fairseq_fixtures / "bart" / "model"
+    state = load_checkpoint(folder / "model.pt")
+    dictionary = load_dictionary(folder / "dict.txt")
+    assert model_family(state) == "bart"
+    assert isinstance(any_from_state(state, dictionary, dictionary, source="model.pt"), BARTModel)

@@ -1,7 +1,7 @@
 """Building whichever model a checkpoint holds: the family is read from its ``arch`` (or hydra ``_name``).
 
 ``model_from_state(state, src_dict, tgt_dict, source=...)`` dispatches to the family's interop
-(``transformer`` or ``transformer_lm``), which builds the model and loads its weights strictly.
+(``transformer``, ``transformer_lm`` or ``bart``), which builds the model and loads its weights strictly.
 """
 
 from __future__ import annotations
@@ -45,4 +45,8 @@ def model_from_state(
         from seqloom.models.transformer.interop import model_from_state as mt_from_state
 
         return mt_from_state(state, src_dict, tgt_dict, source=source)
-    raise ValueError(f"{source}: cannot load a {family!r} model here (known: transformer, transformer_lm)")
+    if family == "bart":
+        from seqloom.models.bart.interop import model_from_state as bart_from_state
+
+        return bart_from_state(state, src_dict, source=source)
+    raise ValueError(f"{source}: cannot load a {family!r} model here (known: transformer, transformer_lm, bart)")
