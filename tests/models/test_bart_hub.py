@@ -128,3 +128,12 @@ def test_translation_hub_points_to_bart(fairseq_fixtures: Path) -> None:
 
     with pytest.raises(ValueError, match="BARTModel.from_pretrained"):
         TransformerModel.from_pretrained(str(fairseq_fixtures / "bart" / "model"))
+
+
+def test_encode_pairs_and_decode_documents(hub: BARTHub, ref: dict[str, Any]) -> None:
+    first, second = ref["encode"][0], ref["encode"][1]
+    joined = hub.encode(first["sentence"], second["sentence"])
+    assert joined.tolist() == first["ids"] + second["ids"][1:]  # <s> a </s> b </s>
+    separated = hub.encode(first["sentence"], second["sentence"], no_separator=False)
+    assert separated.tolist() == first["ids"] + [2] + second["ids"][1:]  # <s> a </s> </s> b </s>
+    assert hub.decode(separated) == [first["sentence"], second["sentence"]]
