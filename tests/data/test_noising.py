@@ -15,6 +15,7 @@ from seqloom.data.noising import (
     insert_tokens,
     mask_spans,
     permute_sentences,
+    permute_tokens,
     poisson_probabilities,
     rotate,
     seeded,
@@ -147,3 +148,9 @@ def test_options_are_checked() -> None:
         NoiseOptions(replace_length=2).check()
     with pytest.raises(ValueError, match="subword"):
         NoiseOptions(mask_length="subword", replace_length=-1).check()
+
+
+def test_token_permutation_shuffles_a_fraction_in_place() -> None:
+    out = permute_tokens(row(), 0.2, generator=seeded(4))
+    assert out[0] == 0 and out[-1] == 2 and sorted(out.tolist()) == sorted(row().tolist())
+    assert 2 <= int((out != row()).sum()) <= math.ceil(52 * 0.2)
