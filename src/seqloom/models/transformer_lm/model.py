@@ -33,11 +33,6 @@ def _skipping(module: nn.Module, name: str) -> Iterator[nn.Module]:
         setattr(module, name, sub)
 
 
-def _version(t: Tensor) -> int:
-    """In-place modification count (inference-mode tensors keep none and cannot change outside that mode)."""
-    return -1 if t.is_inference() else t._version
-
-
 class LMDecoder(TransformerDecoder):
     """The shared :class:`TransformerDecoder` without cross-attention, optionally ending in an adaptive softmax.
 
@@ -82,8 +77,6 @@ class LMDecoder(TransformerDecoder):
             checkpoint_activations=checkpoint_activations,
         )
         self.adaptive_softmax = adaptive_softmax
-        self._fold: Tensor | None = None  # inference cache (not state): output_projection folded with project_out
-        self._fold_key: tuple[Any, ...] | None = None
 
     def forward(
         self, tokens: Tensor, encoder_out: EncoderOut | None, *, cache: KVCache | None = None, need_attn: bool = False
@@ -91,26 +84,21 @@ class LMDecoder(TransformerDecoder):
         if self.output_projection is None:
             x, _ = self.extract_features(tokens, None, cache=cache)  # (B, T, C_out)
             return DecoderOut(logits=x, attn=None)  # features for the adaptive softmax
-        if self.project_out_dim is None:
+        if self.project_out_dim is None or not self._fold_is_cheaper(tokens.numel()):
             x, _ = self.extract_features(tokens, None, cache=cache)  # (B, T, C_out)
             return DecoderOut(logits=self.output_projection(x), attn=None)
         # project_out_dim (C -> C_out) then the vocabulary (C_out -> V), e.g. transformer_lm's 512-wide default
-        # output: one (V, C) matrix instead of two products, C_out/C times fewer multiplies (no dropout between)
+        # output, as one (V, C) product: no dropout lies between them, and gradients reach both weights
         with _skipping(self, "project_out_dim") as project_out:
             x, _ = self.extract_features(tokens, None, cache=cache)  # (B, T, C)
-        if self.training:  # the fold is part of the graph: gradients reach both weights
-            return DecoderOut(logits=F.linear(x, self.output_projection.weight @ project_out.weight), attn=None)
-        return DecoderOut(logits=F.linear(x, self._folded_output(project_out.weight)), attn=None)
+        return DecoderOut(logits=F.linear(x, self.output_projection.weight @ project_out.weight), attn=None)
 
-    def _folded_output(self, project_out: Tensor) -> Tensor:
-        """``output_projection.weight @ project_out`` ``(V, C)``, recomputed only when either weight changed."""
-        out = self.output_projection.weight
-        key = (out.data_ptr(), _version(out), project_out.data_ptr(), _version(project_out), out.dtype)
-        if self._fold_key != key:
-            with torch.no_grad():
-                self._fold, self._fold_key = out @ project_out, key
-        assert self._fold is not None
-        return self._fold
+    def _fold_is_cheaper(self, n: int) -> bool:
+        """Whether ``n`` positions cost fewer multiplies through the folded (V, C) matrix (made per call)."""
+        assert self.project_out_dim is not None and self.output_projection is not None
+        c, c_out = self.project_out_dim.in_features, self.project_out_dim.out_features
+        v = self.output_projection.out_features
+        return v * c_out * c + n * c * v < n * c_out * (c + v)
 
     def new_cache(self, batch_size: int, max_len: int) -> KVCache:
         ref = next(self.layers.parameters()) if len(self.layers) else next(self.parameters())
