@@ -74,6 +74,8 @@ class TruncatedDictionary:
         return self.wrapped[i] if i < self.length else self.wrapped[self.wrapped.unk()]
 
     def __getattr__(self, name: str) -> Any:
+        if name == "wrapped":  # not set yet (unpickling in a data-loader worker)
+            raise AttributeError(name)
         return getattr(self.wrapped, name)
 
 
