@@ -87,19 +87,38 @@ def test_bad_flags_are_named() -> None:
         NoiseOptions(replace_length=5).check()
 
 
-def test_tiny_bart_trains_and_loads(fairseq_fixtures: Path, tmp_path: Path) -> None:
-    from seqloom.cli.train import main
-
-    data = fairseq_fixtures / "bart" / "data-bin"
-    argv = [str(data), "--task", "denoising", "--arch", "bart_base", "--encoder-layers", "1", "--decoder-layers",
+def tiny_argv(data: Path, save_dir: Path, max_update: int) -> list[str]:
+    return [str(data), "--task", "denoising", "--arch", "bart_base", "--encoder-layers", "1", "--decoder-layers",
             "1", "--encoder-embed-dim", "16", "--decoder-embed-dim", "16", "--encoder-ffn-embed-dim", "32",
             "--decoder-ffn-embed-dim", "32", "--encoder-attention-heads", "2", "--decoder-attention-heads", "2",
             "--mask", "0.3", "--mask-random", "0.1", "--mask-length", "span-poisson", "--replace-length", "1",
             "--permute-sentences", "1", "--rotate", "0", "--tokens-per-sample", "64", "--max-tokens", "512",
-            "--max-update", "3", "--optimizer", "adam", "--lr", "1e-3", "--seed", "1", "--valid-subset", "valid",
-            "--disable-validation", "--save-dir", str(tmp_path), "--cpu", "--no-epoch-checkpoints"]  # fmt: skip
-    assert main(argv) == 0
+            "--max-update", str(max_update), "--optimizer", "adam", "--lr", "1e-3", "--seed", "1",
+            "--disable-validation", "--save-dir", str(save_dir), "--cpu", "--no-epoch-checkpoints"]  # fmt: skip
+
+
+def test_tiny_bart_trains_and_loads(fairseq_fixtures: Path, tmp_path: Path) -> None:
+    from seqloom.cli.train import main
+
+    data = fairseq_fixtures / "bart" / "data-bin"
+    assert main(tiny_argv(data, tmp_path, 3)) == 0
     state = load_checkpoint(tmp_path / "checkpoint_last.pt")
     model = model_from_state(state, load_dictionary(data / "dict.txt"), source="checkpoint_last.pt")
     assert model.encoder.embed_positions.weight.shape == (1026, 16)
     assert state["optimizer_history"][-1]["num_updates"] == 3
+
+
+def test_resume_mid_epoch_is_exact(fairseq_fixtures: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """The noise is a function of (seed, epoch, index): 2 updates + restart + 2 more == 4 straight."""
+    from seqloom.cli.train import main
+
+    data = fairseq_fixtures / "bart" / "data-bin"
+    assert main(tiny_argv(data, tmp_path / "straight", 4)) == 0
+    assert main(tiny_argv(data, tmp_path / "resumed", 2)) == 0
+    capfd.readouterr()
+    assert main(tiny_argv(data, tmp_path / "resumed", 4)) == 0
+    assert "(epoch 1 @ 2 updates)" in capfd.readouterr().err  # the restart really resumed mid-epoch
+    straight = load_checkpoint(tmp_path / "straight" / "checkpoint_last.pt")["model"]
+    resumed = load_checkpoint(tmp_path / "resumed" / "checkpoint_last.pt")["model"]
+    for key, value in straight.items():
+        assert torch.equal(value, resumed[key]), key
