@@ -137,3 +137,15 @@ def test_encode_pairs_and_decode_documents(hub: BARTHub, ref: dict[str, Any]) ->
     separated = hub.encode(first["sentence"], second["sentence"], no_separator=False)
     assert separated.tolist() == first["ids"] + [2] + second["ids"][1:]  # <s> a </s> </s> b </s>
     assert hub.decode(separated) == [first["sentence"], second["sentence"]]
+
+
+def test_errors_name_the_fix(hub: BARTHub, fairseq_fixtures: Path) -> None:
+    folder = str(fairseq_fixtures / "bart" / "model")
+    with pytest.raises(ValueError, match="gpt2_encoder_json=PATH"):
+        BARTModel.from_pretrained(folder)  # GPT-2's files are never downloaded
+    with pytest.raises(TypeError, match="beem"):
+        BARTModel.from_pretrained(folder, beem=3)
+    with pytest.raises(ValueError, match="has no <mask>"):
+        hub.fill_mask(["no mask here"])
+    with pytest.raises(ValueError, match="maximum length"):
+        hub.extract_features(torch.full((1025,), 5))
