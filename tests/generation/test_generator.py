@@ -133,16 +133,16 @@ def test_sampling_draws_from_the_model() -> None:
         assert torch.allclose(h.positional_scores, torch.tensor(expected), atol=1e-5)
 
 
-def test_diverse_beam_search_one_group_is_beam_search_and_groups_diverge() -> None:
+def test_diverse_beam_search_penalizes_tokens_of_earlier_groups() -> None:
     model = ScriptedModel(12, [4, 5, 6, 7, 8], seed=9, scale=1.0)
-    plain = SequenceGenerator([model], ToyDict(12), GenerationConfig(beam=4, max_len_b=6)).generate(sources([10]))
-    one = GenerationConfig(beam=4, max_len_b=6, diverse_beam_groups=1, diverse_beam_strength=3.0)
-    same = SequenceGenerator([model], ToyDict(12), one).generate(sources([10]))
-    assert [h.tokens.tolist() for h in plain[0]] == [h.tokens.tolist() for h in same[0]]
-    two = GenerationConfig(beam=4, max_len_b=6, diverse_beam_groups=2, diverse_beam_strength=50.0)
-    hyps = SequenceGenerator([model], ToyDict(12), two).generate(sources([10]))[0]
-    assert len(hyps) == 4
-    assert len({h.tokens[0].item() for h in hyps}) >= 2
+    plain = GenerationConfig(beam=4, max_len_b=6, diverse_beam_groups=2, diverse_beam_strength=0.0)
+    free = SequenceGenerator([model], ToyDict(12), plain).generate(sources([10, 11]))
+    strong = GenerationConfig(beam=4, max_len_b=6, diverse_beam_groups=2, diverse_beam_strength=50.0)
+    hyps = SequenceGenerator([model], ToyDict(12), strong).generate(sources([10, 11]))
+    for row in range(2):
+        assert len(hyps[row]) == 4
+        # without a penalty both groups search alike; with a huge one they never start with the same token
+        assert len({h.tokens[0].item() for h in free[row]}) < len({h.tokens[0].item() for h in hyps[row]})
 
 
 def test_prefix_tokens_are_forced() -> None:

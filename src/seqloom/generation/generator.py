@@ -129,7 +129,8 @@ class SequenceGenerator:
         )
         bsz = len(state.sent_ids)
         return self.search.step(step, lprobs.view(bsz, -1, self.vocab_size),
-                                state.scores.view(bsz, self.beam_size, -1)[:, :, :step])  # fmt: skip
+                                state.scores.view(bsz, self.beam_size, -1)[:, :, :step],
+                                original_batch_idxs=torch.tensor(state.sent_ids))  # fmt: skip
 
     def _finalize(self, step: int, max_len: int, cand: SearchStep, state: BeamState,
                   finalized: list[list[Hypothesis]]) -> tuple[list[int], Tensor]:  # fmt: skip

@@ -36,14 +36,26 @@ class Search:
     def set_src_lengths(self, src_lengths: Tensor) -> None:
         self.src_lengths = src_lengths
 
-    def step(self, step: int, lprobs: Tensor, scores: Tensor | None) -> SearchStep:
+    def step(
+        self, step: int, lprobs: Tensor, scores: Tensor | None, *, original_batch_idxs: Tensor | None = None
+    ) -> SearchStep:
+        """Candidates for ``lprobs`` (B, K, V); ``original_batch_idxs`` (B,) are the rows' sentences in the
+        batch as it started (only searches that keep per-sentence state need them)."""
         raise NotImplementedError
 
 
 class BeamSearch(Search):
-    """Keeps the 2K best continuations of the K hypotheses of each sentence."""
+    """Keeps the ``candidate_multiple * K`` (2K) best continuations of the K hypotheses of each sentence."""
 
-    def step(self, step: int, lprobs: Tensor, scores: Tensor | None) -> SearchStep:
+    def step(
+        self,
+        step: int,
+        lprobs: Tensor,
+        scores: Tensor | None,
+        *,
+        original_batch_idxs: Tensor | None = None,
+        candidate_multiple: int = 2,
+    ) -> SearchStep:
         bsz, beam_size, vocab_size = lprobs.shape
         if step == 0:
             lprobs = lprobs[:, ::beam_size, :].contiguous()  # all beams are equal: use the first
@@ -51,7 +63,7 @@ class BeamSearch(Search):
             assert scores is not None
             lprobs = lprobs + scores[:, :, step - 1].unsqueeze(-1)  # (B, K, V) cumulative
         flat = lprobs.view(bsz, -1)  # (B, K*V)
-        top_scores, top_indices = torch.topk(flat, k=min(beam_size * 2, flat.size(1) - 1))
+        top_scores, top_indices = torch.topk(flat, k=min(beam_size * candidate_multiple, flat.size(1) - 1))
         beams = torch.div(top_indices, vocab_size, rounding_mode="trunc")
         return SearchStep(top_scores, top_indices.fmod(vocab_size), beams)
 
@@ -68,7 +80,9 @@ class LengthConstrainedBeamSearch(Search):
         self.max_len_a, self.max_len_b = max_len_a, max_len_b
         self.beam = BeamSearch()
 
-    def step(self, step: int, lprobs: Tensor, scores: Tensor | None) -> SearchStep:
+    def step(
+        self, step: int, lprobs: Tensor, scores: Tensor | None, *, original_batch_idxs: Tensor | None = None
+    ) -> SearchStep:
         assert self.src_lengths is not None, "LengthConstrainedBeamSearch needs set_src_lengths()"
         min_lens = self.min_len_a * self.src_lengths + self.min_len_b  # (B,)
         max_lens = self.max_len_a * self.src_lengths + self.max_len_b  # (B,)
@@ -78,37 +92,72 @@ class LengthConstrainedBeamSearch(Search):
 
 
 class DiverseBeamSearch(Search):
-    """Diverse beam search (Vijayakumar et al. 2016): G groups, each penalized for tokens chosen by earlier ones."""
+    """Diverse beam search (Vijayakumar et al. 2016) as fairseq 0.12 implements it.
 
-    def __init__(self, num_groups: int, diversity_strength: float) -> None:
+    The K beams form G groups searched one after another; group g's log-probs are lowered by
+    ``diversity_strength`` times a penalty on each token that earlier groups chose at this step. The
+    penalty is cumulative (fairseq's default, ``diversity_discount`` 1): ``1 +`` how often the two groups
+    already chose the same tokens at the same positions. Each group proposes only K/G candidates
+    (``candidate_multiple`` 1). fairseq indexes its per-sentence overlap by dataset ids and fails once an
+    id exceeds the batch size; here it is indexed by the sentence's row in the starting batch.
+    """
+
+    def __init__(
+        self,
+        num_groups: int,
+        diversity_strength: float,
+        *,
+        diversity_discount: float = 1.0,
+        candidate_multiple: int = 1,
+    ) -> None:
         super().__init__()
         self.num_groups = num_groups
         self.diversity_strength = -diversity_strength
+        self.diversity_discount = diversity_discount
+        self.candidate_multiple = candidate_multiple
         self.beam = BeamSearch()
+        self.group_overlap = torch.empty(0)  # (B0, G, G) discounted counts of shared tokens between groups
 
-    def step(self, step: int, lprobs: Tensor, scores: Tensor | None) -> SearchStep:
+    def _penalty(self, step: int, g: int, rows: Tensor, bsz: int) -> Tensor:
+        if step == 0:
+            return torch.ones(bsz, 1, 1)
+        return (1 + self.group_overlap[rows, g, :g]).unsqueeze(1)  # (B, 1, g)
+
+    def step(
+        self, step: int, lprobs: Tensor, scores: Tensor | None, *, original_batch_idxs: Tensor | None = None
+    ) -> SearchStep:
         bsz, beam_size, _ = lprobs.shape
-        if beam_size % self.num_groups != 0:
-            raise ValueError(
-                f"--diverse-beam-groups {self.num_groups} must divide --beam {beam_size} (DiverseBeamSearch)"
-            )
-        penalty = torch.zeros_like(lprobs[:, 0, :])  # (B, V) how often each token was chosen so far
-        parts: list[SearchStep] = []
-        for g in range(self.num_groups):
-            lprobs_g = lprobs[:, g :: self.num_groups, :]  # (B, K/G, V)
-            scores_g = scores[:, g :: self.num_groups, :] if step > 0 and scores is not None else None
+        groups = self.num_groups
+        if beam_size % groups != 0:
+            raise ValueError(f"--diverse-beam-groups {groups} must divide --beam {beam_size} (DiverseBeamSearch)")
+        rows = original_batch_idxs if original_batch_idxs is not None else torch.arange(bsz, device=lprobs.device)
+        penalty = torch.zeros_like(lprobs[:, 0, :])  # (B, V)
+        tokens = torch.empty(bsz, beam_size // groups * self.candidate_multiple, groups, dtype=torch.long,
+                             device=lprobs.device)  # (B, P, G)  # fmt: skip
+        scores_g, beams_g = [], []
+        for g in range(groups):
+            lprobs_g = lprobs[:, g::groups, :]  # (B, K/G, V)
             if g > 0:
+                penalty.zero_()
+                chosen = tokens[:, :, :g]  # (B, P, g) tokens of the earlier groups
+                weights = self._penalty(step, g, rows, bsz).expand(chosen.size()).reshape(bsz, -1)
+                penalty.scatter_add_(1, chosen.reshape(bsz, -1), weights.to(penalty))
                 lprobs_g = torch.add(lprobs_g, penalty.unsqueeze(1), alpha=self.diversity_strength)
             else:
                 lprobs_g = lprobs_g.contiguous()
-            cand = self.beam.step(step, lprobs_g, scores_g)
-            parts.append(SearchStep(cand.scores, cand.tokens, cand.beams * self.num_groups + g))
-            penalty.scatter_add_(1, cand.tokens, torch.ones_like(cand.tokens, dtype=penalty.dtype))
-        # interleave the groups' candidates: (B, C/G, G) -> (B, C)
+            group_scores = scores[:, g::groups, :] if step > 0 and scores is not None else None
+            cand = self.beam.step(step, lprobs_g, group_scores, candidate_multiple=self.candidate_multiple)
+            scores_g.append(cand.scores)
+            beams_g.append(cand.beams * groups + g)
+            tokens[:, :, g] = cand.tokens
+        overlap = self.diversity_discount * torch.sum(tokens.unsqueeze(2).eq(tokens.unsqueeze(3)), dim=1)  # (B, G, G)
+        if step == 0:
+            self.group_overlap = overlap
+        else:
+            self.group_overlap[rows] = self.group_overlap[rows] * self.diversity_discount + overlap
+        # interleave the groups' candidates: (B, P, G) -> (B, P*G)
         return SearchStep(
-            torch.stack([p.scores for p in parts], dim=2).view(bsz, -1),
-            torch.stack([p.tokens for p in parts], dim=2).view(bsz, -1),
-            torch.stack([p.beams for p in parts], dim=2).view(bsz, -1),
+            torch.stack(scores_g, dim=2).view(bsz, -1), tokens.view(bsz, -1), torch.stack(beams_g, dim=2).view(bsz, -1)
         )
 
 
@@ -132,7 +181,9 @@ class Sampling(Search):
         probs = sorted_probs[:, :, : max_dim + 1].masked_fill_(~mask[:, :, : max_dim + 1], 0)
         return probs, sorted_indices[:, :, : max_dim + 1]
 
-    def step(self, step: int, lprobs: Tensor, scores: Tensor | None) -> SearchStep:
+    def step(
+        self, step: int, lprobs: Tensor, scores: Tensor | None, *, original_batch_idxs: Tensor | None = None
+    ) -> SearchStep:
         bsz, beam_size, _ = lprobs.shape
         if step == 0:
             lprobs = lprobs[:, ::beam_size, :].contiguous()
