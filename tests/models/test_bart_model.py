@@ -167,3 +167,14 @@ def test_family_dispatch_builds_bart(fairseq_fixtures: Path) -> None:
     dictionary = load_dictionary(folder / "dict.txt")
     assert model_family(state) == "bart"
     assert isinstance(any_from_state(state, dictionary, dictionary, source="model.pt"), BARTModel)
+
+
+def test_generation_loads_bart_checkpoints(fairseq_fixtures: Path) -> None:
+    """``seqloom generate --path`` (generation.loading) builds BART, e.g. a summarizer fine-tuned with translation."""
+    from seqloom.generation.loading import load_ensemble
+
+    folder = fairseq_fixtures / "bart" / "model"
+    dictionary = load_dictionary(folder / "dict.txt")
+    task = type("Task", (), {"source_dictionary": dictionary, "target_dictionary": dictionary})()
+    (model,) = load_ensemble(str(folder / "model.pt"), task)
+    assert isinstance(model, BARTModel) and not model.training

@@ -25,7 +25,8 @@ def split_paths(path: str | None) -> list[str]:
 
 def load_ensemble(path: str | None, task: Any, *, model_overrides: str = "{}") -> list[Any]:
     """The eval-mode models of ``--path``, built for the task's dictionaries with strict weight loading."""
-    from seqloom.models.transformer.interop import load_fairseq_model
+    from seqloom.checkpoint.io import load_checkpoint
+    from seqloom.models.loading import model_from_state  # whichever family the checkpoint holds (e.g. BART)
 
     overrides = ast.literal_eval(model_overrides) if model_overrides else {}
     if overrides:
@@ -35,5 +36,6 @@ def load_ensemble(path: str | None, task: Any, *, model_overrides: str = "{}") -
     models = []
     for p in split_paths(path):
         logger.info("loading model(s) from %s", p)
-        models.append(load_fairseq_model(p, task.source_dictionary, task.target_dictionary).eval())
+        state = load_checkpoint(p)
+        models.append(model_from_state(state, task.source_dictionary, task.target_dictionary, source=p).eval())
     return models
