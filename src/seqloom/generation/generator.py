@@ -10,43 +10,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from seqloom.generation.beam_state import BeamState
 from seqloom.generation.config import GenerationConfig
 from seqloom.generation.constraints import apply_prefix, mask_lprobs
 from seqloom.generation.ensemble import EnsembleDecoder
 from seqloom.generation.hypotheses import Hypothesis, finalize_hypotheses, sort_by_score
 from seqloom.generation.ngram import block_repeated_ngrams
 from seqloom.generation.search import Search, SearchStep, build_search
-
-
-@dataclass
-class BeamState:
-    """The live hypotheses of the sentences still in the batch (B sentences, K beams each)."""
-
-    tokens: Tensor  # (B*K, max_len + 2) bos, generated tokens, then pad
-    scores: Tensor  # (B*K, max_len + 1) cumulative log-probs
-    attn: Tensor | None  # (B*K, S, max_len + 2) attention of each generated position
-    ignore: Tensor  # (B, K) bool: candidate slots standing for already finalized hypotheses
-    src_lengths: Tensor  # (B,) source lengths without pad and eos
-    prefix: Tensor | None  # (B, P) forced target prefix
-    sent_ids: list[int]  # original sentence index of each batch row
-
-    def keep(self, batch_idxs: Tensor, beam_size: int) -> None:
-        """Drops the sentences not in ``batch_idxs`` (B',)."""
-        bsz = len(self.sent_ids)
-        self.tokens = self.tokens.view(bsz, -1)[batch_idxs].view(batch_idxs.numel() * beam_size, -1)
-        self.scores = self.scores.view(bsz, -1)[batch_idxs].view(batch_idxs.numel() * beam_size, -1)
-        if self.attn is not None:
-            width = self.attn.size(1)
-            self.attn = self.attn.view(bsz, -1)[batch_idxs].view(batch_idxs.numel() * beam_size, width, -1)
-        self.ignore, self.src_lengths = self.ignore[batch_idxs], self.src_lengths[batch_idxs]
-        self.prefix = self.prefix[batch_idxs] if self.prefix is not None else None
-        self.sent_ids = [self.sent_ids[i] for i in batch_idxs.tolist()]
 
 
 class SequenceGenerator:
@@ -130,7 +105,8 @@ class SequenceGenerator:
         bsz = len(state.sent_ids)
         return self.search.step(step, lprobs.view(bsz, -1, self.vocab_size),
                                 state.scores.view(bsz, self.beam_size, -1)[:, :, :step],
-                                original_batch_idxs=torch.tensor(state.sent_ids))  # fmt: skip
+                                original_batch_idxs=torch.tensor(state.sent_ids) if self.search.needs_batch_rows
+                                else None)  # fmt: skip
 
     def _finalize(self, step: int, max_len: int, cand: SearchStep, state: BeamState,
                   finalized: list[list[Hypothesis]]) -> tuple[list[int], Tensor]:  # fmt: skip
@@ -142,7 +118,7 @@ class SequenceGenerator:
         offsets = torch.arange(0, len(state.sent_ids) * k, k, device=cand.beams.device).unsqueeze(1)  # (B, 1)
         cand.beams = cand.beams + offsets  # now rows of the (B*K) buffers
         eos_mask = cand.tokens.eq(self.eos) & cand.scores.ne(-math.inf)  # (B, C)
-        eos_mask[:, :k][state.ignore] = False
+        eos_mask[:, :k] &= ~state.ignore
         rows = torch.masked_select(cand.beams[:, :k], mask=eos_mask[:, :k])
         if rows.numel() == 0:
             return [], eos_mask

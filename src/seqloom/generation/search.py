@@ -28,6 +28,7 @@ class Search:
     """Base class: strategies needing the source lengths set ``needs_src_lengths``."""
 
     needs_src_lengths = False
+    needs_batch_rows = False  # whether step() needs ``original_batch_idxs``
     stop_on_max_len = False
 
     def __init__(self) -> None:
@@ -101,6 +102,8 @@ class DiverseBeamSearch(Search):
     (``candidate_multiple`` 1). fairseq indexes its per-sentence overlap by dataset ids and fails once an
     id exceeds the batch size; here it is indexed by the sentence's row in the starting batch.
     """
+
+    needs_batch_rows = True
 
     def __init__(
         self,
