@@ -177,6 +177,10 @@ def test_two_gloo_processes_equal_one_process_with_update_freq_2(data_bin: Path,
     b = load_checkpoint(tmp_path / "two" / "checkpoint_last.pt")
     assert a["optimizer_history"][-1]["num_updates"] == b["optimizer_history"][-1]["num_updates"] == 6
     for key, value in a["model"].items():
+        if key.endswith("k_proj.bias"):
+            # softmax ignores a bias shared by all keys: its gradient is rounding noise, which Adam
+            # normalises into lr-sized steps, so it differs between any two summation orders
+            continue
         torch.testing.assert_close(b["model"][key], value, rtol=1e-4, atol=1e-5, msg=key)
     assert (a["args"].distributed_world_size, b["args"].distributed_world_size) == (1, 2)
 
