@@ -28,12 +28,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-FIXTURES = REPO.parent / "shared" / "fixtures" / "fairseq"
-GPT2 = REPO.parent / "shared" / "data" / "gpt2-bpe"
-sys.path.insert(0, str(REPO / "benchmarks"))
+from _common import FIXTURES, REPO, SEQLOOM, require_fairseq_bin, run_measured, thread_env, train_words_per_second
 
-from train import fairseq_bin, json_lines  # noqa: E402  (the training benchmark's helpers)
+GPT2 = REPO.parent / "shared" / "data" / "gpt2-bpe"
 
 
 def recipe(save_dir: Path, max_update: int) -> list[str]:
@@ -50,21 +47,10 @@ def recipe(save_dir: Path, max_update: int) -> list[str]:
     ]  # fmt: skip
 
 
-def train_words_per_second(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+def train_figures(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
     """(words/s over the epochs, user CPU seconds of the process)."""
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert proc.stdout is not None
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"{cmd[0]} failed:\n{out[-3000:]}")
-    tokens = seconds = done = 0.0
-    for row in json_lines(out, "train"):
-        updates = float(row["train_num_updates"]) - done
-        done = float(row["train_num_updates"])
-        tokens += float(row["train_wpb"]) * updates
-        seconds += updates / max(float(row["train_ups"]), 1e-9)
-    return tokens / max(seconds, 1e-9), usage.ru_utime
+    done = run_measured(cmd, env)
+    return train_words_per_second(done.output), done.user_s
 
 
 def masked_sentences(count: int) -> list[str]:
@@ -130,24 +116,17 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--skip-train", action="store_true")
     args = p.parse_args()
-    fs = fairseq_bin()
-    if fs is None:
-        sys.exit("fairseq-train not found: set $FAIRSEQ_BIN to the bin/ folder of a fairseq install")
+    fs = require_fairseq_bin("fairseq-train")
     threads = str(args.threads)
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": threads,
-        "MKL_NUM_THREADS": threads,
-        "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1",
-    }
+    env = thread_env(args.threads)
     if not args.skip_train:
         train = {}
         with tempfile.TemporaryDirectory() as tmp:
             for name, exe in (
                 ("fairseq", [str(fs / "fairseq-train")]),
-                ("seqloom", [sys.executable, "-m", "seqloom", "train"]),
+                ("seqloom", [*SEQLOOM, "train"]),
             ):
-                train[name] = train_words_per_second(exe + recipe(Path(tmp) / name, args.max_update), env)
+                train[name] = train_figures(exe + recipe(Path(tmp) / name, args.max_update), env)
         print(f"denoising training, {args.max_update} updates, {threads} thread(s):")
         for name, (wps, cpu) in train.items():
             print(f"  {name:8} {wps:9.1f} words/s  {cpu:7.1f} user CPU s")

@@ -15,16 +15,11 @@ fairseq is found through ``$FAIRSEQ_BIN`` or ``../peer-venvs/fs/bin``. Check ``u
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import subprocess
 import sys
-import time
 from dataclasses import dataclass
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-FIXTURES = REPO.parent / "shared" / "fixtures" / "fairseq"
+from _common import FIXTURES, SEQLOOM, require_fairseq_bin, run_measured, thread_env
 
 
 @dataclass
@@ -37,13 +32,6 @@ class Result:
     loss: float
 
 
-def fairseq_bin() -> Path | None:
-    for candidate in (os.environ.get("FAIRSEQ_BIN"), str(REPO.parent / "peer-venvs" / "fs" / "bin")):
-        if candidate and (Path(candidate) / "fairseq-eval-lm").exists():
-            return Path(candidate)
-    return None
-
-
 def command(subset: str, window: int) -> list[str]:
     lm = FIXTURES / "lm"
     return [
@@ -54,17 +42,12 @@ def command(subset: str, window: int) -> list[str]:
 
 
 def run(cmd: list[str], env: dict[str, str]) -> Result:
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert proc.stdout is not None
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    speed = re.search(r"Evaluated [0-9,]+ tokens in [0-9.]+s \(([0-9.]+) tokens/s\)", out)
-    loss = re.search(r"Loss \(base 2\): ([0-9.]+)", out)
-    if os.waitstatus_to_exitcode(status) != 0 or speed is None or loss is None:
-        sys.exit(f"{cmd[0]} failed:\n{out[-3000:]}")
-    return Result(float(speed.group(1)), wall, usage.ru_maxrss / 1024, float(loss.group(1)))
+    done = run_measured(cmd, env)
+    speed = re.search(r"Evaluated [0-9,]+ tokens in [0-9.]+s \(([0-9.]+) tokens/s\)", done.output)
+    loss = re.search(r"Loss \(base 2\): ([0-9.]+)", done.output)
+    if speed is None or loss is None:
+        sys.exit(f"{cmd[0]} failed:\n{done.output[-3000:]}")
+    return Result(float(speed.group(1)), done.wall_s, done.peak_rss_mib, float(loss.group(1)))
 
 
 def main() -> int:
@@ -74,17 +57,9 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=1)
     args = p.parse_args()
-    fs = fairseq_bin()
-    if fs is None:
-        sys.exit("fairseq-eval-lm not found: set $FAIRSEQ_BIN to the bin/ folder of a fairseq install")
-    threads = str(args.threads)
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": threads,
-        "MKL_NUM_THREADS": threads,
-        "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1",
-    }
-    tools = {"fairseq": [str(fs / "fairseq-eval-lm")], "seqloom": [sys.executable, "-m", "seqloom", "eval-lm"]}
+    fs = require_fairseq_bin("fairseq-eval-lm")
+    env = thread_env(args.threads)
+    tools = {"fairseq": [str(fs / "fairseq-eval-lm")], "seqloom": [*SEQLOOM, "eval-lm"]}
     results: dict[str, list[Result]] = {name: [] for name in tools}
     for _ in range(args.repeats):
         for name, exe in tools.items():

@@ -24,7 +24,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from _common import REPO, fairseq_bin
+
 DEFAULT_CORPUS = REPO.parent / "shared" / "data" / "bible-en-es"
 
 
@@ -35,13 +36,6 @@ class Run:
     wall_s: float
     cpu_s: float  # user + system time of the tool and its workers (less sensitive to a busy machine)
     peak_rss_mib: float
-
-
-def fairseq_bin() -> Path | None:
-    for candidate in (os.environ.get("FAIRSEQ_BIN"), str(REPO.parent / "peer-venvs" / "fs" / "bin")):
-        if candidate and (Path(candidate) / "fairseq-preprocess").exists():
-            return Path(candidate)
-    return None
 
 
 def make_corpus(src_dir: Path, out: Path, src: str, tgt: str, repeat: int) -> int:
@@ -85,7 +79,7 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=1, help="concatenate the train files this many times")
     p.add_argument("--runs", type=int, default=3)
     args = p.parse_args()
-    fs_bin = fairseq_bin()
+    fs_bin = fairseq_bin("fairseq-preprocess")
     if fs_bin is None:
         print("peer not installed, skipping")
         return 0

@@ -15,35 +15,11 @@ fairseq is found through ``$FAIRSEQ_BIN`` or ``../peer-venvs/fs/bin``.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import re
-import subprocess
 import sys
 import tempfile
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-FIXTURES = REPO.parent / "shared" / "fixtures" / "fairseq"
-
-
-@dataclass
-class Result:
-    """One tool's figures."""
-
-    wps: float
-    peak_rss_mib: float
-    valid_loss: float
-    wall_s: float
-
-
-def fairseq_bin() -> Path | None:
-    for candidate in (os.environ.get("FAIRSEQ_BIN"), str(REPO.parent / "peer-venvs" / "fs" / "bin")):
-        if candidate and (Path(candidate) / "fairseq-train").exists():
-            return Path(candidate)
-    return None
+from _common import FIXTURES, SEQLOOM, print_training, require_fairseq_bin, run_training, thread_env
 
 
 def recipe(data: Path, save_dir: Path, max_update: int, dim: int) -> list[str]:
@@ -61,41 +37,6 @@ def recipe(data: Path, save_dir: Path, max_update: int, dim: int) -> list[str]:
     ]  # fmt: skip
 
 
-def json_lines(text: str, tag: str) -> list[dict[str, str]]:
-    rows = []
-    for line in text.splitlines():
-        m = re.search(rf"\| {tag} \| (\{{.*\}})\s*$", line)
-        if m:
-            rows.append(json.loads(m.group(1)))
-    return rows
-
-
-def summarize(log: str, wall: float, rss_mib: float) -> Result:
-    epochs = json_lines(log, "train")
-    tokens = seconds = 0.0
-    done = 0
-    for row in epochs:  # per epoch: updates / ups = time; wpb * updates = tokens
-        updates = float(row["train_num_updates"]) - done
-        done = float(row["train_num_updates"])
-        tokens += float(row["train_wpb"]) * updates
-        seconds += updates / max(float(row["train_ups"]), 1e-9)
-    valid = json_lines(log, "valid")
-    loss = float(valid[-1]["valid_loss"]) if valid else float("nan")
-    return Result(tokens / max(seconds, 1e-9), rss_mib, loss, wall)
-
-
-def run(cmd: list[str], env: dict[str, str]) -> Result:
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert proc.stdout is not None
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"{cmd[0]} failed:\n{out[-3000:]}")
-    return summarize(out, wall, usage.ru_maxrss / 1024)
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--max-update", type=int, default=300)
@@ -103,30 +44,17 @@ def main() -> int:
     p.add_argument("--model-dim", type=int, default=64)
     p.add_argument("--data", type=Path, default=FIXTURES / "mt" / "data-bin")
     args = p.parse_args()
-    fs = fairseq_bin()
-    if fs is None:
-        sys.exit("fairseq-train not found: set $FAIRSEQ_BIN to the bin/ folder of a fairseq install")
-    threads = str(args.threads)
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": threads,
-        "MKL_NUM_THREADS": threads,
-        "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1",
-    }
+    fs = require_fairseq_bin("fairseq-train")
+    env = thread_env(args.threads)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, exe in (
             ("fairseq", [str(fs / "fairseq-train")]),
-            ("seqloom", [sys.executable, "-m", "seqloom", "train"]),
+            ("seqloom", [*SEQLOOM, "train"]),
         ):
             cmd = exe + recipe(args.data, Path(tmp) / name, args.max_update, args.model_dim)
-            results[name] = run(cmd, env)
-    f, s = results["fairseq"], results["seqloom"]
-    print(f"{'tool':10} {'words/s':>10} {'peak MiB':>10} {'valid loss':>11} {'wall s':>8}")
-    for name, r in results.items():
-        print(f"{name:10} {r.wps:10.1f} {r.peak_rss_mib:10.1f} {r.valid_loss:11.3f} {r.wall_s:8.1f}")
-    print(f"speed ratio seqloom/fairseq: {s.wps / f.wps:.2f}x (target >= 1.3x); peak memory ratio "
-          f"{s.peak_rss_mib / f.peak_rss_mib:.2f} (target <= 1); valid loss {s.valid_loss:.3f} vs {f.valid_loss:.3f}")  # fmt: skip
+            results[name] = run_training(cmd, env)
+    print_training(results)
     return 0
 
 
