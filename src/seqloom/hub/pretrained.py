@@ -31,6 +31,7 @@ from seqloom.generation.config import GenerationConfig
 from seqloom.hub import files
 from seqloom.hub.base import HubBatching
 from seqloom.hub.codecs import CodecSpec, build_codec, codec_option_names, codec_spec
+from seqloom.hub.loading import pick_options
 from seqloom.hub.translation import TranslationHub
 from seqloom.models.transformer.builder import build_model
 from seqloom.models.transformer.config import TransformerConfig
@@ -89,15 +90,6 @@ def _check_keywords(kwargs: Mapping[str, Any]) -> None:
         )
 
 
-def _pick(group: Any, names: Sequence[str], kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """Values of ``names`` from a checkpoint group (skipping interpolations) then ``kwargs``."""
-    values = {}
-    if isinstance(group, Mapping):
-        values = {n: group[n] for n in names if n in group and not str(group[n]).startswith("${")}
-    values.update({n: kwargs[n] for n in names if n in kwargs})
-    return values
-
-
 def _generation_options(values: dict[str, Any]) -> dict[str, Any]:
     """Drops unset values; old fairseq stored ``--print-alignment``/``--replace-unk`` as booleans."""
     out = {k: v for k, v in values.items() if v is not None}
@@ -113,14 +105,14 @@ def build_spec(
 ) -> PretrainedSpec:  # fmt: skip
     """Resolves the languages, dictionaries, codecs, generation and batching options of a model."""
     _check_keywords(kwargs)
-    task = _pick(groups.get("task"), TASK_OPTIONS, kwargs)
+    task = pick_options(groups.get("task"), TASK_OPTIONS, kwargs)
     data_dir = files.resolve_data_dir(model_dir, data_name_or_path)
     src, tgt = task.get("source_lang"), task.get("target_lang")
     if src is None or tgt is None:
         src_guess, tgt_guess = files.infer_languages(data_dir)
         src, tgt = src or src_guess, tgt or tgt_guess
-    generation = _generation_options(_pick(groups.get("generation"), GENERATION_OPTIONS, kwargs))
-    dataset = _pick(groups.get("dataset"), BATCHING_OPTIONS, kwargs)
+    generation = _generation_options(pick_options(groups.get("generation"), GENERATION_OPTIONS, kwargs))
+    dataset = pick_options(groups.get("dataset"), BATCHING_OPTIONS, kwargs)
     dataset = {k: v for k, v in dataset.items() if k != "required_batch_size_multiple" or v is not None}
     tokenizer = codec_spec("tokenizer", kwargs.get("tokenizer", groups.get("tokenizer")), kwargs)
     bpe_name = kwargs.get("bpe", groups.get("bpe"))

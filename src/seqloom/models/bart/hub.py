@@ -15,9 +15,8 @@ forced to emit ``<s>`` first, so hypotheses read ``<s> ... </s>``. Scores are na
 
 from __future__ import annotations
 
-import dataclasses
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,15 +33,20 @@ from seqloom.generation.config import GenerationConfig
 from seqloom.generation.generator import SequenceGenerator
 from seqloom.generation.hypotheses import Hypothesis
 from seqloom.hub import files
-from seqloom.hub.base import GeneratorHubInterface, HubBatching
-from seqloom.hub.codecs import build_codec, codec_option_names, codec_spec
+from seqloom.hub.base import GeneratorHubInterface
+from seqloom.hub.loading import (
+    build_codecs,
+    check_keywords,
+    dictionary_file,
+    generation_config,
+    hub_batching,
+    pick_options,
+)
 from seqloom.hub.pretrained import checkpoint_groups
 from seqloom.models.bart.interop import model_from_state
 from seqloom.models.bart.model import BARTModel, last_eos_representation
 
 MASK = "<mask>"
-GENERATION_OPTIONS = tuple(f.name for f in dataclasses.fields(GenerationConfig))
-BATCHING_OPTIONS = ("max_tokens", "batch_size")
 
 
 def load_dictionary(path: str | os.PathLike[str]) -> Dictionary:
@@ -172,36 +176,6 @@ class BARTHub(GeneratorHubInterface):
         return logits if return_logits else F.log_softmax(logits, dim=-1)
 
 
-def _pick(group: Any, names: Sequence[str], kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """Values of ``names`` from a checkpoint group (interpolations skipped), then from ``kwargs``."""
-    values: dict[str, Any] = {}
-    if isinstance(group, Mapping):
-        values = {n: group[n] for n in names if n in group and not str(group[n]).startswith("${")}
-    values.update({n: kwargs[n] for n in names if n in kwargs})
-    return values
-
-
-def _check_keywords(kwargs: Mapping[str, Any]) -> None:
-    known = {"tokenizer", "bpe", *BATCHING_OPTIONS, *GENERATION_OPTIONS}
-    known |= codec_option_names("tokenizer") | codec_option_names("bpe")
-    unknown = sorted(set(kwargs) - known)
-    if unknown:
-        raise TypeError(
-            f"BARTModel.from_pretrained got unknown keyword(s) {', '.join(unknown)}; it accepts bpe/tokenizer and "
-            "their options (gpt2_encoder_json, gpt2_vocab_bpe ...), max_tokens, batch_size and generation options"
-        )
-
-
-def _codecs(model_dir: Any, groups: Mapping[str, Any], kwargs: Mapping[str, Any]) -> tuple[Any, Any]:
-    """The tokenizer and BPE: keywords win over the checkpoint's groups (which fairseq 0.12 fails to merge)."""
-    tokenizer = codec_spec("tokenizer", kwargs.get("tokenizer", groups.get("tokenizer")), kwargs)
-    bpe = codec_spec("bpe", kwargs.get("bpe", groups.get("bpe")), kwargs)
-    if bpe is not None:
-        bpe.options.update(files.discover_codec_files(model_dir, bpe.options))
-        bpe = codec_spec("bpe", bpe.name, bpe.options)
-    return build_codec("tokenizer", tokenizer), build_codec("bpe", bpe)
-
-
 def from_pretrained(
     model_name_or_path: str | os.PathLike[str],
     checkpoint_file: str = "model.pt",
@@ -215,20 +189,21 @@ def from_pretrained(
     ``encoder.json``/``vocab.bpe`` in the model directory), ``max_tokens``/``batch_size``, generation options.
     """
     kwargs.setdefault("bpe", "gpt2")
-    _check_keywords(kwargs)
+    check_keywords(
+        kwargs,
+        extra=(),
+        caller="BARTModel.from_pretrained",
+        accepts="bpe/tokenizer and their options (gpt2_encoder_json, gpt2_vocab_bpe ...), max_tokens, batch_size "
+        "and generation options",
+    )
     model_dir, named = files.resolve_model_dir(model_name_or_path)
     (path,) = files.checkpoint_paths(model_dir, named or checkpoint_file)[:1]
-    data_dir = files.resolve_data_dir(model_dir, data_name_or_path)
-    if not (data_dir / "dict.txt").is_file():
-        raise FileNotFoundError(f"dictionary {data_dir / 'dict.txt'}: no such file; pass data_name_or_path=DIR")
-    dictionary = load_dictionary(data_dir / "dict.txt")
+    dictionary = load_dictionary(dictionary_file(model_dir, data_name_or_path))
     state = load_checkpoint(path)
     groups = checkpoint_groups(state)
     model = model_from_state(state, dictionary, source=str(path)).eval()
-    tokenizer, bpe = _codecs(model_dir, groups, kwargs)
-    generation = _pick(groups.get("generation"), GENERATION_OPTIONS, kwargs)
-    generation = {k: v for k, v in generation.items() if v is not None or k in ("replace_unk", "print_alignment")}
-    task = _pick(groups.get("task"), ("max_source_positions", "max_target_positions"), {})
+    tokenizer, bpe = build_codecs(model_dir, groups, kwargs)
+    task = pick_options(groups.get("task"), ("max_source_positions", "max_target_positions"), {})
     limits = (task.get("max_source_positions", 1024), task.get("max_target_positions", 1024))
     return BARTHub(
         [model],
@@ -236,8 +211,7 @@ def from_pretrained(
         tgt_dict=dictionary,
         tokenizer=tokenizer,
         bpe=bpe,
-        generation=GenerationConfig(**generation),
-        # fairseq's hub batches with get_batch_iterator's default multiple of 1
-        batching=HubBatching(**_pick(groups.get("dataset"), BATCHING_OPTIONS, kwargs), required_batch_size_multiple=1),
+        generation=generation_config(groups, kwargs),
+        batching=hub_batching(groups, kwargs),
         max_positions=resolve_max_positions(limits, model.max_positions()),
     )

@@ -13,9 +13,8 @@ codecs' options (``bpe_codes=`` ...), any :class:`~seqloom.generation.config.Gen
 
 from __future__ import annotations
 
-import dataclasses
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -30,13 +29,17 @@ from seqloom.generation.config import GenerationConfig
 from seqloom.generation.generator import SequenceGenerator
 from seqloom.generation.hypotheses import Hypothesis
 from seqloom.hub import files
-from seqloom.hub.base import GeneratorHubInterface, HubBatching
-from seqloom.hub.codecs import build_codec, codec_option_names, codec_spec
+from seqloom.hub.base import GeneratorHubInterface
+from seqloom.hub.loading import (
+    build_codecs,
+    check_keywords,
+    dictionary_file,
+    generation_config,
+    hub_batching,
+    pick_options,
+)
 from seqloom.hub.pretrained import checkpoint_groups
 from seqloom.models.transformer_lm.interop import model_from_state
-
-GENERATION_OPTIONS = tuple(f.name for f in dataclasses.fields(GenerationConfig))
-BATCHING_OPTIONS = ("max_tokens", "batch_size")
 
 
 class LanguageModelHub(GeneratorHubInterface):
@@ -95,35 +98,6 @@ class LanguageModelHub(GeneratorHubInterface):
         return torch.cat([self.encode(line) for line in text.splitlines()])
 
 
-def _pick(group: Any, names: Sequence[str], kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """Values of ``names`` from a checkpoint group (interpolations skipped), then from ``kwargs``."""
-    values: dict[str, Any] = {}
-    if isinstance(group, Mapping):
-        values = {n: group[n] for n in names if n in group and not str(group[n]).startswith("${")}
-    values.update({n: kwargs[n] for n in names if n in kwargs})
-    return values
-
-
-def _check_keywords(kwargs: Mapping[str, Any]) -> None:
-    known = {"tokenizer", "bpe", "add_bos_token", *BATCHING_OPTIONS, *GENERATION_OPTIONS}
-    known |= codec_option_names("tokenizer") | codec_option_names("bpe")
-    unknown = sorted(set(kwargs) - known)
-    if unknown:
-        raise TypeError(
-            f"from_pretrained got unknown keyword(s) {', '.join(unknown)}; it accepts tokenizer/bpe and their "
-            "options (bpe_codes ...), add_bos_token, max_tokens, batch_size and generation options (beam ...)"
-        )
-
-
-def _codecs(model_dir: Any, groups: Mapping[str, Any], kwargs: Mapping[str, Any]) -> tuple[Any, Any]:
-    tokenizer = codec_spec("tokenizer", kwargs.get("tokenizer", groups.get("tokenizer")), kwargs)
-    bpe = codec_spec("bpe", kwargs.get("bpe", groups.get("bpe")), kwargs)
-    if bpe is not None:
-        bpe.options.update(files.discover_codec_files(model_dir, bpe.options))
-        bpe = codec_spec("bpe", bpe.name, bpe.options)
-    return build_codec("tokenizer", tokenizer), build_codec("bpe", bpe)
-
-
 def from_pretrained(
     model_name_or_path: str | os.PathLike[str],
     checkpoint_file: str = "model.pt",
@@ -135,32 +109,31 @@ def from_pretrained(
     ``data_name_or_path`` is the folder of the model's ``dict.txt`` (starting with '.': inside the model
     directory). See the module docstring for the keywords.
     """
-    _check_keywords(kwargs)
+    check_keywords(
+        kwargs,
+        extra=("add_bos_token",),
+        caller="from_pretrained",
+        accepts="tokenizer/bpe and their options (bpe_codes ...), add_bos_token, max_tokens, batch_size and "
+        "generation options (beam ...)",
+    )
     model_dir, named = files.resolve_model_dir(model_name_or_path)
     paths = files.checkpoint_paths(model_dir, named or checkpoint_file)
-    data_dir = files.resolve_data_dir(model_dir, data_name_or_path)
-    if not (data_dir / "dict.txt").is_file():
-        raise FileNotFoundError(f"dictionary {data_dir / 'dict.txt'}: no such file; pass data_name_or_path=DIR")
-    dictionary = Dictionary.load(data_dir / "dict.txt")
+    dictionary = Dictionary.load(dictionary_file(model_dir, data_name_or_path))
     states = [load_checkpoint(p) for p in paths]
     groups = checkpoint_groups(states[0])
     models = [model_from_state(s, dictionary, source=str(p)).eval() for s, p in zip(states, paths)]
-    tokenizer, bpe = _codecs(model_dir, groups, kwargs)
-    generation = _pick(groups.get("generation"), GENERATION_OPTIONS, kwargs)
-    generation = {k: v for k, v in generation.items() if v is not None or k in ("replace_unk", "print_alignment")}
-    batching = _pick(groups.get("dataset"), BATCHING_OPTIONS, kwargs)
+    tokenizer, bpe = build_codecs(model_dir, groups, kwargs)
     hub = LanguageModelHub(
         models,
         src_dict=dictionary,
         tgt_dict=dictionary,
         tokenizer=tokenizer,
         bpe=bpe,
-        generation=GenerationConfig(**generation),
-        # fairseq's hub batches with get_batch_iterator's default multiple of 1
-        batching=HubBatching(**batching, required_batch_size_multiple=1),
+        generation=generation_config(groups, kwargs),
+        batching=hub_batching(groups, kwargs),
         max_positions=resolve_max_positions(*[m.max_positions() for m in models]),
     )
-    task = _pick(groups.get("task"), ("add_bos_token",), kwargs)
+    task = pick_options(groups.get("task"), ("add_bos_token",), kwargs)
     hub.add_bos_token = bool(task.get("add_bos_token", False))
     return hub
 

@@ -1,0 +1,69 @@
+"""Loading pieces shared by the single-dictionary hubs (``transformer_lm`` and BART).
+
+Options come from the checkpoint's config groups (see :func:`seqloom.hub.pretrained.checkpoint_groups`)
+and then the keywords of ``from_pretrained``, with fairseq's option names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from seqloom.generation.config import GenerationConfig
+from seqloom.hub import files
+from seqloom.hub.base import HubBatching
+from seqloom.hub.codecs import build_codec, codec_option_names, codec_spec
+
+GENERATION_OPTIONS = tuple(f.name for f in dataclasses.fields(GenerationConfig))
+BATCHING_OPTIONS = ("max_tokens", "batch_size")
+
+
+def pick_options(group: Any, names: Sequence[str], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """Values of ``names`` from a checkpoint group (interpolations skipped), then from ``kwargs``."""
+    values: dict[str, Any] = {}
+    if isinstance(group, Mapping):
+        values = {n: group[n] for n in names if n in group and not str(group[n]).startswith("${")}
+    values.update({n: kwargs[n] for n in names if n in kwargs})
+    return values
+
+
+def check_keywords(kwargs: Mapping[str, Any], *, extra: Iterable[str], caller: str, accepts: str) -> None:
+    """Raises ``TypeError`` naming the keywords that are neither codec, batching, generation nor ``extra``."""
+    known = {"tokenizer", "bpe", *extra, *BATCHING_OPTIONS, *GENERATION_OPTIONS}
+    known |= codec_option_names("tokenizer") | codec_option_names("bpe")
+    unknown = sorted(set(kwargs) - known)
+    if unknown:
+        raise TypeError(f"{caller} got unknown keyword(s) {', '.join(unknown)}; it accepts {accepts}")
+
+
+def dictionary_file(model_dir: Path, data_name_or_path: str) -> Path:
+    """The model's ``dict.txt`` (``data_name_or_path`` starting with '.': inside the model directory)."""
+    path = files.resolve_data_dir(model_dir, data_name_or_path) / "dict.txt"
+    if not path.is_file():
+        raise FileNotFoundError(f"dictionary {path}: no such file; pass data_name_or_path=DIR")
+    return path
+
+
+def build_codecs(model_dir: Path, groups: Mapping[str, Any], kwargs: Mapping[str, Any]) -> tuple[Any, Any]:
+    """The tokenizer and BPE: keywords win over the checkpoint's groups (which fairseq 0.12 fails to merge)."""
+    tokenizer = codec_spec("tokenizer", kwargs.get("tokenizer", groups.get("tokenizer")), kwargs)
+    bpe = codec_spec("bpe", kwargs.get("bpe", groups.get("bpe")), kwargs)
+    if bpe is not None:
+        bpe.options.update(files.discover_codec_files(model_dir, bpe.options))
+        bpe = codec_spec("bpe", bpe.name, bpe.options)
+    return build_codec("tokenizer", tokenizer), build_codec("bpe", bpe)
+
+
+def generation_config(groups: Mapping[str, Any], kwargs: Mapping[str, Any]) -> GenerationConfig:
+    """The checkpoint's generation options, then the keywords (unset values left at their defaults)."""
+    values = pick_options(groups.get("generation"), GENERATION_OPTIONS, kwargs)
+    keep_none = ("replace_unk", "print_alignment")
+    return GenerationConfig(**{k: v for k, v in values.items() if v is not None or k in keep_none})
+
+
+def hub_batching(groups: Mapping[str, Any], kwargs: Mapping[str, Any]) -> HubBatching:
+    """``max_tokens``/``batch_size`` of the checkpoint's dataset group, then the keywords."""
+    # fairseq's hub batches with get_batch_iterator's default multiple of 1
+    return HubBatching(**pick_options(groups.get("dataset"), BATCHING_OPTIONS, kwargs), required_batch_size_multiple=1)
