@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal, Optional
 
 import torch
@@ -23,12 +22,11 @@ from seqloom import registry
 from seqloom.config.options import field
 from seqloom.data.denoising_dataset import BosEosDataset, DenoisingDataset, StripTokenDataset
 from seqloom.data.dictionary import Dictionary
-from seqloom.data.language_pair_dataset import ConcatTokens
 from seqloom.data.noising import MaskLength, NoiseOptions
 from seqloom.data.shorten_dataset import maybe_shorten
 from seqloom.data.token_block_dataset import TokenBlockDataset
 from seqloom.tasks.base import Task
-from seqloom.tasks.language_modeling import data_paths
+from seqloom.tasks.monolingual import epoch_path, load_dictionary, load_shards
 
 logger = logging.getLogger(__name__)
 
@@ -133,19 +131,17 @@ class DenoisingTask(Task):
 
     @classmethod
     def setup_task(cls, cfg: DenoisingConfig, *, dataset_impl: str | None = None) -> DenoisingTask:
-        path = Path(data_paths(cfg.data)[0]) / "dict.txt"
-        if not path.exists():
-            raise FileNotFoundError(f"denoising: dictionary {path} not found (preprocess with --only-source)")
-        dictionary = Dictionary.load(str(path))
+        dictionary = load_dictionary(cfg.data, task="denoising")
         logger.info("dictionary: %d types", len(dictionary))
         return cls(cfg, dictionary, dataset_impl=dataset_impl)
 
     def blocks(self, split: str, *, epoch: int = 1, combine: bool = False) -> BosEosDataset:
         """The clean ``<s> ... </s>`` blocks of ``split`` (from the epoch's data folder)."""
-        paths = data_paths(self.cfg.data)
-        path = paths[(epoch - 1) % len(paths)]
+        path = epoch_path(self.cfg.data, epoch)
         cfg, d = self.cfg, self.dictionary
-        tokens: Any = StripTokenDataset(self._load_tokens(path, split, combine), d.eos())
+        shards = load_shards(path, split, combine=combine, dictionary=d, dataset_impl=self.dataset_impl,
+                             task="denoising", subset_flags="--train-subset/--valid-subset")  # fmt: skip
+        tokens: Any = StripTokenDataset(shards, d.eos())
         tokens = maybe_shorten(tokens, split, split_list=cfg.shorten_data_split_list, method=cfg.shorten_method,
                                length=cfg.tokens_per_sample, seed=cfg.seed)  # fmt: skip
         blocks = TokenBlockDataset(tokens, tokens.sizes, cfg.tokens_per_sample - 2, pad=d.pad(), eos=d.eos(),
@@ -164,23 +160,3 @@ class DenoisingTask(Task):
         logger.info("Split: %s, Loaded %d samples of denoising_dataset", split, len(dataset))
         self.datasets[split] = dataset
         return dataset
-
-    def _load_tokens(self, path: str, split: str, combine: bool) -> Any:
-        from seqloom.data import indexed_dataset
-
-        parts, k = [], 0
-        while True:
-            prefix = os.path.join(path, split + (str(k) if k > 0 else ""))
-            impl = self.dataset_impl or indexed_dataset.infer_dataset_impl(prefix)
-            if impl is None or not indexed_dataset.data_exists(prefix, impl):
-                if k > 0:
-                    break
-                raise FileNotFoundError(
-                    f"denoising: split {split!r} not found: expected {prefix}.bin/.idx "
-                    "(check DATA and --train-subset/--valid-subset)"
-                )
-            parts.append(indexed_dataset.make_dataset(prefix, impl, dictionary=self.dictionary))
-            if not combine:
-                break
-            k += 1
-        return parts[0] if len(parts) == 1 else ConcatTokens(parts)

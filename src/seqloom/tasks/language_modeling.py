@@ -10,21 +10,19 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal, Optional
 
 from seqloom import registry
 from seqloom.config.options import field
 from seqloom.data.batching import resolve_max_positions
 from seqloom.data.iterators import EpochIterator
-from seqloom.data.language_pair_dataset import ConcatTokens
 from seqloom.data.lm_context_window_dataset import LMContextWindowDataset
 from seqloom.data.monolingual_dataset import MonolingualDataset
 from seqloom.data.shorten_dataset import maybe_shorten
 from seqloom.data.token_block_dataset import TokenBlockDataset
 from seqloom.tasks.base import BatchingOptions, Task
+from seqloom.tasks.monolingual import epoch_path, load_dictionary, load_shards
 
 logger = logging.getLogger(__name__)
 
@@ -79,16 +77,6 @@ class TruncatedDictionary:
         return getattr(self.wrapped, name)
 
 
-def data_paths(data: str | None) -> list[str]:
-    if not data:
-        raise ValueError("language_modeling: no data directory given (the positional DATA argument, e.g. data-bin/lm)")
-    paths = [p for p in data.split(os.pathsep) if p]
-    for p in paths:
-        if not Path(p).is_dir():
-            raise FileNotFoundError(f"language_modeling: data directory {p!r} does not exist (DATA argument)")
-    return paths
-
-
 @registry.TASKS.register("language_modeling", config=LanguageModelingConfig)
 class LanguageModelingTask(Task):
     """Train or evaluate a language model on blocks of a token stream."""
@@ -114,23 +102,19 @@ class LanguageModelingTask(Task):
     @classmethod
     def setup_task(cls, cfg: LanguageModelingConfig, *, dataset_impl: str | None = None) -> LanguageModelingTask:
         """Reads ``dict.txt`` of the first data folder."""
-        from seqloom.data.dictionary import Dictionary
-
-        path = Path(data_paths(cfg.data)[0]) / "dict.txt"
-        if not path.exists():
-            raise FileNotFoundError(f"language_modeling: dictionary {path} not found (preprocess with --only-source)")
-        dictionary = Dictionary.load(str(path))
+        dictionary = load_dictionary(cfg.data, task="language_modeling")
         logger.info("dictionary: %d types", len(dictionary))
-        output = dictionary
+        output: Any = dictionary
         if cfg.output_dictionary_size >= 0:
             output = TruncatedDictionary(dictionary, cfg.output_dictionary_size)
         return cls(cfg, dictionary, output, dataset_impl=dataset_impl)
 
     def load_dataset(self, split: str, *, epoch: int = 1, combine: bool = False) -> MonolingualDataset:
         """Loads ``split`` from the epoch's data folder as LM blocks; ``combine`` also reads ``split1``..."""
-        paths = data_paths(self.cfg.data)
-        path = paths[(epoch - 1) % len(paths)]
-        tokens = self._load_tokens(path, split, combine)
+        path = epoch_path(self.cfg.data, epoch)
+        tokens = load_shards(path, split, combine=combine, dictionary=self.dictionary, dataset_impl=self.dataset_impl,
+                             task="language_modeling", subset_flags="--train-subset/--valid-subset/--gen-subset",
+                             logger=logger)  # fmt: skip
         cfg = self.cfg
         tokens = maybe_shorten(tokens, split, split_list=cfg.shorten_data_split_list, method=cfg.shorten_method,
                                length=cfg.tokens_per_sample, seed=cfg.seed)  # fmt: skip
@@ -155,29 +139,6 @@ class LanguageModelingTask(Task):
         logger.info("%s %s %d examples", path, split, len(dataset))
         self.datasets[split] = dataset
         return dataset
-
-    def _load_tokens(self, path: str, split: str, combine: bool) -> Any:
-        from seqloom.data import indexed_dataset
-
-        parts = []
-        k = 0
-        while True:
-            prefix = os.path.join(path, split + (str(k) if k > 0 else ""))
-            impl = self.dataset_impl or indexed_dataset.infer_dataset_impl(prefix)
-            if impl is None or not indexed_dataset.data_exists(prefix, impl):
-                if k > 0:
-                    break
-                raise FileNotFoundError(
-                    f"language_modeling: split {split!r} not found: expected {prefix}.bin/.idx "
-                    "(check DATA and --train-subset/--valid-subset/--gen-subset)"
-                )
-            dataset = indexed_dataset.make_dataset(prefix, impl, dictionary=self.dictionary)
-            logger.info("loaded %d examples from: %s", len(dataset), prefix)
-            parts.append(dataset)
-            if not combine:
-                break
-            k += 1
-        return parts[0] if len(parts) == 1 else ConcatTokens(parts)
 
     def eval_lm_iterator(
         self, dataset: MonolingualDataset, options: BatchingOptions, *, context_window: int = 0
