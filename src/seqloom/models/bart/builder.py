@@ -11,7 +11,7 @@ from typing import Any
 from seqloom import registry
 from seqloom.models.bart.config import BARTConfig
 from seqloom.models.bart.model import BARTModel, init_bert_params
-from seqloom.models.transformer.builder import Vocabulary, build_decoder, build_embedding, build_encoder, check_config
+from seqloom.models.transformer.builder import Vocabulary, build_encoder_decoder, check_config
 
 
 def build_model(cfg: BARTConfig, src_dict: Vocabulary, tgt_dict: Vocabulary | None = None) -> BARTModel:
@@ -23,14 +23,7 @@ def build_model(cfg: BARTConfig, src_dict: Vocabulary, tgt_dict: Vocabulary | No
     cfg = resolved
     tgt_dict = src_dict if tgt_dict is None else tgt_dict
     check_config(cfg, src_dict, tgt_dict)
-    assert cfg.decoder_embed_dim is not None
-    encoder_embed = build_embedding(len(src_dict), cfg.encoder_embed_dim, src_dict.pad())
-    if cfg.share_all_embeddings:
-        decoder_embed = encoder_embed
-    else:
-        decoder_embed = build_embedding(len(tgt_dict), cfg.decoder_embed_dim, tgt_dict.pad())
-    encoder = build_encoder(cfg, encoder_embed)
-    decoder = build_decoder(cfg, decoder_embed, len(tgt_dict))
+    encoder, decoder = build_encoder_decoder(cfg, src_dict, tgt_dict)
     model = BARTModel(encoder, decoder, cfg=cfg, eos=_eos(src_dict))
     model.apply(init_bert_params)
     return model

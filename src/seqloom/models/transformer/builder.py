@@ -14,7 +14,7 @@ from torch import nn
 from seqloom import registry
 from seqloom.models.transformer.config import TransformerConfig
 from seqloom.models.transformer.model import TransformerModel
-from seqloom.modules.positions import positional_embedding
+from seqloom.modules.positions import LearnedPositionalEmbedding, SinusoidalPositionalEmbedding, positional_embedding
 from seqloom.modules.transformer import TransformerDecoder, TransformerEncoder, embedding_scale
 from seqloom.modules.transformer_layers import TransformerDecoderLayer, TransformerEncoderLayer
 
@@ -22,6 +22,32 @@ from seqloom.modules.transformer_layers import TransformerDecoderLayer, Transfor
 class Vocabulary(Protocol):
     def __len__(self) -> int: ...
     def pad(self) -> int: ...
+
+
+class DecoderShape(Protocol):
+    """The decoder options that the transformer's and the language model's configs share."""
+
+    @property
+    def decoder_embed_dim(self) -> int | None: ...
+    @property
+    def decoder_output_dim(self) -> int | None: ...
+    @property
+    def max_target_positions(self) -> int | None: ...
+    @property
+    def no_token_positional_embeddings(self) -> bool: ...
+    @property
+    def decoder_learned_pos(self) -> bool: ...
+    @property
+    def layernorm_embedding(self) -> bool: ...
+    @property
+    def decoder_normalize_before(self) -> bool: ...
+    @property
+    def no_decoder_final_norm(self) -> bool: ...
+    @property
+    def tie_adaptive_weights(self) -> bool: ...
+
+
+Positions = SinusoidalPositionalEmbedding | LearnedPositionalEmbedding
 
 
 def build_embedding(num_embeddings: int, embed_dim: int, padding_idx: int) -> nn.Embedding:
@@ -37,6 +63,44 @@ def xavier_linear(in_features: int, out_features: int) -> nn.Linear:
     m = nn.Linear(in_features, out_features, bias=False)
     nn.init.xavier_uniform_(m.weight)
     return m
+
+
+def decoder_inputs(
+    cfg: DecoderShape, in_dim: int, pad: int
+) -> tuple[nn.Linear | None, Positions | None, nn.LayerNorm | None]:
+    """``project_in_dim``, positions and ``layernorm_embedding`` of a resolved decoder config, in fairseq's
+    order; they are made before the layers (the order of random draws fixes the initial weights)."""
+    dim, max_positions = cfg.decoder_embed_dim, cfg.max_target_positions
+    assert dim is not None and max_positions is not None, "pass cfg.resolved()"
+    project_in_dim = xavier_linear(in_dim, dim) if dim != in_dim else None
+    positions = None
+    if not cfg.no_token_positional_embeddings:
+        positions = positional_embedding(max_positions, dim, pad, learned=cfg.decoder_learned_pos)
+    layernorm_embedding = nn.LayerNorm(dim) if cfg.layernorm_embedding else None
+    return project_in_dim, positions, layernorm_embedding
+
+
+def decoder_outputs(cfg: DecoderShape) -> tuple[nn.LayerNorm | None, nn.Linear | None]:
+    """The final layer norm and ``project_out_dim`` of a resolved decoder config, made after the layers."""
+    dim, out_dim = cfg.decoder_embed_dim, cfg.decoder_output_dim
+    assert dim is not None and out_dim is not None, "pass cfg.resolved()"
+    final_norm = cfg.decoder_normalize_before and not cfg.no_decoder_final_norm
+    layer_norm = nn.LayerNorm(dim) if final_norm else None
+    project_out_dim = xavier_linear(dim, out_dim) if dim != out_dim and not cfg.tie_adaptive_weights else None
+    return layer_norm, project_out_dim
+
+
+def output_projection(out_dim: int, vocab_size: int, *, tied_to: nn.Embedding | None) -> nn.Linear:
+    """The vocabulary projection: tied to the embedding ``tied_to`` or its own N(0, out_dim^-0.5) matrix."""
+    if tied_to is not None:
+        # fairseq builds (and initialises) a fresh Linear before tying it; doing the same keeps the
+        # random stream, hence every later weight, identical to fairseq's for a given seed
+        proj = nn.Linear(tied_to.weight.shape[1], tied_to.weight.shape[0], bias=False)
+        proj.weight = tied_to.weight
+        return proj
+    proj = nn.Linear(out_dim, vocab_size, bias=False)
+    nn.init.normal_(proj.weight, mean=0, std=out_dim**-0.5)
+    return proj
 
 
 def build_encoder(cfg: TransformerConfig, embed_tokens: nn.Embedding) -> TransformerEncoder:
@@ -76,13 +140,8 @@ def build_decoder(cfg: TransformerConfig, embed_tokens: nn.Embedding, vocab_size
     """The decoder for a resolved ``cfg``; ``vocab_size`` rows in the output projection."""
     assert cfg.decoder_embed_dim is not None and cfg.decoder_output_dim is not None, "pass cfg.resolved()"
     assert cfg.decoder_ffn_embed_dim is not None
-    dim, out_dim, pad = cfg.decoder_embed_dim, cfg.decoder_output_dim, int(embed_tokens.padding_idx or 0)
-    in_dim = embed_tokens.embedding_dim
-    project_in_dim = xavier_linear(in_dim, dim) if dim != in_dim else None
-    positions = None
-    if not cfg.no_token_positional_embeddings:
-        positions = positional_embedding(cfg.max_target_positions, dim, pad, learned=cfg.decoder_learned_pos)
-    layernorm_embedding = nn.LayerNorm(dim) if cfg.layernorm_embedding else None
+    dim, pad = cfg.decoder_embed_dim, int(embed_tokens.padding_idx or 0)
+    project_in_dim, positions, layernorm_embedding = decoder_inputs(cfg, embed_tokens.embedding_dim, pad)
     layers = [
         TransformerDecoderLayer(
             dim,
@@ -98,9 +157,7 @@ def build_decoder(cfg: TransformerConfig, embed_tokens: nn.Embedding, vocab_size
         )
         for _ in range(cfg.decoder_layers)
     ]
-    final_norm = cfg.decoder_normalize_before and not cfg.no_decoder_final_norm
-    layer_norm = nn.LayerNorm(dim) if final_norm else None
-    project_out_dim = xavier_linear(dim, out_dim) if dim != out_dim and not cfg.tie_adaptive_weights else None
+    layer_norm, project_out_dim = decoder_outputs(cfg)
     return TransformerDecoder(
         embed_tokens,
         positions,
@@ -119,17 +176,10 @@ def build_decoder(cfg: TransformerConfig, embed_tokens: nn.Embedding, vocab_size
 
 
 def build_output_projection(cfg: TransformerConfig, embed_tokens: nn.Embedding, vocab_size: int) -> nn.Linear:
-    """The vocabulary projection: tied to ``embed_tokens`` or its own N(0, out_dim^-0.5) matrix."""
-    if cfg.share_decoder_input_output_embed:
-        # fairseq builds (and initialises) a fresh Linear before tying it; doing the same keeps the
-        # random stream, hence every later weight, identical to fairseq's for a given seed
-        proj = nn.Linear(embed_tokens.weight.shape[1], embed_tokens.weight.shape[0], bias=False)
-        proj.weight = embed_tokens.weight
-        return proj
+    """The decoder's vocabulary projection (see :func:`output_projection`)."""
     assert cfg.decoder_output_dim is not None
-    proj = nn.Linear(cfg.decoder_output_dim, vocab_size, bias=False)
-    nn.init.normal_(proj.weight, mean=0, std=cfg.decoder_output_dim**-0.5)
-    return proj
+    tied_to = embed_tokens if cfg.share_decoder_input_output_embed else None
+    return output_projection(cfg.decoder_output_dim, vocab_size, tied_to=tied_to)
 
 
 def check_config(cfg: TransformerConfig, src_dict: Vocabulary, tgt_dict: Vocabulary) -> None:
@@ -150,18 +200,24 @@ def check_config(cfg: TransformerConfig, src_dict: Vocabulary, tgt_dict: Vocabul
             )
 
 
-def build_model(cfg: TransformerConfig, src_dict: Vocabulary, tgt_dict: Vocabulary) -> TransformerModel:
-    """The transformer for ``cfg`` over the source and target dictionaries (their sizes and pad ids)."""
-    cfg = cfg.resolved()
-    check_config(cfg, src_dict, tgt_dict)
+def build_encoder_decoder(
+    cfg: TransformerConfig, src_dict: Vocabulary, tgt_dict: Vocabulary
+) -> tuple[TransformerEncoder, TransformerDecoder]:
+    """The embeddings (one table for ``share_all_embeddings``), encoder and decoder of a resolved ``cfg``."""
     assert cfg.decoder_embed_dim is not None
     encoder_embed = build_embedding(len(src_dict), cfg.encoder_embed_dim, src_dict.pad())
     if cfg.share_all_embeddings:
         decoder_embed = encoder_embed
     else:
         decoder_embed = build_embedding(len(tgt_dict), cfg.decoder_embed_dim, tgt_dict.pad())
-    encoder = build_encoder(cfg, encoder_embed)
-    decoder = build_decoder(cfg, decoder_embed, len(tgt_dict))
+    return build_encoder(cfg, encoder_embed), build_decoder(cfg, decoder_embed, len(tgt_dict))
+
+
+def build_model(cfg: TransformerConfig, src_dict: Vocabulary, tgt_dict: Vocabulary) -> TransformerModel:
+    """The transformer for ``cfg`` over the source and target dictionaries (their sizes and pad ids)."""
+    cfg = cfg.resolved()
+    check_config(cfg, src_dict, tgt_dict)
+    encoder, decoder = build_encoder_decoder(cfg, src_dict, tgt_dict)
     return TransformerModel(encoder, decoder, cfg=cfg)
 
 

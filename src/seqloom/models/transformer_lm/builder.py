@@ -7,24 +7,22 @@ initialisation, so the same ``torch.manual_seed`` gives the same initial weights
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from torch import nn
 
 from seqloom import registry
-from seqloom.models.transformer.builder import build_embedding, xavier_linear
+from seqloom.models.transformer.builder import (
+    Vocabulary,
+    build_embedding,
+    decoder_inputs,
+    decoder_outputs,
+    output_projection,
+)
 from seqloom.models.transformer_lm.config import TransformerLMConfig, parse_cutoff
 from seqloom.models.transformer_lm.model import LMDecoder, TransformerLM
 from seqloom.modules.adaptive_input import AdaptiveInput
 from seqloom.modules.adaptive_softmax import AdaptiveSoftmax
-from seqloom.modules.positions import positional_embedding
 from seqloom.modules.transformer import embedding_scale
 from seqloom.modules.transformer_layers import TransformerDecoderLayer
-
-
-class Vocabulary(Protocol):
-    def __len__(self) -> int: ...
-    def pad(self) -> int: ...
 
 
 def build_token_embedding(cfg: TransformerLMConfig, vocab: Vocabulary) -> nn.Embedding | AdaptiveInput:
@@ -72,16 +70,12 @@ def build_output(
             tie_proj=cfg.tie_adaptive_proj,
         )
         return None, softmax
+    tied_to = None
     if cfg.share_decoder_input_output_embed:
         if not isinstance(embed_tokens, nn.Embedding):
             raise ValueError("--share-decoder-input-output-embed needs a plain embedding (drop --adaptive-input)")
-        # a fresh (randomly initialised) Linear, then tied: keeps fairseq's random stream for a given seed
-        proj = nn.Linear(embed_tokens.weight.shape[1], embed_tokens.weight.shape[0], bias=False)
-        proj.weight = embed_tokens.weight
-        return proj, None
-    proj = nn.Linear(cfg.decoder_output_dim, vocab_size, bias=False)
-    nn.init.normal_(proj.weight, mean=0, std=cfg.decoder_output_dim**-0.5)
-    return proj, None
+        tied_to = embed_tokens
+    return output_projection(cfg.decoder_output_dim, vocab_size, tied_to=tied_to), None
 
 
 def build_decoder(cfg: TransformerLMConfig, embed_tokens: nn.Embedding | AdaptiveInput, vocab_size: int) -> LMDecoder:
@@ -89,23 +83,15 @@ def build_decoder(cfg: TransformerLMConfig, embed_tokens: nn.Embedding | Adaptiv
     assert cfg.max_target_positions is not None and cfg.decoder_output_dim is not None, "pass cfg.resolved()"
     pad = embed_tokens.padding_idx
     dim, pad = cfg.decoder_embed_dim, int(pad if pad is not None else 1)
-    in_dim = int(embed_tokens.embedding_dim)
-    project_in_dim = xavier_linear(in_dim, dim) if dim != in_dim else None
-    positions = None
-    if not cfg.no_token_positional_embeddings:
-        positions = positional_embedding(cfg.max_target_positions, dim, pad, learned=cfg.decoder_learned_pos)
-    layernorm_embedding = nn.LayerNorm(dim) if cfg.layernorm_embedding else None
+    project_in_dim, positions, layernorm_embedding = decoder_inputs(cfg, int(embed_tokens.embedding_dim), pad)
     layers = build_layers(cfg)
-    final_norm = cfg.decoder_normalize_before and not cfg.no_decoder_final_norm
-    layer_norm = nn.LayerNorm(dim) if final_norm else None
-    out_dim = cfg.decoder_output_dim
-    project_out_dim = xavier_linear(dim, out_dim) if dim != out_dim and not cfg.tie_adaptive_weights else None
-    output_projection, adaptive_softmax = build_output(cfg, embed_tokens, vocab_size)
+    layer_norm, project_out_dim = decoder_outputs(cfg)
+    projection, adaptive_softmax = build_output(cfg, embed_tokens, vocab_size)
     return LMDecoder(
         embed_tokens,
         positions,
         layers,
-        output_projection,
+        projection,
         embed_scale=embedding_scale(dim, cfg.no_scale_embedding),
         dropout=cfg.dropout,
         project_in_dim=project_in_dim,
