@@ -47,6 +47,9 @@ class GeneratorHubInterface(nn.Module):
     that ``generate(..., **overrides)`` starts from.
     """
 
+    # batches hold sentences of similar lengths (fairseq's hub orders its inference dataset by length)
+    sort_by_length: bool = True
+
     def __init__(
         self,
         models: Sequence[nn.Module],
@@ -174,9 +177,10 @@ class GeneratorHubInterface(nn.Module):
         raise NotImplementedError(f"{type(self).__name__} must implement inference_step()")
 
     def plan_batches(self, sentences: Sequence[Tensor], *, skip_invalid_size_inputs: bool = False) -> list[list[int]]:
-        """Sentence indices grouped as fairseq's hub groups them: by length, then token-budget batches."""
+        """Sentence indices grouped as fairseq's hub groups them: by length (unless ``sort_by_length`` is off),
+        then token-budget batches."""
         sizes = np.array([int(t.numel()) for t in sentences], dtype=np.int64)
-        order = np.argsort(sizes, kind="mergesort")
+        order = np.argsort(sizes, kind="mergesort") if self.sort_by_length else np.arange(len(sizes))
         kept, dropped = filter_by_size(order, sizes, None, self.max_positions)
         if len(dropped) and not skip_invalid_size_inputs:
             i = int(dropped[0])

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from seqloom.checkpoint.io import load_checkpoint
-from seqloom.data.batching import batch_by_size, filter_by_size, resolve_max_positions
+from seqloom.data.batching import resolve_max_positions
 from seqloom.data.dictionary import Dictionary
 from seqloom.data.language_pair_dataset import collate_tokens
 from seqloom.generation.config import GenerationConfig
@@ -58,6 +58,11 @@ def load_dictionary(path: str | os.PathLike[str]) -> Dictionary:
 
 class BARTHub(GeneratorHubInterface):
     """A hub over one BART model; see :class:`GeneratorHubInterface` for ``sample``/``generate``/``translate``."""
+
+    # batches of consecutive sentences in input order, as fairseq's BART hub makes them (its inference dataset
+    # is not ordered by length); they matter: ``match_source_len`` follows the padded batch width
+    # (see :meth:`inference_step`)
+    sort_by_length = False
 
     @property
     def bart(self) -> BARTModel:
@@ -103,25 +108,6 @@ class BARTHub(GeneratorHubInterface):
         lengths = src_tokens.new_full((bsz,), width)  # (B,)
         generator = SequenceGenerator(list(self.models), self.tgt_dict, cfg)
         return generator.generate(src_tokens, prefix_tokens=prefix, src_lengths=lengths)
-
-    def plan_batches(self, sentences: Sequence[Tensor], *, skip_invalid_size_inputs: bool = False) -> list[list[int]]:
-        """Token-budget batches of consecutive sentences in input order, as fairseq's BART hub makes them (its
-        inference dataset is not ordered by length). Batches matter here: ``match_source_len`` follows the
-        padded batch width (see :meth:`inference_step`)."""
-        sizes = np.array([int(t.numel()) for t in sentences], dtype=np.int64)
-        kept, dropped = filter_by_size(np.arange(len(sizes)), sizes, None, self.max_positions)
-        if len(dropped) and not skip_invalid_size_inputs:
-            i = int(dropped[0])
-            raise ValueError(
-                f"sentence {i} has {int(sizes[i])} tokens, more than the model's max positions "
-                f"{self.max_positions[0]}; shorten it or pass skip_invalid_size_inputs=True"
-            )
-        max_tokens = self.batching.max_tokens
-        if max_tokens is not None and len(kept):
-            max_tokens = max(max_tokens, int(sizes[kept].max()))
-        batches = batch_by_size(kept, sizes[kept], max_tokens=max_tokens, max_sentences=self.batching.batch_size,
-                                required_batch_size_multiple=self.batching.required_batch_size_multiple)  # fmt: skip
-        return [b.tolist() for b in batches]
 
     def fill_mask(self, masked_inputs: str | Sequence[str], topk: int = 5, match_source_len: bool = True,
                   **generate_kwargs: Any) -> Any:  # fmt: skip
