@@ -14,7 +14,8 @@ from seqloom.cli.generate import main as generate
 
 CASES = {
     "beam1": ["--batch-size", "32", "--beam", "1"],
-    "beam5.lenpen2.nrng2": ["--batch-size", "32", "--beam", "5", "--lenpen", "2.0", "--no-repeat-ngram-size", "2"],
+    # fairseq 0.12's CPU n-gram check blocks nothing (its output repeats bigrams); the fairseq mode copies that
+    "beam5.lenpen2.nrng2": "--batch-size 32 --beam 5 --lenpen 2.0 --no-repeat-ngram-size 2 --no-repeat-ngram-mode fairseq".split(),
     "beam5.nbest3": ["--batch-size", "32", "--beam", "5", "--nbest", "3"],
     "beam5.remove-bpe": ["--batch-size", "32", "--beam", "5", "--remove-bpe"],
     "beam5.print-alignment": ["--batch-size", "32", "--beam", "5", "--print-alignment"],
@@ -69,3 +70,20 @@ def test_full_run_order_and_bleu_line_match_fairseq(fairseq_fixtures, capsys) ->
             "Generate test with beam=5: BLEU4 = 0.46, 9.5/1.7/0.2/0.0 (BP=1.000, ratio=1.522, syslen=12975, reflen=8527)"
         )
     )
+
+
+def test_no_repeat_ngram_blocks_by_default_where_fairseq_does_not(fairseq_fixtures, capsys) -> None:
+    """fairseq's --no-repeat-ngram-size 2 output repeats bigrams; seqloom's default really bans them."""
+    fairseq_hyps = [line for line in read_lines(fairseq_fixtures / "mt" / "outputs" / "generate.beam5.lenpen2.nrng2.txt.gz")
+                    if line.startswith("H-")]  # fmt: skip
+    assert any(_has_repeated_bigram(line.split("\t")[2].split()) for line in fairseq_hyps)
+    options = ["--batch-size", "32", "--beam", "5", "--lenpen", "2.0", "--no-repeat-ngram-size", "2"]
+    got = run_generate(fairseq_fixtures, capsys, [*options, "--num-shards", "8", "--shard-id", "1"])
+    hyps = [line.split("\t")[2].split() for line in got if line.startswith("H-")]
+    assert len(hyps) >= 8
+    assert not any(_has_repeated_bigram(tokens) for tokens in hyps)
+
+
+def _has_repeated_bigram(tokens: list[str]) -> bool:
+    bigrams = list(zip(tokens, tokens[1:]))
+    return len(bigrams) != len(set(bigrams))

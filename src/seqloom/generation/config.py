@@ -35,9 +35,9 @@ class GenerationConfig:
         0, help="ngram blocking such that this size ngram cannot be repeated in the generation"
     )
     no_repeat_ngram_mode: Literal["fairseq", "strict"] = field(
-        "fairseq",
-        help="fairseq: reproduce fairseq 0.12's CPU n-gram check, which in practice blocks nothing (same outputs "
-        "as fairseq); strict: really ban tokens that would repeat an n-gram",
+        "strict",
+        help="strict: ban tokens that would repeat an n-gram, as the option promises; fairseq: reproduce fairseq "
+        "0.12's CPU check, which blocks nothing (its outputs, repeats included)",
     )
     sampling: bool = field(False, help="sample hypotheses instead of using beam search")
     sampling_topk: int = field(-1, help="sample from top K likely next words instead of all words")

@@ -2,11 +2,12 @@
 
 Two modes (``--no-repeat-ngram-mode``):
 
-* ``fairseq`` (default) reproduces fairseq 0.12's CPU code path exactly: it compares the earlier
+* ``strict`` (default) blocks what the option promises: a token that would repeat an n-gram of the
+  hypothesis. fairseq is broken here, so seqloom does the right thing by default.
+* ``fairseq`` reproduces fairseq 0.12's CPU code path exactly: it compares the earlier
   (n-1)-grams with the last n-1 entries of the whole token *buffer*, which are still padding while
   decoding, so in practice nothing is blocked (fairseq's fixtures show repeated bigrams under
   ``--no-repeat-ngram-size 2``). Outputs therefore equal fairseq's.
-* ``strict`` blocks what the option promises: a token that would repeat an n-gram of the hypothesis.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import math
 from torch import Tensor
 
 
-def block_repeated_ngrams(tokens: Tensor, lprobs: Tensor, step: int, n: int, *, mode: str = "fairseq") -> None:
+def block_repeated_ngrams(tokens: Tensor, lprobs: Tensor, step: int, n: int, *, mode: str = "strict") -> None:
     """Sets ``lprobs[i, x] = -inf`` for the tokens ``x`` the n-gram rule bans after hypothesis ``i``.
 
     ``tokens`` (N, L) is the generator's buffer: bos and the tokens generated so far in ``[:, :step+1]``,
