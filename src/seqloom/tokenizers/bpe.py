@@ -7,12 +7,11 @@ fields carry fairseq's flag names, and is built as ``cls(cfg)``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from seqloom import registry
-from seqloom.config.options import from_namespace
+from seqloom.tokenizers.tokenizer import build_registered
 
 
 @runtime_checkable
@@ -39,19 +38,7 @@ def build_bpe(name: str, cfg: Any = None) -> BPE:
     config's fields are taken (other keys are ignored, as in fairseq's hub keyword arguments), or
     None for the config's defaults.
     """
-    if name not in registry.BPES:
-        from seqloom.components import import_builtins
-
-        import_builtins()
-    entry = registry.BPES.entry(name)
-    if entry.config_cls is None:
-        return entry.obj()
-    if cfg is None:
-        cfg = entry.config_cls()
-    elif not isinstance(cfg, entry.config_cls):
-        values = cfg if isinstance(cfg, Mapping) else vars(cfg)
-        cfg = from_namespace(entry.config_cls, dict(values))
-    return entry.obj(cfg)
+    return build_registered(registry.BPES, name, cfg)
 
 
 def require_file(path: str | None, *, flag: str, what: str) -> Path:

@@ -20,11 +20,20 @@ class Tokenizer(Protocol):
 
 def build_tokenizer(name: str, cfg: Any = None) -> Tokenizer:
     """Builds the tokenizer registered as ``name`` from its config (or a mapping/namespace holding its fields)."""
-    if name not in registry.TOKENIZERS:
+    return build_registered(registry.TOKENIZERS, name, cfg)
+
+
+def build_registered(reg: registry.Registry[Any], name: str, cfg: Any = None) -> Any:
+    """Builds ``name`` of a codec registry (tokenizers, BPEs) as ``cls(cfg)``, or ``cls()`` without a config.
+
+    ``cfg`` is the codec's config dataclass, or a mapping / ``argparse.Namespace`` from which the config's
+    fields are taken (other keys are ignored, as in fairseq's hub keyword arguments), or None for defaults.
+    """
+    if name not in reg:
         from seqloom.components import import_builtins
 
         import_builtins()
-    entry = registry.TOKENIZERS.entry(name)
+    entry = reg.entry(name)
     if entry.config_cls is None:
         return entry.obj()
     if cfg is None:
