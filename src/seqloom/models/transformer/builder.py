@@ -45,6 +45,20 @@ class DecoderShape(Protocol):
     def no_decoder_final_norm(self) -> bool: ...
     @property
     def tie_adaptive_weights(self) -> bool: ...
+    @property
+    def decoder_ffn_embed_dim(self) -> int | None: ...
+    @property
+    def decoder_layers(self) -> int: ...
+    @property
+    def decoder_attention_heads(self) -> int: ...
+    @property
+    def dropout(self) -> float: ...
+    @property
+    def attention_dropout(self) -> float: ...
+    @property
+    def activation_dropout(self) -> float: ...
+    @property
+    def activation_fn(self) -> str: ...
 
 
 Positions = SinusoidalPositionalEmbedding | LearnedPositionalEmbedding
@@ -78,6 +92,30 @@ def decoder_inputs(
         positions = positional_embedding(max_positions, dim, pad, learned=cfg.decoder_learned_pos)
     layernorm_embedding = nn.LayerNorm(dim) if cfg.layernorm_embedding else None
     return project_in_dim, positions, layernorm_embedding
+
+
+def build_decoder_layers(
+    cfg: DecoderShape, *, cross_attention: bool, encoder_embed_dim: int | None = None
+) -> list[TransformerDecoderLayer]:
+    """The ``cfg.decoder_layers`` layers of a resolved decoder config; ``cross_attention`` over
+    ``encoder_embed_dim``-wide encoder states (a language model has none)."""
+    dim, ffn_dim = cfg.decoder_embed_dim, cfg.decoder_ffn_embed_dim
+    assert dim is not None and ffn_dim is not None, "pass cfg.resolved()"
+    return [
+        TransformerDecoderLayer(
+            dim,
+            ffn_dim,
+            cfg.decoder_attention_heads,
+            encoder_embed_dim=encoder_embed_dim,
+            cross_attention=cross_attention,
+            dropout=cfg.dropout,
+            attention_dropout=cfg.attention_dropout,
+            activation_dropout=cfg.activation_dropout,
+            activation=cfg.activation_fn,
+            normalize_before=cfg.decoder_normalize_before,
+        )
+        for _ in range(cfg.decoder_layers)
+    ]
 
 
 def decoder_outputs(cfg: DecoderShape) -> tuple[nn.LayerNorm | None, nn.Linear | None]:
@@ -142,21 +180,9 @@ def build_decoder(cfg: TransformerConfig, embed_tokens: nn.Embedding, vocab_size
     assert cfg.decoder_ffn_embed_dim is not None
     dim, pad = cfg.decoder_embed_dim, int(embed_tokens.padding_idx or 0)
     project_in_dim, positions, layernorm_embedding = decoder_inputs(cfg, embed_tokens.embedding_dim, pad)
-    layers = [
-        TransformerDecoderLayer(
-            dim,
-            cfg.decoder_ffn_embed_dim,
-            cfg.decoder_attention_heads,
-            encoder_embed_dim=cfg.encoder_embed_dim,
-            cross_attention=not cfg.no_cross_attention,
-            dropout=cfg.dropout,
-            attention_dropout=cfg.attention_dropout,
-            activation_dropout=cfg.activation_dropout,
-            activation=cfg.activation_fn,
-            normalize_before=cfg.decoder_normalize_before,
-        )
-        for _ in range(cfg.decoder_layers)
-    ]
+    layers = build_decoder_layers(
+        cfg, cross_attention=not cfg.no_cross_attention, encoder_embed_dim=cfg.encoder_embed_dim
+    )
     layer_norm, project_out_dim = decoder_outputs(cfg)
     return TransformerDecoder(
         embed_tokens,

@@ -12,6 +12,7 @@ from torch import nn
 from seqloom import registry
 from seqloom.models.transformer.builder import (
     Vocabulary,
+    build_decoder_layers,
     build_embedding,
     decoder_inputs,
     decoder_outputs,
@@ -22,7 +23,6 @@ from seqloom.models.transformer_lm.model import LMDecoder, TransformerLM
 from seqloom.modules.adaptive_input import AdaptiveInput
 from seqloom.modules.adaptive_softmax import AdaptiveSoftmax
 from seqloom.modules.transformer import embedding_scale
-from seqloom.modules.transformer_layers import TransformerDecoderLayer
 
 
 def build_token_embedding(cfg: TransformerLMConfig, vocab: Vocabulary) -> nn.Embedding | AdaptiveInput:
@@ -34,23 +34,6 @@ def build_token_embedding(cfg: TransformerLMConfig, vocab: Vocabulary) -> nn.Emb
             len(vocab), vocab.pad(), cfg.decoder_input_dim, cfg.adaptive_input_factor, cfg.decoder_embed_dim, cutoff
         )
     return build_embedding(len(vocab), cfg.decoder_input_dim, vocab.pad())
-
-
-def build_layers(cfg: TransformerLMConfig) -> list[TransformerDecoderLayer]:
-    return [
-        TransformerDecoderLayer(
-            cfg.decoder_embed_dim,
-            cfg.decoder_ffn_embed_dim,
-            cfg.decoder_attention_heads,
-            cross_attention=False,
-            dropout=cfg.dropout,
-            attention_dropout=cfg.attention_dropout,
-            activation_dropout=cfg.activation_dropout,
-            activation=cfg.activation_fn,
-            normalize_before=cfg.decoder_normalize_before,
-        )
-        for _ in range(cfg.decoder_layers)
-    ]
 
 
 def build_output(
@@ -84,7 +67,7 @@ def build_decoder(cfg: TransformerLMConfig, embed_tokens: nn.Embedding | Adaptiv
     pad = embed_tokens.padding_idx
     dim, pad = cfg.decoder_embed_dim, int(pad if pad is not None else 1)
     project_in_dim, positions, layernorm_embedding = decoder_inputs(cfg, int(embed_tokens.embedding_dim), pad)
-    layers = build_layers(cfg)
+    layers = build_decoder_layers(cfg, cross_attention=False)
     layer_norm, project_out_dim = decoder_outputs(cfg)
     projection, adaptive_softmax = build_output(cfg, embed_tokens, vocab_size)
     return LMDecoder(
