@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The main job on the bundled corpus (examples/data/bible-en-es): tokenize + BPE, binarize, and (as
-# the later stages land) train a small transformer, translate the test set and score it.
-# Outputs go to ${DEMO_OUT:-demo-out}.
+# The main job on the bundled corpus (examples/data/bible-en-es): tokenize + BPE, binarize, train a
+# small transformer, translate the test set and score it. Outputs go to ${DEMO_OUT:-demo-out}; a new
+# run replaces the previous run's outputs there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${DEMO_OUT:-demo-out}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} MKL_NUM_THREADS=${MKL_NUM_THREADS:-2}
+rm -rf "$OUT/text" "$OUT/data-bin" "$OUT/checkpoints" "$OUT/generate"
 mkdir -p "$OUT"
 echo "== 1/4 tokenize (sacremoses) and learn a joint BPE (subword-nmt) -> $OUT/text"
 python3 examples/prepare_text.py --src en --tgt es --input examples/data/bible-en-es --output "$OUT/text" --merges 2000 2>/dev/null
@@ -28,3 +29,7 @@ echo "== 4/4 translate the test set (beam 5, BPE removed) and score it -> $OUT/g
 seqloom generate "$OUT/data-bin" --cpu --path "$OUT/checkpoints/checkpoint_best.pt" --gen-subset test \
   --beam 5 --batch-size 32 --remove-bpe --no-progress-bar --results-path "$OUT/generate"
 tail -n 1 "$OUT/generate/generate-test.txt"
+# the same hypotheses scored from files, as a user scores any system output (sacrebleu on tokenized text)
+grep -P '^D-' "$OUT/generate/generate-test.txt" | sort -t- -k2,2n | cut -f3 > "$OUT/generate/test.hyp"
+grep -P '^T-' "$OUT/generate/generate-test.txt" | sort -t- -k2,2n | cut -f2 > "$OUT/generate/test.ref"
+seqloom score --sys "$OUT/generate/test.hyp" --ref "$OUT/generate/test.ref" --sacrebleu
