@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,6 +14,18 @@ from seqloom.data.batching import batch_by_size, filter_by_size, resolve_max_pos
 from seqloom.data.iterators import EpochBatchIterator
 
 logger = logging.getLogger(__name__)
+
+
+def data_paths(data: str | None, *, task: str, example: str) -> list[str]:
+    """The ``:``-separated folders of the positional ``DATA`` argument, each checked to exist; ``task`` and an
+    ``example`` folder go into the errors."""
+    if not data:
+        raise ValueError(f"{task}: no data directory given (the positional DATA argument, e.g. {example})")
+    paths = [p for p in data.split(os.pathsep) if p]
+    for p in paths:
+        if not Path(p).is_dir():
+            raise FileNotFoundError(f"{task}: data directory {p!r} does not exist (DATA argument)")
+    return paths
 
 
 @dataclass(kw_only=True)

@@ -12,17 +12,12 @@ from typing import Any
 
 from seqloom.data.dictionary import Dictionary
 from seqloom.data.language_pair_dataset import ConcatTokens
+from seqloom.tasks import base
 
 
 def data_paths(data: str | None) -> list[str]:
     """The ``:``-separated folders of ``DATA``, each checked to exist."""
-    if not data:
-        raise ValueError("language_modeling: no data directory given (the positional DATA argument, e.g. data-bin/lm)")
-    paths = [p for p in data.split(os.pathsep) if p]
-    for p in paths:
-        if not Path(p).is_dir():
-            raise FileNotFoundError(f"language_modeling: data directory {p!r} does not exist (DATA argument)")
-    return paths
+    return base.data_paths(data, task="language_modeling", example="data-bin/lm")
 
 
 def epoch_path(data: str | None, epoch: int) -> str:

@@ -16,6 +16,7 @@ from typing import Any, Optional
 from seqloom import registry
 from seqloom.config.options import field
 from seqloom.data.language_pair_dataset import ConcatTokens, LanguagePairDataset
+from seqloom.tasks import base
 from seqloom.tasks.base import Task
 
 logger = logging.getLogger(__name__)
@@ -57,13 +58,7 @@ class TranslationConfig:
 
 
 def data_paths(data: str | None) -> list[str]:
-    if not data:
-        raise ValueError("translation: no data directory given (the positional DATA argument, e.g. data-bin/wmt)")
-    paths = [p for p in data.split(os.pathsep) if p]
-    for p in paths:
-        if not Path(p).is_dir():
-            raise FileNotFoundError(f"translation: data directory {p!r} does not exist (DATA argument)")
-    return paths
+    return base.data_paths(data, task="translation", example="data-bin/wmt")
 
 
 def infer_language_pair(path: str) -> tuple[str, str]:
