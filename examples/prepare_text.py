@@ -7,7 +7,6 @@ The same recipe as fairseq's fixtures (Moses without XML escaping, aggressive da
 from __future__ import annotations
 
 import argparse
-import io
 from pathlib import Path
 
 from sacremoses import MosesTokenizer
@@ -43,16 +42,23 @@ def main() -> None:
         argparse.Namespace(
             input=[(out / f"train.tok.{lang}").open(encoding="utf-8") for lang in langs],
             output=codes.open("w", encoding="utf-8"),
-            symbols=args.merges, separator="@@", min_frequency=2, total_symbols=False,
+            symbols=args.merges,
+            separator="@@",
+            min_frequency=2,
+            total_symbols=False,
             vocab=[(out / f"vocab.{lang}").open("w", encoding="utf-8") for lang in langs],
-            verbose=False, special_vocab=False, num_workers=1,
+            verbose=False,
+            special_vocab=False,
+            num_workers=1,
         )
     )
-    bpe = BPE(io.open(codes, encoding="utf-8"))
+    bpe = BPE(open(codes, encoding="utf-8"))
     for split in SPLITS:
         for lang in langs:
-            with (out / f"{split}.tok.{lang}").open(encoding="utf-8") as fin, \
-                 (out / f"{split}.bpe.{lang}").open("w", encoding="utf-8") as fout:
+            with (
+                (out / f"{split}.tok.{lang}").open(encoding="utf-8") as fin,
+                (out / f"{split}.bpe.{lang}").open("w", encoding="utf-8") as fout,
+            ):
                 for line in fin:
                     fout.write(bpe.process_line(line))
 
