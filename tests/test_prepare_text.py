@@ -5,8 +5,9 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
-from conftest import REPO
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_moses_and_joint_bpe_equal_the_fixture_text(fairseq_fixtures, tmp_path) -> None:
