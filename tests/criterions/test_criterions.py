@@ -18,6 +18,7 @@ from seqloom.criterions.label_smoothed_cross_entropy import (
     LabelSmoothedCrossEntropyCriterion,
     label_smoothed_nll_loss,
     reduce_metrics,
+    smoothed_cross_entropy,
 )
 
 PAD, EOS, V = 1, 2, 11
@@ -44,6 +45,29 @@ class FakeModel(nn.Module):
 
     def get_normalized_probs(self, logits: Tensor, log_probs: bool = True) -> Tensor:
         return F.log_softmax(logits.float(), dim=-1) if log_probs else F.softmax(logits.float(), dim=-1)
+
+
+class MaskingFakeModel(FakeModel):
+    """:class:`FakeModel` that projects only the positions a criterion asks for (``output_mask``), as the
+    transformer models do; it records the masks it was given."""
+
+    supports_output_mask = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.masks: list[Tensor] = []
+
+    def forward(  # type: ignore[override]
+        self, src_tokens: Tensor, src_lengths: Tensor, prev_output_tokens: Tensor, *, output_mask: Tensor | None = None
+    ) -> FakeDecoderOut:
+        out = super().forward(src_tokens, src_lengths, prev_output_tokens)
+        if output_mask is None:
+            return out
+        self.masks.append(output_mask)
+        return FakeDecoderOut(logits=out.logits[output_mask])  # (N, V)
+
+
+MODELS = [FakeModel, MaskingFakeModel]
 
 
 def make_sample() -> dict:
@@ -77,8 +101,9 @@ def reference_losses(model: FakeModel, sample: dict, eps: float, skip: int = 0) 
 
 
 @pytest.mark.parametrize("eps", [0.0, 0.1, 0.3])
-def test_label_smoothed_loss_is_fairseqs_formula(eps: float) -> None:
-    model, sample = FakeModel(), make_sample()
+@pytest.mark.parametrize("model_cls", MODELS)
+def test_label_smoothed_loss_is_fairseqs_formula(eps: float, model_cls: type[FakeModel]) -> None:
+    model, sample = model_cls(), make_sample()
     crit = build_criterion(
         "label_smoothed_cross_entropy", LabelSmoothedCrossEntropyConfig(label_smoothing=eps), padding_idx=PAD
     )
@@ -91,8 +116,9 @@ def test_label_smoothed_loss_is_fairseqs_formula(eps: float) -> None:
     assert not log["loss"].requires_grad
 
 
-def test_pad_is_ignored_and_loss_is_summed() -> None:
-    model, sample = FakeModel(), make_sample()
+@pytest.mark.parametrize("model_cls", MODELS)
+def test_pad_is_ignored_and_loss_is_summed(model_cls: type[FakeModel]) -> None:
+    model, sample = model_cls(), make_sample()
     crit = LabelSmoothedCrossEntropyCriterion(LabelSmoothedCrossEntropyConfig(label_smoothing=0.1), padding_idx=PAD)
     loss, _, _ = crit(model, sample)
     # changing what the model predicts at padded positions changes nothing
@@ -108,8 +134,9 @@ def test_pad_is_ignored_and_loss_is_summed() -> None:
     assert crit(model, double)[0].item() == pytest.approx(2 * loss.item(), rel=1e-6)
 
 
-def test_zero_smoothing_equals_cross_entropy_and_gradients_flow() -> None:
-    model, sample = FakeModel(), make_sample()
+@pytest.mark.parametrize("model_cls", MODELS)
+def test_zero_smoothing_equals_cross_entropy_and_gradients_flow(model_cls: type[FakeModel]) -> None:
+    model, sample = model_cls(), make_sample()
     ls = build_criterion("label_smoothed_cross_entropy", None, padding_idx=PAD)
     ce = build_criterion("cross_entropy", None, padding_idx=PAD)
     assert isinstance(ce, CrossEntropyCriterion)
@@ -137,8 +164,9 @@ def test_function_matches_on_flat_inputs_and_eps_i_uses_v_minus_1() -> None:
     torch.testing.assert_close(loss, (1 - 0.2 - eps_i) * nll_ref + eps_i * smooth_ref)
 
 
-def test_ignore_prefix_size_drops_leading_target_positions() -> None:
-    model, sample = FakeModel(), make_sample()
+@pytest.mark.parametrize("model_cls", MODELS)
+def test_ignore_prefix_size_drops_leading_target_positions(model_cls: type[FakeModel]) -> None:
+    model, sample = model_cls(), make_sample()
     cfg = LabelSmoothedCrossEntropyConfig(label_smoothing=0.1, ignore_prefix_size=2)
     loss, sample_size, log = build_criterion("label_smoothed_cross_entropy", cfg, padding_idx=PAD)(model, sample)
     ref_loss, ref_nll = reference_losses(model, sample, 0.1, skip=2)
@@ -148,8 +176,9 @@ def test_ignore_prefix_size_drops_leading_target_positions() -> None:
     assert sample_size == 13  # fairseq keeps ntokens as the collater counted it
 
 
-def test_report_accuracy_counts_argmax_hits_on_non_pad_tokens() -> None:
-    model, sample = FakeModel(), make_sample()
+@pytest.mark.parametrize("model_cls", MODELS)
+def test_report_accuracy_counts_argmax_hits_on_non_pad_tokens(model_cls: type[FakeModel]) -> None:
+    model, sample = model_cls(), make_sample()
     with torch.no_grad():  # make two predictions right: after EOS comes 5 (right in row 0 only), after 5 comes 6
         model.table[EOS, 5] = 100.0
         model.table[5, 6] = 100.0
@@ -203,3 +232,42 @@ def test_perplexity_overflow_is_inf_and_flags_are_fairseqs() -> None:
     assert (cfg.label_smoothing, cfg.report_accuracy, cfg.ignore_prefix_size) == (0.0, False, 0)
     with pytest.raises(ValueError, match="--label-smoothing"):
         LabelSmoothedCrossEntropyCriterion(LabelSmoothedCrossEntropyConfig(label_smoothing=1.5), padding_idx=PAD)
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_smoothed_cross_entropy_from_logits_equals_log_softmax_route(eps: float, dtype: torch.dtype) -> None:
+    g = torch.Generator().manual_seed(5)
+    logits = (torch.randn(6, V, generator=g) * 3).to(dtype).requires_grad_()
+    target = torch.tensor([3, 0, 5, 10, 2, 3])
+    w_loss, w_nll = torch.randn(2, generator=g).tolist()  # weigh both outputs so both backward paths count
+    loss, nll = smoothed_cross_entropy(logits, target, eps)
+    (w_loss * loss + w_nll * nll).backward()
+    ref = logits.detach().double().requires_grad_()
+    ref_loss, ref_nll = label_smoothed_nll_loss(F.log_softmax(ref, -1), target, eps)
+    (w_loss * ref_loss + w_nll * ref_nll).backward()
+    assert loss.dtype == nll.dtype == torch.float32 and logits.grad is not None and logits.grad.dtype == dtype
+    torch.testing.assert_close(loss.double(), ref_loss, rtol=1e-6, atol=1e-5)
+    torch.testing.assert_close(nll.double(), ref_nll, rtol=1e-6, atol=1e-5)
+    tol = 1e-6 if dtype == torch.float32 else 1e-2
+    torch.testing.assert_close(logits.grad.double(), ref.grad, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("name", ["label_smoothed_cross_entropy", "cross_entropy"])
+def test_masking_models_are_projected_on_scored_positions_only(name: str) -> None:
+    model, sample = MaskingFakeModel(), make_sample()
+    plain = FakeModel()
+    plain.load_state_dict(model.state_dict(), strict=False)
+    cfg = LabelSmoothedCrossEntropyConfig(label_smoothing=0.1, ignore_prefix_size=1) if "smoothed" in name else None
+    crit = build_criterion(name, cfg, padding_idx=PAD)
+    loss, _, _ = crit(model, sample)
+    (mask,) = model.masks
+    expected = sample["target"].ne(PAD)
+    if cfg is not None:
+        expected[:, :1] = False
+    assert torch.equal(mask, expected)  # padding (and the ignored prefix) never reach the projection
+    loss.backward()
+    ref, _, _ = crit(plain, sample)
+    ref.backward()
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-6)
+    torch.testing.assert_close(model.table.grad, plain.table.grad)

@@ -179,3 +179,28 @@ def test_args_written_for_fairseq_round_trip_to_the_same_config() -> None:
     assert args.arch == "transformer_tiny" and args.decoder_embed_dim == 16 and args.decoder_input_dim == 16
     assert config_from_checkpoint({"args": args}) == cfg.resolved()
     assert config_from_checkpoint({"args": None, "cfg": {"model": args}}) == cfg.resolved()
+
+
+class SizedVocab:
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def pad(self) -> int:
+        return 1
+
+
+def test_output_mask_gives_the_masked_rows_of_the_full_logits() -> None:
+    cfg = parse_args(SPEC, ["--arch", "transformer_tiny", "--dropout", "0"])["model"]
+    model = build_model(cfg, SizedVocab(30), SizedVocab(25)).eval()
+    src = torch.randint(4, 30, (2, 5))
+    prev = torch.randint(4, 25, (2, 4))
+    prev[1, 3] = 1  # padding
+    mask = prev.ne(1)
+    with torch.no_grad():
+        full = model(src, None, prev).logits  # (B, T, V)
+        picked = model(src, None, prev, output_mask=mask).logits  # (N, V)
+    assert model.supports_output_mask and picked.shape == (7, 25)
+    torch.testing.assert_close(picked, full[mask])

@@ -139,3 +139,18 @@ def test_folded_output_projection_equals_the_two_products() -> None:
             torch.testing.assert_close(model(tokens).logits, two_products, atol=1e-5, rtol=1e-5)
             decoder.project_out_dim.weight.mul_(2.0)
     assert set(model.state_dict()) >= {"decoder.project_out_dim.weight", "decoder.output_projection.weight"}
+
+
+@pytest.mark.parametrize("embed_dim", [16, 512])  # 16 -> 512 folds the output projection; 512 has none to fold
+def test_output_mask_projects_exactly_the_masked_positions(embed_dim: int) -> None:
+    cfg = dataclasses.replace(presets.transformer_lm(), decoder_layers=1, decoder_embed_dim=embed_dim, dropout=0.0,
+                              decoder_ffn_embed_dim=32, decoder_attention_heads=2)  # fmt: skip
+    model = build_model(cfg, Vocab(40)).eval()
+    assert model.supports_output_mask
+    tokens = torch.randint(4, 40, (3, 6))
+    mask = torch.rand(3, 6, generator=torch.Generator().manual_seed(1)) > 0.4
+    with torch.no_grad():
+        full = model(tokens).logits  # (B, T, V)
+        picked = model(tokens, output_mask=mask).logits  # (N, V)
+    assert picked.shape == (int(mask.sum()), 40)
+    torch.testing.assert_close(picked, full[mask], atol=1e-5, rtol=1e-5)

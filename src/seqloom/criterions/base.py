@@ -84,6 +84,21 @@ class Criterion(nn.Module):
         out = model(**sample["net_input"])
         return model.get_normalized_probs(out.logits, log_probs=True)
 
+    def scored_positions(self, target: Tensor, ignore_prefix_size: int = 0) -> Tensor:
+        """``(B, T)`` bool: the target positions a loss counts (not padding, not the first ``ignore_prefix_size``)."""
+        keep = target.ne(self.padding_idx)
+        if ignore_prefix_size > 0:
+            keep[:, :ignore_prefix_size] = False
+        return keep
+
+    @staticmethod
+    def target_logits(model: nn.Module, sample: dict[str, Any], keep: Tensor) -> Tensor | None:
+        """Float logits ``(N, V)`` at the ``N`` True positions of ``keep`` ``(B, T)``, row-major; None when the
+        model cannot project a subset (it has no ``supports_output_mask``)."""
+        if not getattr(model, "supports_output_mask", False):
+            return None
+        return model(**sample["net_input"], output_mask=keep).logits
+
     @staticmethod
     def reduce_metrics(logging_outputs: Sequence[LoggingOutput | dict[str, Any]]) -> dict[str, float]:
         raise NotImplementedError

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from seqloom import registry
 from seqloom.criterions.base import LN2, Criterion, LoggingOutput, log_sum, perplexity, reduce_counts
+from seqloom.criterions.label_smoothed_cross_entropy import smoothed_cross_entropy
 
 
 @dataclass(kw_only=True)
@@ -25,13 +26,18 @@ class CrossEntropyCriterion(Criterion):
         self.cfg = cfg or CrossEntropyConfig()
 
     def forward(self, model: nn.Module, sample: dict[str, Any]) -> tuple[Tensor, int, LoggingOutput]:
-        lprobs = self.lprobs(model, sample)  # (B, T, V)
-        loss = F.nll_loss(
-            lprobs.view(-1, lprobs.size(-1)),  # (B*T, V)
-            sample["target"].view(-1),  # (B*T,)
-            ignore_index=self.padding_idx,
-            reduction="sum",
-        )
+        keep = self.scored_positions(sample["target"])  # (B, T)
+        logits = self.target_logits(model, sample, keep)  # (N, V), or None
+        if logits is not None:
+            loss, _ = smoothed_cross_entropy(logits, sample["target"][keep], 0.0)
+        else:
+            lprobs = self.lprobs(model, sample)  # (B, T, V)
+            loss = F.nll_loss(
+                lprobs.view(-1, lprobs.size(-1)),  # (B*T, V)
+                sample["target"].view(-1),  # (B*T,)
+                ignore_index=self.padding_idx,
+                reduction="sum",
+            )
         sample_size = self.sample_size(sample)
         logging_output: LoggingOutput = {
             "loss": loss.detach(),

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from seqloom import registry
@@ -59,6 +60,53 @@ def label_smoothed_nll_loss(
     return loss, nll_loss
 
 
+class _SmoothedCrossEntropy(torch.autograd.Function):
+    """:func:`label_smoothed_nll_loss` of ``log_softmax(logits)``, straight from the logits.
+
+    Forward keeps only ``logsumexp`` per row; backward writes the gradient in one ``(N, V)`` buffer:
+    ``d loss / d logits = (a + eps_i V) softmax - a onehot(target) - eps_i`` with ``a = 1 - eps - eps_i``
+    (and ``softmax - onehot`` for the nll). No ``(N, V)`` log-probabilities are stored or differentiated.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, logits: Tensor, target: Tensor, epsilon: float) -> tuple[Tensor, Tensor]:
+        x = logits.float()  # (N, V)
+        lse = torch.logsumexp(x, dim=-1)  # (N,)
+        nll = (lse - x.gather(-1, target.unsqueeze(-1)).squeeze(-1)).sum()
+        v = x.size(-1)
+        eps_i = epsilon / (v - 1)
+        loss = (1.0 - epsilon - eps_i) * nll
+        if epsilon > 0:
+            loss = loss + eps_i * (lse.sum() * v - x.sum())  # smooth = sum_v -log p(v) = V lse - sum_v x
+        ctx.save_for_backward(x, lse, target)
+        ctx.epsilon, ctx.in_dtype = epsilon, logits.dtype
+        return loss, nll
+
+    @staticmethod
+    def backward(ctx: Any, grad_loss: Tensor, grad_nll: Tensor) -> tuple[Tensor, None, None]:
+        x, lse, target = ctx.saved_tensors
+        v = x.size(-1)
+        eps_i = ctx.epsilon / (v - 1)
+        a = 1.0 - ctx.epsilon - eps_i
+        grad = torch.sub(x, lse.unsqueeze(-1)).exp_()  # softmax (N, V)
+        grad.mul_(grad_loss * (a + eps_i * v) + grad_nll)
+        if eps_i > 0:
+            grad.sub_(grad_loss * eps_i)
+        gold = -(grad_loss * a + grad_nll)  # 0-d
+        grad.scatter_add_(-1, target.unsqueeze(-1), gold.to(grad.dtype).expand(target.numel(), 1))
+        return grad.to(ctx.in_dtype), None, None
+
+
+def smoothed_cross_entropy(logits: Tensor, target: Tensor, epsilon: float) -> tuple[Tensor, Tensor]:
+    """(smoothed loss, nll loss) summed over all rows of ``logits`` ``(N, V)`` against ``target`` ``(N,)``.
+
+    Equal to ``label_smoothed_nll_loss(log_softmax(logits), target, epsilon)`` (natural log, float32), in
+    less time and memory; ``epsilon = 0`` gives plain cross-entropy twice.
+    """
+    loss, nll = _SmoothedCrossEntropy.apply(logits, target, epsilon)
+    return loss, nll
+
+
 @registry.CRITERIONS.register("label_smoothed_cross_entropy", config=LabelSmoothedCrossEntropyConfig)
 class LabelSmoothedCrossEntropyCriterion(Criterion):
     def __init__(
@@ -81,10 +129,17 @@ class LabelSmoothedCrossEntropyCriterion(Criterion):
         return lprobs.reshape(-1, lprobs.size(-1)), target.reshape(-1)  # (B*T', V), (B*T',)
 
     def forward(self, model: nn.Module, sample: dict[str, Any]) -> tuple[Tensor, int, LoggingOutput]:
-        lprobs, target = self.lprobs_and_target(model, sample)
-        loss, nll_loss = label_smoothed_nll_loss(
-            lprobs, target, self.cfg.label_smoothing, ignore_index=self.padding_idx
-        )
+        keep = self.scored_positions(sample["target"], self.cfg.ignore_prefix_size)  # (B, T)
+        logits = self.target_logits(model, sample, keep)  # (N, V), or None
+        if logits is not None:
+            target = sample["target"][keep]  # (N,)
+            loss, nll_loss = smoothed_cross_entropy(logits, target, self.cfg.label_smoothing)
+            scores = logits
+        else:
+            scores, target = self.lprobs_and_target(model, sample)
+            loss, nll_loss = label_smoothed_nll_loss(
+                scores, target, self.cfg.label_smoothing, ignore_index=self.padding_idx
+            )
         sample_size = self.sample_size(sample)
         logging_output: LoggingOutput = {
             "loss": loss.detach(),
@@ -94,7 +149,7 @@ class LabelSmoothedCrossEntropyCriterion(Criterion):
             "sample_size": sample_size,
         }
         if self.cfg.report_accuracy:
-            n_correct, total = count_correct(lprobs.detach(), target, self.padding_idx)
+            n_correct, total = count_correct(scores.detach(), target, self.padding_idx)
             logging_output["n_correct"] = n_correct
             logging_output["total"] = total
         return loss, sample_size, logging_output

@@ -231,10 +231,22 @@ class TransformerDecoder(nn.Module):
         return x, attn
 
     def forward(
-        self, tokens: Tensor, encoder_out: EncoderOut | None, *, cache: KVCache | None = None, need_attn: bool = False
+        self,
+        tokens: Tensor,
+        encoder_out: EncoderOut | None,
+        *,
+        cache: KVCache | None = None,
+        need_attn: bool = False,
+        output_mask: Tensor | None = None,
     ) -> DecoderOut:
-        """``tokens`` ``(B, T)`` (with a cache: only the newest, usually ``(B, 1)``) -> :class:`DecoderOut`."""
+        """``tokens`` ``(B, T)`` (with a cache: only the newest, usually ``(B, 1)``) -> :class:`DecoderOut`.
+
+        ``output_mask`` ``(B, T)`` bool projects only those positions: logits ``(N, V)`` for its ``N`` True
+        entries in row-major order (training skips the padding's share of the largest product).
+        """
         x, attn = self.extract_features(tokens, encoder_out, cache=cache, need_attn=need_attn)
+        if output_mask is not None:
+            x = x[output_mask]  # (N, C)
         return DecoderOut(logits=self.output_projection(x), attn=attn)
 
     def new_cache(self, batch_size: int, max_len: int) -> KVCache:

@@ -30,7 +30,13 @@ def dropout_time_major(x: Tensor, p: float, training: bool) -> Tensor:
     """
     if p <= 0 or not training:
         return x
-    return F.dropout(x.transpose(0, 1).contiguous(), p=p, training=True).transpose(0, 1)  # (T, B, C) -> (B, T, C)
+    if p >= 1 or x.device.type != "cpu":  # elsewhere F.dropout has its own fused kernel (and draws)
+        return F.dropout(x.transpose(0, 1).contiguous(), p=p, training=True).transpose(0, 1)
+    # F.dropout on the CPU is ``x * bernoulli_(1 - p) / (1 - p)``; drawing that mask in (T, B, C) memory
+    # order and multiplying through a transposed view gives the same values without copying ``x`` twice
+    b, t, c = x.shape
+    keep = x.new_empty((t, b, c)).bernoulli_(1 - p).div_(1 - p)  # (T, B, C)
+    return x * keep.transpose(0, 1)
 
 
 class FeedForwardMixin(nn.Module):

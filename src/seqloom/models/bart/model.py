@@ -123,11 +123,13 @@ class BARTModel(TransformerModel):
         *,
         features_only: bool = False,
         classification_head_name: str | None = None,
+        output_mask: Tensor | None = None,
     ) -> DecoderOut:
-        """Logits ``(B, T, V)``; ``features_only``: features ``(B, T, C)`` in ``logits``; with a head name, the
-        head's ``(B, num_classes)`` scores of each row's last ``</s>`` representation."""
+        """Logits ``(B, T, V)`` (``(N, V)`` at the True positions of ``output_mask`` ``(B, T)``);
+        ``features_only``: features ``(B, T, C)`` in ``logits``; with a head name, the head's
+        ``(B, num_classes)`` scores of each row's last ``</s>`` representation."""
         if classification_head_name is None and not features_only:
-            return self.decode(prev_output_tokens, self.encode(src_tokens))
+            return self.decoder(prev_output_tokens, self.encode(src_tokens), output_mask=output_mask)
         x = self.features(src_tokens, prev_output_tokens).features  # (B, T, C)
         if classification_head_name is not None:
             if classification_head_name not in self.classification_heads:

@@ -52,12 +52,23 @@ class TransformerModel(nn.Module):
         """An empty :class:`KVCache` for ``batch_size`` rows and up to ``max_len`` decoding steps."""
         return self.decoder.new_cache(batch_size, max_len)
 
-    def forward(self, src_tokens: Tensor, src_lengths: Tensor | None, prev_output_tokens: Tensor) -> DecoderOut:
-        """Teacher-forced forward: ``(B, S)`` sources, ``(B, T)`` shifted targets -> logits ``(B, T, V)``.
+    # forward takes ``output_mask`` (criterions then project only the target positions)
+    supports_output_mask = True
+
+    def forward(
+        self,
+        src_tokens: Tensor,
+        src_lengths: Tensor | None,
+        prev_output_tokens: Tensor,
+        *,
+        output_mask: Tensor | None = None,
+    ) -> DecoderOut:
+        """Teacher-forced forward: ``(B, S)`` sources, ``(B, T)`` shifted targets -> logits ``(B, T, V)``,
+        or ``(N, V)`` at the ``N`` True positions of ``output_mask`` ``(B, T)``.
 
         ``src_lengths`` is accepted for fairseq's calling convention; padding comes from the tokens.
         """
-        return self.decode(prev_output_tokens, self.encode(src_tokens))
+        return self.decoder(prev_output_tokens, self.encode(src_tokens), output_mask=output_mask)
 
     @staticmethod
     def get_normalized_probs(logits: Tensor, log_probs: bool = True) -> Tensor:

@@ -79,18 +79,29 @@ class LMDecoder(TransformerDecoder):
         self.adaptive_softmax = adaptive_softmax
 
     def forward(
-        self, tokens: Tensor, encoder_out: EncoderOut | None, *, cache: KVCache | None = None, need_attn: bool = False
+        self,
+        tokens: Tensor,
+        encoder_out: EncoderOut | None,
+        *,
+        cache: KVCache | None = None,
+        need_attn: bool = False,
+        output_mask: Tensor | None = None,
     ) -> DecoderOut:
         if self.output_projection is None:
+            if output_mask is not None:
+                raise ValueError("an adaptive softmax decoder returns features for every position (no output_mask)")
             x, _ = self.extract_features(tokens, None, cache=cache)  # (B, T, C_out)
             return DecoderOut(logits=x, attn=None)  # features for the adaptive softmax
-        if self.project_out_dim is None or not self._fold_is_cheaper(tokens.numel()):
+        n = tokens.numel() if output_mask is None else int(output_mask.sum())
+        if self.project_out_dim is None or not self._fold_is_cheaper(n):
             x, _ = self.extract_features(tokens, None, cache=cache)  # (B, T, C_out)
+            x = x if output_mask is None else x[output_mask]  # (N, C_out)
             return DecoderOut(logits=self.output_projection(x), attn=None)
         # project_out_dim (C -> C_out) then the vocabulary (C_out -> V), e.g. transformer_lm's 512-wide default
         # output, as one (V, C) product: no dropout lies between them, and gradients reach both weights
         with _skipping(self, "project_out_dim") as project_out:
             x, _ = self.extract_features(tokens, None, cache=cache)  # (B, T, C)
+        x = x if output_mask is None else x[output_mask]  # (N, C)
         return DecoderOut(logits=F.linear(x, self.output_projection.weight @ project_out.weight), attn=None)
 
     def _fold_is_cheaper(self, n: int) -> bool:
@@ -156,9 +167,17 @@ class TransformerLM(nn.Module):
         """An empty :class:`KVCache` for ``batch_size`` rows and up to ``max_len`` decoding steps."""
         return self.decoder.new_cache(batch_size, max_len)
 
-    def forward(self, src_tokens: Tensor, src_lengths: Tensor | None = None) -> DecoderOut:
-        """Teacher-forced forward over ``src_tokens`` ``(B, T)`` (right-padded) -> scores ``(B, T, V)``."""
-        return self.decoder(src_tokens, None)
+    @property
+    def supports_output_mask(self) -> bool:
+        """Whether ``forward`` takes ``output_mask`` (not with an adaptive softmax, which needs every position)."""
+        return self.decoder.adaptive_softmax is None
+
+    def forward(
+        self, src_tokens: Tensor, src_lengths: Tensor | None = None, *, output_mask: Tensor | None = None
+    ) -> DecoderOut:
+        """Teacher-forced forward over ``src_tokens`` ``(B, T)`` (right-padded) -> scores ``(B, T, V)``, or
+        ``(N, V)`` at the ``N`` True positions of ``output_mask`` ``(B, T)``."""
+        return self.decoder(src_tokens, None, output_mask=output_mask)
 
     def get_normalized_probs(self, logits: Tensor, log_probs: bool = True, *, target: Tensor | None = None) -> Tensor:
         """Float32 (log-)probabilities ``(B, T, V)``, natural log.
