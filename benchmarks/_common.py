@@ -109,6 +109,12 @@ def run_training(cmd: list[str], env: dict[str, str]) -> TrainResult:
     return TrainResult(train_words_per_second(done.output), done.peak_rss_mib, loss, done.wall_s)
 
 
+def median_run(results: list[TrainResult]) -> TrainResult:
+    """The run with the median words/s (the lower middle one of an even count)."""
+    ranked = sorted(results, key=lambda r: r.wps)
+    return ranked[(len(ranked) - 1) // 2]
+
+
 def print_training(results: dict[str, TrainResult]) -> None:
     """A table of both tools' training figures and the seqloom/fairseq ratios against their targets."""
     print(f"{'tool':10} {'words/s':>10} {'peak MiB':>10} {'valid loss':>11} {'wall s':>8}")

@@ -7,7 +7,10 @@ second (target tokens of all updates / time spent in the epochs, from the JSON `
 resident set size (``wait4``'s ``ru_maxrss``) and the last validation loss. Targets: seqloom >= 1.3x
 fairseq's words/s, <= its peak memory, a validation loss no worse.
 
-    python benchmarks/train.py [--max-update 300] [--threads 2] [--model-dim 64]
+    python benchmarks/train.py [--max-update 300] [--threads 2] [--model-dim 64] [--repeat 1]
+
+With ``--repeat N`` the tools alternate N times and the run with the median words/s of each counts
+(a shared machine's speed drifts by tens of percent from minute to minute).
 
 fairseq is found through ``$FAIRSEQ_BIN`` or ``../peer-venvs/fs/bin``.
 """
@@ -19,7 +22,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import FIXTURES, SEQLOOM, print_training, require_fairseq_bin, run_training, thread_env
+from _common import (
+    FIXTURES,
+    SEQLOOM,
+    TrainResult,
+    median_run,
+    print_training,
+    require_fairseq_bin,
+    run_training,
+    thread_env,
+)
 
 
 def recipe(data: Path, save_dir: Path, max_update: int, dim: int) -> list[str]:
@@ -42,19 +54,24 @@ def main() -> int:
     p.add_argument("--max-update", type=int, default=300)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--model-dim", type=int, default=64)
+    p.add_argument("--repeat", type=int, default=1, help="alternating runs of each tool; the median counts")
     p.add_argument("--data", type=Path, default=FIXTURES / "mt" / "data-bin")
     args = p.parse_args()
     fs = require_fairseq_bin("fairseq-train")
     env = thread_env(args.threads)
-    results = {}
+    runs: dict[str, list[TrainResult]] = {"fairseq": [], "seqloom": []}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, exe in (
-            ("fairseq", [str(fs / "fairseq-train")]),
-            ("seqloom", [*SEQLOOM, "train"]),
-        ):
-            cmd = exe + recipe(args.data, Path(tmp) / name, args.max_update, args.model_dim)
-            results[name] = run_training(cmd, env)
-    print_training(results)
+        for rep in range(args.repeat):
+            for name, exe in (
+                ("fairseq", [str(fs / "fairseq-train")]),
+                ("seqloom", [*SEQLOOM, "train"]),
+            ):
+                cmd = exe + recipe(args.data, Path(tmp) / f"{name}{rep}", args.max_update, args.model_dim)
+                runs[name].append(run_training(cmd, env))
+            if args.repeat > 1:
+                f, s = runs["fairseq"][-1], runs["seqloom"][-1]
+                print(f"run {rep + 1}: fairseq {f.wps:.1f} words/s, seqloom {s.wps:.1f} words/s, {s.wps / f.wps:.2f}x")
+    print_training({name: median_run(results) for name, results in runs.items()})
     return 0
 
 
