@@ -244,3 +244,32 @@ def test_reorder_within_sentences_can_keep_the_cross_attention_cache() -> None:
             cache.reorder(torch.arange(4), keep_static=True)
     full = model.decode(prev[order, :4], encoder_out).logits
     torch.testing.assert_close(stepped[:, 0], full[:, 3], atol=1e-5, rtol=0)
+
+
+@torch.no_grad()
+def test_beams_sharing_one_source_row_equal_repeated_sources() -> None:
+    """g decoder rows per encoder row (beam search's hypotheses of a sentence) give what repeating the
+    encoder output g times gives: logits, attention, cached steps and a reorder that drops a sentence."""
+    model = _tiny()
+    assert model.shares_source_across_beams
+    src, prev = _batch()
+    g = 2
+    rows = torch.arange(3).repeat_interleave(g)  # (6,) sentence of each decoder row
+    prev = prev[rows].clone()
+    prev[1::2, 1:] = prev[1::2, 1:].flip(1)  # the second hypothesis of each sentence differs
+    shared, repeated = model.encode(src), model.encode(src).reorder(rows)
+    full = model.decode(prev, repeated, need_attn=True)
+    grouped = model.decode(prev, shared, need_attn=True)
+    torch.testing.assert_close(grouped.logits, full.logits, atol=1e-5, rtol=0)
+    torch.testing.assert_close(grouped.attn, full.attn, atol=1e-6, rtol=0)
+    cache = model.new_cache(6, 7)
+    for t in range(3):
+        model.decode(prev[:, t : t + 1], shared, cache=cache)
+    assert cache.cross_attn[0].key is not None and cache.cross_attn[0].key.size(0) == 3  # one row per sentence
+    keep = torch.tensor([0, 2])  # sentence 1 is done; beams swap within sentence 2
+    order = torch.tensor([0, 1, 5, 4])
+    cache.reorder(order, static_order=keep)
+    stepped = model.decode(prev[order, 3:4], shared.reorder(keep), cache=cache).logits
+    torch.testing.assert_close(stepped[:, 0], full.logits[order, 3], atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="cannot share"):
+        model.decode(prev[:5], shared)

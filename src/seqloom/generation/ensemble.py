@@ -24,6 +24,10 @@ class EnsembleDecoder:
         self.encoder_outs: list[Any] = []
         self.caches: list[Any] = []
         self.need_attn = False
+        self.beam_size = 1
+        # models whose decoders let the K beams of a sentence share one encoder-output row (and one
+        # cross-attention cache row): their encoder outputs are never repeated K times
+        self.shared = [bool(getattr(m, "shares_source_across_beams", False)) for m in self.models]
 
     def max_decoder_positions(self) -> int:
         return min(int(m.max_positions()[1]) for m in self.models)
@@ -33,7 +37,9 @@ class EnsembleDecoder:
         bsz = src_tokens.size(0)
         order = torch.arange(bsz, device=src_tokens.device).repeat_interleave(beam_size)  # (B*K,)
         self.need_attn = need_attn
-        self.encoder_outs = [m.encode(src_tokens).reorder(order) for m in self.models]
+        self.beam_size = beam_size
+        encoded = [m.encode(src_tokens) for m in self.models]
+        self.encoder_outs = [enc if shared else enc.reorder(order) for enc, shared in zip(encoded, self.shared)]
         self.caches = [m.new_cache(bsz * beam_size, max_steps) for m in self.models]
 
     def step(self, prev_tokens: Tensor, temperature: float = 1.0) -> tuple[Tensor, Tensor | None]:
@@ -61,7 +67,15 @@ class EnsembleDecoder:
         Beams of one sentence share their encoder output, so the encoder outputs only change when
         sentences leave the batch: ``sentence_rows`` (N',) then names a previous row of each new row's sentence.
         """
+        sentences = None
         if sentence_rows is not None:
-            self.encoder_outs = [enc.reorder(sentence_rows) for enc in self.encoder_outs]
-        for cache in self.caches:
-            cache.reorder(order, keep_static=sentence_rows is None)  # cross-attention: shared within a sentence
+            sentences = sentence_rows.view(-1, self.beam_size)[:, 0] // self.beam_size  # (B',) kept sentences
+            self.encoder_outs = [
+                enc.reorder(sentences if shared else sentence_rows)
+                for enc, shared in zip(self.encoder_outs, self.shared)
+            ]
+        for cache, shared in zip(self.caches, self.shared):
+            if shared:  # cross-attention caches hold one row per sentence
+                cache.reorder(order, keep_static=True, static_order=sentences)
+            else:  # cross-attention: identical within a sentence, so only dropped sentences need a copy
+                cache.reorder(order, keep_static=sentence_rows is None)

@@ -124,11 +124,23 @@ class MultiheadAttention(nn.Module):
     ) -> tuple[Tensor, Tensor | None]:
         """Attends from ``query`` ``(B, T, C)`` to itself or to ``source`` ``(B, S, kdim)``.
 
+        ``source`` may also have ``B / g`` rows, each shared by ``g`` consecutive query rows (beam search's
+        hypotheses of one sentence); ``key_padding_mask`` then has the source's rows too.
+
         ``key_padding_mask`` ``(B, S)`` is True at keys to ignore (with a self-attention ``cache``: over
         all cached steps plus the new ones). ``causal`` hides future keys; with a cache, the new queries
         sit after the cached steps. Returns ``(B, T, C)`` and, with ``need_weights``, the head-averaged
         attention probabilities ``(B, T, S)``.
         """
+        rows = query.size(0)
+        groups = 1
+        if source is not None and source.size(0) != rows:
+            # g consecutive query rows share one source row (beam search's hypotheses of one sentence): attend
+            # as one row of g*T queries, so the source's keys/values are projected, cached and read once
+            if source.size(0) == 0 or rows % source.size(0):
+                raise ValueError(f"{rows} query rows cannot share {source.size(0)} source rows")
+            groups = rows // source.size(0)
+            query = query.reshape(source.size(0), groups * query.size(1), query.size(2))  # (Bs, g*T, C)
         q = self._split_heads(self.q_proj(query))  # (B, H, T, Dh)
         offset = cache.length if cache is not None and source is None else 0
         if source is None:
@@ -154,4 +166,8 @@ class MultiheadAttention(nn.Module):
         )
         b, _, t, _ = out.shape
         out = out.transpose(1, 2).reshape(b, t, self.embed_dim)  # (B, H, T, Dh) -> (B, T, C)
-        return self.out_proj(out), weights
+        out = self.out_proj(out)
+        if groups > 1:  # back to one row per query row
+            out = out.reshape(rows, t // groups, self.embed_dim)
+            weights = weights.reshape(rows, t // groups, -1) if weights is not None else None
+        return out, weights

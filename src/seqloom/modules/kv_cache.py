@@ -163,14 +163,19 @@ class KVCache:
     def advance(self, steps: int) -> None:
         self.length += steps
 
-    def reorder(self, new_order: Tensor, *, keep_static: bool = False) -> None:
+    def reorder(self, new_order: Tensor, *, keep_static: bool = False, static_order: Tensor | None = None) -> None:
         """Keeps batch rows ``new_order`` (beam search: their new order; may repeat or drop rows).
 
         ``keep_static`` leaves the cross-attention caches alone: a caller that only permutes the beams of
         each sentence among themselves (whose cross-attention keys/values are identical) may skip that copy.
+        ``static_order`` reorders them by their own rows instead (a cross-attention cache with one row per
+        sentence, shared by its beams, keeps the sentences ``static_order``).
         """
-        for cache in self.self_attn if keep_static else (*self.self_attn, *self.cross_attn):
+        for cache in self.self_attn:
             cache.reorder(new_order)
+        if static_order is not None or not keep_static:
+            for cache in self.cross_attn:
+                cache.reorder(new_order if static_order is None else static_order)
         padding = self.padding.index_select(0, new_order)
         if padding.shape == self.padding.shape:
             self.padding.copy_(padding)

@@ -54,6 +54,9 @@ class TransformerModel(nn.Module):
 
     # forward takes ``output_mask`` (criterions then project only the target positions)
     supports_output_mask = True
+    # ``decode`` accepts an encoder output with one row per g decoder rows (beam search's K hypotheses of
+    # a sentence share it), see :class:`seqloom.modules.attention.MultiheadAttention`
+    shares_source_across_beams = True
 
     def forward(
         self,
