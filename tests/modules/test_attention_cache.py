@@ -273,3 +273,23 @@ def test_beams_sharing_one_source_row_equal_repeated_sources() -> None:
     torch.testing.assert_close(stepped[:, 0], full.logits[order, 3], atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="cannot share"):
         model.decode(prev[:5], shared)
+
+
+def test_inference_self_attention_projects_q_k_v_at_once_and_follows_weight_changes() -> None:
+    torch.manual_seed(0)
+    mha = MultiheadAttention(16, 4).eval()
+    x = torch.randn(2, 5, 16)
+    trained, _ = mha(x, causal=True)  # gradients enabled: three separate projections
+    with torch.no_grad():
+        fused, _ = mha(x, causal=True)
+        torch.testing.assert_close(fused, trained, atol=1e-6, rtol=0)
+        mha.k_proj.weight.mul_(-1.5)  # an in-place update (an optimizer step, load_state_dict) must be seen
+        after, _ = mha(x, causal=True)
+    with torch.enable_grad():
+        expected, _ = mha(x, causal=True)
+    torch.testing.assert_close(after, expected, atol=1e-6, rtol=0)
+    assert not torch.allclose(after, fused)
+    assert set(mha.state_dict()) == {f"{p}_proj.{t}" for p in "kvq" for t in ("weight", "bias")} | {
+        "out_proj.weight",
+        "out_proj.bias",
+    }

@@ -97,10 +97,32 @@ class MultiheadAttention(nn.Module):
         b, t, _ = x.shape
         return x.view(b, t, self.num_heads, self.head_dim).transpose(1, 2)  # (B, T, C) -> (B, H, T, Dh)
 
-    def _self_keys_values(self, query: Tensor, cache: AttentionCache | None) -> tuple[Tensor, Tensor]:
-        k = self._split_heads(self.k_proj(query))  # (B, H, T, Dh)
-        v = self._split_heads(self.v_proj(query))
-        return (k, v) if cache is None else cache.append(k, v)
+    def _fused_qkv_params(self) -> tuple[Tensor, Tensor | None]:
+        """``q_proj``, ``k_proj`` and ``v_proj`` stacked into one ``(3C, C)`` weight (and bias), remade whenever
+        one of them changed (in-place updates bump a tensor's version), moved or was replaced."""
+        parts = [(p.weight, p.bias) for p in (self.q_proj, self.k_proj, self.v_proj)]
+        key = tuple((id(t), t.data_ptr(), t._version) for pair in parts for t in pair if t is not None)
+        fused = self.__dict__.get("_fused_qkv")
+        if fused is None or fused[0] != key:
+            weight = torch.cat([w for w, _ in parts])
+            bias = torch.cat([b for _, b in parts]) if all(b is not None for _, b in parts) else None  # type: ignore[misc]
+            fused = (key, weight, bias)
+            self.__dict__["_fused_qkv"] = fused  # a plain attribute: not a parameter, buffer or state-dict entry
+        return fused[1], fused[2]
+
+    def _self_queries_keys_values(self, query: Tensor, cache: AttentionCache | None) -> tuple[Tensor, Tensor, Tensor]:
+        """``(B, H, T, Dh)`` queries, and keys/values (with a cache: all filled steps) of self-attention.
+
+        Without gradients (inference) the three projections run as one product."""
+        if torch.is_grad_enabled() or self.q_proj.in_features != self.k_proj.in_features:
+            q, k, v = self.q_proj(query), self.k_proj(query), self.v_proj(query)
+        else:
+            weight, bias = self._fused_qkv_params()
+            q, k, v = F.linear(query, weight, bias).split(self.embed_dim, dim=-1)
+        q, k, v = self._split_heads(q), self._split_heads(k), self._split_heads(v)  # (B, H, T, Dh)
+        if cache is not None:
+            k, v = cache.append(k, v)
+        return q, k, v
 
     def _cross_keys_values(self, source: Tensor, cache: AttentionCache | None) -> tuple[Tensor, Tensor]:
         if cache is not None and cache.is_set:
@@ -141,11 +163,11 @@ class MultiheadAttention(nn.Module):
                 raise ValueError(f"{rows} query rows cannot share {source.size(0)} source rows")
             groups = rows // source.size(0)
             query = query.reshape(source.size(0), groups * query.size(1), query.size(2))  # (Bs, g*T, C)
-        q = self._split_heads(self.q_proj(query))  # (B, H, T, Dh)
         offset = cache.length if cache is not None and source is None else 0
         if source is None:
-            k, v = self._self_keys_values(query, cache)
+            q, k, v = self._self_queries_keys_values(query, cache)  # (B, H, T, Dh), (B, H, S, Dh) x 2
         else:
+            q = self._split_heads(self.q_proj(query))
             k, v = self._cross_keys_values(source, cache)
         tgt_len, src_len = q.size(2), k.size(2)
         causal = causal and tgt_len > 1  # a single new query may see every cached key
