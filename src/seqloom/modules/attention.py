@@ -28,13 +28,18 @@ def attention(
     is_causal: bool = False,
     dropout_p: float = 0.0,
     need_weights: bool = False,
+    bias: Tensor | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     """Scaled dot-product attention of ``q`` ``(B, H, T, Dh)`` over ``k``/``v`` ``(B, H, S, Dh)``.
 
     ``excluded`` is a bool mask broadcastable to ``(B, H, T, S)``, True where a query may not look;
     ``is_causal`` adds the top-left aligned future mask (only with ``excluded=None``). Returns the
     output ``(B, H, T, Dh)`` and, with ``need_weights``, the probabilities averaged over heads ``(B, T, S)``.
+    ``bias`` replaces ``excluded`` by an additive mask broadcastable to ``(B, H, T, S)`` (fused kernel only).
     """
+    if bias is not None:  # an additive mask made beforehand (0 or -inf), for the fused kernel only
+        assert excluded is None and not need_weights and not is_causal
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p), None
     if not need_weights:
         allowed = None if excluded is None else ~excluded
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout_p, is_causal=is_causal)
@@ -173,8 +178,10 @@ class MultiheadAttention(nn.Module):
         causal = causal and tgt_len > 1  # a single new query may see every cached key
         # the plain training case lets the kernel build the mask itself (``is_causal``)
         use_is_causal = causal and key_padding_mask is None and offset == 0 and tgt_len == src_len
-        excluded = None
-        if not use_is_causal:
+        excluded = bias = None
+        if source is not None and cache is not None and key_padding_mask is not None and not need_weights:
+            bias = cache.source_bias(key_padding_mask, q.dtype)  # made once per source, not per decoding step
+        elif not use_is_causal:
             future = causal_mask(tgt_len, src_len, offset=offset, device=q.device) if causal else None
             excluded = combine_masks(key_padding_mask, future)
         out, weights = attention(
@@ -185,6 +192,7 @@ class MultiheadAttention(nn.Module):
             is_causal=use_is_causal,
             dropout_p=self.dropout if self.training else 0.0,
             need_weights=need_weights,
+            bias=bias,
         )
         b, _, t, _ = out.shape
         out = out.transpose(1, 2).reshape(b, t, self.embed_dim)  # (B, H, T, Dh) -> (B, T, C)

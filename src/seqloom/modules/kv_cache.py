@@ -31,6 +31,7 @@ class AttentionCache:
         self.length = 0 if growing else (key.size(2) if key is not None else 0)
         self.max_len = key.size(2) if key is not None else 0
         self._buffers: list[tuple[Tensor, Tensor]] = []  # growing: the two flat (key, value) storages
+        self._bias: tuple[Tensor, int, torch.dtype, Tensor | None] | None = None  # static: source_bias's memo
         if growing and key is not None and value is not None:
             self._buffers = [(key.reshape(-1), value.reshape(-1))]
             self.key, self.value = self._views(0, key.size(0), 0)
@@ -99,6 +100,20 @@ class AttentionCache:
         self.value[:, :, start:end] = value
         self.length = end
         return self.key, self.value
+
+    def source_bias(self, key_padding_mask: Tensor, dtype: torch.dtype) -> Tensor | None:
+        """The additive attention mask ``(B, 1, 1, S)`` (0, or -inf at padding) of a static cache's source
+        padding ``key_padding_mask`` ``(B, S)``, or None when nothing is padded.
+
+        Made once per padding tensor (its identity and version), not at every decoding step."""
+        memo = self._bias
+        if memo is None or memo[0] is not key_padding_mask or memo[1] != key_padding_mask._version or memo[2] != dtype:
+            bias = None
+            if any_true(key_padding_mask):
+                bias = torch.zeros(key_padding_mask.shape, dtype=dtype, device=key_padding_mask.device)
+                bias = bias.masked_fill_(key_padding_mask, float("-inf"))[:, None, None, :]
+            memo = self._bias = (key_padding_mask, key_padding_mask._version, dtype, bias)
+        return memo[3]
 
     def set(self, key: Tensor, value: Tensor) -> None:
         """Stores the projected source ``(B, H, S, Dh)`` of a static (cross-attention) cache."""
