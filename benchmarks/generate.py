@@ -3,7 +3,8 @@
 Both run as separate processes with the same thread count (default 2) and options (default beam 5,
 batch size 32); each reports its own generation time (model loading excluded, as fairseq's
 ``Translated ... in Xs`` line does). Runs alternate between the toolkits and the best of ``--repeat`` is
-kept, which makes the comparison fairer on a shared machine. The hypotheses of both are compared too.
+kept, which makes the comparison fairer on a shared machine; the median of the back-to-back pairs' ratios
+is printed too (the machine's speed drifts between minutes, less within a pair). The hypotheses of both are compared too.
 CTranslate2 runs as well when ``--ct2-model`` names a model converted from the same checkpoint
 (``ct2-fairseq-converter``), in the interpreter ``--ct2-python`` (default ``../peer-venvs/ct2``); it is timed
 around ``translate_batch`` alone (one run: it has no start-up to amortise).
@@ -21,6 +22,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -143,12 +145,18 @@ def main() -> int:
         "seqloom": [sys.executable, "-m", "seqloom.cli.generate", *common, "--cpu"],
     }
     best: dict[str, Result] = {}
+    ratios = []
     for rep in range(args.repeat):
+        seconds = {}
         for name, command in commands.items():
             result = run_cli(name, command, args.threads)
-            print(f"run {rep + 1} {name:8s} {result.seconds:7.2f}s", file=sys.stderr)
+            seconds[name] = result.seconds
             if name not in best or result.seconds < best[name].seconds:
                 best[name] = result
+        ratios.append(seconds["fairseq"] / seconds["seqloom"])
+        print(f"run {rep + 1}: fairseq {seconds['fairseq']:.2f}s, seqloom {seconds['seqloom']:.2f}s, "
+              f"{ratios[-1]:.2f}x", file=sys.stderr)  # fmt: skip
+    print(f"median over the {len(ratios)} back-to-back pairs: seqloom / fairseq {statistics.median(ratios):.2f}x")
     ct2 = run_ct2(args)
     if ct2 is not None:
         best["ctranslate2"] = ct2
