@@ -271,3 +271,11 @@ def test_masking_models_are_projected_on_scored_positions_only(name: str) -> Non
     ref.backward()
     assert loss.item() == pytest.approx(ref.item(), rel=1e-6)
     torch.testing.assert_close(model.table.grad, plain.table.grad)
+
+
+def test_smoothed_cross_entropy_refuses_a_second_backward_instead_of_a_wrong_gradient() -> None:
+    logits = torch.randn(4, V, requires_grad=True)
+    loss, _ = smoothed_cross_entropy(logits, torch.tensor([1, 2, 3, 4]), 0.1)
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()

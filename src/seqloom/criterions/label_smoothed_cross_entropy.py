@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seqloom import registry
@@ -61,34 +62,34 @@ def label_smoothed_nll_loss(
 
 
 class _SmoothedCrossEntropy(torch.autograd.Function):
-    """:func:`label_smoothed_nll_loss` of ``log_softmax(logits)``, straight from the logits.
+    """:func:`label_smoothed_nll_loss` of ``log_softmax(logits)``, differentiated by hand.
 
-    Forward keeps only ``logsumexp`` per row; backward writes the gradient in one ``(N, V)`` buffer:
-    ``d loss / d logits = (a + eps_i V) softmax - a onehot(target) - eps_i`` with ``a = 1 - eps - eps_i``
-    (and ``softmax - onehot`` for the nll). No ``(N, V)`` log-probabilities are stored or differentiated.
+    Forward stores only the ``(N, V)`` log-probabilities; backward turns that same buffer into the gradient
+    in place, ``d loss / d logits = (a + eps_i V) softmax - a onehot(target) - eps_i`` with
+    ``a = 1 - eps - eps_i`` (``softmax - onehot`` for the nll): no ``(N, V)`` temporaries, which matters
+    with a 50k vocabulary (BART), where each such pass costs as much as the rest of the step.
+    The gradient can be taken once (a second ``backward`` through it raises, as the buffer was reused).
     """
 
     @staticmethod
     def forward(ctx: Any, logits: Tensor, target: Tensor, epsilon: float) -> tuple[Tensor, Tensor]:
-        x = logits.float()  # (N, V)
-        lse = torch.logsumexp(x, dim=-1)  # (N,)
-        nll = (lse - x.gather(-1, target.unsqueeze(-1)).squeeze(-1)).sum()
-        v = x.size(-1)
-        eps_i = epsilon / (v - 1)
+        lprobs = F.log_softmax(logits.float(), dim=-1)  # (N, V)
+        nll = -lprobs.gather(-1, target.unsqueeze(-1)).sum()
+        eps_i = epsilon / (lprobs.size(-1) - 1)
         loss = (1.0 - epsilon - eps_i) * nll
         if epsilon > 0:
-            loss = loss + eps_i * (lse.sum() * v - x.sum())  # smooth = sum_v -log p(v) = V lse - sum_v x
-        ctx.save_for_backward(x, lse, target)
+            loss = loss - eps_i * lprobs.sum()  # smooth = -sum_v log p(v)
+        ctx.save_for_backward(lprobs, target)
         ctx.epsilon, ctx.in_dtype = epsilon, logits.dtype
         return loss, nll
 
     @staticmethod
     def backward(ctx: Any, grad_loss: Tensor, grad_nll: Tensor) -> tuple[Tensor, None, None]:
-        x, lse, target = ctx.saved_tensors
-        v = x.size(-1)
+        lprobs, target = ctx.saved_tensors
+        v = lprobs.size(-1)
         eps_i = ctx.epsilon / (v - 1)
         a = 1.0 - ctx.epsilon - eps_i
-        grad = torch.sub(x, lse.unsqueeze(-1)).exp_()  # softmax (N, V)
+        grad = lprobs.exp_()  # softmax, in the saved buffer
         grad.mul_(grad_loss * (a + eps_i * v) + grad_nll)
         if eps_i > 0:
             grad.sub_(grad_loss * eps_i)
