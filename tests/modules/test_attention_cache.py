@@ -293,3 +293,23 @@ def test_inference_self_attention_projects_q_k_v_at_once_and_follows_weight_chan
         "out_proj.weight",
         "out_proj.bias",
     }
+
+
+@pytest.mark.parametrize("mask", ["none", "excluded", "bias", "causal"])
+def test_inference_over_few_queries_equals_the_fused_kernel(mask: str) -> None:
+    """Decoding-time attention (no gradients, a few queries) runs the explicit product; it equals SDPA."""
+    torch.manual_seed(0)
+    q, k = torch.randn(3, 2, 4, 8), torch.randn(3, 2, 4 if mask == "causal" else 6, 8)
+    v = torch.randn_like(k)
+    pad = torch.tensor([[False] * 6, [True, True, False, False, False, False], [False] * 5 + [True]])
+    kwargs: dict[str, object] = {"excluded": None}
+    if mask == "excluded":
+        kwargs["excluded"] = combine_masks(pad, None)
+    elif mask == "bias":
+        kwargs["bias"] = torch.zeros(3, 6).masked_fill(pad, float("-inf"))[:, None, None, :]
+    elif mask == "causal":
+        kwargs["is_causal"] = True
+    fused, _ = attention(q.clone().requires_grad_(), k, v, **kwargs)  # type: ignore[arg-type]
+    with torch.no_grad():
+        explicit, _ = attention(q, k, v, **kwargs)  # type: ignore[arg-type]
+    torch.testing.assert_close(explicit, fused.detach(), atol=1e-6, rtol=0)

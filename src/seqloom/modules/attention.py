@@ -18,6 +18,10 @@ from torch import Tensor, nn
 from seqloom.modules.kv_cache import AttentionCache
 from seqloom.modules.masks import causal_mask, combine_masks
 
+# Inference with at most this many queries per row (decoding steps; a beam group's queries in cross-attention)
+# runs the explicit product: for so few queries the fused CPU kernel costs up to 4x more
+EXPLICIT_MAX_QUERIES = 16
+
 
 def attention(
     q: Tensor,
@@ -33,27 +37,31 @@ def attention(
     """Scaled dot-product attention of ``q`` ``(B, H, T, Dh)`` over ``k``/``v`` ``(B, H, S, Dh)``.
 
     ``excluded`` is a bool mask broadcastable to ``(B, H, T, S)``, True where a query may not look;
-    ``is_causal`` adds the top-left aligned future mask (only with ``excluded=None``). Returns the
-    output ``(B, H, T, Dh)`` and, with ``need_weights``, the probabilities averaged over heads ``(B, T, S)``.
-    ``bias`` replaces ``excluded`` by an additive mask broadcastable to ``(B, H, T, S)`` (fused kernel only).
+    ``is_causal`` adds the top-left aligned future mask (only with ``excluded=None``); ``bias`` is an
+    additive mask (0 or -inf) made beforehand, used instead of ``excluded``. Returns the output
+    ``(B, H, T, Dh)`` and, with ``need_weights``, the probabilities averaged over heads ``(B, T, S)``.
+
+    Training runs the fused kernel (``F.scaled_dot_product_attention``), as does inference over many
+    queries; the explicit product serves ``need_weights`` and inference over a few queries per row.
     """
-    if bias is not None:  # an additive mask made beforehand (0 or -inf), for the fused kernel only
-        assert excluded is None and not need_weights and not is_causal
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p), None
-    if not need_weights:
-        allowed = None if excluded is None else ~excluded
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout_p, is_causal=is_causal)
+    assert bias is None or (excluded is None and not is_causal)
+    inference = dropout_p == 0 and not (torch.is_grad_enabled() and q.requires_grad)
+    if not need_weights and not (inference and q.size(2) <= EXPLICIT_MAX_QUERIES and q.device.type == "cpu"):
+        mask = bias if bias is not None else None if excluded is None else ~excluded
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal)
         return out, None
     scores = torch.matmul(q * q.size(-1) ** -0.5, k.transpose(-2, -1))  # (B, H, T, S)
     if is_causal:
         excluded = causal_mask(q.size(2), k.size(2), device=q.device)
+    if bias is not None:  # rows of a source-padding bias always have a visible key (the source's eos)
+        scores = scores + bias
     if excluded is not None:
         scores = scores.masked_fill(excluded, float("-inf"))
-    probs = torch.softmax(scores.float(), dim=-1)  # (B, H, T, S), float32 like fairseq
+    probs = torch.softmax(scores, dim=-1, dtype=torch.float32)  # (B, H, T, S), float32 like fairseq
     if excluded is not None:
         probs = probs.masked_fill(excluded, 0.0)  # a query with no visible key gets zeros (as SDPA), not NaN
     dropped = F.dropout(probs.type_as(scores), p=dropout_p) if dropout_p > 0 else probs.type_as(scores)
-    return torch.matmul(dropped, v), probs.mean(dim=1)
+    return torch.matmul(dropped, v), probs.mean(dim=1) if need_weights else None
 
 
 class MultiheadAttention(nn.Module):
