@@ -275,24 +275,23 @@ def test_beams_sharing_one_source_row_equal_repeated_sources() -> None:
         model.decode(prev[:5], shared)
 
 
-def test_inference_self_attention_projects_q_k_v_at_once_and_follows_weight_changes() -> None:
-    torch.manual_seed(0)
-    mha = MultiheadAttention(16, 4).eval()
-    x = torch.randn(2, 5, 16)
-    trained, _ = mha(x, causal=True)  # gradients enabled: three separate projections
+def test_cached_decoding_projects_q_k_v_at_once_with_the_weights_of_its_pass() -> None:
+    model = _tiny()
+    src, prev = _batch()
+    with torch.enable_grad():  # gradients enabled: three separate projections
+        expected = _step_by_step(model, src, prev, [1] * 7).detach()
     with torch.no_grad():
-        fused, _ = mha(x, causal=True)
-        torch.testing.assert_close(fused, trained, atol=1e-6, rtol=0)
-        mha.k_proj.weight.mul_(-1.5)  # an in-place update (an optimizer step, load_state_dict) must be seen
-        after, _ = mha(x, causal=True)
+        torch.testing.assert_close(_step_by_step(model, src, prev, [1] * 7), expected, atol=1e-5, rtol=0)
+        # an optimizer may update weights in place without bumping their version (fused AdamW): the next
+        # decoding pass (a new cache) must use the new weights
+        param = model.decoder.layers[0].self_attn.k_proj.weight
+        param.grad = torch.randn_like(param)
+        torch.optim.AdamW([param], lr=0.5, fused=True).step()
+        after = _step_by_step(model, src, prev, [1] * 7)
     with torch.enable_grad():
-        expected, _ = mha(x, causal=True)
-    torch.testing.assert_close(after, expected, atol=1e-6, rtol=0)
-    assert not torch.allclose(after, fused)
-    assert set(mha.state_dict()) == {f"{p}_proj.{t}" for p in "kvq" for t in ("weight", "bias")} | {
-        "out_proj.weight",
-        "out_proj.bias",
-    }
+        torch.testing.assert_close(after, _step_by_step(model, src, prev, [1] * 7).detach(), atol=1e-5, rtol=0)
+    assert not torch.allclose(after, expected)
+    assert "decoder.layers.0.self_attn.q_proj.weight" in model.state_dict()
 
 
 @pytest.mark.parametrize("mask", ["none", "excluded", "bias", "causal"])

@@ -110,27 +110,25 @@ class MultiheadAttention(nn.Module):
         b, t, _ = x.shape
         return x.view(b, t, self.num_heads, self.head_dim).transpose(1, 2)  # (B, T, C) -> (B, H, T, Dh)
 
-    def _fused_qkv_params(self) -> tuple[Tensor, Tensor | None]:
-        """``q_proj``, ``k_proj`` and ``v_proj`` stacked into one ``(3C, C)`` weight (and bias), remade whenever
-        one of them changed (in-place updates bump a tensor's version), moved or was replaced."""
-        parts = [(p.weight, p.bias) for p in (self.q_proj, self.k_proj, self.v_proj)]
-        key = tuple((id(t), t.data_ptr(), t._version) for pair in parts for t in pair if t is not None)
-        fused = self.__dict__.get("_fused_qkv")
-        if fused is None or fused[0] != key:
-            weight = torch.cat([w for w, _ in parts])
-            bias = torch.cat([b for _, b in parts]) if all(b is not None for _, b in parts) else None  # type: ignore[misc]
-            fused = (key, weight, bias)
-            self.__dict__["_fused_qkv"] = fused  # a plain attribute: not a parameter, buffer or state-dict entry
-        return fused[1], fused[2]
+    def _stacked_qkv(self) -> tuple[Tensor, Tensor | None]:
+        """``q_proj``, ``k_proj`` and ``v_proj`` stacked into one ``(3C, C)`` weight and ``(3C,)`` bias."""
+        projs = (self.q_proj, self.k_proj, self.v_proj)
+        weight = torch.cat([p.weight for p in projs])
+        biases = [p.bias for p in projs]
+        return weight, torch.cat(biases) if all(b is not None for b in biases) else None  # type: ignore[arg-type]
 
     def _self_queries_keys_values(self, query: Tensor, cache: AttentionCache | None) -> tuple[Tensor, Tensor, Tensor]:
         """``(B, H, T, Dh)`` queries, and keys/values (with a cache: all filled steps) of self-attention.
 
-        Without gradients (inference) the three projections run as one product."""
-        if torch.is_grad_enabled() or self.q_proj.in_features != self.k_proj.in_features:
+        Decoding with a cache and without gradients runs the three projections as one product, with the
+        weights stacked once per cache (a cache lives for one decoding pass, during which weights are fixed;
+        a version counter would not do: fused optimizers update weights without bumping it)."""
+        if cache is None or torch.is_grad_enabled() or self.q_proj.in_features != self.k_proj.in_features:
             q, k, v = self.q_proj(query), self.k_proj(query), self.v_proj(query)
         else:
-            weight, bias = self._fused_qkv_params()
+            if cache.projection is None:
+                cache.projection = self._stacked_qkv()
+            weight, bias = cache.projection
             q, k, v = F.linear(query, weight, bias).split(self.embed_dim, dim=-1)
         q, k, v = self._split_heads(q), self._split_heads(k), self._split_heads(v)  # (B, H, T, Dh)
         if cache is not None:

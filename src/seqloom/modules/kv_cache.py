@@ -32,6 +32,8 @@ class AttentionCache:
         self.max_len = key.size(2) if key is not None else 0
         self._buffers: list[tuple[Tensor, Tensor]] = []  # growing: the two flat (key, value) storages
         self._bias: tuple[Tensor, int, torch.dtype, Tensor | None] | None = None  # static: source_bias's memo
+        # growing: the layer's stacked q/k/v projection (weight, bias), made at the first step of this pass
+        self.projection: tuple[Tensor, Tensor | None] | None = None
         if growing and key is not None and value is not None:
             self._buffers = [(key.reshape(-1), value.reshape(-1))]
             self.key, self.value = self._views(0, key.size(0), 0)
