@@ -215,6 +215,17 @@ def test_mixed_precision_flags_train(data_bin: Path, tmp_path: Path) -> None:
         assert len(history) >= 2 and all(torch.isfinite(torch.tensor([h["loss"] for h in history])))
 
 
+@pytest.mark.parametrize(
+    "flags",
+    [("--required-seq-len-multiple", "8"), ("--num-batch-buckets", "4"), ("--combine-valid-subsets",),
+     ("--ddp-backend", "fully_sharded")],
+)  # fmt: skip
+def test_unsupported_options_are_refused_by_name_not_ignored(data_bin: Path, tmp_path: Path, flags: tuple) -> None:
+    with pytest.raises(SystemExit, match=f"{flags[0]}.* not supported yet"):
+        train(train_args(data_bin, tmp_path, *flags, "--disable-validation", max_update=1))
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
 def test_finetune_and_resets(data_bin: Path, baseline: tuple[Path, list[dict[str, float]]], tmp_path: Path) -> None:
     save, uninterrupted = baseline
     tuned = train(

@@ -70,6 +70,18 @@ def check_options(parsed: ParsedArgs) -> None:
         raise SystemExit("seqloom train: --optimizer is required (e.g. --optimizer adam)")
     if ns.arch is None:
         raise SystemExit("seqloom train: --arch is required (e.g. --arch transformer)")
+    unsupported = {  # accepted for fairseq's command lines; refused, not silently ignored, when they would matter
+        "--required-seq-len-multiple": ns.required_seq_len_multiple != 1,
+        "--num-batch-buckets": getattr(ns, "num_batch_buckets", 0) > 0,
+        "--combine-valid-subsets": bool(ns.combine_valid_subsets),
+        f"--ddp-backend {ns.ddp_backend}": ns.ddp_backend in ("fully_sharded", "slowmo"),
+    }
+    named = [flag for flag, used in unsupported.items() if used]
+    if named:
+        raise SystemExit(f"seqloom train: {', '.join(named)} is not supported yet; leave it at its default "
+                         "(--ddp-backend: c10d/pytorch_ddp, PyTorch DistributedDataParallel)")  # fmt: skip
+    if ns.ddp_backend in ("legacy_ddp", "no_c10d"):
+        logger.warning("--ddp-backend %s: running PyTorch DistributedDataParallel (c10d) instead", ns.ddp_backend)
     if ns.max_tokens_valid is None:
         ns.max_tokens_valid = ns.max_tokens
         parsed["dataset"].max_tokens_valid = ns.max_tokens
