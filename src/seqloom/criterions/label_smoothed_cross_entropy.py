@@ -90,7 +90,9 @@ class _SmoothedCrossEntropy(torch.autograd.Function):
         eps_i = ctx.epsilon / (v - 1)
         a = 1.0 - ctx.epsilon - eps_i
         grad = lprobs.exp_()  # softmax, in the saved buffer
-        grad.mul_(grad_loss * (a + eps_i * v) + grad_nll)
+        scale = grad_loss * (a + eps_i * v) + grad_nll  # 0-d; exactly 1 for a plain cross-entropy's loss.backward()
+        if grad.device.type != "cpu" or float(scale) != 1.0:  # (reading it on a GPU would wait for the device)
+            grad.mul_(scale)
         if eps_i > 0:
             grad.sub_(grad_loss * eps_i)
         gold = -(grad_loss * a + grad_nll)  # 0-d
