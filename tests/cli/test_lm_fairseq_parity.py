@@ -1,5 +1,5 @@
 """seqloom train / validate on fairseq's LM recipe reproduce fairseq's own logs (lm/checkpoints/train.log).
-
+(the first 60 updates, six log lines across the end of epoch 1, and the validation of its checkpoint).
 Same blocks, same batches (fairseq's seed + epoch ordering and dropped remainder batch), same initial
 weights and dropout draws: the first logged training losses and the validation loss are fairseq's.
 """
@@ -36,7 +36,7 @@ def test_validate_equals_fairseq_validate(fairseq_fixtures: Path, capsys: pytest
     assert (m.group(1), m.group(2), m.group(3), m.group(4)) == ("6.254", "76.3", "8067", "64")
 
 
-def test_first_updates_log_fairseq_losses(
+def test_first_sixty_updates_log_fairseq_losses_across_the_epoch_boundary(
     fairseq_fixtures: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
@@ -44,14 +44,17 @@ def test_first_updates_log_fairseq_losses(
     argv = [str(lm / "data-bin"), "--cpu", "--task", "language_modeling", "--arch", "transformer_lm"]
     argv += ["--decoder-layers", "2", "--decoder-embed-dim", "64", "--decoder-ffn-embed-dim", "128"]
     argv += ["--decoder-attention-heads", "4", "--share-decoder-input-output-embed", "--tokens-per-sample", "128"]
-    argv += ["--sample-break-mode", "none", "--max-tokens", "2048", "--max-update", "10", "--optimizer", "adam"]
+    argv += ["--sample-break-mode", "none", "--max-tokens", "2048", "--max-update", "60", "--optimizer", "adam"]
     argv += ["--lr", "1e-3", "--lr-scheduler", "inverse_sqrt", "--warmup-updates", "50", "--seed", "1"]
     argv += ["--log-format", "json", "--log-interval", "10", "--num-workers", "0", "--disable-validation"]
     argv += ["--no-save", "--save-dir", str(tmp_path)]
     run(parse_args(SPEC, argv))
     ours = [json.loads(r.getMessage()) for r in caplog.records if r.name == "train_inner"]
     theirs = fairseq_inner(lm / "checkpoints" / "train.log")
-    assert len(ours) == 1
-    for key in ("epoch", "update", "loss", "wpb", "bsz", "num_updates", "lr", "gnorm"):
-        assert ours[0][key] == theirs[0][key], key
-    assert float(ours[0]["ppl"]) == pytest.approx(float(theirs[0]["ppl"]), abs=0.05)
+    # six intervals; the last spans the end of epoch 1 (55 updates) and the start of epoch 2, as fairseq's
+    # train_inner meters run on across epochs
+    assert len(ours) == 6
+    for mine, fairseq in zip(ours, theirs):
+        for key in ("epoch", "update", "loss", "wpb", "bsz", "num_updates", "lr", "gnorm"):
+            assert mine[key] == fairseq[key], (key, mine, fairseq)
+        assert float(mine["ppl"]) == pytest.approx(float(fairseq["ppl"]), rel=2e-4)  # from unrounded losses

@@ -77,6 +77,7 @@ class TrainingLoop:
     history: list[dict[str, float]] = field(default_factory=list)
     valid_hook: ValidHook | None = None  # extra per-batch validation sums (the task's --eval-bleu)
     valid_reduce: Callable[[Mapping[str, float]], dict[str, float]] | None = None  # figures from those sums
+    _interval: Meter | None = field(default=None, init=False, repr=False)  # train_inner's meter, across epochs
 
     def __post_init__(self) -> None:
         self.best.maximize = self.cfg.checkpoint.maximize_best_checkpoint_metric
@@ -120,7 +121,10 @@ class TrainingLoop:
         epoch = epoch_itr.epoch
         self.trainer.lr_step_begin_epoch(epoch)
         logger.info("begin training epoch %d", epoch)
-        interval, whole = self._meter(), self._meter()
+        # fairseq's train_inner meters run on across epochs (only a log line resets them); the epoch's own restart
+        if self._interval is None:
+            self._interval = self._meter()
+        interval, whole = self._interval, self._meter()
         valid_losses: list[float | None] = [None]
         should_stop = False
         freq = self.update_freq(epoch)
