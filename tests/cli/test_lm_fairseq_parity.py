@@ -1,5 +1,6 @@
 """seqloom train / validate on fairseq's LM recipe reproduce fairseq's own logs (lm/checkpoints/train.log).
-(the first 60 updates, six log lines across the end of epoch 1, and the validation of its checkpoint).
+
+The first 60 updates (six log lines, the last across the end of epoch 1) and the validation of its checkpoint.
 Same blocks, same batches (fairseq's seed + epoch ordering and dropped remainder batch), same initial
 weights and dropout draws: the first logged training losses and the validation loss are fairseq's.
 """
