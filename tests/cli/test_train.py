@@ -20,6 +20,7 @@ import torch
 
 from seqloom.checkpoint.io import load_checkpoint
 from seqloom.cli import average_checkpoints, preprocess, validate
+from seqloom.cli.build import build_task
 from seqloom.cli.train import SPEC, run
 from seqloom.config.parser import parse_args
 
@@ -217,13 +218,30 @@ def test_mixed_precision_flags_train(data_bin: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "flags",
-    [("--required-seq-len-multiple", "8"), ("--num-batch-buckets", "4"), ("--combine-valid-subsets",),
-     ("--ddp-backend", "fully_sharded")],
+    [("--num-batch-buckets", "4"), ("--combine-valid-subsets",), ("--ddp-backend", "fully_sharded")],
 )  # fmt: skip
 def test_unsupported_options_are_refused_by_name_not_ignored(data_bin: Path, tmp_path: Path, flags: tuple) -> None:
     with pytest.raises(SystemExit, match=f"{flags[0]}.* not supported yet"):
         train(train_args(data_bin, tmp_path, *flags, "--disable-validation", max_update=1))
     assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_required_seq_len_multiple_pads_batches_and_leaves_the_losses(data_bin: Path, tmp_path: Path) -> None:
+    # no dropout: its masks are drawn over the (wider) batch shapes
+    plain = train(train_args(data_bin, tmp_path / "plain", "--disable-validation", max_update=4, dropout="0"))
+    padded_argv = train_args(data_bin, tmp_path / "padded", "--disable-validation", "--required-seq-len-multiple",
+                             "8", max_update=4, dropout="0")  # fmt: skip
+    padded = train(padded_argv)
+    for a, b in zip(plain, padded, strict=True):  # padding is masked out: same losses (up to summation order)
+        assert a["loss"] == pytest.approx(b["loss"], abs=1e-4)
+    widths = []
+    for argv in (train_args(data_bin, tmp_path / "plain"), padded_argv):
+        dataset = build_task(parse_args(SPEC, argv)).load_dataset("train")
+        batch = dataset.collater([dataset[i] for i in range(5)])
+        widths.append((batch["net_input"]["src_tokens"].size(1), batch["target"].size(1)))
+    (src, tgt), (src8, tgt8) = widths
+    assert src % 8 and tgt % 8  # the natural widths are not multiples of 8 ...
+    assert (src8, tgt8) == (src + 8 - src % 8, tgt + 8 - tgt % 8)  # ... the padded ones are the next
 
 
 def test_finetune_and_resets(data_bin: Path, baseline: tuple[Path, list[dict[str, float]]], tmp_path: Path) -> None:

@@ -22,7 +22,13 @@ def build_task(parsed: ParsedArgs) -> Any:
     for option in getattr(type(cfg), "FROM_CRITERION", ()):  # fairseq's II("criterion.<option>") in task configs
         if criterion is not None and hasattr(criterion, option):
             setattr(cfg, option, getattr(criterion, option))
-    return task_cls.setup_task(cfg, dataset_impl=getattr(parsed.namespace, "dataset_impl", None))
+    task = task_cls.setup_task(cfg, dataset_impl=getattr(parsed.namespace, "dataset_impl", None))
+    multiple = getattr(parsed.namespace, "required_seq_len_multiple", 1)
+    if multiple != 1:  # fairseq's II("dataset.required_seq_len_multiple") in the translation task's config
+        if not hasattr(task, "pad_to_multiple"):
+            raise SystemExit(f"--required-seq-len-multiple is not supported by --task {name}; leave it at 1")
+        task.pad_to_multiple = multiple
+    return task
 
 
 def build_model(parsed: ParsedArgs, task: Any) -> nn.Module:

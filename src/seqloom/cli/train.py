@@ -71,7 +71,6 @@ def check_options(parsed: ParsedArgs) -> None:
     if ns.arch is None:
         raise SystemExit("seqloom train: --arch is required (e.g. --arch transformer)")
     unsupported = {  # accepted for fairseq's command lines; refused, not silently ignored, when they would matter
-        "--required-seq-len-multiple": ns.required_seq_len_multiple != 1,
         "--num-batch-buckets": getattr(ns, "num_batch_buckets", 0) > 0,
         "--combine-valid-subsets": bool(ns.combine_valid_subsets),
         f"--ddp-backend {ns.ddp_backend}": ns.ddp_backend in ("fully_sharded", "slowmo"),

@@ -85,6 +85,7 @@ class TranslationTask(Task):
         self.cfg = cfg
         self.src_dict, self.tgt_dict = src_dict, tgt_dict
         self.dataset_impl = dataset_impl
+        self.pad_to_multiple = 1  # --required-seq-len-multiple: batch widths (source and target) a multiple of it
 
     @property
     def source_dictionary(self) -> Any:
@@ -158,6 +159,7 @@ class TranslationTask(Task):
             left_pad_target=self.cfg.left_pad_target,
             truncate_source_to=self.cfg.max_source_positions if self.cfg.truncate_source else None,
             shuffle=split != "test",  # fairseq: the test split keeps file order among equal lengths
+            pad_to_multiple=self.pad_to_multiple,
         )
         logger.info("%s %s %s-%s %d examples", path, split, self.cfg.source_lang, self.cfg.target_lang, len(dataset))
         self.datasets[split] = dataset
