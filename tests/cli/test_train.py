@@ -7,6 +7,7 @@ words), small enough that a 1+1-layer d16 transformer trains for a few dozen upd
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import random
 import signal
@@ -218,7 +219,7 @@ def test_mixed_precision_flags_train(data_bin: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "flags",
-    [("--num-batch-buckets", "4"), ("--combine-valid-subsets",), ("--ddp-backend", "fully_sharded")],
+    [("--num-batch-buckets", "4"), ("--ddp-backend", "fully_sharded")],
 )  # fmt: skip
 def test_unsupported_options_are_refused_by_name_not_ignored(data_bin: Path, tmp_path: Path, flags: tuple) -> None:
     with pytest.raises(SystemExit, match=f"{flags[0]}.* not supported yet"):
@@ -242,6 +243,20 @@ def test_required_seq_len_multiple_pads_batches_and_leaves_the_losses(data_bin: 
     (src, tgt), (src8, tgt8) = widths
     assert src % 8 and tgt % 8  # the natural widths are not multiples of 8 ...
     assert (src8, tgt8) == (src + 8 - src % 8, tgt + 8 - tgt % 8)  # ... the padded ones are the next
+
+
+def test_unused_valid_subsets_are_an_error_unless_combined_or_ignored(
+    fairseq_fixtures: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = fairseq_fixtures / "mt" / "data-bin-separate"  # valid and valid1 (fairseq-preprocess --validpref a,b)
+    with pytest.raises(SystemExit, match="subsets valid1 .* would be ignored"):
+        train(train_args(data, tmp_path / "a", max_update=1))
+    assert not (tmp_path / "a").exists()
+    train(train_args(data, tmp_path / "b", "--ignore-unused-valid-subsets", "--no-save", max_update=1))
+    caplog.set_level(logging.INFO)
+    train(train_args(data, tmp_path / "c", "--combine-valid-subsets", "--no-save", max_update=1))
+    loaded = [r.getMessage() for r in caplog.records if " valid en-es " in r.getMessage()]
+    assert loaded and loaded[-1].endswith(" 400 examples")  # valid (200 lines) + valid1 (200 lines) as one subset
 
 
 def test_finetune_and_resets(data_bin: Path, baseline: tuple[Path, list[dict[str, float]]], tmp_path: Path) -> None:

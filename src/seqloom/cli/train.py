@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -72,7 +73,6 @@ def check_options(parsed: ParsedArgs) -> None:
         raise SystemExit("seqloom train: --arch is required (e.g. --arch transformer)")
     unsupported = {  # accepted for fairseq's command lines; refused, not silently ignored, when they would matter
         "--num-batch-buckets": getattr(ns, "num_batch_buckets", 0) > 0,
-        "--combine-valid-subsets": bool(ns.combine_valid_subsets),
         f"--ddp-backend {ns.ddp_backend}": ns.ddp_backend in ("fully_sharded", "slowmo"),
     }
     named = [flag for flag, used in unsupported.items() if used]
@@ -87,6 +87,22 @@ def check_options(parsed: ParsedArgs) -> None:
     if ns.batch_size_valid is None:
         ns.batch_size_valid = ns.batch_size
         parsed["dataset"].batch_size_valid = ns.batch_size
+
+
+def check_valid_subsets(data: str | None, cfg: Any) -> None:
+    """fairseq's guard: validation files ``valid<N>.*`` in a data folder that ``--valid-subset`` leaves out are
+    an error (they were probably meant to count), unless combined or explicitly ignored."""
+    if cfg.ignore_unused_valid_subsets or cfg.combine_valid_subsets or not data:
+        return
+    found = set()
+    for folder in data.split(":"):
+        if os.path.isdir(folder):
+            found |= {name.split(".")[0] for name in os.listdir(folder) if re.match(r"valid\d+\.", name)}
+    unused = sorted(found - set(cfg.valid_subset.split(",")))
+    if unused:
+        raise SystemExit(f"seqloom train: validation subsets {', '.join(unused)} in {data} would be ignored; list them "
+                         "in --valid-subset, merge them with --combine-valid-subsets, or pass "
+                         "--ignore-unused-valid-subsets")  # fmt: skip
 
 
 def make_trainer(parsed: ParsedArgs, task: Any, dist: DistInfo) -> Trainer:
@@ -214,8 +230,12 @@ def run(parsed: ParsedArgs) -> TrainingLoop:
     np.random.seed(common.seed)
     torch.manual_seed(common.seed)
     task = build_task(parsed)
-    for subset in parsed["dataset"].valid_subset.split(","):
-        task.load_dataset(subset, epoch=1, combine=False)
+    data_cfg = parsed["dataset"]
+    if not data_cfg.disable_validation:
+        check_valid_subsets(getattr(parsed["task"], "data", None), data_cfg)
+    for subset in data_cfg.valid_subset.split(","):
+        # --combine-valid-subsets: valid, valid1, valid2... validate as one subset (fairseq's combine)
+        task.load_dataset(subset, epoch=1, combine=bool(data_cfg.combine_valid_subsets))
     trainer = make_trainer(parsed, task, dist)
     restored = restore(ckpt, trainer, ns)
     batches = Batches(parsed, task, trainer)
