@@ -84,7 +84,7 @@ def load_models(paths: str, task: Any, *, overrides: dict[str, Any], device: tor
     """The eval-mode language models of the ``:``-separated checkpoint ``paths``."""
     from seqloom.models.transformer_lm.interop import model_from_state
 
-    models = []
+    models: list[nn.Module] = []
     for path in [p for p in paths.split(os.pathsep) if p]:
         state = load_checkpoint(path)
         model = model_from_state(

@@ -12,10 +12,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from seqloom import registry
 from seqloom.components import import_builtins, import_user_dir
@@ -142,11 +142,11 @@ def build_parser(spec: CommandSpec, chosen: dict[str, str | None]) -> tuple[Argu
     for dest, name in chosen.items():
         if name is None:
             continue
-        cls, defaults, kind = _component_config(dest, name)
-        if cls is None:
+        component_cls, defaults, kind = _component_config(dest, name)
+        if component_cls is None:
             continue
-        add_dataclass_args(parser.add_argument_group(f"{kind} ({name})"), cls, defaults=defaults, taken=taken)
-        classes[kind] = cls
+        add_dataclass_args(parser.add_argument_group(f"{kind} ({name})"), component_cls, defaults=defaults, taken=taken)
+        classes[kind] = component_cls
     return parser, classes
 
 
@@ -210,7 +210,7 @@ def _apply_yaml_defaults(parser: ArgumentParser, values: dict[str, Any], path: s
         if action.type is not None and value is not None and not isinstance(value, bool):
             text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
             try:
-                value = action.type(text)
+                value = cast("Callable[[str], Any]", action.type)(text)  # add_dataclass_args sets callable types
             except (argparse.ArgumentTypeError, ValueError) as err:
                 parser.error(f"--config {path}: option {key!r}: {err}")
         if action.choices is not None and value not in action.choices:

@@ -15,8 +15,8 @@ workers without a device sync) or ints. ``reduce_metrics`` turns a list of them 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any, TypedDict
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypedDict, cast
 
 from torch import Tensor, nn
 
@@ -40,7 +40,7 @@ DISPLAY_ROUND = {"loss": 3, "nll_loss": 3, "ppl": 2, "accuracy": 3}
 LN2 = math.log(2)
 
 
-def log_sum(logging_outputs: Sequence[LoggingOutput | dict[str, Any]], key: str) -> float:
+def log_sum(logging_outputs: Sequence[Mapping[str, Any]], key: str) -> float:
     """The sum of ``key`` over ``logging_outputs`` as a float (0 where absent)."""
     return float(sum(float(log.get(key, 0)) for log in logging_outputs))
 
@@ -82,7 +82,9 @@ class Criterion(nn.Module):
     def lprobs(model: nn.Module, sample: dict[str, Any]) -> Tensor:
         """Runs the model on ``sample["net_input"]``; returns float32 log-probabilities (B, T, V)."""
         out = model(**sample["net_input"])
-        return model.get_normalized_probs(out.logits, log_probs=True)
+        # an nn.Module attribute types as ``Tensor | Module``; the models define this method
+        get_normalized_probs = cast("Callable[..., Tensor]", model.get_normalized_probs)
+        return get_normalized_probs(out.logits, log_probs=True)
 
     def scored_positions(self, target: Tensor, ignore_prefix_size: int = 0) -> Tensor:
         """``(B, T)`` bool: the target positions a loss counts (not padding, not the first ``ignore_prefix_size``)."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from operator import itemgetter
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from seqloom.data.text import post_process, tokenize_line
 
@@ -243,10 +243,10 @@ class Dictionary:
         A (B, T) tensor gives one line per row. ``eos`` and ``bos`` are dropped (``eos`` kept with
         ``include_eos``), as are ids in ``extra_symbols_to_ignore``.
         """
-        if getattr(tensor, "dim", None) is not None and tensor.dim() == 2:  # type: ignore[union-attr]
+        if getattr(tensor, "dim", None) is not None and cast("torch.Tensor", tensor).dim() == 2:
             return "\n".join(
                 self.string(row, bpe_symbol, escape_unk, extra_symbols_to_ignore, unk_string, include_eos, separator)
-                for row in tensor
+                for row in cast("torch.Tensor", tensor)
             )
         ignore = set(extra_symbols_to_ignore or ())
         ignore.add(self.bos_index)

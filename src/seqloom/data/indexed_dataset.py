@@ -86,7 +86,8 @@ def _map_file(path: str, size: int) -> memoryview:
     """A read-only memory map of ``path`` (an empty buffer for an empty file, which mmap refuses)."""
     if size == 0:
         return memoryview(b"")
-    return memoryview(np.memmap(path, mode="r", dtype=np.uint8))
+    # ``.data`` is memoryview(array) itself; numpy's stubs give ndarray the buffer protocol only from Python 3.12
+    return np.memmap(path, mode="r", dtype=np.uint8).data
 
 
 class MMapIndex:

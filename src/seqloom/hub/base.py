@@ -49,6 +49,7 @@ class GeneratorHubInterface(nn.Module):
 
     # batches hold sentences of similar lengths (fairseq's hub orders its inference dataset by length)
     sort_by_length: bool = True
+    _float_tensor: Tensor  # the buffer registered in __init__
 
     def __init__(
         self,

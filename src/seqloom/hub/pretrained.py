@@ -67,7 +67,7 @@ def checkpoint_groups(state: Mapping[str, Any]) -> dict[str, Any]:
     args = state.get("args")
     if args is not None:
         flat = dict(vars(args)) if isinstance(args, argparse.Namespace) else dict(args)
-        groups = {g: flat for g in ("model", "task", "dataset", "generation")}
+        groups: dict[str, dict[str, Any] | None] = {g: flat for g in ("model", "task", "dataset", "generation")}
         groups["tokenizer"] = {**flat, "_name": flat["tokenizer"]} if flat.get("tokenizer") else None
         groups["bpe"] = {**flat, "_name": flat["bpe"]} if flat.get("bpe") else None
         return groups

@@ -8,6 +8,8 @@ its words in ``initial_dim // factor**i`` dimensions and projects them to ``outp
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import Tensor, nn
 
@@ -48,20 +50,26 @@ class AdaptiveInput(nn.Module):
 
     def _init_weights(self) -> None:
         """fairseq's init: N(0, dim^-0.5) tables whose row ``padding_idx`` is zero (in every band), Xavier projections."""
-        for band in self.embeddings:
-            table, proj = band[0], band[1]
+        for i in range(len(self.embeddings)):
+            table, proj = self._band(i)
             nn.init.normal_(table.weight, mean=0, std=table.weight.shape[1] ** -0.5)
             if self.padding_idx < table.weight.shape[0]:
                 nn.init.constant_(table.weight[self.padding_idx], 0)
             nn.init.xavier_uniform_(proj.weight)
 
+    def _band(self, band: int) -> tuple[nn.Embedding, nn.Linear]:
+        """The band's ``nn.Sequential(table, projection)`` as its two typed layers."""
+        layers = cast(nn.Sequential, self.embeddings[band])
+        return cast(nn.Embedding, layers[0]), cast(nn.Linear, layers[1])
+
     def weights_for_band(self, band: int) -> tuple[nn.Parameter, nn.Parameter]:
         """The band's embedding table ``(n_band, dim)`` and projection ``(output_dim, dim)`` (for weight tying)."""
-        return self.embeddings[band][0].weight, self.embeddings[band][1].weight
+        table, proj = self._band(band)
+        return cast(nn.Parameter, table.weight), cast(nn.Parameter, proj.weight)
 
     def forward(self, tokens: Tensor) -> Tensor:
         """``tokens`` ``(B, T)`` long -> ``(B, T, output_dim)``."""
-        out = self.embeddings[0][1].weight.new_empty((*tokens.shape, self.embedding_dim))  # (B, T, C)
+        out = self._band(0)[1].weight.new_empty((*tokens.shape, self.embedding_dim))  # (B, T, C)
         for i, end in enumerate(self.cutoff):
             start = self.cutoff[i - 1] if i > 0 else 0
             mask = (tokens >= start) & (tokens < end)  # (B, T)

@@ -137,6 +137,7 @@ class Adafactor(torch.optim.Optimizer):
         return v.rsqrt().mul_(grad)
 
     def _update(self, p: torch.Tensor, group: dict[str, Any]) -> None:
+        assert p.grad is not None  # step() updates only parameters with a gradient
         if p.grad.is_sparse:
             raise RuntimeError("Adafactor does not support sparse gradients")
         grad = p.grad.float()

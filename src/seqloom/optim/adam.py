@@ -98,6 +98,7 @@ class FairseqAdam(torch.optim.Optimizer):
         return loss
 
     def _update(self, p: torch.Tensor, group: dict[str, Any]) -> None:
+        assert p.grad is not None  # step() updates only parameters with a gradient
         if p.grad.is_sparse:
             raise RuntimeError("FairseqAdam does not support sparse gradients")
         grad = p.grad.float()

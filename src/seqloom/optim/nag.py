@@ -50,6 +50,7 @@ class NAG(torch.optim.Optimizer):
 
     def _update(self, p: torch.Tensor, *, lr: float, lr_correct: float, group: dict[str, Any]) -> None:
         momentum, weight_decay = group["momentum"], group["weight_decay"]
+        assert p.grad is not None  # step() updates only parameters with a gradient
         grad = p.grad.float()
         p32 = p.float() if p.dtype != torch.float32 else p
         state = self.state[p]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -102,7 +102,8 @@ class LMDecoder(TransformerDecoder):
         with _skipping(self, "project_out_dim") as project_out:
             x, _ = self.extract_features(tokens, None, cache=cache)  # (B, T, C)
         x = x if output_mask is None else x[output_mask]  # (N, C)
-        return DecoderOut(logits=F.linear(x, self.output_projection.weight @ project_out.weight), attn=None)
+        fold = self.output_projection.weight @ cast(nn.Linear, project_out).weight  # (V, C)
+        return DecoderOut(logits=F.linear(x, fold), attn=None)
 
     def _fold_is_cheaper(self, n: int) -> bool:
         """Whether ``n`` positions cost fewer multiplies through the folded (V, C) matrix (made per call)."""

@@ -41,10 +41,12 @@ def build_lr_scheduler(
     """
     import_schedulers()
     entry = registry.LR_SCHEDULERS.entry(name)
+    config_cls = entry.config_cls
+    assert config_cls is not None, f"lr scheduler {name!r} was registered without config=..."
     if cfg is None:
-        cfg = entry.config_cls()
-    elif not isinstance(cfg, entry.config_cls):
-        raise TypeError(f"--lr-scheduler {name} expects a {entry.config_cls.__name__}, got {type(cfg).__name__}")
+        cfg = config_cls()
+    elif not isinstance(cfg, config_cls):
+        raise TypeError(f"--lr-scheduler {name} expects a {config_cls.__name__}, got {type(cfg).__name__}")
     inputs = ScheduleInputs(
         lr=as_lr_tuple(lr),
         max_update=int(max_update or 0),
