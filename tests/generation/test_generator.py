@@ -173,3 +173,16 @@ def test_attention_is_recorded_for_alignments() -> None:
         for h in sentence:
             assert h.attention is not None and h.attention.shape == (6, len(h.tokens))
             assert torch.allclose(h.attention.sum(0), torch.ones(len(h.tokens)))
+
+
+def test_hypotheses_are_ordinary_tensors_after_inference_mode_decoding() -> None:
+    """Decoding runs under torch.inference_mode; what it returns can be edited and used with autograd."""
+    model = ScriptedModel(12, [4, 5])
+    cfg = GenerationConfig(beam=2, max_len_b=6)
+    (hyps,) = SequenceGenerator([model], ToyDict(12), cfg).generate(sources([10]))
+    h = hyps[0]
+    assert not h.tokens.is_inference() and not h.positional_scores.is_inference()
+    h.tokens[0] = h.tokens[0]  # an in-place edit would raise on an inference tensor
+    w = torch.ones((), requires_grad=True)
+    (w * h.positional_scores).sum().backward()  # saved for backward: would raise on an inference tensor
+    assert w.grad is not None

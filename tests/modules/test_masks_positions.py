@@ -79,3 +79,13 @@ def test_learned_positions_have_fairseqs_offset_rows() -> None:
     assert emb.weight[PAD].abs().sum() == 0
     out = emb(torch.tensor([[1, 2, 11]]))
     torch.testing.assert_close(out[0], emb.weight[[1, 2, 11]])
+
+
+def test_sinusoidal_table_grown_while_decoding_stays_an_ordinary_buffer() -> None:
+    emb = SinusoidalPositionalEmbedding(8, 1, init_size=4)
+    with torch.inference_mode():  # generation decodes under inference mode
+        emb(torch.tensor([[2, 3, 9]]), span=12)
+    assert emb.weights.shape == (14, 8) and not emb.weights.is_inference()
+    x = torch.ones(1, 3, 8, requires_grad=True)
+    (x * emb(torch.tensor([[2, 3, 9]]), span=12)).sum().backward()  # usable in training afterwards
+    assert x.grad is not None

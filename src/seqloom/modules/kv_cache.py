@@ -108,13 +108,14 @@ class AttentionCache:
         padding ``key_padding_mask`` ``(B, S)``, or None when nothing is padded.
 
         Made once per padding tensor (its identity and version), not at every decoding step."""
+        version = 0 if key_padding_mask.is_inference() else key_padding_mask._version  # inference tensors have none
         memo = self._bias
-        if memo is None or memo[0] is not key_padding_mask or memo[1] != key_padding_mask._version or memo[2] != dtype:
+        if memo is None or memo[0] is not key_padding_mask or memo[1] != version or memo[2] != dtype:
             bias = None
             if any_true(key_padding_mask):
                 bias = torch.zeros(key_padding_mask.shape, dtype=dtype, device=key_padding_mask.device)
                 bias = bias.masked_fill_(key_padding_mask, float("-inf"))[:, None, None, :]
-            memo = self._bias = (key_padding_mask, key_padding_mask._version, dtype, bias)
+            memo = self._bias = (key_padding_mask, version, dtype, bias)
         return memo[3]
 
     def set(self, key: Tensor, value: Tensor) -> None:

@@ -62,8 +62,9 @@ class SinusoidalPositionalEmbedding(nn.Module):
 
     def _table(self, needed: int) -> Tensor:
         if needed > self.weights.size(0):
-            grown = sinusoidal_table(needed, self.embedding_dim, self.padding_idx)
-            self.weights = grown.to(self.weights)
+            with torch.inference_mode(False):  # grown while decoding: still an ordinary buffer for later training
+                grown = sinusoidal_table(needed, self.embedding_dim, self.padding_idx).to(self.weights)
+            self.weights = grown
         return self.weights
 
     def forward(self, positions: Tensor, *, span: int) -> Tensor:
