@@ -169,7 +169,6 @@ class SequenceGenerator:
         order = eos_mask.long() * cand_size + torch.arange(eos_mask.size(1), device=eos_mask.device)  # (B, C)
         new_ignore, active = torch.topk(order, k=k, dim=1, largest=False)  # (B, K)
         state.ignore = new_ignore.ge(cand_size)[:, :k]
-        assert (~state.ignore).any(dim=1).all()
         rows = torch.gather(cand.beams, dim=1, index=active).view(-1)  # (B*K,)
         bsz = len(state.sent_ids)
         state.tokens[:, : step + 1] = state.tokens[:, : step + 1].index_select(0, rows)

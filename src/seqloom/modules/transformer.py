@@ -185,7 +185,8 @@ class TransformerDecoder(nn.Module):
             if start is None:
                 positions = make_positions(tokens, self.padding_idx)
             else:
-                positions = step_positions(b, t, start=start, padding_idx=self.padding_idx, device=tokens.device)
+                # the same for every row: one (1, T) lookup, broadcast over the batch
+                positions = step_positions(1, t, start=start, padding_idx=self.padding_idx, device=tokens.device)
             x = x + self.embed_positions(positions, span=(start or 0) + t)
         if self.layernorm_embedding is not None:
             x = self.layernorm_embedding(x)
