@@ -12,7 +12,7 @@
 
 Targets: training >= 1.3x, fill_mask >= 2x.
 
-    python benchmarks/bart.py [--max-update 60] [--sentences 200] [--threads 1]
+    python benchmarks/bart.py [--max-update 60] [--sentences 200] [--threads 1] [--repeat 1]
 
 fairseq is found through ``$FAIRSEQ_BIN`` or ``../peer-venvs/fs/bin``.
 """
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -115,33 +116,41 @@ def main() -> int:
     p.add_argument("--sentences", type=int, default=200)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--skip-train", action="store_true")
+    p.add_argument("--repeat", type=int, default=1, help="alternating runs of each tool; medians count")
     args = p.parse_args()
     fs = require_fairseq_bin("fairseq-train")
     threads = str(args.threads)
     env = thread_env(args.threads)
     if not args.skip_train:
-        train = {}
+        train: dict[str, list[tuple[float, float]]] = {"fairseq": [], "seqloom": []}
         with tempfile.TemporaryDirectory() as tmp:
-            for name, exe in (
-                ("fairseq", [str(fs / "fairseq-train")]),
-                ("seqloom", [*SEQLOOM, "train"]),
-            ):
-                train[name] = train_figures(exe + recipe(Path(tmp) / name, args.max_update), env)
-        print(f"denoising training, {args.max_update} updates, {threads} thread(s):")
-        for name, (wps, cpu) in train.items():
-            print(f"  {name:8} {wps:9.1f} words/s  {cpu:7.1f} user CPU s")
-        print(f"  ratio seqloom/fairseq: {train['seqloom'][0] / train['fairseq'][0]:.2f}x words/s (target >= 1.3x), "
-              f"{train['fairseq'][1] / train['seqloom'][1]:.2f}x less CPU time")  # fmt: skip
+            for rep in range(args.repeat):
+                for name, exe in (
+                    ("fairseq", [str(fs / "fairseq-train")]),
+                    ("seqloom", [*SEQLOOM, "train"]),
+                ):
+                    train[name].append(train_figures(exe + recipe(Path(tmp) / f"{name}{rep}", args.max_update), env))
+        ratios = [s[0] / f[0] for f, s in zip(train["fairseq"], train["seqloom"])]
+        print(f"denoising training, {args.max_update} updates, {threads} thread(s), {args.repeat} alternating run(s):")
+        for name, runs in train.items():
+            wps, cpu = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+            print(f"  {name:8} {wps:9.1f} words/s  {cpu:7.1f} user CPU s (medians)")
+        cpu_ratio = statistics.median(f[1] / s[1] for f, s in zip(train["fairseq"], train["seqloom"]))
+        print(f"  ratio seqloom/fairseq: {statistics.median(ratios):.2f}x words/s, median of the pairs "
+              f"({', '.join(f'{r:.2f}' for r in ratios)}; target >= 1.3x), {cpu_ratio:.2f}x less CPU time")  # fmt: skip
     sentences = masked_sentences(args.sentences)
-    fills = {name: run_fill(py, name, sentences, args.threads, env)
-             for name, py in (("fairseq", str(fs / "python")), ("seqloom", sys.executable))}  # fmt: skip
-    rates = {name: len(sentences) / r["seconds"] for name, r in fills.items()}
-    agree = sum(a == b for a, b in zip(fills["fairseq"]["top1"], fills["seqloom"]["top1"]))
-    print(f"fill_mask, {len(sentences)} sentences, topk 3:")
+    fills: dict[str, list[dict]] = {"fairseq": [], "seqloom": []}
+    for _ in range(args.repeat):
+        for name, py in (("fairseq", str(fs / "python")), ("seqloom", sys.executable)):
+            fills[name].append(run_fill(py, name, sentences, args.threads, env))
+    rates = {name: [len(sentences) / r["seconds"] for r in runs] for name, runs in fills.items()}
+    ratios = [s / f for f, s in zip(rates["fairseq"], rates["seqloom"])]
+    agree = sum(a == b for a, b in zip(fills["fairseq"][0]["top1"], fills["seqloom"][0]["top1"]))
+    print(f"fill_mask, {len(sentences)} sentences, topk 3, {args.repeat} alternating run(s):")
     for name, rate in rates.items():
-        print(f"  {name:8} {rate:9.1f} sentences/s")
-    print(f"  ratio seqloom/fairseq: {rates['seqloom'] / rates['fairseq']:.2f}x (target >= 2x); "
-          f"top-1 fillings equal: {agree}/{len(sentences)}")  # fmt: skip
+        print(f"  {name:8} {statistics.median(rate):9.1f} sentences/s (median)")
+    print(f"  ratio seqloom/fairseq: {statistics.median(ratios):.2f}x, median of the pairs "
+          f"({', '.join(f'{r:.2f}' for r in ratios)}; target >= 2x); top-1 fillings equal: {agree}/{len(sentences)}")  # fmt: skip
     return 0
 
 
