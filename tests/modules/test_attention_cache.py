@@ -312,3 +312,26 @@ def test_inference_over_few_queries_equals_the_fused_kernel(mask: str) -> None:
     with torch.no_grad():
         explicit, _ = attention(q, k, v, **kwargs)  # type: ignore[arg-type]
     torch.testing.assert_close(explicit, fused.detach(), atol=1e-6, rtol=0)
+
+
+@torch.no_grad()
+def test_padding_mask_is_dropped_once_no_row_holds_fed_padding() -> None:
+    """Beam search feeds pad for -inf beams at first; once those rows are reordered away, later steps
+    attend without a mask again (fewer ops per step), with the same results."""
+    model = _tiny()
+    src, prev = _batch()
+    prev = prev.clone()
+    prev[1, 1] = PAD  # row 1 is fed a pad at step 1
+    encoder_out = model.encode(src)
+    cache = model.new_cache(3, 7)
+    for t in range(3):
+        model.decode(prev[:, t : t + 1], encoder_out, cache=cache)
+    assert cache.has_padding
+    cache.reorder(torch.tensor([1, 2, 1]))  # rows continue original rows 1, 2, 1: the padded row survives
+    assert cache.has_padding
+    cache.reorder(torch.tensor([1, 1, 1]))  # all continue original row 2: no fed padding left
+    assert not cache.has_padding
+    rows = torch.tensor([2, 2, 2])
+    stepped = model.decode(prev[rows, 3:4], encoder_out.reorder(rows), cache=cache).logits
+    full = model.decode(prev[rows, :4], encoder_out.reorder(rows)).logits
+    torch.testing.assert_close(stepped[:, 0], full[:, 3], atol=1e-5, rtol=0)

@@ -199,3 +199,5 @@ class KVCache:
             self.padding.copy_(padding)
         else:
             self.padding = padding
+        if self.has_padding:  # the rows that were fed padding (e.g. -inf beams) may all have been dropped
+            self.has_padding = any_true(self.padding[:, : self.length])
