@@ -141,7 +141,8 @@ class MultiheadAttention(nn.Module):
             return cache.key, cache.value  # projected once per source
         k = self._split_heads(self.k_proj(source))  # (B, H, S, Dh)
         v = self._split_heads(self.v_proj(source))
-        if cache is not None:
+        if cache is not None:  # laid out (B, H, S, Dh) once, so that no decoding step copies them again
+            k, v = k.contiguous(), v.contiguous()
             cache.set(k, v)
         return k, v
 
