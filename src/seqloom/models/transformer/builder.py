@@ -17,6 +17,7 @@ from seqloom.models.transformer.model import TransformerModel
 from seqloom.modules.positions import LearnedPositionalEmbedding, SinusoidalPositionalEmbedding, positional_embedding
 from seqloom.modules.transformer import TransformerDecoder, TransformerEncoder, embedding_scale
 from seqloom.modules.transformer_layers import TransformerDecoderLayer, TransformerEncoderLayer
+from seqloom.modules.vocab_projection import VocabProjection
 
 
 class Vocabulary(Protocol):
@@ -133,10 +134,10 @@ def output_projection(out_dim: int, vocab_size: int, *, tied_to: nn.Embedding | 
     if tied_to is not None:
         # fairseq builds (and initialises) a fresh Linear before tying it; doing the same keeps the
         # random stream, hence every later weight, identical to fairseq's for a given seed
-        proj = nn.Linear(tied_to.weight.shape[1], tied_to.weight.shape[0], bias=False)
+        proj = VocabProjection(tied_to.weight.shape[1], tied_to.weight.shape[0])
         proj.weight = tied_to.weight
         return proj
-    proj = nn.Linear(out_dim, vocab_size, bias=False)
+    proj = VocabProjection(out_dim, vocab_size)
     nn.init.normal_(proj.weight, mean=0, std=out_dim**-0.5)
     return proj
 

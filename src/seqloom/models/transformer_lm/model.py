@@ -20,6 +20,7 @@ from seqloom.modules.adaptive_softmax import AdaptiveSoftmax
 from seqloom.modules.kv_cache import KVCache
 from seqloom.modules.transformer import DecoderOut, EncoderOut, PositionalEmbedding, TransformerDecoder
 from seqloom.modules.transformer_layers import TransformerDecoderLayer
+from seqloom.modules.vocab_projection import vocab_logits
 
 
 @contextmanager
@@ -103,7 +104,7 @@ class LMDecoder(TransformerDecoder):
             x, _ = self.extract_features(tokens, None, cache=cache)  # (B, T, C)
         x = x if output_mask is None else x[output_mask]  # (N, C)
         fold = self.output_projection.weight @ cast(nn.Linear, project_out).weight  # (V, C)
-        return DecoderOut(logits=F.linear(x, fold), attn=None)
+        return DecoderOut(logits=vocab_logits(x, fold), attn=None)
 
     def _fold_is_cheaper(self, n: int) -> bool:
         """Whether ``n`` positions cost fewer multiplies through the folded (V, C) matrix (made per call)."""
