@@ -12,7 +12,7 @@
 
 Targets: training >= 1.3x, fill_mask >= 2x.
 
-    python benchmarks/bart.py [--max-update 60] [--sentences 200] [--threads 1] [--repeat 1]
+    python benchmarks/bart.py [--max-update 60] [--sentences 200] [--threads 1] [--repeat 1] [--skip-train|--skip-fill]
 
 fairseq is found through ``$FAIRSEQ_BIN`` or ``../peer-venvs/fs/bin``.
 """
@@ -116,6 +116,7 @@ def main() -> int:
     p.add_argument("--sentences", type=int, default=200)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--skip-train", action="store_true")
+    p.add_argument("--skip-fill", action="store_true")
     p.add_argument("--repeat", type=int, default=1, help="alternating runs of each tool; medians count")
     args = p.parse_args()
     fs = require_fairseq_bin("fairseq-train")
@@ -138,6 +139,8 @@ def main() -> int:
         cpu_ratio = statistics.median(f[1] / s[1] for f, s in zip(train["fairseq"], train["seqloom"]))
         print(f"  ratio seqloom/fairseq: {statistics.median(ratios):.2f}x words/s, median of the pairs "
               f"({', '.join(f'{r:.2f}' for r in ratios)}; target >= 1.3x), {cpu_ratio:.2f}x less CPU time")  # fmt: skip
+    if args.skip_fill:
+        return 0
     sentences = masked_sentences(args.sentences)
     fills: dict[str, list[dict]] = {"fairseq": [], "seqloom": []}
     for _ in range(args.repeat):

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seqloom import registry
@@ -64,35 +63,39 @@ def label_smoothed_nll_loss(
 class _SmoothedCrossEntropy(torch.autograd.Function):
     """:func:`label_smoothed_nll_loss` of ``log_softmax(logits)``, differentiated by hand.
 
-    Forward stores only the ``(N, V)`` log-probabilities; backward turns that same buffer into the gradient
-    in place, ``d loss / d logits = (a + eps_i V) softmax - a onehot(target) - eps_i`` with
-    ``a = 1 - eps - eps_i`` (``softmax - onehot`` for the nll): no ``(N, V)`` temporaries, which matters
-    with a 50k vocabulary (BART), where each such pass costs as much as the rest of the step.
+    Forward keeps one ``(N, V)`` buffer, ``e = exp(logits - max)``, with its row sums ``s``: the loss needs
+    only ``log s``, and backward turns ``e`` into the gradient in place,
+    ``d loss / d logits = (a + eps_i V) e / s - a onehot(target) - eps_i`` with ``a = 1 - eps - eps_i``
+    (``softmax - onehot`` for the nll). One exponential per logit and no ``(N, V)`` temporaries, which
+    matters with a 50k vocabulary (BART), where each such pass costs as much as the rest of the step.
     The gradient can be taken once (a second ``backward`` through it raises, as the buffer was reused).
     """
 
     @staticmethod
     def forward(ctx: Any, logits: Tensor, target: Tensor, epsilon: float) -> tuple[Tensor, Tensor]:
-        lprobs = F.log_softmax(logits.float(), dim=-1)  # (N, V)
-        nll = -lprobs.gather(-1, target.unsqueeze(-1)).sum()
-        eps_i = epsilon / (lprobs.size(-1) - 1)
+        x = logits.float()  # (N, V), possibly a column slice of a wider buffer
+        top = x.amax(-1, keepdim=True)  # (N, 1)
+        e = torch.sub(x, top).exp_()  # (N, V)
+        sums = e.sum(-1, keepdim=True)  # (N, 1)
+        lse = sums.log().add_(top).squeeze(-1)  # (N,) log sum_v exp(logits)
+        nll = (lse - x.gather(-1, target.unsqueeze(-1)).squeeze(-1)).sum()
+        v = x.size(-1)
+        eps_i = epsilon / (v - 1)
         loss = (1.0 - epsilon - eps_i) * nll
         if epsilon > 0:
-            loss = loss - eps_i * lprobs.sum()  # smooth = -sum_v log p(v)
-        ctx.save_for_backward(lprobs, target)
+            loss = loss + eps_i * (v * lse.sum() - x.sum())  # smooth = -sum_v log p(v)
+        ctx.save_for_backward(e, sums, target)
         ctx.epsilon, ctx.in_dtype = epsilon, logits.dtype
         return loss, nll
 
     @staticmethod
     def backward(ctx: Any, grad_loss: Tensor, grad_nll: Tensor) -> tuple[Tensor, None, None]:
-        lprobs, target = ctx.saved_tensors
-        v = lprobs.size(-1)
+        grad, sums, target = ctx.saved_tensors
+        v = grad.size(-1)
         eps_i = ctx.epsilon / (v - 1)
         a = 1.0 - ctx.epsilon - eps_i
-        grad = lprobs.exp_()  # softmax, in the saved buffer
         scale = grad_loss * (a + eps_i * v) + grad_nll  # 0-d; exactly 1 for a plain cross-entropy's loss.backward()
-        if grad.device.type != "cpu" or float(scale) != 1.0:  # (reading it on a GPU would wait for the device)
-            grad.mul_(scale)
+        grad.mul_(scale / sums)  # softmax, scaled, in the saved buffer
         if eps_i > 0:
             grad.sub_(grad_loss * eps_i)
         gold = -(grad_loss * a + grad_nll)  # 0-d
