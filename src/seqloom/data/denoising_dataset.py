@@ -62,7 +62,7 @@ class DenoisingDataset:
     """Noised ``<s> ... </s>`` blocks; ``set_epoch`` changes the noise (the trainer's iterator calls it)."""
 
     def __init__(self, blocks: Any, vocab: Any, opts: NoiseOptions, *, mask_idx: int, full_stop: int,
-                 word_start_table: Tensor | None = None, seed: int = 1, shuffle: bool = False) -> None:  # fmt: skip
+                 word_start_table: np.ndarray | None = None, seed: int = 1, shuffle: bool = False) -> None:  # fmt: skip
         opts.check()
         self.blocks = blocks
         self.sizes = np.asarray(blocks.sizes, dtype=np.int64)
@@ -82,8 +82,9 @@ class DenoisingDataset:
         if int(target[0]) != self.vocab.bos() or int(target[-1]) != self.vocab.eos():
             raise ValueError(f"denoising: block {index} does not read <s> ... </s>")
         generator = seeded(self.seed, self.epoch, index)
-        source = add_noise(target, self.opts, self.ids, word_start_table=self.word_start_table, generator=generator)
-        return {"id": index, "source": source, "target": target}
+        table = self.word_start_table
+        source = add_noise(target.numpy(), self.opts, self.ids, word_start_table=table, generator=generator)
+        return {"id": index, "source": torch.from_numpy(source), "target": target}
 
     @property
     def src_sizes(self) -> np.ndarray:

@@ -1,9 +1,11 @@
 """BART's text noising (fairseq's ``DenoisingDataset``), as pure functions of a token row and a seeded generator.
 
-A row is ``<s> w_1 ... w_n </s>`` (LongTensor (T,)); every function returns a new row that still starts with
-``<s>`` and ends with ``</s>`` and draws its randomness only from the ``torch.Generator`` it is given, so
-``noise(row, ..., generator=seeded(seed, epoch, index))`` is reproducible item by item (fairseq seeds numpy
-per item but draws most noise from torch's global generator, so its noise also depends on dropout and order).
+A row is ``<s> w_1 ... w_n </s>`` (int64 numpy array (T,)); every function returns a new row that still starts
+with ``<s>`` and ends with ``</s>`` and draws its randomness only from the ``numpy.random.Generator`` it is
+given, so ``noise(row, ..., generator=seeded(seed, epoch, index))`` is reproducible item by item (fairseq
+seeds numpy per item but draws most noise from torch's global generator, so its noise also depends on
+dropout and order). numpy, not torch: a row is about a hundred tokens, where each torch call's fixed cost
+made noising a tenth of a small model's training step.
 
 The steps, in fairseq's order: sentence permutation (``--permute-sentences``), span masking (``--mask``,
 ``--mask-random``, ``--mask-length``, ``--replace-length``, ``--poisson-lambda``), token permutation
@@ -17,8 +19,9 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-import torch
-from torch import Tensor
+import numpy as np
+
+Row = np.ndarray
 
 MaskLength = Literal["subword", "word", "span-poisson"]
 
@@ -55,15 +58,15 @@ class Vocab:
     full_stop: int  # sentence end for --permute-sentences ('.' with the gpt2 BPE, else </s>)
 
 
-def seeded(*seeds: int) -> torch.Generator:
-    """A CPU generator seeded from several ints (``seed, epoch, index``), as fairseq's ``numpy_seed``."""
+def seeded(*seeds: int) -> np.random.Generator:
+    """A generator seeded from several ints (``seed, epoch, index``), as fairseq's ``numpy_seed``."""
     value = 0
     for s in seeds:
         value = (value * 1_000_003 + int(s)) % (2**63 - 1)
-    return torch.Generator().manual_seed(value)
+    return np.random.default_rng(value)
 
 
-def poisson_probabilities(lam: float) -> Tensor:
+def poisson_probabilities(lam: float) -> np.ndarray:
     """P(k) of a Poisson(``lam``) for k = 0, 1, ... until a term drops below 1e-7 (at most 128 terms)."""
     probs, term = [], math.exp(-lam)
     for k in range(128):
@@ -71,54 +74,50 @@ def poisson_probabilities(lam: float) -> Tensor:
         if term < 1e-7:
             break
         term *= lam / (k + 1)
-    return torch.tensor(probs, dtype=torch.float)
+    return np.array(probs)
 
 
-def permute_sentences(row: Tensor, p: float, full_stop: int, *, generator: torch.Generator) -> Tensor:
+def permute_sentences(row: Row, p: float, full_stop: int, *, generator: np.random.Generator) -> Row:
     """Shuffles ``ceil(p * n)`` of the row's ``n`` sentences (ending at ``full_stop``; the last one at ``</s>``)."""
     stops = row == full_stop
     stops[-2] = True  # the last word always closes a sentence
-    ends = (stops[1:] & ~stops[:-1]).nonzero().squeeze(1) + 2  # (n,) exclusive ends
-    n = ends.numel()
+    ends = np.flatnonzero(stops[1:] & ~stops[:-1]) + 2  # (n,) exclusive ends
+    n = ends.size
     k = math.ceil(n * p)
-    chosen = torch.randperm(n, generator=generator)[:k]
-    order = torch.arange(n)
-    order[chosen] = chosen[torch.randperm(k, generator=generator)]
-    out, at = row.clone(), 1
-    for i in order.tolist():
-        sentence = row[(int(ends[i - 1]) if i > 0 else 1) : int(ends[i])]
-        out[at : at + sentence.numel()] = sentence
-        at += sentence.numel()
-    return out
+    chosen = generator.permutation(n)[:k]
+    order = np.arange(n)
+    order[chosen] = chosen[generator.permutation(k)]
+    begins = np.concatenate([[1], ends[:-1]])
+    return np.concatenate([row[:1], *(row[begins[i] : ends[i]] for i in order), row[ends[-1] if n else 1 :]])
 
 
-def word_starts(row: Tensor, table: Tensor | None) -> Tensor:
-    """``(T,)`` long: 1 where a word (or, without ``table``, any subword) starts; never at ``<s>``/``</s>``."""
-    starts = table.gather(0, row).long() if table is not None else torch.ones_like(row)
+def word_starts(row: Row, table: np.ndarray | None) -> np.ndarray:
+    """``(T,)`` int64: 1 where a word (or, without ``table``, any subword) starts; never at ``<s>``/``</s>``."""
+    starts = table[row].astype(np.int64) if table is not None else np.ones(row.size, dtype=np.int64)
     starts[0] = 0
     starts[-1] = 0
     return starts
 
 
-def span_lengths(num_to_mask: int, probs: Tensor, *, generator: torch.Generator) -> Tensor:
+def span_lengths(num_to_mask: int, probs: np.ndarray, *, generator: np.random.Generator) -> np.ndarray:
     """Poisson span lengths whose total is exactly ``num_to_mask`` (the last one cut); zero-length spans kept."""
-    lengths = torch.multinomial(probs, num_to_mask, replacement=True, generator=generator)
+    probs = probs / probs.sum()
+    lengths = generator.choice(probs.size, num_to_mask, p=probs)
     while int(lengths.sum()) < num_to_mask:
-        extra = torch.multinomial(probs, num_to_mask, replacement=True, generator=generator)
-        lengths = torch.cat([lengths, extra])
-    cum = torch.cumsum(lengths, 0)
+        lengths = np.concatenate([lengths, generator.choice(probs.size, num_to_mask, p=probs)])
+    cum = np.cumsum(lengths)
     i = int((cum < num_to_mask).sum())  # first span reaching the total
     lengths[i] = num_to_mask - (0 if i == 0 else int(cum[i - 1]))
     return lengths[: i + 1]
 
 
-def _replace(row: Tensor, at: Tensor, random: Tensor, vocab: Vocab, generator: torch.Generator) -> None:
+def _replace(row: Row, at: np.ndarray, random: np.ndarray, vocab: Vocab, generator: np.random.Generator) -> None:
     row[at] = vocab.mask
-    row[at[random]] = torch.randint(1, vocab.size, (int(random.sum()),), generator=generator)
+    row[at[random]] = generator.integers(1, vocab.size, int(random.sum()))
 
 
-def mask_spans(row: Tensor, p: float, opts: NoiseOptions, vocab: Vocab, table: Tensor | None, *,
-               generator: torch.Generator) -> Tensor:  # fmt: skip
+def mask_spans(row: Row, p: float, opts: NoiseOptions, vocab: Vocab, table: np.ndarray | None, *,
+               generator: np.random.Generator) -> Row:  # fmt: skip
     """Masks ``ceil(p * words)`` words in spans (fairseq's ``add_whole_word_mask``).
 
     Each span starts at a word start and covers whole words (``subword``: one token; ``word``: one word;
@@ -131,26 +130,26 @@ def mask_spans(row: Tensor, p: float, opts: NoiseOptions, vocab: Vocab, table: T
     if num_to_mask == 0:
         return row
     num_inserts = 0
-    lengths: Tensor | None = None
+    lengths: np.ndarray | None = None
     if opts.mask_length == "span-poisson":
         lengths = span_lengths(num_to_mask, poisson_probabilities(opts.poisson_lambda), generator=generator)
         kept = lengths[lengths > 0]
-        num_inserts = lengths.numel() - kept.numel()
-        lengths, num_to_mask = kept, kept.numel()
+        num_inserts = lengths.size - kept.size
+        lengths, num_to_mask = kept, kept.size
         if num_to_mask == 0:
-            return insert_tokens(row, num_inserts / row.numel(), opts.mask_random, vocab, generator=generator)
-    candidates = starts.nonzero().squeeze(1)
-    at = candidates[torch.randperm(candidates.numel(), generator=generator)[:num_to_mask]]
-    random = torch.rand(at.numel(), generator=generator) < opts.mask_random
-    row = row.clone()
-    keep = torch.ones(row.numel(), dtype=torch.bool)
+            return insert_tokens(row, num_inserts / row.size, opts.mask_random, vocab, generator=generator)
+    candidates = np.flatnonzero(starts)
+    at = candidates[generator.permutation(candidates.size)[:num_to_mask]]
+    random = generator.random(at.size) < opts.mask_random
+    row = row.copy()
+    keep = np.ones(row.size, dtype=bool)
     starts[-1] = 255  # a word start past any span: spans never run over </s>
     if opts.replace_length == 0:
         keep[at] = False
     else:
         _replace(row, at, random, vocab, generator)
-    remaining = lengths[: at.numel()] - 1 if lengths is not None else None
-    while at.numel() > 0:
+    remaining = lengths[: at.size] - 1 if lengths is not None else None
+    while at.size > 0:
         if remaining is not None:  # span-poisson: count down words
             remaining = remaining - starts[at + 1]
             going = remaining >= 0
@@ -164,46 +163,46 @@ def mask_spans(row: Tensor, p: float, opts: NoiseOptions, vocab: Vocab, table: T
             _replace(row, at, random, vocab, generator)
     row = row[keep]
     if num_inserts > 0:
-        row = insert_tokens(row, num_inserts / row.numel(), opts.mask_random, vocab, generator=generator)
+        row = insert_tokens(row, num_inserts / row.size, opts.mask_random, vocab, generator=generator)
     return row
 
 
-def permute_tokens(row: Tensor, p: float, *, generator: torch.Generator) -> Tensor:
+def permute_tokens(row: Row, p: float, *, generator: np.random.Generator) -> Row:
     """Shuffles ``ceil(p * T)`` of the row's inner tokens among their own positions."""
-    n = row.numel()
+    n = row.size
     k = min(math.ceil(n * p), n - 2)
-    picked = torch.randperm(n - 2, generator=generator)[:k] + 1
-    row = row.clone()
-    row[picked] = row[picked[torch.randperm(k, generator=generator)]]
+    picked = generator.permutation(n - 2)[:k] + 1
+    row = row.copy()
+    row[picked] = row[picked[generator.permutation(k)]]
     return row
 
 
-def insert_tokens(row: Tensor, p: float, random_ratio: float, vocab: Vocab, *, generator: torch.Generator) -> Tensor:
+def insert_tokens(row: Row, p: float, random_ratio: float, vocab: Vocab, *, generator: np.random.Generator) -> Row:
     """Inserts ``ceil(p * T)`` tokens at random inner positions: ``<mask>``, or random ids for ``random_ratio``."""
     if p == 0.0:
         return row
-    n = row.numel()
+    n = row.size
     k = math.ceil(n * p)
-    at = torch.randperm(n + k - 2, generator=generator)[:k] + 1  # (k,) positions in the longer row
-    inserted = torch.zeros(n + k, dtype=torch.bool)
+    at = generator.permutation(n + k - 2)[:k] + 1  # (k,) positions in the longer row
+    inserted = np.zeros(n + k, dtype=bool)
     inserted[at] = True
-    out = torch.full((n + k,), -1, dtype=torch.long)
+    out = np.full(n + k, -1, dtype=np.int64)
     num_random = math.ceil(k * random_ratio)
     out[at[num_random:]] = vocab.mask
-    out[at[:num_random]] = torch.randint(1, vocab.size, (num_random,), generator=generator)
+    out[at[:num_random]] = generator.integers(1, vocab.size, num_random)
     out[~inserted] = row
     return out
 
 
-def rotate(row: Tensor, *, generator: torch.Generator) -> Tensor:
+def rotate(row: Row, *, generator: np.random.Generator) -> Row:
     """Rolls the inner tokens so that the row starts at a random one: ``<s> w_k ... w_n w_1 ... </s>``."""
-    high = max(1, row.numel() - 1)
-    offset = int(torch.randint(1, high + 1, (1,), generator=generator))
-    return torch.cat([row[:1], row[offset:-1], row[1:offset], row[-1:]])
+    high = max(1, row.size - 1)
+    offset = int(generator.integers(1, high + 1))
+    return np.concatenate([row[:1], row[offset:-1], row[1:offset], row[-1:]])
 
 
-def add_noise(row: Tensor, opts: NoiseOptions, vocab: Vocab, *, word_start_table: Tensor | None = None,
-              generator: torch.Generator) -> Tensor:  # fmt: skip
+def add_noise(row: Row, opts: NoiseOptions, vocab: Vocab, *, word_start_table: np.ndarray | None = None,
+              generator: np.random.Generator) -> Row:  # fmt: skip
     """The noised source for the clean ``row`` ``<s> ... </s>`` (the target stays ``row``)."""
     source = row
     if opts.permute_sentences > 0:
@@ -214,6 +213,6 @@ def add_noise(row: Tensor, opts: NoiseOptions, vocab: Vocab, *, word_start_table
         source = permute_tokens(source, opts.permute, generator=generator)
     if opts.insert > 0:
         source = insert_tokens(source, opts.insert, opts.mask_random, vocab, generator=generator)
-    if opts.rotate > 0 and float(torch.rand(1, generator=generator)) < opts.rotate:
+    if opts.rotate > 0 and generator.random() < opts.rotate:
         source = rotate(source, generator=generator)
     return source

@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Literal, Optional
 
-import torch
+import numpy as np
 
 from seqloom import registry
 from seqloom.config.options import field
@@ -79,7 +79,7 @@ class DenoisingConfig:
                             poisson_lambda=self.poisson_lambda)  # fmt: skip
 
 
-def word_start_table(cfg: DenoisingConfig, dictionary: Dictionary) -> torch.Tensor | None:
+def word_start_table(cfg: DenoisingConfig, dictionary: Dictionary) -> np.ndarray | None:
     """``(V,)`` bool: which symbols begin a word, from ``--bpe`` (fairseq's ``get_whole_word_mask``); None
     without ``--bpe``, or with ``--mask-length subword`` unless ``--mask-whole-words``. Specials, ``madeupword``s
     and non-BPE symbols begin words."""
@@ -101,7 +101,7 @@ def word_start_table(cfg: DenoisingConfig, dictionary: Dictionary) -> torch.Tens
         except ValueError:
             return True
 
-    return torch.tensor([begins(i) for i in range(len(dictionary))], dtype=torch.bool)
+    return np.array([begins(i) for i in range(len(dictionary))], dtype=bool)
 
 
 @registry.TASKS.register("denoising", config=DenoisingConfig)
@@ -115,7 +115,7 @@ class DenoisingTask(Task):
         self.dictionary = dictionary
         self.mask_idx = dictionary.add_symbol("<mask>")
         self.dataset_impl = dataset_impl
-        self._word_starts: torch.Tensor | None = None
+        self._word_starts: np.ndarray | None = None
         self._word_starts_built = False
 
     @property
