@@ -48,10 +48,12 @@ class EnsembleDecoder:
         attn_sum: Tensor | None = None
         for model, enc, cache in zip(self.models, self.encoder_outs, self.caches):
             out = model.decode(prev_tokens, enc, cache=cache, need_attn=self.need_attn)
-            logits = out.logits[:, -1:, :]  # (N, 1, V)
+            # a -inf-padded buffer (odd vocabularies) normalises over whole rows; its (N, V) columns are kept
+            padded = getattr(out, "padded", None)  # (a model's own output type may lack it)
+            logits = (padded.padded if padded is not None else out.logits)[:, -1:, :]  # (N, 1, V or V8)
             if temperature != 1.0:
                 logits = logits / temperature
-            lprobs.append(model.get_normalized_probs(logits, log_probs=True)[:, -1, :])
+            lprobs.append(model.get_normalized_probs(logits, log_probs=True)[:, -1, : out.logits.size(-1)])
             if out.attn is not None:
                 attn = out.attn[:, -1, :]  # (N, S)
                 attn_sum = attn if attn_sum is None else attn_sum + attn

@@ -24,6 +24,7 @@ from seqloom.modules.positions import (
     step_positions,
 )
 from seqloom.modules.transformer_layers import TransformerDecoderLayer, TransformerEncoderLayer, dropout
+from seqloom.modules.vocab_projection import PaddedLogits, VocabProjection
 
 PositionalEmbedding = SinusoidalPositionalEmbedding | LearnedPositionalEmbedding
 
@@ -46,6 +47,17 @@ class DecoderOut:
 
     logits: Tensor  # (B, T, V) unnormalised scores
     attn: Tensor | None  # (B, T, S) last layer's cross-attention averaged over heads, if requested
+    padded: PaddedLogits | None = None  # decoding only: the logits inside a -inf-padded buffer (log_softmax it)
+
+
+def project_vocab(projection: nn.Module, x: Tensor, attn: Tensor | None, cache: KVCache | None) -> DecoderOut:
+    """The decoder's output: ``projection(x)``; while decoding with a cache, padded logits where they pay."""
+    if cache is not None and isinstance(projection, VocabProjection):
+        out = projection.decoding(x, cache.memo)
+        if isinstance(out, PaddedLogits):
+            return DecoderOut(logits=out.logits, attn=attn, padded=out)
+        return DecoderOut(logits=out, attn=attn)
+    return DecoderOut(logits=projection(x), attn=attn)
 
 
 def layers_to_run(num_layers: int, layerdrop: float, training: bool) -> list[bool]:
@@ -248,7 +260,7 @@ class TransformerDecoder(nn.Module):
         x, attn = self.extract_features(tokens, encoder_out, cache=cache, need_attn=need_attn)
         if output_mask is not None:
             x = x[output_mask]  # (N, C)
-        return DecoderOut(logits=self.output_projection(x), attn=attn)
+        return project_vocab(self.output_projection, x, attn, cache)
 
     def new_cache(self, batch_size: int, max_len: int) -> KVCache:
         """An empty cache for ``batch_size`` rows and up to ``max_len`` decoding steps, on the model's device."""

@@ -18,7 +18,13 @@ from torch import Tensor, nn
 from seqloom.models.transformer_lm.config import TransformerLMConfig
 from seqloom.modules.adaptive_softmax import AdaptiveSoftmax
 from seqloom.modules.kv_cache import KVCache
-from seqloom.modules.transformer import DecoderOut, EncoderOut, PositionalEmbedding, TransformerDecoder
+from seqloom.modules.transformer import (
+    DecoderOut,
+    EncoderOut,
+    PositionalEmbedding,
+    TransformerDecoder,
+    project_vocab,
+)
 from seqloom.modules.transformer_layers import TransformerDecoderLayer
 from seqloom.modules.vocab_projection import vocab_logits
 
@@ -97,7 +103,7 @@ class LMDecoder(TransformerDecoder):
         if self.project_out_dim is None or not self._fold_is_cheaper(n):
             x, _ = self.extract_features(tokens, None, cache=cache)  # (B, T, C_out)
             x = x if output_mask is None else x[output_mask]  # (N, C_out)
-            return DecoderOut(logits=self.output_projection(x), attn=None)
+            return project_vocab(self.output_projection, x, None, cache)
         # project_out_dim (C -> C_out) then the vocabulary (C_out -> V), e.g. transformer_lm's 512-wide default
         # output, as one (V, C) product: no dropout lies between them, and gradients reach both weights
         with _skipping(self, "project_out_dim") as project_out:
