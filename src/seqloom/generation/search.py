@@ -87,8 +87,9 @@ class LengthConstrainedBeamSearch(Search):
         assert self.src_lengths is not None, "LengthConstrainedBeamSearch needs set_src_lengths()"
         min_lens = self.min_len_a * self.src_lengths + self.min_len_b  # (B,)
         max_lens = self.max_len_a * self.src_lengths + self.max_len_b  # (B,)
-        lprobs[step < min_lens, :, self.eos] = -math.inf
-        lprobs[step >= max_lens, :, self.eos] = 0
+        eos = lprobs[:, :, self.eos]  # (B, K) view: written in place
+        eos.masked_fill_((step < min_lens).unsqueeze(1), -math.inf)
+        eos.masked_fill_((step >= max_lens).unsqueeze(1), 0)
         return self.beam.step(step, lprobs, scores)
 
 
