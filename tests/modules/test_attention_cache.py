@@ -222,6 +222,16 @@ def test_whole_model_compiles_as_one_graph() -> None:
     src, prev = _batch()
     compiled = torch.compile(model, backend="eager", fullgraph=True)
     torch.testing.assert_close(compiled(src, None, prev).logits, model(src, None, prev).logits)
+    # a batch wide enough for the padded vocabulary product (30 symbols), gradients included
+    wide_src, wide_prev = src.repeat(8, 1), prev.repeat(8, 1)
+    out = compiled(wide_src, None, wide_prev).logits
+    out.sum().backward()
+    grad = model.decoder.output_projection.weight.grad.clone()
+    model.zero_grad()
+    ref = model(wide_src, None, wide_prev).logits
+    ref.sum().backward()
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(grad, model.decoder.output_projection.weight.grad)
 
 
 @torch.no_grad()
