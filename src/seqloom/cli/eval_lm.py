@@ -28,6 +28,7 @@ from seqloom.config.options import field
 from seqloom.config.parser import CommandSpec, ParsedArgs, parse_args
 from seqloom.config.training import DataDirConfig, DatasetConfig
 from seqloom.data.batching import resolve_max_positions
+from seqloom.devices import select_device
 from seqloom.evaluation.lm_scorer import score_batch
 from seqloom.evaluation.word_stats import EvalLMTotals, accumulate, bpe_continuations, format_word_probs
 from seqloom.generation.config import CommonEvalConfig
@@ -129,8 +130,7 @@ def evaluate(parsed: ParsedArgs) -> EvalLMResult:
     if common_eval.path is None:
         raise ValueError("seqloom eval-lm: --path CHECKPOINT is required")
     logger.info("loading model(s) from %s", common_eval.path)
-    use_cuda = torch.cuda.is_available() and not common.cpu
-    device = torch.device("cuda" if use_cuda else "cpu")
+    device = select_device(cpu=common.cpu)
     models = load_models(common_eval.path, task, overrides=parse_overrides(common_eval.model_overrides), device=device)
     if common.fp16:
         models = [m.half() for m in models]

@@ -23,6 +23,7 @@ from seqloom.config.common import CommonConfig
 from seqloom.config.options import from_namespace
 from seqloom.config.parser import CommandSpec, ParsedArgs, parse_args
 from seqloom.config.training import DataDirConfig, DatasetConfig
+from seqloom.devices import select_device
 from seqloom.generation.config import CommonEvalConfig
 from seqloom.logs import setup_logging
 from seqloom.tasks.base import BatchingOptions
@@ -117,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run(parsed: ParsedArgs) -> int:
     """Validates the checkpoint on each ``--valid-subset``; prints one line per subset."""
     common, ds, ev = parsed["common"], parsed["dataset"], parsed["common_eval"]
-    device = torch.device("cuda") if torch.cuda.is_available() and not common.cpu else torch.device("cpu")
+    device = select_device(cpu=common.cpu)
     torch.manual_seed(common.seed)
     task = build_task(parsed)
     overrides = ast.literal_eval(ev.model_overrides or "{}")

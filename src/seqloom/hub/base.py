@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from seqloom.config.options import field
 from seqloom.data.batching import batch_by_size, filter_by_size
+from seqloom.devices import avoid_per_shape_attention_plans
 from seqloom.generation.config import GenerationConfig
 from seqloom.generation.hypotheses import Hypothesis
 
@@ -82,6 +83,14 @@ class GeneratorHubInterface(nn.Module):
     @property
     def device(self) -> torch.device:
         return self._float_tensor.device
+
+    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """``.cuda()``/``.to()``/``.half()``; on a GPU, SDPA keeps to kernels that need no per-shape plan
+        (see :mod:`seqloom.devices`)."""
+        out = super()._apply(fn, *args, **kwargs)
+        if self.device.type == "cuda":
+            avoid_per_shape_attention_plans()
+        return out
 
     # ---- text <-> ids
     def tokenize(self, sentence: str) -> str:

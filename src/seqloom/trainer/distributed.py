@@ -15,6 +15,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from seqloom.devices import select_device
+
 logger = logging.getLogger(__name__)
 
 
@@ -34,13 +36,12 @@ class DistInfo:
 def init_distributed(*, cpu: bool, backend: str = "nccl", world_size: int = 1, device_id: int = 0) -> DistInfo:
     """Joins the process group when launched by torchrun (``WORLD_SIZE`` > 1); else a single process."""
     env_world = int(os.environ.get("WORLD_SIZE", "1"))
-    use_cuda = torch.cuda.is_available() and not cpu
     if env_world <= 1:
-        device = torch.device("cuda", device_id) if use_cuda else torch.device("cpu")
-        return DistInfo(0, 1, device)
+        return DistInfo(0, 1, select_device(cpu=cpu, index=device_id))
     rank = int(os.environ["RANK"])
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+    device = select_device(cpu=cpu, index=local_rank)
+    use_cuda = device.type == "cuda"
     if use_cuda:
         torch.cuda.set_device(device)
     chosen = backend if use_cuda else "gloo"

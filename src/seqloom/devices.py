@@ -1,0 +1,25 @@
+"""Where the commands run: fairseq's rule (the GPU when CUDA is available, unless ``--cpu``).
+
+On CUDA, cuDNN's attention kernel is turned off for the process. ``F.scaled_dot_product_attention`` prefers
+it for bf16/fp16 on Hopper GPUs, but it builds an execution plan for every new input shape: on an H100 with
+torch 2.11 each attention call of a bf16 training run cost about 15 ms of CPU time, because token-budget
+batches change shape at every step, and bf16 training ran 2.7x slower than fp32. The flash and
+memory-efficient kernels take any shape without a plan.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def select_device(*, cpu: bool, index: int | None = None) -> torch.device:
+    """``cuda`` (or ``cuda:index``) when CUDA is available and ``cpu`` is False; else ``cpu``."""
+    if cpu or not torch.cuda.is_available():
+        return torch.device("cpu")
+    avoid_per_shape_attention_plans()
+    return torch.device("cuda", index) if index is not None else torch.device("cuda")
+
+
+def avoid_per_shape_attention_plans() -> None:
+    """Lets SDPA choose among the kernels that need no per-shape plan (flash, memory-efficient, math)."""
+    torch.backends.cuda.enable_cudnn_sdp(False)

@@ -1,0 +1,38 @@
+"""``select_device``: fairseq's placement rule, and cuDNN attention off on CUDA (it plans per shape)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+from seqloom.devices import select_device
+
+
+@pytest.fixture
+def cudnn_sdp_flag() -> Iterator[None]:
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    torch.backends.cuda.enable_cudnn_sdp(True)
+    yield
+    torch.backends.cuda.enable_cudnn_sdp(before)
+
+
+def test_cpu_flag_or_no_cuda_means_the_cpu_and_leaves_attention_kernels_alone(
+    cudnn_sdp_flag: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert select_device(cpu=True) == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert select_device(cpu=False, index=1) == torch.device("cpu")
+    assert torch.backends.cuda.cudnn_sdp_enabled()
+
+
+def test_cuda_turns_off_the_per_shape_cudnn_attention_kernel(
+    cudnn_sdp_flag: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert select_device(cpu=True) == torch.device("cpu")
+    assert torch.backends.cuda.cudnn_sdp_enabled()  # --cpu: nothing changes
+    assert select_device(cpu=False) == torch.device("cuda")
+    assert select_device(cpu=False, index=1) == torch.device("cuda", 1)
+    assert not torch.backends.cuda.cudnn_sdp_enabled()
