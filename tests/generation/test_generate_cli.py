@@ -62,3 +62,15 @@ def test_missing_checkpoint_names_the_flag(fairseq_fixtures, tmp_path, capsys) -
     assert "seqloom generate: error: --path" in capsys.readouterr().err
     assert generate(argv(fairseq_fixtures, "--gen-subset", "nosuchsplit")) == 1
     assert "split 'nosuchsplit' not found" in capsys.readouterr().err
+
+
+def test_bf16_weights_translate_like_fp32(fairseq_fixtures, capsys) -> None:
+    """``--bf16`` casts the models (fairseq's ``--fp16`` does ``model.half()``); scores stay float32."""
+    assert generate(argv(fairseq_fixtures, "--beam", "3", "--cpu")) == 0
+    fp32 = [line.split("\t") for line in capsys.readouterr().out.splitlines() if line.startswith("H-")]
+    assert generate(argv(fairseq_fixtures, "--beam", "3", "--cpu", "--bf16")) == 0
+    bf16 = [line.split("\t") for line in capsys.readouterr().out.splitlines() if line.startswith("H-")]
+    assert [h[0] for h in bf16] == [h[0] for h in fp32]
+    assert sum(a[2] == b[2] for a, b in zip(fp32, bf16)) >= 12  # of 16: bf16 keeps 8 mantissa bits
+    assert max(abs(float(a[1]) - float(b[1])) for a, b in zip(fp32, bf16) if a[2] == b[2]) < 0.2
+    assert any(float(a[1]) != float(b[1]) for a, b in zip(fp32, bf16))  # the weights really were cast

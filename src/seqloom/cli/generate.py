@@ -28,6 +28,7 @@ from seqloom.generation.runtime import (
     TextCodec,
     build_generator,
     load_task,
+    place_models,
     progress_bar,
     run_inference,
     sample_strings,
@@ -96,6 +97,7 @@ def run(args: ParsedArgs, out: TextIO) -> int:
         args["scoring"].scoring = "sacrebleu"
     task = load_task(args, split=data.gen_subset)
     models = load_ensemble(ev.path, task, model_overrides=ev.model_overrides)
+    device = place_models(models, common)
     dataset = task.load_dataset(data.gen_subset)
     batches = task.get_batch_iterator(dataset, batching_options(data, common, task, models)).next_epoch_itr(
         shuffle=False
@@ -110,7 +112,7 @@ def run(args: ParsedArgs, out: TextIO) -> int:
         if "net_input" not in sample:  # an empty batch (this shard has fewer batches than others)
             continue
         start = time.perf_counter()
-        hyps = run_inference(generator, sample, gen)
+        hyps = run_inference(generator, sample, gen, device)
         totals.seconds += time.perf_counter() - start
         totals.tokens += sum(len(h[0].tokens) for h in hyps)
         totals.sentences += len(hyps)

@@ -24,7 +24,7 @@ from seqloom.config.training import DataDirConfig, DatasetConfig
 from seqloom.generation.config import CommonEvalConfig, GenerationConfig, InteractiveConfig
 from seqloom.generation.loading import load_ensemble
 from seqloom.generation.output import hypothesis_lines, load_align_dict, post_process_prediction
-from seqloom.generation.runtime import TextCodec, build_generator, load_task, run_inference
+from seqloom.generation.runtime import TextCodec, build_generator, load_task, place_models, run_inference
 from seqloom.logs import setup_logging
 
 logger = logging.getLogger("seqloom.interactive")
@@ -94,6 +94,7 @@ def run(args: ParsedArgs, stream: TextIO, out: TextIO) -> int:
     torch.manual_seed(args["common"].seed)
     task = load_task(args)
     models = load_ensemble(args["common_eval"].path, task, model_overrides=args["common_eval"].model_overrides)
+    device = place_models(models, args["common"])
     generator = build_generator(models, task.target_dictionary, args["generation"])
     codec = TextCodec.from_args(args)
     max_source = min([task.max_positions()[0], *[m.max_positions()[0] for m in models]])
@@ -102,7 +103,7 @@ def run(args: ParsedArgs, stream: TextIO, out: TextIO) -> int:
     start_id, started, translating = 0, time.perf_counter(), 0.0
     for lines in buffered_read(stream, max(1, args["interactive"].buffer_size)):
         translating += translate_chunk(lines, start_id, task=task, generator=generator, codec=codec, args=args,
-                                       max_source=max_source, out=out)  # fmt: skip
+                                       max_source=max_source, out=out, device=device)  # fmt: skip
         start_id += len(lines)
     logger.info("Total time: %.3f seconds; translation time: %.3f", time.perf_counter() - started, translating)
     return 0
@@ -130,7 +131,8 @@ def encode_lines(lines: list[str], start_id: int, *, task: Any, codec: TextCodec
 
 
 def translate_chunk(lines: list[str], start_id: int, *, task: Any, generator: Any, codec: TextCodec,
-                    args: ParsedArgs, max_source: int, out: TextIO) -> float:  # fmt: skip
+                    args: ParsedArgs, max_source: int, out: TextIO, device: torch.device | None = None
+                    ) -> float:  # fmt: skip
     """Translates and prints one buffer of lines; returns the seconds spent translating."""
     from seqloom.data.language_pair_dataset import LanguagePairDataset
     from seqloom.tasks.base import BatchingOptions
@@ -148,7 +150,7 @@ def translate_chunk(lines: list[str], start_id: int, *, task: Any, generator: An
         if "net_input" not in sample:
             continue
         begin = time.perf_counter()
-        hyps = run_inference(generator, sample, gen)
+        hyps = run_inference(generator, sample, gen, device)
         elapsed = time.perf_counter() - begin
         spent += elapsed
         for i, k in enumerate(sample["id"].tolist()):

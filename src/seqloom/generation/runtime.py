@@ -9,10 +9,12 @@ from collections.abc import Iterable, Iterator, Sized
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from seqloom import registry
 from seqloom.config import ParsedArgs
+from seqloom.devices import select_device
 from seqloom.generation.alignment import add_alignments
 from seqloom.generation.config import GenerationConfig
 from seqloom.generation.generator import SequenceGenerator
@@ -82,22 +84,58 @@ class TextCodec:
         return self._scoring_dict
 
 
+def place_models(models: list[Any], common: Any) -> torch.device:
+    """fairseq's placement: the GPU when CUDA is available (unless ``--cpu``), float16 weights with
+    ``--fp16`` and bfloat16 with ``--bf16``. Returns the device the inputs must go to."""
+    device = select_device(cpu=common.cpu)
+    dtype = torch.float16 if common.fp16 else torch.bfloat16 if common.bf16 else None
+    for model in models:
+        model.to(device=device, dtype=dtype)
+    return device
+
+
 def build_generator(models: list[Any], tgt_dict: Any, cfg: GenerationConfig) -> SequenceGenerator | SequenceScorer:
     if cfg.score_reference:
         return SequenceScorer(models, tgt_dict, compute_alignment=cfg.print_alignment is not None)
     return SequenceGenerator(models, tgt_dict, cfg)
 
 
-def run_inference(generator: Any, sample: dict[str, Any], cfg: GenerationConfig) -> list[list[Hypothesis]]:
-    """Hypotheses (best first) of every sentence of a collated ``sample``, with alignments if asked for."""
+def run_inference(generator: Any, sample: dict[str, Any], cfg: GenerationConfig,
+                  device: torch.device | None = None) -> list[list[Hypothesis]]:  # fmt: skip
+    """Hypotheses (best first) of every sentence of a collated ``sample``, with alignments if asked for.
+
+    The batch is run on ``device`` (where the models are); the hypotheses come back on the CPU.
+    """
     net_input = sample["net_input"]
     src_tokens: Tensor = net_input["src_tokens"]
+    target = sample.get("target")
+    if device is not None and device.type != "cpu":
+        src_tokens, target = src_tokens.to(device), target.to(device) if target is not None else None
     if isinstance(generator, SequenceScorer):
-        return generator.score(src_tokens, net_input["prev_output_tokens"], sample["target"])
-    prefix = sample["target"][:, : cfg.prefix_size] if cfg.prefix_size > 0 else None
-    hyps = generator.generate(src_tokens, prefix_tokens=prefix, src_lengths=net_input.get("src_lengths"))
+        if target is None:
+            raise ValueError("--score-reference needs reference targets: this split has none")
+        prev = net_input["prev_output_tokens"].to(src_tokens.device)
+        return on_cpu(generator.score(src_tokens, prev, target))
+    prefix = target[:, : cfg.prefix_size] if cfg.prefix_size > 0 and target is not None else None
+    src_lengths = net_input.get("src_lengths")
+    hyps = generator.generate(src_tokens, prefix_tokens=prefix,
+                              src_lengths=src_lengths.to(src_tokens.device) if src_lengths is not None else None)  # fmt: skip
+    hyps = on_cpu(hyps)
     if cfg.print_alignment is not None or cfg.replace_unk is not None:
-        add_alignments(hyps, src_tokens, pad=generator.pad, eos=generator.eos, kind=cfg.print_alignment or "hard")
+        add_alignments(hyps, src_tokens.cpu(), pad=generator.pad, eos=generator.eos,
+                       kind=cfg.print_alignment or "hard")  # fmt: skip
+    return hyps
+
+
+def on_cpu(hyps: list[list[Hypothesis]]) -> list[list[Hypothesis]]:
+    """The hypotheses with their tensors on the CPU (printing reads them element by element)."""
+    if not hyps or not hyps[0] or hyps[0][0].tokens.device.type == "cpu":
+        return hyps
+    for sentence in hyps:
+        for h in sentence:
+            h.tokens, h.positional_scores = h.tokens.cpu(), h.positional_scores.float().cpu()
+            if h.attention is not None:
+                h.attention = h.attention.float().cpu()
     return hyps
 
 
