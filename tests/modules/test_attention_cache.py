@@ -3,6 +3,8 @@ multi-head attention (fairseq's fast path), and KV-cached decoding equals the fu
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -345,3 +347,29 @@ def test_padding_mask_is_dropped_once_no_row_holds_fed_padding() -> None:
     stepped = model.decode(prev[rows, 3:4], encoder_out.reorder(rows), cache=cache).logits
     full = model.decode(prev[rows, :4], encoder_out.reorder(rows)).logits
     torch.testing.assert_close(stepped[:, 0], full[:, 3], atol=1e-5, rtol=0)
+
+
+@torch.no_grad()
+def test_unpadded_sources_give_cross_attention_no_mask() -> None:
+    """No padding: cross-attention gets no mask (a mask keeps SDPA off the flash kernel on a GPU), and the
+    outputs equal those of the same batch with an explicit all-False mask."""
+    model = _tiny()
+    src, prev = _batch()
+    unpadded = src[1:2].repeat(2, 1)  # the one row of _batch without padding
+    enc = model.encode(unpadded)
+    assert not enc.has_padding and enc.attention_mask is None
+    assert not enc.reorder(torch.tensor([1, 0, 1])).has_padding
+    padded_enc = model.encode(src)
+    assert padded_enc.has_padding and padded_enc.attention_mask is padded_enc.padding_mask
+    masked = dataclasses.replace(enc, has_padding=True)  # the same batch, mask applied
+    rows = prev[:2]
+    torch.testing.assert_close(model.decode(rows, enc).logits, model.decode(rows, masked).logits)
+    stepped, stepped_masked = (_step_by_step_with(model, e, rows) for e in (enc, masked))
+    torch.testing.assert_close(stepped, stepped_masked)
+
+
+def _step_by_step_with(model: TransformerModel, encoder_out: object, prev: torch.Tensor) -> torch.Tensor:
+    cache = model.new_cache(prev.size(0), prev.size(1))
+    return torch.cat(
+        [model.decode(prev[:, t : t + 1], encoder_out, cache=cache).logits for t in range(prev.size(1))], 1
+    )

@@ -35,10 +35,20 @@ class EncoderOut:
 
     out: Tensor  # (B, S, C) last layer's output
     padding_mask: Tensor  # (B, S) bool, True at padding
+    # False when no row has padding: cross-attention then takes no mask (on a GPU, a mask rules out the
+    # flash kernel), without a device sync per decoding step to find that out
+    has_padding: bool = True
 
     def reorder(self, new_order: Tensor) -> EncoderOut:
         """The rows ``new_order`` of the batch (beam search's expansion and reordering)."""
-        return EncoderOut(self.out.index_select(0, new_order), self.padding_mask.index_select(0, new_order))
+        return EncoderOut(
+            self.out.index_select(0, new_order), self.padding_mask.index_select(0, new_order), self.has_padding
+        )
+
+    @property
+    def attention_mask(self) -> Tensor | None:
+        """The padding mask cross-attention needs: None when there is no padding."""
+        return self.padding_mask if self.has_padding else None
 
 
 @dataclass
@@ -134,7 +144,7 @@ class TransformerEncoder(nn.Module):
                 )
         if self.layer_norm is not None:
             x = self.layer_norm(x)
-        return EncoderOut(out=x, padding_mask=pad)
+        return EncoderOut(out=x, padding_mask=pad, has_padding=has_pads)
 
     def max_positions(self) -> int:
         if self.embed_positions is None:
@@ -215,7 +225,7 @@ class TransformerDecoder(nn.Module):
         else:
             self_padding = pad if any_true(pad) else None
         enc = encoder_out.out if encoder_out is not None else None
-        enc_pad = encoder_out.padding_mask if encoder_out is not None else None
+        enc_pad = encoder_out.attention_mask if encoder_out is not None else None
         attn: Tensor | None = None
         last = len(self.layers) - 1
         run = layers_to_run(len(self.layers), self.layerdrop, self.training)
