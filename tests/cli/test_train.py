@@ -187,6 +187,50 @@ def test_two_gloo_processes_equal_one_process_with_update_freq_2(data_bin: Path,
     assert (a["args"].distributed_world_size, b["args"].distributed_world_size) == (1, 2)
 
 
+def _torchrun(argv: list[str]) -> str:
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port"]
+    launcher += [str(_free_port()), "-m", "seqloom.train"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([*launcher, *argv], env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
+def _assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for key, value in a.items():
+        if key.endswith("k_proj.bias"):  # rounding noise that Adam normalises (see the DDP test)
+            continue
+        torch.testing.assert_close(b[key], value, rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_fsdp_two_processes_equal_one_process_and_checkpoints_stay_whole(data_bin: Path, tmp_path: Path) -> None:
+    """``--ddp-backend fully_sharded`` (FSDP): the same updates as one process with ``--update-freq 2``; the
+    checkpoint is fairseq's single full file; a sharded run resumes from it (and validates) like one process."""
+    one = train_args(data_bin, tmp_path / "one", "--update-freq", "2", dropout="0.0", max_update=6)
+    train([*one, "--disable-validation"])
+    two = train_args(data_bin, tmp_path / "two", "--ddp-backend", "fully_sharded", dropout="0.0", max_update=6)
+    log = _torchrun([*two, "--disable-validation"])
+    assert "FSDP: each transformer layer and the model's root are sharded over 2 ranks" in log
+    a = load_checkpoint(tmp_path / "one" / "checkpoint_last.pt")
+    b = load_checkpoint(tmp_path / "two" / "checkpoint_last.pt")
+    assert b["optimizer_history"][-1]["num_updates"] == 6 and b["args"].distributed_world_size == 2
+    _assert_same_weights(a["model"], b["model"])
+    moments = b["last_optimizer_state"]["state"]
+    assert len(moments) == len(a["last_optimizer_state"]["state"])
+    for i, state in moments.items():  # whole moments, shaped like the unsharded parameters
+        assert state["exp_avg"].shape == a["last_optimizer_state"]["state"][i]["exp_avg"].shape
+    # resume both for 3 more updates (with validation): the sharded run restores weights and moments
+    train([*one, "--max-update", "9"])
+    log = _torchrun([*two, "--max-update", "9"])
+    assert "Loaded checkpoint" in log and "| valid | {" in log
+    a = load_checkpoint(tmp_path / "one" / "checkpoint_last.pt")
+    b = load_checkpoint(tmp_path / "two" / "checkpoint_last.pt")
+    assert b["optimizer_history"][-1]["num_updates"] == 9
+    _assert_same_weights(a["model"], b["model"])
+    assert b["extra_state"]["val_loss"] == pytest.approx(a["extra_state"]["val_loss"], rel=1e-4)
+
+
 def test_eval_bleu_is_the_best_checkpoint_metric(data_bin: Path, tmp_path: Path) -> None:
     bleu = ["--eval-bleu", "--eval-bleu-args", '{"beam": 1, "max_len_b": 12}', "--best-checkpoint-metric", "bleu"]
     bleu += ["--maximize-best-checkpoint-metric"]
@@ -219,7 +263,7 @@ def test_mixed_precision_flags_train(data_bin: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "flags",
-    [("--num-batch-buckets", "4"), ("--ddp-backend", "fully_sharded")],
+    [("--num-batch-buckets", "4"), ("--ddp-backend", "slowmo"), ("--eval-bleu", "--ddp-backend", "fully_sharded")],
 )  # fmt: skip
 def test_unsupported_options_are_refused_by_name_not_ignored(data_bin: Path, tmp_path: Path, flags: tuple) -> None:
     with pytest.raises(SystemExit, match=f"{flags[0]}.* not supported yet"):

@@ -38,6 +38,7 @@ from seqloom.trainer.loop import LoopConfigs, TrainingLoop
 from seqloom.trainer.precision import LossScaler, autocast_dtype, default_scale_window
 from seqloom.trainer.progress import Progress, resolve_log_format
 from seqloom.trainer.restore import Restored, restore
+from seqloom.trainer.sharding import shard_model
 from seqloom.trainer.trainer import Trainer, TrainerOptions
 
 logger = logging.getLogger("seqloom.cli.train")
@@ -73,12 +74,15 @@ def check_options(parsed: ParsedArgs) -> None:
         raise SystemExit("seqloom train: --arch is required (e.g. --arch transformer)")
     unsupported = {  # accepted for fairseq's command lines; refused, not silently ignored, when they would matter
         "--num-batch-buckets": getattr(ns, "num_batch_buckets", 0) > 0,
-        f"--ddp-backend {ns.ddp_backend}": ns.ddp_backend in ("fully_sharded", "slowmo"),
+        f"--ddp-backend {ns.ddp_backend}": ns.ddp_backend == "slowmo",
+        # generation runs a different number of decoder steps on each rank; FSDP's gathers need equal ones
+        "--eval-bleu with --ddp-backend fully_sharded": ns.ddp_backend == "fully_sharded"
+        and bool(getattr(ns, "eval_bleu", False)),
     }
     named = [flag for flag, used in unsupported.items() if used]
     if named:
         raise SystemExit(f"seqloom train: {', '.join(named)} is not supported yet; leave it at its default "
-                         "(--ddp-backend: c10d/pytorch_ddp, PyTorch DistributedDataParallel)")  # fmt: skip
+                         "(--ddp-backend: c10d/pytorch_ddp for DDP, fully_sharded for FSDP)")  # fmt: skip
     if ns.ddp_backend in ("legacy_ddp", "no_c10d"):
         logger.warning("--ddp-backend %s: running PyTorch DistributedDataParallel (c10d) instead", ns.ddp_backend)
     if ns.max_tokens_valid is None:
@@ -113,6 +117,9 @@ def make_trainer(parsed: ParsedArgs, task: Any, dist: DistInfo) -> Trainer:
     total, trained = count_parameters(model)
     logger.info("model: %s, criterion: %s", parsed.namespace.arch, type(criterion).__name__)
     logger.info("num. model params: %d (num. trained: %d)", total, trained)
+    if parsed.namespace.ddp_backend == "fully_sharded" and dist.world_size > 1:
+        shard_model(model.to(dist.device))  # before the optimizer: its parameters become the sharded ones
+        logger.info("FSDP: each transformer layer and the model's root are sharded over %d ranks", dist.world_size)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(parsed.namespace.optimizer, parsed.get("optimizer"), params, opt.lr[0])
     scheduler = build_lr_scheduler(

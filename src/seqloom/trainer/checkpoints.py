@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from seqloom.config.training import CheckpointConfig
+from seqloom.trainer.sharding import full_tensors
 from seqloom.trainer.trainer import Trainer
 
 logger = logging.getLogger(__name__)
@@ -84,10 +85,12 @@ def checkpoint_paths(save_dir: str, pattern: str) -> list[str]:
 def build_state(
     trainer: Trainer, args: argparse.Namespace, extra_state: dict[str, Any], *, save_optimizer_state: bool
 ) -> dict[str, Any]:
-    """The checkpoint dict (fairseq's keys) of the trainer's current state."""
+    """The checkpoint dict (fairseq's keys) of the trainer's current state.
+
+    With FSDP every rank must call this: the sharded weights and moments are gathered whole (collectives)."""
     state: dict[str, Any] = {
         "args": fairseq_args(args),
-        "model": trainer.model.state_dict(),
+        "model": full_tensors(trainer.model.state_dict()),
         "criterion": None,
         "optimizer_history": [
             {
@@ -107,7 +110,7 @@ def build_state(
     if trainer.options.loss_scaler is not None:
         state["extra_state"]["loss_scale"] = trainer.options.loss_scaler.state_dict()
     if save_optimizer_state:
-        state["last_optimizer_state"] = trainer.optimizer.state_dict()
+        state["last_optimizer_state"] = full_tensors(trainer.optimizer.state_dict())
     return to_cpu(state)
 
 
@@ -175,22 +178,31 @@ def save_checkpoints(
     best: BestTracker,
     training_time: float,
 ) -> list[str]:
-    """Writes this moment's checkpoints (rank 0 only) and prunes old ones; returns the paths written."""
+    """Writes this moment's checkpoints (rank 0 only) and prunes old ones; returns the paths written.
+
+    Under FSDP every rank takes part in gathering the state; rank 0 alone writes it."""
     best.update(val_loss)
-    if cfg.no_save or not trainer.dist.is_master:
+    if cfg.no_save or not (trainer.dist.is_master or trainer.sharded):
         return []
     from seqloom.checkpoint.io import save_checkpoint
 
     epoch, updates = int(iterator_state["epoch"]), trainer.num_updates
     names = _conditions(cfg, epoch=epoch, updates=updates, end_of_epoch=end_of_epoch, val_loss=val_loss, best=best)
     paths = [os.path.join(cfg.save_dir, n) for n in names]
-    if paths:
-        os.makedirs(cfg.save_dir, exist_ok=True)
+    write = bool(paths)
+    if trainer.sharded and trainer.dist.world_size > 1:  # rank 0 decides (it sees the save folder), all gather
+        decision = [write]
+        torch.distributed.broadcast_object_list(decision, src=0)
+        write = bool(decision[0])
+    if write:
         start = time.perf_counter()
         extra = {"train_iterator": iterator_state, "val_loss": val_loss, "previous_training_time": training_time}
         if best.best is not None:
             extra["best"] = best.best
         state = build_state(trainer, args, extra, save_optimizer_state=not cfg.no_save_optimizer_state)
+        if not trainer.dist.is_master:
+            return []
+        os.makedirs(cfg.save_dir, exist_ok=True)
         save_checkpoint(state, paths[0])
         for path in paths[1:]:
             _atomic_copy(paths[0], path)
@@ -202,8 +214,9 @@ def save_checkpoints(
             val_loss,
             time.perf_counter() - start,
         )
-    prune_checkpoints(cfg, end_of_epoch=end_of_epoch)
-    return paths
+    if trainer.dist.is_master:
+        prune_checkpoints(cfg, end_of_epoch=end_of_epoch)
+    return paths if trainer.dist.is_master else []
 
 
 def _atomic_copy(src: str, dst: str) -> None:

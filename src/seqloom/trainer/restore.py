@@ -14,6 +14,7 @@ import torch
 from seqloom.config.training import CheckpointConfig
 from seqloom.optim import load_optimizer_state
 from seqloom.trainer.checkpoints import CRITERION_CLASS_NAMES, OPTIMIZER_CLASS_NAMES
+from seqloom.trainer.sharding import load_full_model_state, shard_optimizer_state
 from seqloom.trainer.trainer import Trainer
 
 logger = logging.getLogger(__name__)
@@ -74,7 +75,10 @@ def restore(cfg: CheckpointConfig, trainer: Trainer, args: argparse.Namespace) -
 
     state = load_checkpoint(path)
     try:
-        trainer.model.load_state_dict(state["model"], strict=True)
+        if trainer.sharded:  # FSDP: each rank keeps its shard of the full weights
+            load_full_model_state(trainer.model, state["model"], source=path)
+        else:
+            trainer.model.load_state_dict(state["model"], strict=True)
     except RuntimeError as err:
         raise RuntimeError(
             f"{path}: the checkpoint's weights do not fit the model built from these options "
@@ -89,6 +93,8 @@ def restore(cfg: CheckpointConfig, trainer: Trainer, args: argparse.Namespace) -
             trainer.lr_scheduler.load_state_dict(last["lr_scheduler_state"])
         overrides = json.loads(cfg.optimizer_overrides or "{}")
         load_optimizer_state(trainer.optimizer, optimizer_state, overrides=overrides)
+        if trainer.sharded:
+            shard_optimizer_state(trainer.optimizer)
         trainer.set_num_updates(int(last.get("num_updates", 0)))
     extra = state.get("extra_state") or {}
     _restore_precision_and_rng(trainer, extra, reset_opt)

@@ -25,6 +25,7 @@ from torch import nn
 from seqloom.trainer.distributed import DistInfo, all_reduce_sums
 from seqloom.trainer.meters import sum_logging_outputs
 from seqloom.trainer.precision import LossScaler, autocast
+from seqloom.trainer.sharding import is_sharded, sharded_grad_norm
 
 # extra validation statistics: (model, sample) -> sums to add to the logging output
 ValidHook = Callable[[nn.Module, dict[str, Any]], dict[str, float]]
@@ -112,7 +113,8 @@ class Trainer:
         self.lr_scheduler = lr_scheduler
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.wrapped: nn.Module = self.model
-        if dist.world_size > 1:
+        self.sharded = is_sharded(self.model)  # --ddp-backend fully_sharded: FSDP already wraps the model
+        if dist.world_size > 1 and not self.sharded:
             self.wrapped = ModuleProxyDDP(
                 self.model,
                 device_ids=[dist.device.index] if dist.device.type == "cuda" else None,
@@ -123,6 +125,7 @@ class Trainer:
             self.wrapped = torch.compile(self.wrapped, dynamic=True)  # type: ignore[assignment]
         self.num_updates = 0
         self._dummy: dict[str, Any] | None = None
+        self._valid_dummy: dict[str, Any] | None = None
         self.lr = float(self.lr_scheduler.step_update(0))
 
     def set_num_updates(self, num_updates: int) -> None:
@@ -139,6 +142,9 @@ class Trainer:
             sample = move_to_device(sample, self.dist.device)
             self._dummy = sample
         no_sync = getattr(self.wrapped, "no_sync", None)
+        if self.sharded:  # FSDP: reduce-scatter the gradients on the update's last batch only
+            self.model.set_requires_gradient_sync(sync)  # type: ignore[operator]
+            no_sync = None
         ctx = contextlib.nullcontext() if sync or no_sync is None else no_sync()
         with ctx:
             with autocast(self.dist.device, self.options.autocast_dtype):
@@ -171,7 +177,7 @@ class Trainer:
         scale = scaler.scale if scaler is not None else 1.0
         # DDP averaged the gradients over ranks: undo that, then normalize by the global sample size
         scale_grads(self.params, self.dist.world_size / ((sample_size or 1.0) * scale))
-        norm = grad_norm(self.params)
+        norm = self._grad_norm()
         clip = self.options.clip_norm
         finite = bool(torch.isfinite(norm))
         if not finite:
@@ -193,15 +199,25 @@ class Trainer:
         self.set_num_updates(self.num_updates + 1)
         return StepResult(totals, sample_size, gnorm, clipped, False, self.lr, time.perf_counter() - start)
 
+    def _grad_norm(self) -> torch.Tensor:
+        if self.sharded:
+            grads = [p.grad for p in self.params if p.grad is not None]
+            return sharded_grad_norm(grads) if grads else torch.tensor(0.0)
+        return grad_norm(self.params)
+
     @torch.no_grad()
     def valid_step(self, sample: dict[str, Any], extra: ValidHook | None = None) -> dict[str, Any]:
         """The criterion's logging output for one validation batch (eval mode, no gradients), plus the
         sums ``extra(model, sample)`` adds (e.g. BLEU counts)."""
-        if not sample:
-            return {}
         self.model.eval()
         self.criterion.eval()
+        if not sample:
+            if self.sharded and self._valid_dummy is not None:  # FSDP's gathers need every rank's forward
+                with autocast(self.dist.device, self.options.autocast_dtype):
+                    self.criterion(self.model, self._valid_dummy)
+            return {}
         sample = move_to_device(sample, self.dist.device)
+        self._valid_dummy = sample
         with autocast(self.dist.device, self.options.autocast_dtype):
             _, sample_size, logging_output = self.criterion(self.model, sample)
             more = extra(self.model, sample) if extra is not None else {}

@@ -1,0 +1,109 @@
+"""``--ddp-backend fully_sharded``: fully sharded data parallel training with torch's ``fully_shard`` (FSDP2).
+
+Under ``torchrun`` each encoder and decoder layer is its own FSDP unit; the root unit holds the embeddings
+(tied ones included), the final norms and the output projection. Parameters, gradients and optimizer moments
+are sharded over the ranks (``DTensor``s split on dim 0); each unit's weights are all-gathered for its forward
+and backward only.
+
+Checkpoints stay fairseq's single file: the full model and optimizer state are gathered on every rank (the
+gathers are collectives) and rank 0 writes them, so a checkpoint trained with FSDP loads anywhere, and any
+full checkpoint restores into a sharded run. fairseq's ``--use-sharded-state`` (one file per rank) is not
+offered.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+def shard_model(model: nn.Module) -> nn.Module:
+    """Applies ``fully_shard`` to every transformer layer, then to the whole model (in place); returns it."""
+    from torch.distributed.fsdp import fully_shard
+
+    from seqloom.modules.transformer_layers import TransformerDecoderLayer, TransformerEncoderLayer
+
+    for module in model.modules():
+        if isinstance(module, (TransformerEncoderLayer, TransformerDecoderLayer)):
+            fully_shard(module)
+    fully_shard(model)
+    return model
+
+
+def is_sharded(model: nn.Module) -> bool:
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule)
+
+
+def _is_dtensor(value: Any) -> bool:
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(value, DTensor)
+
+
+def full_tensors(value: Any) -> Any:
+    """``value`` with every sharded tensor gathered whole (a collective: every rank calls it, in the same order)."""
+    if _is_dtensor(value):
+        return value.full_tensor()
+    if isinstance(value, dict):
+        return {k: full_tensors(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [full_tensors(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(full_tensors(v) for v in value)
+    return value
+
+
+def _shard_like(full: torch.Tensor, param: Any) -> Any:
+    """``full`` split over the ranks as the sharded ``param`` is."""
+    from torch.distributed.tensor import distribute_tensor
+
+    return distribute_tensor(full.to(device=param.device, dtype=full.dtype), param.device_mesh, param.placements)
+
+
+@torch.no_grad()
+def load_full_model_state(model: nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:
+    """Loads a full (unsharded) state dict into a sharded model; names must match exactly, as ``strict=True``."""
+    own = model.state_dict()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise RuntimeError(
+            f"{source}: the checkpoint's weights do not fit the model built from these options (check --arch and "
+            f"the size flags): missing keys {missing[:5]}, unexpected keys {unexpected[:5]}"
+        )
+    for name, target in own.items():
+        full = state[name]
+        if tuple(full.shape) != tuple(target.shape):
+            raise RuntimeError(
+                f"{source}: {name} has shape {tuple(full.shape)} in the checkpoint, {tuple(target.shape)} in the "
+                "model built from these options (check --arch and the size flags)"
+            )
+        if _is_dtensor(target):
+            target.to_local().copy_(_shard_like(full, target).to_local())
+        else:
+            target.copy_(full)
+
+
+def shard_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
+    """After ``load_state_dict`` of a full optimizer state: splits each moment of a sharded parameter like it."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            state = optimizer.state.get(p)
+            if not state or not _is_dtensor(p):
+                continue
+            for key, value in state.items():
+                if isinstance(value, torch.Tensor) and not _is_dtensor(value) and value.shape == p.shape:
+                    state[key] = _shard_like(value, p)
+
+
+def sharded_grad_norm(grads: list[Any]) -> torch.Tensor:
+    """The L2 norm of sharded gradients: local sums of squares, summed over the ranks."""
+    local = torch.zeros((), dtype=torch.float32, device=grads[0].to_local().device)
+    for g in grads:
+        local += g.to_local().float().square().sum()
+    dist.all_reduce(local)
+    return local.sqrt()
