@@ -210,8 +210,8 @@ def test_fsdp_two_processes_equal_one_process_and_checkpoints_stay_whole(data_bi
     one = train_args(data_bin, tmp_path / "one", "--update-freq", "2", dropout="0.0", max_update=6)
     train([*one, "--disable-validation"])
     two = train_args(data_bin, tmp_path / "two", "--ddp-backend", "fully_sharded", dropout="0.0", max_update=6)
-    log = _torchrun([*two, "--disable-validation"])
-    assert "FSDP: each transformer layer and the model's root are sharded over 2 ranks" in log
+    log = _torchrun([*two, "--disable-validation", "--min-params-to-wrap", "0"])
+    assert "FSDP over 2 ranks: 2 transformer layer(s) in their own unit, the rest in the root unit" in log
     a = load_checkpoint(tmp_path / "one" / "checkpoint_last.pt")
     b = load_checkpoint(tmp_path / "two" / "checkpoint_last.pt")
     assert b["optimizer_history"][-1]["num_updates"] == 6 and b["args"].distributed_world_size == 2
@@ -220,9 +220,11 @@ def test_fsdp_two_processes_equal_one_process_and_checkpoints_stay_whole(data_bi
     assert len(moments) == len(a["last_optimizer_state"]["state"])
     for i, state in moments.items():  # whole moments, shaped like the unsharded parameters
         assert state["exp_avg"].shape == a["last_optimizer_state"]["state"][i]["exp_avg"].shape
-    # resume both for 3 more updates (with validation): the sharded run restores weights and moments
+    # resume both for 3 more updates (with validation): the sharded run restores weights and moments, here
+    # as one unit (fairseq's default wrapping), kept gathered between forward and backward, offloaded
     train([*one, "--max-update", "9"])
-    log = _torchrun([*two, "--max-update", "9"])
+    log = _torchrun([*two, "--max-update", "9", "--no-reshard-after-forward", "--cpu-offload"])
+    assert "FSDP over 2 ranks: 0 transformer layer(s) in their own unit" in log  # fairseq's default: 1e8 params
     assert "Loaded checkpoint" in log and "| valid | {" in log
     a = load_checkpoint(tmp_path / "one" / "checkpoint_last.pt")
     b = load_checkpoint(tmp_path / "two" / "checkpoint_last.pt")

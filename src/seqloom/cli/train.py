@@ -117,9 +117,14 @@ def make_trainer(parsed: ParsedArgs, task: Any, dist: DistInfo) -> Trainer:
     total, trained = count_parameters(model)
     logger.info("model: %s, criterion: %s", parsed.namespace.arch, type(criterion).__name__)
     logger.info("num. model params: %d (num. trained: %d)", total, trained)
-    if parsed.namespace.ddp_backend == "fully_sharded" and dist.world_size > 1:
-        shard_model(model.to(dist.device))  # before the optimizer: its parameters become the sharded ones
-        logger.info("FSDP: each transformer layer and the model's root are sharded over %d ranks", dist.world_size)
+    ns = parsed.namespace
+    if ns.ddp_backend == "fully_sharded" and dist.world_size > 1:
+        # before the optimizer: its parameters become the sharded ones
+        wrap = 0 if getattr(ns, "checkpoint_activations", False) else getattr(ns, "min_params_to_wrap", 100_000_000)
+        units = shard_model(model.to(dist.device), min_params_to_wrap=wrap, cpu_offload=ns.cpu_offload,
+                            reshard_after_forward=not ns.no_reshard_after_forward)  # fmt: skip
+        logger.info("FSDP over %d ranks: %d transformer layer(s) in their own unit, the rest in the root unit",
+                    dist.world_size, units)  # fmt: skip
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(parsed.namespace.optimizer, parsed.get("optimizer"), params, opt.lr[0])
     scheduler = build_lr_scheduler(

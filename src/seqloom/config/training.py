@@ -137,6 +137,10 @@ class DistributedConfig:
         "pytorch_ddp", help="DistributedDataParallel backend"
     )
     bucket_cap_mb: int = field(25, help="bucket size for reduction")
+    no_reshard_after_forward: bool = field(
+        False, help="don't reshard parameters after forward pass (--ddp-backend fully_sharded)"
+    )
+    cpu_offload: bool = field(False, help="offload FP32 params to CPU (--ddp-backend fully_sharded)")
     find_unused_parameters: bool = field(
         False, help="disable unused parameter detection (not applicable to --ddp-backend=legacy_ddp)"
     )

@@ -1,9 +1,12 @@
 """``--ddp-backend fully_sharded``: fully sharded data parallel training with torch's ``fully_shard`` (FSDP2).
 
-Under ``torchrun`` each encoder and decoder layer is its own FSDP unit; the root unit holds the embeddings
-(tied ones included), the final norms and the output projection. Parameters, gradients and optimizer moments
-are sharded over the ranks (``DTensor``s split on dim 0); each unit's weights are all-gathered for its forward
-and backward only.
+Under ``torchrun`` parameters, gradients and optimizer moments are sharded over the ranks (``DTensor``s split
+on dim 0). As in fairseq, an encoder or decoder layer becomes its own FSDP unit when it has at least
+``--min-params-to-wrap`` parameters (default 1e8: none of a usual model's layers), and every layer does with
+``--checkpoint-activations``. The root unit holds the rest: the embeddings (tied ones included), the final
+norms and the output projection. A unit's weights are all-gathered for its forward and backward only, and
+kept gathered between them with ``--no-reshard-after-forward``. ``--cpu-offload`` keeps the sharded
+parameters, gradients and optimizer state in CPU memory.
 
 Checkpoints stay fairseq's single file: the full model and optimizer state are gathered on every rank (the
 gathers are collectives) and rank 0 writes them, so a checkpoint trained with FSDP loads anywhere, and any
@@ -20,17 +23,27 @@ import torch.distributed as dist
 from torch import nn
 
 
-def shard_model(model: nn.Module) -> nn.Module:
-    """Applies ``fully_shard`` to every transformer layer, then to the whole model (in place); returns it."""
-    from torch.distributed.fsdp import fully_shard
+def shard_model(
+    model: nn.Module, *, min_params_to_wrap: int, reshard_after_forward: bool = True, cpu_offload: bool = False
+) -> int:
+    """Applies ``fully_shard`` to the transformer layers of at least ``min_params_to_wrap`` parameters, then
+    to the whole model (in place). Returns the number of layers that became their own unit."""
+    from torch.distributed.fsdp import CPUOffloadPolicy, OffloadPolicy, fully_shard
 
     from seqloom.modules.transformer_layers import TransformerDecoderLayer, TransformerEncoderLayer
 
+    options: dict[str, Any] = {
+        "reshard_after_forward": reshard_after_forward,
+        "offload_policy": CPUOffloadPolicy(pin_memory=torch.cuda.is_available()) if cpu_offload else OffloadPolicy(),
+    }
+    units = 0
     for module in model.modules():
         if isinstance(module, (TransformerEncoderLayer, TransformerDecoderLayer)):
-            fully_shard(module)
-    fully_shard(model)
-    return model
+            if sum(p.numel() for p in module.parameters()) >= min_params_to_wrap:
+                fully_shard(module, **options)
+                units += 1
+    fully_shard(model, **options)
+    return units
 
 
 def is_sharded(model: nn.Module) -> bool:

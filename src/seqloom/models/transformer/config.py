@@ -99,7 +99,9 @@ class TransformerConfig:
     quant_noise_pq_block_size: int = field(8, help="block size of quantization noise at training time")
     quant_noise_scalar: float = field(0.0, help="scalar quantization noise and scalar quantization at training time")
     min_params_to_wrap: int = field(
-        100_000_000, help="minimum number of params for a layer to be wrapped with FSDP() (unused)"
+        100_000_000,
+        help="minimum number of params for a layer to be wrapped with FSDP() (its own unit under --ddp-backend "
+        "fully_sharded; every layer with --checkpoint-activations)",
     )
 
     def resolved(self) -> TransformerConfig:
