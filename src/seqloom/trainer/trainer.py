@@ -107,7 +107,8 @@ class Trainer:
     ) -> None:
         self.dist = dist
         self.options = options
-        self.model = model.to(dist.device)
+        # a sharded model is placed already (and --cpu-offload keeps its shards in CPU memory)
+        self.model = model if is_sharded(model) else model.to(dist.device)
         self.criterion = criterion.to(dist.device)
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler
