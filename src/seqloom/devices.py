@@ -20,6 +20,11 @@ def select_device(*, cpu: bool, index: int | None = None) -> torch.device:
     return torch.device("cuda", index) if index is not None else torch.device("cuda")
 
 
+def inference_dtype(*, fp16: bool, bf16: bool) -> torch.dtype | None:
+    """The dtype ``--fp16``/``--bf16`` cast models to for inference (fairseq's ``model.half()``); None: keep."""
+    return torch.float16 if fp16 else torch.bfloat16 if bf16 else None
+
+
 def avoid_per_shape_attention_plans() -> None:
     """Lets SDPA choose among the kernels that need no per-shape plan (flash, memory-efficient, math)."""
     torch.backends.cuda.enable_cudnn_sdp(False)

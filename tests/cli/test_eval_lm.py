@@ -80,3 +80,11 @@ def test_missing_checkpoint_is_named(
     code = eval_lm.main([str(lm_dir / "data-bin"), "--cpu", "--path", str(tmp_path / "nope.pt")])
     assert code == 1
     assert "nope.pt" in capsys.readouterr().err
+
+
+def test_bf16_casts_the_model_and_stays_close(capsys: pytest.CaptureFixture[str], fairseq_fixtures: Path) -> None:
+    lm_dir = fairseq_fixtures / "lm"
+    fp32 = figures(run(capsys, lm_dir))
+    bf16 = figures(run(capsys, lm_dir, "--bf16"))
+    assert bf16[0] == fp32[0] and bf16[1] != fp32[1]  # same tokens; the weights really were cast
+    assert bf16[1] == pytest.approx(fp32[1], abs=0.05)

@@ -46,3 +46,23 @@ def test_missing_split_is_a_clear_error(fairseq_fixtures: Path, capsys: pytest.C
     assert validate.main(argv) == 1
     err = capsys.readouterr().err
     assert "split 'nosuchsplit' not found" in err and "nosuchsplit.en-es.en.bin" in err
+
+
+def test_bf16_casts_the_model_and_stays_close(fairseq_fixtures: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--fp16``/``--bf16`` cast the model (fairseq's ``model.half()``); the loss stays close to fp32's."""
+    mt = fairseq_fixtures / "mt"
+    argv = [
+        str(mt / "data-bin"),
+        "--cpu",
+        "--task",
+        "translation",
+        "--path",
+        str(mt / "checkpoints" / "checkpoint_best.pt"),
+    ]
+    argv += ["--valid-subset", "valid", "--batch-size", "32", "--num-workers", "0"]
+    assert validate.main(argv) == 0
+    fp32 = parse_line(capsys.readouterr().err, "valid")
+    assert validate.main([*argv, "--bf16"]) == 0
+    bf16 = parse_line(capsys.readouterr().err, "valid")
+    assert bf16["ppl"] != fp32["ppl"]  # the weights really were cast (the loss agrees to its 3 printed decimals)
+    assert bf16["loss"] == pytest.approx(fp32["loss"], abs=0.05)

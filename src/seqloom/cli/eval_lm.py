@@ -28,7 +28,7 @@ from seqloom.config.options import field
 from seqloom.config.parser import CommandSpec, ParsedArgs, parse_args
 from seqloom.config.training import DataDirConfig, DatasetConfig
 from seqloom.data.batching import resolve_max_positions
-from seqloom.devices import select_device
+from seqloom.devices import inference_dtype, select_device
 from seqloom.evaluation.lm_scorer import score_batch
 from seqloom.evaluation.word_stats import EvalLMTotals, accumulate, bpe_continuations, format_word_probs
 from seqloom.generation.config import CommonEvalConfig
@@ -132,8 +132,9 @@ def evaluate(parsed: ParsedArgs) -> EvalLMResult:
     logger.info("loading model(s) from %s", common_eval.path)
     device = select_device(cpu=common.cpu)
     models = load_models(common_eval.path, task, overrides=parse_overrides(common_eval.model_overrides), device=device)
-    if common.fp16:
-        models = [m.half() for m in models]
+    dtype = inference_dtype(fp16=common.fp16, bf16=common.bf16)
+    if dtype is not None:  # fairseq's model.half() for --fp16; --bf16 likewise
+        models = [m.to(dtype=dtype) for m in models]
     logger.info(f"num. model params: {sum(p.numel() for p in models[0].parameters()):,}")
     subset = parsed["dataset"].gen_subset
     dataset = task.load_dataset(subset)

@@ -23,7 +23,7 @@ from seqloom.config.common import CommonConfig
 from seqloom.config.options import from_namespace
 from seqloom.config.parser import CommandSpec, ParsedArgs, parse_args
 from seqloom.config.training import DataDirConfig, DatasetConfig
-from seqloom.devices import select_device
+from seqloom.devices import inference_dtype, select_device
 from seqloom.generation.config import CommonEvalConfig
 from seqloom.logs import setup_logging
 from seqloom.tasks.base import BatchingOptions
@@ -123,6 +123,7 @@ def run(parsed: ParsedArgs) -> int:
     task = build_task(parsed)
     overrides = ast.literal_eval(ev.model_overrides or "{}")
     model, state = load_model(ev.path.split(":")[0], task, overrides, device)
+    model = model.to(dtype=inference_dtype(fp16=common.fp16, bf16=common.bf16))  # --fp16/--bf16: cast, as fairseq
     criterion = criterion_from_checkpoint(state, task.target_dictionary.pad()).to(device).eval()
     progress = Progress(resolve_log_format(common.log_format, no_progress_bar=True))
     max_positions = getattr(model, "max_positions", None)

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from seqloom import registry
 from seqloom.config import ParsedArgs
-from seqloom.devices import select_device
+from seqloom.devices import inference_dtype, select_device
 from seqloom.generation.alignment import add_alignments
 from seqloom.generation.config import GenerationConfig
 from seqloom.generation.generator import SequenceGenerator
@@ -88,7 +88,7 @@ def place_models(models: list[Any], common: Any) -> torch.device:
     """fairseq's placement: the GPU when CUDA is available (unless ``--cpu``), float16 weights with
     ``--fp16`` and bfloat16 with ``--bf16``. Returns the device the inputs must go to."""
     device = select_device(cpu=common.cpu)
-    dtype = torch.float16 if common.fp16 else torch.bfloat16 if common.bf16 else None
+    dtype = inference_dtype(fp16=common.fp16, bf16=common.bf16)
     for model in models:
         model.to(device=device, dtype=dtype)
     return device
