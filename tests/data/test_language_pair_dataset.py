@@ -7,7 +7,7 @@ import torch
 
 from seqloom.data.batching import batch_by_size
 from seqloom.data.iterators import EpochBatchIterator
-from seqloom.data.language_pair_dataset import ConcatTokens, LanguagePairDataset
+from seqloom.data.language_pair_dataset import ConcatTokens, LanguagePairDataset, bucketed_sizes, length_buckets
 
 PAD, EOS = 1, 2
 
@@ -121,3 +121,46 @@ def test_shards_split_batches_round_robin_with_padding() -> None:
 
 def test_worker_processes_give_the_same_batches() -> None:
     assert _ids(_iterator(num_workers=1).next_epoch_itr()) == _ids(_iterator().next_epoch_itr())
+
+
+def _fairseq_bucket_rule(sizes: np.ndarray, num_buckets: int) -> np.ndarray:
+    """fairseq's rule restated as a loop: boundaries at the 'lower' percentiles; each size to the first one
+    that holds it."""
+    bounds = sorted({int(np.percentile(sizes, q, method="lower")) for q in np.linspace(0, 100, num_buckets + 1)[1:]})
+    out = sizes.copy()
+    start = -1
+    for end in bounds:
+        out[(sizes > start) & (sizes <= end)] = end
+        start = end
+    return out
+
+
+def test_length_buckets_follow_fairseqs_percentile_rule() -> None:
+    rng = np.random.default_rng(0)
+    for n_buckets in (1, 3, 8, 50):
+        sizes = rng.integers(2, 90, size=300)
+        buckets = length_buckets(sizes, n_buckets)
+        assert len(buckets) <= n_buckets and buckets[-1] == sizes.max()
+        assert np.array_equal(bucketed_sizes(sizes, buckets), _fairseq_bucket_rule(sizes, n_buckets))
+        assert (bucketed_sizes(sizes, buckets) >= sizes).all()
+
+
+def test_bucketed_items_pad_to_their_bucket_and_collate_like_the_plain_ones() -> None:
+    rows = [[5 + i] * n + [EOS] for i, n in enumerate((1, 2, 3, 5, 6, 9))]
+    targets = [[20 + i] * n + [EOS] for i, n in enumerate((2, 2, 4, 4, 7, 8))]
+    plain = LanguagePairDataset(Toks(rows), Dict(), Toks(targets), Dict(), shuffle=False)
+    ds = LanguagePairDataset(Toks(rows), Dict(), Toks(targets), Dict(), shuffle=False, num_buckets=2)
+    assert len(set(ds.src_sizes.tolist())) <= 2 and len(set(ds.tgt_sizes.tolist())) <= 2
+    for i in range(6):  # source padded on the left, target on the right, to the bucketed sizes
+        item = ds[i]
+        assert len(item["source"]) == ds.src_sizes[i] and item["source"][-len(rows[i]) :].tolist() == rows[i]
+        assert len(item["target"]) == ds.tgt_sizes[i] and item["target"][: len(targets[i])].tolist() == targets[i]
+    a, b = plain.collater([plain[i] for i in range(6)]), ds.collater([ds[i] for i in range(6)])
+    assert a["id"].tolist() == b["id"].tolist() and a["ntokens"] == b["ntokens"]
+    assert torch.equal(a["net_input"]["src_lengths"], b["net_input"]["src_lengths"])  # real lengths
+    assert torch.equal(
+        a["net_input"]["src_tokens"], b["net_input"]["src_tokens"][:, -a["net_input"]["src_tokens"].size(1) :]
+    )
+    assert torch.equal(a["target"], b["target"][:, : a["target"].size(1)])
+    # fairseq orders bucketed datasets by the bucketed batch cost alone
+    assert ds.ordered_indices().tolist() == np.argsort(ds.num_tokens_vec(np.arange(6)), kind="mergesort").tolist()

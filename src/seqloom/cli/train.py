@@ -73,7 +73,6 @@ def check_options(parsed: ParsedArgs) -> None:
     if ns.arch is None:
         raise SystemExit("seqloom train: --arch is required (e.g. --arch transformer)")
     unsupported = {  # accepted for fairseq's command lines; refused, not silently ignored, when they would matter
-        "--num-batch-buckets": getattr(ns, "num_batch_buckets", 0) > 0,
         f"--ddp-backend {ns.ddp_backend}": ns.ddp_backend == "slowmo",
         # generation runs a different number of decoder steps on each rank; FSDP's gathers need equal ones
         "--eval-bleu with --ddp-backend fully_sharded": ns.ddp_backend == "fully_sharded"

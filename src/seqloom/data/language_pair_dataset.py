@@ -49,6 +49,26 @@ class ConcatTokens:
         return dataset[(index - int(self.offsets[k])) % len(dataset)]
 
 
+def length_buckets(sizes: np.ndarray, num_buckets: int) -> np.ndarray:
+    """fairseq's ``--num-batch-buckets`` boundaries: the distinct ``num_buckets`` quantiles (rounded down to
+    a size that occurs) of ``sizes``; the last is the longest size."""
+    return np.unique(np.percentile(sizes, np.linspace(0, 100, num_buckets + 1), method="lower")[1:]).astype(np.int64)
+
+
+def bucketed_sizes(sizes: np.ndarray, buckets: np.ndarray) -> np.ndarray:
+    """Each size raised to the smallest bucket boundary that holds it."""
+    return buckets[np.searchsorted(buckets, sizes, side="left")]
+
+
+def pad_to(tokens: Tensor, length: int, pad_idx: int, *, left: bool) -> Tensor:
+    """``tokens`` (T,) padded with ``pad_idx`` to ``length`` on the left or the right."""
+    extra = length - tokens.size(0)
+    if extra <= 0:
+        return tokens
+    padding = tokens.new_full((extra,), pad_idx)
+    return torch.cat([padding, tokens] if left else [tokens, padding])
+
+
 def collate_tokens(
     values: Sequence[Tensor],
     pad_idx: int,
@@ -141,6 +161,7 @@ class LanguagePairDataset:
         shuffle: bool = True,
         truncate_source_to: int | None = None,
         pad_to_multiple: int = 1,
+        num_buckets: int = 0,
     ) -> None:
         if tgt is not None and len(src) != len(tgt):
             raise ValueError(f"source and target must have the same number of sentences ({len(src)} vs {len(tgt)})")
@@ -154,6 +175,12 @@ class LanguagePairDataset:
         if truncate_source_to is not None:
             self.src_sizes = np.minimum(self.src_sizes, truncate_source_to)
         self.tgt_sizes = np.asarray(tgt.sizes, dtype=np.int64) if tgt is not None else None
+        # --num-batch-buckets: every item is padded to its length bucket, so batches take few distinct shapes
+        self.bucketed = num_buckets > 0
+        if self.bucketed:
+            self.src_sizes = bucketed_sizes(self.src_sizes, length_buckets(self.src_sizes, num_buckets))
+            if self.tgt_sizes is not None:
+                self.tgt_sizes = bucketed_sizes(self.tgt_sizes, length_buckets(self.tgt_sizes, num_buckets))
 
     def __len__(self) -> int:
         return len(self.src)
@@ -165,6 +192,11 @@ class LanguagePairDataset:
             body = source[:-1] if int(source[-1]) == eos else source
             source = torch.cat([body[: self.truncate_source_to - 1], source.new_tensor([eos])])
         target = self.tgt[index].long() if self.tgt is not None else None
+        if self.bucketed:
+            pad = self.src_dict.pad()
+            source = pad_to(source, int(self.src_sizes[index]), pad, left=self.left_pad_source)
+            if target is not None and self.tgt_sizes is not None:
+                target = pad_to(target, int(self.tgt_sizes[index]), pad, left=self.left_pad_target)
         return {"id": index, "source": source, "target": target}
 
     def collater(self, samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -194,6 +226,8 @@ class LanguagePairDataset:
             indices = (rng or np.random).permutation(len(self)).astype(np.int64)
         else:
             indices = np.arange(len(self), dtype=np.int64)
+        if self.bucketed:  # fairseq: by the bucketed batch cost alone
+            return indices[np.argsort(self.num_tokens_vec(indices), kind="mergesort")]
         if self.tgt_sizes is not None:
             indices = indices[np.argsort(self.tgt_sizes[indices], kind="mergesort")]
         return indices[np.argsort(self.src_sizes[indices], kind="mergesort")]

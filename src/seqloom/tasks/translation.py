@@ -160,6 +160,7 @@ class TranslationTask(Task):
             truncate_source_to=self.cfg.max_source_positions if self.cfg.truncate_source else None,
             shuffle=split != "test",  # fairseq: the test split keeps file order among equal lengths
             pad_to_multiple=self.pad_to_multiple,
+            num_buckets=self.cfg.num_batch_buckets,
         )
         logger.info("%s %s %s-%s %d examples", path, split, self.cfg.source_lang, self.cfg.target_lang, len(dataset))
         self.datasets[split] = dataset
