@@ -74,3 +74,22 @@ def test_bf16_weights_translate_like_fp32(fairseq_fixtures, capsys) -> None:
     assert sum(a[2] == b[2] for a, b in zip(fp32, bf16)) >= 12  # of 16: bf16 keeps 8 mantissa bits
     assert max(abs(float(a[1]) - float(b[1])) for a, b in zip(fp32, bf16) if a[2] == b[2]) < 0.2
     assert any(float(a[1]) != float(b[1]) for a, b in zip(fp32, bf16))  # the weights really were cast
+
+
+def test_model_overrides_replace_checkpoint_options(fairseq_fixtures, capsys) -> None:
+    """``--model-overrides`` (fairseq's ``arg_overrides``): options replaced by name before the model is built."""
+    from seqloom.cli.build import build_task
+    from seqloom.cli.generate import SPEC
+    from seqloom.config import parse_args
+    from seqloom.generation.loading import load_ensemble
+
+    ckpt = str(fairseq_fixtures / "mt" / "checkpoints" / "checkpoint_best.pt")
+    task = build_task(parse_args(SPEC, argv(fairseq_fixtures)))
+    (model,) = load_ensemble(ckpt, task, model_overrides="{'max_source_positions': 7, 'dropout': 0.5}")
+    assert model.max_positions()[0] == 7
+    assert generate(argv(fairseq_fixtures, "--beam", "2")) == 0
+    plain = capsys.readouterr().out
+    assert generate(argv(fairseq_fixtures, "--beam", "2", "--model-overrides", "{'dropout': 0.5}")) == 0
+    assert capsys.readouterr().out == plain  # dropout is off at inference
+    assert generate(argv(fairseq_fixtures, "--model-overrides", "[1]")) == 1
+    assert "--model-overrides '[1]': expected a dict" in capsys.readouterr().err

@@ -9,7 +9,6 @@ natural-log probabilities, ``--output-word-stats`` a line per word.
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import logging
 import os
@@ -32,6 +31,7 @@ from seqloom.devices import inference_dtype, select_device
 from seqloom.evaluation.lm_scorer import score_batch
 from seqloom.evaluation.word_stats import EvalLMTotals, accumulate, bpe_continuations, format_word_probs
 from seqloom.generation.config import CommonEvalConfig
+from seqloom.generation.loading import parse_model_overrides
 from seqloom.logs import setup_logging
 from seqloom.tasks.base import BatchingOptions
 
@@ -95,16 +95,6 @@ def load_models(paths: str, task: Any, *, overrides: dict[str, Any], device: tor
     return models
 
 
-def parse_overrides(text: str) -> dict[str, Any]:
-    try:
-        value = ast.literal_eval(text or "{}")
-    except (ValueError, SyntaxError):
-        raise ValueError(f"--model-overrides {text!r}: expected a Python dict such as \"{{'dropout': 0.0}}\"") from None
-    if not isinstance(value, dict):
-        raise ValueError(f"--model-overrides {text!r}: expected a dict")
-    return value
-
-
 def batch_options(parsed: ParsedArgs, models: Sequence[nn.Module]) -> BatchingOptions:
     ds = parsed["dataset"]
     return BatchingOptions(
@@ -131,7 +121,9 @@ def evaluate(parsed: ParsedArgs) -> EvalLMResult:
         raise ValueError("seqloom eval-lm: --path CHECKPOINT is required")
     logger.info("loading model(s) from %s", common_eval.path)
     device = select_device(cpu=common.cpu)
-    models = load_models(common_eval.path, task, overrides=parse_overrides(common_eval.model_overrides), device=device)
+    models = load_models(
+        common_eval.path, task, overrides=parse_model_overrides(common_eval.model_overrides), device=device
+    )
     dtype = inference_dtype(fp16=common.fp16, bf16=common.bf16)
     if dtype is not None:  # fairseq's model.half() for --fp16; --bf16 likewise
         models = [m.to(dtype=dtype) for m in models]

@@ -9,7 +9,6 @@ The criterion is the checkpoint's own (e.g. label smoothing 0.1), as fairseq-val
 
 from __future__ import annotations
 
-import ast
 import logging
 import sys
 import time
@@ -25,6 +24,7 @@ from seqloom.config.parser import CommandSpec, ParsedArgs, parse_args
 from seqloom.config.training import DataDirConfig, DatasetConfig
 from seqloom.devices import inference_dtype, select_device
 from seqloom.generation.config import CommonEvalConfig
+from seqloom.generation.loading import parse_model_overrides
 from seqloom.logs import setup_logging
 from seqloom.tasks.base import BatchingOptions
 from seqloom.trainer.meters import Meter, sum_logging_outputs
@@ -80,9 +80,7 @@ def load_model(path: str, task: Any, overrides: dict[str, Any], device: torch.de
 
     logger.info("loading model(s) from %s", path)
     state = load_checkpoint(path)
-    if overrides:
-        logger.warning("--model-overrides %s: ignored (the checkpoint's model options are used)", overrides)
-    model = model_from_state(state, task.source_dictionary, task.target_dictionary, source=path)
+    model = model_from_state(state, task.source_dictionary, task.target_dictionary, source=path, overrides=overrides)
     return model.to(device).eval(), state
 
 
@@ -121,7 +119,7 @@ def run(parsed: ParsedArgs) -> int:
     device = select_device(cpu=common.cpu)
     torch.manual_seed(common.seed)
     task = build_task(parsed)
-    overrides = ast.literal_eval(ev.model_overrides or "{}")
+    overrides = parse_model_overrides(ev.model_overrides)
     model, state = load_model(ev.path.split(":")[0], task, overrides, device)
     model = model.to(dtype=inference_dtype(fp16=common.fp16, bf16=common.bf16))  # --fp16/--bf16: cast, as fairseq
     criterion = criterion_from_checkpoint(state, task.target_dictionary.pad()).to(device).eval()

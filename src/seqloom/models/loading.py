@@ -44,9 +44,9 @@ def model_from_state(
     if family == "transformer":
         from seqloom.models.transformer.interop import model_from_state as mt_from_state
 
-        return mt_from_state(state, src_dict, tgt_dict, source=source)
+        return mt_from_state(state, src_dict, tgt_dict, source=source, overrides=overrides)
     if family == "bart":
         from seqloom.models.bart.interop import model_from_state as bart_from_state
 
-        return bart_from_state(state, src_dict, source=source)
+        return bart_from_state(state, src_dict, source=source, overrides=overrides)
     raise ValueError(f"{source}: cannot load a {family!r} model here (known: transformer, transformer_lm, bart)")

@@ -72,9 +72,10 @@ def config_from_fairseq_args(args: Mapping[str, Any]) -> BARTConfig:
     return dataclasses.replace(base, **updates)
 
 
-def config_from_checkpoint(state: Mapping[str, Any]) -> BARTConfig:
-    """The resolved model config of a loaded fairseq BART checkpoint dict."""
-    cfg = config_from_fairseq_args(fairseq_model_args(state)).resolved()
+def config_from_checkpoint(state: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> BARTConfig:
+    """The resolved model config of a loaded fairseq BART checkpoint dict; ``overrides`` (``--model-overrides``)
+    replace the checkpoint's options by name."""
+    cfg = config_from_fairseq_args({**fairseq_model_args(state), **(overrides or {})}).resolved()
     assert isinstance(cfg, BARTConfig)
     return cfg
 
@@ -123,12 +124,13 @@ def check_vocab_size(sd: Mapping[str, Tensor], size: int, *, source: str) -> Non
 
 
 def model_from_state(state: Mapping[str, Any], dictionary: Vocabulary, *, source: str,
-                     load_checkpoint_heads: bool = True) -> BARTModel:  # fmt: skip
+                     load_checkpoint_heads: bool = True, overrides: Mapping[str, Any] | None = None
+                     ) -> BARTModel:  # fmt: skip
     """The BART model of a loaded checkpoint dict, weights loaded strictly.
 
     ``load_checkpoint_heads`` registers the checkpoint's classification heads first (fairseq's hub does).
     """
-    cfg = config_from_checkpoint(state)
+    cfg = config_from_checkpoint(state, overrides)
     if not isinstance(state.get("model"), Mapping):
         raise ValueError(f"checkpoint {source}: has no 'model' state dict (is it an optimizer-only file?)")
     sd = dict(state["model"])

@@ -94,9 +94,10 @@ def _coerce(value: Any, tp: Any) -> Any:
     return value
 
 
-def config_from_checkpoint(state: Mapping[str, Any]) -> TransformerConfig:
-    """The (resolved) model config of a loaded fairseq checkpoint dict."""
-    return config_from_fairseq_args(fairseq_model_args(state)).resolved()
+def config_from_checkpoint(state: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> TransformerConfig:
+    """The (resolved) model config of a loaded fairseq checkpoint dict; ``overrides`` (``--model-overrides``)
+    replace the checkpoint's options by name."""
+    return config_from_fairseq_args({**fairseq_model_args(state), **(overrides or {})}).resolved()
 
 
 def fairseq_args_namespace(cfg: TransformerConfig, *, arch: str = "transformer") -> argparse.Namespace:
@@ -208,9 +209,10 @@ def model_from_state(
     tgt_dict: Vocabulary | None = None,
     *,
     source: str = "checkpoint",
+    overrides: Mapping[str, Any] | None = None,
 ) -> TransformerModel:
     """Builds the model a loaded fairseq checkpoint dict describes and loads its weights strictly."""
-    cfg = config_from_checkpoint(state)
+    cfg = config_from_checkpoint(state, overrides)
     sd = upgrade_state_dict(state["model"], cfg)
     src_size = len(src_dict) if src_dict is not None else sd["encoder.embed_tokens.weight"].shape[0]
     tgt_size = len(tgt_dict) if tgt_dict is not None else sd["decoder.embed_tokens.weight"].shape[0]
