@@ -93,3 +93,10 @@ def test_model_overrides_replace_checkpoint_options(fairseq_fixtures, capsys) ->
     assert capsys.readouterr().out == plain  # dropout is off at inference
     assert generate(argv(fairseq_fixtures, "--model-overrides", "[1]")) == 1
     assert "--model-overrides '[1]': expected a dict" in capsys.readouterr().err
+
+
+def test_constraints_are_refused_by_name(fairseq_fixtures, capsys) -> None:
+    """Lexically constrained decoding is not implemented: the flag parses (fairseq's command lines) and is
+    refused with its name, never silently ignored."""
+    assert generate(argv(fairseq_fixtures, "--constraints")) == 1
+    assert "--constraints ordered: lexically constrained decoding is not supported yet" in capsys.readouterr().err

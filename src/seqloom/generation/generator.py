@@ -30,6 +30,10 @@ class SequenceGenerator:
     def __init__(self, models: Sequence[Any], tgt_dict: Any, cfg: GenerationConfig | None = None, *,
                  search: Search | None = None) -> None:  # fmt: skip
         self.cfg = cfg = cfg or GenerationConfig()
+        if cfg.constraints is not None:
+            raise ValueError(
+                f"--constraints {cfg.constraints}: lexically constrained decoding is not supported yet; drop the flag"
+            )
         if cfg.temperature <= 0:
             raise ValueError(f"--temperature must be greater than 0 (got {cfg.temperature})")
         self.models = list(models)
