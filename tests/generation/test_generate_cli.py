@@ -95,8 +95,7 @@ def test_model_overrides_replace_checkpoint_options(fairseq_fixtures, capsys) ->
     assert "--model-overrides '[1]': expected a dict" in capsys.readouterr().err
 
 
-def test_constraints_are_refused_by_name(fairseq_fixtures, capsys) -> None:
-    """Lexically constrained decoding is not implemented: the flag parses (fairseq's command lines) and is
-    refused with its name, never silently ignored."""
+def test_constraints_need_interactive_input(fairseq_fixtures, capsys) -> None:
+    """Binarized data holds no constraints (fairseq-generate crashes on the flag): a clear error instead."""
     assert generate(argv(fairseq_fixtures, "--constraints")) == 1
-    assert "--constraints ordered: lexically constrained decoding is not supported yet" in capsys.readouterr().err
+    assert "--constraints ordered: binarized data holds no constraints" in capsys.readouterr().err

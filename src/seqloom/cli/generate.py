@@ -92,6 +92,11 @@ def run_reporting_errors(args: ParsedArgs, out: TextIO) -> int:
 
 def run(args: ParsedArgs, out: TextIO) -> int:
     common, ev, data, gen = args["common"], args["common_eval"], args["dataset"], args["generation"]
+    if gen.constraints is not None:
+        raise ValueError(
+            f"--constraints {gen.constraints}: binarized data holds no constraints (fairseq-generate fails here "
+            "too); give them to `seqloom interactive --constraints` as tab-separated fields after each source line"
+        )
     torch.manual_seed(common.seed)
     if gen.sacrebleu:
         args["scoring"].scoring = "sacrebleu"

@@ -4,6 +4,9 @@ Each line is tokenized (``--tokenizer``), split into subwords (``--bpe``) and lo
 dictionary; ``--buffer-size`` lines are translated together and printed in input order as ``S-`` (the
 encoded source), ``W-`` (seconds), then per hypothesis ``H-``, ``D-`` (BPE and tokenization undone) and ``P-``.
 Empty and over-long lines are reported on stderr and skipped (their numbers stay reserved).
+
+With ``--constraints``, tab-separated fields after the source are target phrases every translation must
+contain (encoded like the source, printed as ``C-`` lines), as in fairseq-interactive.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from seqloom.config import CommandSpec, ParsedArgs, parse_args
 from seqloom.config.common import CommonConfig
 from seqloom.config.training import DataDirConfig, DatasetConfig
 from seqloom.generation.config import CommonEvalConfig, GenerationConfig, InteractiveConfig
+from seqloom.generation.constraint_states import pack_constraints
 from seqloom.generation.loading import load_ensemble
 from seqloom.generation.output import hypothesis_lines, load_align_dict, post_process_prediction
 from seqloom.generation.runtime import TextCodec, build_generator, load_task, place_models, run_inference
@@ -98,6 +102,8 @@ def run(args: ParsedArgs, stream: TextIO, out: TextIO) -> int:
     generator = build_generator(models, task.target_dictionary, args["generation"])
     codec = TextCodec.from_args(args)
     max_source = min([task.max_positions()[0], *[m.max_positions()[0] for m in models]])
+    if args["generation"].constraints:
+        logger.warning("NOTE: constrained decoding assumes a subword vocabulary shared by source and target")
     logger.info("NOTE: hypothesis and token scores are output in base 2")
     logger.info("Type the input sentence and press return:")
     start_id, started, translating = 0, time.perf_counter(), 0.0
@@ -109,12 +115,22 @@ def run(args: ParsedArgs, stream: TextIO, out: TextIO) -> int:
     return 0
 
 
-def encode_lines(lines: list[str], start_id: int, *, task: Any, codec: TextCodec, max_source: int
-                 ) -> tuple[list[int], list[torch.Tensor]]:  # fmt: skip
-    """Source ids of the usable lines (positions in ``lines``); empty and over-long ones are reported."""
+def encode_lines(lines: list[str], start_id: int, *, task: Any, codec: TextCodec, max_source: int,
+                 constrained: bool = False
+                 ) -> tuple[list[int], list[torch.Tensor], list[list[torch.Tensor]]]:  # fmt: skip
+    """The usable lines (positions in ``lines``), their source ids and (``constrained``: read from the
+    tab-separated fields after the source) their constraints; empty and over-long lines are reported."""
+    constraints: list[list[torch.Tensor]] = []
     keep, tokens = [], []
     for k, line in enumerate(lines):
         number = start_id + k
+        found: list[torch.Tensor] = []
+        if constrained:
+            line, *phrases = line.split("\t")
+            parsed = encode_constraints(phrases, number, task=task, codec=codec)
+            if parsed is None:
+                continue
+            found = parsed
         if not line:
             logger.warning("input %d is an empty line: nothing to translate, skipped", number)
             continue
@@ -127,7 +143,25 @@ def encode_lines(lines: list[str], start_id: int, *, task: Any, codec: TextCodec
             continue
         keep.append(k)
         tokens.append(ids)
-    return keep, tokens
+        if constrained:
+            constraints.append(found)
+    return keep, tokens, constraints
+
+
+def encode_constraints(phrases: list[str], number: int, *, task: Any, codec: TextCodec) -> list[torch.Tensor] | None:
+    """The target-side token ids of each constraint phrase of input ``number`` (None: the line is skipped)."""
+    found = []
+    tgt_dict = task.target_dictionary
+    for j, phrase in enumerate(phrases, start=1):
+        ids = tgt_dict.encode_line(codec.encode(phrase), append_eos=False, add_if_not_exist=False).long()
+        if len(ids) == 0:
+            logger.warning("input %d: constraint %d is empty (two tabs in a row?); skipped the line", number, j)
+            return None
+        if bool(ids.eq(tgt_dict.unk()).any()):
+            logger.warning("input %d: constraint %d (%r) has words the target dictionary lacks (%s)", number, j,
+                           phrase, tgt_dict.unk_word)  # fmt: skip
+        found.append(ids)
+    return found
 
 
 def translate_chunk(lines: list[str], start_id: int, *, task: Any, generator: Any, codec: TextCodec,
@@ -137,38 +171,44 @@ def translate_chunk(lines: list[str], start_id: int, *, task: Any, generator: An
     from seqloom.data.language_pair_dataset import LanguagePairDataset
     from seqloom.tasks.base import BatchingOptions
 
-    keep, tokens = encode_lines(lines, start_id, task=task, codec=codec, max_source=max_source)
+    data, gen = args["dataset"], args["generation"]
+    keep, tokens, constraints = encode_lines(lines, start_id, task=task, codec=codec, max_source=max_source,
+                                             constrained=gen.constraints is not None)  # fmt: skip
     if not tokens:
         return 0.0
     dataset = LanguagePairDataset(TokenList(tokens), task.source_dictionary, None, task.target_dictionary,
                                   left_pad_source=task.cfg.left_pad_source)  # fmt: skip
-    data, gen = args["dataset"], args["generation"]
     options = BatchingOptions(max_tokens=data.max_tokens, max_sentences=data.batch_size, seed=1)
     results = []
     spent = 0.0
     for sample in task.get_batch_iterator(dataset, options).next_epoch_itr(shuffle=False):
         if "net_input" not in sample:
             continue
+        ids = sample["id"].tolist()
+        packed = pack_constraints([constraints[k] for k in ids]) if constraints else None
         begin = time.perf_counter()
-        hyps = run_inference(generator, sample, gen, device)
+        hyps = run_inference(generator, sample, gen, device, constraints=packed)
         elapsed = time.perf_counter() - begin
         spent += elapsed
-        for i, k in enumerate(sample["id"].tolist()):
+        for i, k in enumerate(ids):
             src = sample["net_input"]["src_tokens"][i]
-            results.append(
-                (start_id + keep[k], src[src.ne(task.target_dictionary.pad())], hyps[i], elapsed / len(hyps))
-            )
-    for number, src_tokens, sentence_hyps, seconds in sorted(results, key=lambda r: r[0]):
-        print_result(number, src_tokens, sentence_hyps, seconds, task=task, codec=codec, args=args, out=out)
+            results.append((start_id + keep[k], src[src.ne(task.target_dictionary.pad())], hyps[i],
+                            elapsed / len(hyps), constraints[k] if constraints else []))  # fmt: skip
+    for number, src_tokens, sentence_hyps, seconds, phrases in sorted(results, key=lambda r: r[0]):
+        print_result(number, src_tokens, sentence_hyps, seconds, task=task, codec=codec, args=args, out=out,
+                     constraints=phrases)  # fmt: skip
     return spent
 
 
 def print_result(number: int, src_tokens: torch.Tensor, hyps: list[Any], seconds: float, *, task: Any,
-                 codec: TextCodec, args: ParsedArgs, out: TextIO) -> None:  # fmt: skip
+                 codec: TextCodec, args: ParsedArgs, out: TextIO, constraints: Sequence[torch.Tensor] = ()
+                 ) -> None:  # fmt: skip
     ev, gen = args["common_eval"], args["generation"]
     src_str = task.source_dictionary.string(src_tokens, ev.post_process)
     print(f"S-{number}\t{src_str}", file=out)
     print(f"W-{number}\t{seconds:.3f}\tseconds", file=out)
+    for phrase in constraints:
+        print(f"C-{number}\t{task.target_dictionary.string(phrase, ev.post_process)}", file=out)
     align_dict = load_align_dict(gen.replace_unk)
     for hyp in hyps[: min(len(hyps), gen.nbest)]:
         hypo_str = post_process_prediction(hyp, src_str=src_str, align_dict=align_dict,

@@ -32,7 +32,9 @@ class GenerationConfig:
     score_reference: bool = field(False, help="just score the reference translation")
     prefix_size: int = field(0, help="initialize generation by target prefix of given length")
     constraints: Optional[Literal["ordered", "unordered"]] = field(
-        None, help="enables lexically constrained decoding (not supported yet: refused)", const="ordered"
+        None,
+        help="enables lexically constrained decoding (interactive: constraints are tab-separated after the source)",
+        const="ordered",
     )
     no_repeat_ngram_size: int = field(
         0, help="ngram blocking such that this size ngram cannot be repeated in the generation"

@@ -30,10 +30,6 @@ class SequenceGenerator:
     def __init__(self, models: Sequence[Any], tgt_dict: Any, cfg: GenerationConfig | None = None, *,
                  search: Search | None = None) -> None:  # fmt: skip
         self.cfg = cfg = cfg or GenerationConfig()
-        if cfg.constraints is not None:
-            raise ValueError(
-                f"--constraints {cfg.constraints}: lexically constrained decoding is not supported yet; drop the flag"
-            )
         if cfg.temperature <= 0:
             raise ValueError(f"--temperature must be greater than 0 (got {cfg.temperature})")
         self.models = list(models)
@@ -44,7 +40,7 @@ class SequenceGenerator:
         self.search = search or build_search(
             eos=self.eos, sampling=cfg.sampling, sampling_topk=cfg.sampling_topk, sampling_topp=cfg.sampling_topp,
             diverse_beam_groups=cfg.diverse_beam_groups, diverse_beam_strength=cfg.diverse_beam_strength,
-            match_source_len=cfg.match_source_len,
+            match_source_len=cfg.match_source_len, constraints=cfg.constraints, vocab_size=self.vocab_size,
         )  # fmt: skip
         self.need_attn = cfg.print_alignment is not None or cfg.replace_unk is not None
 
@@ -55,17 +51,21 @@ class SequenceGenerator:
         return min(int(self.cfg.max_len_a * src_len + self.cfg.max_len_b), self.decoder.max_decoder_positions() - 1)
 
     def generate(self, src_tokens: Tensor, *, prefix_tokens: Tensor | None = None, bos_token: int | None = None,
-                 src_lengths: Tensor | None = None) -> list[list[Hypothesis]]:  # fmt: skip
+                 src_lengths: Tensor | None = None, constraints: Tensor | None = None
+                 ) -> list[list[Hypothesis]]:  # fmt: skip
         """Hypotheses of each sentence of ``src_tokens`` (B, S) (padded like the training data), best first.
 
         ``src_lengths`` (B,) are the lengths ``--match-source-len`` follows; by default each row's tokens other
-        than pad and eos (fairseq's fallback when a batch has no ``net_input["src_lengths"]``).
+        than pad and eos (fairseq's fallback when a batch has no ``net_input["src_lengths"]``). ``constraints``
+        (B, L) are each sentence's lexical constraints in fairseq's packed form
+        (:func:`seqloom.generation.constraint_states.pack_constraints`), for a generator built with
+        ``--constraints``.
 
         Decoding runs under ``torch.inference_mode`` (about 10% faster than ``no_grad`` here); the returned
         tensors are ordinary ones, usable anywhere afterwards.
         """
         with torch.inference_mode():
-            found = self._generate(src_tokens, prefix_tokens, bos_token, src_lengths)
+            found = self._generate(src_tokens, prefix_tokens, bos_token, src_lengths, constraints)
         for hyps in found:
             for h in hyps:
                 h.tokens, h.positional_scores = h.tokens.clone(), h.positional_scores.clone()
@@ -73,7 +73,7 @@ class SequenceGenerator:
         return found
 
     def _generate(self, src_tokens: Tensor, prefix_tokens: Tensor | None, bos_token: int | None,
-                  src_lengths: Tensor | None) -> list[list[Hypothesis]]:  # fmt: skip
+                  src_lengths: Tensor | None, constraints: Tensor | None) -> list[list[Hypothesis]]:  # fmt: skip
         for model in self.models:
             model.train(self.cfg.retain_dropout)
         bsz, src_len = src_tokens.shape
@@ -83,6 +83,7 @@ class SequenceGenerator:
         max_len = self.max_len(src_len, src_lengths)
         if self.cfg.min_len > max_len:
             raise ValueError(f"--min-len {self.cfg.min_len} is larger than the maximum length {max_len}")
+        self.search.init_constraints(constraints, bsz, k, max_len=max_len)
         self.decoder.start(src_tokens, beam_size=k, max_steps=max_len + 1, need_attn=self.need_attn)
         tokens = src_tokens.new_full((bsz * k, max_len + 2), self.pad, dtype=torch.long)
         tokens[:, 0] = self.eos if bos_token is None else bos_token
@@ -168,11 +169,13 @@ class SequenceGenerator:
             beams = cand.beams[batch_idxs] - corr.unsqueeze(1)  # rows of the shrunk buffers
             cand = SearchStep(cand.scores[batch_idxs], cand.tokens[batch_idxs], beams)
             state.keep(batch_idxs, k)
+            self.search.prune(batch_idxs)
         cand_size = 2 * k
         eos_mask[:, :k] |= state.ignore  # finalized or ignored slots sort after the live ones
         order = eos_mask.long() * cand_size + torch.arange(eos_mask.size(1), device=eos_mask.device)  # (B, C)
         new_ignore, active = torch.topk(order, k=k, dim=1, largest=False)  # (B, K)
         state.ignore = new_ignore.ge(cand_size)[:, :k]
+        self.search.select(active)
         rows = torch.gather(cand.beams, dim=1, index=active).view(-1)  # (B*K,)
         bsz = len(state.sent_ids)
         state.tokens[:, : step + 1] = state.tokens[:, : step + 1].index_select(0, rows)

@@ -100,11 +100,12 @@ def build_generator(models: list[Any], tgt_dict: Any, cfg: GenerationConfig) -> 
     return SequenceGenerator(models, tgt_dict, cfg)
 
 
-def run_inference(generator: Any, sample: dict[str, Any], cfg: GenerationConfig,
-                  device: torch.device | None = None) -> list[list[Hypothesis]]:  # fmt: skip
+def run_inference(generator: Any, sample: dict[str, Any], cfg: GenerationConfig, device: torch.device | None = None,
+                  *, constraints: Tensor | None = None) -> list[list[Hypothesis]]:  # fmt: skip
     """Hypotheses (best first) of every sentence of a collated ``sample``, with alignments if asked for.
 
     The batch is run on ``device`` (where the models are); the hypotheses come back on the CPU.
+    ``constraints`` (B, L) are the sentences' packed lexical constraints (``--constraints``).
     """
     net_input = sample["net_input"]
     src_tokens: Tensor = net_input["src_tokens"]
@@ -118,7 +119,7 @@ def run_inference(generator: Any, sample: dict[str, Any], cfg: GenerationConfig,
         return on_cpu(generator.score(src_tokens, prev, target))
     prefix = target[:, : cfg.prefix_size] if cfg.prefix_size > 0 and target is not None else None
     src_lengths = net_input.get("src_lengths")
-    hyps = generator.generate(src_tokens, prefix_tokens=prefix,
+    hyps = generator.generate(src_tokens, prefix_tokens=prefix, constraints=constraints,
                               src_lengths=src_lengths.to(src_tokens.device) if src_lengths is not None else None)  # fmt: skip
     hyps = on_cpu(hyps)
     if cfg.print_alignment is not None or cfg.replace_unk is not None:

@@ -44,6 +44,20 @@ class Search:
         batch as it started (only searches that keep per-sentence state need them)."""
         raise NotImplementedError
 
+    def init_constraints(self, packed: Tensor | None, bsz: int, beam_size: int, *, max_len: int) -> None:
+        """Lexical constraints (fairseq's packed (B, L) form) of a new batch; only constrained search takes any."""
+        if packed is not None:
+            raise ValueError(
+                "constraints were given, but the search is not constrained (--constraints ordered|unordered)"
+            )
+
+    def prune(self, batch_idxs: Tensor) -> None:
+        """Sentences left the batch: only the rows ``batch_idxs`` (B',) remain (for per-sentence state)."""
+
+    def select(self, active: Tensor) -> None:
+        """The new hypotheses continue the candidates ``active`` (B, K) of the last step (for per-hypothesis
+        state)."""
+
 
 class BeamSearch(Search):
     """Keeps the ``candidate_multiple * K`` (2K) best continuations of the K hypotheses of each sentence."""
@@ -227,11 +241,15 @@ def build_search(
     diverse_beam_groups: int = -1,
     diverse_beam_strength: float = 0.5,
     match_source_len: bool = False,
+    constraints: str | None = None,
+    vocab_size: int = 0,
 ) -> Search:
     """The strategy fairseq picks for these options; they are mutually exclusive."""
-    chosen = sum(int(c) for c in (sampling, diverse_beam_groups > 0, match_source_len))
+    chosen = sum(int(c) for c in (sampling, diverse_beam_groups > 0, match_source_len, constraints is not None))
     if chosen > 1:
-        raise ValueError("--sampling, --diverse-beam-groups and --match-source-len are mutually exclusive")
+        raise ValueError(
+            "--sampling, --diverse-beam-groups, --match-source-len and --constraints are mutually exclusive"
+        )
     if sampling_topk >= 0 and not sampling:
         raise ValueError("--sampling-topk requires --sampling")
     if sampling_topp >= 0 and not sampling:
@@ -242,4 +260,8 @@ def build_search(
         return DiverseBeamSearch(diverse_beam_groups, diverse_beam_strength)
     if match_source_len:
         return LengthConstrainedBeamSearch(eos, min_len_a=1, min_len_b=0, max_len_a=1, max_len_b=0)
+    if constraints is not None:
+        from seqloom.generation.constrained_search import LexicallyConstrainedBeamSearch
+
+        return LexicallyConstrainedBeamSearch(eos, vocab_size, constraints)
     return BeamSearch()
