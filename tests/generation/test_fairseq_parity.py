@@ -7,6 +7,8 @@ One full run also checks the sentence order over all batches and the closing BLE
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from fixture_compare import compare_lines, read_lines
 
@@ -87,3 +89,19 @@ def test_no_repeat_ngram_blocks_by_default_where_fairseq_does_not(fairseq_fixtur
 def _has_repeated_bigram(tokens: list[str]) -> bool:
     bigrams = list(zip(tokens, tokens[1:]))
     return len(bigrams) != len(set(bigrams))
+
+
+SEARCH_CASES = {  # made by tests/fixtures/search/make_reference.sh (fairseq-generate, full test set)
+    "diversity-rate0.5.beam5.nbest2": ["--batch-size", "32", "--beam", "5", "--nbest", "2", "--diversity-rate", "0.5"],
+    "diversity-rate0.beam4": ["--batch-size", "32", "--beam", "4", "--diversity-rate", "0"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(SEARCH_CASES))
+def test_search_options_match_fairseq(name, fairseq_fixtures, capsys) -> None:
+    """Diverse siblings search (``--diversity-rate``; rate 0 is beam search) on one shard of batches."""
+    got = run_generate(fairseq_fixtures, capsys, [*SEARCH_CASES[name], "--num-shards", "8", "--shard-id", "1"])
+    ids = {line.split("\t")[0][2:] for line in got if line.startswith("S-")}
+    assert len(ids) >= 8
+    expected = read_lines(Path(__file__).parents[1] / "fixtures" / "search" / f"{name}.txt.gz")
+    assert compare_lines(lines_of(expected, ids), [line for line in got if line[1:2] == "-"]) == []

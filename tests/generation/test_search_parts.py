@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from seqloom.generation.alignment import format_alignment, hard_alignment, soft_alignment
 from seqloom.generation.hypotheses import length_normalized
 from seqloom.generation.ngram import block_repeated_ngrams
-from seqloom.generation.search import BeamSearch
+from seqloom.generation.search import BeamSearch, DiverseSiblingsSearch, build_search
 
 
 def test_beam_search_step_takes_2k_best_over_all_beams() -> None:
@@ -86,3 +87,19 @@ def test_hard_alignment_skips_pad_and_eos_and_counts_words() -> None:
     assert format_alignment([(2, 0), (0, 1)], "hard") == "2-0 0-1"
     soft = soft_alignment(attn, src, tgt, pad=pad, eos=eos)
     assert soft[0] == ["0.000000", "0.000000", "1.000000", "0.000000"]
+
+
+def test_diverse_siblings_rank_penalty_spreads_the_beam_over_parents() -> None:
+    """Two hypotheses, one far ahead: beam search takes all continuations from it; a large sibling penalty
+    makes each hypothesis's best continuation outrank the leader's second best."""
+    lprobs = torch.log_softmax(torch.tensor([[[3.0, 2.9, 2.8, 0.0, 0.0], [3.0, 0.0, 0.0, 0.0, 0.0]]]), dim=-1)
+    scores = torch.tensor([[[-0.1], [-2.0]]])
+    plain = BeamSearch().step(1, lprobs.clone(), scores)
+    assert plain.beams[0, :3].tolist() == [0, 0, 0]
+    diverse = DiverseSiblingsSearch(1.0).step(1, lprobs.clone(), scores)
+    assert diverse.beams[0, :2].tolist() == [0, 1]
+    assert diverse.tokens[0, :2].tolist() == [0, 0]
+    best = float(lprobs[0, 0, 0] + scores[0, 0, 0])
+    assert diverse.scores[0, 0].item() == pytest.approx(best - 1.0)  # the rank penalty stays in the score
+    with pytest.raises(ValueError, match="mutually exclusive"):
+        build_search(eos=2, sampling=True, diversity_rate=0.0)

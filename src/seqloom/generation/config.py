@@ -50,6 +50,9 @@ class GenerationConfig:
     temperature: float = field(1.0, help="temperature for generation")
     diverse_beam_groups: int = field(-1, help="number of groups for Diverse Beam Search")
     diverse_beam_strength: float = field(0.5, help="strength of diversity penalty for Diverse Beam Search")
+    diversity_rate: float = field(
+        -1.0, help="strength of diversity penalty for Diverse Siblings Search (-1: off; 0 equals beam search)"
+    )
     print_alignment: Optional[AlignmentKind] = field(
         None,
         help="print alignments from the attention (hard: source-target index pairs; soft: probabilities)",

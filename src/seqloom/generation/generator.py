@@ -40,6 +40,7 @@ class SequenceGenerator:
         self.search = search or build_search(
             eos=self.eos, sampling=cfg.sampling, sampling_topk=cfg.sampling_topk, sampling_topp=cfg.sampling_topp,
             diverse_beam_groups=cfg.diverse_beam_groups, diverse_beam_strength=cfg.diverse_beam_strength,
+            diversity_rate=cfg.diversity_rate,
             match_source_len=cfg.match_source_len, constraints=cfg.constraints, vocab_size=self.vocab_size,
         )  # fmt: skip
         self.need_attn = cfg.print_alignment is not None or cfg.replace_unk is not None

@@ -179,6 +179,37 @@ class DiverseBeamSearch(Search):
         )
 
 
+class DiverseSiblingsSearch(Search):
+    """Beam search with diverse siblings (Li et al. 2016, "A Simple, Fast Diverse Decoding Algorithm").
+
+    Each hypothesis ranks its own 2K best continuations; the r-th of them loses ``r * diversity_rate`` before
+    all hypotheses' continuations compete, so that no single parent fills the beam. As in fairseq, the
+    penalty stays in the candidates' cumulative scores (and so in the hypotheses' scores). Rate 0 is beam
+    search.
+    """
+
+    def __init__(self, diversity_rate: float) -> None:
+        super().__init__()
+        self.diversity_rate = diversity_rate
+        self.beam = BeamSearch()
+
+    def step(
+        self, step: int, lprobs: Tensor, scores: Tensor | None, *, original_batch_idxs: Tensor | None = None
+    ) -> SearchStep:
+        if step == 0:
+            return self.beam.step(step, lprobs, scores)
+        assert scores is not None
+        bsz, beam_size, vocab_size = lprobs.shape
+        k = min(2 * beam_size, beam_size * vocab_size - 1)
+        lprobs = lprobs + scores[:, :, step - 1].unsqueeze(-1)  # (B, K, V) cumulative
+        sib_scores, sib_tokens = torch.topk(lprobs, k, dim=2)  # (B, K, k) each hypothesis' best, in rank order
+        ranks = torch.arange(1, k + 1, device=lprobs.device, dtype=lprobs.dtype)
+        sib_scores = sib_scores - ranks * self.diversity_rate
+        top_scores, top = torch.topk(sib_scores.view(bsz, -1), k)  # (B, k) over all K*k siblings
+        tokens = torch.gather(sib_tokens.view(bsz, -1), 1, top)
+        return SearchStep(top_scores, tokens, torch.div(top, k, rounding_mode="trunc"))
+
+
 class Sampling(Search):
     """Samples one continuation per hypothesis, optionally from the top-k or the top-p (nucleus) set."""
 
@@ -241,14 +272,20 @@ def build_search(
     diverse_beam_groups: int = -1,
     diverse_beam_strength: float = 0.5,
     match_source_len: bool = False,
+    diversity_rate: float = -1.0,
     constraints: str | None = None,
     vocab_size: int = 0,
 ) -> Search:
-    """The strategy fairseq picks for these options; they are mutually exclusive."""
-    chosen = sum(int(c) for c in (sampling, diverse_beam_groups > 0, match_source_len, constraints is not None))
-    if chosen > 1:
+    """The strategy fairseq picks for these options; they are mutually exclusive.
+
+    fairseq lets ``--diversity-rate`` between -1 and 0 (siblings search, or beam search at 0) quietly lose
+    to the options before it; here any rate above -1 counts as chosen, so such a mix is an error.
+    """
+    options = (sampling, diverse_beam_groups > 0, match_source_len, diversity_rate > -1, constraints is not None)
+    if sum(int(c) for c in options) > 1:
         raise ValueError(
-            "--sampling, --diverse-beam-groups, --match-source-len and --constraints are mutually exclusive"
+            "--sampling, --diverse-beam-groups, --match-source-len, --diversity-rate and --constraints are "
+            "mutually exclusive"
         )
     if sampling_topk >= 0 and not sampling:
         raise ValueError("--sampling-topk requires --sampling")
@@ -260,6 +297,8 @@ def build_search(
         return DiverseBeamSearch(diverse_beam_groups, diverse_beam_strength)
     if match_source_len:
         return LengthConstrainedBeamSearch(eos, min_len_a=1, min_len_b=0, max_len_a=1, max_len_b=0)
+    if diversity_rate > -1:
+        return DiverseSiblingsSearch(diversity_rate)
     if constraints is not None:
         from seqloom.generation.constrained_search import LexicallyConstrainedBeamSearch
 
