@@ -107,7 +107,7 @@ def run(args: ParsedArgs, out: TextIO) -> int:
     batches = task.get_batch_iterator(dataset, batching_options(data, common, task, models)).next_epoch_itr(
         shuffle=False
     )
-    generator = build_generator(models, task.target_dictionary, gen)
+    generator = build_generator(models, task.target_dictionary, gen, common=common, model_overrides=ev.model_overrides)
     codec = TextCodec.from_args(args)
     scorer = build_scorer(args["scoring"], pad=task.target_dictionary.pad(), eos=task.target_dictionary.eos(),
                           unk=task.target_dictionary.unk())  # fmt: skip

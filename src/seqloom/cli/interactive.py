@@ -99,7 +99,8 @@ def run(args: ParsedArgs, stream: TextIO, out: TextIO) -> int:
     task = load_task(args)
     models = load_ensemble(args["common_eval"].path, task, model_overrides=args["common_eval"].model_overrides)
     device = place_models(models, args["common"])
-    generator = build_generator(models, task.target_dictionary, args["generation"])
+    generator = build_generator(models, task.target_dictionary, args["generation"], common=args["common"],
+                                model_overrides=args["common_eval"].model_overrides)  # fmt: skip
     codec = TextCodec.from_args(args)
     max_source = min([task.max_positions()[0], *[m.max_positions()[0] for m in models]])
     if args["generation"].constraints:

@@ -59,6 +59,10 @@ class GenerationConfig:
         const="hard",
     )
     retain_dropout: bool = field(False, help="use dropout at inference time")
+    lm_path: Optional[str] = field(
+        None, help="path to a language model checkpoint (over the target dictionary) for shallow fusion"
+    )
+    lm_weight: float = field(0.0, help="weight of the language model's log-probs in shallow fusion (--lm-path)")
 
 
 @dataclass(kw_only=True)

@@ -28,12 +28,15 @@ class SequenceGenerator:
     """Generates K hypotheses per source sentence with ``models`` (one or an ensemble)."""
 
     def __init__(self, models: Sequence[Any], tgt_dict: Any, cfg: GenerationConfig | None = None, *,
-                 search: Search | None = None) -> None:  # fmt: skip
+                 search: Search | None = None, lm_model: Any = None) -> None:  # fmt: skip
+        """``lm_model``: a language model over ``tgt_dict`` whose log-probs, times ``cfg.lm_weight``, are added
+        to the models' at every step (shallow fusion, fairseq's ``--lm-path``/``--lm-weight``)."""
         self.cfg = cfg = cfg or GenerationConfig()
         if cfg.temperature <= 0:
             raise ValueError(f"--temperature must be greater than 0 (got {cfg.temperature})")
         self.models = list(models)
         self.decoder = EnsembleDecoder(self.models)
+        self.lm = EnsembleDecoder([lm_model]) if lm_model is not None else None
         self.pad, self.unk, self.eos = tgt_dict.pad(), tgt_dict.unk(), tgt_dict.eos()
         self.vocab_size = len(tgt_dict)
         self.beam_size = min(cfg.beam, self.vocab_size - 1)  # pad is never selected
@@ -49,7 +52,8 @@ class SequenceGenerator:
         """The longest output (without eos): ``min(a * S + b, max_positions - 1)``, S the padded source width."""
         if self.cfg.match_source_len:
             return int(src_lengths.max())
-        return min(int(self.cfg.max_len_a * src_len + self.cfg.max_len_b), self.decoder.max_decoder_positions() - 1)
+        positions = min(d.max_decoder_positions() for d in (self.decoder, self.lm) if d is not None)
+        return min(int(self.cfg.max_len_a * src_len + self.cfg.max_len_b), positions - 1)
 
     def generate(self, src_tokens: Tensor, *, prefix_tokens: Tensor | None = None, bos_token: int | None = None,
                  src_lengths: Tensor | None = None, constraints: Tensor | None = None
@@ -86,6 +90,8 @@ class SequenceGenerator:
             raise ValueError(f"--min-len {self.cfg.min_len} is larger than the maximum length {max_len}")
         self.search.init_constraints(constraints, bsz, k, max_len=max_len)
         self.decoder.start(src_tokens, beam_size=k, max_steps=max_len + 1, need_attn=self.need_attn)
+        if self.lm is not None:
+            self.lm.start(src_tokens, beam_size=k, max_steps=max_len + 1, need_attn=False)
         tokens = src_tokens.new_full((bsz * k, max_len + 2), self.pad, dtype=torch.long)
         tokens[:, 0] = self.eos if bos_token is None else bos_token
         state = BeamState(tokens, torch.zeros(bsz * k, max_len + 1, device=src_tokens.device), None,
@@ -100,11 +106,16 @@ class SequenceGenerator:
             assert step < max_len, f"{step} < {max_len}"
             rows, kept = self._advance(step, cand, eos_mask, done, state)
             self.decoder.reorder(rows, kept)
+            if self.lm is not None:
+                self.lm.reorder(rows, kept)
         return [sort_by_score(hyps) for hyps in finalized]
 
     def _propose(self, step: int, max_len: int, state: BeamState) -> SearchStep:
         """Decodes the newest tokens and lets the search propose candidates (B, C)."""
         lprobs, attn = self.decoder.step(state.tokens[:, step : step + 1], self.cfg.temperature)  # (N, V), (N, S)
+        if self.lm is not None:
+            lm_lprobs, _ = self.lm.step(state.tokens[:, step : step + 1])  # (N, V), no temperature (as fairseq)
+            lprobs += lm_lprobs * self.cfg.lm_weight
         mask_lprobs(lprobs, step=step, max_len=max_len, pad=self.pad, unk=self.unk, eos=self.eos,
                     unk_penalty=self.cfg.unkpen)  # fmt: skip
         if state.prefix is not None and step < state.prefix.size(1) and step < max_len:

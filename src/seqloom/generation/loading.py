@@ -47,3 +47,25 @@ def load_ensemble(path: str | None, task: Any, *, model_overrides: str = "{}") -
         model = model_from_state(state, task.source_dictionary, task.target_dictionary, source=p, overrides=overrides)
         models.append(model.eval())
     return models
+
+
+def load_language_model(path: str, tgt_dict: Any, *, model_overrides: str = "{}") -> Any:
+    """The eval-mode language model of ``--lm-path`` over the target dictionary (for shallow fusion)."""
+    from seqloom.checkpoint.io import load_checkpoint
+    from seqloom.models.loading import model_family, model_from_state
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--lm-path {path}: no such checkpoint file")
+    logger.info("loading the language model for fusion from %s", path)
+    state = load_checkpoint(path)
+    family = model_family(state)
+    if family != "transformer_lm":
+        raise ValueError(f"--lm-path {path}: holds a {family!r} model; shallow fusion needs a language model")
+    embeddings = state["model"].get("decoder.embed_tokens.weight")
+    if embeddings is not None and embeddings.size(0) != len(tgt_dict):
+        raise ValueError(
+            f"--lm-path {path}: the language model has {embeddings.size(0)} symbols but the target dictionary has "
+            f"{len(tgt_dict)}; fusion needs a language model trained over the target dictionary"
+        )
+    overrides = parse_model_overrides(model_overrides)
+    return model_from_state(state, tgt_dict, tgt_dict, source=path, overrides=overrides).eval()

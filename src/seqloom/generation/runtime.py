@@ -19,6 +19,7 @@ from seqloom.generation.alignment import add_alignments
 from seqloom.generation.config import GenerationConfig
 from seqloom.generation.generator import SequenceGenerator
 from seqloom.generation.hypotheses import Hypothesis
+from seqloom.generation.loading import load_language_model
 from seqloom.generation.scorer import SequenceScorer
 
 
@@ -94,10 +95,18 @@ def place_models(models: list[Any], common: Any) -> torch.device:
     return device
 
 
-def build_generator(models: list[Any], tgt_dict: Any, cfg: GenerationConfig) -> SequenceGenerator | SequenceScorer:
+def build_generator(models: list[Any], tgt_dict: Any, cfg: GenerationConfig, *, common: Any = None,
+                    model_overrides: str = "{}") -> SequenceGenerator | SequenceScorer:  # fmt: skip
+    """The scorer (``--score-reference``) or generator for ``models``; with ``--lm-path`` its language model
+    is loaded and placed like the models (``common``: ``--cpu``, ``--fp16``, ``--bf16``)."""
     if cfg.score_reference:
         return SequenceScorer(models, tgt_dict, compute_alignment=cfg.print_alignment is not None)
-    return SequenceGenerator(models, tgt_dict, cfg)
+    lm_model = None
+    if cfg.lm_path is not None:
+        lm_model = load_language_model(cfg.lm_path, tgt_dict, model_overrides=model_overrides)
+        if common is not None:
+            place_models([lm_model], common)
+    return SequenceGenerator(models, tgt_dict, cfg, lm_model=lm_model)
 
 
 def run_inference(generator: Any, sample: dict[str, Any], cfg: GenerationConfig, device: torch.device | None = None,
