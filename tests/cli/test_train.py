@@ -370,3 +370,60 @@ def test_resumes_fairseqs_own_checkpoint_mid_epoch(fairseq_fixtures: Path, tmp_p
     assert state["extra_state"]["train_iterator"]["epoch"] == 4
     assert state["extra_state"]["train_iterator"]["iterations_in_epoch"] == 68
     assert state["optimizer_history"][-1]["num_updates"] == 302
+
+
+def test_store_ema_follows_the_updates_and_resumes_exactly(data_bin: Path, tmp_path: Path) -> None:
+    """--store-ema --ema-decay 0.8: the checkpoint's extra_state['ema'] equals the average recomputed from the
+    weights saved after every update (it starts at update 1's weights, as fairseq's lazily built copy
+    does); a run stopped at update 3 and resumed ends with the same average."""
+    ema = ["--store-ema", "--ema-decay", "0.8", "--disable-validation"]
+    history = train(train_args(data_bin, tmp_path / "full", *ema, "--save-interval-updates", "1", max_update=6))
+    assert len(history) == 6
+    states = [load_checkpoint(str(tmp_path / "full" / f"checkpoint_1_{u}.pt"))["model"] for u in range(1, 7)]
+    expected = {k: v.clone() for k, v in states[0].items()}
+    for weights in states[1:]:
+        for k, v in weights.items():
+            if "version" not in k:
+                expected[k] = expected[k] * 0.8 + v * 0.2
+    last = load_checkpoint(str(tmp_path / "full" / "checkpoint_last.pt"))
+    got = last["extra_state"]["ema"]
+    assert got.keys() == last["model"].keys()
+    for k in expected:
+        torch.testing.assert_close(got[k], expected[k], rtol=1e-5, atol=1e-6)
+    assert not torch.equal(got["encoder.embed_tokens.weight"], last["model"]["encoder.embed_tokens.weight"])
+    train(train_args(data_bin, tmp_path / "resumed", *ema, max_update=3))
+    train(train_args(data_bin, tmp_path / "resumed", *ema, max_update=6))
+    resumed = load_checkpoint(str(tmp_path / "resumed" / "checkpoint_last.pt"))["extra_state"]["ema"]
+    for k in got:
+        torch.testing.assert_close(resumed[k], got[k], rtol=0, atol=0)
+
+
+def test_ema_options_seed_start_and_log(data_bin: Path, tmp_path: Path, caplog) -> None:
+    """--ema-seed-model starts from another checkpoint's average; before --ema-start-update the average copies
+    the model (decay 0, logged last as ema_decay 0); --ema-fp32 saves the float32 accumulators; bad seeds and
+    a resumed run without an average are named."""
+    base = ["--store-ema", "--disable-validation"]
+    train(train_args(data_bin, tmp_path / "seed", *base, "--ema-decay", "0.5", max_update=2))
+    with caplog.at_level(logging.INFO):
+        train(train_args(data_bin, tmp_path / "late", *base, "--ema-start-update", "100", "--ema-fp32", max_update=3))
+    assert '"ema_decay": "0"' in caplog.text or '"ema_decay": 0' in caplog.text
+    late = load_checkpoint(str(tmp_path / "late" / "checkpoint_last.pt"))
+    for k, v in late["model"].items():
+        assert torch.equal(late["extra_state"]["ema"][k], v)
+        assert torch.equal(late["extra_state"]["ema_fp32_params"][k], v.float())
+    seed = str(tmp_path / "seed" / "checkpoint_last.pt")
+    seeded_argv = train_args(data_bin, tmp_path / "seeded", *base, "--ema-seed-model", seed, "--ema-decay", "1.0",
+                             max_update=1)  # fmt: skip
+    train(seeded_argv)  # decay 1: the average stays the seed's
+    seeded = load_checkpoint(str(tmp_path / "seeded" / "checkpoint_last.pt"))["extra_state"]["ema"]
+    for k, v in load_checkpoint(seed)["extra_state"]["ema"].items():
+        assert torch.equal(seeded[k], v)
+    with pytest.raises(FileNotFoundError, match="--ema-seed-model .*missing.pt: no such checkpoint file"):
+        train(train_args(data_bin, tmp_path / "bad", *base, "--ema-seed-model", str(tmp_path / "missing.pt")))
+    train(train_args(data_bin, tmp_path / "plain", "--disable-validation", max_update=1))
+    plain = str(tmp_path / "plain" / "checkpoint_last.pt")
+    with pytest.raises(ValueError, match="holds no EMA weights"):
+        train(train_args(data_bin, tmp_path / "bad", *base, "--ema-seed-model", plain, max_update=1))
+    with caplog.at_level(logging.WARNING):  # resuming a run without an average: it restarts from the weights
+        train(train_args(data_bin, tmp_path / "plain", *base, max_update=2))
+    assert "holds no EMA weights but --store-ema is set" in caplog.text

@@ -26,6 +26,7 @@ from seqloom.config.training import (
     DataDirConfig,
     DatasetConfig,
     DistributedConfig,
+    EMAConfig,
     OptimizationConfig,
 )
 from seqloom.data.iterators import EpochBatchIterator
@@ -34,6 +35,7 @@ from seqloom.optim import build_lr_scheduler, build_optimizer
 from seqloom.tasks.base import BatchingOptions
 from seqloom.trainer import distributed
 from seqloom.trainer.distributed import DistInfo
+from seqloom.trainer.ema import ExponentialMovingAverage, load_ema_weights
 from seqloom.trainer.loop import LoopConfigs, TrainingLoop
 from seqloom.trainer.precision import LossScaler, autocast_dtype, default_scale_window
 from seqloom.trainer.progress import Progress, resolve_log_format
@@ -53,6 +55,7 @@ SPEC = CommandSpec(
         ("optimization", OptimizationConfig),
         ("checkpoint", CheckpointConfig),
         ("distributed_training", DistributedConfig),
+        ("ema", EMAConfig),
     ),
     selectors={
         "task": "translation",
@@ -77,6 +80,7 @@ def check_options(parsed: ParsedArgs) -> None:
         # generation runs a different number of decoder steps on each rank; FSDP's gathers need equal ones
         "--eval-bleu with --ddp-backend fully_sharded": ns.ddp_backend == "fully_sharded"
         and bool(getattr(ns, "eval_bleu", False)),
+        "--store-ema with --ddp-backend fully_sharded": ns.ddp_backend == "fully_sharded" and ns.store_ema,
     }
     named = [flag for flag, used in unsupported.items() if used]
     if named:
@@ -146,7 +150,27 @@ def make_trainer(parsed: ParsedArgs, task: Any, dist: DistInfo) -> Trainer:
         find_unused_parameters=parsed["distributed_training"].find_unused_parameters,
         compile=common.compile,
     )
-    return Trainer(model, criterion, optimizer, scheduler, dist=dist, options=options)
+    trainer = Trainer(model, criterion, optimizer, scheduler, dist=dist, options=options)
+    trainer.ema = make_ema(parsed["ema"], trainer.model)
+    return trainer
+
+
+def make_ema(cfg: EMAConfig, model: torch.nn.Module) -> ExponentialMovingAverage | None:
+    """``--store-ema``: the average, seeded from ``--ema-seed-model`` when given (its keys must be the model's)."""
+    if not cfg.store_ema:
+        return None
+    ema = ExponentialMovingAverage(decay=cfg.ema_decay, start_update=cfg.ema_start_update,
+                                   update_freq=cfg.ema_update_freq, fp32=cfg.ema_fp32)  # fmt: skip
+    if cfg.ema_seed_model:
+        seed = load_ema_weights(cfg.ema_seed_model)
+        own = model.state_dict()
+        missing, extra = sorted(own.keys() - seed.keys()), sorted(seed.keys() - own.keys())
+        if missing or extra:
+            raise SystemExit(f"seqloom train: --ema-seed-model {cfg.ema_seed_model}: its EMA weights do not fit the "
+                             f"model (missing {missing[:3]}, unexpected {extra[:3]})")  # fmt: skip
+        ema.reset({k: v.to(own[k].device, own[k].dtype) for k, v in seed.items()})
+        logger.info("EMA seeded from %s", cfg.ema_seed_model)
+    return ema
 
 
 class Batches:

@@ -154,6 +154,20 @@ class DistributedConfig:
 
 
 @dataclass(kw_only=True)
+class EMAConfig:
+    """An exponential moving average of the weights, kept beside the model and saved in its checkpoints."""
+
+    store_ema: bool = field(False, help="store exponential moving average shadow model")
+    ema_decay: float = field(0.9999, help="decay for exponential moving average model")
+    ema_start_update: int = field(0, help="start EMA update after this many model updates")
+    ema_seed_model: Optional[str] = field(
+        None, help="seed to load EMA model from: a checkpoint with EMA weights (its extra_state['ema'])"
+    )
+    ema_update_freq: int = field(1, help="do EMA update every this many model updates")
+    ema_fp32: bool = field(False, help="if true, store EMA model in fp32 even if model is in fp16")
+
+
+@dataclass(kw_only=True)
 class DataDirConfig:
     """The positional ``DATA`` argument every task reads (fairseq's task-level ``data``)."""
 

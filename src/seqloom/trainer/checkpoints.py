@@ -4,7 +4,7 @@ A checkpoint is a dict with fairseq's keys: ``args`` (a flat ``argparse.Namespac
 fairseq's names, which fairseq turns into its config), ``model`` (state dict), ``criterion`` (None),
 ``optimizer_history`` (``[{criterion_name, optimizer_name, lr_scheduler_state, num_updates}]``),
 ``task_state``, ``extra_state`` (``train_iterator``, ``val_loss``, ``best``, ``previous_training_time``,
-``rng_state``, ``loss_scale``) and ``last_optimizer_state``. Files: ``checkpoint{epoch}.pt``,
+``rng_state``, ``loss_scale``, with ``--store-ema`` ``ema`` and ``ema_fp32_params``) and ``last_optimizer_state``. Files: ``checkpoint{epoch}.pt``,
 ``checkpoint_{epoch}_{updates}.pt``, ``checkpoint_best.pt``, ``checkpoint.best_{metric}_{value}.pt``,
 ``checkpoint_last.pt``; each written once and copied to the other names, atomically.
 """
@@ -109,6 +109,11 @@ def build_state(
     }
     if trainer.options.loss_scaler is not None:
         state["extra_state"]["loss_scale"] = trainer.options.loss_scaler.state_dict()
+    if trainer.ema is not None and trainer.ema.started:
+        state["extra_state"]["ema"] = trainer.ema.state_dict()
+        fp32 = trainer.ema.fp32_state_dict()
+        if fp32 is not None:
+            state["extra_state"]["ema_fp32_params"] = fp32
     if save_optimizer_state:
         state["last_optimizer_state"] = full_tensors(trainer.optimizer.state_dict())
     return to_cpu(state)

@@ -157,12 +157,15 @@ class TrainingLoop:
         return Meter(reduce=getattr(self.trainer.criterion, "reduce_metrics", None))
 
     def _train_stats(self, meter: Meter) -> dict[str, float]:
-        return meter.train_stats(
+        stats = meter.train_stats(
             num_updates=self.trainer.num_updates,
             lr=self.trainer.lr,
             clip_norm=self.cfg.optimization.clip_norm,
             wall=self.training_time(),
         )
+        if self.trainer.ema is not None:  # fairseq logs it last
+            stats["ema_decay"] = round(self.trainer.ema.decay, 5)
+        return stats
 
     def validate_and_save(
         self, epoch_itr: EpochBatchIterator, *, end_of_epoch: bool

@@ -98,6 +98,7 @@ def restore(cfg: CheckpointConfig, trainer: Trainer, args: argparse.Namespace) -
         trainer.set_num_updates(int(last.get("num_updates", 0)))
     extra = state.get("extra_state") or {}
     _restore_precision_and_rng(trainer, extra, reset_opt)
+    _restore_ema(trainer, extra, path)
     logger.info("Loaded checkpoint %s (epoch %s @ %d updates)", path, _epoch_of(extra), trainer.num_updates)
     restored.extra_state = extra
     return restored
@@ -119,6 +120,21 @@ def _restore_precision_and_rng(trainer: Trainer, extra: dict[str, Any], reset_op
     rng = extra.get("rng_state")
     if isinstance(rng, torch.Tensor):
         torch.set_rng_state(rng)
+
+
+def _restore_ema(trainer: Trainer, extra: dict[str, Any], path: str) -> None:
+    """``--store-ema``: the checkpoint's average, or (none saved) the restored weights, as fairseq does."""
+    if trainer.ema is None:
+        return
+    device = trainer.dist.device
+    if "ema" not in extra:
+        logger.warning("%s holds no EMA weights but --store-ema is set: the average restarts from its weights", path)
+        trainer.ema.reset(trainer.model.state_dict())
+        return
+    logger.info("Loading EMA from checkpoint")
+    fp32 = extra.get("ema_fp32_params")
+    trainer.ema.reset({k: v.to(device) for k, v in extra["ema"].items()},
+                      {k: v.to(device) for k, v in fp32.items()} if fp32 is not None else None)  # fmt: skip
 
 
 def _epoch_of(extra: dict[str, Any]) -> Any:

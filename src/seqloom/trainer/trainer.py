@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from seqloom.trainer.distributed import DistInfo, all_reduce_sums
+from seqloom.trainer.ema import ExponentialMovingAverage
 from seqloom.trainer.meters import sum_logging_outputs
 from seqloom.trainer.precision import LossScaler, autocast
 from seqloom.trainer.sharding import is_sharded, sharded_grad_norm
@@ -125,6 +126,7 @@ class Trainer:
         if options.compile:
             self.wrapped = torch.compile(self.wrapped, dynamic=True)  # type: ignore[assignment]
         self.num_updates = 0
+        self.ema: ExponentialMovingAverage | None = None  # --store-ema: stepped after every update
         self._dummy: dict[str, Any] | None = None
         self._valid_dummy: dict[str, Any] | None = None
         self.lr = float(self.lr_scheduler.step_update(0))
@@ -198,6 +200,8 @@ class Trainer:
         if scaler is not None:
             scaler.update(overflow=False)
         self.set_num_updates(self.num_updates + 1)
+        if self.ema is not None:
+            self.ema.step(self.model, self.num_updates)
         return StepResult(totals, sample_size, gnorm, clipped, False, self.lr, time.perf_counter() - start)
 
     def _grad_norm(self) -> torch.Tensor:
