@@ -276,9 +276,11 @@ def test_colon_separated_data_dirs_take_turns_by_epoch(data_bin: Path, tmp_path:
 
 
 def test_mixed_precision_flags_train(data_bin: Path, tmp_path: Path) -> None:
-    for flag in ("--bf16", "--amp"):
+    for flag in ("--bf16", "--amp", "--memory-efficient-bf16"):
         history = train(train_args(data_bin, tmp_path / flag, flag, "--disable-validation", max_update=3))
         assert len(history) >= 2 and all(torch.isfinite(torch.tensor([h["loss"] for h in history])))
+    parsed = parse_args(SPEC, train_args(data_bin, tmp_path, "--memory-efficient-fp16"))
+    assert parsed["common"].fp16 and parsed.namespace.fp16  # fairseq's rule: the variant implies --fp16
 
 
 @pytest.mark.parametrize(

@@ -110,10 +110,53 @@ def test_loss_scaler_grows_after_a_clean_window_and_stops_at_the_minimum() -> No
     s.update(False)
     s.update(False)
     assert s.scale == 16.0
-    s = LossScaler(scale=2.0, scale_window=10, min_loss_scale=1.0)
+    s = LossScaler(scale=4.0, scale_window=10, min_loss_scale=1.0)
     s.update(True)
     with pytest.raises(FloatingPointError, match="minimum loss scale"):
-        s.update(True)
+        s.update(True)  # 1.0 reaches the minimum (fairseq: <=), and the scale stays at 2.0
+    assert s.scale == 2.0
+
+
+def test_loss_scaler_tolerance_and_threshold() -> None:
+    """--fp16-scale-tolerance 0.5: the scale only halves once half the updates since the last rescale
+    overflowed; --threshold-loss-scale bounds it from below."""
+    s = LossScaler(scale=64.0, scale_window=100, tolerance=0.5)
+    seen = []
+    for overflow in (False, False, False, True, False, True, True):
+        s.update(overflow)
+        seen.append(s.scale)
+    # rescales: none at iteration 0 (window 100); overflow at 3: 1/4 < 0.5; at 5: 2/6; at 6: 3/7 < 0.5
+    assert seen == [64.0] * 7
+    s.update(True)  # 4/8 >= 0.5: halve, and count afresh
+    assert s.scale == 32.0
+    s.update(True)  # 1/1
+    assert s.scale == 16.0
+    floor = LossScaler(scale=8.0, scale_window=100, threshold=4.0)
+    for _ in range(3):
+        floor.update(True)
+    assert floor.scale == 4.0
+    restored = LossScaler()
+    restored.load_state_dict(s.state_dict())
+    assert restored.state_dict() == s.state_dict()
+
+
+class HugeGradient(nn.Module):
+    """Gradients of 2**53 per weight (8 rows of ones): overflow float32 at loss scales of 2**75 and up."""
+
+    def forward(self, model: nn.Module, sample: dict[str, Any]) -> tuple[torch.Tensor, int, dict[str, Any]]:
+        loss = model(sample["x"]).sum() * 2.0**50
+        return loss, 1, {"loss": loss.detach(), "ntokens": 8, "nsentences": 8, "sample_size": 1}
+
+
+@pytest.mark.parametrize(("retries", "applied"), [(2, True), (1, False)])
+def test_amp_retries_an_overflowing_batch_at_the_lowered_scale(retries: int, applied: bool) -> None:
+    """--amp-batch-retries: 2**76 and 2**75 overflow, 2**74 does not; two retries reach it, one does not."""
+    scaler = LossScaler(scale=2.0**76, scale_window=100)
+    trainer = make(loss_scaler=scaler, overflow_retries=retries)
+    trainer.criterion = HugeGradient()
+    result = trainer.train_step([{"x": torch.ones(8, 3)}])
+    assert result.skipped is not applied and trainer.num_updates == int(applied)
+    assert scaler.scale == 2.0**74
 
 
 def test_dropout_depends_on_the_update_number_only() -> None:

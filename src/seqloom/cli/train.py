@@ -139,9 +139,12 @@ def make_trainer(parsed: ParsedArgs, task: Any, dist: DistInfo) -> Trainer:
         maximize_best_checkpoint_metric=parsed["checkpoint"].maximize_best_checkpoint_metric,
     )
     scaler = None
-    if common.fp16 or common.amp:
+    if common.amp:  # fairseq's AMP scaler is torch's GradScaler: growth every 2000 clean updates by default
+        scaler = LossScaler(float(common.amp_init_scale), common.amp_scale_window or 2000, common.min_loss_scale)
+    elif common.fp16:
         window = common.fp16_scale_window or default_scale_window(dist.world_size, opt.update_freq[0])
-        scaler = LossScaler(float(common.fp16_init_scale), window, common.min_loss_scale)
+        scaler = LossScaler(float(common.fp16_init_scale), window, common.min_loss_scale,
+                            tolerance=common.fp16_scale_tolerance, threshold=common.threshold_loss_scale)  # fmt: skip
     options = TrainerOptions(
         seed=common.seed,
         clip_norm=opt.clip_norm,
@@ -149,6 +152,7 @@ def make_trainer(parsed: ParsedArgs, task: Any, dist: DistInfo) -> Trainer:
         loss_scaler=scaler,
         find_unused_parameters=parsed["distributed_training"].find_unused_parameters,
         compile=common.compile,
+        overflow_retries=common.amp_batch_retries if common.amp else 0,
     )
     trainer = Trainer(model, criterion, optimizer, scheduler, dist=dist, options=options)
     trainer.ema = make_ema(parsed["ema"], trainer.model)

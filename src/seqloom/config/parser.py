@@ -180,6 +180,9 @@ def parse_args(spec: CommandSpec, argv: Sequence[str] | None = None) -> ParsedAr
     if yaml_values:
         _apply_yaml_defaults(parser, yaml_values, pre.config)
     ns = parser.parse_strict(argv)
+    for flag, implied in (("memory_efficient_fp16", "fp16"), ("memory_efficient_bf16", "bf16")):
+        if getattr(ns, flag, False):  # fairseq's rule: the memory-efficient variants switch the precision on
+            setattr(ns, implied, True)
     configs = {kind: from_namespace(cls, ns) for kind, cls in classes.items()}
     return ParsedArgs(ns, configs)
 

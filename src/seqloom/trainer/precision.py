@@ -2,7 +2,8 @@
 
 The loss is multiplied by ``scale`` before ``backward``; gradients are divided by it again. A step whose
 gradients overflow (non-finite norm) is skipped and the scale halved; after ``scale_window`` clean
-updates the scale doubles. Falling below ``--min-loss-scale`` stops training, as in fairseq.
+updates the scale doubles. Reaching ``--min-loss-scale`` stops training, as in fairseq. With ``--amp`` an
+overflowing batch is first retried (``--amp-batch-retries``) at the lowered scale.
 """
 
 from __future__ import annotations
@@ -20,36 +21,58 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class LossScaler:
-    """fairseq's ``DynamicLossScaler`` (scale_factor 2, tolerance 0)."""
+    """fairseq's ``DynamicLossScaler`` (scale factor 2).
+
+    ``tolerance`` (``--fp16-scale-tolerance``): the share of updates since the last rescale that may
+    overflow before the scale is halved; ``threshold`` (``--threshold-loss-scale``): the scale never goes
+    below it.
+    """
 
     scale: float = 2.0**7
     scale_window: int = 2000
     min_loss_scale: float = 1e-4
+    tolerance: float = 0.0
+    threshold: float | None = None
     _last_overflow: int = -1
+    _last_rescale: int = -1
+    _overflows_since_rescale: int = 0
     _iter: int = 0
 
     def update(self, overflow: bool) -> None:
-        """Records one step: halves the scale on overflow, doubles it after a clean window."""
+        """Records one step: on overflow halves the scale (unless within the tolerance), after a clean window
+        doubles it. A scale at or below ``--min-loss-scale`` stops training, as in fairseq."""
         if overflow:
-            self.scale /= 2.0
+            previous = self.scale
             self._last_overflow = self._iter
-            logger.info("gradient overflow detected, ignoring gradient, setting loss scale to: %g", self.scale)
-            if self.scale < self.min_loss_scale:
+            self._overflows_since_rescale += 1
+            if self._overflows_since_rescale / (self._iter - self._last_rescale) >= self.tolerance:
+                self.scale /= 2.0
+                if self.threshold is not None:
+                    self.scale = max(self.scale, self.threshold)
+                self._last_rescale = self._iter
+                self._overflows_since_rescale = 0
+            if self.scale <= self.min_loss_scale:
+                self.scale = previous
                 raise FloatingPointError(
                     f"minimum loss scale reached ({self.min_loss_scale}): the loss is probably exploding; "
                     "try a lower --lr or --clip-norm, or train in fp32/bf16"
                 )
+            logger.info("gradient overflow detected, ignoring gradient, setting loss scale to: %g", self.scale)
         elif (self._iter - self._last_overflow) % self.scale_window == 0:
             self.scale *= 2.0
+            self._last_rescale = self._iter
         self._iter += 1
 
     def state_dict(self) -> dict[str, Any]:
-        return {"scale": self.scale, "last_overflow": self._last_overflow, "iter": self._iter}
+        return {"scale": self.scale, "last_overflow": self._last_overflow, "iter": self._iter,
+                "last_rescale": self._last_rescale, "overflows_since_rescale": self._overflows_since_rescale}  # fmt: skip
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.scale = float(state["scale"])
         self._last_overflow = int(state.get("last_overflow", -1))
         self._iter = int(state.get("iter", 0))
+        self._last_rescale = int(state.get("last_rescale", -1))
+        self._overflows_since_rescale = int(state.get("overflows_since_rescale", 0))
 
 
 def autocast_dtype(*, fp16: bool, bf16: bool, amp: bool) -> torch.dtype | None:

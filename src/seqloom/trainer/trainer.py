@@ -14,6 +14,7 @@ uninterrupted one exactly.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from seqloom.trainer.ema import ExponentialMovingAverage
 from seqloom.trainer.meters import sum_logging_outputs
 from seqloom.trainer.precision import LossScaler, autocast
 from seqloom.trainer.sharding import is_sharded, sharded_grad_norm
+
+logger = logging.getLogger(__name__)
 
 # extra validation statistics: (model, sample) -> sums to add to the logging output
 ValidHook = Callable[[nn.Module, dict[str, Any]], dict[str, float]]
@@ -42,6 +45,7 @@ class TrainerOptions:
     loss_scaler: LossScaler | None = None
     find_unused_parameters: bool = False
     compile: bool = False  # --compile: torch.compile the training forward (dynamic shapes)
+    overflow_retries: int = 0  # --amp: re-run an overflowing update this many times at the lowered scale
 
 
 @dataclass
@@ -161,7 +165,18 @@ class Trainer:
         return float(sample_size), logging_output
 
     def train_step(self, samples: list[dict[str, Any]]) -> StepResult:
-        """One update over ``samples`` (``--update-freq`` batches)."""
+        """One update over ``samples`` (``--update-freq`` batches); with ``overflow_retries`` (``--amp``) an
+        update whose gradients overflow is run again at the lowered loss scale before it is skipped."""
+        for attempt in range(self.options.overflow_retries + 1):
+            result = self._train_step_once(samples)
+            if not result.skipped or attempt == self.options.overflow_retries:
+                break
+            logger.info("AMP: retrying the same batch at loss scale %g", self.options.loss_scaler.scale)  # type: ignore[union-attr]
+        if result.skipped and self.options.overflow_retries:
+            logger.info("AMP: skipping this batch")
+        return result
+
+    def _train_step_once(self, samples: list[dict[str, Any]]) -> StepResult:
         start = time.perf_counter()
         torch.manual_seed(self.options.seed + self.num_updates)
         self.model.train()
