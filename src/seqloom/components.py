@@ -12,6 +12,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "seqloom.models.transformer_lm",
     "seqloom.models.bart.builder",
     "seqloom.tasks.translation",
+    "seqloom.tasks.translation_from_pretrained_bart",
     "seqloom.tasks.language_modeling",
     "seqloom.tasks.denoising",
     "seqloom.tasks.sentence_prediction",

@@ -32,6 +32,7 @@ from seqloom.generation.runtime import (
     progress_bar,
     run_inference,
     sample_strings,
+    symbols_to_strip,
 )
 from seqloom.generation.scoring import build_scorer
 from seqloom.logs import DATE_FORMAT, LINE_FORMAT, setup_logging
@@ -107,7 +108,9 @@ def run(args: ParsedArgs, out: TextIO) -> int:
     batches = task.get_batch_iterator(dataset, batching_options(data, common, task, models)).next_epoch_itr(
         shuffle=False
     )
-    generator = build_generator(models, task.target_dictionary, gen, common=common, model_overrides=ev.model_overrides)
+    generator = build_generator(models, task.target_dictionary, gen, common=common, model_overrides=ev.model_overrides,
+                                eos=getattr(task, "generation_eos", None))  # fmt: skip
+    strip = symbols_to_strip(generator, task.target_dictionary)
     codec = TextCodec.from_args(args)
     scorer = build_scorer(args["scoring"], pad=task.target_dictionary.pad(), eos=task.target_dictionary.eos(),
                           unk=task.target_dictionary.unk())  # fmt: skip
@@ -122,7 +125,8 @@ def run(args: ParsedArgs, out: TextIO) -> int:
         totals.tokens += sum(len(h[0].tokens) for h in hyps)
         totals.sentences += len(hyps)
         totals.has_target = sample.get("target") is not None
-        write_batch(sample, hyps, task=task, args=args, codec=codec, scorer=scorer, align_dict=align_dict, out=out)
+        write_batch(sample, hyps, task=task, args=args, codec=codec, scorer=scorer, align_dict=align_dict, out=out,
+                    strip=strip)  # fmt: skip
     report(totals, args, scorer, out)
     return 0
 
@@ -145,12 +149,15 @@ def batching_options(data: DatasetConfig, common: CommonConfig, task: Any, model
 
 
 def write_batch(sample: dict[str, Any], hyps: list[list[Any]], *, task: Any, args: ParsedArgs, codec: TextCodec,
-                scorer: Any, align_dict: dict[str, str] | None, out: TextIO) -> None:  # fmt: skip
-    """Prints one batch's lines and adds its top hypotheses to the corpus score."""
+                scorer: Any, align_dict: dict[str, str] | None, out: TextIO,
+                strip: frozenset[int] = frozenset()) -> None:  # fmt: skip
+    """Prints one batch's lines and adds its top hypotheses to the corpus score (``strip``: symbols besides
+    ``</s>`` left out of the texts)."""
     ev, gen = args["common_eval"], args["generation"]
     tgt_dict = task.target_dictionary
     for i, sample_id in enumerate(sample["id"].tolist()):
-        src_str, target_str, target_tokens = sample_strings(sample, i, task=task, post_process=ev.post_process)
+        src_str, target_str, target_tokens = sample_strings(sample, i, task=task, post_process=ev.post_process,
+                                                            strip=strip)  # fmt: skip
         src_str = codec.decode(src_str) if src_str is not None else None
         target_str = codec.decode(target_str) if target_str is not None else None
         if not ev.quiet:
@@ -160,7 +167,7 @@ def write_batch(sample: dict[str, Any], hyps: list[list[Any]], *, task: Any, arg
                 print(f"T-{sample_id}\t{target_str}", file=out)
         for j, hyp in enumerate(hyps[i][: gen.nbest]):
             hypo_str = post_process_prediction(hyp, src_str=src_str or "", align_dict=align_dict, tgt_dict=tgt_dict,
-                                               post_process=ev.post_process)  # fmt: skip
+                                               post_process=ev.post_process, strip=strip)  # fmt: skip
             detok = codec.decode(hypo_str)
             if not ev.quiet:
                 for line in hypothesis_lines(sample_id, hyp, hypo_str, detok, print_alignment=gen.print_alignment):

@@ -18,7 +18,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-import numpy as np
 import torch
 
 from seqloom.config import CommandSpec, ParsedArgs, parse_args
@@ -28,7 +27,14 @@ from seqloom.generation.config import CommonEvalConfig, GenerationConfig, Intera
 from seqloom.generation.constraint_states import pack_constraints
 from seqloom.generation.loading import load_ensemble
 from seqloom.generation.output import hypothesis_lines, load_align_dict, post_process_prediction
-from seqloom.generation.runtime import TextCodec, build_generator, load_task, place_models, run_inference
+from seqloom.generation.runtime import (
+    TextCodec,
+    build_generator,
+    load_task,
+    place_models,
+    run_inference,
+    symbols_to_strip,
+)
 from seqloom.logs import setup_logging
 
 logger = logging.getLogger("seqloom.interactive")
@@ -46,20 +52,6 @@ SPEC = CommandSpec(
     ),
     selectors={"task": "translation", "tokenizer": None, "bpe": None},
 )
-
-
-class TokenList:
-    """In-memory token sequences with the ``sizes`` a dataset offers."""
-
-    def __init__(self, tokens: list[torch.Tensor]) -> None:
-        self.tokens = tokens
-        self.sizes = np.array([len(t) for t in tokens], dtype=np.int64)
-
-    def __len__(self) -> int:
-        return len(self.tokens)
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        return self.tokens[index]
 
 
 def buffered_read(stream: TextIO, buffer_size: int) -> Iterator[list[str]]:
@@ -100,7 +92,8 @@ def run(args: ParsedArgs, stream: TextIO, out: TextIO) -> int:
     models = load_ensemble(args["common_eval"].path, task, model_overrides=args["common_eval"].model_overrides)
     device = place_models(models, args["common"])
     generator = build_generator(models, task.target_dictionary, args["generation"], common=args["common"],
-                                model_overrides=args["common_eval"].model_overrides)  # fmt: skip
+                                model_overrides=args["common_eval"].model_overrides,
+                                eos=getattr(task, "generation_eos", None))  # fmt: skip
     codec = TextCodec.from_args(args)
     max_source = min([task.max_positions()[0], *[m.max_positions()[0] for m in models]])
     if args["generation"].constraints:
@@ -169,7 +162,6 @@ def translate_chunk(lines: list[str], start_id: int, *, task: Any, generator: An
                     args: ParsedArgs, max_source: int, out: TextIO, device: torch.device | None = None
                     ) -> float:  # fmt: skip
     """Translates and prints one buffer of lines; returns the seconds spent translating."""
-    from seqloom.data.language_pair_dataset import LanguagePairDataset
     from seqloom.tasks.base import BatchingOptions
 
     data, gen = args["dataset"], args["generation"]
@@ -177,8 +169,7 @@ def translate_chunk(lines: list[str], start_id: int, *, task: Any, generator: An
                                              constrained=gen.constraints is not None)  # fmt: skip
     if not tokens:
         return 0.0
-    dataset = LanguagePairDataset(TokenList(tokens), task.source_dictionary, None, task.target_dictionary,
-                                  left_pad_source=task.cfg.left_pad_source)  # fmt: skip
+    dataset = task.build_dataset_for_inference(tokens)
     options = BatchingOptions(max_tokens=data.max_tokens, max_sentences=data.batch_size, seed=1)
     results = []
     spent = 0.0
@@ -197,13 +188,13 @@ def translate_chunk(lines: list[str], start_id: int, *, task: Any, generator: An
                             elapsed / len(hyps), constraints[k] if constraints else []))  # fmt: skip
     for number, src_tokens, sentence_hyps, seconds, phrases in sorted(results, key=lambda r: r[0]):
         print_result(number, src_tokens, sentence_hyps, seconds, task=task, codec=codec, args=args, out=out,
-                     constraints=phrases)  # fmt: skip
+                     constraints=phrases, strip=symbols_to_strip(generator, task.target_dictionary))  # fmt: skip
     return spent
 
 
 def print_result(number: int, src_tokens: torch.Tensor, hyps: list[Any], seconds: float, *, task: Any,
-                 codec: TextCodec, args: ParsedArgs, out: TextIO, constraints: Sequence[torch.Tensor] = ()
-                 ) -> None:  # fmt: skip
+                 codec: TextCodec, args: ParsedArgs, out: TextIO, constraints: Sequence[torch.Tensor] = (),
+                 strip: frozenset[int] = frozenset()) -> None:  # fmt: skip
     ev, gen = args["common_eval"], args["generation"]
     src_str = task.source_dictionary.string(src_tokens, ev.post_process)
     print(f"S-{number}\t{src_str}", file=out)
@@ -213,7 +204,8 @@ def print_result(number: int, src_tokens: torch.Tensor, hyps: list[Any], seconds
     align_dict = load_align_dict(gen.replace_unk)
     for hyp in hyps[: min(len(hyps), gen.nbest)]:
         hypo_str = post_process_prediction(hyp, src_str=src_str, align_dict=align_dict,
-                                           tgt_dict=task.target_dictionary, post_process=ev.post_process)  # fmt: skip
+                                           tgt_dict=task.target_dictionary, post_process=ev.post_process,
+                                           strip=strip)  # fmt: skip
         for line in hypothesis_lines(number, hyp, hypo_str, codec.decode(hypo_str),
                                      print_alignment=gen.print_alignment):  # fmt: skip
             print(line, file=out)

@@ -49,6 +49,38 @@ class ConcatTokens:
         return dataset[(index - int(self.offsets[k])) % len(dataset)]
 
 
+class InMemoryTokens:
+    """Token sequences held in memory (encoded input lines), with the ``sizes`` a dataset offers."""
+
+    def __init__(self, tokens: Sequence[Tensor]) -> None:
+        self.tokens = list(tokens)
+        self.sizes = np.array([len(t) for t in self.tokens], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def __getitem__(self, index: int) -> Tensor:
+        return self.tokens[index]
+
+
+class AffixTokens:
+    """A token dataset with ``prepend`` before and ``append`` after every item (None: nothing), as fairseq's
+    ``PrependTokenDataset``/``AppendTokenDataset``; sizes grow to match."""
+
+    def __init__(self, dataset: TokenDataset, *, prepend: int | None = None, append: int | None = None) -> None:
+        self.dataset, self.prepend, self.append = dataset, prepend, append
+        self.sizes = np.asarray(dataset.sizes) + (prepend is not None) + (append is not None)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Tensor:
+        item = self.dataset[index]
+        parts = [item.new_tensor([t]) for t in (self.prepend,) if t is not None]
+        parts += [item, *(item.new_tensor([t]) for t in (self.append,) if t is not None)]
+        return torch.cat(parts) if len(parts) > 1 else item
+
+
 def length_buckets(sizes: np.ndarray, num_buckets: int) -> np.ndarray:
     """fairseq's ``--num-batch-buckets`` boundaries: the distinct ``num_buckets`` quantiles (rounded down to
     a size that occurs) of ``sizes``; the last is the longest size."""
@@ -162,7 +194,10 @@ class LanguagePairDataset:
         truncate_source_to: int | None = None,
         pad_to_multiple: int = 1,
         num_buckets: int = 0,
+        eos: int | None = None,
     ) -> None:
+        """``eos``: the symbol moved to the front of the decoder input (default the dictionary's ``</s>``; the
+        target language token for mBART fine-tuning, whose targets end with it)."""
         if tgt is not None and len(src) != len(tgt):
             raise ValueError(f"source and target must have the same number of sentences ({len(src)} vs {len(tgt)})")
         self.src, self.tgt = src, tgt
@@ -171,6 +206,7 @@ class LanguagePairDataset:
         self.shuffle = shuffle
         self.truncate_source_to = truncate_source_to
         self.pad_to_multiple = pad_to_multiple
+        self.eos = eos if eos is not None else self.src_dict.eos()
         self.src_sizes = np.asarray(src.sizes, dtype=np.int64)
         if truncate_source_to is not None:
             self.src_sizes = np.minimum(self.src_sizes, truncate_source_to)
@@ -203,7 +239,7 @@ class LanguagePairDataset:
         return collate(
             samples,
             pad_idx=self.src_dict.pad(),
-            eos_idx=self.src_dict.eos(),
+            eos_idx=self.eos,
             left_pad_source=self.left_pad_source,
             left_pad_target=self.left_pad_target,
             pad_to_multiple=self.pad_to_multiple,

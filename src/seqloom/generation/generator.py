@@ -28,16 +28,18 @@ class SequenceGenerator:
     """Generates K hypotheses per source sentence with ``models`` (one or an ensemble)."""
 
     def __init__(self, models: Sequence[Any], tgt_dict: Any, cfg: GenerationConfig | None = None, *,
-                 search: Search | None = None, lm_model: Any = None) -> None:  # fmt: skip
+                 search: Search | None = None, lm_model: Any = None, eos: int | None = None) -> None:  # fmt: skip
         """``lm_model``: a language model over ``tgt_dict`` whose log-probs, times ``cfg.lm_weight``, are added
-        to the models' at every step (shallow fusion, fairseq's ``--lm-path``/``--lm-weight``)."""
+        to the models' at every step (shallow fusion, fairseq's ``--lm-path``/``--lm-weight``). ``eos``: the
+        symbol that starts and ends hypotheses (default ``tgt_dict.eos()``; mBART: the target language)."""
         self.cfg = cfg = cfg or GenerationConfig()
         if cfg.temperature <= 0:
             raise ValueError(f"--temperature must be greater than 0 (got {cfg.temperature})")
         self.models = list(models)
         self.decoder = EnsembleDecoder(self.models)
         self.lm = EnsembleDecoder([lm_model]) if lm_model is not None else None
-        self.pad, self.unk, self.eos = tgt_dict.pad(), tgt_dict.unk(), tgt_dict.eos()
+        self.pad, self.unk = tgt_dict.pad(), tgt_dict.unk()
+        self.eos = tgt_dict.eos() if eos is None else eos
         self.vocab_size = len(tgt_dict)
         self.beam_size = min(cfg.beam, self.vocab_size - 1)  # pad is never selected
         self.search = search or build_search(

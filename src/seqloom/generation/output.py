@@ -70,10 +70,17 @@ def replace_unk(hypo_str: str, src_str: str, alignment: list, align_dict: dict[s
 
 
 def post_process_prediction(
-    hyp: Hypothesis, *, src_str: str, align_dict: dict[str, str] | None, tgt_dict: Any, post_process: str | None
+    hyp: Hypothesis,
+    *,
+    src_str: str,
+    align_dict: dict[str, str] | None,
+    tgt_dict: Any,
+    post_process: str | None,
+    strip: frozenset[int] = frozenset(),
 ) -> str:
-    """The hypothesis text: symbols, BPE removed (``--post-process``), unks replaced (``--replace-unk``)."""
-    hypo_str = tgt_dict.string(hyp.tokens, post_process, extra_symbols_to_ignore={tgt_dict.eos()})
+    """The hypothesis text: symbols (not ``</s>`` or ``strip``), BPE removed (``--post-process``), unks
+    replaced (``--replace-unk``)."""
+    hypo_str = tgt_dict.string(hyp.tokens, post_process, extra_symbols_to_ignore={tgt_dict.eos(), *strip})
     if align_dict is not None:
         hypo_str = replace_unk(hypo_str, src_str, hyp.alignment, align_dict, tgt_dict.unk_string())
     return hypo_str

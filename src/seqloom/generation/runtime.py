@@ -96,17 +96,18 @@ def place_models(models: list[Any], common: Any) -> torch.device:
 
 
 def build_generator(models: list[Any], tgt_dict: Any, cfg: GenerationConfig, *, common: Any = None,
-                    model_overrides: str = "{}") -> SequenceGenerator | SequenceScorer:  # fmt: skip
+                    model_overrides: str = "{}", eos: int | None = None) -> SequenceGenerator | SequenceScorer:  # fmt: skip
     """The scorer (``--score-reference``) or generator for ``models``; with ``--lm-path`` its language model
-    is loaded and placed like the models (``common``: ``--cpu``, ``--fp16``, ``--bf16``)."""
+    is loaded and placed like the models (``common``: ``--cpu``, ``--fp16``, ``--bf16``). ``eos``: the task's
+    end-of-target symbol (its ``generation_eos``; None: ``</s>``)."""
     if cfg.score_reference:
-        return SequenceScorer(models, tgt_dict, compute_alignment=cfg.print_alignment is not None)
+        return SequenceScorer(models, tgt_dict, compute_alignment=cfg.print_alignment is not None, eos=eos)
     lm_model = None
     if cfg.lm_path is not None:
         lm_model = load_language_model(cfg.lm_path, tgt_dict, model_overrides=model_overrides)
         if common is not None:
             place_models([lm_model], common)
-    return SequenceGenerator(models, tgt_dict, cfg, lm_model=lm_model)
+    return SequenceGenerator(models, tgt_dict, cfg, lm_model=lm_model, eos=eos)
 
 
 def run_inference(generator: Any, sample: dict[str, Any], cfg: GenerationConfig, device: torch.device | None = None,
@@ -149,9 +150,10 @@ def on_cpu(hyps: list[list[Hypothesis]]) -> list[list[Hypothesis]]:
     return hyps
 
 
-def sample_strings(sample: dict[str, Any], i: int, *, task: Any, post_process: str | None
-                   ) -> tuple[str | None, str | None, Tensor | None]:  # fmt: skip
-    """Row ``i``'s source text, reference text (unk escaped) and reference ids, as fairseq prints them."""
+def sample_strings(sample: dict[str, Any], i: int, *, task: Any, post_process: str | None,
+                   strip: frozenset[int] = frozenset()) -> tuple[str | None, str | None, Tensor | None]:  # fmt: skip
+    """Row ``i``'s source text, reference text (unk escaped, ``</s>`` and ``strip`` left out) and reference ids,
+    as fairseq prints them."""
     src_dict, tgt_dict = task.source_dictionary, task.target_dictionary
     src = sample["net_input"]["src_tokens"][i]
     src_str = src_dict.string(src[src.ne(tgt_dict.pad())], post_process) if src_dict is not None else None
@@ -159,7 +161,8 @@ def sample_strings(sample: dict[str, Any], i: int, *, task: Any, post_process: s
         return src_str, None, None
     target = sample["target"][i]
     target = target[target.ne(tgt_dict.pad())].int()
-    target_str = tgt_dict.string(target, post_process, escape_unk=True, extra_symbols_to_ignore={tgt_dict.eos()})
+    target_str = tgt_dict.string(target, post_process, escape_unk=True,
+                                 extra_symbols_to_ignore={tgt_dict.eos(), *strip})  # fmt: skip
     return src_str, target_str, target
 
 
@@ -172,3 +175,9 @@ def progress_bar(items: Iterable[Any], common: Any) -> Iterator[Any]:
 
     total = len(items) if isinstance(items, Sized) else None
     yield from tqdm(items, total=total, file=sys.stderr, leave=False, dynamic_ncols=True)
+
+
+def symbols_to_strip(generator: Any, tgt_dict: Any) -> frozenset[int]:
+    """The generator's end symbol when it is not ``</s>`` (fairseq's ``symbols_to_strip_from_output``)."""
+    eos = getattr(generator, "eos", tgt_dict.eos())
+    return frozenset() if eos == tgt_dict.eos() else frozenset({eos})

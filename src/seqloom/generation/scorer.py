@@ -19,9 +19,10 @@ from seqloom.generation.hypotheses import Hypothesis
 class SequenceScorer:
     """Scores given target sequences with one model or an ensemble."""
 
-    def __init__(self, models: Sequence[Any], tgt_dict: Any, *, compute_alignment: bool = False) -> None:
+    def __init__(self, models: Sequence[Any], tgt_dict: Any, *, compute_alignment: bool = False,
+                 eos: int | None = None) -> None:  # fmt: skip
         self.models = list(models)
-        self.pad, self.eos = tgt_dict.pad(), tgt_dict.eos()
+        self.pad, self.eos = tgt_dict.pad(), tgt_dict.eos() if eos is None else eos
         self.compute_alignment = compute_alignment
 
     def _model_probs(self, model: Any, src_tokens: Tensor, prev_output_tokens: Tensor, target: Tensor,

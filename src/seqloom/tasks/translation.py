@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 from seqloom import registry
 from seqloom.config.options import field
-from seqloom.data.language_pair_dataset import ConcatTokens, LanguagePairDataset
+from seqloom.data.language_pair_dataset import ConcatTokens, InMemoryTokens, LanguagePairDataset
 from seqloom.tasks import base
 from seqloom.tasks.base import Task
 
@@ -140,6 +140,16 @@ class TranslationTask(Task):
     def max_positions(self) -> tuple[int, int]:
         return self.cfg.max_source_positions, self.cfg.max_target_positions
 
+    @property
+    def generation_eos(self) -> int | None:
+        """The symbol that ends a generated target (None: the target dictionary's ``</s>``)."""
+        return None
+
+    def build_dataset_for_inference(self, tokens: list[Any]) -> LanguagePairDataset:
+        """Source-only pairs for ``interactive`` from encoded lines (``tokens``: each a 1-D tensor)."""
+        return LanguagePairDataset(InMemoryTokens(tokens), self.src_dict, None, self.tgt_dict,
+                                   left_pad_source=self.cfg.left_pad_source)  # fmt: skip
+
     def load_dataset(self, split: str, *, epoch: int = 1, combine: bool = False) -> LanguagePairDataset:
         """Loads ``split`` from the epoch's data folder; ``combine`` also reads ``split1``, ``split2``..."""
         paths = data_paths(self.cfg.data)
@@ -150,7 +160,13 @@ class TranslationTask(Task):
             ratios = [self.cfg.upsample_primary] + [1] * (len(src_parts) - 1)
         src = src_parts[0] if len(src_parts) == 1 else ConcatTokens(src_parts, ratios)
         tgt = tgt_parts[0] if len(tgt_parts) == 1 else ConcatTokens(tgt_parts, ratios)
-        dataset = LanguagePairDataset(
+        dataset = self._pair_dataset(src, tgt, split)
+        logger.info("%s %s %s-%s %d examples", path, split, self.cfg.source_lang, self.cfg.target_lang, len(dataset))
+        self.datasets[split] = dataset
+        return dataset
+
+    def _pair_dataset(self, src: Any, tgt: Any, split: str) -> LanguagePairDataset:
+        return LanguagePairDataset(
             src,
             self.src_dict,
             tgt,
@@ -162,9 +178,6 @@ class TranslationTask(Task):
             pad_to_multiple=self.pad_to_multiple,
             num_buckets=self.cfg.num_batch_buckets,
         )
-        logger.info("%s %s %s-%s %d examples", path, split, self.cfg.source_lang, self.cfg.target_lang, len(dataset))
-        self.datasets[split] = dataset
-        return dataset
 
     def _load_shards(self, path: str, split: str, combine: bool) -> tuple[list[Any], list[Any]]:
         from seqloom.data import indexed_dataset

@@ -1,0 +1,110 @@
+"""``--task translation_from_pretrained_bart`` (mBART fine-tuning) against fairseq's outputs.
+
+The fixture (``tests/fixtures/mbart``) is a tiny ``mbart_large``-shaped model that fairseq trained with this
+task on the shared mt data (fairseq 0.12's task needed a one-line repair to run at all: see
+``fairseq_fixed.py``). Its generate, validate and interactive outputs are compared line for line.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from seqloom.cli.generate import main as generate
+from seqloom.cli.interactive import main as interactive
+from seqloom.cli.train import SPEC, run
+from seqloom.config.parser import parse_args
+from seqloom.generation.runtime import load_task
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "generation"))
+from fixture_compare import compare_lines, read_lines  # noqa: E402
+
+HERE = Path(__file__).parents[1] / "fixtures" / "mbart"
+TASK = ["--task", "translation_from_pretrained_bart", "--langs", "en,es", "--source-lang", "en", "--target-lang", "es"]
+
+
+def data(fixtures: Path) -> str:
+    return str(fixtures / "mt" / "data-bin")
+
+
+@pytest.mark.parametrize(("name", "options"), [("beam5", ["--beam", "5"]),
+                                               ("beam2.prepend-bos", ["--beam", "2", "--prepend-bos"])])  # fmt: skip
+def test_generate_matches_fairseq(fairseq_fixtures: Path, capsys, name: str, options: list[str]) -> None:
+    """One shard of batches: sources end with ``[en]`` (S- lines), targets and hypotheses end with ``</s> [es]``
+    (stripped from the texts, scored in P- lines); the test split is shuffled among equal lengths, as fairseq's
+    task does."""
+    argv = [data(fairseq_fixtures), *TASK, "--path", str(HERE / "checkpoint.pt"), "--gen-subset", "test",
+            "--batch-size", "32", "--no-progress-bar", "--num-shards", "4", "--shard-id", "1", *options]  # fmt: skip
+    assert generate(argv) == 0
+    got = [line for line in capsys.readouterr().out.splitlines() if line[1:2] == "-"]
+    ids = {line.split("\t")[0][2:] for line in got if line.startswith("S-")}
+    assert len(ids) >= 16
+    assert all(line.endswith(" [en]") for line in got if line.startswith("S-"))
+    expected = [line for line in read_lines(HERE / f"generate.{name}.txt.gz") if line.split("\t")[0][2:] in ids]
+    assert compare_lines(expected, got) == []
+
+
+def test_validate_and_interactive_match_fairseq(fairseq_fixtures: Path, capsys, tmp_path: Path) -> None:
+    from seqloom.cli.validate import main as validate
+
+    argv = [data(fairseq_fixtures), *TASK, "--path", str(HERE / "checkpoint.pt"), "--valid-subset", "valid",
+            "--batch-size", "32"]  # fmt: skip
+    assert validate(argv) == 0
+    expected = (HERE / "validate.valid.txt").read_text().split("|")[1:4]  # loss, nll_loss, ppl
+    assert " | ".join(x.strip() for x in expected) in capsys.readouterr().err
+    mt = fairseq_fixtures / "mt"
+    source = tmp_path / "input.en"
+    source.write_text("\n".join((mt / "text" / "test.en").read_text(encoding="utf-8").splitlines()[:5]) + "\n")
+    argv = [data(fairseq_fixtures), *TASK, "--path", str(HERE / "checkpoint.pt"), "--tokenizer", "moses", "--bpe",
+            "subword_nmt", "--bpe-codes", str(mt / "text" / "bpe.codes"), "--beam", "5", "--input", str(source)]  # fmt: skip
+    assert interactive(argv) == 0
+    got = capsys.readouterr().out.splitlines()
+    assert compare_lines(read_lines(HERE / "interactive.beam5.txt"), got, skip=("W-",)) == []
+
+
+def test_samples_carry_language_tokens_and_bad_languages_are_named(fairseq_fixtures: Path) -> None:
+    parsed = parse_args(SPEC, [data(fairseq_fixtures), *TASK, "--arch", "mbart_large", "--optimizer", "adam",
+                               "--max-tokens", "512", "--prepend-bos"])  # fmt: skip
+    task = load_task(parsed, split="valid")
+    d = task.target_dictionary
+    en, es, mask = d.index("[en]"), d.index("[es]"), d.index("<mask>")
+    assert (en, es, mask) == (len(d) - 3, len(d) - 2, len(d) - 1) and d.unk() not in (en, es, mask)
+    dataset = task.load_dataset("valid")
+    batch = dataset.collater([dataset[i] for i in range(3)])
+    src, prev, target = batch["net_input"]["src_tokens"], batch["net_input"]["prev_output_tokens"], batch["target"]
+    for row in range(3):
+        s = src[row][src[row].ne(d.pad())].tolist()
+        t = target[row][target[row].ne(d.pad())].tolist()
+        assert s[0] == d.bos() and s[-2:] == [d.eos(), en]
+        assert t[0] == d.bos() and t[-2:] == [d.eos(), es]
+        assert prev[row].tolist()[:2] == [es, d.bos()]  # the decoder starts from [es]
+    for argv, message in [(TASK[:2] + TASK[4:], "--langs is required"),
+                          ([*TASK[:3], "de,es", *TASK[4:]], "language 'en' is not in --langs de,es")]:  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            load_task(parse_args(SPEC, [data(fairseq_fixtures), *argv, "--arch", "mbart_large", "--optimizer", "adam",
+                                        "--max-tokens", "512"]), split="valid")  # fmt: skip
+
+
+def test_fine_tunes_from_fairseqs_checkpoint(fairseq_fixtures: Path, tmp_path: Path) -> None:
+    """--restore-file of the fairseq model with the --reset-* flags: the weights load (mbart_large shape, the
+    dictionaries grown by the task) and a few more updates train."""
+    model = ["--arch", "mbart_large", "--encoder-layers", "1", "--decoder-layers", "1", "--encoder-embed-dim", "32",
+             "--decoder-embed-dim", "32", "--encoder-ffn-embed-dim", "64", "--decoder-ffn-embed-dim", "64",
+             "--encoder-attention-heads", "2", "--decoder-attention-heads", "2", "--max-source-positions", "256",
+             "--max-target-positions", "256"]  # fmt: skip
+    argv = [data(fairseq_fixtures), "--cpu", *TASK, *model, "--criterion", "label_smoothed_cross_entropy",
+            "--label-smoothing", "0.1", "--optimizer", "adam", "--lr", "0.001", "--max-tokens", "1024",
+            "--max-update", "4", "--restore-file", str(HERE / "checkpoint.pt"), "--reset-optimizer",
+            "--reset-dataloader", "--reset-meters", "--reset-lr-scheduler", "--save-dir", str(tmp_path),
+            "--disable-validation", "--no-epoch-checkpoints", "--num-workers", "0", "--log-format", "json"]  # fmt: skip
+    history = run(parse_args(SPEC, argv)).history
+    assert len(history) == 4 and all(math.isfinite(h["loss"]) for h in history)
+    assert history[0]["loss"] < 8.5  # the fine-tuned weights, not a fresh model (about 11 bits at the start)
+    saved = torch.load(tmp_path / "checkpoint_last.pt", map_location="cpu", weights_only=False)
+    fairseq = torch.load(HERE / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert saved["model"].keys() == fairseq["model"].keys()
+    assert saved["model"]["encoder.embed_tokens.weight"].shape == fairseq["model"]["encoder.embed_tokens.weight"].shape
