@@ -108,3 +108,21 @@ def test_fine_tunes_from_fairseqs_checkpoint(fairseq_fixtures: Path, tmp_path: P
     fairseq = torch.load(HERE / "checkpoint.pt", map_location="cpu", weights_only=False)
     assert saved["model"].keys() == fairseq["model"].keys()
     assert saved["model"]["encoder.embed_tokens.weight"].shape == fairseq["model"]["encoder.embed_tokens.weight"].shape
+
+
+def test_eval_bleu_generates_with_the_target_language_as_eos(fairseq_fixtures: Path) -> None:
+    """--eval-bleu during fine-tuning: hypotheses end with [es] (they stop there) and the texts leave it out."""
+    from seqloom.generation.loading import load_ensemble
+
+    parsed = parse_args(SPEC, [data(fairseq_fixtures), *TASK, "--arch", "mbart_large", "--optimizer", "adam",
+                               "--max-tokens", "512", "--eval-bleu"])  # fmt: skip
+    task = load_task(parsed, split="valid")
+    validator, reduce = task.validation_extras()
+    model = load_ensemble(str(HERE / "checkpoint.pt"), task)[0]
+    dataset = task.load_dataset("valid")
+    sample = dataset.collater([dataset[i] for i in range(4)])
+    sums = validator(model, sample)
+    assert sums["_bleu_sys_len"] > 0 and "bleu" in reduce(sums)
+    es = task.target_dictionary.index("[es]")
+    tokens = torch.tensor([5, 6, task.target_dictionary.eos(), es])
+    assert "[es]" not in validator.decode(tokens, escape_unk=False)

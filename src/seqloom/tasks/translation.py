@@ -127,7 +127,7 @@ class TranslationTask(Task):
             return None, None
         from seqloom.tasks.translation_bleu import BleuValidator, bleu_from_sums
 
-        return BleuValidator(self.cfg, self.tgt_dict), bleu_from_sums
+        return BleuValidator(self.cfg, self.tgt_dict, eos=self.generation_eos), bleu_from_sums
 
     @property
     def langs(self) -> tuple[str, str]:

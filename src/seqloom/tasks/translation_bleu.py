@@ -34,10 +34,12 @@ def _json_arg(text: str | None, flag: str) -> dict[str, Any]:
 class BleuValidator:
     """Translates a validation batch and returns sacrebleu's counts as logging-output sums."""
 
-    def __init__(self, cfg: Any, tgt_dict: Any) -> None:
+    def __init__(self, cfg: Any, tgt_dict: Any, *, eos: int | None = None) -> None:
+        """``eos``: the task's end-of-target symbol when not ``</s>`` (left out of the texts too)."""
         from seqloom.generation.config import GenerationConfig
 
-        self.cfg, self.tgt_dict = cfg, tgt_dict
+        self.cfg, self.tgt_dict, self.eos = cfg, tgt_dict, eos
+        self.strip = {eos} if eos is not None else set()
         gen_args = _json_arg(cfg.eval_bleu_args, "--eval-bleu-args")
         try:
             self.gen_cfg = GenerationConfig(**gen_args)
@@ -52,7 +54,8 @@ class BleuValidator:
 
     def decode(self, tokens: torch.Tensor, *, escape_unk: bool) -> str:
         unk = "UNKNOWNTOKENINREF" if escape_unk else "UNKNOWNTOKENINHYP"
-        text = self.tgt_dict.string(tokens.int().cpu(), self.cfg.eval_bleu_remove_bpe, unk_string=unk)
+        text = self.tgt_dict.string(tokens.int().cpu(), self.cfg.eval_bleu_remove_bpe, unk_string=unk,
+                                    extra_symbols_to_ignore=self.strip)  # fmt: skip
         return self.detok.decode(text) if self.detok is not None else text
 
     def __call__(self, model: torch.nn.Module, sample: dict[str, Any]) -> dict[str, float]:
@@ -60,7 +63,7 @@ class BleuValidator:
 
         from seqloom.generation.generator import SequenceGenerator
 
-        generator = SequenceGenerator([model], self.tgt_dict, self.gen_cfg)
+        generator = SequenceGenerator([model], self.tgt_dict, self.gen_cfg, eos=self.eos)
         hyps_out = generator.generate(sample["net_input"]["src_tokens"])
         pad = self.tgt_dict.pad()
         hyps = [self.decode(h[0].tokens, escape_unk=False) for h in hyps_out]
