@@ -429,3 +429,28 @@ def test_ema_options_seed_start_and_log(data_bin: Path, tmp_path: Path, caplog) 
     with caplog.at_level(logging.WARNING):  # resuming a run without an average: it restarts from the weights
         train(train_args(data_bin, tmp_path / "plain", *base, max_update=2))
     assert "holds no EMA weights but --store-ema is set" in caplog.text
+
+
+def test_zero_sharding_two_processes_equal_one_process_and_resume(data_bin: Path, tmp_path: Path) -> None:
+    """``--zero-sharding os`` (ZeRO-1): the same updates as one process with ``--update-freq 2``; the checkpoint
+    holds the whole optimizer state (gathered from both ranks), and a sharded run resumes from it like one
+    process does."""
+    one = train_args(data_bin, tmp_path / "one", "--update-freq", "2", "--disable-validation", dropout="0.0",
+                     max_update=6)  # fmt: skip
+    train(one)
+    two = train_args(data_bin, tmp_path / "two", "--zero-sharding", "os", "--disable-validation", dropout="0.0",
+                     max_update=6)  # fmt: skip
+    assert "ZeRO: the optimizer state is sharded over 2 ranks" in _torchrun(two)
+    a = load_checkpoint(tmp_path / "one" / "checkpoint_last.pt")
+    b = load_checkpoint(tmp_path / "two" / "checkpoint_last.pt")
+    _assert_same_weights(a["model"], b["model"])
+    sa, sb = a["last_optimizer_state"], b["last_optimizer_state"]
+    assert sa["state"].keys() == sb["state"].keys() and len(sb["state"]) == len(sa["param_groups"][0]["params"])
+    for i, state in sa["state"].items():
+        torch.testing.assert_close(sb["state"][i]["exp_avg"], state["exp_avg"], rtol=1e-3, atol=1e-6)
+    train([*one, "--max-update", "9"])
+    assert "Loaded checkpoint" in _torchrun([*two, "--max-update", "9"])
+    a = load_checkpoint(tmp_path / "one" / "checkpoint_last.pt")
+    b = load_checkpoint(tmp_path / "two" / "checkpoint_last.pt")
+    assert b["optimizer_history"][-1]["num_updates"] == 9
+    _assert_same_weights(a["model"], b["model"])

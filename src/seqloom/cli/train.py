@@ -42,6 +42,7 @@ from seqloom.trainer.progress import Progress, resolve_log_format
 from seqloom.trainer.restore import Restored, restore
 from seqloom.trainer.sharding import shard_model
 from seqloom.trainer.trainer import Trainer, TrainerOptions
+from seqloom.trainer.zero import shard_optimizer
 
 logger = logging.getLogger("seqloom.cli.train")
 
@@ -81,6 +82,8 @@ def check_options(parsed: ParsedArgs) -> None:
         "--eval-bleu with --ddp-backend fully_sharded": ns.ddp_backend == "fully_sharded"
         and bool(getattr(ns, "eval_bleu", False)),
         "--store-ema with --ddp-backend fully_sharded": ns.ddp_backend == "fully_sharded" and ns.store_ema,
+        "--zero-sharding os with --ddp-backend fully_sharded": ns.ddp_backend == "fully_sharded"
+        and ns.zero_sharding == "os",
     }
     named = [flag for flag, used in unsupported.items() if used]
     if named:
@@ -130,6 +133,9 @@ def make_trainer(parsed: ParsedArgs, task: Any, dist: DistInfo) -> Trainer:
                     dist.world_size, units)  # fmt: skip
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(parsed.namespace.optimizer, parsed.get("optimizer"), params, opt.lr[0])
+    if ns.zero_sharding == "os" and dist.world_size > 1:
+        optimizer = shard_optimizer(optimizer)  # type: ignore[assignment]
+        logger.info("ZeRO: the optimizer state is sharded over %d ranks", dist.world_size)
     scheduler = build_lr_scheduler(
         parsed.namespace.lr_scheduler,
         parsed.get("lr_scheduler"),

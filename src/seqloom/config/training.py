@@ -151,6 +151,9 @@ class DistributedConfig:
     broadcast_buffers: bool = field(
         False, help="copy non-trainable parameters between GPUs, such as batchnorm population statistics"
     )
+    zero_sharding: Literal["none", "os"] = field(
+        "none", help="ZeRO sharding: 'os' shards the optimizer state over the data-parallel ranks"
+    )
 
 
 @dataclass(kw_only=True)

@@ -26,6 +26,7 @@ import torch
 from seqloom.config.training import CheckpointConfig
 from seqloom.trainer.sharding import full_tensors
 from seqloom.trainer.trainer import Trainer
+from seqloom.trainer.zero import full_optimizer_state, is_zero
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +88,8 @@ def build_state(
 ) -> dict[str, Any]:
     """The checkpoint dict (fairseq's keys) of the trainer's current state.
 
-    With FSDP every rank must call this: the sharded weights and moments are gathered whole (collectives)."""
+    With FSDP or ZeRO every rank must call this: the sharded weights and moments are gathered whole
+    (collectives)."""
     state: dict[str, Any] = {
         "args": fairseq_args(args),
         "model": full_tensors(trainer.model.state_dict()),
@@ -115,7 +117,9 @@ def build_state(
         if fp32 is not None:
             state["extra_state"]["ema_fp32_params"] = fp32
     if save_optimizer_state:
-        state["last_optimizer_state"] = full_tensors(trainer.optimizer.state_dict())
+        optimizer_state = full_optimizer_state(trainer.optimizer, is_master=trainer.dist.is_master)
+        if optimizer_state is not None:
+            state["last_optimizer_state"] = full_tensors(optimizer_state)
     return to_cpu(state)
 
 
@@ -185,9 +189,10 @@ def save_checkpoints(
 ) -> list[str]:
     """Writes this moment's checkpoints (rank 0 only) and prunes old ones; returns the paths written.
 
-    Under FSDP every rank takes part in gathering the state; rank 0 alone writes it."""
+    Under FSDP or ZeRO every rank takes part in gathering the state; rank 0 alone writes it."""
     best.update(val_loss)
-    if cfg.no_save or not (trainer.dist.is_master or trainer.sharded):
+    collective = trainer.dist.world_size > 1 and (trainer.sharded or is_zero(trainer.optimizer))
+    if cfg.no_save or not (trainer.dist.is_master or collective):
         return []
     from seqloom.checkpoint.io import save_checkpoint
 
@@ -195,7 +200,7 @@ def save_checkpoints(
     names = _conditions(cfg, epoch=epoch, updates=updates, end_of_epoch=end_of_epoch, val_loss=val_loss, best=best)
     paths = [os.path.join(cfg.save_dir, n) for n in names]
     write = bool(paths)
-    if trainer.sharded and trainer.dist.world_size > 1:  # rank 0 decides (it sees the save folder), all gather
+    if collective:  # rank 0 decides (it sees the save folder), all gather
         decision = [write]
         torch.distributed.broadcast_object_list(decision, src=0)
         write = bool(decision[0])
