@@ -454,3 +454,32 @@ def test_zero_sharding_two_processes_equal_one_process_and_resume(data_bin: Path
     b = load_checkpoint(tmp_path / "two" / "checkpoint_last.pt")
     assert b["optimizer_history"][-1]["num_updates"] == 9
     _assert_same_weights(a["model"], b["model"])
+
+
+def test_asynchronous_checkpoints_equal_synchronous_ones(data_bin: Path, tmp_path: Path, monkeypatch) -> None:
+    """--write-checkpoints-asynchronously: a thread writes while training goes on (each write slowed down here,
+    so that later updates change the live weights meanwhile); every checkpoint equals the synchronous run's,
+    and --keep-interval-updates still prunes."""
+    import time
+
+    from seqloom.checkpoint import io
+
+    common = ("--save-interval-updates", "2", "--keep-interval-updates", "2", "--disable-validation")
+    train(train_args(data_bin, tmp_path / "sync", *common, max_update=6))
+    write = io.save_checkpoint
+
+    def slow_write(state, path):  # type: ignore[no-untyped-def]
+        time.sleep(0.3)
+        write(state, path)
+
+    monkeypatch.setattr(io, "save_checkpoint", slow_write)
+    train(train_args(data_bin, tmp_path / "async", *common, "--write-checkpoints-asynchronously", max_update=6))
+    names = sorted(p.name for p in (tmp_path / "async").glob("*.pt"))
+    assert names == sorted(p.name for p in (tmp_path / "sync").glob("*.pt"))
+    assert names == ["checkpoint_1_4.pt", "checkpoint_1_6.pt", "checkpoint_last.pt"]
+    for name in names:
+        a, b = load_checkpoint(tmp_path / "sync" / name), load_checkpoint(tmp_path / "async" / name)
+        for key, value in a["model"].items():
+            assert torch.equal(b["model"][key], value), (name, key)
+        for i, state in a["last_optimizer_state"]["state"].items():
+            assert torch.equal(b["last_optimizer_state"]["state"][i]["exp_avg"], state["exp_avg"])

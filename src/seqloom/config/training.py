@@ -118,6 +118,11 @@ class CheckpointConfig:
         -1, help="early stop training if valid performance doesn't improve for N consecutive validation runs"
     )
     checkpoint_suffix: str = field("", help="suffix to add to the checkpoint file name")
+    write_checkpoints_asynchronously: bool = field(
+        False,
+        help="write checkpoints in a background thread while training goes on (still atomically)",
+        aliases=("--save-async",),
+    )
 
 
 @dataclass(kw_only=True)

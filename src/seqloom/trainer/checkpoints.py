@@ -17,6 +17,8 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -186,8 +188,10 @@ def save_checkpoints(
     val_loss: float | None,
     best: BestTracker,
     training_time: float,
+    writer: AsyncWriter | None = None,
 ) -> list[str]:
-    """Writes this moment's checkpoints (rank 0 only) and prunes old ones; returns the paths written.
+    """Writes this moment's checkpoints (rank 0 only) and prunes old ones; returns the paths written (with a
+    ``writer``: being written).
 
     Under FSDP or ZeRO every rank takes part in gathering the state; rank 0 alone writes it."""
     best.update(val_loss)
@@ -204,29 +208,66 @@ def save_checkpoints(
         decision = [write]
         torch.distributed.broadcast_object_list(decision, src=0)
         write = bool(decision[0])
+    state = None
     if write:
-        start = time.perf_counter()
         extra = {"train_iterator": iterator_state, "val_loss": val_loss, "previous_training_time": training_time}
         if best.best is not None:
             extra["best"] = best.best
         state = build_state(trainer, args, extra, save_optimizer_state=not cfg.no_save_optimizer_state)
-        if not trainer.dist.is_master:
-            return []
-        os.makedirs(cfg.save_dir, exist_ok=True)
-        save_checkpoint(state, paths[0])
-        for path in paths[1:]:
-            _atomic_copy(paths[0], path)
-        logger.info(
-            "Saved checkpoint %s (epoch %d @ %d updates, score %s) (writing took %.3f seconds)",
-            paths[0],
-            epoch,
-            updates,
-            val_loss,
-            time.perf_counter() - start,
-        )
-    if trainer.dist.is_master:
+    if not trainer.dist.is_master:
+        return []
+
+    def write_and_prune() -> None:
+        if state is not None:
+            start = time.perf_counter()
+            os.makedirs(cfg.save_dir, exist_ok=True)
+            save_checkpoint(state, paths[0])
+            for path in paths[1:]:
+                _atomic_copy(paths[0], path)
+            logger.info("Saved checkpoint %s (epoch %d @ %d updates, score %s) (writing took %.3f seconds)",
+                        paths[0], epoch, updates, val_loss, time.perf_counter() - start)  # fmt: skip
         prune_checkpoints(cfg, end_of_epoch=end_of_epoch)
-    return paths if trainer.dist.is_master else []
+
+    if writer is None:
+        write_and_prune()
+    else:  # training goes on while a thread writes a snapshot (copies, not the live tensors)
+        state = snapshot(state) if state is not None else None
+        writer.submit(write_and_prune)
+    return paths
+
+
+def snapshot(value: Any) -> Any:
+    """A copy of a checkpoint dict whose tensors own their memory (CPU tensors of ``to_cpu`` may be live ones)."""
+    if isinstance(value, torch.Tensor):
+        return value.clone()
+    if isinstance(value, dict):
+        return {k: snapshot(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [snapshot(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(snapshot(v) for v in value)
+    return value
+
+
+class AsyncWriter:
+    """``--write-checkpoints-asynchronously``: one background thread writes checkpoints (and prunes old ones).
+
+    At most one write is pending: the next save, and the end of training (:meth:`wait`), wait for it, and an
+    error in the writer is raised there. Files are still written atomically, so a crash mid-write leaves the
+    previous checkpoints intact."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-writer")
+        self._pending: Future[None] | None = None
+
+    def submit(self, job: Callable[[], None]) -> None:
+        self.wait()
+        self._pending = self._pool.submit(job)
+
+    def wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
 
 
 def _atomic_copy(src: str, dst: str) -> None:

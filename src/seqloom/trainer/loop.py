@@ -21,7 +21,7 @@ import torch
 from seqloom.config.common import CommonConfig
 from seqloom.config.training import CheckpointConfig, DatasetConfig, OptimizationConfig
 from seqloom.data.iterators import EpochBatchIterator
-from seqloom.trainer.checkpoints import BestTracker, save_checkpoints
+from seqloom.trainer.checkpoints import AsyncWriter, BestTracker, save_checkpoints
 from seqloom.trainer.distributed import all_reduce_sums
 from seqloom.trainer.meters import Meter
 from seqloom.trainer.progress import Progress
@@ -83,11 +83,19 @@ class TrainingLoop:
         self.best.maximize = self.cfg.checkpoint.maximize_best_checkpoint_metric
         self.stopper = EarlyStopper(self.cfg.checkpoint.patience, self.cfg.checkpoint.maximize_best_checkpoint_metric)
         self.start = time.perf_counter()
+        self.writer = AsyncWriter() if self.cfg.checkpoint.write_checkpoints_asynchronously else None
 
     def training_time(self) -> float:
         return self.previous_training_time + time.perf_counter() - self.start
 
     def run(self, epoch_itr: EpochBatchIterator) -> None:
+        try:
+            self._run(epoch_itr)
+        finally:
+            if self.writer is not None:
+                self.writer.wait()  # the last checkpoint is on disk before training returns
+
+    def _run(self, epoch_itr: EpochBatchIterator) -> None:
         max_epoch = self.cfg.optimization.max_epoch or math.inf
         while epoch_itr.next_epoch_idx <= max_epoch:
             if self.trainer.lr <= self.cfg.optimization.stop_min_lr:
@@ -212,6 +220,7 @@ class TrainingLoop:
                 val_loss=valid_losses[0],
                 best=self.best,
                 training_time=self.training_time(),
+                writer=self.writer,
             )
         return valid_losses, should_stop
 
