@@ -483,3 +483,20 @@ def test_asynchronous_checkpoints_equal_synchronous_ones(data_bin: Path, tmp_pat
             assert torch.equal(b["model"][key], value), (name, key)
         for i, state in a["last_optimizer_state"]["state"].items():
             assert torch.equal(b["last_optimizer_state"]["state"][i]["exp_avg"], state["exp_avg"])
+
+
+def test_per_epoch_batches_resume_exactly(data_bin: Path, tmp_path: Path) -> None:
+    """--grouped-shuffling --update-ordered-indices-seed (new batches each epoch, seeded by the epoch): epoch 2
+    trains on other batches than the default run's, and stopping after epoch 1 then resuming gives the
+    uninterrupted run's losses and weights."""
+    flags = ("--grouped-shuffling", "--update-ordered-indices-seed", "--disable-validation", "--max-update", "0")
+    full = train(train_args(data_bin, tmp_path / "full", *flags, "--max-epoch", "2", dropout="0.0"))
+    first = train(train_args(data_bin, tmp_path / "split", *flags, "--max-epoch", "1", dropout="0.0"))
+    second = train(train_args(data_bin, tmp_path / "split", *flags, "--max-epoch", "2", dropout="0.0"))
+    assert [h["loss"] for h in full] == [h["loss"] for h in first + second]
+    a = load_checkpoint(tmp_path / "full" / "checkpoint_last.pt")["model"]
+    b = load_checkpoint(tmp_path / "split" / "checkpoint_last.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    plain = train(train_args(data_bin, tmp_path / "plain", "--disable-validation", "--max-update", "0",
+                             "--max-epoch", "2", dropout="0.0"))  # fmt: skip
+    assert [h["wpb"] for h in plain[len(first) :]] != [h["wpb"] for h in second]

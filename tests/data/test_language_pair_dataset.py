@@ -119,6 +119,20 @@ def test_shards_split_batches_round_robin_with_padding() -> None:
     assert [sorted(b["id"].tolist()) for b in r1[:-1]] == whole[1::2]
 
 
+def test_grouped_shuffling_keeps_groups_of_num_shards_batches_together() -> None:
+    """--grouped-shuffling, restated from fairseq: the frozen batches are cut into groups of num_shards, the
+    groups shuffled under the epoch's seed, the remainder left out; rank r takes the r-th of each group."""
+    frozen = _ids(_iterator(n=36).next_epoch_itr(shuffle=False))  # 9 batches, 4 groups of 2 + 1 left over
+    groups = [frozen[i * 2 : (i + 1) * 2] for i in range(len(frozen) // 2)]
+    np.random.seed(3 + 1)  # fairseq's numpy_seed(seed + epoch)
+    np.random.shuffle(groups)
+    expected = [b for g in groups for b in g]
+    ranks = [_ids(_iterator(n=36, num_shards=2, shard_id=r, grouped_shuffling=True).next_epoch_itr()) for r in (0, 1)]
+    assert ranks[0] == expected[0::2] and ranks[1] == expected[1::2]
+    one = _ids(_iterator(n=36, grouped_shuffling=True).next_epoch_itr())
+    assert one == _ids(_iterator(n=36).next_epoch_itr())  # groups of one: the plain shuffle
+
+
 def test_worker_processes_give_the_same_batches() -> None:
     assert _ids(_iterator(num_workers=1).next_epoch_itr()) == _ids(_iterator().next_epoch_itr())
 

@@ -189,6 +189,7 @@ class Batches:
     def __init__(self, parsed: ParsedArgs, task: Any, trainer: Trainer) -> None:
         self.parsed, self.task, self.trainer = parsed, task, trainer
         self._train: dict[int, EpochBatchIterator] = {}
+        self._train_epoch = 0  # the epoch the cached training iterator was built for
         self._valid: dict[str, EpochBatchIterator] = {}
         self.num_dirs = len(str(parsed.namespace.data or "").split(":"))
 
@@ -204,18 +205,26 @@ class Batches:
             max_positions=positions,
             ignore_invalid_inputs=ds.skip_invalid_size_inputs_valid_test if valid else True,
             required_batch_size_multiple=ds.required_batch_size_multiple,
-            seed=self.parsed["common"].seed,
+            seed=self.parsed["common"].seed + (epoch if ds.update_ordered_indices_seed and not valid else 0),
             num_shards=dist.world_size,
             shard_id=dist.rank,
             num_workers=ds.num_workers,
             epoch=epoch,
+            grouped_shuffling=ds.grouped_shuffling and not valid,
         )
 
     def train(self, epoch: int) -> EpochBatchIterator:
+        """The epoch's training batches: built once per data folder, or every epoch with
+        ``--update-epoch-batch-itr`` (by default on with ``--grouped-shuffling``, as in fairseq)."""
+        ds = self.parsed["dataset"]
+        rebuild = ds.grouped_shuffling if ds.update_epoch_batch_itr is None else ds.update_epoch_batch_itr
         key = (epoch - 1) % self.num_dirs
-        if key not in self._train:
-            ds = self.parsed["dataset"]
-            dataset = self.task.load_dataset(ds.train_subset, epoch=epoch, combine=True)
+        if key not in self._train or (rebuild and self._train_epoch != epoch):
+            self._train_epoch = epoch
+            if key in self._train:  # a rebuild: new batches over the same data
+                dataset = self._train[key].dataset
+            else:
+                dataset = self.task.load_dataset(ds.train_subset, epoch=epoch, combine=True)
             opts = self._options(max_tokens=ds.max_tokens, max_sentences=ds.batch_size, valid=False, epoch=epoch)
             self._train = {key: self.task.get_batch_iterator(dataset, opts)}
         return self._train[key]
@@ -236,12 +245,22 @@ def _min_positions(*limits: Any) -> tuple[int | None, int | None] | None:
 
 
 def first_iterator(batches: Batches, restored: Restored) -> EpochBatchIterator:
-    """Where training starts: the restored iterator position, or epoch 1."""
+    """Where training starts: the restored iterator position, or epoch 1.
+
+    fairseq resumes a run saved at the end of an epoch with that epoch's iterator, so the next epoch reuses its
+    batches (and data folder); here the next epoch gets the batches the uninterrupted run would use."""
     state = restored.extra_state
     if state is not None and not restored.reset_dataloader and state.get("train_iterator"):
         itr_state = state["train_iterator"]
         epoch_itr = batches.train(int(itr_state["epoch"]))
         epoch_itr.load_state_dict(itr_state)
+        if epoch_itr.epoch != int(itr_state["epoch"]):
+            # the saved epoch had ended: the next one trains on its own batches (its data folder with a
+            # ':'-separated DATA, new batches with --update-epoch-batch-itr), as the uninterrupted run does
+            fresh = batches.train(epoch_itr.epoch)
+            if fresh is not epoch_itr:
+                fresh.load_state_dict({"epoch": epoch_itr.epoch, "iterations_in_epoch": 0})
+            epoch_itr = fresh
         return epoch_itr
     return batches.train(1)
 

@@ -40,6 +40,17 @@ class DatasetConfig:
     validate_interval_updates: int = field(0, help="validate every N updates")
     validate_after_updates: int = field(0, help="don't validate until reaching this many updates")
     fixed_validation_seed: Optional[int] = field(None, help="specified random seed for validation")
+    grouped_shuffling: bool = field(
+        False,
+        help="shuffle batches in groups of num_shards to enable similar sequence lengths on each GPU worker when "
+        "batches are sorted by length",
+    )
+    update_epoch_batch_itr: Optional[bool] = field(
+        None, help="if true then prevents the reuse the epoch batch iterator (default: --grouped-shuffling)"
+    )
+    update_ordered_indices_seed: bool = field(
+        False, help="if true then increment seed with epoch for getting batch iterators"
+    )
     disable_validation: bool = field(False, help="disable validation")
     max_tokens_valid: Optional[int] = field(
         None, help="maximum number of tokens in a validation batch (defaults to --max-tokens)"

@@ -76,8 +76,13 @@ class EpochBatchIterator:
         shard_id: int = 0,
         num_workers: int = 0,
         epoch: int = 1,
+        grouped_shuffling: bool = False,
     ) -> None:
+        """``grouped_shuffling`` (``--grouped-shuffling``): each epoch shuffles groups of ``num_shards``
+        consecutive (length-sorted) batches, so that the ranks get batches of similar lengths at each step;
+        as in fairseq, the batches after the last whole group are left out of shuffled epochs."""
         self.dataset = dataset
+        self.grouped_shuffling = grouped_shuffling
         self.frozen_batches = list(batches)
         self.collate_fn = collate_fn
         self.seed, self.num_shards, self.shard_id = seed, num_shards, shard_id
@@ -100,11 +105,16 @@ class EpochBatchIterator:
     def epoch_batches(self, epoch: int, shuffle: bool) -> list[np.ndarray]:
         """This shard's batches in epoch ``epoch``'s order."""
         batches = list(self.frozen_batches)
-        if shuffle:
+        if shuffle and self.grouped_shuffling:
+            n = self.num_shards
+            groups = [batches[i * n : (i + 1) * n] for i in range(len(batches) // n)]
+            np.random.RandomState(self.seed + epoch).shuffle(groups)
+            batches = [b for group in groups for b in group]
+        elif shuffle:
             np.random.RandomState(self.seed + epoch).shuffle(batches)
         mine = batches[self.shard_id :: self.num_shards]
         empty = np.zeros(0, dtype=np.int64)
-        return mine + [empty] * (len(self) - len(mine))
+        return mine + [empty] * (-(-len(batches) // self.num_shards) - len(mine))
 
     def next_epoch_itr(self, shuffle: bool = True) -> EpochIterator:
         """Starts the next epoch (or the one being resumed) and returns its iterator."""

@@ -42,6 +42,7 @@ class BatchingOptions:
     shard_id: int = 0
     num_workers: int = 0
     epoch: int = 1
+    grouped_shuffling: bool = False  # shuffle groups of num_shards consecutive batches (similar lengths per rank)
 
 
 class Task:
@@ -83,6 +84,7 @@ class Task:
             shard_id=options.shard_id,
             num_workers=options.num_workers,
             epoch=options.epoch,
+            grouped_shuffling=options.grouped_shuffling,
         )
 
     @staticmethod
