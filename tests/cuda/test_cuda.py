@@ -197,6 +197,14 @@ def test_compiled_training_on_cuda_equals_eager(
         assert a["loss"] == pytest.approx(b["loss"], abs=2e-3)
 
 
+def test_empty_cache_freq_releases_cached_blocks(data_bin: Path, tmp_path: Path, monkeypatch) -> None:
+    calls = []
+    release = torch.cuda.empty_cache
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: (calls.append(1), release())[1])
+    _train(data_bin, tmp_path / "cache", "--empty-cache-freq", "4", "--max-update", "10", "--disable-validation")
+    assert len(calls) == 3  # once 1, 5 and 9 updates are done (fairseq's rule)
+
+
 def _generate(data: Path, ckpt: Path, *extra: str, capsys: pytest.CaptureFixture[str]) -> list[str]:
     argv = [str(data), "--path", str(ckpt), "--gen-subset", "test", "--beam", "4", "--batch-size", "16"]
     assert generate.main([*argv, "--no-progress-bar", *extra]) == 0

@@ -11,7 +11,7 @@ from torch import nn
 
 from seqloom.trainer.distributed import DistInfo
 from seqloom.trainer.precision import LossScaler
-from seqloom.trainer.trainer import Trainer, TrainerOptions
+from seqloom.trainer.trainer import Trainer, TrainerOptions, should_empty_cache
 
 
 class SumSquares(nn.Module):
@@ -179,3 +179,8 @@ def test_dropout_depends_on_the_update_number_only() -> None:
     ra = a.train_step([batch(slice(0, 8))])
     rb = b.train_step([batch(slice(0, 8))])
     assert ra.logging_output["loss"] == rb.logging_output["loss"]
+
+
+def test_empty_cache_frequency_follows_fairseq() -> None:
+    assert [u for u in range(12) if should_empty_cache(u, 4)] == [1, 5, 9]
+    assert not any(should_empty_cache(u, 0) for u in range(12))

@@ -159,6 +159,7 @@ def make_trainer(parsed: ParsedArgs, task: Any, dist: DistInfo) -> Trainer:
         find_unused_parameters=parsed["distributed_training"].find_unused_parameters,
         compile=common.compile,
         overflow_retries=common.amp_batch_retries if common.amp else 0,
+        empty_cache_freq=common.empty_cache_freq,
     )
     trainer = Trainer(model, criterion, optimizer, scheduler, dist=dist, options=options)
     trainer.ema = make_ema(parsed["ema"], trainer.model)

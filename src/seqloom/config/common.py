@@ -36,3 +36,4 @@ class CommonConfig:
     amp_scale_window: Optional[int] = field(None, help="number of updates before increasing AMP loss scale")
     min_loss_scale: float = field(1e-4, help="stop training when the loss scale reaches this minimum")
     compile: bool = field(False, help="compile the model with torch.compile")
+    empty_cache_freq: int = field(0, help="how often to clear the PyTorch CUDA cache (0 to disable)")

@@ -46,6 +46,7 @@ class TrainerOptions:
     find_unused_parameters: bool = False
     compile: bool = False  # --compile: torch.compile the training forward (dynamic shapes)
     overflow_retries: int = 0  # --amp: re-run an overflowing update this many times at the lowered scale
+    empty_cache_freq: int = 0  # --empty-cache-freq: release the CUDA caching allocator's free blocks every N updates
 
 
 @dataclass
@@ -89,6 +90,11 @@ def grad_norm(params: list[nn.Parameter]) -> torch.Tensor:
         return torch.tensor(0.0)
     norms = torch._foreach_norm(grads)
     return torch.linalg.vector_norm(torch.stack([n.float() for n in norms]))
+
+
+def should_empty_cache(num_updates: int, freq: int) -> bool:
+    """fairseq's ``--empty-cache-freq`` rule: once 1, 1 + freq, 1 + 2 * freq, ... updates are done (0: never)."""
+    return freq > 0 and (num_updates + freq - 1) % freq == 0
 
 
 def scale_grads(params: list[nn.Parameter], factor: float) -> None:
@@ -178,6 +184,8 @@ class Trainer:
 
     def _train_step_once(self, samples: list[dict[str, Any]]) -> StepResult:
         start = time.perf_counter()
+        if should_empty_cache(self.num_updates, self.options.empty_cache_freq) and self.dist.device.type == "cuda":
+            torch.cuda.empty_cache()
         torch.manual_seed(self.options.seed + self.num_updates)
         self.model.train()
         self.criterion.train()
