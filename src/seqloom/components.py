@@ -24,6 +24,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "seqloom.tokenizers.characters_bpe",
     "seqloom.tokenizers.bytes_bpe",
     "seqloom.tokenizers.hf_byte_bpe",
+    "seqloom.tokenizers.fastbpe",
     "seqloom.optim.adam",
     "seqloom.optim.sgd",
     "seqloom.optim.nag",
