@@ -44,3 +44,18 @@ def test_registered_and_bad_codes_are_named(tmp_path: Path) -> None:
         FastBPE(FastBPEConfig(bpe_codes=str(codes)))
     with pytest.raises(ValueError, match="--bpe-codes is required"):
         FastBPE(FastBPEConfig())
+
+
+def test_hub_with_fastbpe_translates_like_the_subword_nmt_codes(fairseq_fixtures: Path) -> None:
+    """fairseq's WMT'19 usage, ``from_pretrained(..., bpe="fastbpe")``: the same codes in fastBPE's format give the
+    fixture model's fairseq hub translations (the two BPEs split these sentences alike)."""
+    import json
+
+    from seqloom.hub import TransformerModel
+
+    mt = fairseq_fixtures / "mt"
+    expected = json.loads((mt / "hub.json").read_text(encoding="utf-8"))
+    hub = TransformerModel.from_pretrained(str(mt / "checkpoints"), checkpoint_file="checkpoint_best.pt",
+                                           data_name_or_path=str(mt / "data-bin"), tokenizer="moses", bpe="fastbpe",
+                                           bpe_codes=str(HERE / "codes"))  # fmt: skip
+    assert hub.translate(expected["inputs"][:3], beam=5) == expected["translate_beam5"][:3]
