@@ -25,6 +25,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "seqloom.tokenizers.bytes_bpe",
     "seqloom.tokenizers.hf_byte_bpe",
     "seqloom.tokenizers.fastbpe",
+    "seqloom.tokenizers.bert_bpe",
     "seqloom.optim.adam",
     "seqloom.optim.sgd",
     "seqloom.optim.nag",
