@@ -26,6 +26,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "seqloom.tokenizers.hf_byte_bpe",
     "seqloom.tokenizers.fastbpe",
     "seqloom.tokenizers.bert_bpe",
+    "seqloom.tokenizers.byte_bpe",
     "seqloom.optim.adam",
     "seqloom.optim.sgd",
     "seqloom.optim.nag",
