@@ -85,3 +85,27 @@ def test_export_without_dictionaries_names_the_flag(tmp_path: Path, fairseq_fixt
     with pytest.raises(SystemExit, match=r"--bpe-codes is required.*bpe_codes=PATH"):
         seqloom_main(argv)
     assert "omegaconf" not in sys.modules
+
+
+@pytest.mark.parametrize(
+    ("bpe", "option", "source"),
+    [("fastbpe", "--bpe-codes", "fastbpe/codes"), ("bert", "--bpe-vocab-file", "bert_bpe/vocab.txt"),
+     ("byte_bpe", "--sentencepiece-model-path", "byte_bpe/spm.model")],
+)  # fmt: skip
+def test_export_copies_the_files_of_every_bpe(tmp_path: Path, fairseq_fixtures: Path, bpe: str, option: str,
+                                              source: str) -> None:  # fmt: skip
+    """The BPE's file travels with the export and the exported folder encodes like the original files."""
+    from seqloom.tokenizers.bpe import build_bpe
+
+    mt = fairseq_fixtures / "mt"
+    path = Path(__file__).parents[1] / "fixtures" / source
+    out = tmp_path / "out"
+    argv = ["export", "--path", str(mt / "checkpoints" / "checkpoint_best.pt"), "--data", str(mt / "data-bin"),
+            "--bpe", bpe, option, str(path), "--out", str(out)]  # fmt: skip
+    assert seqloom_main(argv) == 0
+    assert (out / path.name).read_bytes() == path.read_bytes()
+    hub = TransformerModel.from_pretrained(str(out))
+    key = option[2:].replace("-", "_")
+    original = build_bpe(bpe, {key: str(path)})
+    sentence = "The earth was formless and empty."
+    assert hub.apply_bpe(sentence) == original.encode(sentence)

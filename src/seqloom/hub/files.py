@@ -24,8 +24,9 @@ CONVENTIONAL_FILES: dict[str, str] = {
     "encoder.json": "gpt2_encoder_json",
     "vocab.bpe": "gpt2_vocab_bpe",
 }
-# codec options that hold paths of files a model needs (copied by ``seqloom export``)
-FILE_OPTIONS: frozenset[str] = frozenset(CONVENTIONAL_FILES.values())
+# codec options that hold paths of files a model needs (copied by ``seqloom export``): the above, and the files
+# of --bpe bert (vocab.txt) and --bpe byte_bpe (its sentencepiece model), which have no conventional names
+FILE_OPTIONS: frozenset[str] = frozenset([*CONVENTIONAL_FILES.values(), "bpe_vocab_file", "sentencepiece_model_path"])
 
 
 def resolve_model_dir(model_name_or_path: str | os.PathLike[str]) -> tuple[Path, str | None]:
