@@ -91,9 +91,15 @@ class TrainingLoop:
     def run(self, epoch_itr: EpochBatchIterator) -> None:
         try:
             self._run(epoch_itr)
-        finally:
-            if self.writer is not None:
-                self.writer.wait()  # the last checkpoint is on disk before training returns
+        except BaseException:
+            if self.writer is not None:  # let a pending write finish, without hiding the error that stopped training
+                try:
+                    self.writer.wait()
+                except Exception:
+                    logger.exception("the last asynchronous checkpoint write failed too")
+            raise
+        if self.writer is not None:
+            self.writer.wait()  # the last checkpoint is on disk before training returns
 
     def _run(self, epoch_itr: EpochBatchIterator) -> None:
         max_epoch = self.cfg.optimization.max_epoch or math.inf
