@@ -95,7 +95,8 @@ def run(args: ParsedArgs, stream: TextIO, out: TextIO) -> int:
                                 model_overrides=args["common_eval"].model_overrides,
                                 eos=getattr(task, "generation_eos", None))  # fmt: skip
     codec = TextCodec.from_args(args)
-    max_source = min([task.max_positions()[0], *[m.max_positions()[0] for m in models]])
+    limits = [(task.max_positions() or (None, None))[0], *[m.max_positions()[0] for m in models]]
+    max_source = min(limit for limit in limits if limit is not None)
     if args["generation"].constraints:
         logger.warning("NOTE: constrained decoding assumes a subword vocabulary shared by source and target")
     logger.info("NOTE: hypothesis and token scores are output in base 2")

@@ -128,8 +128,10 @@ def run_inference(generator: Any, sample: dict[str, Any], cfg: GenerationConfig,
         prev = net_input["prev_output_tokens"].to(src_tokens.device)
         return on_cpu(generator.score(src_tokens, prev, target))
     prefix = target[:, : cfg.prefix_size] if cfg.prefix_size > 0 and target is not None else None
+    if sample.get("prefix_tokens") is not None:  # a language model continues prompts (PromptDataset)
+        prefix = sample["prefix_tokens"].to(src_tokens.device)
     src_lengths = net_input.get("src_lengths")
-    hyps = generator.generate(src_tokens, prefix_tokens=prefix, constraints=constraints,
+    hyps = generator.generate(src_tokens, prefix_tokens=prefix, constraints=constraints, bos_token=sample.get("bos_token"),
                               src_lengths=src_lengths.to(src_tokens.device) if src_lengths is not None else None)  # fmt: skip
     hyps = on_cpu(hyps)
     if cfg.print_alignment is not None or cfg.replace_unk is not None:

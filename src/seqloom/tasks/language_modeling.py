@@ -19,6 +19,7 @@ from seqloom.data.batching import resolve_max_positions
 from seqloom.data.iterators import EpochIterator
 from seqloom.data.lm_context_window_dataset import LMContextWindowDataset
 from seqloom.data.monolingual_dataset import MonolingualDataset
+from seqloom.data.prompts import PromptDataset
 from seqloom.data.shorten_dataset import maybe_shorten
 from seqloom.data.token_block_dataset import TokenBlockDataset
 from seqloom.tasks.base import BatchingOptions, Task
@@ -139,6 +140,11 @@ class LanguageModelingTask(Task):
         logger.info("%s %s %d examples", path, split, len(dataset))
         self.datasets[split] = dataset
         return dataset
+
+    def build_dataset_for_inference(self, tokens: list[Any]) -> PromptDataset:
+        """Encoded lines as prompts to continue (``interactive``), as fairseq's task builds them."""
+        d = self.dictionary
+        return PromptDataset(tokens, d, start=d.bos() if self.cfg.add_bos_token else d.eos())
 
     def eval_lm_iterator(
         self, dataset: MonolingualDataset, options: BatchingOptions, *, context_window: int = 0

@@ -24,6 +24,7 @@ from seqloom.checkpoint.io import load_checkpoint
 from seqloom.data.batching import resolve_max_positions
 from seqloom.data.dictionary import Dictionary
 from seqloom.data.language_pair_dataset import collate_tokens
+from seqloom.data.prompts import prompt_sources, strip_eos
 from seqloom.evaluation.lm_scorer import score_batch
 from seqloom.generation.config import GenerationConfig
 from seqloom.generation.generator import SequenceGenerator
@@ -53,20 +54,11 @@ class LanguageModelHub(GeneratorHubInterface):
 
     def _prompts(self, batch: Sequence[Tensor]) -> list[Tensor]:
         """Each sentence without its trailing (and leading) eos, as fairseq's ``StripTokenDataset`` leaves it."""
-        eos, out = self.src_dict.eos(), []
-        for ids in batch:
-            start, end = 0, ids.numel()
-            while end > start and int(ids[end - 1]) == eos:
-                end -= 1
-            while start < end and int(ids[start]) == eos:
-                start += 1
-            out.append(ids[start:end])
-        return out
+        return [strip_eos(ids, self.src_dict.eos()) for ids in batch]
 
     def _sources(self, prompts: Sequence[Tensor]) -> Tensor:
         """``(B, 1 + T)`` right-padded model inputs: the start symbol, then the prompt."""
-        rows = [torch.cat([p.new_tensor([self.bos_token]), p]) for p in prompts]
-        return collate_tokens(rows, self.src_dict.pad(), eos_idx=self.src_dict.eos(), left_pad=False)
+        return prompt_sources(prompts, start=self.bos_token, pad=self.src_dict.pad(), eos=self.src_dict.eos())
 
     def inference_step(self, cfg: GenerationConfig, batch: list[Tensor]) -> list[list[Hypothesis]]:
         src_tokens = self._sources(self._prompts(batch))  # (B, 1 + T)

@@ -1,0 +1,30 @@
+"""``seqloom interactive --task language_modeling``: prompts continued as fairseq-interactive continues them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fixture_compare import compare_lines, read_lines
+
+from seqloom.cli.interactive import main as interactive
+
+HERE = Path(__file__).parents[1] / "fixtures" / "lm_interactive"
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [("beam1", ["--beam", "1", "--max-len-b", "30"]),
+     ("beam3.batched", ["--beam", "3", "--nbest", "2", "--max-len-b", "20", "--buffer-size", "5", "--batch-size", "5"])],
+)  # fmt: skip
+def test_prompts_are_continued_like_fairseq(fairseq_fixtures: Path, capsys, name: str, options: list[str]) -> None:
+    """Five prompts (one with a word the dictionary lacks), one at a time or batched (shorter prompts padded):
+    the S/H/D/P lines equal fairseq-interactive's; hypotheses start with their prompt."""
+    lm = fairseq_fixtures / "lm"
+    argv = [str(lm / "data-bin"), "--task", "language_modeling", "--path", str(lm / "checkpoints" / "checkpoint_best.pt"),
+            "--input", str(HERE / "input.txt"), *options]  # fmt: skip
+    assert interactive(argv) == 0
+    got = capsys.readouterr().out.splitlines()
+    assert compare_lines(read_lines(HERE / f"{name}.txt"), got, skip=("W-",)) == []
+    sources = {line.split("\t")[0][2:]: line.split("\t")[1] for line in got if line.startswith("S-")}
+    assert all(line.split("\t")[2].startswith(sources[line.split("\t")[0][2:]]) for line in got if line[:2] == "H-")
