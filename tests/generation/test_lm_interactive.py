@@ -28,3 +28,27 @@ def test_prompts_are_continued_like_fairseq(fairseq_fixtures: Path, capsys, name
     assert compare_lines(read_lines(HERE / f"{name}.txt"), got, skip=("W-",)) == []
     sources = {line.split("\t")[0][2:]: line.split("\t")[1] for line in got if line.startswith("S-")}
     assert all(line.split("\t")[2].startswith(sources[line.split("\t")[0][2:]]) for line in got if line[:2] == "H-")
+
+
+def test_tasks_without_raw_inputs_and_generate_of_a_language_model_are_named(fairseq_fixtures: Path, capsys,
+                                                                             tmp_path: Path) -> None:  # fmt: skip
+    """interactive with BART's denoising task, and generate with a language-modeling task, fail with one line
+    naming what to use instead (fairseq raises NotImplementedError, or generates empty hypotheses)."""
+    from seqloom.cli.generate import main as generate
+
+    bart, lm = fairseq_fixtures / "bart", fairseq_fixtures / "lm"
+    source = tmp_path / "input.txt"
+    source.write_text("hello world\n", encoding="utf-8")
+    argv = [str(bart / "data-bin"), "--task", "denoising", "--path", str(bart / "checkpoints" / "checkpoint_best.pt"),
+            "--input", str(source)]  # fmt: skip
+    assert interactive(argv) == 1
+    assert "DenoisingTask cannot generate from raw input lines" in capsys.readouterr().err
+    argv = [
+        str(lm / "data-bin"),
+        "--task",
+        "language_modeling",
+        "--path",
+        str(lm / "checkpoints" / "checkpoint_best.pt"),
+    ]
+    assert generate(argv) == 1
+    assert "--task language_modeling: seqloom generate translates binarized sentence pairs" in capsys.readouterr().err

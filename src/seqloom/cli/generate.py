@@ -18,6 +18,7 @@ from typing import Any, TextIO
 
 import torch
 
+from seqloom import registry
 from seqloom.config import CommandSpec, ParsedArgs, parse_args
 from seqloom.config.common import CommonConfig
 from seqloom.config.training import DataDirConfig, DatasetConfig
@@ -36,6 +37,7 @@ from seqloom.generation.runtime import (
 )
 from seqloom.generation.scoring import build_scorer
 from seqloom.logs import DATE_FORMAT, LINE_FORMAT, setup_logging
+from seqloom.tasks.translation import TranslationTask
 
 logger = logging.getLogger("seqloom.generate")
 
@@ -93,6 +95,13 @@ def run_reporting_errors(args: ParsedArgs, out: TextIO) -> int:
 
 def run(args: ParsedArgs, out: TextIO) -> int:
     common, ev, data, gen = args["common"], args["common_eval"], args["dataset"], args["generation"]
+    task_cls = registry.TASKS.get(args.namespace.task)
+    if not issubclass(task_cls, TranslationTask):
+        raise ValueError(
+            f"--task {args.namespace.task}: seqloom generate translates binarized sentence pairs; continue prompts "
+            "with `seqloom interactive --task language_modeling` (or the hub's sample), score a language model "
+            "with `seqloom eval-lm`"
+        )
     if gen.constraints is not None:
         raise ValueError(
             f"--constraints {gen.constraints}: binarized data holds no constraints (fairseq-generate fails here "

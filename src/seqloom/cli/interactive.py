@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise FileNotFoundError(f"--input {inter.input}: no such file")
         with open(inter.input, encoding="utf-8") as stream:
             return run(args, stream, sys.stdout)
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError, NotImplementedError) as err:
         print(f"seqloom interactive: error: {err}", file=sys.stderr)
         return 1
 

@@ -59,6 +59,14 @@ class Task:
     def max_positions(self) -> tuple[int | None, int | None] | None:
         return None
 
+    def build_dataset_for_inference(self, tokens: list[Any]) -> Any:
+        """A dataset of encoded input lines for ``interactive``; tasks that generate from raw text override it."""
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot generate from raw input lines (fairseq's cannot either); interactive "
+            "takes --task translation, translation_from_pretrained_bart or language_modeling (for BART, use the "
+            "hub: fill_mask, sample)"
+        )
+
     def get_batch_iterator(self, dataset: Any, options: BatchingOptions) -> EpochBatchIterator:
         """Length-sorted, size-filtered, token-budget batches over ``dataset`` (fairseq's recipe)."""
         # fairseq 0.12.3 orders (ties broken by a permutation) under numpy_seed(seed + epoch)
