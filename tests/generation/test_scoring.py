@@ -110,3 +110,16 @@ def test_score_cli_sentence_bleu_and_sacrebleu(fairseq_fixtures, tmp_path, capsy
     hyp_lines = sys_file.read_text(encoding="utf-8").splitlines(keepends=True)
     ref_lines = ref.read_text(encoding="utf-8").splitlines(keepends=True)
     assert out == [sacrebleu.corpus_bleu(hyp_lines, [ref_lines]).format()]
+
+
+def test_score_cli_refuses_files_of_different_lengths(tmp_path) -> None:
+    """fairseq-score's zip stops at the shorter file and scores what it read; here it is an error."""
+    import pytest
+
+    sys_file, ref_file = tmp_path / "sys.txt", tmp_path / "ref.txt"
+    sys_file.write_text("a b\n", encoding="utf-8")
+    ref_file.write_text("a b\nc d\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match="--sys ends after 1 lines but --ref goes on"):
+        score_main(["--sys", str(sys_file), "--ref", str(ref_file)])
+    with pytest.raises(SystemExit, match=r"--sys .*sys.txt has 1 lines but --ref .*ref.txt has 2"):
+        score_main(["--sys", str(sys_file), "--ref", str(ref_file), "--sacrebleu"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -77,13 +78,22 @@ def score(cfg: ScoreConfig, hyp: TextIO, ref: TextIO, out: TextIO) -> None:
     if cfg.sacrebleu:
         import sacrebleu
 
-        print(sacrebleu.corpus_bleu(list(hyp), [list(ref)]).format(), file=out)
+        hyps, refs = list(hyp), list(ref)
+        if len(hyps) != len(refs):
+            raise SystemExit(
+                f"seqloom score: --sys {cfg.sys} has {len(hyps)} lines but --ref {cfg.ref} has {len(refs)}"
+            )
+        print(sacrebleu.corpus_bleu(hyps, [refs]).format(), file=out)
         return
     vocab = Vocabulary()
     pad, eos, unk = vocab.dict.pad(), vocab.dict.eos(), vocab.dict.unk()
     scorer = BleuScorer(pad=pad, eos=eos, unk=unk)
-    pairs = zip(read_lines(hyp, cfg.ignore_case), read_lines(ref, cfg.ignore_case))
+    pairs = itertools.zip_longest(read_lines(hyp, cfg.ignore_case), read_lines(ref, cfg.ignore_case))
     for i, (sys_line, ref_line) in enumerate(pairs):
+        if sys_line is None or ref_line is None:  # fairseq's zip stops at the shorter file without a word
+            longer, shorter = ("--ref", "--sys") if sys_line is None else ("--sys", "--ref")
+            raise SystemExit(f"seqloom score: {shorter} ends after {i} lines but {longer} goes on; the files must "
+                             "have one line per sentence each")  # fmt: skip
         if cfg.sentence_bleu:
             scorer = BleuScorer(pad=pad, eos=eos, unk=unk, smoothed=True)
         sys_ids = vocab.ids(sys_line)  # the system line first: ids (and so hash collisions) as in fairseq
