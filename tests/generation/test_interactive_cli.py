@@ -29,3 +29,14 @@ def test_interactive_matches_fairseq_and_skips_bad_lines(fairseq_fixtures, tmp_p
     assert re.search(
         r"input 4 has \d+ tokens after tokenization/BPE \(with </s>\), more than the model's 1024 source", messages
     )
+
+
+def test_a_line_that_is_not_utf8_is_named_after_the_lines_before_it(fairseq_fixtures, tmp_path, capsys) -> None:
+    mt = fairseq_fixtures / "mt"
+    source = tmp_path / "input.en"
+    source.write_bytes(b"The earth .\n\xff\xfe bad bytes\n")
+    argv = [str(mt / "data-bin"), "--path", str(mt / "checkpoints" / "checkpoint_best.pt"), "--input", str(source)]
+    assert interactive(argv) == 1
+    captured = capsys.readouterr()
+    assert f"{source}:2: the line is not valid UTF-8" in captured.err
+    assert captured.out.startswith("S-0\t")  # the first line was translated and printed before

@@ -11,6 +11,7 @@ contain (encoded like the source, printed as ``C-`` lines), as in fairseq-intera
 
 from __future__ import annotations
 
+import io
 import logging
 import sys
 import time
@@ -54,10 +55,13 @@ SPEC = CommandSpec(
 )
 
 
-def buffered_read(stream: TextIO, buffer_size: int) -> Iterator[list[str]]:
-    """Chunks of ``buffer_size`` stripped lines."""
+def buffered_read(stream: TextIO, buffer_size: int, name: str = "stdin") -> Iterator[list[str]]:
+    """Chunks of ``buffer_size`` stripped lines. ``stream`` decodes with ``surrogateescape``, so that a line that
+    is not UTF-8 is named by its number (ValueError) instead of failing somewhere in a decoded chunk."""
     buffer: list[str] = []
-    for line in stream:
+    for number, line in enumerate(stream, 1):
+        if any("\udc80" <= c <= "\udcff" for c in line):
+            raise ValueError(f"{name}:{number}: the line is not valid UTF-8 (the input must be UTF-8 text)")
         buffer.append(line.strip())
         if len(buffer) >= buffer_size:
             yield buffer
@@ -76,17 +80,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit("--sampling requires --nbest to be equal to --beam")
     try:
         if inter.input == "-":
+            if isinstance(sys.stdin, io.TextIOWrapper):
+                sys.stdin.reconfigure(errors="surrogateescape")
             return run(args, sys.stdin, sys.stdout)
         if not Path(inter.input).is_file():
             raise FileNotFoundError(f"--input {inter.input}: no such file")
-        with open(inter.input, encoding="utf-8") as stream:
-            return run(args, stream, sys.stdout)
+        with open(inter.input, encoding="utf-8", errors="surrogateescape") as stream:
+            return run(args, stream, sys.stdout, name=inter.input)
     except (FileNotFoundError, ValueError, NotImplementedError) as err:
         print(f"seqloom interactive: error: {err}", file=sys.stderr)
         return 1
 
 
-def run(args: ParsedArgs, stream: TextIO, out: TextIO) -> int:
+def run(args: ParsedArgs, stream: TextIO, out: TextIO, *, name: str = "stdin") -> int:
     torch.manual_seed(args["common"].seed)
     task = load_task(args)
     models = load_ensemble(args["common_eval"].path, task, model_overrides=args["common_eval"].model_overrides)
@@ -102,7 +108,7 @@ def run(args: ParsedArgs, stream: TextIO, out: TextIO) -> int:
     logger.info("NOTE: hypothesis and token scores are output in base 2")
     logger.info("Type the input sentence and press return:")
     start_id, started, translating = 0, time.perf_counter(), 0.0
-    for lines in buffered_read(stream, max(1, args["interactive"].buffer_size)):
+    for lines in buffered_read(stream, max(1, args["interactive"].buffer_size), name):
         translating += translate_chunk(lines, start_id, task=task, generator=generator, codec=codec, args=args,
                                        max_source=max_source, out=out, device=device)  # fmt: skip
         start_id += len(lines)
