@@ -158,6 +158,29 @@ def test_sigkill_mid_epoch_then_restart_continues_exactly(
         assert got["gnorm"] == pytest.approx(want["gnorm"], rel=1e-6)
 
 
+def test_ctrl_c_ends_with_a_resume_hint_not_a_traceback(data_bin: Path, tmp_path: Path) -> None:
+    argv = train_args(data_bin, tmp_path / "ckpt", "--save-interval-updates", "4", "--disable-validation")
+    interrupter = (
+        "import os, signal, sys\n"
+        "from seqloom.trainer.trainer import Trainer\n"
+        "step = Trainer.train_step\n"
+        "def interrupted(self, samples):\n"
+        "    if self.num_updates == 6:\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "    return step(self, samples)\n"
+        "Trainer.train_step = interrupted\n"
+        "from seqloom.cli.train import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", interrupter, *argv], env=env, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert proc.returncode == 130, proc.stderr[-2000:]
+    assert "interrupted: run the same command again to resume" in proc.stderr and "Traceback" not in proc.stderr
+    saved = load_checkpoint(tmp_path / "ckpt" / "checkpoint_last.pt")
+    assert saved["optimizer_history"][-1]["num_updates"] == 4
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

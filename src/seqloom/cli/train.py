@@ -339,6 +339,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.debug("details", exc_info=True)
         logger.error("%s", err)
         return 1
+    except KeyboardInterrupt:
+        logger.warning("interrupted: run the same command again to resume from the last checkpoint in %s "
+                       "(updates since it are redone)", parsed["checkpoint"].save_dir)  # fmt: skip
+        return 130
     finally:
         distributed.destroy()
     return 0
