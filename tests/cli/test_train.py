@@ -126,6 +126,15 @@ def test_validate_and_average_read_our_checkpoints(
     torch.testing.assert_close(avg[key], (a[key] + b[key]) / 2)
     assert validate.main([str(data_bin), "--cpu", "--path", str(out), "--batch-size", "8", "--num-workers", "0"]) == 0
     assert "valid on 'valid' subset | loss" in capsys.readouterr().err
+    missing = ["--inputs", str(save / "checkpoint_2_16.pt"), str(tmp_path / "nosuch.pt"), "--output", str(out)]
+    assert average_checkpoints.main(missing) == 1  # one line naming the file, no traceback
+
+
+def test_average_of_different_models_is_named(fairseq_fixtures: Path, tmp_path: Path, caplog) -> None:
+    mt, lm = (fairseq_fixtures / name / "checkpoints" / "checkpoint_best.pt" for name in ("mt", "lm"))
+    argv = ["--inputs", str(mt), str(lm), "--output", str(tmp_path / "avg.pt")]
+    assert average_checkpoints.main(argv) == 1
+    assert "its model keys differ" in caplog.text and not (tmp_path / "avg.pt").exists()
 
 
 def test_sigkill_mid_epoch_then_restart_continues_exactly(

@@ -107,7 +107,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     logger.info("averaging checkpoints: %s", paths)
     from seqloom.checkpoint.io import save_checkpoint
 
-    save_checkpoint(average_checkpoints(paths), cfg.output)
+    try:
+        averaged = average_checkpoints(paths)
+    except (FileNotFoundError, ValueError) as err:
+        logger.error("%s", err)
+        return 1
+    save_checkpoint(averaged, cfg.output)
     logger.info("Finished writing averaged checkpoint to %s", cfg.output)
     return 0
 
