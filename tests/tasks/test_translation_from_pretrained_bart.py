@@ -126,3 +126,25 @@ def test_eval_bleu_generates_with_the_target_language_as_eos(fairseq_fixtures: P
     es = task.target_dictionary.index("[es]")
     tokens = torch.tensor([5, 6, task.target_dictionary.eos(), es])
     assert "[es]" not in validator.decode(tokens, escape_unk=False)
+
+
+def test_hub_translates_like_fairseq_interactive(fairseq_fixtures: Path, tmp_path: Path) -> None:
+    """``TransformerModel.from_pretrained`` on the fine-tuned mBART checkpoint (fairseq's own hub fails on it):
+    translations equal fairseq-interactive's D- lines; hypotheses end with [es]; score and export are refused
+    by name."""
+    from seqloom.hub import TransformerModel
+    from seqloom.hub.export import write_export
+
+    mt = fairseq_fixtures / "mt"
+    hub = TransformerModel.from_pretrained(str(HERE), checkpoint_file="checkpoint.pt",
+                                           data_name_or_path=str(mt / "data-bin"), tokenizer="moses",
+                                           bpe="subword_nmt", bpe_codes=str(mt / "text" / "bpe.codes"))  # fmt: skip
+    lines = (mt / "text" / "test.en").read_text(encoding="utf-8").splitlines()[:5]
+    expected = [x.split("\t")[2] for x in read_lines(HERE / "interactive.beam5.txt") if x.startswith("D-")]
+    assert hub.translate(lines, beam=5) == expected
+    hyp = hub.generate(hub.encode(lines[0]), beam=2)[0]
+    assert hyp.tokens[-1] == hub.tgt_dict.index("[es]")  # generation ends at the target language token
+    with pytest.raises(NotImplementedError, match="score"):
+        hub.score((lines[0], "Y"))
+    with pytest.raises(ValueError, match="mBART translation models cannot be exported yet"):
+        write_export(hub, tmp_path / "out")

@@ -73,6 +73,12 @@ def _codec_group(spec: Any, out_dir: Path, copied: dict[str, str]) -> dict[str, 
     return group
 
 
+def _model_cfg(spec: PretrainedSpec) -> Any:
+    if spec.model_cfg is None:
+        raise ValueError("export takes transformer translation models only")
+    return spec.model_cfg
+
+
 def export_config(spec: PretrainedSpec, tied: dict[str, str], out_dir: Path) -> dict[str, Any]:
     """The config.json content for ``spec`` (copies the dictionaries and codec files into ``out_dir``)."""
     dicts = {"source": f"dict.{spec.source_lang}.txt", "target": f"dict.{spec.target_lang}.txt"}
@@ -87,7 +93,7 @@ def export_config(spec: PretrainedSpec, tied: dict[str, str], out_dir: Path) -> 
         "weights": WEIGHTS_FILE,
         "tied_weights": tied,
         "dictionaries": dicts,
-        "model": {"_name": "transformer", "arch": "transformer", **dataclasses.asdict(spec.model_cfg.resolved())},
+        "model": {"_name": "transformer", "arch": "transformer", **dataclasses.asdict(_model_cfg(spec).resolved())},
         "task": {
             "_name": "translation",
             "source_lang": spec.source_lang,
@@ -106,8 +112,11 @@ def export_config(spec: PretrainedSpec, tied: dict[str, str], out_dir: Path) -> 
 def write_export(hub: TranslationHub, out_dir: str | Path) -> Path:
     """Writes ``hub`` (one model, loaded by ``from_pretrained``) as a self-contained directory."""
     spec = getattr(hub, "spec", None)
-    if spec is None:
-        raise ValueError("export needs a hub made by from_pretrained (it records the files the model needs)")
+    if spec is None or spec.model_cfg is None:
+        raise ValueError(
+            "export takes transformer translation models loaded by from_pretrained (which records the files the "
+            "model needs); mBART translation models cannot be exported yet"
+        )
     if len(hub.models) != 1:
         raise ValueError(f"export writes one model; this hub holds an ensemble of {len(hub.models)}")
     out = Path(out_dir)

@@ -32,6 +32,7 @@ from seqloom.hub import files
 from seqloom.hub.base import HubBatching
 from seqloom.hub.codecs import CodecSpec, build_codec, codec_option_names, codec_spec
 from seqloom.hub.loading import pick_options
+from seqloom.hub.mbart_translation import build_mbart_hub, is_mbart_translation
 from seqloom.hub.translation import TranslationHub
 from seqloom.models.transformer.builder import build_model
 from seqloom.models.transformer.config import TransformerConfig
@@ -48,7 +49,7 @@ class PretrainedSpec:
     """Everything a translation hub is built from, besides the weights (kept on the hub for ``export``)."""
 
     model_dir: Path
-    model_cfg: TransformerConfig
+    model_cfg: TransformerConfig | None  # None: not a transformer (an mBART translation model; not exportable)
     source_lang: str
     target_lang: str
     src_dict_path: Path
@@ -100,7 +101,7 @@ def _generation_options(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_spec(
-    model_dir: Path, groups: Mapping[str, Any], model_cfg: TransformerConfig, data_name_or_path: str,
+    model_dir: Path, groups: Mapping[str, Any], model_cfg: TransformerConfig | None, data_name_or_path: str,
     kwargs: Mapping[str, Any],
 ) -> PretrainedSpec:  # fmt: skip
     """Resolves the languages, dictionaries, codecs, generation and batching options of a model."""
@@ -212,6 +213,9 @@ def from_pretrained(
         paths = files.checkpoint_paths(model_dir, checkpoint_file)
         states = [load_checkpoint(p) for p in paths]
         groups = checkpoint_groups(states[0])
+        if is_mbart_translation(groups):  # an mBART model fine-tuned to translate: built through its task
+            spec = build_spec(model_dir, groups, None, data_name_or_path, kwargs)
+            return build_mbart_hub(model_dir, groups, states, paths, spec)
         weights = [model_weights(state, path) for state, path in zip(states, paths)]
     spec = build_spec(model_dir, groups, weights[0][1], data_name_or_path, kwargs)
     return build_hub(spec, weights)
