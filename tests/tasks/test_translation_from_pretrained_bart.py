@@ -32,7 +32,8 @@ def data(fixtures: Path) -> str:
 
 
 @pytest.mark.parametrize(("name", "options"), [("beam5", ["--beam", "5"]),
-                                               ("beam2.prepend-bos", ["--beam", "2", "--prepend-bos"])])  # fmt: skip
+                                               ("beam2.prepend-bos", ["--beam", "2", "--prepend-bos"]),
+                                               ("score-reference", ["--score-reference"])])  # fmt: skip
 def test_generate_matches_fairseq(fairseq_fixtures: Path, capsys, name: str, options: list[str]) -> None:
     """One shard of batches: sources end with ``[en]`` (S- lines), targets and hypotheses end with ``</s> [es]``
     (stripped from the texts, scored in P- lines); the test split is shuffled among equal lengths, as fairseq's
