@@ -112,3 +112,25 @@ def test_constraints_need_the_constrained_search(fairseq_fixtures, capsys) -> No
     gen = SequenceGenerator([model], ToyDict(12), GenerationConfig(constraints="ordered"))
     with pytest.raises(ValueError, match="constraints for 1 sentences, but the batch has 2"):
         gen.generate(sources([10, 11]), constraints=packed)
+
+
+@pytest.mark.parametrize("kind", ["ordered", "unordered"])
+def test_hub_translate_with_lexical_constraints_equals_fairseq_interactive(fairseq_fixtures, kind: str) -> None:
+    """``hub.translate(..., lexical_constraints=[phrases per sentence], constraints=kind)`` gives
+    fairseq-interactive's D- lines (the hub batches by length, interactive by input order)."""
+    from seqloom.hub import TransformerModel
+
+    mt = fairseq_fixtures / "mt"
+    hub = TransformerModel.from_pretrained(str(mt / "checkpoints"), checkpoint_file="checkpoint_best.pt",
+                                           data_name_or_path=str(mt / "data-bin"), tokenizer="moses",
+                                           bpe="subword_nmt", bpe_codes=str(mt / "text" / "bpe.codes"))  # fmt: skip
+    rows = [line.split("\t") for line in read_lines(HERE / "input.en")]
+    expected = [x.split("\t")[2] for x in read_lines(HERE / f"{kind}.beam5.txt") if x.startswith("D-")]
+    got = hub.translate([r[0] for r in rows], beam=5, lexical_constraints=[r[1:] for r in rows], constraints=kind)
+    assert got == expected
+    if kind == "ordered":  # one sentence takes its own phrase list; the search defaults to ordered
+        assert hub.translate(rows[0][0], lexical_constraints=rows[0][1:]) == hub.translate(
+            rows[0][0], lexical_constraints=rows[0][1:], constraints="ordered", beam=5
+        )
+        with pytest.raises(ValueError, match="lexical_constraints has 1 entries for 2 sentences"):
+            hub.translate([rows[0][0], rows[1][0]], lexical_constraints=[["Dios"]])

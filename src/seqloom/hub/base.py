@@ -15,7 +15,7 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, overload
+from typing import Any, Optional, Union, cast, overload
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from seqloom.config.options import field
 from seqloom.data.batching import batch_by_size, filter_by_size
 from seqloom.devices import avoid_per_shape_attention_plans
 from seqloom.generation.config import GenerationConfig
+from seqloom.generation.constraint_states import pack_constraints
 from seqloom.generation.hypotheses import Hypothesis
 
 logger = logging.getLogger(__name__)
@@ -133,6 +134,8 @@ class GeneratorHubInterface(nn.Module):
     def sample(self, sentences: str | list[str], beam: int = 1, verbose: bool = False, **overrides: Any) -> Any:
         """Like :meth:`translate` with fairseq's default ``beam=1`` (pass ``sampling=True`` to sample)."""
         if isinstance(sentences, str):
+            if overrides.get("lexical_constraints") is not None:  # one sentence: its phrases
+                overrides["lexical_constraints"] = [overrides["lexical_constraints"]]
             return self.sample([sentences], beam, verbose, **overrides)[0]
         tokens = [self.encode(s) for s in sentences]
         return [self.decode(hyps[0].tokens) for hyps in self.generate(tokens, beam, verbose, **overrides)]
@@ -160,22 +163,28 @@ class GeneratorHubInterface(nn.Module):
         verbose: bool = False,
         *,
         skip_invalid_size_inputs: bool = False,
+        lexical_constraints: Sequence[Sequence[str | Tensor]] | None = None,
         **overrides: Any,
     ) -> Any:
         """Hypotheses (best first) of each id sequence, in input order: ``list[list[Hypothesis]]``.
 
         A single 1-D tensor gives that sentence's ``list[Hypothesis]``. Scores are natural log.
         ``overrides`` are :class:`GenerationConfig` fields (``lenpen=2``, ``sampling=True``, ...).
+        ``lexical_constraints``: per sentence, the phrases (raw text, or target ids) its outputs must contain;
+        the search is ``constraints="ordered"`` unless ``constraints="unordered"`` is given (translation hubs).
         """
         if torch.is_tensor(tokenized_sentences) and tokenized_sentences.dim() == 1:
-            return self.generate([tokenized_sentences], beam, verbose, **overrides)[0]
+            single = None if lexical_constraints is None else [cast(Sequence[Union[str, Tensor]], lexical_constraints)]
+            return self.generate([tokenized_sentences], beam, verbose, lexical_constraints=single, **overrides)[0]
         sentences = [t.long() for t in tokenized_sentences]
+        phrases = self._constraint_ids(lexical_constraints, len(sentences), overrides)
         cfg = self.generation_config(beam, **overrides)
         results: list[list[Hypothesis] | None] = [None] * len(sentences)
         for ids in self.plan_batches(sentences, skip_invalid_size_inputs=skip_invalid_size_inputs):
             batch = [sentences[i].to(self.device) for i in ids]
+            extra = {} if phrases is None else {"constraints": pack_constraints([phrases[i] for i in ids])}
             with torch.no_grad():
-                for i, hyps in zip(ids, self.inference_step(cfg, batch)):
+                for i, hyps in zip(ids, self.inference_step(cfg, batch, **extra)):
                     results[i] = hyps
         outputs = [r if r is not None else [] for r in results]  # skipped (too long) sentences get none
         if verbose:
@@ -185,6 +194,25 @@ class GeneratorHubInterface(nn.Module):
     def inference_step(self, cfg: GenerationConfig, batch: list[Tensor]) -> list[list[Hypothesis]]:
         """Hypotheses of each sentence of one batch (ids (T_i,) on the hub's device), in batch order."""
         raise NotImplementedError(f"{type(self).__name__} must implement inference_step()")
+
+    supports_constraints = False  # whether inference_step takes ``constraints`` (packed, batch order)
+
+    def encode_constraint(self, phrase: str) -> Tensor:
+        """A constraint phrase -> target ids (T,) without ``eos`` (tokenized and BPE'd like the input)."""
+        return self.tgt_dict.encode_line(self.apply_bpe(self.tokenize(phrase)), append_eos=False,
+                                         add_if_not_exist=False).long()  # fmt: skip
+
+    def _constraint_ids(self, constraints: Sequence[Sequence[str | Tensor]] | None, count: int,
+                        overrides: dict[str, Any]) -> list[list[Tensor]] | None:  # fmt: skip
+        if constraints is None:
+            return None
+        if not self.supports_constraints:
+            raise NotImplementedError(f"{type(self).__name__} does not support lexical constraints")
+        if len(constraints) != count:
+            raise ValueError(f"lexical_constraints has {len(constraints)} entries for {count} sentences")
+        overrides["constraints"] = overrides.get("constraints") or "ordered"
+        return [[self.encode_constraint(p) if isinstance(p, str) else p.long() for p in sentence]
+                for sentence in constraints]  # fmt: skip
 
     def plan_batches(self, sentences: Sequence[Tensor], *, skip_invalid_size_inputs: bool = False) -> list[list[int]]:
         """Sentence indices grouped as fairseq's hub groups them: by length (unless ``sort_by_length`` is off),

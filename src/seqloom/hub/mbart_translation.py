@@ -19,10 +19,9 @@ from torch import Tensor
 from seqloom.data.batching import resolve_max_positions
 from seqloom.data.dictionary import Dictionary
 from seqloom.generation.config import GenerationConfig
-from seqloom.generation.generator import SequenceGenerator
 from seqloom.generation.hypotheses import Hypothesis
 from seqloom.hub.codecs import build_codec
-from seqloom.hub.translation import TranslationHub, _unsort
+from seqloom.hub.translation import TranslationHub
 
 
 class MBartTranslationHub(TranslationHub):
@@ -31,12 +30,12 @@ class MBartTranslationHub(TranslationHub):
     def __init__(self, models: Sequence[Any], *, src_lang_id: int, tgt_lang_id: int, **parts: Any) -> None:
         super().__init__(models, **parts)
         self.src_lang_id, self.tgt_lang_id = src_lang_id, tgt_lang_id
+        self.generation_eos = tgt_lang_id
 
-    def inference_step(self, cfg: GenerationConfig, batch: list[Tensor]) -> list[list[Hypothesis]]:
+    def inference_step(self, cfg: GenerationConfig, batch: list[Tensor], constraints: Tensor | None = None
+                       ) -> list[list[Hypothesis]]:  # fmt: skip
         batch = [torch.cat([t, t.new_tensor([self.src_lang_id])]) for t in batch]
-        src_tokens, order = self._collate_sources(batch)
-        hyps = SequenceGenerator(list(self.models), self.tgt_dict, cfg, eos=self.tgt_lang_id).generate(src_tokens)
-        return _unsort(hyps, order)
+        return super().inference_step(cfg, batch, constraints)
 
     def string(self, tokens: Tensor) -> str:
         return self.tgt_dict.string(tokens, extra_symbols_to_ignore={self.tgt_lang_id})

@@ -34,10 +34,19 @@ class TranslationHub(GeneratorHubInterface):
         super().__init__(models, **parts)
         self.left_pad_source = left_pad_source
 
-    def inference_step(self, cfg: GenerationConfig, batch: list[Tensor]) -> list[list[Hypothesis]]:
+    supports_constraints = True
+
+    def inference_step(self, cfg: GenerationConfig, batch: list[Tensor], constraints: Tensor | None = None
+                       ) -> list[list[Hypothesis]]:  # fmt: skip
+        """``constraints``: the batch's packed lexical constraints (rows in batch order)."""
         src_tokens, order = self._collate_sources(batch)
-        hyps = SequenceGenerator(list(self.models), self.tgt_dict, cfg).generate(src_tokens)
+        packed = constraints[order].to(src_tokens.device) if constraints is not None else None
+        hyps = SequenceGenerator(list(self.models), self.tgt_dict, cfg, eos=self.generation_eos).generate(
+            src_tokens, constraints=packed
+        )
         return _unsort(hyps, order)
+
+    generation_eos: int | None = None  # the symbol generated targets end with (None: </s>)
 
     def _collate_sources(self, batch: list[Tensor]) -> tuple[Tensor, Tensor]:
         """Padded sources (B, S), rows by decreasing length as fairseq collates, and that order (B,)."""
