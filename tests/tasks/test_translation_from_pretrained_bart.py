@@ -84,7 +84,8 @@ def test_samples_carry_language_tokens_and_bad_languages_are_named(fairseq_fixtu
         assert t[0] == d.bos() and t[-2:] == [d.eos(), es]
         assert prev[row].tolist()[:2] == [es, d.bos()]  # the decoder starts from [es]
     for argv, message in [(TASK[:2] + TASK[4:], "--langs is required"),
-                          ([*TASK[:3], "de,es", *TASK[4:]], "language 'en' is not in --langs de,es")]:  # fmt: skip
+                          ([*TASK[:3], "de,es", *TASK[4:]], "language 'en' is not in --langs de,es"),
+                          ([*TASK, "--truncate-source"], "--truncate-source is not supported by this task")]:  # fmt: skip
         with pytest.raises(ValueError, match=message):
             load_task(parse_args(SPEC, [data(fairseq_fixtures), *argv, "--arch", "mbart_large", "--optimizer", "adam",
                                         "--max-tokens", "512"]), split="valid")  # fmt: skip

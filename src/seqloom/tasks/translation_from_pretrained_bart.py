@@ -45,6 +45,10 @@ class TranslationFromPretrainedBARTTask(TranslationTask):
                 "translation_from_pretrained_bart: --langs is required, the pretraining languages in their "
                 "order (e.g. --langs ar_AR,cs_CZ,de_DE,en_XX,...)"
             )
+        ignored = [flag for flag, used in (("--truncate-source", cfg.truncate_source),
+                                           ("--num-batch-buckets", cfg.num_batch_buckets > 0)) if used]  # fmt: skip
+        if ignored:  # fairseq's task passes neither to its dataset: refused rather than silently ignored
+            raise ValueError(f"translation_from_pretrained_bart: {', '.join(ignored)} is not supported by this task")
         self.lang_codes = cfg.langs.split(",")
         for lang in self.langs:
             if lang not in self.lang_codes:
