@@ -45,3 +45,6 @@ def test_language_model_must_share_the_target_vocabulary(fairseq_fixtures, capsy
     assert status == 1 and "holds a 'transformer' model; shallow fusion needs a language model" in err
     status, _, err = run(fairseq_fixtures, capsys, "--lm-path", "missing.pt")
     assert status == 1 and "--lm-path missing.pt: no such checkpoint file" in err
+
+    status, _, err = run(fairseq_fixtures, capsys, "--lm-path", str(HERE / "lm.pt"), "--score-reference")
+    assert status == 1 and "--score-reference scores with the translation models alone" in err

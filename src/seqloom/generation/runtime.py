@@ -101,6 +101,8 @@ def build_generator(models: list[Any], tgt_dict: Any, cfg: GenerationConfig, *, 
     is loaded and placed like the models (``common``: ``--cpu``, ``--fp16``, ``--bf16``). ``eos``: the task's
     end-of-target symbol (its ``generation_eos``; None: ``</s>``)."""
     if cfg.score_reference:
+        if cfg.lm_path is not None:  # fairseq's scorer ignores it; refused rather than silently left out
+            raise ValueError("--lm-path: --score-reference scores with the translation models alone; drop one")
         return SequenceScorer(models, tgt_dict, compute_alignment=cfg.print_alignment is not None, eos=eos)
     lm_model = None
     if cfg.lm_path is not None:
