@@ -134,3 +134,19 @@ def test_hub_translate_with_lexical_constraints_equals_fairseq_interactive(fairs
         )
         with pytest.raises(ValueError, match="lexical_constraints has 1 entries for 2 sentences"):
             hub.translate([rows[0][0], rows[1][0]], lexical_constraints=[["Dios"]])
+
+
+def test_a_forced_prefix_and_constraints_together_still_end() -> None:
+    """With a forced prefix every other continuation is impossible (-inf); fairseq's round-robin can keep
+    such candidates and kill every beam. Here they go last: hypotheses keep the prefix and meet the constraints."""
+    model = ScriptedModel(12, [4, 5, 6, 7, 8], seed=4, scale=1.5)
+    gen = SequenceGenerator([model], ToyDict(12), GenerationConfig(beam=3, max_len_b=12, constraints="ordered"))
+    prefix = torch.tensor([[8, 8, 8], [4, 5, 0]])  # the second row's prefix is 2 tokens (0 = pad: free)
+    prefix[1, 2] = 1  # pad id
+    packed = pack_constraints([[torch.tensor([6, 7])], [torch.tensor([8]), torch.tensor([6])]])
+    hyps = gen.generate(sources([10, 11]), prefix_tokens=prefix, constraints=packed)
+    for row, (start, wanted) in enumerate([([8, 8, 8], [[6, 7]]), ([4, 5], [[8], [6]])]):
+        assert hyps[row] and all(h.score > -math.inf for h in hyps[row])
+        for h in hyps[row]:
+            tokens = h.tokens.tolist()
+            assert tokens[: len(start)] == start and in_order(tokens[len(start) :], wanted)

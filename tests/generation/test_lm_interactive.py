@@ -52,3 +52,19 @@ def test_tasks_without_raw_inputs_and_generate_of_a_language_model_are_named(fai
     ]
     assert generate(argv) == 1
     assert "--task language_modeling: seqloom generate translates binarized sentence pairs" in capsys.readouterr().err
+
+
+def test_language_model_continuations_meet_lexical_constraints(fairseq_fixtures: Path, capsys, tmp_path: Path) -> None:
+    """fairseq refuses --constraints with the language_modeling task; here each continuation contains its
+    tab-separated phrases, in order."""
+    lm = fairseq_fixtures / "lm"
+    source = tmp_path / "input.txt"
+    source.write_text("In the beginning\tearth\nAnd God said\tland\tthe sea\n", encoding="utf-8")
+    argv = [str(lm / "data-bin"), "--task", "language_modeling", "--path", str(lm / "checkpoints" / "checkpoint_best.pt"),
+            "--input", str(source), "--constraints", "--beam", "3", "--max-len-b", "40"]  # fmt: skip
+    assert interactive(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    hyps = {line.split("\t")[0][2:]: line.split("\t")[2] for line in out if line.startswith("H-")}
+    assert [line for line in out if line.startswith("C-")] == ["C-0\tearth", "C-1\tland", "C-1\tthe sea"]
+    assert " earth" in hyps["0"]
+    assert " land " in hyps["1"] and hyps["1"].index(" land ") < hyps["1"].rindex("the sea")

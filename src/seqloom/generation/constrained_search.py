@@ -9,10 +9,14 @@ round-robin across the banks, most advanced bank first, so that hypotheses at ev
 constraints stay in the beam. A hypothesis may only end once its constraints are met.
 
 Candidate order, ties and the sort key follow fairseq 0.12 (its key is ``score - 100 * (N - bank)``, N the
-number of distinct constraint tokens, in float32), so outputs equal fairseq's. One deliberate difference:
-when a sentence reaches the length limit and none of its hypotheses has met the constraints, fairseq fails
-with an assertion (no hypothesis may end); here that sentence's hypotheses end as in plain beam search, and
-a warning says that they miss constraints.
+number of distinct constraint tokens, in float32), so outputs equal fairseq's. Two deliberate differences:
+
+- candidates of score -inf (impossible: a forced prefix, a blocked n-gram) go after all others. fairseq's
+  round-robin can keep them ahead of possible ones, and beams that take them can never end: with a prefix
+  (``--prefix-size``, or a language model's prompt) every beam could die and generation fail;
+- when a sentence reaches the length limit and none of its hypotheses has met the constraints, fairseq fails
+  with an assertion (no hypothesis may end); here that sentence's hypotheses end as in plain beam search, and
+  a warning says that they miss constraints.
 """
 
 from __future__ import annotations
@@ -125,7 +129,8 @@ class LexicallyConstrainedBeamSearch(Search):
         order = torch.sort(key, descending=True, stable=True).indices.tolist()
         order = self._without_repeats(order, beams.tolist(), tokens.tolist())
         stripes = stripe(banks[order].tolist(), hyp_states[0].num_distinct_tokens)
-        chosen = [order[i] for i in sorted(range(len(order)), key=stripes.__getitem__)][:num_cands]
+        dead = torch.isinf(scores[order]).tolist()  # impossible continuations (e.g. against a forced prefix)
+        chosen = [order[i] for i in sorted(range(len(order)), key=lambda i: (dead[i], stripes[i]))][:num_cands]
         self.states[b] = [states[i] for i in chosen]
         index = torch.tensor(chosen, device=tokens.device)
         return scores[index], tokens[index], beams[index]
