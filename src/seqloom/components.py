@@ -15,6 +15,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "seqloom.tasks.translation_from_pretrained_bart",
     "seqloom.tasks.language_modeling",
     "seqloom.tasks.denoising",
+    "seqloom.tasks.multilingual_denoising",
     "seqloom.tasks.sentence_prediction",
     "seqloom.tokenizers.moses_tokenizer",
     "seqloom.tokenizers.space_tokenizer",

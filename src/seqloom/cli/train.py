@@ -220,6 +220,8 @@ class Batches:
         ds = self.parsed["dataset"]
         rebuild = ds.grouped_shuffling if ds.update_epoch_batch_itr is None else ds.update_epoch_batch_itr
         key = (epoch - 1) % self.num_dirs
+        if key in self._train and not getattr(self._train[key].dataset, "can_reuse_epoch_itr_across_epochs", True):
+            rebuild = True  # its items change every epoch (resampled languages): so do its batches, as in fairseq
         if key not in self._train or (rebuild and self._train_epoch != epoch):
             self._train_epoch = epoch
             if key in self._train:  # a rebuild: new batches over the same data
@@ -298,9 +300,13 @@ def run(parsed: ParsedArgs) -> TrainingLoop:
     data_cfg = parsed["dataset"]
     if not data_cfg.disable_validation:
         check_valid_subsets(getattr(parsed["task"], "data", None), data_cfg)
+    subsets = []
     for subset in data_cfg.valid_subset.split(","):
         # --combine-valid-subsets: valid, valid1, valid2... validate as one subset (fairseq's combine)
         task.load_dataset(subset, epoch=1, combine=bool(data_cfg.combine_valid_subsets))
+        # a multilingual task also validates each language of the split (valid_en, ...), as fairseq's does
+        subsets += [subset, *getattr(task, "language_subsets", {}).get(subset, [])]
+    data_cfg.valid_subset = ",".join(subsets)
     trainer = make_trainer(parsed, task, dist)
     restored = restore(ckpt, trainer, ns)
     batches = Batches(parsed, task, trainer)

@@ -62,7 +62,9 @@ class DenoisingDataset:
     """Noised ``<s> ... </s>`` blocks; ``set_epoch`` changes the noise (the trainer's iterator calls it)."""
 
     def __init__(self, blocks: Any, vocab: Any, opts: NoiseOptions, *, mask_idx: int, full_stop: int,
-                 word_start_table: np.ndarray | None = None, seed: int = 1, shuffle: bool = False) -> None:  # fmt: skip
+                 word_start_table: np.ndarray | None = None, seed: int = 1, shuffle: bool = False,
+                 eos: int | None = None) -> None:  # fmt: skip
+        """``eos``: the token that ends every block (default ``</s>``; mBART: the block's ``[lang]``)."""
         opts.check()
         self.blocks = blocks
         self.sizes = np.asarray(blocks.sizes, dtype=np.int64)
@@ -70,6 +72,7 @@ class DenoisingDataset:
         self.ids = Vocab(size=len(vocab), mask=mask_idx, full_stop=full_stop)
         self.word_start_table = word_start_table
         self.seed, self.shuffle, self.epoch = seed, shuffle, 0
+        self.eos = vocab.eos() if eos is None else eos
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -79,8 +82,8 @@ class DenoisingDataset:
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         target = self.blocks[index]
-        if int(target[0]) != self.vocab.bos() or int(target[-1]) != self.vocab.eos():
-            raise ValueError(f"denoising: block {index} does not read <s> ... </s>")
+        if int(target[0]) != self.vocab.bos() or int(target[-1]) != self.eos:
+            raise ValueError(f"denoising: block {index} does not read <s> ... {self.vocab[self.eos]}")
         generator = seeded(self.seed, self.epoch, index)
         table = self.word_start_table
         source = add_noise(target.numpy(), self.opts, self.ids, word_start_table=table, generator=generator)
@@ -124,8 +127,8 @@ def collate(samples: Sequence[dict[str, Any]], *, pad_idx: int, eos_idx: int) ->
         "net_input": {
             "src_tokens": collate_tokens([s["source"] for s in rows], pad_idx, eos_idx=eos_idx),  # (B, S)
             "src_lengths": lengths,
-            "prev_output_tokens": collate_tokens(
-                [s["target"] for s in rows], pad_idx, eos_idx=eos_idx, move_eos_to_beginning=True
+            "prev_output_tokens": collate_tokens(  # each row's own last token first ([lang] in mBART), as fairseq
+                [s["target"] for s in rows], pad_idx, eos_idx=None, move_eos_to_beginning=True
             ),  # fmt: skip
         },
         "target": target,

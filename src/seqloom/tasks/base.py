@@ -69,6 +69,9 @@ class Task:
 
     def get_batch_iterator(self, dataset: Any, options: BatchingOptions) -> EpochBatchIterator:
         """Length-sorted, size-filtered, token-budget batches over ``dataset`` (fairseq's recipe)."""
+        set_epoch = getattr(dataset, "set_epoch", None)
+        if callable(set_epoch):  # as fairseq: the epoch's items (a resampled dataset's draw) decide the batches
+            set_epoch(options.epoch)
         # fairseq 0.12.3 orders (ties broken by a permutation) under numpy_seed(seed + epoch)
         indices = dataset.ordered_indices(np.random.RandomState(options.seed + options.epoch))
         max_positions = resolve_max_positions(options.max_positions, options.max_tokens)

@@ -49,11 +49,26 @@ from seqloom.models.bart.model import BARTModel, last_eos_representation
 MASK = "<mask>"
 
 
-def load_dictionary(path: str | os.PathLike[str]) -> Dictionary:
-    """``dict.txt`` with ``<mask>`` appended, as fairseq's denoising and sentence_prediction tasks load it."""
+def load_dictionary(path: str | os.PathLike[str], *, langs: Sequence[str] = ()) -> Dictionary:
+    """``dict.txt`` with ``<mask>`` appended, as fairseq's denoising and sentence_prediction tasks load it
+    (``langs``: ``[lang]`` symbols before it, as ``multilingual_denoising --add-lang-token`` adds them)."""
     dictionary = Dictionary.load(Path(path))
+    for lang in langs:
+        dictionary.add_symbol(f"[{lang}]")
     dictionary.add_symbol(MASK)
     return dictionary
+
+
+def language_tokens(task: dict[str, Any], data_dir: Path, langs: str | None) -> list[str]:
+    """The languages whose ``[lang]`` symbols a ``multilingual_denoising --add-lang-token`` checkpoint has:
+    ``langs`` (the keyword), else the checkpoint's ``--langs``, else the data folder's sub-folders (fairseq's
+    rule); none for other checkpoints."""
+    if task.get("task", task.get("_name")) != "multilingual_denoising" or not task.get("add_lang_token"):
+        return []
+    chosen = langs or task.get("langs")
+    if chosen:
+        return str(chosen).split(",")
+    return sorted(p.name for p in data_dir.iterdir() if p.is_dir()) if data_dir.is_dir() else []
 
 
 class BARTHub(GeneratorHubInterface):
@@ -172,21 +187,25 @@ def from_pretrained(
 
     ``data_name_or_path``: the folder of ``dict.txt`` (starting with '.': inside the model directory).
     Keywords: ``bpe`` (default ``gpt2``) and its files ``gpt2_encoder_json=``/``gpt2_vocab_bpe=`` (else
-    ``encoder.json``/``vocab.bpe`` in the model directory), ``max_tokens``/``batch_size``, generation options.
+    ``encoder.json``/``vocab.bpe`` in the model directory), ``max_tokens``/``batch_size``, generation options,
+    and ``langs`` ('en_XX,ro_RO,...'): the ``[lang]`` symbols of a ``multilingual_denoising --add-lang-token``
+    (mBART) checkpoint that saved no ``--langs`` (else its data folder's sub-folders name them).
     """
     kwargs.setdefault("bpe", "gpt2")
     check_keywords(
         kwargs,
-        extra=(),
+        extra=("langs",),
         caller="BARTModel.from_pretrained",
-        accepts="bpe/tokenizer and their options (gpt2_encoder_json, gpt2_vocab_bpe ...), max_tokens, batch_size "
-        "and generation options",
+        accepts="bpe/tokenizer and their options (gpt2_encoder_json, gpt2_vocab_bpe ...), max_tokens, batch_size, "
+        "langs (an mBART checkpoint's languages) and generation options",
     )
     model_dir, named = files.resolve_model_dir(model_name_or_path)
     (path,) = files.checkpoint_paths(model_dir, named or checkpoint_file)[:1]
-    dictionary = load_dictionary(dictionary_file(model_dir, data_name_or_path))
+    dict_path = dictionary_file(model_dir, data_name_or_path)
     state = load_checkpoint(path)
     groups = checkpoint_groups(state)
+    langs = language_tokens(groups.get("task") or {}, dict_path.parent, kwargs.pop("langs", None))
+    dictionary = load_dictionary(dict_path, langs=langs)
     model = model_from_state(state, dictionary, source=str(path)).eval()
     tokenizer, bpe = build_codecs(model_dir, groups, kwargs)
     task = pick_options(groups.get("task"), ("max_source_positions", "max_target_positions"), {})
