@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from seqloom.checkpoint.io import load_checkpoint
 from seqloom.cli.train import SPEC, main
@@ -163,3 +164,23 @@ def test_bart_hub_loads_the_pretrained_checkpoint_with_its_language_tokens(data_
     with pytest.raises(ValueError, match="403 rows but the dictionary has 404"):  # three languages named
         BARTModel.from_pretrained(tmp_path, "checkpoint_last.pt", data_name_or_path=str(data_bin), bpe=None,
                                   langs="en,es,fr")  # fmt: skip
+
+
+def test_resume_inside_a_resampled_epoch_is_exact(data_bin: Path, tmp_path: Path) -> None:
+    """Stopped 10 updates into epoch 2 and resumed == straight through 2 epochs (same weights)."""
+
+    def argv(save: Path, *stop: str) -> list[str]:
+        return [str(data_bin), "--cpu", "--task", "multilingual_denoising", "--add-lang-token",
+                "--multilang-sampling-alpha", "0.5", "--tokens-per-sample", "64", "--mask", "0.3", *MODEL,
+                "--optimizer", "adam", "--lr", "1e-3", "--max-tokens", "256", "--seed", "3", "--save-dir", str(save),
+                "--no-epoch-checkpoints", "--num-workers", "0", "--disable-validation", *stop]  # fmt: skip
+
+    first_epoch = len(FAIRSEQ["lang_tokens"]["train"]["1"]["batches"])
+    assert main(argv(tmp_path / "straight", "--max-epoch", "2")) == 0
+    assert main(argv(tmp_path / "resumed", "--max-update", str(first_epoch + 10))) == 0
+    assert main(argv(tmp_path / "resumed", "--max-epoch", "2")) == 0
+    straight = load_checkpoint(tmp_path / "straight" / "checkpoint_last.pt")
+    resumed = load_checkpoint(tmp_path / "resumed" / "checkpoint_last.pt")
+    assert resumed["optimizer_history"][-1]["num_updates"] == straight["optimizer_history"][-1]["num_updates"]
+    for key, value in straight["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key

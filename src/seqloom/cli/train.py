@@ -227,7 +227,11 @@ class Batches:
             if key in self._train:  # a rebuild: new batches over the same data
                 dataset = self._train[key].dataset
             else:
-                dataset = self.task.load_dataset(ds.train_subset, epoch=epoch, combine=True)
+                # one folder is loaded once, at epoch 1, by the uninterrupted run: a run resumed in a later epoch
+                # loads it as epoch 1 too, so that whatever a task derives from the load epoch (the order of
+                # a resampled multilingual mixture) is the same (fairseq would load it as the resumed epoch)
+                load_epoch = epoch if self.num_dirs > 1 else 1
+                dataset = self.task.load_dataset(ds.train_subset, epoch=load_epoch, combine=True)
             opts = self._options(max_tokens=ds.max_tokens, max_sentences=ds.batch_size, valid=False, epoch=epoch)
             self._train = {key: self.task.get_batch_iterator(dataset, opts)}
         return self._train[key]
