@@ -13,6 +13,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "seqloom.models.bart.builder",
     "seqloom.tasks.translation",
     "seqloom.tasks.translation_from_pretrained_bart",
+    "seqloom.tasks.translation_multi_simple_epoch",
     "seqloom.tasks.language_modeling",
     "seqloom.tasks.denoising",
     "seqloom.tasks.multilingual_denoising",

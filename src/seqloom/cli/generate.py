@@ -119,7 +119,7 @@ def run(args: ParsedArgs, out: TextIO) -> int:
     )
     generator = build_generator(models, task.target_dictionary, gen, common=common, model_overrides=ev.model_overrides,
                                 eos=getattr(task, "generation_eos", None))  # fmt: skip
-    strip = symbols_to_strip(generator, task.target_dictionary)
+    strip = symbols_to_strip(generator, task.target_dictionary, task)
     codec = TextCodec.from_args(args)
     scorer = build_scorer(args["scoring"], pad=task.target_dictionary.pad(), eos=task.target_dictionary.eos(),
                           unk=task.target_dictionary.unk())  # fmt: skip
@@ -129,7 +129,7 @@ def run(args: ParsedArgs, out: TextIO) -> int:
         if "net_input" not in sample:  # an empty batch (this shard has fewer batches than others)
             continue
         start = time.perf_counter()
-        hyps = run_inference(generator, sample, gen, device)
+        hyps = run_inference(generator, sample, gen, device, prefix_token=getattr(task, "inference_prefix_token", None))
         totals.seconds += time.perf_counter() - start
         totals.tokens += sum(len(h[0].tokens) for h in hyps)
         totals.sentences += len(hyps)

@@ -186,7 +186,14 @@ def translate_chunk(lines: list[str], start_id: int, *, task: Any, generator: An
         ids = sample["id"].tolist()
         packed = pack_constraints([constraints[k] for k in ids]) if constraints else None
         begin = time.perf_counter()
-        hyps = run_inference(generator, sample, gen, device, constraints=packed)
+        hyps = run_inference(
+            generator,
+            sample,
+            gen,
+            device,
+            constraints=packed,
+            prefix_token=getattr(task, "inference_prefix_token", None),
+        )
         elapsed = time.perf_counter() - begin
         spent += elapsed
         for i, k in enumerate(ids):
@@ -195,7 +202,7 @@ def translate_chunk(lines: list[str], start_id: int, *, task: Any, generator: An
                             elapsed / len(hyps), constraints[k] if constraints else []))  # fmt: skip
     for number, src_tokens, sentence_hyps, seconds, phrases in sorted(results, key=lambda r: r[0]):
         print_result(number, src_tokens, sentence_hyps, seconds, task=task, codec=codec, args=args, out=out,
-                     constraints=phrases, strip=symbols_to_strip(generator, task.target_dictionary))  # fmt: skip
+                     constraints=phrases, strip=symbols_to_strip(generator, task.target_dictionary, task))  # fmt: skip
     return spent
 
 

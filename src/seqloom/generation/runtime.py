@@ -113,11 +113,12 @@ def build_generator(models: list[Any], tgt_dict: Any, cfg: GenerationConfig, *, 
 
 
 def run_inference(generator: Any, sample: dict[str, Any], cfg: GenerationConfig, device: torch.device | None = None,
-                  *, constraints: Tensor | None = None) -> list[list[Hypothesis]]:  # fmt: skip
+                  *, constraints: Tensor | None = None, prefix_token: int | None = None) -> list[list[Hypothesis]]:  # fmt: skip
     """Hypotheses (best first) of every sentence of a collated ``sample``, with alignments if asked for.
 
     The batch is run on ``device`` (where the models are); the hypotheses come back on the CPU.
-    ``constraints`` (B, L) are the sentences' packed lexical constraints (``--constraints``).
+    ``constraints`` (B, L) are the sentences' packed lexical constraints (``--constraints``). ``prefix_token``
+    starts every hypothesis when no other prefix is asked for (a multilingual task's target language token).
     """
     net_input = sample["net_input"]
     src_tokens: Tensor = net_input["src_tokens"]
@@ -132,6 +133,8 @@ def run_inference(generator: Any, sample: dict[str, Any], cfg: GenerationConfig,
     prefix = target[:, : cfg.prefix_size] if cfg.prefix_size > 0 and target is not None else None
     if sample.get("prefix_tokens") is not None:  # a language model continues prompts (PromptDataset)
         prefix = sample["prefix_tokens"].to(src_tokens.device)
+    if prefix is None and prefix_token is not None:
+        prefix = src_tokens.new_full((src_tokens.size(0), 1), prefix_token)
     src_lengths = net_input.get("src_lengths")
     hyps = generator.generate(src_tokens, prefix_tokens=prefix, constraints=constraints, bos_token=sample.get("bos_token"),
                               src_lengths=src_lengths.to(src_tokens.device) if src_lengths is not None else None)  # fmt: skip
@@ -181,7 +184,11 @@ def progress_bar(items: Iterable[Any], common: Any) -> Iterator[Any]:
     yield from tqdm(items, total=total, file=sys.stderr, leave=False, dynamic_ncols=True)
 
 
-def symbols_to_strip(generator: Any, tgt_dict: Any) -> frozenset[int]:
-    """The generator's end symbol when it is not ``</s>`` (fairseq's ``symbols_to_strip_from_output``)."""
+def symbols_to_strip(generator: Any, tgt_dict: Any, task: Any = None) -> frozenset[int]:
+    """The generator's end symbol when it is not ``</s>``, and the task's own (a target language token): fairseq's
+    ``symbols_to_strip_from_output``. fairseq gives the task's to its generator only, so ``--score-reference``
+    (the scorer) prints them."""
     eos = getattr(generator, "eos", tgt_dict.eos())
-    return frozenset() if eos == tgt_dict.eos() else frozenset({eos})
+    own = frozenset() if isinstance(generator, SequenceScorer) else getattr(task, "symbols_to_strip_from_output", None)
+    own = frozenset(own or ())
+    return own if eos == tgt_dict.eos() else own | {eos}

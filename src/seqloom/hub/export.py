@@ -119,6 +119,10 @@ def write_export(hub: TranslationHub, out_dir: str | Path) -> Path:
         )
     if len(hub.models) != 1:
         raise ValueError(f"export writes one model; this hub holds an ensemble of {len(hub.models)}")
+    from seqloom.hub.multilingual_translation import MultilingualTranslationHub
+
+    if isinstance(hub, MultilingualTranslationHub):  # its language tokens and their order would be lost
+        raise ValueError("translation_multi_simple_epoch models cannot be exported yet (translate/score work)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tensors, tied = split_tied(hub.model.state_dict())

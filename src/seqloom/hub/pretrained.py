@@ -33,6 +33,7 @@ from seqloom.hub.base import HubBatching
 from seqloom.hub.codecs import CodecSpec, build_codec, codec_option_names, codec_spec
 from seqloom.hub.loading import pick_options
 from seqloom.hub.mbart_translation import build_mbart_hub, is_mbart_translation
+from seqloom.hub.multilingual_translation import is_multilingual_translation
 from seqloom.hub.translation import TranslationHub
 from seqloom.models.transformer.builder import build_model
 from seqloom.models.transformer.config import TransformerConfig
@@ -166,10 +167,19 @@ def check_vocabulary(sd: Mapping[str, Tensor], spec: PretrainedSpec, src: Any, t
 ModelWeights = tuple[str, TransformerConfig, Mapping[str, Tensor]]
 
 
-def build_hub(spec: PretrainedSpec, weights: Sequence[ModelWeights]) -> TranslationHub:
-    """Builds the models (weights loaded strictly), dictionaries and codecs of ``spec`` into a hub."""
-    src_dict = Dictionary.load(spec.src_dict_path)
-    tgt_dict = Dictionary.load(spec.tgt_dict_path)
+def build_hub(spec: PretrainedSpec, weights: Sequence[ModelWeights], *,
+              task: Mapping[str, Any] | None = None) -> TranslationHub:  # fmt: skip
+    """Builds the models (weights loaded strictly), dictionaries and codecs of ``spec`` into a hub; ``task``: the
+    checkpoint's task options when they are ``translation_multi_simple_epoch``'s (language tokens)."""
+    from seqloom.hub.multilingual_translation import MultilingualTranslationHub, language_dictionaries
+
+    extra: dict[str, Any] = {}
+    if task is not None:
+        src_dict, tgt_dict, src_langtok, tgt_langtok = language_dictionaries(spec, task)
+        extra = {"src_langtok": src_langtok, "tgt_langtok": tgt_langtok}
+    else:
+        src_dict = Dictionary.load(spec.src_dict_path)
+        tgt_dict = Dictionary.load(spec.tgt_dict_path)
     models = []
     for source, cfg, sd in weights:
         check_vocabulary(sd, spec, src_dict, tgt_dict, source=source)
@@ -177,8 +187,9 @@ def build_hub(spec: PretrainedSpec, weights: Sequence[ModelWeights]) -> Translat
         model.load_state_dict(dict(sd), strict=True)
         models.append(model.eval())
     limits = [(spec.max_source_positions, spec.max_target_positions), *[m.max_positions() for m in models]]
-    hub = TranslationHub(
+    hub = (MultilingualTranslationHub if task is not None else TranslationHub)(
         models,
+        **extra,
         src_dict=src_dict,
         tgt_dict=tgt_dict,
         tokenizer=build_codec("tokenizer", spec.tokenizer),
@@ -218,7 +229,7 @@ def from_pretrained(
             return build_mbart_hub(model_dir, groups, states, paths, spec)
         weights = [model_weights(state, path) for state, path in zip(states, paths)]
     spec = build_spec(model_dir, groups, weights[0][1], data_name_or_path, kwargs)
-    return build_hub(spec, weights)
+    return build_hub(spec, weights, task=groups.get("task") if is_multilingual_translation(groups) else None)
 
 
 def model_weights(state: Mapping[str, Any], path: Path) -> ModelWeights:

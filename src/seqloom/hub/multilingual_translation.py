@@ -1,0 +1,110 @@
+"""The translation hub over a many-to-many model trained with ``--task translation_multi_simple_epoch``.
+
+``TransformerModel.from_pretrained(dir, ..., source_lang='en', target_lang='es')`` hands such checkpoints here,
+as fairseq's hub builds them through the checkpoint's task: the dictionaries get the task's language tokens
+(``__xx__``, or ``[xx]`` and ``<mask>`` with ``--lang-tok-style mbart``) in the task's language order, sources
+start with the ``--encoder-langtok`` token, and with ``--decoder-langtok`` every translation is forced to start
+with the target language's token, which decoding leaves out. ``score`` scores each target after that token
+(and the token), as ``generate --score-reference`` does; fairseq's hub ``score`` fails on translation models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from seqloom.data.dictionary import Dictionary
+from seqloom.generation.config import GenerationConfig
+from seqloom.generation.generator import SequenceGenerator
+from seqloom.generation.hypotheses import Hypothesis
+from seqloom.hub.translation import TranslationHub, _unsort
+
+TASK = "translation_multi_simple_epoch"
+
+
+class MultilingualTranslationHub(TranslationHub):
+    """A :class:`TranslationHub` for one direction of a many-to-many model (language tokens added and stripped)."""
+
+    def __init__(self, models: Sequence[Any], *, src_langtok: int | None, tgt_langtok: int | None,
+                 **parts: Any) -> None:  # fmt: skip
+        super().__init__(models, **parts)
+        self.src_langtok, self.tgt_langtok = src_langtok, tgt_langtok
+
+    def _collate_sources(self, batch: list[Tensor]) -> tuple[Tensor, Tensor]:
+        if self.src_langtok is not None:
+            batch = [torch.cat([t.new_tensor([self.src_langtok]), t]) for t in batch]
+        return super()._collate_sources(batch)
+
+    def inference_step(self, cfg: GenerationConfig, batch: list[Tensor], constraints: Tensor | None = None
+                       ) -> list[list[Hypothesis]]:  # fmt: skip
+        src_tokens, order = self._collate_sources(batch)
+        packed = constraints[order].to(src_tokens.device) if constraints is not None else None
+        prefix = None if self.tgt_langtok is None else src_tokens.new_full((src_tokens.size(0), 1), self.tgt_langtok)
+        hyps = SequenceGenerator(list(self.models), self.tgt_dict, cfg).generate(
+            src_tokens, prefix_tokens=prefix, constraints=packed
+        )
+        return _unsort(hyps, order)
+
+    def score(self, pairs: Any, *, print_alignment: str | None = None) -> Any:
+        """As :meth:`TranslationHub.score`, each target (text or ids) after the target language token, which is
+        scored too (as ``generate --score-reference`` scores the reference)."""
+        if isinstance(pairs, tuple) and len(pairs) == 2 and not isinstance(pairs[0], tuple):
+            return self.score([pairs], print_alignment=print_alignment)[0]
+        if self.tgt_langtok is not None:
+            langtok = torch.tensor([self.tgt_langtok])
+            pairs = [(s, torch.cat([langtok, self._ids(t, self.encode_target)])) for s, t in pairs]
+        return super().score(pairs, print_alignment=print_alignment)
+
+    def string(self, tokens: Tensor) -> str:
+        strip = set() if self.tgt_langtok is None else {self.tgt_langtok}
+        return self.tgt_dict.string(tokens, extra_symbols_to_ignore=strip)
+
+
+def is_multilingual_translation(groups: Mapping[str, Any]) -> bool:
+    task = groups.get("task") or {}
+    return (task.get("_name") or task.get("task")) == TASK
+
+
+def language_dictionaries(spec: Any, task: Mapping[str, Any]) -> tuple[Dictionary, Dictionary, int | None, int | None]:
+    """The source and target dictionaries with the task's language tokens, and the source/target language
+    tokens the hub adds (None where the task adds none)."""
+    from seqloom.tasks.translation_multi_simple_epoch import (
+        TranslationMultiSimpleEpochConfig,
+        file_or_value,
+        lang_token,
+        language_list,
+    )
+
+    cfg = TranslationMultiSimpleEpochConfig(langs=task.get("langs") or None, lang_dict=task.get("lang_dict"))
+    if isinstance(cfg.langs, (list, tuple)):  # fairseq stores --langs as a parsed list
+        cfg.langs = ",".join(cfg.langs)
+    pairs = task.get("lang_pairs") or []
+    if isinstance(pairs, str):
+        pairs = file_or_value(pairs).split(",")
+    langs = language_list(cfg, [str(p).split("-") for p in pairs])
+    style = str(task.get("lang_tok_style") or "multilingual")
+    dicts = []
+    for path in (spec.src_dict_path, spec.tgt_dict_path):
+        d = Dictionary.load(path)
+        for lang in langs:
+            d.add_symbol(lang_token(lang, style))
+        if style == "mbart":
+            d.add_symbol("<mask>")
+        dicts.append(d)
+    src_dict, tgt_dict = dicts
+
+    def index(d: Dictionary, lang: str) -> int:
+        i = d.index(lang_token(lang, style))
+        if i == d.unk():
+            raise ValueError(f"{TASK}: language {lang!r} is not one of the model's languages {langs}")
+        return int(i)
+
+    encoder = task.get("encoder_langtok")
+    src_langtok = None
+    if encoder is not None:
+        src_langtok = index(src_dict, spec.source_lang if str(encoder).startswith("src") else spec.target_lang)
+    tgt_langtok = index(tgt_dict, spec.target_lang) if task.get("decoder_langtok") else None
+    return src_dict, tgt_dict, src_langtok, tgt_langtok

@@ -1,0 +1,164 @@
+"""--task translation_multi_simple_epoch on a tiny model fairseq trained with it on both directions of the mt
+fixture (tests/fixtures/multi_simple_epoch): generate, validate and interactive equal fairseq's outputs, for one
+direction and the reversed one; what is not supported is refused by name."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from seqloom.cli.generate import main as generate
+from seqloom.cli.interactive import main as interactive
+from seqloom.cli.train import SPEC
+from seqloom.config.parser import parse_args
+from seqloom.generation.runtime import load_task
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "generation"))
+from fixture_compare import compare_lines, read_lines  # noqa: E402
+
+HERE = Path(__file__).parents[1] / "fixtures" / "multi_simple_epoch"
+TASK = ["--task", "translation_multi_simple_epoch", "--lang-pairs", "en-es,es-en", "--encoder-langtok", "src",
+        "--decoder-langtok"]  # fmt: skip
+
+
+def data(fixtures: Path) -> str:
+    return str(fixtures / "mt" / "data-bin")
+
+
+@pytest.mark.parametrize(("name", "options"), [
+    ("en-es.beam5", ["-s", "en", "-t", "es", "--beam", "5"]),
+    ("es-en.beam2.keep-langtok", ["-s", "es", "-t", "en", "--beam", "2", "--keep-inference-langtok"]),
+    ("en-es.score-reference", ["-s", "en", "-t", "es", "--score-reference"]),
+])  # fmt: skip
+def test_generate_matches_fairseq(fairseq_fixtures: Path, capsys, name: str, options: list[str]) -> None:
+    """One shard of batches: sources start with their language token (S- lines); hypotheses start with the
+    target's, forced, scored in the P- lines and left out of the texts; es-en reads the en-es files reversed."""
+    argv = [data(fairseq_fixtures), *TASK, "--path", str(HERE / "checkpoint.pt"), "--gen-subset", "test",
+            "--batch-size", "32", "--max-len-a", "0", "--max-len-b", "30", "--no-progress-bar", "--num-shards", "4",
+            "--shard-id", "2", *options]  # fmt: skip
+    assert generate(argv) == 0
+    got = [line for line in capsys.readouterr().out.splitlines() if line[1:2] == "-"]
+    ids = {line.split("\t")[0][2:] for line in got if line.startswith("S-")}
+    assert len(ids) >= 16
+    src = options[1]
+    assert all(line.split("\t")[1].startswith(f"__{src}__ ") for line in got if line.startswith("S-"))
+    expected = [line for line in read_lines(HERE / f"generate.{name}.txt.gz") if line.split("\t")[0][2:] in ids]
+    if "--keep-inference-langtok" in options:  # fairseq ignores the flag: compare without the kept tokens
+        token = f"__{options[3]}__"
+        texts = [line.split("\t")[-1] for line in got if line[:2] in ("T-", "H-", "D-")]
+        assert texts and all(text.split(" ")[0] == token for text in texts)
+        got = [drop_token(line, token) for line in got]
+    assert compare_lines(expected, got) == []
+
+
+def drop_token(line: str, token: str) -> str:
+    """The line with ``token`` left out of its text. fairseq-generate ignores ``--keep-inference-langtok``: its task
+    reads the flag from the generation options, which never have it, and strips the target language token anyway.
+    Here the flag keeps it; with it removed again, the lines equal fairseq's."""
+    fields = line.split("\t")
+    if fields[0][:2] in ("T-", "H-", "D-"):
+        fields[-1] = " ".join(word for word in fields[-1].split(" ") if word != token)
+    return "\t".join(fields)
+
+
+def test_validate_and_interactive_match_fairseq(fairseq_fixtures: Path, capsys, tmp_path: Path) -> None:
+    from seqloom.cli.validate import main as validate
+
+    argv = [data(fairseq_fixtures), *TASK, "-s", "es", "-t", "en", "--path", str(HERE / "checkpoint.pt"),
+            "--valid-subset", "valid", "--batch-size", "32"]  # fmt: skip
+    assert validate(argv) == 0
+    expected = (HERE / "validate.es-en.txt").read_text().split("|")[1:4]  # loss, nll_loss, ppl
+    assert " | ".join(x.strip() for x in expected) in capsys.readouterr().err
+    mt = fairseq_fixtures / "mt"
+    source = tmp_path / "input.en"
+    source.write_text("\n".join((mt / "text" / "test.en").read_text(encoding="utf-8").splitlines()[:5]) + "\n")
+    argv = [data(fairseq_fixtures), *TASK, "-s", "en", "-t", "es", "--path", str(HERE / "checkpoint.pt"),
+            "--tokenizer", "moses", "--bpe", "subword_nmt", "--bpe-codes", str(mt / "text" / "bpe.codes"), "--beam",
+            "5", "--max-len-a", "0", "--max-len-b", "30", "--input", str(source)]  # fmt: skip
+    assert interactive(argv) == 0
+    got = capsys.readouterr().out.splitlines()
+    assert compare_lines(read_lines(HERE / "interactive.en-es.txt"), got, skip=("W-",)) == []
+
+
+def test_language_tokens_follow_fairseqs_order(fairseq_fixtures: Path, tmp_path: Path) -> None:
+    """Sorted languages of --lang-pairs by default; --langs/--lang-dict order them; mbart style adds <mask>."""
+
+    def task(*extra: str) -> object:
+        return load_task(parse_args(SPEC, [data(fairseq_fixtures), *TASK, "-s", "en", "-t", "es", *extra,
+                                           "--arch", "transformer", "--optimizer", "adam"]))  # fmt: skip
+
+    base = len(task().source_dictionary) - 2  # type: ignore[attr-defined]
+    d = task().source_dictionary  # type: ignore[attr-defined]
+    assert (d.index("__en__"), d.index("__es__")) == (base, base + 1)
+    d = task("--langs", "es,fr,en").source_dictionary  # type: ignore[attr-defined]
+    assert (d.index("__es__"), d.index("__fr__"), d.index("__en__")) == (base, base + 1, base + 2)
+    lang_dict = tmp_path / "langs.txt"
+    lang_dict.write_text("es\nen\n")
+    d = task("--lang-dict", str(lang_dict), "--lang-tok-style", "mbart").source_dictionary  # type: ignore[attr-defined]
+    assert (d.index("[es]"), d.index("[en]"), d.index("<mask>")) == (base, base + 1, base + 2)
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("en-es,es-en\n")
+    t = load_task(parse_args(SPEC, [data(fairseq_fixtures), "--task", "translation_multi_simple_epoch", "--lang-pairs",
+                                    str(pairs), "-s", "en", "-t", "es", "--arch", "transformer", "--optimizer", "adam"]))  # fmt: skip
+    assert t.source_dictionary.index("__es__") == base + 1
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ([], "training over all --lang-pairs at once"),
+    (["-s", "en", "-t", "de"], "not in the language dictionary"),
+    (["-s", "en", "-t", "es", "--virtual-epoch-size", "100"], "--virtual-epoch-size is not supported"),
+    (["-s", "en", "-t", "es", "--lang-tok-replacing-bos-eos"], "--lang-tok-replacing-bos-eos is not supported"),
+])  # fmt: skip
+def test_unsupported_commands_are_refused_by_name(fairseq_fixtures: Path, extra: list[str], message: str) -> None:
+    argv = [data(fairseq_fixtures), *TASK, *extra, "--arch", "transformer", "--optimizer", "adam"]
+    with pytest.raises(ValueError, match=message):
+        load_task(parse_args(SPEC, argv))
+
+
+def test_hub_translates_and_scores_like_fairseq(fairseq_fixtures: Path, tmp_path: Path) -> None:
+    """``TransformerModel.from_pretrained(..., source_lang, target_lang)``: translate equals fairseq-interactive's
+    D- lines; score equals generate --score-reference (fairseq's hub score fails on translation models)."""
+    import math
+
+    from seqloom.data.indexed_dataset import make_dataset
+    from seqloom.hub import TransformerModel
+    from seqloom.hub.export import write_export
+
+    mt = fairseq_fixtures / "mt"
+    hub = TransformerModel.from_pretrained(str(HERE), checkpoint_file="checkpoint.pt",
+                                           data_name_or_path=str(mt / "data-bin"), tokenizer="moses",
+                                           bpe="subword_nmt", bpe_codes=str(mt / "text" / "bpe.codes"),
+                                           source_lang="en", target_lang="es")  # fmt: skip
+    lines = (mt / "text" / "test.en").read_text(encoding="utf-8").splitlines()[:5]
+    expected = [x.split("\t")[2] for x in read_lines(HERE / "interactive.en-es.txt") if x.startswith("D-")]
+    assert hub.translate(lines, beam=5, max_len_a=0, max_len_b=30) == expected
+    hyp = hub.generate(hub.encode(lines[0]), beam=2, max_len_a=0, max_len_b=30)[0]
+    assert hyp.tokens[0] == hub.tgt_dict.index("__es__")  # forced first, left out of the text
+    src = make_dataset(str(mt / "data-bin" / "test.en-es.en"), "mmap")
+    tgt = make_dataset(str(mt / "data-bin" / "test.en-es.es"), "mmap")
+    want = {int(x.split("\t")[0][2:]): float(x.split("\t")[1]) for x in read_lines(HERE / "generate.en-es.score-reference.txt.gz")
+            if x.startswith("H-")}  # fmt: skip
+    scored = hub.score([(src[i], tgt[i]) for i in (0, 1, 2)])
+    for i, h in enumerate(scored):
+        assert math.isclose(h.score / math.log(2), want[i], abs_tol=1e-4)
+    with pytest.raises(ValueError, match="translation_multi_simple_epoch models cannot be exported yet"):
+        write_export(hub, tmp_path / "out")
+
+
+def test_one_direction_fine_tunes_from_fairseqs_checkpoint(fairseq_fixtures: Path, tmp_path: Path) -> None:
+    """``train -s en -t es`` trains that direction (fairseq's task does the same with -s/-t): the checkpoint's
+    weights and language tokens are picked up (the loss starts near the trained model's, far below a fresh one's)."""
+    from seqloom.cli.train import run
+
+    model = ["--arch", "transformer", "--encoder-layers", "1", "--decoder-layers", "1", "--encoder-embed-dim", "32",
+             "--decoder-embed-dim", "32", "--encoder-ffn-embed-dim", "64", "--decoder-ffn-embed-dim", "64",
+             "--encoder-attention-heads", "2", "--decoder-attention-heads", "2", "--share-all-embeddings"]  # fmt: skip
+    argv = [data(fairseq_fixtures), "--cpu", *TASK, "-s", "en", "-t", "es", *model, "--optimizer", "adam", "--lr",
+            "1e-3", "--max-tokens", "2048", "--max-update", "3", "--save-dir", str(tmp_path), "--restore-file",
+            str(HERE / "checkpoint.pt"), "--reset-optimizer", "--reset-dataloader", "--reset-meters",
+            "--reset-lr-scheduler", "--disable-validation", "--no-epoch-checkpoints", "--criterion",
+            "label_smoothed_cross_entropy", "--label-smoothing", "0.1"]  # fmt: skip
+    history = run(parse_args(SPEC, argv)).history
+    assert len(history) == 3 and history[0]["loss"] < 9.0  # a fresh model starts near log2(2058) = 11
