@@ -4,6 +4,11 @@ direction and the reversed one; what is not supported is refused by name."""
 
 from __future__ import annotations
 
+import gzip
+import json
+import math
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -14,6 +19,7 @@ from seqloom.cli.interactive import main as interactive
 from seqloom.cli.train import SPEC
 from seqloom.config.parser import parse_args
 from seqloom.generation.runtime import load_task
+from seqloom.tasks.base import BatchingOptions
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "generation"))
 from fixture_compare import compare_lines, read_lines  # noqa: E402
@@ -106,7 +112,7 @@ def test_language_tokens_follow_fairseqs_order(fairseq_fixtures: Path, tmp_path:
 
 
 @pytest.mark.parametrize(("extra", "message"), [
-    ([], "training over all --lang-pairs at once"),
+    (["-s", "en"], "pass both -s/--source-lang and -t/--target-lang, or neither"),
     (["-s", "en", "-t", "de"], "not in the language dictionary"),
     (["-s", "en", "-t", "es", "--virtual-epoch-size", "100"], "--virtual-epoch-size is not supported"),
     (["-s", "en", "-t", "es", "--lang-tok-replacing-bos-eos"], "--lang-tok-replacing-bos-eos is not supported"),
@@ -120,8 +126,6 @@ def test_unsupported_commands_are_refused_by_name(fairseq_fixtures: Path, extra:
 def test_hub_translates_and_scores_like_fairseq(fairseq_fixtures: Path, tmp_path: Path) -> None:
     """``TransformerModel.from_pretrained(..., source_lang, target_lang)``: translate equals fairseq-interactive's
     D- lines; score equals generate --score-reference (fairseq's hub score fails on translation models)."""
-    import math
-
     from seqloom.data.indexed_dataset import make_dataset
     from seqloom.hub import TransformerModel
     from seqloom.hub.export import write_export
@@ -162,3 +166,51 @@ def test_one_direction_fine_tunes_from_fairseqs_checkpoint(fairseq_fixtures: Pat
             "label_smoothed_cross_entropy", "--label-smoothing", "0.1"]  # fmt: skip
     history = run(parse_args(SPEC, argv)).history
     assert len(history) == 3 and history[0]["loss"] < 9.0  # a fresh model starts near log2(2058) = 11
+
+
+MIXTURE = json.loads(gzip.decompress((HERE / "mixture.json.gz").read_bytes()))
+
+
+@pytest.fixture(scope="module")
+def mixture_data(fairseq_fixtures: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("mixture")
+    env = {**os.environ, "SEQLOOM_FAIRSEQ_FIXTURES": str(fairseq_fixtures)}
+    subprocess.run(["bash", str(HERE / "make_data.sh"), str(out)], check=True, env=env)
+    return out
+
+
+@pytest.mark.parametrize("config", ["temperature", "concat"])
+def test_training_mixture_equals_fairseqs(mixture_data: Path, config: str) -> None:
+    """Without -s/-t the training split mixes all --lang-pairs as fairseq's sampled multi-dataset: the same
+    draws of each pair's items per epoch (temperature sampling up-samples the 200-pair es-en to 774), the same
+    batching order and batches; the validation split concatenates the pairs."""
+    want = MIXTURE[config]
+    task = load_task(parse_args(SPEC, [str(mixture_data), *want["args"], "--optimizer", "adam"]))
+    assert len(task.source_dictionary) == want["dict_len"]
+    valid = task.load_dataset("valid")
+    train = task.load_dataset("train", epoch=1, combine=True)
+    for epoch, got in want["train"].items():
+        opts = BatchingOptions(max_tokens=1024, max_positions=(1024, 1024), seed=task.cfg.seed, epoch=int(epoch))
+        batches = [b.tolist() for b in task.get_batch_iterator(train, opts).frozen_batches]
+        assert len(train) == got["length"] and train.offsets.tolist() == got["offsets"], epoch
+        assert train.indices.tolist() == got["indices"], epoch
+        assert batches == got["batches"], epoch
+    train.set_epoch(2)
+    assert [{"source": train[i]["source"].tolist(), "target": train[i]["target"].tolist()} for i in range(3)] == want[
+        "items"
+    ]
+    opts = BatchingOptions(max_tokens=1024, max_positions=(1024, 1024), seed=task.cfg.seed, epoch=1)
+    assert valid.ordered_indices().tolist() == want["valid"]["order"]
+    assert [b.tolist() for b in task.get_batch_iterator(valid, opts).frozen_batches] == want["valid"]["batches"]
+
+
+def test_all_pairs_train_and_validate(mixture_data: Path, tmp_path: Path) -> None:
+    from seqloom.cli.train import run
+
+    model = ["--arch", "transformer", "--encoder-layers", "1", "--decoder-layers", "1", "--encoder-embed-dim", "16",
+             "--decoder-embed-dim", "16", "--encoder-ffn-embed-dim", "32", "--decoder-ffn-embed-dim", "32",
+             "--encoder-attention-heads", "2", "--decoder-attention-heads", "2", "--share-all-embeddings"]  # fmt: skip
+    argv = [str(mixture_data), "--cpu", *MIXTURE["temperature"]["args"], *model, "--optimizer", "adam", "--lr", "1e-3",
+            "--max-update", "4", "--save-dir", str(tmp_path), "--no-epoch-checkpoints", "--num-workers", "0"]  # fmt: skip
+    loop = run(parse_args(SPEC, argv))
+    assert len(loop.history) == 4 and all(math.isfinite(h["loss"]) for h in loop.history)

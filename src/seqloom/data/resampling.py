@@ -13,6 +13,7 @@ Each keeps the interface the batching code reads: ``sizes``, ``num_tokens_vec``,
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -154,3 +155,100 @@ class SortedDataset:
 
     def collater(self, samples: Sequence[Any]) -> Any:
         return self.dataset.collater(samples)
+
+
+def virtual_size(lengths: Sequence[int], ratios: np.ndarray, max_scale_up: float = 1.5) -> int:
+    """fairseq's default size of a sampled mixture: every dataset scaled as the largest one is (by its ratio
+    relative to the largest's), capped at ``max_scale_up`` times the real total."""
+    largest = int(np.argmax(lengths))
+    scaled = sum(r / ratios[largest] * lengths[largest] for r in ratios)
+    cap = sum(lengths) * max_scale_up
+    return int(scaled if scaled < cap else cap)
+
+
+# fairseq seeds the draws of its SampledMultiDataset with the SHA-1 of that class name (and the seed and epoch)
+_SAMPLED_MULTI_KEY = int(hashlib.sha1(b"SampledMultiDataset").hexdigest(), 16) % 2**32
+
+
+class MultiPairDataset:
+    """Language-pair datasets mixed as fairseq's ``SampledMultiDataset`` (``--sampling-method``) mixes them.
+
+    Without ``ratios`` it is their concatenation. With ``ratios`` (one per dataset) every epoch draws
+    ``virtual_size`` items: dataset ``i`` gets ``virtual_size * r_i / sum(r)`` of them (rounded down; the
+    remainder drawn by those shares), each a random item of it (with replacement only when it has fewer). The
+    draws come from ``RandomState([key, seed, epoch])``, as fairseq's. Items are ``(sizes)`` pairs; batches
+    are collated by the first dataset's collater. ``order_seed`` seeds the permutation that breaks ties of the
+    batching order (with ``shuffle``; fairseq's batch sampler uses the run's ``--seed``).
+    """
+
+    def __init__(self, datasets: Sequence[Any], ratios: Sequence[float] | None, *, seed: int = 2, epoch: int = 1,
+                 shuffle: bool = True, order_seed: int = 1) -> None:  # fmt: skip
+        self.datasets = list(datasets)
+        self.ratios = None if ratios is None else np.asarray(ratios, dtype=np.float64)
+        lengths = [len(d) for d in self.datasets]
+        self.length = sum(lengths) if self.ratios is None else virtual_size(lengths, self.ratios)
+        self.seed, self.shuffle, self.order_seed = seed, shuffle, order_seed
+        self.epoch: int | None = None
+        self.indices = np.zeros(0, dtype=np.int64)
+        self.offsets = np.zeros(0, dtype=np.int64)
+        self.set_epoch(epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch == self.epoch:
+            return
+        for d in self.datasets:
+            set_epoch = getattr(d, "set_epoch", None)
+            if callable(set_epoch):
+                set_epoch(epoch)
+        self.epoch = epoch
+        if self.ratios is None and len(self.indices):
+            return
+        lengths = [len(d) for d in self.datasets]
+        if self.ratios is None:
+            parts = [np.arange(n, dtype=np.int64) for n in lengths]
+        else:
+            rng = np.random.RandomState([_SAMPLED_MULTI_KEY, self.seed % 2**32, epoch])
+            shares = self.ratios / self.ratios.sum()
+            counts = np.array([self.length * r for r in shares], dtype=np.int64)
+            for i in rng.choice(len(shares), size=self.length - int(counts.sum()), p=shares):
+                counts[i] += 1
+            parts = [rng.choice(n, c, replace=c > n) for n, c in zip(lengths, counts)]
+        self.indices = np.concatenate(parts).astype(np.int64)
+        self.offsets = np.cumsum([len(p) for p in parts])
+        self._sizes = np.vstack([np.stack([d.src_sizes[p], d.tgt_sizes[p]], axis=1)
+                                 for d, p in zip(self.datasets, parts)])  # fmt: skip
+
+    @property
+    def can_reuse_epoch_itr_across_epochs(self) -> bool:
+        return False
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> Any:
+        which = int(np.searchsorted(self.offsets, index, side="right"))
+        return self.datasets[which][int(self.indices[index])]
+
+    @property
+    def src_sizes(self) -> np.ndarray:
+        return self._sizes[:, 0]
+
+    @property
+    def tgt_sizes(self) -> np.ndarray:
+        return self._sizes[:, 1]
+
+    def num_tokens_vec(self, indices: np.ndarray) -> np.ndarray:
+        return self._sizes[indices].max(axis=1)
+
+    def size(self, index: int) -> tuple[int, int]:
+        return int(self._sizes[index, 0]), int(self._sizes[index, 1])
+
+    def ordered_indices(self, rng: np.random.RandomState | None = None) -> np.ndarray:
+        """By source length, ties by target length, ties beyond that by a permutation seeded with ``order_seed``
+        (with ``shuffle``), as fairseq's batch sampler orders the mixture."""
+        order = np.random.RandomState(self.order_seed).permutation(len(self)) if self.shuffle else np.arange(len(self))
+        order = order[np.argsort(self.tgt_sizes[order], kind="mergesort")]
+        return order[np.argsort(self.src_sizes[order], kind="mergesort")].astype(np.int64)
+
+    def collater(self, samples: Sequence[Any]) -> Any:
+        return self.datasets[0].collater(samples)

@@ -1,17 +1,22 @@
 """``--task translation_multi_simple_epoch``: one model for many language pairs (M2M-100, mBART-50), as fairseq's.
 
-For one direction ``-s SRC -t TGT`` (``generate``, ``validate``, ``interactive``, and ``train`` on that pair):
-the dictionaries (``--fixed-dictionary``, or ``--source-dict``/``--target-dict``, or ``dict.{lang}.txt``) get
+The dictionaries (``--fixed-dictionary``, or ``--source-dict``/``--target-dict``, or ``dict.{lang}.txt``) get
 one language token per language of ``--langs``/``--lang-dict`` (else of ``--lang-pairs``, sorted) in that
 order, ``__xx__`` (``--lang-tok-style multilingual``) or ``[xx]`` (``mbart``, which also adds ``<mask>``).
 ``--encoder-langtok src|tgt`` puts the source or target language token before each source sentence;
-``--decoder-langtok`` puts the target's before each target sentence, so a generated translation starts with it
-(forced, as fairseq's task passes it as the prefix) and the printed text leaves it out (unless
-``--keep-inference-langtok``). Data files are ``{split}.{src}-{tgt}.{lang}`` (or ``{tgt}-{src}``), sorted by
-length without shuffling, as fairseq's task loads them for one direction.
+``--decoder-langtok`` puts the target's before each target sentence. Data files are ``{split}.{src}-{tgt}.{lang}``
+(or ``{tgt}-{src}``).
 
-Training over several ``--lang-pairs`` at once (fairseq's sampled multi-dataset, with temperature sampling and
-virtual epochs) is not supported: such a command is refused by name, as are the options that only it reads.
+With ``-s SRC -t TGT`` the task serves that one direction (``generate``, ``validate``, ``interactive``, ``train``):
+a generated translation is forced to start with the target language token (fairseq's task passes it as the
+prefix) and printed without it (unless ``--keep-inference-langtok``); the data is sorted by length without
+shuffling, as fairseq's task loads it for one direction.
+
+Without them ``train`` learns all ``--lang-pairs`` at once: the training split mixes the pairs as fairseq's
+sampled multi-dataset does (``--sampling-method concat`` keeps every sentence pair once; ``temperature`` draws
+each pair in proportion to ``(n_pair / n)^(1 / --sampling-temperature)``, ``uniform`` equally, the draws made
+anew every epoch, over fairseq's virtual epoch size); the validation splits are the pairs concatenated.
+Virtual epochs (``--virtual-epoch-size``), sampling weights and extra data are refused by name.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from typing import Any, Literal, Optional
 from seqloom import registry
 from seqloom.config.options import field
 from seqloom.data.dictionary import Dictionary
-from seqloom.data.language_pair_dataset import AffixTokens, InMemoryTokens, LanguagePairDataset
+from seqloom.data.language_pair_dataset import AffixTokens, ConcatTokens, InMemoryTokens, LanguagePairDataset
+from seqloom.data.resampling import MultiPairDataset
 from seqloom.tasks.translation import TranslationConfig, TranslationTask, data_paths
 
 logger = logging.getLogger(__name__)
@@ -84,6 +90,8 @@ class TranslationMultiSimpleEpochConfig(TranslationConfig):
     sampling_weights: Optional[str] = field(None, help="a dictionary of how to sample data sets (not supported)")
     virtual_epoch_size: Optional[int] = field(None, help="virtual epoch size to speed up data loading (not supported)")
     virtual_data_size: Optional[int] = field(None, help="virtual data size of the whole joint dataset (not supported)")
+    seed: int = field(1, help="pseudo random number generator seed")
+    train_subset: str = field("train", help="the training split (set from the common --train-subset)")
 
 
 def file_or_value(value: str) -> str:
@@ -97,25 +105,46 @@ def lang_token(lang: str, style: str) -> str:
 
 @registry.TASKS.register("translation_multi_simple_epoch", config=TranslationMultiSimpleEpochConfig)
 class TranslationMultiSimpleEpochTask(TranslationTask):
-    """Translation in one direction of a many-to-many model, with language tokens."""
+    """Translation with language tokens: one direction (``-s``/``-t``), or training over all ``--lang-pairs``."""
 
     cfg: TranslationMultiSimpleEpochConfig
 
     def __init__(self, cfg: TranslationMultiSimpleEpochConfig, src_dict: Any, tgt_dict: Any, *,
                  dataset_impl: str | None = None) -> None:  # fmt: skip
+        self._loading: tuple[str, str] | None = None  # the pair whose files are being read
         super().__init__(cfg, src_dict, tgt_dict, dataset_impl=dataset_impl)
-        src, tgt = self.langs
-        self.src_langtok = self._langtok(src_dict, src if cfg.encoder_langtok == "src" else tgt, cfg.encoder_langtok)
-        self.tgt_langtok = self._langtok(tgt_dict, tgt, "tgt" if cfg.decoder_langtok else None)
+        self.training = cfg.source_lang is None and cfg.target_lang is None
+        pairs = [tuple(p.split("-")) for p in file_or_value(cfg.lang_pairs or "").split(",")]
+        self.pairs: list[tuple[str, str]] = (
+            [(p[0], p[1]) for p in pairs if len(p) == 2] if self.training else [self.langs]
+        )
 
-    def _langtok(self, dictionary: Dictionary, lang: str, spec: str | None) -> int | None:
-        if spec is None:
-            return None
+    @property
+    def langs(self) -> tuple[str, str]:
+        if self._loading is not None:
+            return self._loading
+        if self.cfg.source_lang is None or self.cfg.target_lang is None:
+            raise ValueError(
+                "translation_multi_simple_epoch: this command works on one direction; pass -s/--source-lang and "
+                "-t/--target-lang (without them, only train learns all --lang-pairs)"
+            )
+        return self.cfg.source_lang, self.cfg.target_lang
+
+    def langtoks(self, src: str, tgt: str) -> tuple[int | None, int | None]:
+        """The tokens put before the sources and the targets of the pair ``src``-``tgt`` (None: none)."""
+        cfg = self.cfg
+        src_tok = None
+        if cfg.encoder_langtok is not None:
+            src_tok = self._langtok(self.src_dict, src if cfg.encoder_langtok == "src" else tgt)
+        tgt_tok = self._langtok(self.tgt_dict, tgt) if cfg.decoder_langtok else None
+        return src_tok, tgt_tok
+
+    def _langtok(self, dictionary: Dictionary, lang: str) -> int:
         symbol = lang_token(lang, self.cfg.lang_tok_style)
         index = dictionary.index(symbol)
         if index == dictionary.unk():
             raise ValueError(f"translation_multi_simple_epoch: cannot find language token {symbol} in the dictionary")
-        return index
+        return int(index)
 
     @classmethod
     def setup_task(cls, cfg: TranslationConfig, *, dataset_impl: str | None = None) -> TranslationMultiSimpleEpochTask:
@@ -127,18 +156,18 @@ class TranslationMultiSimpleEpochTask(TranslationTask):
                 "training objective."
             )
         pairs = [p.split("-") for p in file_or_value(cfg.lang_pairs).split(",")]
-        if cfg.source_lang is None or cfg.target_lang is None:
+        if (cfg.source_lang is None) != (cfg.target_lang is None):
             raise ValueError(
-                "translation_multi_simple_epoch: training over all --lang-pairs at once (fairseq's sampled "
-                "multi-dataset) is not supported; pass -s/--source-lang and -t/--target-lang to generate, validate "
-                "or train one direction"
+                "translation_multi_simple_epoch: pass both -s/--source-lang and -t/--target-lang, or neither"
             )
+        training = cfg.source_lang is None
         langs = language_list(cfg, pairs)
-        missing = [lang for lang in (cfg.source_lang, cfg.target_lang) if lang not in langs]
-        if missing:
+        wanted: list[list[str]] = pairs if training else [[str(cfg.source_lang), str(cfg.target_lang)]]
+        bad = [f"{p[0]}-{p[-1]}" for p in wanted if len(p) != 2 or p[0] not in langs or p[1] not in langs]
+        if bad:
             raise ValueError(
-                f"translation_multi_simple_epoch: language pair {cfg.source_lang}-{cfg.target_lang} contains "
-                f"languages that are not in the language dictionary; langs: {langs}"
+                f"translation_multi_simple_epoch: language pair(s) {', '.join(bad)} contain languages that are not in "
+                f"the language dictionary; langs: {langs}"
             )
         first = data_paths(cfg.data)[0]
 
@@ -155,37 +184,96 @@ class TranslationMultiSimpleEpochTask(TranslationTask):
         if cfg.fixed_dictionary is not None:
             src_dict = tgt_dict = load(cfg.fixed_dictionary)
         else:
-            src_dict = load(cfg.source_dict or os.path.join(first, f"dict.{cfg.source_lang}.txt"))
-            tgt_dict = load(cfg.target_dict or os.path.join(first, f"dict.{cfg.target_lang}.txt"))
-        logger.info("[%s] dictionary: %d types", cfg.target_lang, len(tgt_dict))
+            sides = []
+            for side, given in ((0, cfg.source_dict), (1, cfg.target_dict)):
+                side_langs = sorted({p[side] for p in wanted})
+                if given is not None:
+                    sides.append(load(given))
+                    continue
+                dicts = [load(os.path.join(first, f"dict.{lang}.txt")) for lang in side_langs]
+                if any(d.symbols != dicts[0].symbols for d in dicts[1:]):
+                    raise ValueError(
+                        f"translation_multi_simple_epoch: the {'source' if side == 0 else 'target'} languages "
+                        f"{side_langs} have different dictionaries; the task needs one shared dictionary per side "
+                        "(or --source-dict/--target-dict, or --fixed-dictionary)"
+                    )
+                sides.append(dicts[0])
+            src_dict, tgt_dict = sides
+        logger.info("dictionary: %d types", len(tgt_dict))
         return cls(cfg, src_dict, tgt_dict, dataset_impl=dataset_impl)
+
+    @property
+    def src_langtok(self) -> int | None:
+        return self.langtoks(*self.langs)[0]
+
+    @property
+    def tgt_langtok(self) -> int | None:
+        return self.langtoks(*self.langs)[1]
 
     @property
     def symbols_to_strip_from_output(self) -> frozenset[int]:
         """The target language token, left out of printed hypotheses and references (fairseq's)."""
-        if self.tgt_langtok is None or self.cfg.keep_inference_langtok:
-            return frozenset()
-        return frozenset({self.tgt_langtok})
+        tok = self.tgt_langtok
+        return frozenset() if tok is None or self.cfg.keep_inference_langtok else frozenset({tok})
 
     @property
     def inference_prefix_token(self) -> int | None:
         """The token every generated target starts with (the target language's), unless ``--prefix-size``."""
         return self.tgt_langtok
 
-    def _pair_dataset(self, src: Any, tgt: Any, split: str) -> LanguagePairDataset:
+    def load_dataset(self, split: str, *, epoch: int = 1, combine: bool = False) -> Any:
+        if not self.training:
+            return super().load_dataset(split, epoch=epoch, combine=combine)
+        path = data_paths(self.cfg.data)[(epoch - 1) % len(data_paths(self.cfg.data))]
+        datasets = []
+        for pair in self.pairs:
+            self._loading = pair
+            try:
+                src_parts, tgt_parts = self._load_shards(path, split, combine)
+            finally:
+                self._loading = None
+            src = src_parts[0] if len(src_parts) == 1 else ConcatTokens(src_parts, None)
+            tgt = tgt_parts[0] if len(tgt_parts) == 1 else ConcatTokens(tgt_parts, None)
+            datasets.append(self._lang_pair_dataset(src, tgt, pair))
+            logger.info("%s %s %s-%s %d examples", path, split, *pair, len(datasets[-1]))
+        if split == self.cfg.train_subset:
+            ratios = sampling_ratios(self.cfg, [len(d) for d in datasets])
+            if ratios is not None:
+                logger.info("| Upsample ratios: %s", list(zip(["-".join(p) for p in self.pairs], ratios)))
+            dataset = MultiPairDataset(datasets, ratios, epoch=epoch, order_seed=self.cfg.seed)
+        else:  # fairseq concatenates the validation pairs, in order, by length
+            dataset = MultiPairDataset(datasets, None, shuffle=False)
+        self.datasets[split] = dataset
+        return dataset
+
+    def _lang_pair_dataset(self, src: Any, tgt: Any, pair: tuple[str, str]) -> LanguagePairDataset:
+        src_tok, tgt_tok = self.langtoks(*pair)
         return LanguagePairDataset(
-            AffixTokens(src, prepend=self.src_langtok),
+            AffixTokens(src, prepend=src_tok),
             self.src_dict,
-            AffixTokens(tgt, prepend=self.tgt_langtok),
+            AffixTokens(tgt, prepend=tgt_tok),
             self.tgt_dict,
             left_pad_source=self.cfg.left_pad_source,
             left_pad_target=self.cfg.left_pad_target,
             shuffle=False,  # fairseq's task wraps the pair in a ConcatDataset: by length, no shuffling
         )
 
+    def _pair_dataset(self, src: Any, tgt: Any, split: str) -> LanguagePairDataset:
+        return self._lang_pair_dataset(src, tgt, self.langs)
+
     def build_dataset_for_inference(self, tokens: list[Any]) -> LanguagePairDataset:
         return LanguagePairDataset(AffixTokens(InMemoryTokens(tokens), prepend=self.src_langtok), self.src_dict,
                                    None, self.tgt_dict, left_pad_source=self.cfg.left_pad_source)  # fmt: skip
+
+
+def sampling_ratios(cfg: TranslationMultiSimpleEpochConfig, lengths: list[int]) -> list[float] | None:
+    """``--sampling-method``'s weight of each pair (None: concatenated, as ``concat`` and ``RoundRobin``)."""
+    if cfg.sampling_method == "uniform":
+        return [1.0] * len(lengths)
+    if cfg.sampling_method == "temperature":
+        total = sum(lengths)
+        return [(n / total) ** (1.0 / cfg.sampling_temperature) for n in lengths]
+    return None
 
 
 def language_list(cfg: TranslationMultiSimpleEpochConfig, pairs: list[list[str]]) -> list[str]:
