@@ -214,3 +214,30 @@ def test_all_pairs_train_and_validate(mixture_data: Path, tmp_path: Path) -> Non
             "--max-update", "4", "--save-dir", str(tmp_path), "--no-epoch-checkpoints", "--num-workers", "0"]  # fmt: skip
     loop = run(parse_args(SPEC, argv))
     assert len(loop.history) == 4 and all(math.isfinite(h["loss"]) for h in loop.history)
+
+
+def test_hub_loads_a_bart_architecture_model(mixture_data: Path, tmp_path: Path, capsys) -> None:
+    """mBART-50-style fine-tuning (``--arch mbart_large --lang-tok-style mbart``): the hub builds the BART model with
+    ``[xx]`` tokens and ``<mask>``, and translates as ``interactive`` does."""
+    from seqloom.cli.train import main as train
+    from seqloom.hub import TransformerModel
+
+    model = ["--arch", "mbart_large", "--encoder-layers", "1", "--decoder-layers", "1", "--encoder-embed-dim", "16",
+             "--decoder-embed-dim", "16", "--encoder-ffn-embed-dim", "32", "--decoder-ffn-embed-dim", "32",
+             "--encoder-attention-heads", "2", "--decoder-attention-heads", "2"]  # fmt: skip
+    task = [*TASK, "--lang-tok-style", "mbart"]
+    assert train([str(mixture_data), "--cpu", *task, *model, "--optimizer", "adam", "--lr", "3e-3", "--max-tokens",
+                  "1024", "--max-update", "20", "--save-dir", str(tmp_path), "--no-epoch-checkpoints",
+                  "--disable-validation"]) == 0  # fmt: skip
+    hub = TransformerModel.from_pretrained(str(tmp_path), checkpoint_file="checkpoint_last.pt",
+                                           data_name_or_path=str(mixture_data), source_lang="en", target_lang="es")  # fmt: skip
+    assert len(hub.src_dict) == 2056 + 3 and hub.src_dict.index("[es]") == 2057 and hub.src_dict[2058] == "<mask>"
+    source = tmp_path / "input.en"
+    source.write_text("the earth was empty\nand God said\n")
+    capsys.readouterr()
+    assert interactive([str(mixture_data), *task, "-s", "en", "-t", "es", "--path", str(tmp_path / "checkpoint_last.pt"),
+                        "--beam", "2", "--max-len-a", "0", "--max-len-b", "8", "--input", str(source)]) == 0  # fmt: skip
+    expected = [line.split("\t")[2] for line in capsys.readouterr().out.splitlines() if line.startswith("D-")]
+    assert hub.translate(["the earth was empty", "and God said"], beam=2, max_len_a=0, max_len_b=8) == expected
+    hyp = hub.generate(hub.encode("the earth was empty"), beam=2, max_len_a=0, max_len_b=8)[0]
+    assert hyp.tokens[0] == hub.src_dict.index("[es]")

@@ -6,6 +6,7 @@ as fairseq's hub builds them through the checkpoint's task: the dictionaries get
 start with the ``--encoder-langtok`` token, and with ``--decoder-langtok`` every translation is forced to start
 with the target language's token, which decoding leaves out. ``score`` scores each target after that token
 (and the token), as ``generate --score-reference`` does; fairseq's hub ``score`` fails on translation models.
+Transformer and BART-architecture models (mBART-50-style fine-tuning, ``--arch mbart_large``) are both taken.
 """
 
 from __future__ import annotations
@@ -66,6 +67,38 @@ class MultilingualTranslationHub(TranslationHub):
 def is_multilingual_translation(groups: Mapping[str, Any]) -> bool:
     task = groups.get("task") or {}
     return (task.get("_name") or task.get("task")) == TASK
+
+
+def is_bart_architecture(groups: Mapping[str, Any]) -> bool:
+    """Whether the checkpoint's model is BART-shaped (``--arch mbart_large`` etc., as mBART-50 fine-tuning uses)."""
+    model = groups.get("model") or {}
+    arch = str(model.get("_name") or model.get("arch") or "")
+    return arch == "bart" or arch.startswith(("bart_", "mbart"))
+
+
+def build_bart_hub(groups: Mapping[str, Any], states: Sequence[Mapping[str, Any]], paths: Sequence[Any],
+                   spec: Any) -> MultilingualTranslationHub:  # fmt: skip
+    """The hub of BART-architecture ``states`` trained with the task (one dictionary shared by both sides)."""
+    from seqloom.data.batching import resolve_max_positions
+    from seqloom.hub.codecs import build_codec
+    from seqloom.models.bart.interop import model_from_state
+
+    src_dict, tgt_dict, src_langtok, tgt_langtok = language_dictionaries(spec, groups.get("task") or {})
+    models = [model_from_state(state, src_dict, source=str(path)).eval() for state, path in zip(states, paths)]
+    limits = [(spec.max_source_positions, spec.max_target_positions), *[m.max_positions() for m in models]]
+    return MultilingualTranslationHub(
+        models,
+        src_langtok=src_langtok,
+        tgt_langtok=tgt_langtok,
+        src_dict=src_dict,
+        tgt_dict=tgt_dict,
+        tokenizer=build_codec("tokenizer", spec.tokenizer),
+        bpe=build_codec("bpe", spec.bpe),
+        generation=spec.generation,
+        batching=spec.batching,
+        max_positions=resolve_max_positions(*limits),
+        left_pad_source=spec.left_pad_source,
+    )
 
 
 def language_dictionaries(spec: Any, task: Mapping[str, Any]) -> tuple[Dictionary, Dictionary, int | None, int | None]:

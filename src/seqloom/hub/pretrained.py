@@ -33,7 +33,7 @@ from seqloom.hub.base import HubBatching
 from seqloom.hub.codecs import CodecSpec, build_codec, codec_option_names, codec_spec
 from seqloom.hub.loading import pick_options
 from seqloom.hub.mbart_translation import build_mbart_hub, is_mbart_translation
-from seqloom.hub.multilingual_translation import is_multilingual_translation
+from seqloom.hub.multilingual_translation import build_bart_hub, is_bart_architecture, is_multilingual_translation
 from seqloom.hub.translation import TranslationHub
 from seqloom.models.transformer.builder import build_model
 from seqloom.models.transformer.config import TransformerConfig
@@ -227,6 +227,9 @@ def from_pretrained(
         if is_mbart_translation(groups):  # an mBART model fine-tuned to translate: built through its task
             spec = build_spec(model_dir, groups, None, data_name_or_path, kwargs)
             return build_mbart_hub(model_dir, groups, states, paths, spec)
+        if is_multilingual_translation(groups) and is_bart_architecture(groups):  # e.g. mBART-50 fine-tuned
+            spec = build_spec(model_dir, groups, None, data_name_or_path, kwargs)
+            return build_bart_hub(groups, states, paths, spec)
         weights = [model_weights(state, path) for state, path in zip(states, paths)]
     spec = build_spec(model_dir, groups, weights[0][1], data_name_or_path, kwargs)
     return build_hub(spec, weights, task=groups.get("task") if is_multilingual_translation(groups) else None)
