@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -267,8 +268,12 @@ def test_plateau_warmup_ignores_early_validation_and_round_trips_state() -> None
 
 def test_every_schedule_is_registered_with_fairseqs_defaults() -> None:
     assert registry.LR_SCHEDULERS.names() == [
-        "cosine", "fixed", "inverse_sqrt", "polynomial_decay", "reduce_lr_on_plateau", "tri_stage"
+        "cosine", "fixed", "inverse_sqrt", "manual", "polynomial_decay", "reduce_lr_on_plateau", "step", "tri_stage",
+        "triangular",
     ]  # fmt: skip
+    step, triangular = registry.LR_SCHEDULERS.config_cls("step")(), registry.LR_SCHEDULERS.config_cls("triangular")()
+    assert (step.lr_deacy_period, step.lr_decay, step.warmup_init_lr) == (25000, 0.5, -1.0)
+    assert (triangular.lr_period_updates, triangular.lr_shrink, triangular.shrink_min) == (5000, 0.1, False)
     assert (ReduceLROnPlateauConfig().lr_threshold, ReduceLROnPlateauConfig().lr_patience) == (1e-4, 0)
     assert (TriStageConfig().init_lr_scale, TriStageConfig().final_lr_scale) == (0.01, 0.01)
     assert (CosineConfig().t_mult, CosineConfig().lr_period_updates, CosineConfig().lr_shrink) == (1.0, -1.0, 0.1)
@@ -287,3 +292,48 @@ def test_scheduler_state_of_fairseqs_checkpoint_loads(fairseq_fixtures) -> None:
     assert sched.step_update(history["num_updates"]) == 0.0005773502691896258
     sched.step(5, 8.4)
     assert sched.best == 8.4
+
+
+# ---- step, triangular, manual: fairseq's own schedules, driven as its trainer drives them ------------------------
+
+
+def _fairseq_cases() -> list[dict]:
+    path = Path(__file__).parents[1] / "fixtures" / "lr_schedulers" / "fairseq.json"
+    return json.loads(path.read_text())
+
+
+@pytest.mark.parametrize("case", _fairseq_cases(), ids=lambda c: f"{c['name']}-{sorted(c['options'])}")
+def test_step_triangular_manual_equal_fairseqs_schedules(case: dict) -> None:
+    """Every epoch start and update of 4 epochs x 30 updates (tests/fixtures/lr_schedulers, from fairseq 0.12.3)."""
+    options = {k: v for k, v in case["options"].items() if k != "lr"}
+    cfg = registry.LR_SCHEDULERS.config_cls(case["name"])(**options)
+    opt = optimizer()
+    sched = build_lr_scheduler(case["name"], cfg, opt, lr=case["options"]["lr"])
+    assert opt.param_groups[0]["lr"] == pytest.approx(case["initial"], rel=1e-12)
+    for kind, at, want in case["rates"]:
+        got = sched.step_begin_epoch(at) if kind == "epoch" else sched.step_update(at)
+        if want is not None:  # fairseq's step/triangular return nothing at an epoch start
+            assert got == pytest.approx(want, rel=1e-12, abs=1e-18), f"{kind} {at}"
+
+
+@pytest.mark.parametrize(("name", "options", "message"), [
+    ("triangular", {}, "needs --max-lr"),
+    ("triangular", {"max_lr": 1e-4}, "--max-lr .* must be more than --lr"),
+    ("step", {"lr_deacy_period": 0}, "--lr-deacy-period must be positive"),
+    ("step", {"min_lr": 0.01}, "must be more than --min-lr"),
+    ("manual", {"update2lr": "[1, 2]"}, "--update2lr: .* must evaluate to a dictionary"),
+])  # fmt: skip
+def test_bad_schedule_options_are_named(name: str, options: dict, message: str) -> None:
+    cfg = registry.LR_SCHEDULERS.config_cls(name)(**options)
+    with pytest.raises(ValueError, match=message):
+        build_lr_scheduler(name, cfg, optimizer(), lr=[1e-3])
+
+
+def test_manual_schedule_resumes_its_rate() -> None:
+    cfg = registry.LR_SCHEDULERS.config_cls("manual")(epoch2lr='{"1": 0.1, "3": 0.02}')
+    sched = build_lr_scheduler("manual", cfg, optimizer(), lr=[0.3])
+    sched.step_begin_epoch(3)
+    state = sched.state_dict()
+    fresh = build_lr_scheduler("manual", cfg, optimizer(), lr=[0.3])
+    fresh.load_state_dict(state)
+    assert state["lr"] == 0.02 and fresh.lr == 0.02

@@ -19,9 +19,12 @@ def import_schedulers() -> None:
         cosine,
         fixed,
         inverse_sqrt,
+        manual,
         polynomial_decay,
         reduce_lr_on_plateau,
+        step,
         tri_stage,
+        triangular,
     )
 
 
