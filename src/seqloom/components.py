@@ -33,6 +33,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "seqloom.optim.sgd",
     "seqloom.optim.nag",
     "seqloom.optim.adafactor",
+    "seqloom.optim.adamax",
     "seqloom.optim.lr_scheduler.fixed",
     "seqloom.optim.lr_scheduler.inverse_sqrt",
     "seqloom.optim.lr_scheduler.polynomial_decay",

@@ -261,3 +261,40 @@ def test_exported_state_is_fairseqs_form_and_resumes_exactly(name: str, cfg) -> 
     run(resumed, twin)
     for p, t in zip(params, twin):
         torch.testing.assert_close(p, t, rtol=0, atol=0)
+
+
+def _fairseq_optimizer_cases() -> list[dict]:
+    import gzip
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "fixtures" / "optimizers" / "fairseq.json.gz"
+    return json.loads(gzip.decompress(path.read_bytes()))
+
+
+@pytest.mark.parametrize("case", _fairseq_optimizer_cases(), ids=lambda c: f"{c['name']}-{c['options']}")
+def test_adamax_and_adadelta_equal_fairseqs(case: dict) -> None:
+    """fairseq's own optimizers ran these 8 steps (tests/fixtures/optimizers): the same parameters after each."""
+    params = [torch.nn.Parameter(torch.tensor(p)) for p in case["init"]]
+    cfg = registry.OPTIMIZERS.config_cls(case["name"])(**case["options"])
+    opt = build_optimizer(case["name"], cfg, params, lr=case["steps"][0]["lr"])
+    for i, step in enumerate(case["steps"]):
+        for group in opt.param_groups:
+            group["lr"] = step["lr"]
+        for p, g in zip(params, step["grads"]):
+            p.grad = torch.tensor(g)
+        opt.step()
+        for p, want in zip(params, step["params"]):
+            torch.testing.assert_close(p.detach(), torch.tensor(want), rtol=1e-6, atol=1e-7, msg=f"step {i}")
+    assert FAIRSEQ_OPTIMIZER_NAMES[case["name"]] in ("FairseqAdamax", "Adadelta")
+
+
+def test_adamax_state_uses_fairseqs_keys_and_bad_betas_are_named() -> None:
+    from seqloom.optim.adamax import AdamaxConfig
+
+    params = make_params()
+    opt = build_optimizer("adamax", AdamaxConfig(), params, lr=1e-3)
+    run(opt, params)
+    assert set(export_optimizer_state(opt)["state"][0]) == {"step", "exp_avg", "exp_inf"}
+    with pytest.raises(ValueError, match="--adamax-betas"):
+        build_optimizer("adamax", AdamaxConfig(adamax_betas="0.9"), make_params(), lr=1e-3)

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from seqloom.config.training import CheckpointConfig
+from seqloom.optim.build import FAIRSEQ_OPTIMIZER_NAMES
 from seqloom.trainer.sharding import full_tensors
 from seqloom.trainer.trainer import Trainer
 from seqloom.trainer.zero import full_optimizer_state, is_zero
@@ -37,13 +38,7 @@ CRITERION_CLASS_NAMES = {
     "cross_entropy": "CrossEntropyCriterion",
     "label_smoothed_cross_entropy": "LabelSmoothedCrossEntropyCriterion",
 }
-OPTIMIZER_CLASS_NAMES = {
-    "adam": "FairseqAdam",
-    "sgd": "SGD",
-    "nag": "FairseqNAG",
-    "adagrad": "Adagrad",
-    "adafactor": "FairseqAdafactor",
-}
+OPTIMIZER_CLASS_NAMES = FAIRSEQ_OPTIMIZER_NAMES  # fairseq's class name of each --optimizer, as checkpoints store it
 
 
 @dataclass
