@@ -132,8 +132,8 @@ def test_eval_bleu_generates_with_the_target_language_as_eos(fairseq_fixtures: P
 
 def test_hub_translates_like_fairseq_interactive(fairseq_fixtures: Path, tmp_path: Path) -> None:
     """``TransformerModel.from_pretrained`` on the fine-tuned mBART checkpoint (fairseq's own hub fails on it):
-    translations equal fairseq-interactive's D- lines; hypotheses end with [es]; score and export are refused
-    by name."""
+    translations equal fairseq-interactive's D- lines; hypotheses end with [es]; score equals --score-reference;
+    export is refused by name."""
     from seqloom.hub import TransformerModel
     from seqloom.hub.export import write_export
 
@@ -146,7 +146,16 @@ def test_hub_translates_like_fairseq_interactive(fairseq_fixtures: Path, tmp_pat
     assert hub.translate(lines, beam=5) == expected
     hyp = hub.generate(hub.encode(lines[0]), beam=2)[0]
     assert hyp.tokens[-1] == hub.tgt_dict.index("[es]")  # generation ends at the target language token
-    with pytest.raises(NotImplementedError, match="score"):
-        hub.score((lines[0], "Y"))
+    # score equals fairseq-generate --score-reference (targets ... </s> [es], scored with [es] first in the decoder)
+    from seqloom.data.indexed_dataset import make_dataset
+
+    src = make_dataset(str(mt / "data-bin" / "test.en-es.en"), "mmap")
+    tgt = make_dataset(str(mt / "data-bin" / "test.en-es.es"), "mmap")
+    want = {int(x.split("\t")[0][2:]): float(x.split("\t")[1])
+            for x in read_lines(HERE / "generate.score-reference.txt.gz") if x.startswith("H-")}  # fmt: skip
+    ids = sorted(want)[:3]
+    for i, h in zip(ids, hub.score([(src[i], tgt[i]) for i in ids])):
+        assert math.isclose(h.score / math.log(2), want[i], abs_tol=1e-4), i
+    assert hub.score((lines[0], "Y")).positional_scores.numel() == len(hub.encode_target("Y")) + 1  # ... </s> [es]
     with pytest.raises(ValueError, match="mBART translation models cannot be exported yet"):
         write_export(hub, tmp_path / "out")

@@ -4,7 +4,8 @@
 checkpoint's task: the dictionaries get the ``[lang]`` tokens of the task's ``langs`` and ``<mask>``, every
 source gets ``[src]`` appended after its ``</s>``, generation starts from and ends at ``[tgt]``, which
 decoding leaves out. (fairseq 0.12's own hub fails on these checkpoints: its task reads an attribute that is
-never set.) Teacher-forced ``score`` and ``seqloom export`` are not supported for them.
+never set.) ``score`` scores targets as ``generate --score-reference`` does; ``seqloom export`` is not supported
+for them.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ from torch import Tensor
 
 from seqloom.data.batching import resolve_max_positions
 from seqloom.data.dictionary import Dictionary
-from seqloom.generation.config import GenerationConfig
-from seqloom.generation.hypotheses import Hypothesis
 from seqloom.hub.codecs import build_codec
 from seqloom.hub.translation import TranslationHub
 
@@ -32,16 +31,20 @@ class MBartTranslationHub(TranslationHub):
         self.src_lang_id, self.tgt_lang_id = src_lang_id, tgt_lang_id
         self.generation_eos = tgt_lang_id
 
-    def inference_step(self, cfg: GenerationConfig, batch: list[Tensor], constraints: Tensor | None = None
-                       ) -> list[list[Hypothesis]]:  # fmt: skip
-        batch = [torch.cat([t, t.new_tensor([self.src_lang_id])]) for t in batch]
-        return super().inference_step(cfg, batch, constraints)
+    def _collate_sources(self, batch: list[Tensor]) -> tuple[Tensor, Tensor]:
+        return super()._collate_sources([torch.cat([t, t.new_tensor([self.src_lang_id])]) for t in batch])
 
     def string(self, tokens: Tensor) -> str:
         return self.tgt_dict.string(tokens, extra_symbols_to_ignore={self.tgt_lang_id})
 
-    def score(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError("score() is not supported for mBART translation models (translate/generate are)")
+    def score(self, pairs: Any, *, print_alignment: str | None = None) -> Any:
+        """As :meth:`TranslationHub.score`, each target (text or ids, ending with ``</s>``) followed by ``[tgt]``,
+        scored too, as ``generate --score-reference`` scores the task's references."""
+        if isinstance(pairs, tuple) and len(pairs) == 2 and not isinstance(pairs[0], tuple):
+            return self.score([pairs], print_alignment=print_alignment)[0]
+        lang = torch.tensor([self.tgt_lang_id])
+        pairs = [(s, torch.cat([self._ids(t, self.encode_target), lang])) for s, t in pairs]
+        return super().score(pairs, print_alignment=print_alignment)
 
 
 def is_mbart_translation(groups: Mapping[str, Any]) -> bool:

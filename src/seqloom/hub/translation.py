@@ -74,12 +74,12 @@ class TranslationHub(GeneratorHubInterface):
         sources = [self._ids(s, self.encode) for s, _ in pairs]
         targets = [self._ids(t, self.encode_target) for _, t in pairs]
         alignment = print_alignment is not None
-        scorer = SequenceScorer(list(self.models), self.tgt_dict, compute_alignment=alignment)
+        scorer = SequenceScorer(list(self.models), self.tgt_dict, compute_alignment=alignment, eos=self.generation_eos)
         results: list[Hypothesis | None] = [None] * len(sources)
         for ids in self.plan_batches(sources):
             src_tokens, order = self._collate_sources([sources[i].to(self.device) for i in ids])
             tgt = [targets[ids[i]].to(self.device) for i in order.tolist()]
-            pad, eos = self.tgt_dict.pad(), self.tgt_dict.eos()
+            pad, eos = self.tgt_dict.pad(), self.tgt_dict.eos() if self.generation_eos is None else self.generation_eos
             target = collate_tokens(tgt, pad, eos_idx=eos)  # (B, T)
             prev = collate_tokens(tgt, pad, eos_idx=eos, move_eos_to_beginning=True)  # (B, T)
             hyps = scorer.score(src_tokens, prev, target)

@@ -48,7 +48,7 @@ class TranslationMultiSimpleEpochConfig(TranslationConfig):
         False, help="keep language tokens in inference output (e.g. for analysis or debugging)"
     )
     sampling_method: Literal["uniform", "temperature", "concat", "RoundRobin"] = field(
-        "concat", help="the method to sample data per language pairs (training over --lang-pairs: not supported)"
+        "concat", help="the method to sample data per language pairs"
     )
     sampling_temperature: float = field(1.5, help="only work with --sampling-method temperature")
     langs: Optional[str] = field(
