@@ -114,7 +114,7 @@ def test_language_tokens_follow_fairseqs_order(fairseq_fixtures: Path, tmp_path:
 @pytest.mark.parametrize(("extra", "message"), [
     (["-s", "en"], "pass both -s/--source-lang and -t/--target-lang, or neither"),
     (["-s", "en", "-t", "de"], "not in the language dictionary"),
-    (["-s", "en", "-t", "es", "--virtual-epoch-size", "100"], "--virtual-epoch-size is not supported"),
+    (["-s", "en", "-t", "es", "--sampling-weights", "{}"], "--sampling-weights is not supported"),
     (["-s", "en", "-t", "es", "--lang-tok-replacing-bos-eos"], "--lang-tok-replacing-bos-eos is not supported"),
 ])  # fmt: skip
 def test_unsupported_commands_are_refused_by_name(fairseq_fixtures: Path, extra: list[str], message: str) -> None:
@@ -179,11 +179,12 @@ def mixture_data(fairseq_fixtures: Path, tmp_path_factory: pytest.TempPathFactor
     return out
 
 
-@pytest.mark.parametrize("config", ["temperature", "concat"])
+@pytest.mark.parametrize("config", ["temperature", "concat", "virtual"])
 def test_training_mixture_equals_fairseqs(mixture_data: Path, config: str) -> None:
     """Without -s/-t the training split mixes all --lang-pairs as fairseq's sampled multi-dataset: the same
     draws of each pair's items per epoch (temperature sampling up-samples the 200-pair es-en to 774), the same
-    batching order and batches; the validation split concatenates the pairs."""
+    batching order and batches; the validation split concatenates the pairs. With --virtual-epoch-size 1000 the
+    3,493-item mixture is served in windows of 1000, 1000, 1000 and 493, then drawn again (epoch 5)."""
     want = MIXTURE[config]
     task = load_task(parse_args(SPEC, [str(mixture_data), *want["args"], "--optimizer", "adam"]))
     assert len(task.source_dictionary) == want["dict_len"]
@@ -194,6 +195,8 @@ def test_training_mixture_equals_fairseqs(mixture_data: Path, config: str) -> No
         batches = [b.tolist() for b in task.get_batch_iterator(train, opts).frozen_batches]
         assert len(train) == got["length"] and train.offsets.tolist() == got["offsets"], epoch
         assert train.indices.tolist() == got["indices"], epoch
+        if "window" in got:
+            assert train.window.tolist() == got["window"], epoch
         assert batches == got["batches"], epoch
     train.set_epoch(2)
     assert [{"source": train[i]["source"].tolist(), "target": train[i]["target"].tolist()} for i in range(3)] == want[

@@ -166,8 +166,9 @@ def virtual_size(lengths: Sequence[int], ratios: np.ndarray, max_scale_up: float
     return int(scaled if scaled < cap else cap)
 
 
-# fairseq seeds the draws of its SampledMultiDataset with the SHA-1 of that class name (and the seed and epoch)
-_SAMPLED_MULTI_KEY = int(hashlib.sha1(b"SampledMultiDataset").hexdigest(), 16) % 2**32
+# fairseq seeds the draws of its mixtures with the SHA-1 of the class name (and the seed and epoch)
+def _class_key(name: str) -> int:
+    return int(hashlib.sha1(name.encode("utf-8")).hexdigest(), 16) % 2**32
 
 
 class MultiPairDataset:
@@ -181,12 +182,18 @@ class MultiPairDataset:
     batching order (with ``shuffle``; fairseq's batch sampler uses the run's ``--seed``).
     """
 
+    rng_key = _class_key("SampledMultiDataset")
+
     def __init__(self, datasets: Sequence[Any], ratios: Sequence[float] | None, *, seed: int = 2, epoch: int = 1,
-                 shuffle: bool = True, order_seed: int = 1) -> None:  # fmt: skip
+                 shuffle: bool = True, order_seed: int = 1, size: int | None = None) -> None:  # fmt: skip
+        """``size``: the mixture's length per draw (fairseq's ``--virtual-data-size``; default its rule)."""
         self.datasets = list(datasets)
         self.ratios = None if ratios is None else np.asarray(ratios, dtype=np.float64)
         lengths = [len(d) for d in self.datasets]
-        self.length = sum(lengths) if self.ratios is None else virtual_size(lengths, self.ratios)
+        if self.ratios is None:
+            self.length = sum(lengths)
+        else:
+            self.length = size if size is not None else virtual_size(lengths, self.ratios)
         self.seed, self.shuffle, self.order_seed = seed, shuffle, order_seed
         self.epoch: int | None = None
         self.indices = np.zeros(0, dtype=np.int64)
@@ -207,7 +214,7 @@ class MultiPairDataset:
         if self.ratios is None:
             parts = [np.arange(n, dtype=np.int64) for n in lengths]
         else:
-            rng = np.random.RandomState([_SAMPLED_MULTI_KEY, self.seed % 2**32, epoch])
+            rng = np.random.RandomState([self.rng_key, self.seed % 2**32, epoch])
             shares = self.ratios / self.ratios.sum()
             counts = np.array([self.length * r for r in shares], dtype=np.int64)
             for i in rng.choice(len(shares), size=self.length - int(counts.sum()), p=shares):
@@ -225,23 +232,33 @@ class MultiPairDataset:
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, index: int) -> Any:
+    def _item(self, index: int) -> Any:
+        """Item ``index`` of the whole mixture."""
         which = int(np.searchsorted(self.offsets, index, side="right"))
         return self.datasets[which][int(self.indices[index])]
 
+    def __getitem__(self, index: int) -> Any:
+        return self._item(index)
+
+    @property
+    def pair_sizes(self) -> np.ndarray:
+        """(source, target) sizes ``(len, 2)`` of the items."""
+        return self._sizes
+
     @property
     def src_sizes(self) -> np.ndarray:
-        return self._sizes[:, 0]
+        return self.pair_sizes[:, 0]
 
     @property
     def tgt_sizes(self) -> np.ndarray:
-        return self._sizes[:, 1]
+        return self.pair_sizes[:, 1]
 
     def num_tokens_vec(self, indices: np.ndarray) -> np.ndarray:
-        return self._sizes[indices].max(axis=1)
+        return self.pair_sizes[indices].max(axis=1)
 
     def size(self, index: int) -> tuple[int, int]:
-        return int(self._sizes[index, 0]), int(self._sizes[index, 1])
+        sizes = self.pair_sizes[index]
+        return int(sizes[0]), int(sizes[1])
 
     def ordered_indices(self, rng: np.random.RandomState | None = None) -> np.ndarray:
         """By source length, ties by target length, ties beyond that by a permutation seeded with ``order_seed``
@@ -252,3 +269,57 @@ class MultiPairDataset:
 
     def collater(self, samples: Sequence[Any]) -> Any:
         return self.datasets[0].collater(samples)
+
+
+class VirtualEpochMultiPairDataset(MultiPairDataset):
+    """A :class:`MultiPairDataset` served ``virtual_epoch_size`` items per epoch (fairseq's
+    ``SampledMultiEpochDataset``, ``--virtual-epoch-size``).
+
+    A pass over the whole mixture spans ``ceil(len / virtual_epoch_size)`` epochs; at the start of each pass the
+    mixture is drawn again and put in a random order (both seeded with ``[key, seed, epoch]``), and each epoch
+    takes the next window of that order.
+    """
+
+    rng_key = _class_key("SampledMultiEpochDataset")
+
+    def __init__(self, datasets: Sequence[Any], ratios: Sequence[float] | None, *, virtual_epoch_size: int,
+                 **options: Any) -> None:  # fmt: skip
+        if virtual_epoch_size <= 0:
+            raise ValueError(f"--virtual-epoch-size must be positive (got {virtual_epoch_size})")
+        self.virtual_epoch_size = virtual_epoch_size
+        self.num_virtual_epochs = 1
+        self.window_start: int | None = None
+        self.order: np.ndarray | None = None
+        super().__init__(datasets, ratios, **options)
+
+    def set_epoch(self, epoch: int) -> None:
+        if self.window_start is None:
+            self.virtual_epoch_size = min(self.virtual_epoch_size, self.length)
+            self.num_virtual_epochs = math.ceil(self.length / self.virtual_epoch_size)
+        elif epoch == self.epoch:
+            return
+        start = ((epoch - 1) % self.num_virtual_epochs) * self.virtual_epoch_size
+        if start == 0 or self.order is None:  # a new pass: a new mixture, in a new order
+            super().set_epoch(epoch)
+            rng = np.random.RandomState([self.rng_key, self.seed % 2**32, epoch])
+            self.order = rng.choice(self.length, self.length, replace=False).astype(np.int64)
+        else:
+            self.epoch = epoch
+        self.window_start = start
+
+    @property
+    def window(self) -> np.ndarray:
+        """The mixture's items this epoch serves, in order."""
+        assert self.order is not None and self.window_start is not None
+        return self.order[self.window_start : self.window_start + len(self)]
+
+    def __len__(self) -> int:
+        assert self.window_start is not None
+        return min(self.virtual_epoch_size, self.length - self.window_start)
+
+    def __getitem__(self, index: int) -> Any:
+        return self._item(int(self.window[index]))
+
+    @property
+    def pair_sizes(self) -> np.ndarray:
+        return self._sizes[self.window]

@@ -15,8 +15,9 @@ shuffling, as fairseq's task loads it for one direction.
 Without them ``train`` learns all ``--lang-pairs`` at once: the training split mixes the pairs as fairseq's
 sampled multi-dataset does (``--sampling-method concat`` keeps every sentence pair once; ``temperature`` draws
 each pair in proportion to ``(n_pair / n)^(1 / --sampling-temperature)``, ``uniform`` equally, the draws made
-anew every epoch, over fairseq's virtual epoch size); the validation splits are the pairs concatenated.
-Virtual epochs (``--virtual-epoch-size``), sampling weights and extra data are refused by name.
+anew every epoch, over fairseq's virtual data size or ``--virtual-data-size``); ``--virtual-epoch-size`` serves
+the mixture in epochs of that many items (a new draw at the start of each pass over it); the validation splits
+are the pairs concatenated. Sampling weights and extra data are refused by name.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from seqloom import registry
 from seqloom.config.options import field
 from seqloom.data.dictionary import Dictionary
 from seqloom.data.language_pair_dataset import AffixTokens, ConcatTokens, InMemoryTokens, LanguagePairDataset
-from seqloom.data.resampling import MultiPairDataset
+from seqloom.data.resampling import MultiPairDataset, VirtualEpochMultiPairDataset
 from seqloom.tasks.translation import TranslationConfig, TranslationTask, data_paths
 
 logger = logging.getLogger(__name__)
@@ -88,8 +89,12 @@ class TranslationMultiSimpleEpochConfig(TranslationConfig):
         None, help="a file contain a python dictionary of how to sample data sets (not supported)"
     )
     sampling_weights: Optional[str] = field(None, help="a dictionary of how to sample data sets (not supported)")
-    virtual_epoch_size: Optional[int] = field(None, help="virtual epoch size to speed up data loading (not supported)")
-    virtual_data_size: Optional[int] = field(None, help="virtual data size of the whole joint dataset (not supported)")
+    virtual_epoch_size: Optional[int] = field(None, help="virtual epoch size to speed up data loading")
+    virtual_data_size: Optional[int] = field(
+        None,
+        help="virtual data size of the whole joint dataset to speed up data loading and have specific dynamic "
+        "sampling strategy interval",
+    )
     seed: int = field(1, help="pseudo random number generator seed")
     train_subset: str = field("train", help="the training split (set from the common --train-subset)")
 
@@ -236,11 +241,18 @@ class TranslationMultiSimpleEpochTask(TranslationTask):
             tgt = tgt_parts[0] if len(tgt_parts) == 1 else ConcatTokens(tgt_parts, None)
             datasets.append(self._lang_pair_dataset(src, tgt, pair))
             logger.info("%s %s %s-%s %d examples", path, split, *pair, len(datasets[-1]))
+        dataset: MultiPairDataset
         if split == self.cfg.train_subset:
             ratios = sampling_ratios(self.cfg, [len(d) for d in datasets])
             if ratios is not None:
                 logger.info("| Upsample ratios: %s", list(zip(["-".join(p) for p in self.pairs], ratios)))
-            dataset = MultiPairDataset(datasets, ratios, epoch=epoch, order_seed=self.cfg.seed)
+            if self.cfg.virtual_epoch_size is not None:
+                dataset = VirtualEpochMultiPairDataset(datasets, ratios, virtual_epoch_size=self.cfg.virtual_epoch_size,
+                                                       epoch=epoch, order_seed=self.cfg.seed,
+                                                       size=self.cfg.virtual_data_size)  # fmt: skip
+            else:
+                dataset = MultiPairDataset(datasets, ratios, epoch=epoch, order_seed=self.cfg.seed,
+                                           size=self.cfg.virtual_data_size)  # fmt: skip
         else:  # fairseq concatenates the validation pairs, in order, by length
             dataset = MultiPairDataset(datasets, None, shuffle=False)
         self.datasets[split] = dataset
@@ -295,7 +307,8 @@ def refuse_unsupported(cfg: TranslationMultiSimpleEpochConfig) -> None:
         ("--extra-data", cfg.extra_data), ("--extra-lang-pairs", cfg.extra_lang_pairs), ("--langtoks", cfg.langtoks),
         ("--langtoks-specs", cfg.langtoks_specs != "main"), ("--sampling-weights", cfg.sampling_weights),
         ("--sampling-weights-from-file", cfg.sampling_weights_from_file),
-        ("--virtual-epoch-size", cfg.virtual_epoch_size), ("--virtual-data-size", cfg.virtual_data_size),
+        ("--virtual-epoch-size with several data folders (fairseq's shards)",
+         cfg.virtual_epoch_size is not None and len(data_paths(cfg.data)) > 1),
         ("--truncate-source", cfg.truncate_source), ("--load-alignments", cfg.load_alignments),
         ("--num-batch-buckets", cfg.num_batch_buckets > 0), ("--eval-bleu", cfg.eval_bleu),
     ) if on]  # fmt: skip
