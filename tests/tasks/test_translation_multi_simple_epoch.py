@@ -125,7 +125,8 @@ def test_unsupported_commands_are_refused_by_name(fairseq_fixtures: Path, extra:
 
 def test_hub_translates_and_scores_like_fairseq(fairseq_fixtures: Path, tmp_path: Path) -> None:
     """``TransformerModel.from_pretrained(..., source_lang, target_lang)``: translate equals fairseq-interactive's
-    D- lines; score equals generate --score-reference (fairseq's hub score fails on translation models)."""
+    D- lines; score equals generate --score-reference (fairseq's hub score fails on translation models); an export
+    of it reloads with its languages."""
     from seqloom.data.indexed_dataset import make_dataset
     from seqloom.hub import TransformerModel
     from seqloom.hub.export import write_export
@@ -147,8 +148,22 @@ def test_hub_translates_and_scores_like_fairseq(fairseq_fixtures: Path, tmp_path
     scored = hub.score([(src[i], tgt[i]) for i in (0, 1, 2)])
     for i, h in enumerate(scored):
         assert math.isclose(h.score / math.log(2), want[i], abs_tol=1e-4)
-    with pytest.raises(ValueError, match="translation_multi_simple_epoch models cannot be exported yet"):
-        write_export(hub, tmp_path / "out")
+    # an export keeps the languages: reloaded (the other direction too) it translates the same
+    write_export(hub, tmp_path / "out")
+    again = TransformerModel.from_pretrained(str(tmp_path / "out"))
+    assert again.translate(lines, beam=5, max_len_a=0, max_len_b=30) == expected
+    reverse = TransformerModel.from_pretrained(str(tmp_path / "out"), source_lang="es", target_lang="en")
+    assert reverse.generate(reverse.encode("Y la tierra"), beam=2, max_len_a=0, max_len_b=5)[0].tokens[0] == (
+        reverse.tgt_dict.index("__en__")
+    )
+    # languages given by keyword win over the checkpoint's; a --lang-dict file that is not here is named
+    swapped = TransformerModel.from_pretrained(str(HERE), checkpoint_file="checkpoint.pt",
+                                               data_name_or_path=str(mt / "data-bin"), source_lang="en",
+                                               target_lang="es", langs="es,en")  # fmt: skip
+    assert swapped.src_dict.index("__es__") == hub.src_dict.index("__en__")
+    with pytest.raises(FileNotFoundError, match="pass lang_dict="):
+        TransformerModel.from_pretrained(str(HERE), checkpoint_file="checkpoint.pt", data_name_or_path=str(mt / "data-bin"),
+                                         source_lang="en", target_lang="es", lang_dict="/nowhere/langs.txt")  # fmt: skip
 
 
 def test_one_direction_fine_tunes_from_fairseqs_checkpoint(fairseq_fixtures: Path, tmp_path: Path) -> None:

@@ -79,8 +79,10 @@ def _model_cfg(spec: PretrainedSpec) -> Any:
     return spec.model_cfg
 
 
-def export_config(spec: PretrainedSpec, tied: dict[str, str], out_dir: Path) -> dict[str, Any]:
-    """The config.json content for ``spec`` (copies the dictionaries and codec files into ``out_dir``)."""
+def export_config(spec: PretrainedSpec, tied: dict[str, str], out_dir: Path,
+                  languages: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    """The config.json content for ``spec`` (copies the dictionaries and codec files into ``out_dir``);
+    ``languages``: a many-to-many model's language options (its task is then ``translation_multi_simple_epoch``)."""
     dicts = {"source": f"dict.{spec.source_lang}.txt", "target": f"dict.{spec.target_lang}.txt"}
     shutil.copyfile(spec.src_dict_path, out_dir / dicts["source"])
     if dicts["target"] != dicts["source"]:
@@ -95,7 +97,8 @@ def export_config(spec: PretrainedSpec, tied: dict[str, str], out_dir: Path) -> 
         "dictionaries": dicts,
         "model": {"_name": "transformer", "arch": "transformer", **dataclasses.asdict(_model_cfg(spec).resolved())},
         "task": {
-            "_name": "translation",
+            "_name": "translation_multi_simple_epoch" if languages else "translation",
+            **(languages or {}),
             "source_lang": spec.source_lang,
             "target_lang": spec.target_lang,
             "left_pad_source": spec.left_pad_source,
@@ -119,15 +122,11 @@ def write_export(hub: TranslationHub, out_dir: str | Path) -> Path:
         )
     if len(hub.models) != 1:
         raise ValueError(f"export writes one model; this hub holds an ensemble of {len(hub.models)}")
-    from seqloom.hub.multilingual_translation import MultilingualTranslationHub
-
-    if isinstance(hub, MultilingualTranslationHub):  # its language tokens and their order would be lost
-        raise ValueError("translation_multi_simple_epoch models cannot be exported yet (translate/score work)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tensors, tied = split_tied(hub.model.state_dict())
     save_file(tensors, str(out / WEIGHTS_FILE), metadata={"format": FORMAT})
-    config = export_config(spec, tied, out)
+    config = export_config(spec, tied, out, getattr(hub, "languages", None))
     (out / CONFIG_FILE).write_text(json.dumps(config, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return out
 

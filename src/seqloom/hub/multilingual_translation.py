@@ -12,6 +12,7 @@ Transformer and BART-architecture models (mBART-50-style fine-tuning, ``--arch m
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -30,9 +31,11 @@ class MultilingualTranslationHub(TranslationHub):
     """A :class:`TranslationHub` for one direction of a many-to-many model (language tokens added and stripped)."""
 
     def __init__(self, models: Sequence[Any], *, src_langtok: int | None, tgt_langtok: int | None,
-                 **parts: Any) -> None:  # fmt: skip
+                 languages: Mapping[str, Any] | None = None, **parts: Any) -> None:  # fmt: skip
+        """``languages``: the task's language options, the languages resolved into ``langs`` (export writes them)."""
         super().__init__(models, **parts)
         self.src_langtok, self.tgt_langtok = src_langtok, tgt_langtok
+        self.languages = dict(languages or {})
 
     def _collate_sources(self, batch: list[Tensor]) -> tuple[Tensor, Tensor]:
         if self.src_langtok is not None:
@@ -76,14 +79,15 @@ def is_bart_architecture(groups: Mapping[str, Any]) -> bool:
     return arch == "bart" or arch.startswith(("bart_", "mbart"))
 
 
-def build_bart_hub(groups: Mapping[str, Any], states: Sequence[Mapping[str, Any]], paths: Sequence[Any],
+def build_bart_hub(task: Mapping[str, Any], states: Sequence[Mapping[str, Any]], paths: Sequence[Any],
                    spec: Any) -> MultilingualTranslationHub:  # fmt: skip
-    """The hub of BART-architecture ``states`` trained with the task (one dictionary shared by both sides)."""
+    """The hub of BART-architecture ``states`` trained with the task (one dictionary shared by both sides);
+    ``task``: its language options (:func:`language_options`)."""
     from seqloom.data.batching import resolve_max_positions
     from seqloom.hub.codecs import build_codec
     from seqloom.models.bart.interop import model_from_state
 
-    src_dict, tgt_dict, src_langtok, tgt_langtok = language_dictionaries(spec, groups.get("task") or {})
+    src_dict, tgt_dict, src_langtok, tgt_langtok, _ = language_dictionaries(spec, task)
     models = [model_from_state(state, src_dict, source=str(path)).eval() for state, path in zip(states, paths)]
     limits = [(spec.max_source_positions, spec.max_target_positions), *[m.max_positions() for m in models]]
     return MultilingualTranslationHub(
@@ -101,9 +105,20 @@ def build_bart_hub(groups: Mapping[str, Any], states: Sequence[Mapping[str, Any]
     )
 
 
-def language_dictionaries(spec: Any, task: Mapping[str, Any]) -> tuple[Dictionary, Dictionary, int | None, int | None]:
-    """The source and target dictionaries with the task's language tokens, and the source/target language
-    tokens the hub adds (None where the task adds none)."""
+# the task options a hub reads (from the checkpoint, or from_pretrained keywords of these names)
+LANGUAGE_OPTIONS = ("langs", "lang_dict", "lang_pairs", "lang_tok_style", "encoder_langtok", "decoder_langtok")
+
+
+def language_options(task: Mapping[str, Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The checkpoint's language options, overridden by the ``from_pretrained`` keywords of the same names."""
+    return {k: kwargs[k] if k in kwargs else task.get(k) for k in LANGUAGE_OPTIONS}
+
+
+def language_dictionaries(
+    spec: Any, task: Mapping[str, Any]
+) -> tuple[Dictionary, Dictionary, int | None, int | None, list[str]]:
+    """The source and target dictionaries with the task's language tokens, the source/target language tokens
+    the hub adds (None where the task adds none), and the languages in token order."""
     from seqloom.tasks.translation_multi_simple_epoch import (
         TranslationMultiSimpleEpochConfig,
         file_or_value,
@@ -114,6 +129,13 @@ def language_dictionaries(spec: Any, task: Mapping[str, Any]) -> tuple[Dictionar
     cfg = TranslationMultiSimpleEpochConfig(langs=task.get("langs") or None, lang_dict=task.get("lang_dict"))
     if isinstance(cfg.langs, (list, tuple)):  # fairseq stores --langs as a parsed list
         cfg.langs = ",".join(cfg.langs)
+    if cfg.lang_dict and not cfg.langs and not Path(cfg.lang_dict).is_file():
+        raise FileNotFoundError(
+            f"{TASK}: the model's --lang-dict {cfg.lang_dict} is not here; pass lang_dict='path/to/langs.txt' (or "
+            "langs='en,fr,...', in the training order) to from_pretrained"
+        )
+    if cfg.langs:
+        cfg.lang_dict = None
     pairs = task.get("lang_pairs") or []
     if isinstance(pairs, str):
         pairs = file_or_value(pairs).split(",")
@@ -140,4 +162,10 @@ def language_dictionaries(spec: Any, task: Mapping[str, Any]) -> tuple[Dictionar
     if encoder is not None:
         src_langtok = index(src_dict, spec.source_lang if str(encoder).startswith("src") else spec.target_lang)
     tgt_langtok = index(tgt_dict, spec.target_lang) if task.get("decoder_langtok") else None
-    return src_dict, tgt_dict, src_langtok, tgt_langtok
+    return src_dict, tgt_dict, src_langtok, tgt_langtok, langs
+
+
+def resolved_languages(task: Mapping[str, Any], langs: Sequence[str]) -> dict[str, Any]:
+    """``task``'s language options with its languages spelled out as ``langs`` (for an export)."""
+    return {"langs": ",".join(langs), "lang_tok_style": str(task.get("lang_tok_style") or "multilingual"),
+            "encoder_langtok": task.get("encoder_langtok"), "decoder_langtok": bool(task.get("decoder_langtok"))}  # fmt: skip

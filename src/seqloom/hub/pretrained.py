@@ -33,7 +33,13 @@ from seqloom.hub.base import HubBatching
 from seqloom.hub.codecs import CodecSpec, build_codec, codec_option_names, codec_spec
 from seqloom.hub.loading import pick_options
 from seqloom.hub.mbart_translation import build_mbart_hub, is_mbart_translation
-from seqloom.hub.multilingual_translation import build_bart_hub, is_bart_architecture, is_multilingual_translation
+from seqloom.hub.multilingual_translation import (
+    LANGUAGE_OPTIONS,
+    build_bart_hub,
+    is_bart_architecture,
+    is_multilingual_translation,
+    language_options,
+)
 from seqloom.hub.translation import TranslationHub
 from seqloom.models.transformer.builder import build_model
 from seqloom.models.transformer.config import TransformerConfig
@@ -82,7 +88,7 @@ def checkpoint_groups(state: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _check_keywords(kwargs: Mapping[str, Any]) -> None:
-    known = {"tokenizer", "bpe", *TASK_OPTIONS, *BATCHING_OPTIONS, *GENERATION_OPTIONS}
+    known = {"tokenizer", "bpe", *TASK_OPTIONS, *LANGUAGE_OPTIONS, *BATCHING_OPTIONS, *GENERATION_OPTIONS}
     known |= codec_option_names("tokenizer") | codec_option_names("bpe")
     unknown = sorted(set(kwargs) - known)
     if unknown:
@@ -171,12 +177,17 @@ def build_hub(spec: PretrainedSpec, weights: Sequence[ModelWeights], *,
               task: Mapping[str, Any] | None = None) -> TranslationHub:  # fmt: skip
     """Builds the models (weights loaded strictly), dictionaries and codecs of ``spec`` into a hub; ``task``: the
     checkpoint's task options when they are ``translation_multi_simple_epoch``'s (language tokens)."""
-    from seqloom.hub.multilingual_translation import MultilingualTranslationHub, language_dictionaries
+    from seqloom.hub.multilingual_translation import (
+        MultilingualTranslationHub,
+        language_dictionaries,
+        resolved_languages,
+    )
 
     extra: dict[str, Any] = {}
     if task is not None:
-        src_dict, tgt_dict, src_langtok, tgt_langtok = language_dictionaries(spec, task)
-        extra = {"src_langtok": src_langtok, "tgt_langtok": tgt_langtok}
+        src_dict, tgt_dict, src_langtok, tgt_langtok, langs = language_dictionaries(spec, task)
+        extra = {"src_langtok": src_langtok, "tgt_langtok": tgt_langtok,
+                 "languages": resolved_languages(task, langs)}  # fmt: skip
     else:
         src_dict = Dictionary.load(spec.src_dict_path)
         tgt_dict = Dictionary.load(spec.tgt_dict_path)
@@ -229,10 +240,11 @@ def from_pretrained(
             return build_mbart_hub(model_dir, groups, states, paths, spec)
         if is_multilingual_translation(groups) and is_bart_architecture(groups):  # e.g. mBART-50 fine-tuned
             spec = build_spec(model_dir, groups, None, data_name_or_path, kwargs)
-            return build_bart_hub(groups, states, paths, spec)
+            return build_bart_hub(language_options(groups.get("task") or {}, kwargs), states, paths, spec)
         weights = [model_weights(state, path) for state, path in zip(states, paths)]
     spec = build_spec(model_dir, groups, weights[0][1], data_name_or_path, kwargs)
-    return build_hub(spec, weights, task=groups.get("task") if is_multilingual_translation(groups) else None)
+    task = language_options(groups.get("task") or {}, kwargs) if is_multilingual_translation(groups) else None
+    return build_hub(spec, weights, task=task)
 
 
 def model_weights(state: Mapping[str, Any], path: Path) -> ModelWeights:
