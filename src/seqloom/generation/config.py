@@ -59,6 +59,11 @@ class GenerationConfig:
         const="hard",
     )
     retain_dropout: bool = field(False, help="use dropout at inference time")
+    retain_dropout_modules: Optional[str] = field(
+        None,
+        help="if set, only retain dropout for the specified modules; if not set, then dropout will be retained for "
+        "all modules (fairseq's module class names, e.g. TransformerEncoderLayerBase,MultiheadAttention)",
+    )
     lm_path: Optional[str] = field(
         None, help="path to a language model checkpoint (over the target dictionary) for shallow fusion"
     )

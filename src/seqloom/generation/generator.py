@@ -18,6 +18,7 @@ from torch import Tensor
 from seqloom.generation.beam_state import BeamState
 from seqloom.generation.config import GenerationConfig
 from seqloom.generation.constraints import apply_prefix, mask_lprobs
+from seqloom.generation.dropout import apply_retain_dropout
 from seqloom.generation.ensemble import EnsembleDecoder
 from seqloom.generation.hypotheses import Hypothesis, finalize_hypotheses, sort_by_score
 from seqloom.generation.ngram import block_repeated_ngrams
@@ -82,7 +83,7 @@ class SequenceGenerator:
     def _generate(self, src_tokens: Tensor, prefix_tokens: Tensor | None, bos_token: int | None,
                   src_lengths: Tensor | None, constraints: Tensor | None) -> list[list[Hypothesis]]:  # fmt: skip
         for model in self.models:
-            model.train(self.cfg.retain_dropout)
+            apply_retain_dropout(model, self.cfg.retain_dropout, self.cfg.retain_dropout_modules)
         bsz, src_len = src_tokens.shape
         k = self.beam_size
         if src_lengths is None:
