@@ -33,7 +33,7 @@ class DatasetConfig:
     train_subset: str = field("train", help="data subset to use for training (e.g. train, valid, test)")
     valid_subset: str = field("valid", help="comma separated list of data subsets to use for validation")
     combine_valid_subsets: Optional[bool] = field(
-        None, help="comma separated list of data subsets to use for validation"
+        None, help="validate on valid, valid1, valid2... combined as one subset", aliases=("--combine-val",)
     )
     ignore_unused_valid_subsets: bool = field(False, help="do not raise error if valid subsets are ignored")
     validate_interval: int = field(1, help="validate every N epochs")
