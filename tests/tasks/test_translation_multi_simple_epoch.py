@@ -114,7 +114,7 @@ def test_language_tokens_follow_fairseqs_order(fairseq_fixtures: Path, tmp_path:
 @pytest.mark.parametrize(("extra", "message"), [
     (["-s", "en"], "pass both -s/--source-lang and -t/--target-lang, or neither"),
     (["-s", "en", "-t", "de"], "not in the language dictionary"),
-    (["-s", "en", "-t", "es", "--sampling-weights", "{}"], "--sampling-weights is not supported"),
+    (["-s", "en", "-t", "es", "--extra-data", "{}"], "--extra-data is not supported"),
     (["-s", "en", "-t", "es", "--lang-tok-replacing-bos-eos"], "--lang-tok-replacing-bos-eos is not supported"),
 ])  # fmt: skip
 def test_unsupported_commands_are_refused_by_name(fairseq_fixtures: Path, extra: list[str], message: str) -> None:
@@ -194,7 +194,7 @@ def mixture_data(fairseq_fixtures: Path, tmp_path_factory: pytest.TempPathFactor
     return out
 
 
-@pytest.mark.parametrize("config", ["temperature", "concat", "virtual"])
+@pytest.mark.parametrize("config", ["temperature", "concat", "virtual", "weights"])
 def test_training_mixture_equals_fairseqs(mixture_data: Path, config: str) -> None:
     """Without -s/-t the training split mixes all --lang-pairs as fairseq's sampled multi-dataset: the same
     draws of each pair's items per epoch (temperature sampling up-samples the 200-pair es-en to 774), the same
@@ -259,3 +259,18 @@ def test_hub_loads_a_bart_architecture_model(mixture_data: Path, tmp_path: Path,
     assert hub.translate(["the earth was empty", "and God said"], beam=2, max_len_a=0, max_len_b=8) == expected
     hyp = hub.generate(hub.encode("the earth was empty"), beam=2, max_len_a=0, max_len_b=8)[0]
     assert hyp.tokens[0] == hub.src_dict.index("[es]")
+
+
+def test_sampling_weights_from_a_file_and_bad_weights_are_named(tmp_path: Path) -> None:
+    from seqloom.tasks.translation_multi_simple_epoch import TranslationMultiSimpleEpochConfig, given_weights
+
+    pairs = [("en", "es"), ("es", "en")]
+    path = tmp_path / "weights.json"
+    path.write_text('{"main:en-es": 0.25, "main:es-en": 0.75}')
+    cfg = TranslationMultiSimpleEpochConfig(sampling_weights_from_file=str(path), sampling_weights="{'x': 1}")
+    assert given_weights(cfg, pairs) == [0.25, 0.75]  # the file wins, as in fairseq
+    with pytest.raises(ValueError, match="no weight for main:es-en"):
+        given_weights(TranslationMultiSimpleEpochConfig(sampling_weights="{'main:en-es': 1.0}"), pairs)
+    with pytest.raises(ValueError, match="is not a dictionary"):
+        given_weights(TranslationMultiSimpleEpochConfig(sampling_weights="main:en-es=1"), pairs)
+    assert given_weights(TranslationMultiSimpleEpochConfig(), pairs) is None

@@ -17,11 +17,14 @@ sampled multi-dataset does (``--sampling-method concat`` keeps every sentence pa
 each pair in proportion to ``(n_pair / n)^(1 / --sampling-temperature)``, ``uniform`` equally, the draws made
 anew every epoch, over fairseq's virtual data size or ``--virtual-data-size``); ``--virtual-epoch-size`` serves
 the mixture in epochs of that many items (a new draw at the start of each pass over it); the validation splits
-are the pairs concatenated. Sampling weights and extra data are refused by name.
+are the pairs concatenated. ``--sampling-weights``/``--sampling-weights-from-file`` give each pair's weight
+(keys ``main:src-tgt``) instead. Extra data (``--extra-data``, ``--langtoks``) is refused by name.
 """
 
 from __future__ import annotations
 
+import ast
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -86,9 +89,11 @@ class TranslationMultiSimpleEpochConfig(TranslationConfig):
     langtoks_specs: str = field("main", help="comma separated data types with their own language tokens (main only)")
     langtoks: Optional[str] = field(None, help="a dictionary of how to add language tokens (not supported)")
     sampling_weights_from_file: Optional[str] = field(
-        None, help="a file contain a python dictionary of how to sample data sets (not supported)"
+        None, help='a file contain a python dictionary of how to sample data sets, e.g. {"main:en-es": 0.7}'
     )
-    sampling_weights: Optional[str] = field(None, help="a dictionary of how to sample data sets (not supported)")
+    sampling_weights: Optional[str] = field(
+        None, help="a dictionary of how to sample data sets, e.g. {'main:en-es': 0.2, 'main:es-en': 0.8}"
+    )
     virtual_epoch_size: Optional[int] = field(None, help="virtual epoch size to speed up data loading")
     virtual_data_size: Optional[int] = field(
         None,
@@ -243,7 +248,7 @@ class TranslationMultiSimpleEpochTask(TranslationTask):
             logger.info("%s %s %s-%s %d examples", path, split, *pair, len(datasets[-1]))
         dataset: MultiPairDataset
         if split == self.cfg.train_subset:
-            ratios = sampling_ratios(self.cfg, [len(d) for d in datasets])
+            ratios = given_weights(self.cfg, self.pairs) or sampling_ratios(self.cfg, [len(d) for d in datasets])
             if ratios is not None:
                 logger.info("| Upsample ratios: %s", list(zip(["-".join(p) for p in self.pairs], ratios)))
             if self.cfg.virtual_epoch_size is not None:
@@ -278,6 +283,35 @@ class TranslationMultiSimpleEpochTask(TranslationTask):
                                    None, self.tgt_dict, left_pad_source=self.cfg.left_pad_source)  # fmt: skip
 
 
+def given_weights(cfg: TranslationMultiSimpleEpochConfig, pairs: list[tuple[str, str]]) -> list[float] | None:
+    """``--sampling-weights-from-file`` (a JSON object) or ``--sampling-weights`` (a dict literal), keyed
+    ``main:src-tgt``: the weight of each pair, in ``pairs`` order (None when neither is given)."""
+    if cfg.sampling_weights_from_file:
+        path = Path(cfg.sampling_weights_from_file)
+        if not path.is_file():
+            raise FileNotFoundError(f"--sampling-weights-from-file: {path} not found")
+        try:
+            weights = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"--sampling-weights-from-file: {path} is not JSON ({err})") from None
+        if cfg.sampling_weights:
+            logger.info("| ignoring --sampling-weights when loading sampling weights from %s", path)
+    elif cfg.sampling_weights:
+        try:
+            weights = ast.literal_eval(cfg.sampling_weights)
+        except (ValueError, SyntaxError):
+            raise ValueError(f"--sampling-weights: {cfg.sampling_weights!r} is not a dictionary") from None
+    else:
+        return None
+    if not isinstance(weights, dict):
+        raise ValueError("--sampling-weights: expected a dictionary like {'main:en-es': 0.7, 'main:es-en': 0.3}")
+    keys = [f"main:{src}-{tgt}" for src, tgt in pairs]
+    missing = [k for k in keys if k not in weights]
+    if missing:
+        raise ValueError(f"--sampling-weights: no weight for {', '.join(missing)} (keys are main:src-tgt)")
+    return [float(weights[k]) for k in keys]
+
+
 def sampling_ratios(cfg: TranslationMultiSimpleEpochConfig, lengths: list[int]) -> list[float] | None:
     """``--sampling-method``'s weight of each pair (None: concatenated, as ``concat`` and ``RoundRobin``)."""
     if cfg.sampling_method == "uniform":
@@ -305,9 +339,7 @@ def refuse_unsupported(cfg: TranslationMultiSimpleEpochConfig) -> None:
     used = [flag for flag, on in (
         ("--lang-tok-replacing-bos-eos", cfg.lang_tok_replacing_bos_eos), ("--enable-lang-ids", cfg.enable_lang_ids),
         ("--extra-data", cfg.extra_data), ("--extra-lang-pairs", cfg.extra_lang_pairs), ("--langtoks", cfg.langtoks),
-        ("--langtoks-specs", cfg.langtoks_specs != "main"), ("--sampling-weights", cfg.sampling_weights),
-        ("--sampling-weights-from-file", cfg.sampling_weights_from_file),
-        ("--virtual-epoch-size with several data folders (fairseq's shards)",
+        ("--langtoks-specs", cfg.langtoks_specs != "main"),         ("--virtual-epoch-size with several data folders (fairseq's shards)",
          cfg.virtual_epoch_size is not None and len(data_paths(cfg.data)) > 1),
         ("--truncate-source", cfg.truncate_source), ("--load-alignments", cfg.load_alignments),
         ("--num-batch-buckets", cfg.num_batch_buckets > 0), ("--eval-bleu", cfg.eval_bleu),
