@@ -283,14 +283,15 @@ class VirtualEpochMultiPairDataset(MultiPairDataset):
     rng_key = _class_key("SampledMultiEpochDataset")
 
     def __init__(self, datasets: Sequence[Any], ratios: Sequence[float] | None, *, virtual_epoch_size: int,
-                 **options: Any) -> None:  # fmt: skip
+                 seed: int = 2, epoch: int = 1, shuffle: bool = True, order_seed: int = 1,
+                 size: int | None = None) -> None:  # fmt: skip
         if virtual_epoch_size <= 0:
             raise ValueError(f"--virtual-epoch-size must be positive (got {virtual_epoch_size})")
         self.virtual_epoch_size = virtual_epoch_size
         self.num_virtual_epochs = 1
         self.window_start: int | None = None
         self.order: np.ndarray | None = None
-        super().__init__(datasets, ratios, **options)
+        super().__init__(datasets, ratios, seed=seed, epoch=epoch, shuffle=shuffle, order_seed=order_seed, size=size)
 
     def set_epoch(self, epoch: int) -> None:
         if self.window_start is None:
