@@ -12,12 +12,15 @@ Rows are sorted by decreasing source length, as fairseq sorts them.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import Tensor
+
+logger = logging.getLogger(__name__)
 
 
 class TokenDataset(Protocol):
@@ -175,7 +178,39 @@ def collate(
         batch["target"] = target
         batch["ntokens"] = int(target.ne(pad_idx).sum())
         batch["net_input"]["prev_output_tokens"] = prev.index_select(0, order)  # (B, T)
+        if samples[0].get("alignment") is not None:
+            tgt_lengths = target.ne(pad_idx).long().sum(dim=1)  # (B,) in batch order
+            batch.update(collate_alignments([samples[i]["alignment"] for i in order.tolist()], src_lengths, tgt_lengths,
+                                            src_width=src_tokens.size(1), tgt_width=target.size(1),
+                                            left_pad_source=left_pad_source, left_pad_target=left_pad_target))  # fmt: skip
     return batch
+
+
+def collate_alignments(alignments: Sequence[Tensor], src_lengths: Tensor, tgt_lengths: Tensor, *, src_width: int,
+                       tgt_width: int, left_pad_source: bool, left_pad_target: bool) -> dict[str, Tensor]:  # fmt: skip
+    """fairseq's ``alignments`` ``(N, 2)`` and ``align_weights`` ``(N,)`` of a batch (rows in batch order).
+
+    Each row's ``i-j`` pairs (flat ``(2k,)`` source/target token indices, no eos) become indices into the padded
+    source ``(B, S)`` and the flattened target ``(B*T)``; a row whose pairs reach its last token (or that has
+    none) is left out, with a warning for the former, as fairseq does. Each pair weighs ``1 / (number of pairs
+    with its target index)``. Empty when no row is kept.
+    """
+    kept = []
+    for row, (pairs, src_len, tgt_len) in enumerate(zip(alignments, src_lengths.tolist(), tgt_lengths.tolist())):
+        pairs = pairs.long().view(-1, 2)  # (k, 2) source index, target index
+        if len(pairs) == 0:
+            continue
+        if int(pairs[:, 0].max()) >= src_len - 1 or int(pairs[:, 1].max()) >= tgt_len - 1:
+            logger.warning("alignment size mismatch found, skipping alignment!")
+            continue
+        offset = pairs.new_tensor([src_width - src_len if left_pad_source else 0,
+                                   row * tgt_width + (tgt_width - tgt_len if left_pad_target else 0)])  # fmt: skip
+        kept.append(pairs + offset)
+    if not kept:
+        return {}
+    joined = torch.cat(kept)  # (N, 2)
+    _, inverse, counts = torch.unique(joined[:, 1], return_inverse=True, return_counts=True)
+    return {"alignments": joined, "align_weights": 1.0 / counts[inverse].float()}
 
 
 class LanguagePairDataset:
@@ -195,12 +230,15 @@ class LanguagePairDataset:
         pad_to_multiple: int = 1,
         num_buckets: int = 0,
         eos: int | None = None,
+        align: TokenDataset | None = None,
     ) -> None:
         """``eos``: the symbol moved to the front of the decoder input (default the dictionary's ``</s>``; the
         target language token for mBART fine-tuning, whose targets end with it)."""
         if tgt is not None and len(src) != len(tgt):
             raise ValueError(f"source and target must have the same number of sentences ({len(src)} vs {len(tgt)})")
-        self.src, self.tgt = src, tgt
+        if align is not None and (tgt is None or len(align) != len(src)):
+            raise ValueError("alignments need a target and one alignment per sentence pair")
+        self.src, self.tgt, self.align = src, tgt, align
         self.src_dict, self.tgt_dict = src_dict, tgt_dict if tgt_dict is not None else src_dict
         self.left_pad_source, self.left_pad_target = left_pad_source, left_pad_target
         self.shuffle = shuffle
@@ -218,6 +256,14 @@ class LanguagePairDataset:
             if self.tgt_sizes is not None:
                 self.tgt_sizes = bucketed_sizes(self.tgt_sizes, length_buckets(self.tgt_sizes, num_buckets))
 
+    def with_alignments(self, align: TokenDataset) -> LanguagePairDataset:
+        """Adds ``align`` (one flat ``(2k,)`` tensor of ``i-j`` token index pairs per sentence pair, fairseq's
+        ``--load-alignments`` data); batches then carry ``alignments`` and ``align_weights``."""
+        if self.tgt is None or len(align) != len(self.src):
+            raise ValueError(f"alignments: {len(align)} entries for {len(self.src)} sentence pairs (with targets)")
+        self.align = align
+        return self
+
     def __len__(self) -> int:
         return len(self.src)
 
@@ -233,7 +279,10 @@ class LanguagePairDataset:
             source = pad_to(source, int(self.src_sizes[index]), pad, left=self.left_pad_source)
             if target is not None and self.tgt_sizes is not None:
                 target = pad_to(target, int(self.tgt_sizes[index]), pad, left=self.left_pad_target)
-        return {"id": index, "source": source, "target": target}
+        item = {"id": index, "source": source, "target": target}
+        if self.align is not None:
+            item["alignment"] = self.align[index]
+        return item
 
     def collater(self, samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         return collate(

@@ -161,6 +161,10 @@ class TranslationTask(Task):
         src = src_parts[0] if len(src_parts) == 1 else ConcatTokens(src_parts, ratios)
         tgt = tgt_parts[0] if len(tgt_parts) == 1 else ConcatTokens(tgt_parts, ratios)
         dataset = self._pair_dataset(src, tgt, split)
+        if self.cfg.load_alignments:
+            align = self._load_alignments(path, split)
+            if align is not None:  # as fairseq: a split without an alignment file simply has none
+                dataset.with_alignments(align)
         logger.info("%s %s %s-%s %d examples", path, split, self.cfg.source_lang, self.cfg.target_lang, len(dataset))
         self.datasets[split] = dataset
         return dataset
@@ -203,6 +207,16 @@ class TranslationTask(Task):
                 break
             k += 1
         return srcs, tgts
+
+    def _load_alignments(self, path: str, split: str) -> Any:
+        """``{split}.align.{src}-{tgt}`` (``preprocess --align-suffix``), or None where there is none."""
+        from seqloom.data import indexed_dataset
+
+        src, tgt = self.langs
+        prefix = os.path.join(path, f"{split}.align.{src}-{tgt}")
+        if not indexed_dataset.data_exists(prefix, self.dataset_impl):
+            return None
+        return self._open(prefix, None, indexed_dataset)
 
     def _open(self, path: str, dictionary: Any, indexed_dataset: Any) -> Any:
         impl = self.dataset_impl or indexed_dataset.infer_dataset_impl(path)
