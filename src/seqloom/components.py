@@ -45,6 +45,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "seqloom.optim.lr_scheduler.manual",
     "seqloom.criterions.cross_entropy",
     "seqloom.criterions.label_smoothed_cross_entropy",
+    "seqloom.criterions.label_smoothed_cross_entropy_with_alignment",
     "seqloom.criterions.adaptive_loss",
     "seqloom.criterions.sentence_prediction",
 )

@@ -31,6 +31,7 @@ class LoggingOutput(TypedDict, total=False):
     sample_size: int  # the gradient denominator: ntokens, or nsentences with --sentence-avg
     n_correct: Tensor | int  # with --report-accuracy: argmax == target among non-pad tokens
     total: Tensor | int  # with --report-accuracy: non-pad tokens counted
+    alignment_loss: Tensor | float  # label_smoothed_cross_entropy_with_alignment: summed, natural log
 
 
 # Decimals fairseq shows for each figure (its meters round when printing; ``ppl`` and ``accuracy`` are

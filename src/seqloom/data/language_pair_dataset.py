@@ -233,7 +233,8 @@ class LanguagePairDataset:
         align: TokenDataset | None = None,
     ) -> None:
         """``eos``: the symbol moved to the front of the decoder input (default the dictionary's ``</s>``; the
-        target language token for mBART fine-tuning, whose targets end with it)."""
+        target language token for mBART fine-tuning, whose targets end with it). ``align``: each pair's word
+        alignments (see :meth:`with_alignments`)."""
         if tgt is not None and len(src) != len(tgt):
             raise ValueError(f"source and target must have the same number of sentences ({len(src)} vs {len(tgt)})")
         if align is not None and (tgt is None or len(align) != len(src)):

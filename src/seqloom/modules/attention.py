@@ -33,13 +33,15 @@ def attention(
     dropout_p: float = 0.0,
     need_weights: bool = False,
     bias: Tensor | None = None,
+    weight_heads: int | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     """Scaled dot-product attention of ``q`` ``(B, H, T, Dh)`` over ``k``/``v`` ``(B, H, S, Dh)``.
 
     ``excluded`` is a bool mask broadcastable to ``(B, H, T, S)``, True where a query may not look;
     ``is_causal`` adds the top-left aligned future mask (only with ``excluded=None``); ``bias`` is an
     additive mask (0 or -inf) made beforehand, used instead of ``excluded``. Returns the output
-    ``(B, H, T, Dh)`` and, with ``need_weights``, the probabilities averaged over heads ``(B, T, S)``.
+    ``(B, H, T, Dh)`` and, with ``need_weights``, the probabilities averaged over heads ``(B, T, S)`` (over the
+    first ``weight_heads`` heads only, when given: transformer_align's supervised heads).
 
     Training runs the fused kernel (``F.scaled_dot_product_attention``), as does inference over many
     queries; the explicit product serves ``need_weights`` and inference over a few queries per row.
@@ -61,7 +63,8 @@ def attention(
     if excluded is not None:
         probs = probs.masked_fill(excluded, 0.0)  # a query with no visible key gets zeros (as SDPA), not NaN
     dropped = F.dropout(probs.type_as(scores), p=dropout_p) if dropout_p > 0 else probs.type_as(scores)
-    return torch.matmul(dropped, v), probs.mean(dim=1) if need_weights else None
+    weights = (probs if weight_heads is None else probs[:, :weight_heads]).mean(dim=1) if need_weights else None
+    return torch.matmul(dropped, v), weights
 
 
 class MultiheadAttention(nn.Module):
@@ -155,6 +158,7 @@ class MultiheadAttention(nn.Module):
         causal: bool = False,
         cache: AttentionCache | None = None,
         need_weights: bool = False,
+        weight_heads: int | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """Attends from ``query`` ``(B, T, C)`` to itself or to ``source`` ``(B, S, kdim)``.
 
@@ -164,7 +168,7 @@ class MultiheadAttention(nn.Module):
         ``key_padding_mask`` ``(B, S)`` is True at keys to ignore (with a self-attention ``cache``: over
         all cached steps plus the new ones). ``causal`` hides future keys; with a cache, the new queries
         sit after the cached steps. Returns ``(B, T, C)`` and, with ``need_weights``, the head-averaged
-        attention probabilities ``(B, T, S)``.
+        attention probabilities ``(B, T, S)`` (of the first ``weight_heads`` heads, when given).
         """
         rows = query.size(0)
         groups = 1
@@ -200,6 +204,7 @@ class MultiheadAttention(nn.Module):
             dropout_p=self.dropout if self.training else 0.0,
             need_weights=need_weights,
             bias=bias,
+            weight_heads=weight_heads,
         )
         b, _, t, _ = out.shape
         out = out.transpose(1, 2).reshape(b, t, self.embed_dim)  # (B, H, T, Dh) -> (B, T, C)

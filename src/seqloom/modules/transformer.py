@@ -56,7 +56,7 @@ class DecoderOut:
     """What the decoder returns."""
 
     logits: Tensor  # (B, T, V) unnormalised scores
-    attn: Tensor | None  # (B, T, S) last layer's cross-attention averaged over heads, if requested
+    attn: Tensor | None  # (B, T, S) cross-attention of the alignment layer (default the last), head-averaged
     padded: PaddedLogits | None = None  # decoding only: the logits inside a -inf-padded buffer (log_softmax it)
 
 
@@ -171,7 +171,11 @@ class TransformerDecoder(nn.Module):
         max_target_positions: int = 1024,
         layerdrop: float = 0.0,
         checkpoint_activations: bool = False,
+        alignment_layer: int | None = None,
+        alignment_heads: int | None = None,
     ) -> None:
+        """``alignment_layer``/``alignment_heads``: whose cross-attention ``need_attn`` returns (default the last
+        layer, all heads; transformer_align supervises one layer's first heads with word alignments)."""
         super().__init__()
         self.register_buffer("version", torch.Tensor([3]))
         self.embed_tokens = embed_tokens
@@ -188,6 +192,7 @@ class TransformerDecoder(nn.Module):
         self.layerdrop = layerdrop
         self.max_target_positions = max_target_positions
         self.checkpoint_activations = checkpoint_activations
+        self.alignment_layer, self.alignment_heads = alignment_layer, alignment_heads
         first = layers[0] if len(layers) else None
         self.num_heads = first.self_attn.num_heads if first is not None else 1
         self.head_dim = first.self_attn.head_dim if first is not None else 1
@@ -215,9 +220,18 @@ class TransformerDecoder(nn.Module):
         return dropout(x, self.dropout, self.training)
 
     def extract_features(
-        self, tokens: Tensor, encoder_out: EncoderOut | None, *, cache: KVCache | None = None, need_attn: bool = False
+        self,
+        tokens: Tensor,
+        encoder_out: EncoderOut | None,
+        *,
+        cache: KVCache | None = None,
+        need_attn: bool = False,
+        full_context: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
-        """``(B, T)`` tokens -> features ``(B, T, Cout)`` and the last layer's head-averaged cross-attention."""
+        """``(B, T)`` tokens -> features ``(B, T, Cout)`` and, with ``need_attn``, the cross-attention of the
+        alignment layer (default the last) averaged over its alignment heads (default all) ``(B, T, S)``.
+        ``full_context`` drops the causal mask (every position sees the whole target; not with a cache)."""
+        assert not (full_context and cache is not None), "a full-context pass does not decode incrementally"
         x = self.embed(tokens, start=cache.length if cache is not None else None)
         pad = padding_mask(tokens, self.padding_idx)  # (B, T)
         if cache is not None:
@@ -227,7 +241,7 @@ class TransformerDecoder(nn.Module):
         enc = encoder_out.out if encoder_out is not None else None
         enc_pad = encoder_out.attention_mask if encoder_out is not None else None
         attn: Tensor | None = None
-        last = len(self.layers) - 1
+        aligned = len(self.layers) - 1 if self.alignment_layer is None else self.alignment_layer
         run = layers_to_run(len(self.layers), self.layerdrop, self.training)
         for idx, layer in enumerate(self.layers):
             if not run[idx]:
@@ -240,10 +254,12 @@ class TransformerDecoder(nn.Module):
                 self_padding_mask=self_padding,
                 self_cache=cache.self_attn[idx] if cache is not None else None,
                 cross_cache=cache.cross_attn[idx] if cache is not None else None,
-                need_attn=need_attn and idx == last,
+                need_attn=need_attn and idx == aligned,
+                attn_heads=self.alignment_heads,
+                causal=not full_context,
                 checkpoint=self.checkpoint_activations and self.training and cache is None,
             )
-            if idx == last:
+            if idx == aligned:
                 attn = layer_attn
         if cache is not None:
             cache.advance(tokens.size(1))

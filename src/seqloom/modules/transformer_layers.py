@@ -143,8 +143,12 @@ class TransformerDecoderLayer(FeedForwardMixin):
         self_cache: AttentionCache | None = None,
         cross_cache: AttentionCache | None = None,
         need_attn: bool = False,
+        attn_heads: int | None = None,
+        causal: bool = True,
     ) -> tuple[Tensor, Tensor | None]:
-        """``x`` ``(B, T, C)`` -> ``(B, T, C)`` and, with ``need_attn``, cross-attention ``(B, T, S)``.
+        """``x`` ``(B, T, C)`` -> ``(B, T, C)`` and, with ``need_attn``, cross-attention ``(B, T, S)`` averaged over
+        all heads (or the first ``attn_heads``). ``causal=False`` lets every position see the whole target
+        (transformer_align's full-context alignment pass).
 
         ``encoder_out`` ``(B, S, Ce)`` with ``encoder_padding_mask`` ``(B, S)``; ``self_padding_mask``
         ``(B, T')`` covers the self-attention keys (cached steps included).
@@ -152,7 +156,7 @@ class TransformerDecoderLayer(FeedForwardMixin):
         residual = x
         if self.normalize_before:
             x = self.self_attn_layer_norm(x)
-        x, _ = self.self_attn(x, key_padding_mask=self_padding_mask, causal=True, cache=self_cache)
+        x, _ = self.self_attn(x, key_padding_mask=self_padding_mask, causal=causal, cache=self_cache)
         x = residual + dropout_time_major(x, self.dropout, self.training)
         if not self.normalize_before:
             x = self.self_attn_layer_norm(x)
@@ -161,9 +165,8 @@ class TransformerDecoderLayer(FeedForwardMixin):
             residual = x
             if self.normalize_before:
                 x = self.encoder_attn_layer_norm(x)
-            x, attn = self.encoder_attn(
-                x, encoder_out, key_padding_mask=encoder_padding_mask, cache=cross_cache, need_weights=need_attn
-            )
+            x, attn = self.encoder_attn(x, encoder_out, key_padding_mask=encoder_padding_mask, cache=cross_cache,
+                                        need_weights=need_attn, weight_heads=attn_heads)  # fmt: skip
             x = residual + dropout_time_major(x, self.dropout, self.training)
             if not self.normalize_before:
                 x = self.encoder_attn_layer_norm(x)

@@ -199,6 +199,8 @@ def build_decoder(cfg: TransformerConfig, embed_tokens: nn.Embedding, vocab_size
         max_target_positions=cfg.max_target_positions,
         layerdrop=cfg.decoder_layerdrop,
         checkpoint_activations=cfg.checkpoint_activations,
+        alignment_layer=cfg.alignment_layer,
+        alignment_heads=cfg.alignment_heads,
     )
 
 

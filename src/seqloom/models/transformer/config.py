@@ -95,6 +95,17 @@ class TransformerConfig:
     no_cross_attention: bool = field(False, help="do not perform cross-attention")
     cross_self_attention: bool = field(False, help="perform cross+self-attention (not supported)")
     no_decoder_final_norm: bool = field(False, help="don't add an extra layernorm after the last decoder block")
+    alignment_heads: Optional[int] = field(
+        None, help="Number of cross attention heads per layer to supervised with alignments (transformer_align: 1)"
+    )
+    alignment_layer: Optional[int] = field(
+        None,
+        help="Layer number which has to be supervised. 0 corresponding to the bottommost layer. "
+        "(transformer_align: 4; default: the last layer)",
+    )
+    full_context_alignment: bool = field(
+        False, help="Whether or not alignment is supervised conditioned on the full target context."
+    )
     quant_noise_pq: float = field(0.0, help="iterative PQ quantization noise at training time (not supported)")
     quant_noise_pq_block_size: int = field(8, help="block size of quantization noise at training time")
     quant_noise_scalar: float = field(0.0, help="scalar quantization noise and scalar quantization at training time")

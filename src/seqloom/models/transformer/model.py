@@ -65,13 +65,22 @@ class TransformerModel(nn.Module):
         prev_output_tokens: Tensor,
         *,
         output_mask: Tensor | None = None,
+        need_attn: bool = False,
     ) -> DecoderOut:
         """Teacher-forced forward: ``(B, S)`` sources, ``(B, T)`` shifted targets -> logits ``(B, T, V)``,
         or ``(N, V)`` at the ``N`` True positions of ``output_mask`` ``(B, T)``.
 
-        ``src_lengths`` is accepted for fairseq's calling convention; padding comes from the tokens.
+        ``need_attn`` also returns the alignment layer's cross-attention ``(B, T, S)``; with
+        ``--full-context-alignment`` it comes from a second decoder pass without the causal mask, as fairseq's
+        transformer_align computes it. ``src_lengths`` is accepted for fairseq's calling convention; padding
+        comes from the tokens.
         """
-        return self.decoder(prev_output_tokens, self.encode(src_tokens), output_mask=output_mask)
+        encoder_out = self.encode(src_tokens)
+        out = self.decoder(prev_output_tokens, encoder_out, output_mask=output_mask, need_attn=need_attn)
+        if need_attn and self.cfg.full_context_alignment:
+            _, out.attn = self.decoder.extract_features(prev_output_tokens, encoder_out, need_attn=True,
+                                                        full_context=True)  # fmt: skip
+        return out
 
     @staticmethod
     def get_normalized_probs(logits: Tensor, log_probs: bool = True) -> Tensor:

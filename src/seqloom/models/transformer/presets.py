@@ -87,3 +87,15 @@ def transformer_wmt_en_de_big_t2t() -> TransformerConfig:
         attention_dropout=0.1,
         activation_dropout=0.1,
     )
+
+
+@register_architecture("transformer", "transformer_align")
+def transformer_align() -> TransformerConfig:
+    """Transformer base whose 5th decoder layer's first cross-attention head learns word alignments (Garg et al.,
+    2019), supervised by ``--criterion label_smoothed_cross_entropy_with_alignment``."""
+    return replace(transformer(), alignment_heads=1, alignment_layer=4)
+
+
+@register_architecture("transformer", "transformer_wmt_en_de_big_align")
+def transformer_wmt_en_de_big_align() -> TransformerConfig:
+    return replace(transformer_wmt_en_de_big(), alignment_heads=1, alignment_layer=4)
