@@ -68,15 +68,15 @@ def test_multihead_attention_equals_torchs_reference_with_padding() -> None:
 
 def _tiny(**overrides: object) -> TransformerModel:
     torch.manual_seed(0)
-    cfg = TransformerConfig(
-        encoder_embed_dim=16,
-        encoder_ffn_embed_dim=32,
-        encoder_layers=2,
-        encoder_attention_heads=4,
-        decoder_layers=2,
-        decoder_attention_heads=2,
-        **overrides,  # type: ignore[arg-type]
-    )
+    sizes: dict[str, object] = {
+        "encoder_embed_dim": 16,
+        "encoder_ffn_embed_dim": 32,
+        "encoder_layers": 2,
+        "encoder_attention_heads": 4,
+        "decoder_layers": 2,
+        "decoder_attention_heads": 2,
+    }
+    cfg = TransformerConfig(**{**sizes, **overrides})  # type: ignore[arg-type]
 
     class Vocab:
         def __len__(self) -> int:
@@ -285,6 +285,51 @@ def test_beams_sharing_one_source_row_equal_repeated_sources() -> None:
     torch.testing.assert_close(stepped[:, 0], full.logits[order, 3], atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="cannot share"):
         model.decode(prev[:5], shared)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"decoder_attention_heads": 4}, {"decoder_attention_heads": 4, "decoder_normalize_before": True}],
+    ids=["head-dim-8", "head-dim-4", "pre-norm"],  # Dh ** -0.5 is a power of two only for Dh 4: folded into q
+)
+@torch.no_grad()
+def test_stepwise_decoding_gives_the_layers_numbers_exactly(overrides: dict[str, object], monkeypatch) -> None:
+    """One token per row at inference runs the layers' ``decode_step`` (fewer ops per step): bit for bit the
+    numbers of the layers' ``forward``, with beams sharing source rows, fed padding, attention weights and a
+    reorder between steps."""
+    from seqloom.modules.transformer import TransformerDecoder
+    from seqloom.modules.transformer_layers import TransformerDecoderLayer
+
+    model = _tiny(**overrides)
+    src, prev = _batch()
+    rows = torch.arange(3).repeat_interleave(2)  # (6,) two beams per sentence
+    prev = prev[rows].clone()
+    prev[1::2, 1:] = prev[1::2, 1:].flip(1)
+    prev[3, 2] = PAD  # a fed pad: the self-attention mask
+    shared = model.encode(src)
+    calls = []
+    step = TransformerDecoderLayer.decode_step
+    monkeypatch.setattr(
+        TransformerDecoderLayer, "decode_step", lambda self, *a, **k: calls.append(1) or step(self, *a, **k)
+    )
+
+    def decode() -> list[tuple[torch.Tensor, torch.Tensor]]:
+        cache = model.new_cache(6, 7)
+        outs = []
+        for t in range(7):
+            if t == 4:
+                cache.reorder(torch.tensor([1, 0, 2, 2, 5, 4]), keep_static=True)
+            out = model.decode(prev[:, t : t + 1], shared, cache=cache, need_attn=True)
+            outs.append((out.logits, out.attn))
+        return outs
+
+    fast = decode()
+    assert len(calls) == 7 * len(model.decoder.layers)
+    monkeypatch.setattr(TransformerDecoder, "_decodes_in_steps", lambda self, *a: False)
+    slow = decode()
+    assert len(calls) == 7 * len(model.decoder.layers)  # the layers' forward this time
+    for (logits, attn), (ref_logits, ref_attn) in zip(fast, slow):
+        assert torch.equal(logits, ref_logits) and torch.equal(attn, ref_attn)
 
 
 def test_cached_decoding_projects_q_k_v_at_once_with_the_weights_of_its_pass() -> None:

@@ -34,6 +34,7 @@ def attention(
     need_weights: bool = False,
     bias: Tensor | None = None,
     weight_heads: int | None = None,
+    prescaled: bool = False,
 ) -> tuple[Tensor, Tensor | None]:
     """Scaled dot-product attention of ``q`` ``(B, H, T, Dh)`` over ``k``/``v`` ``(B, H, S, Dh)``.
 
@@ -41,7 +42,8 @@ def attention(
     ``is_causal`` adds the top-left aligned future mask (only with ``excluded=None``); ``bias`` is an
     additive mask (0 or -inf) made beforehand, used instead of ``excluded``. Returns the output
     ``(B, H, T, Dh)`` and, with ``need_weights``, the probabilities averaged over heads ``(B, T, S)`` (over the
-    first ``weight_heads`` heads only, when given: transformer_align's supervised heads).
+    first ``weight_heads`` heads only, when given: transformer_align's supervised heads). ``prescaled``: ``q``
+    already carries the ``Dh ** -0.5`` factor (explicit path only).
 
     Training runs the fused kernel (``F.scaled_dot_product_attention``), as does inference over many
     queries; the explicit product serves ``need_weights`` and inference over a few queries per row.
@@ -49,10 +51,11 @@ def attention(
     assert bias is None or (excluded is None and not is_causal)
     inference = dropout_p == 0 and not (torch.is_grad_enabled() and q.requires_grad)
     if not need_weights and not (inference and q.size(2) <= EXPLICIT_MAX_QUERIES and q.device.type == "cpu"):
+        assert not prescaled, "the fused kernel scales the queries itself"
         mask = bias if bias is not None else None if excluded is None else ~excluded
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal)
         return out, None
-    scores = torch.matmul(q * q.size(-1) ** -0.5, k.transpose(-2, -1))  # (B, H, T, S)
+    scores = torch.matmul(q if prescaled else q * q.size(-1) ** -0.5, k.transpose(-2, -1))  # (B, H, T, S)
     if is_causal:
         excluded = causal_mask(q.size(2), k.size(2), device=q.device)
     if bias is not None:  # rows of a source-padding bias always have a visible key (the source's eos)
@@ -148,6 +151,61 @@ class MultiheadAttention(nn.Module):
             k, v = k.contiguous(), v.contiguous()
             cache.set(k, v)
         return k, v
+
+    def _step_projection(self, *, stacked: bool) -> tuple[Tensor, Tensor | None, bool]:
+        """The query projection :meth:`decode_step` runs (self-attention: stacked with the key and value ones),
+        and whether it carries the ``Dh ** -0.5`` factor: only when that is a power of two, which makes
+        scaling the weights exact (the same numbers as scaling the projected queries)."""
+        weight, bias = self._stacked_qkv() if stacked else (self.q_proj.weight, self.q_proj.bias)
+        scale = self.head_dim**-0.5
+        exact = math.frexp(scale)[0] == 0.5
+        if exact:
+            weight = torch.cat([weight[: self.embed_dim] * scale, weight[self.embed_dim :]])
+            bias = torch.cat([bias[: self.embed_dim] * scale, bias[self.embed_dim :]]) if bias is not None else None
+        return weight, bias, exact
+
+    def decode_step(
+        self,
+        query: Tensor,
+        source: Tensor | None,
+        *,
+        cache: AttentionCache,
+        key_padding_mask: Tensor | None = None,
+        need_weights: bool = False,
+        weight_heads: int | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
+        """:meth:`forward` for one new query per row at inference, ``query`` ``(N, C)`` -> ``(N, C)``.
+
+        The same kernels in the same order as :meth:`forward` (so the same numbers), in fewer ops: decoding
+        a step is mostly per-op overhead on the CPU. Self-attention (``source`` None) appends to ``cache``;
+        cross-attention's ``source`` ``(Bs, S, kdim)`` rows are each shared by ``N / Bs`` consecutive query rows
+        (at most :data:`EXPLICIT_MAX_QUERIES`), and ``cache`` holds their keys and values. Weights as
+        :meth:`forward`'s, ``(N, 1, S)``.
+        """
+        n = query.size(0)
+        if cache.step_projection is None:
+            cache.step_projection = self._step_projection(stacked=source is None)
+        weight, bias, prescaled = cache.step_projection
+        excluded = attn_bias = None
+        if source is None:
+            qkv = F.linear(query, weight, bias).view(n, 3, self.num_heads, 1, self.head_dim)  # (N, 3, H, 1, Dh)
+            q = qkv[:, 0]  # (N, H, 1, Dh)
+            k, v = cache.append(qkv[:, 1], qkv[:, 2])  # (N, H, L, Dh): every filled step
+            if key_padding_mask is not None:
+                excluded = key_padding_mask[:, None, None, :]  # (N, 1, 1, L)
+        else:
+            k, v = self._cross_keys_values(source, cache)  # (Bs, H, S, Dh)
+            groups = n // k.size(0)
+            assert groups <= EXPLICIT_MAX_QUERIES, f"{groups} queries per source row take the fused kernel"
+            q = F.linear(query, weight, bias).view(k.size(0), groups, self.num_heads, self.head_dim)  # (Bs, g, H, Dh)
+            q = q.transpose(1, 2)  # (Bs, H, g, Dh)
+            if key_padding_mask is not None:
+                attn_bias = cache.source_bias(key_padding_mask, q.dtype)  # (Bs, 1, 1, S)
+        out, weights = attention(q, k, v, excluded=excluded, bias=attn_bias, need_weights=need_weights,
+                                 weight_heads=weight_heads, prescaled=prescaled)  # fmt: skip
+        out = out.transpose(1, 2).reshape(n, self.embed_dim)  # (Bs, H, g, Dh) -> (N, C)
+        out = F.linear(out, self.out_proj.weight, self.out_proj.bias)
+        return out, weights.reshape(n, 1, -1) if weights is not None else None
 
     def forward(
         self,

@@ -171,3 +171,38 @@ class TransformerDecoderLayer(FeedForwardMixin):
             if not self.normalize_before:
                 x = self.encoder_attn_layer_norm(x)
         return self._feed_forward(x), attn
+
+    def decode_step(
+        self,
+        x: Tensor,
+        encoder_out: Tensor | None,
+        encoder_padding_mask: Tensor | None,
+        *,
+        self_padding_mask: Tensor | None,
+        self_cache: AttentionCache,
+        cross_cache: AttentionCache | None,
+        need_attn: bool = False,
+        attn_heads: int | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
+        """:meth:`forward` for one new position per row at inference (``x`` ``(N, C)`` -> ``(N, C)``), through
+        :meth:`MultiheadAttention.decode_step`: the same numbers in fewer ops."""
+        residual = x
+        if self.normalize_before:
+            x = self.self_attn_layer_norm(x)
+        x, _ = self.self_attn.decode_step(x, None, cache=self_cache, key_padding_mask=self_padding_mask)
+        x = residual + x
+        if not self.normalize_before:
+            x = self.self_attn_layer_norm(x)
+        attn: Tensor | None = None
+        if self.encoder_attn is not None and self.encoder_attn_layer_norm is not None and encoder_out is not None:
+            assert cross_cache is not None
+            residual = x
+            if self.normalize_before:
+                x = self.encoder_attn_layer_norm(x)
+            x, attn = self.encoder_attn.decode_step(x, encoder_out, cache=cross_cache,
+                                                    key_padding_mask=encoder_padding_mask, need_weights=need_attn,
+                                                    weight_heads=attn_heads)  # fmt: skip
+            x = residual + x
+            if not self.normalize_before:
+                x = self.encoder_attn_layer_norm(x)
+        return self._feed_forward(x), attn
