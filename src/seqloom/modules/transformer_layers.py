@@ -185,24 +185,32 @@ class TransformerDecoderLayer(FeedForwardMixin):
         attn_heads: int | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """:meth:`forward` for one new position per row at inference (``x`` ``(N, C)`` -> ``(N, C)``), through
-        :meth:`MultiheadAttention.decode_step`: the same numbers in fewer ops."""
+        :meth:`MultiheadAttention.decode_step` and functional calls: the same numbers in fewer ops."""
+        pre = self.normalize_before
         residual = x
-        if self.normalize_before:
-            x = self.self_attn_layer_norm(x)
-        x, _ = self.self_attn.decode_step(x, None, cache=self_cache, key_padding_mask=self_padding_mask)
+        x, _ = self.self_attn.decode_step(norm(self.self_attn_layer_norm, x) if pre else x, None, cache=self_cache,
+                                          key_padding_mask=self_padding_mask)  # fmt: skip
         x = residual + x
-        if not self.normalize_before:
-            x = self.self_attn_layer_norm(x)
+        if not pre:
+            x = norm(self.self_attn_layer_norm, x)
         attn: Tensor | None = None
-        if self.encoder_attn is not None and self.encoder_attn_layer_norm is not None and encoder_out is not None:
+        cross_norm = self.encoder_attn_layer_norm
+        if self.encoder_attn is not None and cross_norm is not None and encoder_out is not None:
             assert cross_cache is not None
             residual = x
-            if self.normalize_before:
-                x = self.encoder_attn_layer_norm(x)
-            x, attn = self.encoder_attn.decode_step(x, encoder_out, cache=cross_cache,
+            x, attn = self.encoder_attn.decode_step(norm(cross_norm, x) if pre else x, encoder_out, cache=cross_cache,
                                                     key_padding_mask=encoder_padding_mask, need_weights=need_attn,
                                                     weight_heads=attn_heads)  # fmt: skip
             x = residual + x
-            if not self.normalize_before:
-                x = self.encoder_attn_layer_norm(x)
-        return self._feed_forward(x), attn
+            if not pre:
+                x = norm(cross_norm, x)
+        residual = x
+        fc1, fc2 = self.fc1, self.fc2
+        x = self.activation(F.linear(norm(self.final_layer_norm, x) if pre else x, fc1.weight, fc1.bias))
+        x = residual + F.linear(x, fc2.weight, fc2.bias)
+        return x if pre else norm(self.final_layer_norm, x), attn
+
+
+def norm(layer_norm: nn.LayerNorm, x: Tensor) -> Tensor:
+    """``layer_norm(x)`` as a functional call (what the module runs, without its call overhead)."""
+    return F.layer_norm(x, layer_norm.normalized_shape, layer_norm.weight, layer_norm.bias, layer_norm.eps)
