@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from seqloom.modules.masks import causal_mask, combine_masks, padding_mask
@@ -13,7 +14,6 @@ from seqloom.modules.positions import (
     make_positions,
     positional_embedding,
     sinusoidal_table,
-    step_positions,
 )
 
 PAD = 1
@@ -43,10 +43,18 @@ def test_make_positions_skips_left_padding() -> None:
     assert make_positions(tokens, PAD).tolist() == [[1, 1, 2, 3, 4], [2, 3, 4, 5, 6], [2, 3, 1, 1, 1]]
 
 
-def test_step_positions_continue_after_the_cache() -> None:
-    assert step_positions(2, 1, start=3, padding_idx=PAD, device=torch.device("cpu")).tolist() == [[5], [5]]
-    full = make_positions(torch.tensor([[2, 5, 6, 7]]), PAD)
-    assert step_positions(1, 2, start=2, padding_idx=PAD, device=torch.device("cpu")).tolist() == [full[0, 2:].tolist()]
+@pytest.mark.parametrize("learned", [False, True])
+def test_step_rows_continue_after_the_cache(learned: bool) -> None:
+    """A decoding step's position rows are those a lookup of the positions after the cached steps gives."""
+    torch.manual_seed(0)
+    emb = positional_embedding(12, 8, PAD, learned=learned)
+    full = make_positions(torch.tensor([[2, 5, 6, 7]]), PAD)  # (1, 4): positions 2..5
+    start = 2  # two cached steps
+    assert torch.equal(emb.steps(PAD + 1 + start, 2), emb(full[:, start:], span=4))
+    assert emb.steps(PAD + 1 + start, 1).shape == (1, 1, 8)
+    if learned:
+        with pytest.raises(IndexError, match="past this table"):
+            emb.steps(PAD + 12, 2)
 
 
 def test_sinusoidal_table_is_the_tensor2tensor_formula() -> None:

@@ -50,6 +50,15 @@ class SequenceGenerator:
             match_source_len=cfg.match_source_len, constraints=cfg.constraints, vocab_size=self.vocab_size,
         )  # fmt: skip
         self.need_attn = cfg.print_alignment is not None or cfg.replace_unk is not None
+        self._aranges: dict[tuple[int, torch.device], Tensor] = {}
+
+    def _arange(self, n: int, device: torch.device) -> Tensor:
+        """``arange(n)`` on ``device``, made once per size (the loop asks for a few sizes at every step)."""
+        key = (n, device)
+        found = self._aranges.get(key)
+        if found is None:
+            found = self._aranges[key] = torch.arange(n, device=device)
+        return found
 
     def max_len(self, src_len: int, src_lengths: Tensor) -> int:
         """The longest output (without eos): ``min(a * S + b, max_positions - 1)``, S the padded source width."""
@@ -147,7 +156,7 @@ class SequenceGenerator:
         Returns the batch rows now done and the eos mask (B, C) of the candidates.
         """
         k = self.beam_size
-        offsets = torch.arange(0, len(state.sent_ids) * k, k, device=cand.beams.device).unsqueeze(1)  # (B, 1)
+        offsets = self._arange(len(state.sent_ids), cand.beams.device).unsqueeze(1) * k  # (B, 1)
         cand.beams = cand.beams + offsets  # now rows of the (B*K) buffers
         eos_mask = cand.tokens.eq(self.eos) & cand.scores.ne(-math.inf)  # (B, C)
         eos_mask[:, :k] &= ~state.ignore
@@ -187,16 +196,16 @@ class SequenceGenerator:
             self.search.prune(batch_idxs)
         cand_size = 2 * k
         eos_mask[:, :k] |= state.ignore  # finalized or ignored slots sort after the live ones
-        order = eos_mask.long() * cand_size + torch.arange(eos_mask.size(1), device=eos_mask.device)  # (B, C)
+        order = eos_mask.long() * cand_size + self._arange(eos_mask.size(1), eos_mask.device)  # (B, C)
         new_ignore, active = torch.topk(order, k=k, dim=1, largest=False)  # (B, K)
         state.ignore = new_ignore.ge(cand_size)[:, :k]
         self.search.select(active)
         rows = torch.gather(cand.beams, dim=1, index=active).view(-1)  # (B*K,)
         bsz = len(state.sent_ids)
-        state.tokens[:, : step + 1] = state.tokens[:, : step + 1].index_select(0, rows)
+        # whole rows in one gather each: past the current step every row still holds the same fill (pad, 0)
+        state.tokens = state.tokens.index_select(0, rows)
         state.tokens.view(bsz, k, -1)[:, :, step + 1] = torch.gather(cand.tokens, dim=1, index=active)
-        if step > 0:
-            state.scores[:, :step] = state.scores[:, :step].index_select(0, rows)
+        state.scores = state.scores.index_select(0, rows)
         state.scores.view(bsz, k, -1)[:, :, step] = torch.gather(cand.scores, dim=1, index=active)
         if state.attn is not None:
             state.attn[:, :, : step + 2] = state.attn[:, :, : step + 2].index_select(0, rows)

@@ -22,15 +22,6 @@ def make_positions(tokens: Tensor, padding_idx: int) -> Tensor:
     return (torch.cumsum(mask, dim=1).type_as(mask) * mask).long() + padding_idx
 
 
-def step_positions(batch_size: int, length: int, *, start: int, padding_idx: int, device: torch.device) -> Tensor:
-    """``(B, T)`` positions of ``length`` new tokens after ``start`` cached ones (incremental decoding).
-
-    Matches fairseq's incremental decoding, which counts every earlier step (pads included).
-    """
-    first = padding_idx + 1 + start
-    return torch.arange(first, first + length, device=device).unsqueeze(0).expand(batch_size, length)
-
-
 def sinusoidal_table(num_embeddings: int, embedding_dim: int, padding_idx: int | None) -> Tensor:
     """``(N, C)`` float32 sinusoidal table, the tensor2tensor variant fairseq uses: ``[sin | cos]`` halves.
 
@@ -76,6 +67,11 @@ class SinusoidalPositionalEmbedding(nn.Module):
         table = self._table(self.padding_idx + 1 + span)
         return table.index_select(0, positions.reshape(-1)).view(*positions.shape, -1).detach()  # (B, T, C)
 
+    def steps(self, first: int, length: int) -> Tensor:
+        """``(1, length, C)`` embeddings of positions ``first .. first + length - 1`` (one decoding step's, the
+        same for every row): a slice of the table, no lookup."""
+        return self._table(first + length)[first : first + length].unsqueeze(0)
+
 
 class LearnedPositionalEmbedding(nn.Embedding):
     """Learned positions: an embedding of ``max_positions + padding_idx + 1`` rows (fairseq's offset)."""
@@ -89,6 +85,12 @@ class LearnedPositionalEmbedding(nn.Embedding):
     def forward(self, positions: Tensor, *, span: int = 0) -> Tensor:  # type: ignore[override]
         """``positions`` ``(B, T)`` long -> ``(B, T, C)``; ``span`` is unused (same call as the sinusoidal one)."""
         return super().forward(positions)
+
+    def steps(self, first: int, length: int) -> Tensor:
+        """``(1, length, C)`` embeddings of positions ``first .. first + length - 1``: a slice of the table."""
+        if first + length > self.num_embeddings:
+            raise IndexError(f"position {first + length - 1} is past this table's {self.num_embeddings} rows")
+        return self.weight[first : first + length].unsqueeze(0)
 
 
 def positional_embedding(

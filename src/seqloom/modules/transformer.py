@@ -22,7 +22,6 @@ from seqloom.modules.positions import (
     LearnedPositionalEmbedding,
     SinusoidalPositionalEmbedding,
     make_positions,
-    step_positions,
 )
 from seqloom.modules.transformer_layers import TransformerDecoderLayer, TransformerEncoderLayer, dropout
 from seqloom.modules.vocab_projection import PaddedLogits, VocabProjection
@@ -212,10 +211,9 @@ class TransformerDecoder(nn.Module):
             b, t = tokens.shape
             if start is None:
                 positions = make_positions(tokens, self.padding_idx)
-            else:
-                # the same for every row: one (1, T) lookup, broadcast over the batch
-                positions = step_positions(1, t, start=start, padding_idx=self.padding_idx, device=tokens.device)
-            x = x + self.embed_positions(positions, span=(start or 0) + t)
+                x = x + self.embed_positions(positions, span=t)
+            else:  # the same for every row: (1, T, C) rows of the table, broadcast over the batch
+                x = x + self.embed_positions.steps(self.padding_idx + 1 + start, t)
         if self.layernorm_embedding is not None:
             x = self.layernorm_embedding(x)
         return dropout(x, self.dropout, self.training)
