@@ -5,9 +5,12 @@ batch size 32); each reports its own generation time (model loading excluded, as
 ``Translated ... in Xs`` line does). Runs alternate between the toolkits and the best of ``--repeat`` is
 kept, which makes the comparison fairer on a shared machine; the median of the back-to-back pairs' ratios
 is printed too (the machine's speed drifts between minutes, less within a pair). The hypotheses of both are compared too.
+seqloom also runs with ``--decode-threads`` equal to the thread count (that many batches at once, one
+intra-op thread each), reported on its own line.
 CTranslate2 runs as well when ``--ct2-model`` names a model converted from the same checkpoint
 (``ct2-fairseq-converter``), in the interpreter ``--ct2-python`` (default ``../peer-venvs/ct2``); it is timed
-around ``translate_batch`` alone, best of ``--repeat`` runs.
+around ``translate_batch`` alone, best of ``--repeat`` runs, in both of its thread layouts (``inter_threads``
+1 with all threads inside each batch, and one batch per thread), each compared with seqloom's like layout.
 
     python benchmarks/generate.py [--threads 2] [--repeat 3] [--beam 5]
 
@@ -86,7 +89,7 @@ CT2_SCRIPT = """
 import json, sys, time
 import ctranslate2
 job = json.load(open(sys.argv[1]))
-translator = ctranslate2.Translator(job["model"], device="cpu", inter_threads=1, intra_threads=job["threads"])
+translator = ctranslate2.Translator(job["model"], device="cpu", inter_threads=job["inter"], intra_threads=job["intra"])
 start = time.perf_counter()
 out = translator.translate_batch(job["batch"], beam_size=job["beam"], max_batch_size=job["batch_size"],
                                  max_decoding_length=200)
@@ -95,7 +98,7 @@ print(json.dumps({"seconds": seconds, "hypotheses": [r.hypotheses[0] for r in ou
 """
 
 
-def run_ct2(args: argparse.Namespace) -> Result | None:
+def run_ct2(args: argparse.Namespace, *, inter: int) -> Result | None:
     """CTranslate2 on the binarized test sources (same ids, same order), beam search, in ``--ct2-python``
     (its own environment, as ../shared/peers/README.md installs it)."""
     if args.ct2_model is None:
@@ -107,8 +110,8 @@ def run_ct2(args: argparse.Namespace) -> Result | None:
     src_dict = Dictionary.load(Path(args.data) / "dict.en.txt")
     source = make_dataset(str(Path(args.data) / f"{args.subset}.en-es.en"), "mmap")
     batch = [[src_dict[i] for i in source[k].tolist()[:-1]] for k in range(len(source))]
-    job = {"model": str(args.ct2_model), "threads": args.threads, "beam": args.beam, "batch_size": args.batch_size,
-           "batch": batch}  # fmt: skip
+    job = {"model": str(args.ct2_model), "inter": inter, "intra": max(1, args.threads // inter), "beam": args.beam,
+           "batch_size": args.batch_size, "batch": batch}  # fmt: skip
     with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
         json.dump(job, f)
         f.flush()
@@ -120,9 +123,8 @@ def run_ct2(args: argparse.Namespace) -> Result | None:
     done = json.loads(proc.stdout.strip().splitlines()[-1])
     hyps = done["hypotheses"]
     tokens = sum(len(h) + 1 for h in hyps)  # + </s>, as fairseq counts
-    return Result(
-        "ctranslate2", len(hyps), tokens, done["seconds"], {f"H-{k}": " ".join(h) for k, h in enumerate(hyps)}
-    )
+    name = "ctranslate2" if inter == 1 else "ctranslate2-inter"
+    return Result(name, len(hyps), tokens, done["seconds"], {f"H-{k}": " ".join(h) for k, h in enumerate(hyps)})
 
 
 def main() -> int:
@@ -140,12 +142,12 @@ def main() -> int:
     args = parser.parse_args()
 
     common = generate_args(args)
-    commands = {
-        "fairseq": [fairseq_bin(), *common, "--cpu"],
-        "seqloom": [sys.executable, "-m", "seqloom.cli.generate", *common, "--cpu"],
-    }
+    seqloom = [sys.executable, "-m", "seqloom.cli.generate", *common, "--cpu"]
+    commands = {"fairseq": [fairseq_bin(), *common, "--cpu"], "seqloom": seqloom}
+    if args.threads > 1:
+        commands["seqloom-threads"] = [*seqloom, "--decode-threads", str(args.threads)]
     best: dict[str, Result] = {}
-    ratios = []
+    ratios: dict[str, list[float]] = {name: [] for name in commands if name != "fairseq"}
     for rep in range(args.repeat):
         seconds = {}
         for name, command in commands.items():
@@ -153,14 +155,18 @@ def main() -> int:
             seconds[name] = result.seconds
             if name not in best or result.seconds < best[name].seconds:
                 best[name] = result
-        ratios.append(seconds["fairseq"] / seconds["seqloom"])
-        print(f"run {rep + 1}: fairseq {seconds['fairseq']:.2f}s, seqloom {seconds['seqloom']:.2f}s, "
-              f"{ratios[-1]:.2f}x", file=sys.stderr)  # fmt: skip
-    print(f"median over the {len(ratios)} back-to-back pairs: seqloom / fairseq {statistics.median(ratios):.2f}x")
+        for name in ratios:
+            ratios[name].append(seconds["fairseq"] / seconds[name])
+        print(f"run {rep + 1}: " + ", ".join(f"{name} {t:.2f}s" for name, t in seconds.items()), file=sys.stderr)
+    for name, values in ratios.items():
+        print(f"median over the {len(values)} back-to-back runs: {name} / fairseq {statistics.median(values):.2f}x "
+              f"({', '.join(f'{r:.2f}' for r in values)})")  # fmt: skip
+    layouts = [1, args.threads] if args.threads > 1 else [1]
     for _ in range(args.repeat if args.ct2_model is not None else 0):  # best of as many runs as the others had
-        ct2 = run_ct2(args)
-        if ct2 is not None and ("ctranslate2" not in best or ct2.seconds < best["ctranslate2"].seconds):
-            best["ctranslate2"] = ct2
+        for inter in layouts:
+            ct2 = run_ct2(args, inter=inter)
+            if ct2 is not None and (ct2.name not in best or ct2.seconds < best[ct2.name].seconds):
+                best[ct2.name] = ct2
     report(best, args)
     return 0
 
@@ -171,16 +177,29 @@ def report(best: dict[str, Result], args: argparse.Namespace) -> None:
     for r in best.values():
         print(f"{r.name:12s} {r.sentences:9d} {r.tokens:7d} {r.seconds:8.2f} {r.sentences_per_s:8.2f} "
               f"{r.tokens_per_s:9.1f}")  # fmt: skip
-    fs, sl = best["fairseq"], best["seqloom"]
-    print(f"seqloom / fairseq: {sl.sentences_per_s / fs.sentences_per_s:.2f}x sentences/s, "
-          f"{sl.tokens_per_s / fs.tokens_per_s:.2f}x tokens/s")  # fmt: skip
-    same = sum(fs.hypotheses.get(k) == v for k, v in sl.hypotheses.items())
-    print(f"identical top hypotheses: {same}/{len(fs.hypotheses)}")
-    if "ctranslate2" in best:
-        ct = best["ctranslate2"]
-        print(f"ctranslate2 / seqloom: {ct.sentences_per_s / sl.sentences_per_s:.2f}x sentences/s (target <= 1.5x); "
-              f"identical top hypotheses with seqloom: {sum(sl.hypotheses.get(k) == v for k, v in ct.hypotheses.items())}"
-              f"/{len(ct.hypotheses)}")  # fmt: skip
+    fs = best["fairseq"]
+    for name in ("seqloom", "seqloom-threads"):
+        if name in best:
+            sl = best[name]
+            same = sum(fs.hypotheses.get(k) == v for k, v in sl.hypotheses.items())
+            print(f"{name} / fairseq: {sl.sentences_per_s / fs.sentences_per_s:.2f}x sentences/s, "
+                  f"{sl.tokens_per_s / fs.tokens_per_s:.2f}x tokens/s (target >= 2x); identical top hypotheses: "
+                  f"{same}/{len(fs.hypotheses)}")  # fmt: skip
+    for ct_name, sl_name in (("ctranslate2", "seqloom"), ("ctranslate2-inter", "seqloom-threads")):
+        if ct_name in best and sl_name in best:
+            ct, sl = best[ct_name], best[sl_name]
+            same = sum(sl.hypotheses.get(k) == v for k, v in ct.hypotheses.items())
+            print(f"{ct_name} / {sl_name}: {ct.sentences_per_s / sl.sentences_per_s:.2f}x sentences/s "
+                  f"(target <= 1.5x); identical top hypotheses: {same}/{len(ct.hypotheses)}")  # fmt: skip
+    ct2_runs = [best[name] for name in ("ctranslate2", "ctranslate2-inter") if name in best]
+    sl_runs = [best[name] for name in ("seqloom", "seqloom-threads") if name in best]
+    if ct2_runs:
+        fastest_ct2 = min(ct2_runs, key=lambda r: r.seconds)
+        fastest_sl = min(sl_runs, key=lambda r: r.seconds)
+        print(
+            f"fastest of each: {fastest_ct2.name} / {fastest_sl.name}: "
+            f"{fastest_ct2.sentences_per_s / fastest_sl.sentences_per_s:.2f}x sentences/s (target <= 1.5x)"
+        )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sacrebleu
+import torch
 from fixture_compare import compare_lines
 
 from seqloom.cli.generate import main as generate
@@ -99,3 +100,26 @@ def test_constraints_need_interactive_input(fairseq_fixtures, capsys) -> None:
     """Binarized data holds no constraints (fairseq-generate crashes on the flag): a clear error instead."""
     assert generate(argv(fairseq_fixtures, "--constraints")) == 1
     assert "--constraints ordered: binarized data holds no constraints" in capsys.readouterr().err
+
+
+def test_decode_threads_print_what_one_thread_prints(fairseq_fixtures, capsys) -> None:
+    """Two batches at a time on two threads: the same lines, byte for byte, in the same order (17 batches
+    of up to 4, finishing out of order); sampling falls back to one batch at a time. Both runs have one
+    intra-op thread per batch (MKL's sums, and so the last bits, depend on the thread count)."""
+    options = ("--beam", "3", "--batch-size", "4", "--nbest", "2", "--num-shards", "3")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert generate(argv(fairseq_fixtures, *options)) == 0
+        one = capsys.readouterr().out
+        assert generate(argv(fairseq_fixtures, *options, "--decode-threads", "2")) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert capsys.readouterr().out == one and sum(line.startswith("S-") for line in one.splitlines()) == 68
+    sampling = ("--sampling", "--beam", "2", "--seed", "3", "--decode-threads", "2")
+    assert generate(argv(fairseq_fixtures, *sampling)) == 0
+    sampled = capsys.readouterr().out
+    assert generate(argv(fairseq_fixtures, *sampling[:-2])) == 0
+    assert capsys.readouterr().out == sampled
+    assert generate(argv(fairseq_fixtures, "--decode-threads", "0")) == 1
+    assert "--decode-threads must be at least 1" in capsys.readouterr().err

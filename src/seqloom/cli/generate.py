@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -22,9 +22,12 @@ from seqloom import registry
 from seqloom.config import CommandSpec, ParsedArgs, parse_args
 from seqloom.config.common import CommonConfig
 from seqloom.config.training import DataDirConfig, DatasetConfig
-from seqloom.generation.config import CommonEvalConfig, GenerationConfig, ScoringConfig
+from seqloom.generation.config import CommonEvalConfig, DecodeThreadsConfig, GenerationConfig, ScoringConfig
+from seqloom.generation.generator import SequenceGenerator
+from seqloom.generation.hypotheses import Hypothesis
 from seqloom.generation.loading import load_ensemble
 from seqloom.generation.output import hypothesis_lines, load_align_dict, post_process_prediction
+from seqloom.generation.parallel import in_order_on_threads
 from seqloom.generation.runtime import (
     TextCodec,
     build_generator,
@@ -51,6 +54,7 @@ SPEC = CommandSpec(
         ("dataset", DatasetConfig),
         ("generation", GenerationConfig),
         ("scoring", ScoringConfig),
+        ("decoding", DecodeThreadsConfig),
     ),
     selectors={"task": "translation", "tokenizer": None, "bpe": None},
 )
@@ -125,12 +129,21 @@ def run(args: ParsedArgs, out: TextIO) -> int:
                           unk=task.target_dictionary.unk())  # fmt: skip
     totals = Totals()
     align_dict = load_align_dict(gen.replace_unk)
-    for sample in progress_bar(batches, common):
-        if "net_input" not in sample:  # an empty batch (this shard has fewer batches than others)
-            continue
+    prefix_token = getattr(task, "inference_prefix_token", None)
+    samples = (sample for sample in progress_bar(batches, common) if "net_input" in sample)  # (a shard may lack one)
+    workers = decode_threads(args, generator, device)
+    done: Iterator[tuple[Any, list[list[Hypothesis]] | None]] = ((sample, None) for sample in samples)
+    if len(workers) > 1:
         start = time.perf_counter()
-        hyps = run_inference(generator, sample, gen, device, prefix_token=getattr(task, "inference_prefix_token", None))
-        totals.seconds += time.perf_counter() - start
+        done = in_order_on_threads(samples, lambda g, s: run_inference(g, s, gen, device, prefix_token=prefix_token),
+                                   workers)  # fmt: skip
+    for sample, hyps in done:
+        if hyps is None:
+            start = time.perf_counter()
+            hyps = run_inference(generator, sample, gen, device, prefix_token=prefix_token)
+            totals.seconds += time.perf_counter() - start
+        else:  # wall-clock time, printing included: the threads overlap
+            totals.seconds = time.perf_counter() - start
         totals.tokens += sum(len(h[0].tokens) for h in hyps)
         totals.sentences += len(hyps)
         totals.has_target = sample.get("target") is not None
@@ -138,6 +151,22 @@ def run(args: ParsedArgs, out: TextIO) -> int:
                     strip=strip)  # fmt: skip
     report(totals, args, scorer, out)
     return 0
+
+
+def decode_threads(args: ParsedArgs, generator: Any, device: torch.device) -> list[Any]:
+    """The generators of ``--decode-threads`` threads (``[generator]`` and more of its kind), or ``[generator]``
+    alone where threads would not help or would change the output: off the CPU, and with random draws
+    (sampling, retained dropout), whose order the threads would make arbitrary."""
+    wanted, gen = args["decoding"].decode_threads, args["generation"]
+    if wanted < 1:
+        raise ValueError(f"--decode-threads must be at least 1 (got {wanted})")
+    if wanted == 1:
+        return [generator]
+    if device.type != "cpu" or gen.sampling or gen.retain_dropout or not isinstance(generator, SequenceGenerator):
+        logger.info("--decode-threads %d: decoding one batch at a time (GPU, sampling, retained dropout or "
+                    "--score-reference)", wanted)  # fmt: skip
+        return [generator]
+    return [generator] + [generator.replica() for _ in range(wanted - 1)]
 
 
 def batching_options(data: DatasetConfig, common: CommonConfig, task: Any, models: list[Any]) -> Any:

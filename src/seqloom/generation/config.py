@@ -102,3 +102,15 @@ class InteractiveConfig:
 
     buffer_size: int = field(0, help="read this many sentences into a buffer before processing them (0 means 1)")
     input: str = field("-", help="file to read from; - for stdin")
+
+
+@dataclass(kw_only=True)
+class DecodeThreadsConfig:
+    """seqloom's own option of ``seqloom generate`` (fairseq has none like it)."""
+
+    decode_threads: int = field(
+        1,
+        help="on the CPU, translate this many batches at once, each on its own thread with an equal share of "
+        "the intra-op threads (faster for small models, whose decoding steps are mostly per-op overhead; holds "
+        "that many batches in memory); 1: one batch at a time on all threads",
+    )

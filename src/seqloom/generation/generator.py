@@ -8,6 +8,7 @@ hypotheses are finalized (or at ``max_len``) and leaves the batch.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -51,6 +52,14 @@ class SequenceGenerator:
         )  # fmt: skip
         self.need_attn = cfg.print_alignment is not None or cfg.replace_unk is not None
         self._aranges: dict[tuple[int, torch.device], Tensor] = {}
+        self._made_with = (tgt_dict, search, lm_model)
+
+    def replica(self) -> SequenceGenerator:
+        """A generator of the same models and options with state of its own (a generator keeps per-batch
+        state while it runs, so concurrent batches each need one)."""
+        tgt_dict, search, lm_model = self._made_with
+        return SequenceGenerator(self.models, tgt_dict, self.cfg, search=copy.deepcopy(search), lm_model=lm_model,
+                                 eos=self.eos)  # fmt: skip
 
     def _arange(self, n: int, device: torch.device) -> Tensor:
         """``arange(n)`` on ``device``, made once per size (the loop asks for a few sizes at every step)."""
