@@ -123,3 +123,9 @@ def test_decode_threads_print_what_one_thread_prints(fairseq_fixtures, capsys) -
     assert capsys.readouterr().out == sampled
     assert generate(argv(fairseq_fixtures, "--decode-threads", "0")) == 1
     assert "--decode-threads must be at least 1" in capsys.readouterr().err
+
+
+def test_wer_closing_line(fairseq_fixtures, capsys) -> None:
+    assert generate(argv(fairseq_fixtures, "--beam", "2", "--scoring", "wer", "--post-process", "subword_nmt")) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.startswith("Generate test with beam=2: WER: ") and 0 < float(last.split()[-1]) < 200

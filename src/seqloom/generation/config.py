@@ -90,10 +90,16 @@ class CommonEvalConfig:
 class ScoringConfig:
     """The metric of the closing line (fairseq's ``--scoring`` and its options)."""
 
-    scoring: Literal["bleu", "sacrebleu", "chrf"] = field("bleu", help="the metric of the closing line")
+    scoring: Literal["bleu", "sacrebleu", "chrf", "wer"] = field("bleu", help="the metric of the closing line")
     sacrebleu_tokenizer: str = field("13a", help="sacrebleu tokenizer (--scoring sacrebleu)")
     sacrebleu_lowercase: bool = field(False, help="lowercase before sacrebleu scoring")
     sacrebleu_char_level: bool = field(False, help="character-level sacrebleu scoring")
+    wer_tokenizer: Literal["none", "13a", "intl", "zh", "ja-mecab"] = field(
+        "none", help="sacreBLEU tokenizer to use for evaluation (--scoring wer)"
+    )
+    wer_remove_punct: bool = field(False, help="remove punctuation (--scoring wer)")
+    wer_char_level: bool = field(False, help="evaluate at character level (--scoring wer)")
+    wer_lowercase: bool = field(False, help="lowercasing (--scoring wer)")
 
 
 @dataclass(kw_only=True)

@@ -2,12 +2,13 @@
 
 ``bleu`` is fairseq's own BLEU on token ids (its C extension, reimplemented): leading pads and trailing
 eos/pads are trimmed (one token always stays), reference unks never match, n-gram matches are clipped.
-``sacrebleu`` and ``chrf`` score detokenized strings with sacrebleu.
+``sacrebleu`` and ``chrf`` score detokenized strings with sacrebleu, ``wer`` with ``editdistance``.
 """
 
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -159,11 +160,55 @@ class ChrfScorer:
         return self.sacrebleu.corpus_chrf(self.preds, [self.refs]).format()
 
 
+class WerScorer:
+    """``--scoring wer``: word error rate in percent, the word-level edit distance of the detokenized strings
+    over the reference's word count, after fairseq's evaluation tokenizer: a sacrebleu tokenizer
+    (``--wer-tokenizer``), then ``--wer-remove-punct``, ``--wer-char-level`` and ``--wer-lowercase``."""
+
+    SPACE_ESCAPE = chr(9601)  # what a space becomes at character level
+
+    def __init__(self, cfg: ScoringConfig) -> None:
+        try:
+            import editdistance
+        except ImportError as err:
+            raise ImportError("--scoring wer needs the editdistance package: pip install 'seqloom[wer]'") from err
+        import sacrebleu
+
+        self.edit_distance = editdistance.eval
+        self.tokenize = sacrebleu.BLEU(tokenize=cfg.wer_tokenizer).tokenizer
+        self.cfg = cfg
+        self.distance = 0
+        self.ref_length = 0
+
+    def _words(self, text: str) -> list[str]:
+        text = self.tokenize(text)
+        if self.cfg.wer_remove_punct:  # tokens made only of punctuation go, empty ones (double spaces) too
+            text = " ".join(t for t in text.split(" ") if not all(unicodedata.category(c)[0] == "P" for c in t))
+        if self.cfg.wer_char_level:
+            text = " ".join(text.replace(" ", self.SPACE_ESCAPE))
+        if self.cfg.wer_lowercase:
+            text = text.lower()
+        return text.split()
+
+    def add_string(self, ref: str, pred: str) -> None:
+        ref_words = self._words(ref)
+        self.distance += self.edit_distance(ref_words, self._words(pred))
+        self.ref_length += len(ref_words)
+
+    def score(self, order: int = 4) -> float:
+        return 100.0 * self.distance / self.ref_length if self.ref_length > 0 else 0.0
+
+    def result_string(self, order: int = 4) -> str:
+        return f"WER: {self.score():.2f}"
+
+
 def build_scorer(
     cfg: ScoringConfig, *, pad: int = 1, eos: int = 2, unk: int = 3
-) -> BleuScorer | SacrebleuScorer | ChrfScorer:
+) -> BleuScorer | SacrebleuScorer | ChrfScorer | WerScorer:
     if cfg.scoring == "sacrebleu":
         return SacrebleuScorer(cfg)
     if cfg.scoring == "chrf":
         return ChrfScorer()
+    if cfg.scoring == "wer":
+        return WerScorer(cfg)
     return BleuScorer(pad=pad, eos=eos, unk=unk)
