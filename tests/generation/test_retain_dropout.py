@@ -57,3 +57,40 @@ def test_generate_with_retained_decoder_dropout_varies(fairseq_fixtures: Path, c
     assert hypotheses() == plain
     kept = hypotheses("--retain-dropout", "--retain-dropout-modules", "TransformerDecoderLayerBase")
     assert len(kept) == len(plain) and kept != plain
+
+
+def test_retained_dropout_leaves_layerdrop_off() -> None:
+    """fairseq keeps the model in eval mode under --retain-dropout (only its dropout modules apply), so
+    LayerDrop, which follows that mode, never drops a layer while generating; training still drops them."""
+    import torch
+
+    from seqloom.models.transformer import TransformerConfig, build_model
+
+    class Vocab:
+        def __len__(self) -> int:
+            return 20
+
+        def pad(self) -> int:
+            return 1
+
+    torch.manual_seed(0)
+    cfg = TransformerConfig(encoder_embed_dim=16, encoder_ffn_embed_dim=32, encoder_layers=3, encoder_attention_heads=2,
+                            decoder_layers=3, decoder_attention_heads=2, encoder_layerdrop=0.5, decoder_layerdrop=0.5)  # fmt: skip
+    model = build_model(cfg, Vocab(), Vocab())
+    calls = []
+    for layer in [*model.encoder.layers, *model.decoder.layers]:
+        layer.register_forward_hook(lambda module, args, out: calls.append(module))
+    src, prev = torch.tensor([[5, 6, 7, 2]]), torch.tensor([[2, 5, 6]])
+    for modules in (None, "TransformerDecoder,TransformerEncoder"):
+        apply_retain_dropout(model, True, modules)
+        calls.clear()
+        with torch.no_grad():
+            for _ in range(20):
+                model(src, None, prev)
+        assert len(calls) == 20 * 6, modules  # every layer, every time
+    apply_retain_dropout(model, False, None)
+    model.train()
+    calls.clear()
+    for _ in range(20):
+        model(src, None, prev)
+    assert len(calls) < 20 * 6  # training: LayerDrop drops some

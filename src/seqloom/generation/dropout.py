@@ -38,8 +38,14 @@ def parse_modules(value: str | None) -> list[str] | None:
 
 
 def apply_retain_dropout(model: nn.Module, retain: bool, modules: str | None) -> None:
-    """Eval mode, except the dropout ``--retain-dropout`` keeps (in the modules named, or everywhere)."""
+    """Eval mode, except the dropout ``--retain-dropout`` keeps (in the modules named, or everywhere).
+
+    LayerDrop stays off either way: fairseq keeps the model in eval mode and only lets its dropout modules
+    apply during inference, and its LayerDrop follows the eval mode."""
     names = parse_modules(modules)
+    for module in model.modules():
+        if hasattr(module, "retains_dropout"):
+            setattr(module, "retains_dropout", retain)  # noqa: B010 (a plain attribute of the layer stacks)
     if not retain:
         model.eval()
         return

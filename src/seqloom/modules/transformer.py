@@ -117,6 +117,7 @@ class TransformerEncoder(nn.Module):
         self.embed_scale = embed_scale
         self.dropout = dropout
         self.layerdrop = layerdrop
+        self.retains_dropout = False  # --retain-dropout: dropout in train mode while generating, LayerDrop off
         self.max_source_positions = max_source_positions
         self.checkpoint_activations = checkpoint_activations
 
@@ -137,7 +138,8 @@ class TransformerEncoder(nn.Module):
         x = self.embed(src_tokens)
         if has_pads:
             x = x * (1 - pad.unsqueeze(-1).type_as(x))  # zero the padding rows, as fairseq
-        for layer, run in zip(self.layers, layers_to_run(len(self.layers), self.layerdrop, self.training)):
+        run_these = layers_to_run(len(self.layers), self.layerdrop, self.training and not self.retains_dropout)
+        for layer, run in zip(self.layers, run_these):
             if run:
                 x = run_layer(
                     layer, x, pad if has_pads else None, checkpoint=self.checkpoint_activations and self.training
@@ -190,6 +192,7 @@ class TransformerDecoder(nn.Module):
         self.embed_scale = embed_scale
         self.dropout = dropout
         self.layerdrop = layerdrop
+        self.retains_dropout = False  # --retain-dropout: dropout in train mode while generating, LayerDrop off
         self.max_target_positions = max_target_positions
         self.checkpoint_activations = checkpoint_activations
         self.alignment_layer, self.alignment_heads = alignment_layer, alignment_heads
@@ -243,7 +246,7 @@ class TransformerDecoder(nn.Module):
         aligned = len(self.layers) - 1 if self.alignment_layer is None else self.alignment_layer
         if cache is not None and self._decodes_in_steps(tokens, enc, cache):
             return self._decode_step(x, enc, enc_pad, self_padding, cache, need_attn=need_attn, aligned=aligned)
-        run = layers_to_run(len(self.layers), self.layerdrop, self.training)
+        run = layers_to_run(len(self.layers), self.layerdrop, self.training and not self.retains_dropout)
         for idx, layer in enumerate(self.layers):
             if not run[idx]:
                 continue
