@@ -9,8 +9,6 @@ and counts how many it has handed out. ``state_dict()`` is fairseq's ``extra_sta
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -29,55 +27,6 @@ class _Batches(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> Any:
         return self.collate_fn([self.dataset[int(j)] for j in self.batches[i]])
-
-
-_DONE = object()
-
-
-def prefetched(items: Iterator[Any], depth: int = 1) -> Iterator[Any]:
-    """``items`` in order, each made ahead on a background thread (``depth`` waiting at most).
-
-    Batches are collated and noised in Python and numpy, which hold the GIL, while a training step is mostly
-    kernels, which release it: with the next batch made meanwhile, ``--num-workers 0`` no longer pauses the
-    step for it. The batches are the same (the datasets draw their noise from seeds of their own, not from
-    a shared random state). An error in making one is raised here, when that batch is asked for.
-    """
-    ready: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def make() -> None:
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        ready.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-        except BaseException as err:  # handed to the consumer, raised at the batch that failed
-            ready.put(_Failed(err))
-            return
-        ready.put(_DONE)
-
-    thread = threading.Thread(target=make, name="seqloom-batches", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = ready.get()
-            if item is _DONE:
-                return
-            if isinstance(item, _Failed):
-                raise item.error
-            yield item
-    finally:  # also when the consumer stops early (an update limit mid-epoch): the thread ends too
-        stop.set()
-
-
-class _Failed:
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
 
 
 class EpochIterator:
@@ -184,8 +133,6 @@ class EpochBatchIterator:
         if offset >= len(batches):
             return EpochIterator(None, len(batches), len(batches))
         data = _Batches(self.dataset, batches, self.collate_fn)
-        if self.num_workers == 0:  # no worker processes: the next batch is made on a thread meanwhile
-            return EpochIterator(prefetched(data[i] for i in range(offset, len(batches))), len(batches), offset)
         loader = torch.utils.data.DataLoader(
             data,
             batch_size=None,
