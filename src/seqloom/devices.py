@@ -1,5 +1,6 @@
 """Where the commands run: fairseq's rule (the GPU when CUDA is available, unless ``--cpu``).
 
+On the CPU, freed tensor memory stays in the process heap for the next step (:mod:`seqloom.heap`).
 On CUDA, cuDNN's attention kernel is turned off for the process. ``F.scaled_dot_product_attention`` prefers
 it for bf16/fp16 on Hopper GPUs, but it builds an execution plan for every new input shape: on an H100 with
 torch 2.11 each attention call of a bf16 training run cost about 15 ms of CPU time, because token-budget
@@ -11,10 +12,14 @@ from __future__ import annotations
 
 import torch
 
+from seqloom.heap import keep_freed_memory
+
 
 def select_device(*, cpu: bool, index: int | None = None) -> torch.device:
-    """``cuda`` (or ``cuda:index``) when CUDA is available and ``cpu`` is False; else ``cpu``."""
+    """``cuda`` (or ``cuda:index``) when CUDA is available and ``cpu`` is False; else ``cpu`` (whose runs
+    keep freed memory in the heap: :mod:`seqloom.heap`)."""
     if cpu or not torch.cuda.is_available():
+        keep_freed_memory()
         return torch.device("cpu")
     avoid_per_shape_attention_plans()
     return torch.device("cuda", index) if index is not None else torch.device("cuda")

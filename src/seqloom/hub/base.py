@@ -27,6 +27,7 @@ from seqloom.devices import avoid_per_shape_attention_plans
 from seqloom.generation.config import GenerationConfig
 from seqloom.generation.constraint_states import pack_constraints
 from seqloom.generation.hypotheses import Hypothesis
+from seqloom.heap import keep_freed_memory
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +76,7 @@ class GeneratorHubInterface(nn.Module):
         # follows .to()/.half(): tells the device and dtype the models live on
         self.register_buffer("_float_tensor", torch.tensor([0.0]), persistent=False)
         self.eval()
+        keep_freed_memory()  # hubs start on the CPU (seqloom.heap)
 
     @property
     def model(self) -> nn.Module:
