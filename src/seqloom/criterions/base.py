@@ -18,7 +18,11 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypedDict, cast
 
+import torch
 from torch import Tensor, nn
+
+from seqloom.criterions.vocab_loss import smoothed_cross_entropy, vocab_cross_entropy
+from seqloom.modules.transformer import OutputFeatures
 
 
 class LoggingOutput(TypedDict, total=False):
@@ -52,6 +56,15 @@ def perplexity(loss_base2: float, *, decimals: int = 2) -> float:
         return round(2**loss_base2, decimals)
     except OverflowError:
         return math.inf
+
+
+def parameters_are_sharded(model: nn.Module) -> bool:
+    """Whether FSDP wraps ``model`` (its gathered parameters do not outlive ``forward``)."""
+    if not torch.distributed.is_available():
+        return False
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule)
 
 
 def reduce_counts(logging_outputs: Sequence[LoggingOutput | dict[str, Any]]) -> dict[str, float]:
@@ -101,6 +114,19 @@ class Criterion(nn.Module):
         if not getattr(model, "supports_output_mask", False):
             return None
         return model(**sample["net_input"], output_mask=keep).logits
+
+    def target_loss(self, model: nn.Module, sample: dict[str, Any], keep: Tensor, epsilon: float
+                    ) -> tuple[Tensor, Tensor] | None:  # fmt: skip
+        """(label-smoothed loss, nll loss) of the targets at the True positions of ``keep`` ``(B, T)``, summed,
+        with the vocabulary product fused into the loss (:mod:`seqloom.criterions.vocab_loss`); None when the
+        model does not hand out its features (no ``supports_output_features``) or shards its parameters
+        (FSDP frees the gathered weight once ``forward`` returns)."""
+        if not getattr(model, "supports_output_features", False) or parameters_are_sharded(model):
+            return None
+        out = model(**sample["net_input"], output_mask=keep, project=False)
+        if not isinstance(out, OutputFeatures):  # e.g. an output layer that is not a plain matrix
+            return smoothed_cross_entropy(out.logits, sample["target"][keep], epsilon)
+        return vocab_cross_entropy(out.features, out.weight, sample["target"][keep], epsilon)
 
     @staticmethod
     def reduce_metrics(logging_outputs: Sequence[LoggingOutput | dict[str, Any]]) -> dict[str, float]:

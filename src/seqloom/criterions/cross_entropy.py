@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from seqloom import registry
 from seqloom.criterions.base import LN2, Criterion, LoggingOutput, log_sum, perplexity, reduce_counts
-from seqloom.criterions.label_smoothed_cross_entropy import smoothed_cross_entropy
+from seqloom.criterions.vocab_loss import smoothed_cross_entropy
 
 
 @dataclass(kw_only=True)
@@ -27,8 +27,11 @@ class CrossEntropyCriterion(Criterion):
 
     def forward(self, model: nn.Module, sample: dict[str, Any]) -> tuple[Tensor, int, LoggingOutput]:
         keep = self.scored_positions(sample["target"])  # (B, T)
-        logits = self.target_logits(model, sample, keep)  # (N, V), or None
-        if logits is not None:
+        fused = self.target_loss(model, sample, keep, 0.0)
+        logits = self.target_logits(model, sample, keep) if fused is None else None  # (N, V), or None
+        if fused is not None:
+            loss = fused[0]
+        elif logits is not None:
             loss, _ = smoothed_cross_entropy(logits, sample["target"][keep], 0.0)
         else:
             lprobs = self.lprobs(model, sample)  # (B, T, V)

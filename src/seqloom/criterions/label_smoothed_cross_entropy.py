@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from seqloom import registry
@@ -29,6 +28,7 @@ from seqloom.criterions.base import (
     reduce_accuracy,
     reduce_counts,
 )
+from seqloom.criterions.vocab_loss import smoothed_cross_entropy
 
 
 @dataclass(kw_only=True)
@@ -60,59 +60,6 @@ def label_smoothed_nll_loss(
     return loss, nll_loss
 
 
-class _SmoothedCrossEntropy(torch.autograd.Function):
-    """:func:`label_smoothed_nll_loss` of ``log_softmax(logits)``, differentiated by hand.
-
-    Forward keeps one ``(N, V)`` buffer, ``e = exp(logits - max)``, with its row sums ``s``: the loss needs
-    only ``log s``, and backward turns ``e`` into the gradient in place,
-    ``d loss / d logits = (a + eps_i V) e / s - a onehot(target) - eps_i`` with ``a = 1 - eps - eps_i``
-    (``softmax - onehot`` for the nll). One exponential per logit and no ``(N, V)`` temporaries, which
-    matters with a 50k vocabulary (BART), where each such pass costs as much as the rest of the step.
-    The gradient can be taken once (a second ``backward`` through it raises, as the buffer was reused).
-    """
-
-    @staticmethod
-    def forward(ctx: Any, logits: Tensor, target: Tensor, epsilon: float) -> tuple[Tensor, Tensor]:
-        x = logits.float()  # (N, V), possibly a column slice of a wider buffer
-        top = x.amax(-1, keepdim=True)  # (N, 1)
-        e = torch.sub(x, top).exp_()  # (N, V)
-        sums = e.sum(-1, keepdim=True)  # (N, 1)
-        lse = sums.log().add_(top).squeeze(-1)  # (N,) log sum_v exp(logits)
-        nll = (lse - x.gather(-1, target.unsqueeze(-1)).squeeze(-1)).sum()
-        v = x.size(-1)
-        eps_i = epsilon / (v - 1)
-        loss = (1.0 - epsilon - eps_i) * nll
-        if epsilon > 0:
-            loss = loss + eps_i * (v * lse.sum() - x.sum())  # smooth = -sum_v log p(v)
-        ctx.save_for_backward(e, sums, target)
-        ctx.epsilon, ctx.in_dtype = epsilon, logits.dtype
-        return loss, nll
-
-    @staticmethod
-    def backward(ctx: Any, grad_loss: Tensor, grad_nll: Tensor) -> tuple[Tensor, None, None]:
-        grad, sums, target = ctx.saved_tensors
-        v = grad.size(-1)
-        eps_i = ctx.epsilon / (v - 1)
-        a = 1.0 - ctx.epsilon - eps_i
-        scale = grad_loss * (a + eps_i * v) + grad_nll  # 0-d; exactly 1 for a plain cross-entropy's loss.backward()
-        grad.mul_(scale / sums)  # softmax, scaled, in the saved buffer
-        if eps_i > 0:
-            grad.sub_(grad_loss * eps_i)
-        gold = -(grad_loss * a + grad_nll)  # 0-d
-        grad.scatter_add_(-1, target.unsqueeze(-1), gold.to(grad.dtype).expand(target.numel(), 1))
-        return grad.to(ctx.in_dtype), None, None
-
-
-def smoothed_cross_entropy(logits: Tensor, target: Tensor, epsilon: float) -> tuple[Tensor, Tensor]:
-    """(smoothed loss, nll loss) summed over all rows of ``logits`` ``(N, V)`` against ``target`` ``(N,)``.
-
-    Equal to ``label_smoothed_nll_loss(log_softmax(logits), target, epsilon)`` (natural log, float32), in
-    less time and memory; ``epsilon = 0`` gives plain cross-entropy twice.
-    """
-    loss, nll = _SmoothedCrossEntropy.apply(logits, target, epsilon)
-    return loss, nll
-
-
 @registry.CRITERIONS.register("label_smoothed_cross_entropy", config=LabelSmoothedCrossEntropyConfig)
 class LabelSmoothedCrossEntropyCriterion(Criterion):
     def __init__(
@@ -136,8 +83,12 @@ class LabelSmoothedCrossEntropyCriterion(Criterion):
 
     def forward(self, model: nn.Module, sample: dict[str, Any]) -> tuple[Tensor, int, LoggingOutput]:
         keep = self.scored_positions(sample["target"], self.cfg.ignore_prefix_size)  # (B, T)
-        logits = self.target_logits(model, sample, keep)  # (N, V), or None
-        if logits is not None:
+        # without the logits (fused into the loss) unless accuracy is counted from them
+        fused = None if self.cfg.report_accuracy else self.target_loss(model, sample, keep, self.cfg.label_smoothing)
+        logits = self.target_logits(model, sample, keep) if fused is None else None  # (N, V), or None
+        if fused is not None:
+            loss, nll_loss = fused
+        elif logits is not None:
             target = sample["target"][keep]  # (N,)
             loss, nll_loss = smoothed_cross_entropy(logits, target, self.cfg.label_smoothing)
             scores = logits

@@ -60,6 +60,16 @@ class DecoderOut:
     padded: PaddedLogits | None = None  # decoding only: the logits inside a -inf-padded buffer (log_softmax it)
 
 
+@dataclass
+class OutputFeatures:
+    """A decoder's output before its vocabulary projection (``forward(..., project=False)``): the features at
+    the scored positions and the matrix whose product with them gives the logits, so that a criterion can
+    fuse the product with its loss (:mod:`seqloom.criterions.vocab_loss`)."""
+
+    features: Tensor  # (N, C)
+    weight: Tensor  # (V, C): logits = features @ weight.T
+
+
 def project_vocab(projection: nn.Module, x: Tensor, attn: Tensor | None, cache: KVCache | None) -> DecoderOut:
     """The decoder's output: ``projection(x)``; while decoding with a cache, padded logits where they pay."""
     if cache is not None and isinstance(projection, VocabProjection):
@@ -312,15 +322,20 @@ class TransformerDecoder(nn.Module):
         cache: KVCache | None = None,
         need_attn: bool = False,
         output_mask: Tensor | None = None,
-    ) -> DecoderOut:
+        project: bool = True,
+    ) -> DecoderOut | OutputFeatures:
         """``tokens`` ``(B, T)`` (with a cache: only the newest, usually ``(B, 1)``) -> :class:`DecoderOut`.
 
         ``output_mask`` ``(B, T)`` bool projects only those positions: logits ``(N, V)`` for its ``N`` True
-        entries in row-major order (training skips the padding's share of the largest product).
+        entries in row-major order (training skips the padding's share of the largest product). With it,
+        ``project=False`` returns :class:`OutputFeatures` instead, where the output layer is a plain
+        vocabulary matrix.
         """
         x, attn = self.extract_features(tokens, encoder_out, cache=cache, need_attn=need_attn)
         if output_mask is not None:
             x = x[output_mask]  # (N, C)
+            if not project and isinstance(self.output_projection, VocabProjection):
+                return OutputFeatures(x, self.output_projection.weight)
         return project_vocab(self.output_projection, x, attn, cache)
 
     def new_cache(self, batch_size: int, max_len: int) -> KVCache:

@@ -19,7 +19,14 @@ from seqloom.models.bart.config import BARTConfig
 from seqloom.models.transformer.model import TransformerModel
 from seqloom.modules.activations import activation_fn
 from seqloom.modules.masks import padding_mask
-from seqloom.modules.transformer import DecoderOut, EncoderOut, TransformerDecoder, TransformerEncoder, run_layer
+from seqloom.modules.transformer import (
+    DecoderOut,
+    EncoderOut,
+    OutputFeatures,
+    TransformerDecoder,
+    TransformerEncoder,
+    run_layer,
+)
 from seqloom.modules.transformer_layers import dropout
 
 logger = logging.getLogger(__name__)
@@ -124,12 +131,14 @@ class BARTModel(TransformerModel):
         features_only: bool = False,
         classification_head_name: str | None = None,
         output_mask: Tensor | None = None,
-    ) -> DecoderOut:
-        """Logits ``(B, T, V)`` (``(N, V)`` at the True positions of ``output_mask`` ``(B, T)``);
-        ``features_only``: features ``(B, T, C)`` in ``logits``; with a head name, the head's
-        ``(B, num_classes)`` scores of each row's last ``</s>`` representation."""
+        project: bool = True,
+    ) -> DecoderOut | OutputFeatures:
+        """Logits ``(B, T, V)`` (``(N, V)`` at the True positions of ``output_mask`` ``(B, T)``, or with
+        ``project=False`` :class:`OutputFeatures` there); ``features_only``: features ``(B, T, C)`` in
+        ``logits``; with a head name, the head's ``(B, num_classes)`` scores of each row's last ``</s>``
+        representation."""
         if classification_head_name is None and not features_only:
-            return self.decoder(prev_output_tokens, self.encode(src_tokens), output_mask=output_mask)
+            return self.decoder(prev_output_tokens, self.encode(src_tokens), output_mask=output_mask, project=project)
         x = self.features(src_tokens, prev_output_tokens).features  # (B, T, C)
         if classification_head_name is not None:
             if classification_head_name not in self.classification_heads:

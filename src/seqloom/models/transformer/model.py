@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from seqloom.models.transformer.config import TransformerConfig
 from seqloom.modules.kv_cache import KVCache
-from seqloom.modules.transformer import DecoderOut, EncoderOut, TransformerDecoder, TransformerEncoder
+from seqloom.modules.transformer import DecoderOut, EncoderOut, OutputFeatures, TransformerDecoder, TransformerEncoder
 
 
 class TransformerModel(nn.Module):
@@ -52,8 +52,10 @@ class TransformerModel(nn.Module):
         """An empty :class:`KVCache` for ``batch_size`` rows and up to ``max_len`` decoding steps."""
         return self.decoder.new_cache(batch_size, max_len)
 
-    # forward takes ``output_mask`` (criterions then project only the target positions)
+    # forward takes ``output_mask`` (criterions then project only the target positions), and ``project=False``
+    # with it (criterions then fuse the vocabulary product with their loss)
     supports_output_mask = True
+    supports_output_features = True
     # ``decode`` accepts an encoder output with one row per g decoder rows (beam search's K hypotheses of
     # a sentence share it), see :class:`seqloom.modules.attention.MultiheadAttention`
     shares_source_across_beams = True
@@ -66,18 +68,20 @@ class TransformerModel(nn.Module):
         *,
         output_mask: Tensor | None = None,
         need_attn: bool = False,
-    ) -> DecoderOut:
+        project: bool = True,
+    ) -> DecoderOut | OutputFeatures:
         """Teacher-forced forward: ``(B, S)`` sources, ``(B, T)`` shifted targets -> logits ``(B, T, V)``,
         or ``(N, V)`` at the ``N`` True positions of ``output_mask`` ``(B, T)``.
 
         ``need_attn`` also returns the alignment layer's cross-attention ``(B, T, S)``; with
         ``--full-context-alignment`` it comes from a second decoder pass without the causal mask, as fairseq's
         transformer_align computes it. ``src_lengths`` is accepted for fairseq's calling convention; padding
-        comes from the tokens.
+        comes from the tokens. ``project=False`` (with ``output_mask``) returns :class:`OutputFeatures`.
         """
         encoder_out = self.encode(src_tokens)
-        out = self.decoder(prev_output_tokens, encoder_out, output_mask=output_mask, need_attn=need_attn)
-        if need_attn and self.cfg.full_context_alignment:
+        out = self.decoder(prev_output_tokens, encoder_out, output_mask=output_mask, need_attn=need_attn,
+                           project=project)  # fmt: skip
+        if need_attn and isinstance(out, DecoderOut) and self.cfg.full_context_alignment:
             _, out.attn = self.decoder.extract_features(prev_output_tokens, encoder_out, need_attn=True,
                                                         full_context=True)  # fmt: skip
         return out

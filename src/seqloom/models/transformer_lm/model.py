@@ -21,12 +21,13 @@ from seqloom.modules.kv_cache import KVCache
 from seqloom.modules.transformer import (
     DecoderOut,
     EncoderOut,
+    OutputFeatures,
     PositionalEmbedding,
     TransformerDecoder,
     project_vocab,
 )
 from seqloom.modules.transformer_layers import TransformerDecoderLayer
-from seqloom.modules.vocab_projection import vocab_logits
+from seqloom.modules.vocab_projection import VocabProjection, vocab_logits
 
 
 @contextmanager
@@ -93,7 +94,8 @@ class LMDecoder(TransformerDecoder):
         cache: KVCache | None = None,
         need_attn: bool = False,
         output_mask: Tensor | None = None,
-    ) -> DecoderOut:
+        project: bool = True,
+    ) -> DecoderOut | OutputFeatures:
         if self.output_projection is None:
             if output_mask is not None:
                 raise ValueError("an adaptive softmax decoder returns features for every position (no output_mask)")
@@ -102,7 +104,10 @@ class LMDecoder(TransformerDecoder):
         n = tokens.numel() if output_mask is None else int(output_mask.sum())
         if self.project_out_dim is None or not self._fold_is_cheaper(n):
             x, _ = self.extract_features(tokens, None, cache=cache)  # (B, T, C_out)
-            x = x if output_mask is None else x[output_mask]  # (N, C_out)
+            if output_mask is not None:
+                x = x[output_mask]  # (N, C_out)
+                if not project and isinstance(self.output_projection, VocabProjection):
+                    return OutputFeatures(x, self.output_projection.weight)
             return project_vocab(self.output_projection, x, None, cache)
         # project_out_dim (C -> C_out) then the vocabulary (C_out -> V), e.g. transformer_lm's 512-wide default
         # output, as one (V, C) product: no dropout lies between them, and gradients reach both weights
@@ -110,6 +115,8 @@ class LMDecoder(TransformerDecoder):
             x, _ = self.extract_features(tokens, None, cache=cache)  # (B, T, C)
         x = x if output_mask is None else x[output_mask]  # (N, C)
         fold = self.output_projection.weight @ cast(nn.Linear, project_out).weight  # (V, C)
+        if not project and output_mask is not None:
+            return OutputFeatures(x, fold)
         return DecoderOut(logits=vocab_logits(x, fold), attn=None)
 
     def _fold_is_cheaper(self, n: int) -> bool:
@@ -180,12 +187,21 @@ class TransformerLM(nn.Module):
         """Whether ``forward`` takes ``output_mask`` (not with an adaptive softmax, which needs every position)."""
         return self.decoder.adaptive_softmax is None
 
+    # forward(..., output_mask=..., project=False) returns OutputFeatures (criterions fuse the last product)
+    supports_output_features = True
+
     def forward(
-        self, src_tokens: Tensor, src_lengths: Tensor | None = None, *, output_mask: Tensor | None = None
-    ) -> DecoderOut:
+        self,
+        src_tokens: Tensor,
+        src_lengths: Tensor | None = None,
+        *,
+        output_mask: Tensor | None = None,
+        project: bool = True,
+    ) -> DecoderOut | OutputFeatures:
         """Teacher-forced forward over ``src_tokens`` ``(B, T)`` (right-padded) -> scores ``(B, T, V)``, or
-        ``(N, V)`` at the ``N`` True positions of ``output_mask`` ``(B, T)``."""
-        return self.decoder(src_tokens, None, output_mask=output_mask)
+        ``(N, V)`` at the ``N`` True positions of ``output_mask`` ``(B, T)`` (or, with ``project=False``,
+        :class:`OutputFeatures` there)."""
+        return self.decoder(src_tokens, None, output_mask=output_mask, project=project)
 
     def get_normalized_probs(self, logits: Tensor, log_probs: bool = True, *, target: Tensor | None = None) -> Tensor:
         """Float32 (log-)probabilities ``(B, T, V)``, natural log.
