@@ -219,6 +219,23 @@ def test_two_gloo_processes_equal_one_process_with_update_freq_2(data_bin: Path,
     assert (a["args"].distributed_world_size, b["args"].distributed_world_size) == (1, 2)
 
 
+def test_ddp_with_find_unused_parameters_and_an_output_matrix_of_its_own(data_bin: Path, tmp_path: Path) -> None:
+    """An untied output matrix is used by the loss only when the loss fuses the vocabulary product; DDP with
+    ``--find-unused-parameters`` would then count it as unused and fail in backward. The criterion keeps the
+    product inside ``forward`` there, and the run equals one process with ``--update-freq 2``."""
+    common = ("--disable-validation", "--find-unused-parameters")
+    one = train_args(data_bin, tmp_path / "one", "--update-freq", "2", *common, dropout="0.0", max_update=3)
+    two = train_args(data_bin, tmp_path / "two", *common, dropout="0.0", max_update=3)
+    for argv in (one, two):
+        argv.remove("--share-decoder-input-output-embed")
+    train(one)
+    _torchrun(two)
+    a = load_checkpoint(tmp_path / "one" / "checkpoint_last.pt")["model"]
+    b = load_checkpoint(tmp_path / "two" / "checkpoint_last.pt")["model"]
+    assert "decoder.output_projection.weight" in a
+    _assert_same_weights(a, b)
+
+
 def _torchrun(argv: list[str]) -> str:
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port"]
     launcher += [str(_free_port()), "-m", "seqloom.train"]

@@ -119,9 +119,12 @@ class Criterion(nn.Module):
                     ) -> tuple[Tensor, Tensor] | None:  # fmt: skip
         """(label-smoothed loss, nll loss) of the targets at the True positions of ``keep`` ``(B, T)``, summed,
         with the vocabulary product fused into the loss (:mod:`seqloom.criterions.vocab_loss`); None when the
-        model does not hand out its features (no ``supports_output_features``) or shards its parameters
-        (FSDP frees the gathered weight once ``forward`` returns)."""
+        model does not hand out its features (no ``supports_output_features``) or a wrapper needs every
+        weight used inside ``forward``: FSDP frees the gathered weight once ``forward`` returns, and DDP with
+        ``--find-unused-parameters`` would take an output matrix that only the loss uses for unused."""
         if not getattr(model, "supports_output_features", False) or parameters_are_sharded(model):
+            return None
+        if getattr(model, "find_unused_parameters", False):  # DDP's own attribute
             return None
         out = model(**sample["net_input"], output_mask=keep, project=False)
         if not isinstance(out, OutputFeatures):  # e.g. an output layer that is not a plain matrix
