@@ -46,7 +46,13 @@ def fused(x: torch.Tensor, w: torch.Tensor, target: torch.Tensor, eps: float):
 
 @pytest.mark.parametrize("v", [37, 40])  # an odd vocabulary takes the padded product, a multiple of 8 not
 @pytest.mark.parametrize("eps", [0.0, 0.1])
-def test_loss_and_gradients_equal_log_softmax_of_the_product(v: int, eps: float) -> None:
+@pytest.mark.parametrize("rows", [None, 32])  # one block, or blocks of 32 rows (the last one shorter)
+def test_loss_and_gradients_equal_log_softmax_of_the_product(v: int, eps: float, rows: int | None,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    if rows is not None:
+        monkeypatch.setattr(vocab_loss, "MIN_CHUNK_ROWS", 1)
+        monkeypatch.setattr(vocab_loss, "CHUNK_BYTES", 4 * rows * (v + -v % 8))
+        assert vocab_loss.chunk_rows(90, v + -v % 8) == rows
     x, w, target = operands(90, 12, v)
     for got, want in zip(fused(x, w, target, eps), reference(x, w, target, eps)):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
