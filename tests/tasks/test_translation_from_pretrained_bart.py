@@ -7,6 +7,7 @@ task on the shared mt data (fairseq 0.12's task needed a one-line repair to run 
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from pathlib import Path
@@ -133,7 +134,7 @@ def test_eval_bleu_generates_with_the_target_language_as_eos(fairseq_fixtures: P
 def test_hub_translates_like_fairseq_interactive(fairseq_fixtures: Path, tmp_path: Path) -> None:
     """``TransformerModel.from_pretrained`` on the fine-tuned mBART checkpoint (fairseq's own hub fails on it):
     translations equal fairseq-interactive's D- lines; hypotheses end with [es]; score equals --score-reference;
-    export is refused by name."""
+    an export loads back into the same hub."""
     from seqloom.hub import TransformerModel
     from seqloom.hub.export import write_export
 
@@ -157,5 +158,13 @@ def test_hub_translates_like_fairseq_interactive(fairseq_fixtures: Path, tmp_pat
     for i, h in zip(ids, hub.score([(src[i], tgt[i]) for i in ids])):
         assert math.isclose(h.score / math.log(2), want[i], abs_tol=1e-4), i
     assert hub.score((lines[0], "Y")).positional_scores.numel() == len(hub.encode_target("Y")) + 1  # ... </s> [es]
-    with pytest.raises(ValueError, match="mBART translation models cannot be exported yet"):
-        write_export(hub, tmp_path / "out")
+    # seqloom export: safetensors, config and the plain dictionaries; loaded again (no pickle) it is the same hub
+    out = write_export(hub, tmp_path / "out")
+    config = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    assert config["task"]["_name"] == "translation_from_pretrained_bart" and config["task"]["langs"] == hub.langs
+    assert (out / "dict.en.txt").read_bytes() == (mt / "data-bin" / "dict.en.txt").read_bytes()  # without [xx]
+    again = TransformerModel.from_pretrained(str(out))
+    assert type(again) is type(hub) and len(again.src_dict) == len(hub.src_dict)
+    assert again.translate(lines, beam=5) == expected
+    torch.testing.assert_close(again.score((lines[0], "Y")).positional_scores,
+                               hub.score((lines[0], "Y")).positional_scores)  # fmt: skip

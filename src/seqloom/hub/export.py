@@ -13,16 +13,16 @@ import dataclasses
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from seqloom import __version__
 from seqloom.hub.files import FILE_OPTIONS
-from seqloom.hub.pretrained import ModelWeights, PretrainedSpec
+from seqloom.hub.mbart_translation import MBartTranslationHub
+from seqloom.hub.pretrained import PretrainedSpec
 from seqloom.hub.translation import TranslationHub
-from seqloom.models.transformer.interop import config_from_checkpoint
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -73,16 +73,31 @@ def _codec_group(spec: Any, out_dir: Path, copied: dict[str, str]) -> dict[str, 
     return group
 
 
-def _model_cfg(spec: PretrainedSpec) -> Any:
+MBART_TASK = "translation_from_pretrained_bart"
+
+
+def _model_group(hub: TranslationHub, spec: PretrainedSpec) -> dict[str, Any]:
+    """The ``model`` config group: the transformer's, or an mBART translation hub's BART config."""
+    if isinstance(hub, MBartTranslationHub):
+        cfg = cast(Any, hub.model).cfg  # the BART model's resolved BARTConfig
+        return {"_name": "bart", "arch": "bart", **dataclasses.asdict(cfg)}
     if spec.model_cfg is None:
-        raise ValueError("export takes transformer translation models only")
-    return spec.model_cfg
+        raise ValueError("export does not take BART-architecture many-to-many translation models yet")
+    return {"_name": "transformer", "arch": "transformer", **dataclasses.asdict(spec.model_cfg.resolved())}
 
 
-def export_config(spec: PretrainedSpec, tied: dict[str, str], out_dir: Path,
-                  languages: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
-    """The config.json content for ``spec`` (copies the dictionaries and codec files into ``out_dir``);
-    ``languages``: a many-to-many model's language options (its task is then ``translation_multi_simple_epoch``)."""
+def _task_group(hub: TranslationHub) -> dict[str, Any]:
+    """The ``task`` group's name and language options (many-to-many models, mBART translation)."""
+    if isinstance(hub, MBartTranslationHub):
+        return {"_name": MBART_TASK, "langs": hub.langs}
+    languages = getattr(hub, "languages", None)
+    return {"_name": "translation_multi_simple_epoch", **languages} if languages else {"_name": "translation"}
+
+
+def export_config(spec: PretrainedSpec, tied: dict[str, str], out_dir: Path, model: dict[str, Any],
+                  task: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    """The config.json content for ``spec`` (copies the dictionaries and codec files into ``out_dir``), with the
+    ``model`` group and the ``task`` group's name and language options."""
     dicts = {"source": f"dict.{spec.source_lang}.txt", "target": f"dict.{spec.target_lang}.txt"}
     shutil.copyfile(spec.src_dict_path, out_dir / dicts["source"])
     if dicts["target"] != dicts["source"]:
@@ -95,10 +110,9 @@ def export_config(spec: PretrainedSpec, tied: dict[str, str], out_dir: Path,
         "weights": WEIGHTS_FILE,
         "tied_weights": tied,
         "dictionaries": dicts,
-        "model": {"_name": "transformer", "arch": "transformer", **dataclasses.asdict(_model_cfg(spec).resolved())},
+        "model": model,
         "task": {
-            "_name": "translation_multi_simple_epoch" if languages else "translation",
-            **(languages or {}),
+            **task,
             "source_lang": spec.source_lang,
             "target_lang": spec.target_lang,
             "left_pad_source": spec.left_pad_source,
@@ -115,24 +129,25 @@ def export_config(spec: PretrainedSpec, tied: dict[str, str], out_dir: Path,
 def write_export(hub: TranslationHub, out_dir: str | Path) -> Path:
     """Writes ``hub`` (one model, loaded by ``from_pretrained``) as a self-contained directory."""
     spec = getattr(hub, "spec", None)
-    if spec is None or spec.model_cfg is None:
+    if spec is None:
         raise ValueError(
-            "export takes transformer translation models loaded by from_pretrained (which records the files the "
-            "model needs); mBART translation models cannot be exported yet"
+            "export takes translation models loaded by from_pretrained (which records the files the model needs)"
         )
     if len(hub.models) != 1:
         raise ValueError(f"export writes one model; this hub holds an ensemble of {len(hub.models)}")
+    model, task = _model_group(hub, spec), _task_group(hub)  # before writing anything
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tensors, tied = split_tied(hub.model.state_dict())
     save_file(tensors, str(out / WEIGHTS_FILE), metadata={"format": FORMAT})
-    config = export_config(spec, tied, out, getattr(hub, "languages", None))
+    config = export_config(spec, tied, out, model, task)
     (out / CONFIG_FILE).write_text(json.dumps(config, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return out
 
 
-def read_export(model_dir: Path) -> tuple[dict[str, Any], list[ModelWeights]]:
-    """The config groups and the model weights of an export (codec file options made absolute)."""
+def read_export_files(model_dir: Path) -> tuple[dict[str, Any], Path, dict[str, Tensor]]:
+    """The config groups (codec file options made absolute), the weights file and its tensors (tied names
+    restored) of an export."""
     config = json.loads((model_dir / CONFIG_FILE).read_text(encoding="utf-8"))
     version = config.get("format_version")
     if version != FORMAT_VERSION:
@@ -151,5 +166,4 @@ def read_export(model_dir: Path) -> tuple[dict[str, Any], list[ModelWeights]]:
         for option in FILE_OPTIONS & set(group or {}):
             if group[option]:
                 group[option] = str(model_dir / group[option])
-    cfg = config_from_checkpoint({"cfg": {"model": config["model"]}})
-    return config, [(str(weights), cfg, sd)]
+    return config, weights, sd

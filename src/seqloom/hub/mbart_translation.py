@@ -4,8 +4,8 @@
 checkpoint's task: the dictionaries get the ``[lang]`` tokens of the task's ``langs`` and ``<mask>``, every
 source gets ``[src]`` appended after its ``</s>``, generation starts from and ends at ``[tgt]``, which
 decoding leaves out. (fairseq 0.12's own hub fails on these checkpoints: its task reads an attribute that is
-never set.) ``score`` scores targets as ``generate --score-reference`` does; ``seqloom export`` is not supported
-for them.
+never set.) ``score`` scores targets as ``generate --score-reference`` does; ``seqloom export`` writes them with their
+task and languages, and ``from_pretrained`` builds this hub from the export again.
 """
 
 from __future__ import annotations
@@ -26,9 +26,11 @@ from seqloom.hub.translation import TranslationHub
 class MBartTranslationHub(TranslationHub):
     """A :class:`TranslationHub` whose sources end with ``[src]`` and whose outputs end with ``[tgt]``."""
 
-    def __init__(self, models: Sequence[Any], *, src_lang_id: int, tgt_lang_id: int, **parts: Any) -> None:
+    def __init__(self, models: Sequence[Any], *, src_lang_id: int, tgt_lang_id: int, langs: str = "",
+                 **parts: Any) -> None:  # fmt: skip
         super().__init__(models, **parts)
         self.src_lang_id, self.tgt_lang_id = src_lang_id, tgt_lang_id
+        self.langs = langs  # the task's --langs (comma-separated), which grew the dictionaries
         self.generation_eos = tgt_lang_id
 
     def _collate_sources(self, batch: list[Tensor]) -> tuple[Tensor, Tensor]:
@@ -66,10 +68,11 @@ def build_mbart_hub(model_dir: Path, groups: Mapping[str, Any], states: Sequence
         d.add_symbol("<mask>")
     models = [model_from_state(state, src_dict, source=str(path)).eval() for state, path in zip(states, paths)]
     limits = [(spec.max_source_positions, spec.max_target_positions), *[m.max_positions() for m in models]]
-    return MBartTranslationHub(
+    hub = MBartTranslationHub(
         models,
         src_lang_id=src_dict.index(f"[{spec.source_lang}]"),
         tgt_lang_id=tgt_dict.index(f"[{spec.target_lang}]"),
+        langs=langs,
         src_dict=src_dict,
         tgt_dict=tgt_dict,
         tokenizer=build_codec("tokenizer", spec.tokenizer),
@@ -79,3 +82,5 @@ def build_mbart_hub(model_dir: Path, groups: Mapping[str, Any], states: Sequence
         max_positions=resolve_max_positions(*limits),
         left_pad_source=spec.left_pad_source,
     )
+    hub.spec = spec  # what seqloom export copies
+    return hub

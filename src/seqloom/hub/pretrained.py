@@ -56,7 +56,7 @@ class PretrainedSpec:
     """Everything a translation hub is built from, besides the weights (kept on the hub for ``export``)."""
 
     model_dir: Path
-    model_cfg: TransformerConfig | None  # None: not a transformer (an mBART translation model; not exportable)
+    model_cfg: TransformerConfig | None  # None: not a transformer (a BART-architecture translation model)
     source_lang: str
     target_lang: str
     src_dict_path: Path
@@ -224,13 +224,20 @@ def from_pretrained(
 
     Never downloads; never executes pickled code. See the module docstring for the keywords.
     """
-    from seqloom.hub.export import is_export, read_export
+    from seqloom.hub.export import is_export, read_export_files
 
     model_dir, named_file = files.resolve_model_dir(model_name_or_path)
     checkpoint_file = named_file or checkpoint_file
     named_weights = checkpoint_file.endswith(".safetensors")
     if is_export(model_dir) and (named_weights or not (model_dir / checkpoint_file).is_file()):
-        groups, weights = read_export(model_dir)
+        groups, weights_path, sd = read_export_files(model_dir)
+        if is_mbart_translation(groups):  # a BART model: built through its task, as from a checkpoint
+            spec = build_spec(model_dir, groups, None, data_name_or_path, kwargs)
+            state = {"cfg": {"model": groups["model"], "task": groups["task"]}, "model": sd}
+            return build_mbart_hub(model_dir, groups, [state], [weights_path], spec)
+        weights: list[ModelWeights] = [
+            (str(weights_path), config_from_checkpoint({"cfg": {"model": groups["model"]}}), sd)
+        ]
     else:
         paths = files.checkpoint_paths(model_dir, checkpoint_file)
         states = [load_checkpoint(p) for p in paths]
