@@ -236,7 +236,7 @@ def test_all_pairs_train_and_validate(mixture_data: Path, tmp_path: Path) -> Non
 
 def test_hub_loads_a_bart_architecture_model(mixture_data: Path, tmp_path: Path, capsys) -> None:
     """mBART-50-style fine-tuning (``--arch mbart_large --lang-tok-style mbart``): the hub builds the BART model with
-    ``[xx]`` tokens and ``<mask>``, and translates as ``interactive`` does."""
+    ``[xx]`` tokens and ``<mask>``, and translates as ``interactive`` does; an export loads back the same."""
     from seqloom.cli.train import main as train
     from seqloom.hub import TransformerModel
 
@@ -259,6 +259,12 @@ def test_hub_loads_a_bart_architecture_model(mixture_data: Path, tmp_path: Path,
     assert hub.translate(["the earth was empty", "and God said"], beam=2, max_len_a=0, max_len_b=8) == expected
     hyp = hub.generate(hub.encode("the earth was empty"), beam=2, max_len_a=0, max_len_b=8)[0]
     assert hyp.tokens[0] == hub.src_dict.index("[es]")
+    # seqloom export keeps the BART config and the languages: loaded again it translates the same
+    from seqloom.hub.export import write_export
+
+    again = TransformerModel.from_pretrained(str(write_export(hub, tmp_path / "export")))
+    assert type(again.model) is type(hub.model) and len(again.src_dict) == len(hub.src_dict)
+    assert again.translate(["the earth was empty", "and God said"], beam=2, max_len_a=0, max_len_b=8) == expected
 
 
 def test_sampling_weights_from_a_file_and_bad_weights_are_named(tmp_path: Path) -> None:

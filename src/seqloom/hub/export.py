@@ -13,7 +13,7 @@ import dataclasses
 import json
 import shutil
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from safetensors.torch import load_file, save_file
 from torch import Tensor
@@ -23,6 +23,7 @@ from seqloom.hub.files import FILE_OPTIONS
 from seqloom.hub.mbart_translation import MBartTranslationHub
 from seqloom.hub.pretrained import PretrainedSpec
 from seqloom.hub.translation import TranslationHub
+from seqloom.models.bart.model import BARTModel
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -77,12 +78,12 @@ MBART_TASK = "translation_from_pretrained_bart"
 
 
 def _model_group(hub: TranslationHub, spec: PretrainedSpec) -> dict[str, Any]:
-    """The ``model`` config group: the transformer's, or an mBART translation hub's BART config."""
-    if isinstance(hub, MBartTranslationHub):
-        cfg = cast(Any, hub.model).cfg  # the BART model's resolved BARTConfig
-        return {"_name": "bart", "arch": "bart", **dataclasses.asdict(cfg)}
+    """The ``model`` config group: the transformer's, or a BART-architecture model's (mBART translation,
+    mBART-50-style many-to-many)."""
+    if isinstance(hub.model, BARTModel):
+        return {"_name": "bart", "arch": "bart", **dataclasses.asdict(hub.model.cfg)}
     if spec.model_cfg is None:
-        raise ValueError("export does not take BART-architecture many-to-many translation models yet")
+        raise ValueError(f"export does not take {type(hub.model).__name__} models")
     return {"_name": "transformer", "arch": "transformer", **dataclasses.asdict(spec.model_cfg.resolved())}
 
 

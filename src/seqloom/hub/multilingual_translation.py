@@ -87,13 +87,14 @@ def build_bart_hub(task: Mapping[str, Any], states: Sequence[Mapping[str, Any]],
     from seqloom.hub.codecs import build_codec
     from seqloom.models.bart.interop import model_from_state
 
-    src_dict, tgt_dict, src_langtok, tgt_langtok, _ = language_dictionaries(spec, task)
+    src_dict, tgt_dict, src_langtok, tgt_langtok, langs = language_dictionaries(spec, task)
     models = [model_from_state(state, src_dict, source=str(path)).eval() for state, path in zip(states, paths)]
     limits = [(spec.max_source_positions, spec.max_target_positions), *[m.max_positions() for m in models]]
-    return MultilingualTranslationHub(
+    hub = MultilingualTranslationHub(
         models,
         src_langtok=src_langtok,
         tgt_langtok=tgt_langtok,
+        languages=resolved_languages(task, langs),
         src_dict=src_dict,
         tgt_dict=tgt_dict,
         tokenizer=build_codec("tokenizer", spec.tokenizer),
@@ -103,6 +104,8 @@ def build_bart_hub(task: Mapping[str, Any], states: Sequence[Mapping[str, Any]],
         max_positions=resolve_max_positions(*limits),
         left_pad_source=spec.left_pad_source,
     )
+    hub.spec = spec  # what seqloom export copies
+    return hub
 
 
 # the task options a hub reads (from the checkpoint, or from_pretrained keywords of these names)

@@ -231,10 +231,16 @@ def from_pretrained(
     named_weights = checkpoint_file.endswith(".safetensors")
     if is_export(model_dir) and (named_weights or not (model_dir / checkpoint_file).is_file()):
         groups, weights_path, sd = read_export_files(model_dir)
-        if is_mbart_translation(groups):  # a BART model: built through its task, as from a checkpoint
+        if is_bart_architecture(groups):  # built through its task, as from a checkpoint
             spec = build_spec(model_dir, groups, None, data_name_or_path, kwargs)
             state = {"cfg": {"model": groups["model"], "task": groups["task"]}, "model": sd}
-            return build_mbart_hub(model_dir, groups, [state], [weights_path], spec)
+            if is_mbart_translation(groups):
+                return build_mbart_hub(model_dir, groups, [state], [weights_path], spec)
+            if is_multilingual_translation(groups):
+                return build_bart_hub(language_options(groups["task"], kwargs), [state], [weights_path], spec)
+            raise ValueError(
+                f"{model_dir / 'config.json'}: a BART model exported with task {groups['task'].get('_name')!r}"
+            )
         weights: list[ModelWeights] = [
             (str(weights_path), config_from_checkpoint({"cfg": {"model": groups["model"]}}), sd)
         ]
