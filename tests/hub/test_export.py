@@ -109,3 +109,24 @@ def test_export_copies_the_files_of_every_bpe(tmp_path: Path, fairseq_fixtures: 
     original = build_bpe(bpe, {key: str(path)})
     sentence = "The earth was formless and empty."
     assert hub.apply_bpe(sentence) == original.encode(sentence)
+
+
+def test_commands_take_the_exports_weights_file_as_path(exported: Path, fairseq_fixtures: Path, capsys,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """``--path export/model.safetensors`` works where a checkpoint does (config.json gives the model and
+    task), without unpickling: ``generate`` prints the checkpoint's lines."""
+    from seqloom.cli.generate import main as generate
+
+    mt = fairseq_fixtures / "mt"
+    common = [str(mt / "data-bin"), "--gen-subset", "valid", "--beam", "2", "--max-len-b", "12", "--batch-size", "8",
+              "--cpu", "--no-progress-bar"]  # fmt: skip
+    assert generate([*common, "--path", str(mt / "checkpoints" / "checkpoint_best.pt")]) == 0
+    expected = [line for line in capsys.readouterr().out.splitlines() if line[:2] in ("H-", "D-", "P-")]
+
+    def no_pickles(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("an export must load without torch.load")
+
+    monkeypatch.setattr(torch, "load", no_pickles)
+    assert generate([*common, "--path", str(exported / "model.safetensors")]) == 0
+    got = [line for line in capsys.readouterr().out.splitlines() if line[:2] in ("H-", "D-", "P-")]
+    assert got == expected and len(expected) > 10

@@ -75,11 +75,11 @@ def criterion_from_checkpoint(state: dict[str, Any], padding_idx: int) -> torch.
 
 def load_model(path: str, task: Any, overrides: dict[str, Any], device: torch.device) -> tuple[torch.nn.Module, dict]:
     """The model of checkpoint ``path`` in eval mode, and the checkpoint dict."""
-    from seqloom.checkpoint.io import load_checkpoint
+    from seqloom.generation.loading import load_model_checkpoint
     from seqloom.models.loading import model_from_state
 
     logger.info("loading model(s) from %s", path)
-    state = load_checkpoint(path)
+    state = load_model_checkpoint(path)
     model = model_from_state(state, task.source_dictionary, task.target_dictionary, source=path, overrides=overrides)
     return model.to(device).eval(), state
 

@@ -34,16 +34,24 @@ def parse_model_overrides(text: str | None) -> dict[str, Any]:
     return value
 
 
+def load_model_checkpoint(path: str) -> dict[str, Any]:
+    """The checkpoint dict at ``path``: a fairseq/seqloom checkpoint, or the ``model.safetensors`` of a
+    ``seqloom export`` (its config.json gives the model and task groups)."""
+    from seqloom.checkpoint.io import load_checkpoint
+    from seqloom.hub.export import export_checkpoint
+
+    return export_checkpoint(path) or load_checkpoint(path)
+
+
 def load_ensemble(path: str | None, task: Any, *, model_overrides: str = "{}") -> list[Any]:
     """The eval-mode models of ``--path``, built for the task's dictionaries with strict weight loading."""
-    from seqloom.checkpoint.io import load_checkpoint
     from seqloom.models.loading import model_from_state  # whichever family the checkpoint holds (e.g. BART)
 
     overrides = parse_model_overrides(model_overrides)
     models = []
     for p in split_paths(path):
         logger.info("loading model(s) from %s", p)
-        state = load_checkpoint(p)
+        state = load_model_checkpoint(p)
         model = model_from_state(state, task.source_dictionary, task.target_dictionary, source=p, overrides=overrides)
         models.append(model.eval())
     return models

@@ -168,3 +168,16 @@ def read_export_files(model_dir: Path) -> tuple[dict[str, Any], Path, dict[str, 
             if group[option]:
                 group[option] = str(model_dir / group[option])
     return config, weights, sd
+
+
+def export_checkpoint(path: str | Path) -> dict[str, Any] | None:
+    """A checkpoint-shaped dict (``cfg`` with the ``model`` and ``task`` groups, ``model`` the state dict) for
+    the weights file of an export, so that ``--path export/model.safetensors`` works where a checkpoint does;
+    None for any other file."""
+    file = Path(path)
+    if file.suffix != ".safetensors" or not is_export(file.parent):
+        return None
+    config, weights, sd = read_export_files(file.parent)
+    if weights.resolve() != file.resolve():
+        return None
+    return {"cfg": {"model": config["model"], "task": config["task"]}, "model": sd}
