@@ -17,7 +17,8 @@ exponentials run in blocks of rows of about 4 MB, each block turned into exponen
 gradients and its rows of the input's gradient) while it is still in the cache. Product and loss, forward
 and backward, one thread, 64 features: with 50,265 symbols and 1,000 tokens, 440 ms instead of 740 ms
 (best of 9); with 4,089 symbols and 1,950 tokens the block stays under 32 MB and the heap already reuses
-it (both routes 79 ms), and the blocks take it to 74 ms (84.6 ms as one block, best of 11).
+it (both routes 79 ms), and the blocks take it to 74 ms (84.6 ms as one block, best of 11). Re-run the
+comparison with ``benchmarks/vocab_loss.py``.
 
 The fused route runs where that helps: the CPU, in float32 without autocast. Elsewhere (GPUs have their
 own caching allocator) it is the plain product followed by :func:`smoothed_cross_entropy`.
