@@ -36,3 +36,18 @@ def test_cuda_turns_off_the_per_shape_cudnn_attention_kernel(
     assert select_device(cpu=False) == torch.device("cuda")
     assert select_device(cpu=False, index=1) == torch.device("cuda", 1)
     assert not torch.backends.cuda.cudnn_sdp_enabled()
+
+
+def test_more_torchrun_processes_than_gpus_is_named_before_cuda_fails(
+    cudnn_sdp_flag: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torchrun's LOCAL_RANK picks the GPU: rank 1 on a one-GPU machine gets the fix, not 'invalid device ordinal'."""
+    from seqloom.trainer.distributed import init_distributed
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(RuntimeError, match=r"LOCAL_RANK=1 needs GPU 1, but this machine has 1: .*--cpu"):
+        init_distributed(cpu=False)

@@ -8,6 +8,7 @@ of the suite.
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -252,3 +253,51 @@ def test_interactive_runs_on_the_gpu_and_equals_the_cpu(
         line.split("\t")[2] for line in outs[1] if line.startswith("H-")
     ]
     assert len(outs[0]) == 4  # two translated lines; the empty one is reported, not translated
+
+
+# --- the hubs on the GPU: fairseq's fixture checkpoints, moved with .to("cuda") -----------------------------------
+
+
+def test_translation_hub_on_the_gpu_gives_fairseqs_translations(fairseq_fixtures: Path) -> None:
+    from seqloom.hub import TransformerModel
+
+    mt = fairseq_fixtures / "mt"
+    ref = json.loads((mt / "hub.json").read_text(encoding="utf-8"))
+    hub = TransformerModel.from_pretrained(
+        str(mt / "checkpoints"), checkpoint_file="checkpoint_best.pt", data_name_or_path=str(mt / "data-bin"),
+        tokenizer="moses", bpe="subword_nmt", bpe_codes=str(mt / "text" / "bpe.codes"),
+    )  # fmt: skip
+    hub.to("cuda")
+    assert next(hub.parameters()).is_cuda
+    assert hub.translate(ref["inputs"], beam=5) == ref["translate_beam5"]
+    top = hub.generate([hub.encode(ref["inputs"][0])], beam=5)[0][0]
+    expected = ref["generate_beam5_top"][0]
+    assert top.tokens.tolist() == expected["tokens"]
+    assert float(top.score) == pytest.approx(expected["score"], abs=1e-4)
+    hub.half()  # float16 weights; the scores stay float32
+    halves = hub.translate(ref["inputs"], beam=5)
+    assert sum(a == b for a, b in zip(halves, ref["translate_beam5"])) >= len(halves) // 2
+
+
+def test_bart_hub_on_the_gpu_gives_fairseqs_fill_mask_and_features(fairseq_fixtures: Path) -> None:
+    from seqloom.hub import BARTModel
+
+    ref = json.loads((fairseq_fixtures / "bart" / "hub.json").read_text(encoding="utf-8"))
+    gpt2 = fairseq_fixtures.parents[1] / "data" / "gpt2-bpe"
+    hub = BARTModel.from_pretrained(
+        str(fairseq_fixtures / "bart" / "model"), checkpoint_file="model.pt", bpe="gpt2",
+        gpt2_encoder_json=str(gpt2 / "encoder.json"), gpt2_vocab_bpe=str(gpt2 / "vocab.bpe"),
+    ).to("cuda")  # fmt: skip
+    entry = ref["extract_features"]
+    feats = hub.extract_features(torch.tensor(entry["ids"]))
+    assert feats.is_cuda
+    torch.testing.assert_close(feats[0].cpu(), torch.tensor(entry["all"]), atol=1e-4, rtol=0)
+    results = hub.fill_mask([e["input"] for e in ref["fill_mask"]], topk=3)
+    for got, expected in zip(results, ref["fill_mask"]):
+        assert [text for text, _ in got] == [text for text, _ in expected["topk"]]
+        for (_, score), (_, want) in zip(got, expected["topk"]):
+            assert score == pytest.approx(want, abs=1e-4)
+    inputs = [e["input"] for e in ref["sample_beam1"]]
+    assert hub.sample(inputs, beam=1) == [e["output"] for e in ref["sample_beam1"]]
+    hub.register_classification_head("pair", num_classes=3)  # made on the model's device
+    assert hub.predict("pair", hub.encode("In the beginning.")).shape == (1, 3)

@@ -27,7 +27,9 @@ FAIRSEQ = json.loads((HERE / "fairseq.json").read_text())
 def data_bin(fairseq_fixtures: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The fixture's folder, made by ``seqloom preprocess --align-suffix`` (byte-equal to fairseq's)."""
     out = tmp_path_factory.mktemp("align")
-    subprocess.run([sys.executable, str(HERE / "make_data.py"), str(out / "text")], check=True)
+    subprocess.run(
+        [sys.executable, str(HERE / "make_data.py"), str(out / "text"), str(fairseq_fixtures / "mt")], check=True
+    )
     text = out / "text"
     subprocess.run([sys.executable, "-m", "seqloom.cli.preprocess", "--source-lang", "en", "--target-lang", "es",
                     "--trainpref", str(text / "train"), "--validpref", str(text / "valid"), "--align-suffix", "align",

@@ -127,7 +127,7 @@ def make_trainer(parsed: ParsedArgs, task: Any, dist: DistInfo) -> Trainer:
     if ns.ddp_backend == "fully_sharded" and dist.world_size > 1:
         # before the optimizer: its parameters become the sharded ones
         wrap = 0 if getattr(ns, "checkpoint_activations", False) else getattr(ns, "min_params_to_wrap", 100_000_000)
-        units = shard_model(model.to(dist.device), min_params_to_wrap=wrap, cpu_offload=ns.cpu_offload,
+        units = shard_model(model.to(dist.device), dist.device, min_params_to_wrap=wrap, cpu_offload=ns.cpu_offload,
                             reshard_after_forward=not ns.no_reshard_after_forward)  # fmt: skip
         logger.info("FSDP over %d ranks: %d transformer layer(s) in their own unit, the rest in the root unit",
                     dist.world_size, units)  # fmt: skip

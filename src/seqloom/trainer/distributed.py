@@ -43,6 +43,12 @@ def init_distributed(*, cpu: bool, backend: str = "nccl", world_size: int = 1, d
     device = select_device(cpu=cpu, index=local_rank)
     use_cuda = device.type == "cuda"
     if use_cuda:
+        if local_rank >= torch.cuda.device_count():
+            raise RuntimeError(
+                f"process LOCAL_RANK={local_rank} needs GPU {local_rank}, but this machine has "
+                f"{torch.cuda.device_count()}: start at most that many processes per node "
+                "(torchrun --nproc-per-node), or pass --cpu to train on the CPU with the gloo backend"
+            )
         torch.cuda.set_device(device)
     chosen = backend if use_cuda else "gloo"
     if not dist.is_initialized():

@@ -24,17 +24,26 @@ from torch import nn
 
 
 def shard_model(
-    model: nn.Module, *, min_params_to_wrap: int, reshard_after_forward: bool = True, cpu_offload: bool = False
+    model: nn.Module,
+    device: torch.device,
+    *,
+    min_params_to_wrap: int,
+    reshard_after_forward: bool = True,
+    cpu_offload: bool = False,
 ) -> int:
     """Applies ``fully_shard`` to the transformer layers of at least ``min_params_to_wrap`` parameters, then
-    to the whole model (in place). Returns the number of layers that became their own unit."""
+    to the whole model (in place), over all ranks on ``device``'s type (``--cpu`` runs shard on the CPU
+    also where CUDA is present). Returns the number of layers that became their own unit."""
+    from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import CPUOffloadPolicy, OffloadPolicy, fully_shard
 
     from seqloom.modules.transformer_layers import TransformerDecoderLayer, TransformerEncoderLayer
 
+    cuda = device.type == "cuda"
     options: dict[str, Any] = {
+        "mesh": init_device_mesh(device.type, (dist.get_world_size(),)),
         "reshard_after_forward": reshard_after_forward,
-        "offload_policy": CPUOffloadPolicy(pin_memory=torch.cuda.is_available()) if cpu_offload else OffloadPolicy(),
+        "offload_policy": CPUOffloadPolicy(pin_memory=cuda) if cpu_offload else OffloadPolicy(),
     }
     units = 0
     for module in model.modules():
