@@ -125,6 +125,28 @@ def test_cached_decoding_equals_full_forward(overrides: dict[str, object]) -> No
 
 
 @torch.no_grad()
+def test_the_caches_unfilled_room_is_never_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The preallocated buffers are uninitialised: filled with NaN, decoding (reordered too) still equals the
+    full forward."""
+    real_empty = torch.empty
+    monkeypatch.setattr(torch, "empty", lambda *a, **k: real_empty(*a, **k).fill_(float("nan")))
+    model = _tiny()
+    src, prev = _batch()
+    full = model(src, None, prev).logits
+    torch.testing.assert_close(_step_by_step(model, src, prev, [1] * 7), full, atol=1e-5, rtol=0)
+    encoder_out = model.encode(src)
+    cache = model.new_cache(3, 7)
+    assert all(torch.isnan(c._buffers[0][0]).all() for c in cache.self_attn)
+    for t in range(3):
+        model.decode(prev[:, t : t + 1], encoder_out, cache=cache)
+    order = torch.tensor([2, 0, 0])
+    cache.reorder(order)
+    stepped = torch.cat([model.decode(prev[order, t : t + 1], encoder_out.reorder(order), cache=cache).logits
+                         for t in range(3, 7)], 1)  # fmt: skip
+    torch.testing.assert_close(stepped, model.decode(prev[order], encoder_out.reorder(order)).logits[:, 3:])
+
+
+@torch.no_grad()
 def test_cached_attention_weights_equal_full_ones() -> None:
     model = _tiny()
     src, prev = _batch()

@@ -44,9 +44,11 @@ class AttentionCache:
     def preallocated(
         cls, batch_size: int, num_heads: int, max_len: int, head_dim: int, *, dtype: torch.dtype, device: torch.device
     ) -> AttentionCache:
+        """Uninitialised: only the filled front of each buffer is ever read (writing zeros to every step's
+        room cost 6 ms per layer at 160 beam rows and 201 steps, most of it first-touch page faults)."""
         shape = (batch_size, num_heads, max_len, head_dim)
         return cls(
-            torch.zeros(shape, dtype=dtype, device=device), torch.zeros(shape, dtype=dtype, device=device), growing=True
+            torch.empty(shape, dtype=dtype, device=device), torch.empty(shape, dtype=dtype, device=device), growing=True
         )
 
     @classmethod
