@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -401,6 +402,45 @@ def test_tensorboard_logdir_gets_event_files(data_bin: Path, tmp_path: Path) -> 
     train(train_args(data_bin, tmp_path / "ck", "--tensorboard-logdir", str(tmp_path / "tb"), max_update=2))
     assert list((tmp_path / "tb" / "train_inner").glob("events.out.tfevents.*"))
     assert list((tmp_path / "tb" / "valid").glob("events.out.tfevents.*"))
+
+
+class _FakeWandb(types.ModuleType):
+    """What seqloom calls of ``wandb`` (init, config.update, log), recorded."""
+
+    def __init__(self) -> None:
+        super().__init__("wandb")
+        self.inits: list[dict[str, object]] = []
+        self.logs: list[tuple[dict[str, float], int]] = []
+        self.config = types.SimpleNamespace(values={}, update=lambda d: self.config.values.update(d))
+
+    def init(self, **kwargs: object) -> None:
+        self.inits.append(kwargs)
+
+    def log(self, data: dict[str, float], step: int) -> None:
+        self.logs.append((data, step))
+
+
+def test_wandb_project_logs_every_number_under_its_tag(
+    data_bin: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``--wandb-project``: fairseq's run (named after the save dir), its options, and ``{tag}/{key}`` numbers
+    at the update number; without the wandb package, a warning and the run goes on."""
+    fake = _FakeWandb()
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    train(train_args(data_bin, tmp_path / "ck", "--wandb-project", "demo", max_update=2))
+    assert fake.inits == [{"project": "demo", "reinit": False, "name": "ck"}]
+    assert fake.config.values["arch"] == "transformer" and fake.config.values["wandb_project"] == "demo"
+    steps = {key: step for data, step in fake.logs for key in data}
+    assert steps["train_inner/loss"] == 2 and steps["valid/loss"] == 2 and steps["train/loss"] == 2
+    assert not any(key.endswith("/num_updates") for data, _ in fake.logs for key in data)
+    assert all(isinstance(v, float | int) for data, _ in fake.logs for v in data.values())
+    monkeypatch.setenv("WANDB_NAME", "named")
+    train(train_args(data_bin, tmp_path / "ck2", "--wandb-project", "demo", "--disable-validation", max_update=1))
+    assert fake.inits[-1]["name"] == "named"
+    monkeypatch.setitem(sys.modules, "wandb", None)  # not installed: import fails
+    with caplog.at_level(logging.WARNING):
+        history = train(train_args(data_bin, tmp_path / "ck3", "--wandb-project", "demo", max_update=1))
+    assert history and "wandb not found, pip install wandb" in caplog.text
 
 
 def test_resumes_fairseqs_own_checkpoint_mid_epoch(fairseq_fixtures: Path, tmp_path: Path) -> None:

@@ -316,7 +316,10 @@ def run(parsed: ParsedArgs) -> TrainingLoop:
     batches = Batches(parsed, task, trainer)
     epoch_itr = first_iterator(batches, restored)
     fmt = resolve_log_format(common.log_format, no_progress_bar=common.no_progress_bar)
-    progress = Progress(fmt, tensorboard_logdir=common.tensorboard_logdir, enabled=dist.is_master)
+    run_name = os.environ.get("WANDB_NAME", os.path.basename(ckpt.save_dir))  # fairseq's run name
+    progress = Progress(fmt, tensorboard_logdir=common.tensorboard_logdir, wandb_project=common.wandb_project,
+                        wandb_run_name=run_name, enabled=dist.is_master)  # fmt: skip
+    progress.update_config(vars(ns))
     cfgs = LoopConfigs(common=common, dataset=parsed["dataset"], optimization=parsed["optimization"], checkpoint=ckpt)
     loop = TrainingLoop(trainer, cfgs, checkpoint_namespace(parsed), batches.train, batches.valid, progress)
     extras = getattr(task, "validation_extras", None)

@@ -19,6 +19,7 @@ class CommonConfig:
     log_format: Optional[LogFormat] = field(None, help="log format to use")
     log_file: Optional[str] = field(None, help="also write logs to this file")
     tensorboard_logdir: Optional[str] = field(None, help="write TensorBoard logs to this directory")
+    wandb_project: Optional[str] = field(None, help="Weights and Biases project name to use for logging")
     seed: int = field(1, help="pseudo random number generator seed")
     cpu: bool = field(False, help="use the CPU even when CUDA is available")
     bf16: bool = field(False, help="use bfloat16 autocast")

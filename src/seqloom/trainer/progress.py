@@ -1,4 +1,5 @@
-"""Progress output in fairseq's formats (``--log-format simple|json|tqdm|none``) plus TensorBoard.
+"""Progress output in fairseq's formats (``--log-format simple|json|tqdm|none``) plus TensorBoard and
+Weights & Biases (``--wandb-project``).
 
 * simple, a log interval: ``epoch 001:     10 / 78 loss=9.9, nll_loss=9.8, ...``;
   a summary: ``epoch 001 | valid on 'valid' subset | loss 8.368 | nll_loss 7.872 | ...``
@@ -6,6 +7,8 @@
   a summary: ``{"epoch": 1, "valid_loss": "8.368", ...}`` (keys prefixed with the tag)
 
 Lines go through the logger named by the tag (``train_inner``, ``train``, ``valid``), as fairseq's do.
+TensorBoard gets one folder per tag; Weights & Biases gets each number as ``{tag}/{key}`` at the update
+number, as fairseq logs them (``wandb`` is optional: without it, a warning and plain logs).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from seqloom.trainer.meters import format_stat
+
+logger = logging.getLogger(__name__)
 
 
 def resolve_log_format(log_format: str | None, *, no_progress_bar: bool = False) -> str:
@@ -30,18 +35,42 @@ def resolve_log_format(log_format: str | None, *, no_progress_bar: bool = False)
 class Progress:
     """Writes interval logs and summaries of one run; ``enabled`` False (non-zero ranks) writes nothing."""
 
-    def __init__(self, log_format: str, *, tensorboard_logdir: str | None = None, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        log_format: str,
+        *,
+        tensorboard_logdir: str | None = None,
+        wandb_project: str | None = None,
+        wandb_run_name: str | None = None,
+        enabled: bool = True,
+    ) -> None:
         self.format = log_format
         self.enabled = enabled
         self.tensorboard_logdir = tensorboard_logdir if enabled else None
         self._writers: dict[str, Any] = {}
         self._bar: Any = None
+        self._wandb: Any = None
+        if wandb_project and enabled:
+            try:
+                import wandb
+            except ImportError:
+                logger.warning("wandb not found, pip install wandb")
+            else:
+                # reinit=False: a second Progress of this process (or a caller's own init) logs to the same run
+                wandb.init(project=wandb_project, reinit=False, name=wandb_run_name)
+                self._wandb = wandb
+
+    def update_config(self, config: Mapping[str, Any]) -> None:
+        """Records the run's options with the run (Weights & Biases' config, as fairseq's training does)."""
+        if self._wandb is not None:
+            self._wandb.config.update(dict(config))
 
     def log(self, stats: Mapping[str, Any], *, tag: str, step: int, epoch: int, i: int, size: int) -> None:
         """One log interval (``i`` batches of ``size`` done in ``epoch``)."""
         if not self.enabled:
             return
         self._tensorboard(stats, tag, step)
+        self._log_wandb(stats, tag, step)
         if self.format == "json":
             update = round(epoch - 1 + i / max(size, 1), 3)
             row = {"epoch": epoch, "update": update, **{k: format_stat(v) for k, v in stats.items()}}
@@ -66,6 +95,7 @@ class Progress:
         self.close_bar()
         if step is not None:
             self._tensorboard(stats, tag, step)
+            self._log_wandb(stats, tag, step)
         if self.format == "json":
             row: dict[str, Any] = {} if epoch is None else {"epoch": epoch}
             row.update({f"{tag}_{k}": format_stat(v) for k, v in stats.items()})
@@ -100,6 +130,17 @@ class Progress:
             if isinstance(value, (int, float)) and key != "num_updates":
                 writer.add_scalar(key, value, step)
         writer.flush()
+
+    def _log_wandb(self, stats: Mapping[str, Any], tag: str, step: int) -> None:
+        if self._wandb is None:
+            return
+        numbers = {
+            f"{tag}/{key}": value
+            for key, value in stats.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "num_updates"
+        }
+        if numbers:
+            self._wandb.log(numbers, step=step)
 
     def close(self) -> None:
         self.close_bar()

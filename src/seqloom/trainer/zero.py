@@ -10,14 +10,22 @@ whole state and keeps its share.
 from __future__ import annotations
 
 import inspect
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
 
 import torch
-from torch.distributed.optim import ZeroRedundancyOptimizer
+
+if TYPE_CHECKING:
+    from torch.distributed.optim import ZeroRedundancyOptimizer
+
+# torch.distributed.optim is imported only by runs that shard: importing it scripts its functional
+# optimizers with the deprecated torch.jit.script (66 DeprecationWarnings per process).
 
 
 def shard_optimizer(optimizer: torch.optim.Optimizer) -> ZeroRedundancyOptimizer:
     """The same optimizer (class, param groups and options) with its state sharded over the ranks."""
+    from torch.distributed.optim import ZeroRedundancyOptimizer
+
     cls = type(optimizer)
     accepted = inspect.signature(cls).parameters
     defaults = {k: v for k, v in optimizer.defaults.items() if k in accepted and k != "params"}
@@ -26,7 +34,8 @@ def shard_optimizer(optimizer: torch.optim.Optimizer) -> ZeroRedundancyOptimizer
 
 
 def is_zero(optimizer: Any) -> bool:
-    return isinstance(optimizer, ZeroRedundancyOptimizer)
+    module = sys.modules.get("torch.distributed.optim")  # not imported: no optimizer can be one
+    return module is not None and isinstance(optimizer, module.ZeroRedundancyOptimizer)
 
 
 def full_optimizer_state(optimizer: Any, *, is_master: bool) -> dict[str, Any] | None:
