@@ -154,3 +154,51 @@ def test_user_dir_plugin_registers_components(tmp_path) -> None:
     spec = CommandSpec(prog="t", description="t", groups=(), selectors={"criterion": None})
     args = parse_args(spec, ["--user-dir", str(plugin), "--criterion", "my_criterion_cfgtest"])
     assert args.namespace.criterion == "my_criterion_cfgtest"
+
+
+def _command_specs() -> dict[str, CommandSpec]:
+    from seqloom.cli import eval_lm, generate, interactive, train, validate
+
+    return {m.__name__: m.SPEC for m in (train, generate, interactive, validate, eval_lm)}
+
+
+def test_fairseq_flags_that_change_nothing_here_are_accepted_with_a_note(capsys: pytest.CaptureFixture[str]) -> None:
+    from seqloom.cli.train import SPEC as TRAIN
+
+    argv = ["--fast-stat-sync", "--all-gather-list-size", "16384", "data-bin", "--distributed-no-spawn"]
+    args = parse_args(TRAIN, [*argv, "--arch", "transformer", "--all-gather-list-size=8"])
+    assert args.namespace.data == "data-bin"  # the option's value was not taken for the positional
+    err = capsys.readouterr().err
+    assert "seqloom train: ignoring fairseq's --fast-stat-sync: seqloom already sums" in err
+    assert err.count("ignoring fairseq's --all-gather-list-size") == 2 and "--distributed-no-spawn" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--use-bmuf"], "--use-bmuf is a fairseq option that seqloom does not support: BMUF training is not "
+                         "implemented; use torchrun with --ddp-backend pytorch_ddp or fully_sharded"),
+        (["--azureml-logging"], "use --tensorboard-logdir or --wandb-project"),
+        (["--heartbeat-timeout", "600"], "--heartbeat-timeout is a fairseq option that seqloom does not support"),
+    ],
+)  # fmt: skip
+def test_fairseq_flags_seqloom_lacks_stop_with_the_reason(
+    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from seqloom.cli.train import SPEC as TRAIN
+
+    with pytest.raises(SystemExit):
+        parse_args(TRAIN, ["data-bin", "--arch", "transformer", *argv])
+    err = capsys.readouterr().err
+    assert expected in err and "did you mean" not in err
+
+
+def test_the_fairseq_flag_tables_name_no_option_a_command_defines() -> None:
+    """A flag seqloom gains must leave the tables, or its users would get the note or the error instead."""
+    from seqloom.config.fairseq_flags import IGNORED, UNSUPPORTED
+    from seqloom.config.parser import build_parser
+
+    for name, spec in _command_specs().items():
+        parser, _ = build_parser(spec, dict(spec.selectors))
+        defined = set(parser.option_names())
+        assert not defined & (set(IGNORED) | set(UNSUPPORTED)), name

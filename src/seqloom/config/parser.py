@@ -19,6 +19,7 @@ from typing import Any, cast
 
 from seqloom import registry
 from seqloom.components import import_builtins, import_user_dir
+from seqloom.config.fairseq_flags import strip_ignored, unsupported_message
 from seqloom.config.options import add_dataclass_args, from_namespace, suggest
 
 # selector dest -> (flag, registry)
@@ -81,7 +82,9 @@ class ArgumentParser(argparse.ArgumentParser):
             flags = [u for u in unknown if u.startswith("-")]
             name = (flags or unknown)[0].split("=", 1)[0]
             if name.startswith("-"):
-                self.error(f"unrecognized argument {name}{suggest(name, self.option_names())}")
+                self.error(
+                    unsupported_message(name) or f"unrecognized argument {name}{suggest(name, self.option_names())}"
+                )
             self.error(f"unexpected argument {name!r}")
         return ns
 
@@ -179,6 +182,9 @@ def parse_args(spec: CommandSpec, argv: Sequence[str] | None = None) -> ParsedAr
     parser, classes = build_parser(spec, chosen)
     if yaml_values:
         _apply_yaml_defaults(parser, yaml_values, pre.config)
+    argv, notes = strip_ignored(argv, set(parser.option_names()))
+    for note in notes:
+        print(f"{spec.prog}: {note}", file=sys.stderr)
     ns = parser.parse_strict(argv)
     for flag, implied in (("memory_efficient_fp16", "fp16"), ("memory_efficient_bf16", "bf16")):
         if getattr(ns, flag, False):  # fairseq's rule: the memory-efficient variants switch the precision on
