@@ -168,3 +168,31 @@ def test_hub_translates_like_fairseq_interactive(fairseq_fixtures: Path, tmp_pat
     assert again.translate(lines, beam=5) == expected
     torch.testing.assert_close(again.score((lines[0], "Y")).positional_scores,
                                hub.score((lines[0], "Y")).positional_scores)  # fmt: skip
+
+
+def test_interactive_on_the_exports_weights_file_needs_no_task_flags(
+    fairseq_fixtures: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--path export/model.safetensors`` alone: the task, languages, tokenizer, BPE codes and dictionaries
+    come from the export (fairseq-interactive's D- lines); flags still win over them."""
+    from seqloom.cli.interactive import SPEC as INTERACTIVE
+    from seqloom.generation.loading import export_defaults
+    from seqloom.hub import TransformerModel
+    from seqloom.hub.export import write_export
+
+    mt = fairseq_fixtures / "mt"
+    hub = TransformerModel.from_pretrained(str(HERE), checkpoint_file="checkpoint.pt",
+                                           data_name_or_path=str(mt / "data-bin"), tokenizer="moses",
+                                           bpe="subword_nmt", bpe_codes=str(mt / "text" / "bpe.codes"))  # fmt: skip
+    out = write_export(hub, tmp_path / "export")
+    text = tmp_path / "in.txt"
+    text.write_text("\n".join((mt / "text" / "test.en").read_text(encoding="utf-8").splitlines()[:5]) + "\n")
+    weights = str(out / "model.safetensors")
+    assert interactive(["--path", weights, "--beam", "5", "--input", str(text)]) == 0
+    got = [line.split("\t")[2] for line in capsys.readouterr().out.splitlines() if line.startswith("D-")]
+    assert got == [x.split("\t")[2] for x in read_lines(HERE / "interactive.beam5.txt") if x.startswith("D-")]
+    argv = ["--path", weights, "--task", "translation", "-s", "es", "-t", "en", str(mt / "data-bin")]
+    ns = parse_args(INTERACTIVE, argv, defaults=export_defaults(argv, text=True)).namespace
+    assert (ns.task, ns.source_lang, ns.target_lang, ns.data) == ("translation", "es", "en", str(mt / "data-bin"))
+    assert ns.tokenizer == "moses" and ns.bpe_codes == str(out / "bpe.codes")
+    assert export_defaults(["--path", str(HERE / "checkpoint.pt")], text=True) is None  # a checkpoint: no defaults

@@ -25,7 +25,7 @@ from seqloom.config.training import DataDirConfig, DatasetConfig
 from seqloom.generation.config import CommonEvalConfig, DecodeThreadsConfig, GenerationConfig, ScoringConfig
 from seqloom.generation.generator import SequenceGenerator
 from seqloom.generation.hypotheses import Hypothesis
-from seqloom.generation.loading import load_ensemble
+from seqloom.generation.loading import export_defaults, load_ensemble
 from seqloom.generation.output import hypothesis_lines, load_align_dict, post_process_prediction
 from seqloom.generation.parallel import in_order_on_threads
 from seqloom.generation.runtime import (
@@ -71,7 +71,8 @@ class Totals:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(SPEC, argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(SPEC, argv, defaults=export_defaults(argv, text=False))
     common, ev = args["common"], args["common_eval"]
     setup_logging(common.log_format, common.log_file)
     if ev.results_path is None:

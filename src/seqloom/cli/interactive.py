@@ -26,7 +26,7 @@ from seqloom.config.common import CommonConfig
 from seqloom.config.training import DataDirConfig, DatasetConfig
 from seqloom.generation.config import CommonEvalConfig, GenerationConfig, InteractiveConfig
 from seqloom.generation.constraint_states import pack_constraints
-from seqloom.generation.loading import load_ensemble
+from seqloom.generation.loading import export_defaults, load_ensemble
 from seqloom.generation.output import hypothesis_lines, load_align_dict, post_process_prediction
 from seqloom.generation.runtime import (
     TextCodec,
@@ -71,7 +71,8 @@ def buffered_read(stream: TextIO, buffer_size: int, name: str = "stdin") -> Iter
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(SPEC, argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(SPEC, argv, defaults=export_defaults(argv, text=True))
     setup_logging(args["common"].log_format, args["common"].log_file)
     data, inter = args["dataset"], args["interactive"]
     if data.max_tokens is None and data.batch_size is None:

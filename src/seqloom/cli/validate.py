@@ -24,7 +24,7 @@ from seqloom.config.parser import CommandSpec, ParsedArgs, parse_args
 from seqloom.config.training import DataDirConfig, DatasetConfig
 from seqloom.devices import inference_dtype, select_device
 from seqloom.generation.config import CommonEvalConfig
-from seqloom.generation.loading import parse_model_overrides
+from seqloom.generation.loading import export_defaults, parse_model_overrides
 from seqloom.logs import setup_logging
 from seqloom.tasks.base import BatchingOptions
 from seqloom.trainer.meters import Meter, sum_logging_outputs
@@ -101,7 +101,8 @@ def validate_subset(model: torch.nn.Module, criterion: Any, itr: Any, device: to
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parsed = parse_args(SPEC, argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parsed = parse_args(SPEC, argv, defaults=export_defaults(argv, text=False))
     setup_logging(None, parsed["common"].log_file)
     if not parsed["common_eval"].path:
         logger.error("seqloom validate: --path CHECKPOINT is required")

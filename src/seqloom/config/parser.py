@@ -172,8 +172,16 @@ def _component_config(dest: str, name: str) -> tuple[type | None, Any, str]:
     return reg.config_cls(name), None, dest
 
 
-def parse_args(spec: CommandSpec, argv: Sequence[str] | None = None) -> ParsedArgs:
-    """Parses ``argv`` (default ``sys.argv[1:]``) for the command described by ``spec``."""
+def parse_args(
+    spec: CommandSpec,
+    argv: Sequence[str] | None = None,
+    *,
+    defaults: tuple[str, dict[str, Any]] | None = None,
+) -> ParsedArgs:
+    """Parses ``argv`` (default ``sys.argv[1:]``) for the command described by ``spec``.
+
+    ``defaults`` (where they come from, flat option values) rank above the components' own defaults and
+    below ``--config`` and the command line; its selectors (``task``, ``tokenizer``, ...) pick components."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if spec.selectors:  # a command that picks no components (preprocess) need not import torch
         import_builtins()
@@ -182,10 +190,14 @@ def parse_args(spec: CommandSpec, argv: Sequence[str] | None = None) -> ParsedAr
     user_dir = pre.user_dir or yaml_values.get("user_dir")
     if user_dir:
         import_user_dir(user_dir)
-    chosen = _choose_components(spec, pre, yaml_values, argv)
+    source, given = defaults or ("", {})
+    chosen = _choose_components(spec, pre, {**given, **yaml_values}, argv)
     parser, classes = build_parser(spec, chosen)
+    if given:  # options of a component the command line replaced (an export's task) do not apply
+        actions = {a.dest for a in parser._actions}
+        _apply_yaml_defaults(parser, {k: v for k, v in given.items() if k in actions}, source)
     if yaml_values:
-        _apply_yaml_defaults(parser, yaml_values, pre.config)
+        _apply_yaml_defaults(parser, yaml_values, f"--config {pre.config}")
     argv, notes = strip_ignored(argv, set(parser.option_names()))
     for note in notes:
         print(f"{spec.prog}: {note}", file=sys.stderr)
@@ -213,20 +225,23 @@ def _choose_components(
     return chosen
 
 
-def _apply_yaml_defaults(parser: ArgumentParser, values: dict[str, Any], path: str) -> None:
+def _apply_yaml_defaults(parser: ArgumentParser, values: dict[str, Any], source: str) -> None:
+    """Sets ``values`` as the parser's defaults; errors name ``source`` (e.g. ``--config run.yaml``)."""
     actions = {a.dest: a for a in parser._actions}
     defaults: dict[str, Any] = {}
     for key, value in values.items():
+        if key in SELECTORS:  # already chose the component
+            continue
         if key not in actions or key in ("help",):
-            parser.error(f"--config {path}: unknown option {key!r}{suggest(key, sorted(actions))}")
+            parser.error(f"{source}: unknown option {key!r}{suggest(key, sorted(actions))}")
         action = actions[key]
         if action.type is not None and value is not None and not isinstance(value, bool):
             text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
             try:
                 value = cast("Callable[[str], Any]", action.type)(text)  # add_dataclass_args sets callable types
             except (argparse.ArgumentTypeError, ValueError) as err:
-                parser.error(f"--config {path}: option {key!r}: {err}")
+                parser.error(f"{source}: option {key!r}: {err}")
         if action.choices is not None and value not in action.choices:
-            parser.error(f"--config {path}: option {key!r}: {value!r} is not one of {list(action.choices)}")
+            parser.error(f"{source}: option {key!r}: {value!r} is not one of {list(action.choices)}")
         defaults[key] = value
     parser.set_defaults(**defaults)

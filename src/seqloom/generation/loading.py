@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import ast
+import json
 import logging
 import os
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -41,6 +44,36 @@ def load_model_checkpoint(path: str) -> dict[str, Any]:
     from seqloom.hub.export import export_checkpoint
 
     return export_checkpoint(path) or load_checkpoint(path)
+
+
+def export_defaults(argv: Sequence[str], *, text: bool) -> tuple[str, dict[str, Any]] | None:
+    """When ``--path`` names the weights file of a ``seqloom export``: the task options its config.json
+    records (task, languages, positions) as the command's defaults, DATA defaulting to the export's folder
+    (which holds the dictionaries), and with ``text`` (interactive: raw text in and out) its tokenizer and BPE
+    too. Flags and ``--config`` still win. None for other paths."""
+    from seqloom.hub.export import CONFIG_FILE, is_export
+
+    path = next((v for flag, v in zip(argv, argv[1:]) if flag == "--path"), None)
+    path = next((a.split("=", 1)[1] for a in argv if a.startswith("--path=")), path)
+    if not path:
+        return None
+    folder = Path(split_paths(path)[0]).parent
+    if not is_export(folder):
+        return None
+    config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+    values: dict[str, Any] = {"data": str(folder)}
+    sections = [config.get("task") or {}]
+    if text:
+        sections += [config.get("tokenizer") or {}, config.get("bpe") or {}]
+    for section, selector in zip(sections, ("task", "tokenizer", "bpe")):
+        for key, value in section.items():
+            if key == "_name":
+                values[selector] = value
+            elif selector != "task" and isinstance(value, str) and (folder / value).is_file():
+                values[key] = str(folder / value)  # a codes/model/vocabulary file shipped in the export
+            else:
+                values[key] = value
+    return f"{folder / CONFIG_FILE} (the export of --path)", values
 
 
 def load_ensemble(path: str | None, task: Any, *, model_overrides: str = "{}") -> list[Any]:

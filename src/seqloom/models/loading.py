@@ -24,6 +24,8 @@ def model_family(state: Mapping[str, Any]) -> str:
     arch = str(args.get("arch") or args.get("_name") or "transformer")
     if arch in registry.ARCHITECTURES:
         return registry.ARCHITECTURES.get(arch).model
+    if arch in registry.MODELS:  # an export's config names the model itself (e.g. 'bart')
+        return arch
     return "transformer_lm" if arch.startswith("transformer_lm") else "transformer"
 
 
