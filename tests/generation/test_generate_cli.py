@@ -63,6 +63,14 @@ def test_missing_checkpoint_names_the_flag(fairseq_fixtures, tmp_path, capsys) -
     assert "seqloom generate: error: --path" in capsys.readouterr().err
     assert generate(argv(fairseq_fixtures, "--gen-subset", "nosuchsplit")) == 1
     assert "split 'nosuchsplit' not found" in capsys.readouterr().err
+    assert generate(argv(fairseq_fixtures, path=str(tmp_path))) == 1  # a folder
+    assert "seqloom generate: error: --path" in capsys.readouterr().err
+    garbage = tmp_path / "notes.pt"
+    garbage.write_text("not a checkpoint\n", encoding="utf-8")
+    assert generate(argv(fairseq_fixtures, path=str(garbage))) == 1  # one line, no traceback
+    err = capsys.readouterr().err
+    assert f"\nseqloom generate: error: checkpoint {garbage}: not a readable PyTorch checkpoint (" in err
+    assert "weights_only" not in err and "Traceback" not in err
 
 
 def test_bf16_weights_translate_like_fp32(fairseq_fixtures, capsys) -> None:

@@ -62,8 +62,14 @@ def _unpickling_message(file: Path, err: pickle.UnpicklingError) -> str:
             "on seqloom's allow-list of safe types (loading never executes pickled code). If you trust the file, "
             "convert it with torch.load(weights_only=False) into plain tensors/dicts and save it again"
         )
-    first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
-    return f"checkpoint {file}: cannot be unpickled safely ({first}); the file may be corrupt"
+    # torch's message opens with advice to load with weights_only=False, which a damaged or foreign file does
+    # not deserve: report the unpickler's own reason (e.g. "Unsupported operand 103" for a text file)
+    reason = re.search(r"Unpickler error:\s*(\S[^\n]*)", text)
+    first = reason.group(1) if reason else (text.strip().splitlines()[0] if text.strip() else type(err).__name__)
+    return (
+        f"checkpoint {file}: not a readable PyTorch checkpoint ({first}); the file may be corrupt or of "
+        "another format"
+    )
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> None:

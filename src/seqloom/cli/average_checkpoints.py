@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from seqloom.checkpoint.io import CheckpointError
 from seqloom.logs import setup_logging
 
 logger = logging.getLogger("seqloom.cli.average_checkpoints")
@@ -109,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         averaged = average_checkpoints(paths)
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError, CheckpointError) as err:
         logger.error("%s", err)
         return 1
     save_checkpoint(averaged, cfg.output)

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from seqloom.checkpoint import load_checkpoint
+from seqloom.checkpoint.io import CheckpointError
 from seqloom.config.common import CommonConfig
 from seqloom.config.options import field
 from seqloom.config.parser import CommandSpec, ParsedArgs, parse_args
@@ -179,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(None, parsed["common"].log_file)
     try:
         result = evaluate(parsed)
-    except (FileNotFoundError, ValueError, NotImplementedError) as err:
+    except (FileNotFoundError, ValueError, NotImplementedError, CheckpointError) as err:
         logger.error("%s", err)
         return 1
     logger.info(f"Loss (base 2): {result.loss:.4f}, Perplexity: {result.perplexity:.2f}")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from seqloom.checkpoint.io import CheckpointError
 from seqloom.config.options import field
 from seqloom.config.parser import CommandSpec, parse_args
 from seqloom.logs import setup_logging
@@ -84,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         hub = from_pretrained(model_dir, checkpoint_file, data, **hub_options(args))
         out = write_export(hub, cfg.out)
-    except (FileNotFoundError, ValueError, TypeError) as err:
+    except (FileNotFoundError, ValueError, TypeError, CheckpointError) as err:
         raise SystemExit(f"seqloom export: {err}") from None
     logger.info("exported %s to %s (%s)", path, out, ", ".join(sorted(p.name for p in out.iterdir())))
     return 0

@@ -19,6 +19,7 @@ from typing import Any, TextIO
 import torch
 
 from seqloom import registry
+from seqloom.checkpoint.io import CheckpointError
 from seqloom.config import CommandSpec, ParsedArgs, parse_args
 from seqloom.config.common import CommonConfig
 from seqloom.config.training import DataDirConfig, DatasetConfig
@@ -93,7 +94,7 @@ def run_reporting_errors(args: ParsedArgs, out: TextIO) -> int:
     """Runs ``run``; a missing file or a bad option value becomes one message on stderr and exit status 1."""
     try:
         return run(args, out)
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError, CheckpointError) as err:
         print(f"seqloom generate: error: {err}", file=sys.stderr)
         return 1
 

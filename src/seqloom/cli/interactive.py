@@ -21,6 +21,7 @@ from typing import Any, TextIO
 
 import torch
 
+from seqloom.checkpoint.io import CheckpointError
 from seqloom.config import CommandSpec, ParsedArgs, parse_args
 from seqloom.config.common import CommonConfig
 from seqloom.config.training import DataDirConfig, DatasetConfig
@@ -88,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise FileNotFoundError(f"--input {inter.input}: no such file")
         with open(inter.input, encoding="utf-8", errors="surrogateescape") as stream:
             return run(args, stream, sys.stdout, name=inter.input)
-    except (FileNotFoundError, ValueError, NotImplementedError) as err:
+    except (FileNotFoundError, ValueError, NotImplementedError, CheckpointError) as err:
         print(f"seqloom interactive: error: {err}", file=sys.stderr)
         return 1
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from seqloom.checkpoint.io import CheckpointError
 from seqloom.cli.build import build_criterion, build_model, build_task, count_parameters
 from seqloom.config.common import CommonConfig
 from seqloom.config.parser import CommandSpec, ParsedArgs, parse_args
@@ -348,7 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(None, common.log_file)
     try:
         run(parsed)
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError, CheckpointError) as err:
         logger.debug("details", exc_info=True)
         logger.error("%s", err)
         return 1

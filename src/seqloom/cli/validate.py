@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from seqloom.checkpoint.io import CheckpointError
 from seqloom.cli.build import build_task
 from seqloom.config.common import CommonConfig
 from seqloom.config.options import from_namespace
@@ -109,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return run(parsed)
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError, CheckpointError) as err:
         logger.error("%s", err)
         return 1
 

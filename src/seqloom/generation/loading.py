@@ -57,7 +57,7 @@ def export_defaults(argv: Sequence[str], *, text: bool) -> tuple[str, dict[str, 
     path = next((a.split("=", 1)[1] for a in argv if a.startswith("--path=")), path)
     if not path:
         return None
-    folder = Path(split_paths(path)[0]).parent
+    folder = Path(path.split(":")[0]).parent  # no checks: the command reports a missing file itself
     if not is_export(folder):
         return None
     config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
