@@ -67,8 +67,7 @@ def _unpickling_message(file: Path, err: pickle.UnpicklingError) -> str:
     reason = re.search(r"Unpickler error:\s*(\S[^\n]*)", text)
     first = reason.group(1) if reason else (text.strip().splitlines()[0] if text.strip() else type(err).__name__)
     return (
-        f"checkpoint {file}: not a readable PyTorch checkpoint ({first}); the file may be corrupt or of "
-        "another format"
+        f"checkpoint {file}: not a readable PyTorch checkpoint ({first}); the file may be corrupt or of another format"
     )
 
 
