@@ -399,9 +399,20 @@ def test_finetune_and_resets(data_bin: Path, baseline: tuple[Path, list[dict[str
 
 
 def test_tensorboard_logdir_gets_event_files(data_bin: Path, tmp_path: Path) -> None:
+    pytest.importorskip("torch.utils.tensorboard", reason="tensorboard is not a dependency of seqloom")
     train(train_args(data_bin, tmp_path / "ck", "--tensorboard-logdir", str(tmp_path / "tb"), max_update=2))
     assert list((tmp_path / "tb" / "train_inner").glob("events.out.tfevents.*"))
     assert list((tmp_path / "tb" / "valid").glob("events.out.tfevents.*"))
+
+
+def test_tensorboard_logdir_without_tensorboard_warns_and_trains(
+    data_bin: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # not installed
+    with caplog.at_level(logging.WARNING):
+        history = train(train_args(data_bin, tmp_path / "ck", "--tensorboard-logdir", str(tmp_path / "tb"),
+                                   max_update=2))  # fmt: skip
+    assert len(history) == 2 and "tensorboard not found" in caplog.text and not (tmp_path / "tb").exists()
 
 
 class _FakeWandb(types.ModuleType):

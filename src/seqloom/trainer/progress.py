@@ -122,8 +122,12 @@ class Progress:
         if not self.tensorboard_logdir:
             return
         if tag not in self._writers:
-            from torch.utils.tensorboard import SummaryWriter
-
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # as fairseq: a warning, and the run goes on without TensorBoard
+                logger.warning("tensorboard not found, please install with: pip install tensorboard")
+                self.tensorboard_logdir = None
+                return
             self._writers[tag] = SummaryWriter(f"{self.tensorboard_logdir}/{tag}")
         writer = self._writers[tag]
         for key, value in stats.items():
