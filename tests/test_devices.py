@@ -51,3 +51,24 @@ def test_more_torchrun_processes_than_gpus_is_named_before_cuda_fails(
     monkeypatch.setenv("LOCAL_RANK", "1")
     with pytest.raises(RuntimeError, match=r"LOCAL_RANK=1 needs GPU 1, but this machine has 1: .*--cpu"):
         init_distributed(cpu=False)
+
+
+def test_one_process_on_a_many_gpu_machine_says_how_to_use_them_all(
+    cudnn_sdp_flag: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """fairseq-train spawns one process per visible GPU; seqloom trains on one and names torchrun."""
+    import logging
+
+    from seqloom.trainer.distributed import init_distributed
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    with caplog.at_level(logging.WARNING):
+        info = init_distributed(cpu=False)
+    assert info.device == torch.device("cuda", 0) and info.world_size == 1
+    assert "4 GPUs are visible and this run uses one" in caplog.text and "--nproc-per-node 4" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        init_distributed(cpu=True)
+    assert "GPUs are visible" not in caplog.text

@@ -37,7 +37,14 @@ def init_distributed(*, cpu: bool, backend: str = "nccl", world_size: int = 1, d
     """Joins the process group when launched by torchrun (``WORLD_SIZE`` > 1); else a single process."""
     env_world = int(os.environ.get("WORLD_SIZE", "1"))
     if env_world <= 1:
-        return DistInfo(0, 1, select_device(cpu=cpu, index=device_id))
+        device = select_device(cpu=cpu, index=device_id)
+        if device.type == "cuda" and torch.cuda.device_count() > 1:  # fairseq-train would spawn one per GPU
+            logger.warning(
+                "%d GPUs are visible and this run uses one; to train on all of them start it with "
+                "torchrun --nproc-per-node %d -m seqloom.train ...",
+                torch.cuda.device_count(), torch.cuda.device_count(),
+            )  # fmt: skip
+        return DistInfo(0, 1, device)
     rank = int(os.environ["RANK"])
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = select_device(cpu=cpu, index=local_rank)
