@@ -20,6 +20,7 @@ from seqloom.criterions.label_smoothed_cross_entropy import (
     reduce_metrics,
     smoothed_cross_entropy,
 )
+from seqloom.modules.masks import select_positions
 
 PAD, EOS, V = 1, 2, 11
 
@@ -64,7 +65,7 @@ class MaskingFakeModel(FakeModel):
         if output_mask is None:
             return out
         self.masks.append(output_mask)
-        return FakeDecoderOut(logits=out.logits[output_mask])  # (N, V)
+        return FakeDecoderOut(logits=select_positions(out.logits, output_mask))  # (N, V)
 
 
 MODELS = [FakeModel, MaskingFakeModel]
@@ -261,11 +262,12 @@ def test_masking_models_are_projected_on_scored_positions_only(name: str) -> Non
     cfg = LabelSmoothedCrossEntropyConfig(label_smoothing=0.1, ignore_prefix_size=1) if "smoothed" in name else None
     crit = build_criterion(name, cfg, padding_idx=PAD)
     loss, _, _ = crit(model, sample)
-    (mask,) = model.masks
+    (positions,) = model.masks  # the flat indices of the scored positions (output_positions)
     expected = sample["target"].ne(PAD)
     if cfg is not None:
         expected[:, :1] = False
-    assert torch.equal(mask, expected)  # padding (and the ignored prefix) never reach the projection
+    assert torch.equal(positions, expected.reshape(-1).nonzero().squeeze(1))  # padding (and the ignored prefix)
+    # never reach the projection
     loss.backward()
     ref, _, _ = crit(plain, sample)
     ref.backward()

@@ -18,6 +18,7 @@ from seqloom.models.transformer import (
     upgrade_state_dict,
 )
 from seqloom.models.transformer.interop import model_from_state
+from seqloom.modules.masks import output_positions
 
 # (encoder dim, ffn, heads, decoder dim, ffn, heads, layers enc/dec, dropout, attn dropout, act dropout, pre-norm)
 # as fairseq 0.12's transformer_legacy.py arch functions leave the args
@@ -202,5 +203,7 @@ def test_output_mask_gives_the_masked_rows_of_the_full_logits() -> None:
     with torch.no_grad():
         full = model(src, None, prev).logits  # (B, T, V)
         picked = model(src, None, prev, output_mask=mask).logits  # (N, V)
+        indexed = model(src, None, prev, output_mask=output_positions(mask)).logits  # flat indices: the same rows
     assert model.supports_output_mask and picked.shape == (7, 25)
     torch.testing.assert_close(picked, full[mask])
+    assert torch.equal(indexed, picked)

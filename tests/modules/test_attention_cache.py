@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from seqloom.models.transformer import TransformerConfig, TransformerModel, build_model
 from seqloom.modules.attention import MultiheadAttention, attention
 from seqloom.modules.kv_cache import KVCache
-from seqloom.modules.masks import causal_mask, combine_masks
+from seqloom.modules.masks import causal_mask, combine_masks, output_positions
+from seqloom.modules.transformer import OutputFeatures
 
 PAD, EOS = 1, 2
 
@@ -256,6 +257,18 @@ def test_whole_model_compiles_as_one_graph() -> None:
     ref.sum().backward()
     torch.testing.assert_close(out, ref)
     torch.testing.assert_close(grad, model.decoder.output_projection.weight.grad)
+
+
+def test_the_criterions_output_positions_keep_the_compiled_graph_whole() -> None:
+    """Criterions pass the scored positions as flat indices (``output_positions``): a boolean mask there made
+    a data-dependent ``nonzero`` inside the graph, which split ``--compile``'s training graph in two."""
+    model = _tiny(dropout=0.0).train()
+    src, prev = _batch()
+    keep = prev.ne(15) & prev.ne(4)  # as if the last tokens of two rows were padding
+    compiled = torch.compile(model, backend="eager", fullgraph=True)
+    out = compiled(src, None, prev, output_mask=output_positions(keep), project=False)
+    assert isinstance(out, OutputFeatures) and out.features.shape == (int(keep.sum()), 16)
+    torch.testing.assert_close(out.features, model(src, None, prev, output_mask=keep, project=False).features)
 
 
 @torch.no_grad()

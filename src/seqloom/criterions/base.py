@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from seqloom.criterions.vocab_loss import smoothed_cross_entropy, vocab_cross_entropy
+from seqloom.modules.masks import output_positions
 from seqloom.modules.transformer import OutputFeatures
 
 
@@ -113,7 +114,7 @@ class Criterion(nn.Module):
         model cannot project a subset (it has no ``supports_output_mask``)."""
         if not getattr(model, "supports_output_mask", False):
             return None
-        return model(**sample["net_input"], output_mask=keep).logits
+        return model(**sample["net_input"], output_mask=output_positions(keep)).logits
 
     def target_loss(self, model: nn.Module, sample: dict[str, Any], keep: Tensor, epsilon: float
                     ) -> tuple[Tensor, Tensor] | None:  # fmt: skip
@@ -126,7 +127,7 @@ class Criterion(nn.Module):
             return None
         if getattr(model, "find_unused_parameters", False):  # DDP's own attribute
             return None
-        out = model(**sample["net_input"], output_mask=keep, project=False)
+        out = model(**sample["net_input"], output_mask=output_positions(keep), project=False)
         if not isinstance(out, OutputFeatures):  # e.g. an output layer that is not a plain matrix
             return smoothed_cross_entropy(out.logits, sample["target"][keep], epsilon)
         return vocab_cross_entropy(out.features, out.weight, sample["target"][keep], epsilon)

@@ -32,6 +32,7 @@ from seqloom.criterions.label_smoothed_cross_entropy import (
 from seqloom.criterions.label_smoothed_cross_entropy import (
     LabelSmoothedCrossEntropyCriterion as _LabelSmoothed,
 )
+from seqloom.modules.masks import output_positions
 
 
 @dataclass(kw_only=True)
@@ -61,7 +62,7 @@ class LabelSmoothedCrossEntropyWithAlignmentCriterion(_LabelSmoothed):
                 "options of this criterion (fairseq's ignores them)"
             )
         keep = self.scored_positions(sample["target"])  # (B, T)
-        out = model(**sample["net_input"], output_mask=keep, need_attn=True)
+        out = model(**sample["net_input"], output_mask=output_positions(keep), need_attn=True)
         loss, nll_loss = smoothed_cross_entropy(out.logits, sample["target"][keep], self.cfg.label_smoothing)
         sample_size = self.sample_size(sample)
         logging_output: LoggingOutput = {

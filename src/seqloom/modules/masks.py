@@ -48,3 +48,23 @@ def combine_masks(key_padding: Tensor | None, future: Tensor | None) -> Tensor |
         return future[None, None]  # (1, 1, T, S)
     pad = key_padding[:, None, None, :]  # (B, 1, 1, S)
     return pad if future is None else pad | future[None, None]
+
+
+def output_positions(keep: Tensor) -> Tensor:
+    """The row-major flat indices ``(N,)`` of the True entries of ``keep`` ``(B, T)``: what criterions pass
+    models as ``output_mask``. Found here, outside the model, their count is an input size to a compiled
+    model instead of a data-dependent one inside it (which split ``--compile``'s graph in two)."""
+    return keep.reshape(-1).nonzero().squeeze(1)
+
+
+def select_positions(x: Tensor, output_mask: Tensor) -> Tensor:
+    """The rows of ``x`` ``(B, T, C)`` that ``output_mask`` picks, ``(N, C)`` in row-major order: a ``(B, T)``
+    bool mask, or the flat indices of :func:`output_positions`."""
+    if output_mask.dtype == torch.bool:
+        return x[output_mask]
+    return x.reshape(-1, x.size(-1)).index_select(0, output_mask)
+
+
+def count_positions(output_mask: Tensor) -> int:
+    """How many rows :func:`select_positions` picks."""
+    return int(output_mask.sum()) if output_mask.dtype == torch.bool else output_mask.numel()

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from seqloom.modules.attention import EXPLICIT_MAX_QUERIES
 from seqloom.modules.kv_cache import KVCache
-from seqloom.modules.masks import any_true, padding_mask
+from seqloom.modules.masks import any_true, padding_mask, select_positions
 from seqloom.modules.positions import (
     LearnedPositionalEmbedding,
     SinusoidalPositionalEmbedding,
@@ -326,14 +326,14 @@ class TransformerDecoder(nn.Module):
     ) -> DecoderOut | OutputFeatures:
         """``tokens`` ``(B, T)`` (with a cache: only the newest, usually ``(B, 1)``) -> :class:`DecoderOut`.
 
-        ``output_mask`` ``(B, T)`` bool projects only those positions: logits ``(N, V)`` for its ``N`` True
-        entries in row-major order (training skips the padding's share of the largest product). With it,
+        ``output_mask`` ``(B, T)`` bool (or the flat indices of its True entries, :func:`output_positions`)
+        projects only those positions: logits ``(N, V)`` for its ``N`` True entries in row-major order (training skips the padding's share of the largest product). With it,
         ``project=False`` returns :class:`OutputFeatures` instead, where the output layer is a plain
         vocabulary matrix.
         """
         x, attn = self.extract_features(tokens, encoder_out, cache=cache, need_attn=need_attn)
         if output_mask is not None:
-            x = x[output_mask]  # (N, C)
+            x = select_positions(x, output_mask)  # (N, C)
             if not project and isinstance(self.output_projection, VocabProjection):
                 return OutputFeatures(x, self.output_projection.weight)
         return project_vocab(self.output_projection, x, attn, cache)

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from seqloom.models.transformer_lm.config import TransformerLMConfig
 from seqloom.modules.adaptive_softmax import AdaptiveSoftmax
 from seqloom.modules.kv_cache import KVCache
+from seqloom.modules.masks import count_positions, select_positions
 from seqloom.modules.transformer import (
     DecoderOut,
     EncoderOut,
@@ -101,11 +102,11 @@ class LMDecoder(TransformerDecoder):
                 raise ValueError("an adaptive softmax decoder returns features for every position (no output_mask)")
             x, _ = self.extract_features(tokens, None, cache=cache)  # (B, T, C_out)
             return DecoderOut(logits=x, attn=None)  # features for the adaptive softmax
-        n = tokens.numel() if output_mask is None else int(output_mask.sum())
+        n = tokens.numel() if output_mask is None else count_positions(output_mask)
         if self.project_out_dim is None or not self._fold_is_cheaper(n):
             x, _ = self.extract_features(tokens, None, cache=cache)  # (B, T, C_out)
             if output_mask is not None:
-                x = x[output_mask]  # (N, C_out)
+                x = select_positions(x, output_mask)  # (N, C_out)
                 if not project and isinstance(self.output_projection, VocabProjection):
                     return OutputFeatures(x, self.output_projection.weight)
             return project_vocab(self.output_projection, x, None, cache)
@@ -113,7 +114,7 @@ class LMDecoder(TransformerDecoder):
         # output, as one (V, C) product: no dropout lies between them, and gradients reach both weights
         with _skipping(self, "project_out_dim") as project_out:
             x, _ = self.extract_features(tokens, None, cache=cache)  # (B, T, C)
-        x = x if output_mask is None else x[output_mask]  # (N, C)
+        x = x if output_mask is None else select_positions(x, output_mask)  # (N, C)
         fold = self.output_projection.weight @ cast(nn.Linear, project_out).weight  # (V, C)
         if not project and output_mask is not None:
             return OutputFeatures(x, fold)
