@@ -52,6 +52,18 @@ UNSUPPORTED: dict[str, str] = {
     "--use-plasma-view": "the Plasma object store is not supported",
     "--plasma-path": "the Plasma object store is not supported",
     "--quantization-config-path": "fairseq's quantization (iterative PQ) is not implemented",
+    **{
+        flag: "iterative refinement (fairseq's non-autoregressive models) is not implemented"
+        for flag in (
+            "--print-step",
+            "--retain-iter-history",
+            "--iter-decode-eos-penalty",
+            "--iter-decode-max-iter",
+            "--iter-decode-force-max-iter",
+            "--iter-decode-with-beam",
+            "--iter-decode-with-external-reranker",
+        )
+    },
 }
 
 
