@@ -166,9 +166,10 @@ def test_fairseq_flags_that_change_nothing_here_are_accepted_with_a_note(capsys:
     from seqloom.cli.train import SPEC as TRAIN
 
     argv = ["--fast-stat-sync", "--all-gather-list-size", "16384", "data-bin", "--distributed-no-spawn"]
-    args = parse_args(TRAIN, [*argv, "--arch", "transformer", "--all-gather-list-size=8"])
+    args = parse_args(TRAIN, [*argv, "--arch", "transformer", "--all-gather-list-size=8", "--heartbeat-timeout", "-1"])
     assert args.namespace.data == "data-bin"  # the option's value was not taken for the positional
     err = capsys.readouterr().err
+    assert "ignoring fairseq's --heartbeat-timeout -1: -1 turns fairseq's heartbeat watchdog off" in err
     assert "seqloom train: ignoring fairseq's --fast-stat-sync: seqloom already sums" in err
     assert err.count("ignoring fairseq's --all-gather-list-size") == 2 and "--distributed-no-spawn" in err
 
@@ -195,10 +196,10 @@ def test_fairseq_flags_seqloom_lacks_stop_with_the_reason(
 
 def test_the_fairseq_flag_tables_name_no_option_a_command_defines() -> None:
     """A flag seqloom gains must leave the tables, or its users would get the note or the error instead."""
-    from seqloom.config.fairseq_flags import IGNORED, UNSUPPORTED
+    from seqloom.config.fairseq_flags import IGNORED, IGNORED_WHEN_OFF, UNSUPPORTED
     from seqloom.config.parser import build_parser
 
     for name, spec in _command_specs().items():
         parser, _ = build_parser(spec, dict(spec.selectors))
         defined = set(parser.option_names())
-        assert not defined & (set(IGNORED) | set(UNSUPPORTED)), name
+        assert not defined & (set(IGNORED) | set(IGNORED_WHEN_OFF) | set(UNSUPPORTED)), name

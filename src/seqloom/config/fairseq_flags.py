@@ -23,6 +23,11 @@ IGNORED: dict[str, tuple[bool, str]] = {
     "--on-cpu-convert-precision": (False, "it applies to TPUs only"),
 }
 
+# flag -> (the value that means "off" in fairseq, why that changes nothing here); other values: UNSUPPORTED
+IGNORED_WHEN_OFF: dict[str, tuple[str, str]] = {
+    "--heartbeat-timeout": ("-1", "-1 turns fairseq's heartbeat watchdog off, and seqloom has none"),
+}
+
 _DISTRIBUTED = "use torchrun with --ddp-backend pytorch_ddp or fully_sharded"
 _LOGGING = "use --tensorboard-logdir or --wandb-project"
 
@@ -74,11 +79,18 @@ def strip_ignored(argv: Sequence[str], known: set[str]) -> tuple[list[str], list
     out: list[str] = []
     notes: list[str] = []
     skip_value = False
-    for arg in argv:
+    for i, arg in enumerate(argv):
         if skip_value:
             skip_value = False
             continue
         name = arg.split("=", 1)[0]
+        if name in IGNORED_WHEN_OFF and name not in known:
+            off, why = IGNORED_WHEN_OFF[name]
+            value = arg.split("=", 1)[1] if "=" in arg else (argv[i + 1] if i + 1 < len(argv) else None)
+            if value == off:
+                skip_value = "=" not in arg
+                notes.append(f"ignoring fairseq's {name} {off}: {why}")
+                continue
         if name in IGNORED and name not in known:
             takes_value, why = IGNORED[name]
             skip_value = takes_value and "=" not in arg
