@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, Optional
 
 import pytest
@@ -203,3 +204,32 @@ def test_the_fairseq_flag_tables_name_no_option_a_command_defines() -> None:
         parser, _ = build_parser(spec, dict(spec.selectors))
         defined = set(parser.option_names())
         assert not defined & (set(IGNORED) | set(IGNORED_WHEN_OFF) | set(UNSUPPORTED)), name
+
+
+def test_a_config_files_fairseq_options_follow_the_same_tables(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In ``--config``: options that change nothing here get a note; those of missing features pass when off
+    (fairseq writes them out at their defaults) and stop with the reason when on."""
+    from seqloom.cli.train import SPEC as TRAIN
+
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        "common: {fast_stat_sync: true, tpu: false, model_parallel_size: 1, heartbeat_timeout: -1}\n"
+        "distributed_training: {ddp_comm_hook: none, plasma_path: /tmp/plasma}\n",
+        encoding="utf-8",
+    )
+    args = parse_args(TRAIN, ["data-bin", "--arch", "transformer", "--config", str(config)])
+    assert args.namespace.data == "data-bin"
+    err = capsys.readouterr().err
+    assert "ignoring fairseq's --fast-stat-sync" in err and "ignoring fairseq's --plasma-path" in err
+    assert "--tpu" not in err and "--model-parallel-size" not in err  # off: nothing to say
+    config.write_text("common: {model_parallel_size: 2}\n", encoding="utf-8")
+    with pytest.raises(SystemExit):
+        parse_args(TRAIN, ["data-bin", "--arch", "transformer", "--config", str(config)])
+    err = capsys.readouterr().err
+    assert f"--config {config}: --model-parallel-size is a fairseq option that seqloom does not support" in err
+    config.write_text("common: {no_such_option: 1}\n", encoding="utf-8")
+    with pytest.raises(SystemExit):
+        parse_args(TRAIN, ["data-bin", "--arch", "transformer", "--config", str(config)])
+    assert "unknown option 'no_such_option'" in capsys.readouterr().err

@@ -21,11 +21,22 @@ IGNORED: dict[str, tuple[bool, str]] = {
     "--reset-logging": (False, "logging is set up once per command"),
     "--suppress-crashes": (False, "it applies to fairseq's hydra_train sweeps only"),
     "--on-cpu-convert-precision": (False, "it applies to TPUs only"),
+    "--plasma-path": (True, "it applies with --use-plasma-view only, which seqloom does not support"),
+    "--global-sync-iter": (True, "it applies with --use-bmuf only, which seqloom does not support"),
+    "--block-lr": (True, "it applies with --use-bmuf only, which seqloom does not support"),
+    "--block-momentum": (True, "it applies with --use-bmuf only, which seqloom does not support"),
+    "--slowmo-momentum": (True, "it applies with --ddp-backend slowmo only, which seqloom does not support"),
+    "--slowmo-base-algorithm": (True, "it applies with --ddp-backend slowmo only, which seqloom does not support"),
+    "--localsgd-frequency": (True, "it applies with --ddp-backend slowmo only, which seqloom does not support"),
 }
 
 # flag -> (the value that means "off" in fairseq, why that changes nothing here); other values: UNSUPPORTED
 IGNORED_WHEN_OFF: dict[str, tuple[str, str]] = {
     "--heartbeat-timeout": ("-1", "-1 turns fairseq's heartbeat watchdog off, and seqloom has none"),
+    "--model-parallel-size": ("1", "1 is no model parallelism"),
+    "--checkpoint-shard-count": ("1", "1 is one checkpoint file, which seqloom always writes"),
+    "--nprocs-per-node": ("1", "one process per node is what a plain run is"),
+    "--ddp-comm-hook": ("none", "none is DDP without a communication hook"),
 }
 
 _DISTRIBUTED = "use torchrun with --ddp-backend pytorch_ddp or fully_sharded"
@@ -35,12 +46,6 @@ _LOGGING = "use --tensorboard-logdir or --wandb-project"
 UNSUPPORTED: dict[str, str] = {
     "--tpu": "TPUs (PyTorch/XLA) are not supported",
     "--use-bmuf": f"BMUF training is not implemented; {_DISTRIBUTED}",
-    "--global-sync-iter": f"BMUF training is not implemented; {_DISTRIBUTED}",
-    "--block-lr": f"BMUF training is not implemented; {_DISTRIBUTED}",
-    "--block-momentum": f"BMUF training is not implemented; {_DISTRIBUTED}",
-    "--slowmo-momentum": f"SlowMo is not implemented; {_DISTRIBUTED}",
-    "--slowmo-base-algorithm": f"SlowMo is not implemented; {_DISTRIBUTED}",
-    "--localsgd-frequency": f"local SGD (SlowMo) is not implemented; {_DISTRIBUTED}",
     "--nprocs-per-node": "start the processes with torchrun --nproc-per-node N",
     "--heartbeat-timeout": "there is no heartbeat watchdog; torch.distributed's own timeouts apply",
     "--model-parallel-size": "Megatron model parallelism is not implemented",
@@ -55,7 +60,6 @@ UNSUPPORTED: dict[str, str] = {
     "--aim-run-hash": f"Aim logging is not supported; {_LOGGING}",
     "--profile": "NVTX profiling ranges are not emitted; run the command under torch.profiler instead",
     "--use-plasma-view": "the Plasma object store is not supported",
-    "--plasma-path": "the Plasma object store is not supported",
     "--quantization-config-path": "fairseq's quantization (iterative PQ) is not implemented",
     **{
         flag: "iterative refinement (fairseq's non-autoregressive models) is not implemented"
@@ -104,3 +108,20 @@ def unsupported_message(name: str) -> str | None:
     """The error for fairseq option ``name`` when seqloom does not support it; None for other names."""
     why = UNSUPPORTED.get(name)
     return None if why is None else f"{name} is a fairseq option that seqloom does not support: {why}"
+
+
+def config_key_note(key: str, value: object) -> tuple[bool, str | None]:
+    """What a ``--config`` file's ``key`` (an option name seqloom's parser lacks) gets: (accepted, message).
+
+    An ``IGNORED`` option, or an ``UNSUPPORTED`` one left off (false, empty, ``None``, or fairseq's "off"
+    value), is accepted: the message is a note, or None when the option is simply off. Any other value of an
+    ``UNSUPPORTED`` option is refused with its reason; other keys give (False, None)."""
+    flag = "--" + key.replace("_", "-")
+    if flag in IGNORED:
+        return True, f"ignoring fairseq's {flag}: {IGNORED[flag][1]}"
+    off = IGNORED_WHEN_OFF.get(flag, (None, ""))[0]
+    if flag in UNSUPPORTED or flag in IGNORED_WHEN_OFF:
+        if value in (False, None, "", 0) or str(value) == off:
+            return True, None
+        return False, unsupported_message(flag)
+    return False, None

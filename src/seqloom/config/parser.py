@@ -19,7 +19,7 @@ from typing import Any, NoReturn, cast
 
 from seqloom import registry
 from seqloom.components import import_builtins, import_user_dir
-from seqloom.config.fairseq_flags import strip_ignored, unsupported_message
+from seqloom.config.fairseq_flags import config_key_note, strip_ignored, unsupported_message
 from seqloom.config.options import add_dataclass_args, from_namespace, suggest
 
 # selector dest -> (flag, registry)
@@ -233,7 +233,12 @@ def _apply_yaml_defaults(parser: ArgumentParser, values: dict[str, Any], source:
         if key in SELECTORS:  # already chose the component
             continue
         if key not in actions or key in ("help",):
-            parser.error(f"{source}: unknown option {key!r}{suggest(key, sorted(actions))}")
+            accepted, message = config_key_note(key, value)
+            if accepted:
+                if message:
+                    print(f"{parser.prog}: {source}: {message}", file=sys.stderr)
+                continue
+            parser.error(f"{source}: {message or f'unknown option {key!r}{suggest(key, sorted(actions))}'}")
         action = actions[key]
         if action.type is not None and value is not None and not isinstance(value, bool):
             text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
