@@ -113,6 +113,34 @@ def test_adaptive_input_and_softmax_equal_fairseq(name: str, tie: bool) -> None:
     torch.testing.assert_close(model.target_log_probs(features, tokens), lprobs.gather(-1, idx).squeeze(-1))
 
 
+def test_normformer_equals_fairseq_in_full_and_cached_decoding() -> None:
+    """--scale-attn --scale-fc --scale-heads --scale-resids with fairseq's weights (its scale parameters
+    drawn at random: tests/fixtures/transformer_lm/make_normformer_reference.py): the same state-dict keys
+    in the same order, and the same log-probs, also step by step."""
+    ref = torch.load(REFS / "normformer.pt")
+    cfg = dataclasses.replace(
+        presets.transformer_lm(), decoder_embed_dim=32, decoder_input_dim=32, decoder_output_dim=32,
+        decoder_ffn_embed_dim=64, decoder_layers=2,
+        decoder_attention_heads=4, tokens_per_sample=64, share_decoder_input_output_embed=True,
+        decoder_normalize_before=True, scale_attn=True, scale_fc=True, scale_heads=True, scale_resids=True,
+    )  # fmt: skip
+    model = build_model(cfg, Vocab(ref["vocab"])).eval()
+    assert [(k, v.shape) for k, v in model.state_dict().items()] == [(k, v.shape) for k, v in ref["sd"].items()]
+    model.load_state_dict(ref["sd"], strict=True)
+    tokens = ref["toks"]
+    keep = tokens.ne(1)
+    with torch.no_grad():
+        lprobs = model.get_normalized_probs(model(tokens).logits)
+        cache = model.new_cache(2, 10)
+        steps = [model.get_normalized_probs(model.decode(tokens[:2, t : t + 1], None, cache=cache).logits)
+                 for t in range(10)]  # fmt: skip
+    torch.testing.assert_close(lprobs[keep], ref["lp"][keep], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(torch.cat(steps, dim=1), ref["lp"][:2], atol=1e-5, rtol=1e-5)
+    plain = build_model(dataclasses.replace(cfg, scale_attn=False, scale_fc=False, scale_heads=False,
+                                            scale_resids=False), Vocab(ref["vocab"]))  # fmt: skip
+    assert not any(k.endswith(("c_attn", "w_resid")) or "attn_ln" in k for k in plain.state_dict())
+
+
 def test_unsupported_and_inconsistent_flags_are_named() -> None:
     with pytest.raises(NotImplementedError, match="--character-embeddings"):
         build_model(dataclasses.replace(presets.transformer_lm(), character_embeddings=True), Vocab(10))

@@ -18,8 +18,8 @@ BART_SIZE = ["--encoder-layers", "2", "--decoder-layers", "2", "--encoder-embed-
              "4", "--decoder-attention-heads", "4"]  # fmt: skip
 
 
-def make_data(fairseq_fixtures: Path, root: Path) -> Path:
-    """GPT-2 ids of fairseq's BART test text; label 'pos' when the sentence holds ' the' (id 262)."""
+def make_data(fairseq_fixtures: Path, root: Path, labels: tuple[str, str] = ("pos", "neg")) -> Path:
+    """GPT-2 ids of fairseq's BART test text; label 'pos' (``labels[0]``) when the sentence holds ' the' (id 262)."""
     from seqloom.cli.preprocess import main as preprocess
 
     bart = fairseq_fixtures / "bart"
@@ -27,8 +27,8 @@ def make_data(fairseq_fixtures: Path, root: Path) -> Path:
     splits = {"train": lines[:32], "valid": lines[32:]}
     for split, rows in splits.items():
         (root / f"{split}.input0").write_text("\n".join(rows) + "\n", encoding="utf-8")
-        labels = ["pos" if "262" in r.split() else "neg" for r in rows]
-        (root / f"{split}.label").write_text("\n".join(labels) + "\n", encoding="utf-8")
+        classes = [labels[0] if "262" in r.split() else labels[1] for r in rows]
+        (root / f"{split}.label").write_text("\n".join(classes) + "\n", encoding="utf-8")
         (root / f"{split}.score").write_text("\n".join(str(len(r.split()) / 10) for r in rows) + "\n")
     data = root / "data"
     for kind, extra in (("input0", ["--srcdict", str(bart / "model" / "dict.txt")]), ("label", [])):
@@ -127,3 +127,36 @@ def test_fine_tune_regression(fairseq_fixtures: Path, tmp_path: Path) -> None:
     train(data, tmp_path / "ck", fairseq_fixtures, "--num-classes", "1", "--regression-target", "--max-update", "2")
     sd = load_checkpoint(tmp_path / "ck" / "checkpoint_last.pt")["model"]
     assert sd["classification_heads.sentence_classification_head.out_proj.weight"].shape == (1, 64)
+
+
+def test_glue_metrics_equal_scikit_learn_and_scipy() -> None:
+    """Reference figures from sklearn's matthews_corrcoef and f1_score and scipy's pearsonr and spearmanr (what
+    fairseq's --report-* flags call), computed once on these vectors."""
+    from seqloom.criterions.sentence_prediction import glue_metrics
+
+    pred, targ = [1, 0, 1, 1, 0, 1, 0, 0, 1, 1], [1, 0, 0, 1, 0, 1, 1, 0, 1, 0]
+    logs = [{"pred": pred[:4], "targ": targ[:4], "report_mcc": 1, "report_acc_and_f1": 1},
+            {"pred": pred[4:], "targ": targ[4:], "report_mcc": 1, "report_acc_and_f1": 1}]  # fmt: skip
+    assert glue_metrics(logs) == {"mcc": 40.8, "acc_and_f1": round((0.7 + 0.727272727) / 2 * 100, 1), "f1": 72.7}
+    three = {"pred": [0, 1, 2, 2, 1, 0, 2, 1], "targ": [0, 1, 1, 2, 1, 0, 0, 2], "report_mcc": 1}
+    assert glue_metrics([three]) == {"mcc": 45.2}
+    scores = {"pred": [0.5, 1.0, 2.0, 2.0, 3.5, 0.1], "targ": [0.4, 1.5, 1.5, 2.2, 3.0, 0.3],
+              "report_pearson_and_spearman": 1}  # fmt: skip
+    assert glue_metrics([scores]) == {"pearson_and_spearman": 95.4, "pearson": 95.1, "spearman": 95.6}
+    assert glue_metrics([{"pred": [1], "targ": [1]}]) == {}  # no --report-* flag, no figure
+
+
+def test_reported_f1_is_that_of_label_1_whatever_its_class_index(fairseq_fixtures: Path, tmp_path: Path,
+                                                                 capfd: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """Labels 0/1, with '1' the more frequent (class index 0 in the label dictionary): validation reports mcc,
+    f1 and acc_and_f1 of the label values, as fairseq maps classes back to labels before scoring."""
+    data = make_data(fairseq_fixtures, tmp_path, labels=("1", "0"))
+    symbols = (data / "label" / "dict.txt").read_text(encoding="utf-8").split()[::2]
+    assert symbols[0] == "1"  # the more frequent label comes first
+    train(data, tmp_path / "ck", fairseq_fixtures, "--num-classes", "2", "--report-mcc", "--report-acc-and-f1")
+    logs = capfd.readouterr().err.splitlines()
+    valid = [json.loads(line.split("| valid | ")[1]) for line in logs if "| valid | " in line][-1]
+    assert {"valid_mcc", "valid_f1", "valid_acc_and_f1"} <= set(valid)
+    acc, f1 = float(valid["valid_accuracy"]), float(valid["valid_f1"])
+    assert float(valid["valid_acc_and_f1"]) == pytest.approx((acc + f1) / 2, abs=0.11)
+    assert not any("valid_pred" in line for line in logs)  # the lists are not printed

@@ -50,7 +50,11 @@ def build_criterion(parsed: ParsedArgs, task: Any) -> nn.Module:
 
     sentence_avg = bool(getattr(parsed.namespace, "sentence_avg", False))
     pad = task.target_dictionary.pad()
-    return build(parsed.namespace.criterion, parsed.get("criterion"), padding_idx=pad, sentence_avg=sentence_avg)
+    criterion = build(parsed.namespace.criterion, parsed.get("criterion"), padding_idx=pad, sentence_avg=sentence_avg)
+    bind_task = getattr(criterion, "bind_task", None)  # e.g. sentence_prediction reads the label dictionary
+    if callable(bind_task):
+        bind_task(task)
+    return criterion
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:

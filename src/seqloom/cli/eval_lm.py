@@ -120,10 +120,10 @@ def evaluate(parsed: ParsedArgs) -> EvalLMResult:
     task = registry.TASKS.get(parsed.namespace.task).setup_task(task_cfg, dataset_impl=parsed["dataset"].dataset_impl)
     if common_eval.path is None:
         raise ValueError("seqloom eval-lm: --path CHECKPOINT is required")
-    logger.info("loading model(s) from %s", common_eval.path)
+    logger.info("loading model(s) from %s", common_eval.model_path)
     device = select_device(cpu=common.cpu)
     models = load_models(
-        common_eval.path, task, overrides=parse_model_overrides(common_eval.model_overrides), device=device
+        common_eval.model_path, task, overrides=parse_model_overrides(common_eval.model_overrides), device=device
     )
     dtype = inference_dtype(fp16=common.fp16, bf16=common.bf16)
     if dtype is not None:  # fairseq's model.half() for --fp16; --bf16 likewise

@@ -117,7 +117,7 @@ def run(args: ParsedArgs, out: TextIO) -> int:
     if gen.sacrebleu:
         args["scoring"].scoring = "sacrebleu"
     task = load_task(args, split=data.gen_subset)
-    models = load_ensemble(ev.path, task, model_overrides=ev.model_overrides)
+    models = load_ensemble(ev.model_path, task, model_overrides=ev.model_overrides)
     device = place_models(models, common)
     dataset = task.load_dataset(data.gen_subset)
     batches = task.get_batch_iterator(dataset, batching_options(data, common, task, models)).next_epoch_itr(

@@ -97,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run(args: ParsedArgs, stream: TextIO, out: TextIO, *, name: str = "stdin") -> int:
     torch.manual_seed(args["common"].seed)
     task = load_task(args)
-    models = load_ensemble(args["common_eval"].path, task, model_overrides=args["common_eval"].model_overrides)
+    models = load_ensemble(args["common_eval"].model_path, task, model_overrides=args["common_eval"].model_overrides)
     device = place_models(models, args["common"])
     generator = build_generator(models, task.target_dictionary, args["generation"], common=args["common"],
                                 model_overrides=args["common_eval"].model_overrides,

@@ -259,6 +259,7 @@ def preprocess(cfg: PreprocessConfig, *, progress_bar: bool | None = None) -> Pr
 def parse(argv: Sequence[str] | None) -> tuple[CommonConfig, PreprocessConfig]:
     """Parses the command line (and ``--config`` YAML) without importing the component registries."""
     from seqloom.components import import_user_dir
+    from seqloom.config.fairseq_flags import strip_ignored
     from seqloom.config.parser import _apply_yaml_defaults, build_parser, load_yaml
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -266,6 +267,9 @@ def parse(argv: Sequence[str] | None) -> tuple[CommonConfig, PreprocessConfig]:
     pre, _ = parser.parse_known_args(argv)
     if pre.config:
         _apply_yaml_defaults(parser, load_yaml(pre.config), pre.config)
+    argv, notes = strip_ignored(argv, set(parser.option_names()))
+    for note in notes:
+        print(f"{SPEC.prog}: {note}", file=sys.stderr)
     ns = parser.parse_strict(argv)
     if ns.user_dir:
         import_user_dir(ns.user_dir)

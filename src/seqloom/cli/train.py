@@ -65,6 +65,8 @@ SPEC = CommandSpec(
         "criterion": "cross_entropy",
         "optimizer": None,
         "lr_scheduler": "fixed",
+        "tokenizer": None,  # not used in training: saved with the checkpoint's options for the hub to apply
+        "bpe": None,
     },
 )
 

@@ -10,6 +10,7 @@ The criterion is the checkpoint's own (e.g. label smoothing 0.1), as fairseq-val
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -28,7 +29,7 @@ from seqloom.generation.config import CommonEvalConfig
 from seqloom.generation.loading import export_defaults, parse_model_overrides
 from seqloom.logs import setup_logging
 from seqloom.tasks.base import BatchingOptions
-from seqloom.trainer.meters import Meter, sum_logging_outputs
+from seqloom.trainer.meters import Meter, concat_logging_lists, sum_logging_outputs
 from seqloom.trainer.progress import Progress, resolve_log_format
 from seqloom.trainer.trainer import move_to_device
 
@@ -98,6 +99,7 @@ def validate_subset(model: torch.nn.Module, criterion: Any, itr: Any, device: to
     meter = Meter(reduce=getattr(criterion, "reduce_metrics", None))
     meter.start = start
     meter.add(sum_logging_outputs(outputs))
+    meter.lists = concat_logging_lists(outputs)
     return meter.stats(ups=False)
 
 
@@ -122,9 +124,12 @@ def run(parsed: ParsedArgs) -> int:
     torch.manual_seed(common.seed)
     task = build_task(parsed)
     overrides = parse_model_overrides(ev.model_overrides)
-    model, state = load_model(ev.path.split(":")[0], task, overrides, device)
+    model, state = load_model(ev.model_path.split(os.pathsep)[0], task, overrides, device)
     model = model.to(dtype=inference_dtype(fp16=common.fp16, bf16=common.bf16))  # --fp16/--bf16: cast, as fairseq
     criterion = criterion_from_checkpoint(state, task.target_dictionary.pad()).to(device).eval()
+    bind_task = getattr(criterion, "bind_task", None)  # e.g. sentence_prediction reads the label dictionary
+    if callable(bind_task):
+        bind_task(task)
     progress = Progress(resolve_log_format(common.log_format, no_progress_bar=True))
     max_positions = getattr(model, "max_positions", None)
     model_max = max_positions() if callable(max_positions) else None

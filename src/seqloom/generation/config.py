@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Literal, Optional
 
@@ -84,6 +85,14 @@ class CommonEvalConfig:
     quiet: bool = field(False, help="only print final scores")
     model_overrides: str = field("{}", help="a dictionary used to override model args at generation time")
     results_path: Optional[str] = field(None, help="path to save eval results (writes generate-{subset}.txt)")
+    checkpoint_suffix: str = field("", help="read each --path file with this suffix before .pt (x.pt -> x{suffix}.pt)")
+
+    @property
+    def model_path(self) -> Optional[str]:
+        """``--path`` with ``--checkpoint-suffix`` applied to each file (fairseq's ``replace(".pt", suffix + ".pt")``)."""
+        if not self.path or not self.checkpoint_suffix:
+            return self.path
+        return os.pathsep.join(p.replace(".pt", self.checkpoint_suffix + ".pt") for p in self.path.split(os.pathsep))
 
 
 @dataclass(kw_only=True)

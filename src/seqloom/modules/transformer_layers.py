@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -49,12 +50,19 @@ class FeedForwardMixin(nn.Module):
     dropout: float
     normalize_before: bool
     final_layer_norm: nn.LayerNorm
+    # NormFormer (decoder layers of language models, fairseq's --scale-fc / --scale-resids)
+    ffn_layernorm: nn.LayerNorm | None  # normalizes the activations between fc1 and fc2
+    w_resid: nn.Parameter | None  # scales the residual around the block, per feature
 
     def _feed_forward(self, x: Tensor) -> Tensor:
         residual = x
         if self.normalize_before:
             x = self.final_layer_norm(x)
         x = dropout_time_major(self.activation(self.fc1(x)), self.activation_dropout, self.training)
+        if self.ffn_layernorm is not None:
+            x = self.ffn_layernorm(x)
+        if self.w_resid is not None:
+            residual = residual * self.w_resid
         x = residual + dropout_time_major(self.fc2(x), self.dropout, self.training)
         return x if self.normalize_before else self.final_layer_norm(x)
 
@@ -84,6 +92,7 @@ class TransformerEncoderLayer(FeedForwardMixin):
         self.fc1 = nn.Linear(embed_dim, ffn_embed_dim)
         self.fc2 = nn.Linear(ffn_embed_dim, embed_dim)
         self.final_layer_norm = nn.LayerNorm(embed_dim)
+        self.ffn_layernorm, self.w_resid = None, None  # (NormFormer: decoder layers only)
 
     def forward(self, x: Tensor, padding_mask: Tensor | None) -> Tensor:
         """``x`` ``(B, S, C)``, ``padding_mask`` ``(B, S)`` True at pads (or None) -> ``(B, S, C)``."""
@@ -98,7 +107,14 @@ class TransformerEncoderLayer(FeedForwardMixin):
 
 
 class TransformerDecoderLayer(FeedForwardMixin):
-    """Causal self-attention, cross-attention to the encoder (unless ``cross_attention=False``), feed-forward."""
+    """Causal self-attention, cross-attention to the encoder (unless ``cross_attention=False``), feed-forward.
+
+    NormFormer's additions (fairseq's ``--scale-*`` options of language models) are off by default:
+    ``scale_heads`` weighs each head's share of the self-attention output (``c_attn``, applied as fairseq does,
+    to the projected output's per-head chunks), ``scale_attn`` normalizes that output (``attn_ln``),
+    ``scale_fc`` the feed-forward activations (``ffn_layernorm``), and ``scale_resids`` scales the
+    feed-forward residual (``w_resid``).
+    """
 
     def __init__(
         self,
@@ -113,9 +129,15 @@ class TransformerDecoderLayer(FeedForwardMixin):
         activation_dropout: float = 0.0,
         activation: str = "relu",
         normalize_before: bool = False,
+        scale_attn: bool = False,
+        scale_heads: bool = False,
+        scale_fc: bool = False,
+        scale_resids: bool = False,
     ) -> None:
         super().__init__()
         self.self_attn = MultiheadAttention(embed_dim, num_heads, dropout=attention_dropout)
+        self.attn_ln = nn.LayerNorm(embed_dim) if scale_attn else None
+        self.c_attn = nn.Parameter(torch.ones(num_heads)) if scale_heads else None
         self.dropout = dropout
         self.activation = activation_fn(activation)
         self.activation_dropout = activation_dropout
@@ -129,9 +151,20 @@ class TransformerDecoderLayer(FeedForwardMixin):
                 embed_dim, num_heads, kdim=kdim, vdim=kdim, dropout=attention_dropout
             )
             self.encoder_attn_layer_norm = nn.LayerNorm(embed_dim)
+        self.ffn_layernorm = nn.LayerNorm(ffn_embed_dim) if scale_fc else None
+        self.w_resid = nn.Parameter(torch.ones(embed_dim)) if scale_resids else None
         self.fc1 = nn.Linear(embed_dim, ffn_embed_dim)
         self.fc2 = nn.Linear(ffn_embed_dim, embed_dim)
         self.final_layer_norm = nn.LayerNorm(embed_dim)
+
+    def _scale_attention(self, x: Tensor) -> Tensor:
+        """NormFormer's head scaling and normalization of the self-attention output ``(..., C)``."""
+        if self.c_attn is not None:
+            heads = self.c_attn.numel()
+            x = (x.unflatten(-1, (heads, -1)) * self.c_attn.unsqueeze(-1)).flatten(-2)
+        if self.attn_ln is not None:
+            x = self.attn_ln(x)
+        return x
 
     def forward(
         self,
@@ -157,7 +190,7 @@ class TransformerDecoderLayer(FeedForwardMixin):
         if self.normalize_before:
             x = self.self_attn_layer_norm(x)
         x, _ = self.self_attn(x, key_padding_mask=self_padding_mask, causal=causal, cache=self_cache)
-        x = residual + dropout_time_major(x, self.dropout, self.training)
+        x = residual + dropout_time_major(self._scale_attention(x), self.dropout, self.training)
         if not self.normalize_before:
             x = self.self_attn_layer_norm(x)
         attn: Tensor | None = None
@@ -190,7 +223,7 @@ class TransformerDecoderLayer(FeedForwardMixin):
         residual = x
         x, _ = self.self_attn.decode_step(norm(self.self_attn_layer_norm, x) if pre else x, None, cache=self_cache,
                                           key_padding_mask=self_padding_mask)  # fmt: skip
-        x = residual + x
+        x = residual + self._scale_attention(x)
         if not pre:
             x = norm(self.self_attn_layer_norm, x)
         attn: Tensor | None = None
@@ -207,6 +240,10 @@ class TransformerDecoderLayer(FeedForwardMixin):
         residual = x
         fc1, fc2 = self.fc1, self.fc2
         x = self.activation(F.linear(norm(self.final_layer_norm, x) if pre else x, fc1.weight, fc1.bias))
+        if self.ffn_layernorm is not None:
+            x = norm(self.ffn_layernorm, x)
+        if self.w_resid is not None:
+            residual = residual * self.w_resid
         x = residual + F.linear(x, fc2.weight, fc2.bias)
         return x if pre else norm(self.final_layer_norm, x), attn
 

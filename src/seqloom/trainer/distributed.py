@@ -101,6 +101,17 @@ def all_reduce_sums(values: dict[str, float], device: torch.device) -> dict[str,
     return dict(zip(keys, t.tolist()))
 
 
+def all_gather_lists(values: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """Concatenates each key's lists of all ranks, in rank order."""
+    if not dist.is_available() or not dist.is_initialized() or dist.get_world_size() == 1:
+        return values
+    out: dict[str, list[Any]] = {}
+    for part in all_gather_objects(values):
+        for key, items in part.items():
+            out.setdefault(key, []).extend(items)
+    return out
+
+
 def all_gather_objects(obj: Any) -> list[Any]:
     out: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(out, obj)

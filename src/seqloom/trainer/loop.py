@@ -22,7 +22,7 @@ from seqloom.config.common import CommonConfig
 from seqloom.config.training import CheckpointConfig, DatasetConfig, OptimizationConfig
 from seqloom.data.iterators import EpochBatchIterator
 from seqloom.trainer.checkpoints import AsyncWriter, BestTracker, save_checkpoints
-from seqloom.trainer.distributed import all_reduce_sums
+from seqloom.trainer.distributed import all_gather_lists, all_reduce_sums
 from seqloom.trainer.meters import Meter
 from seqloom.trainer.progress import Progress
 from seqloom.trainer.trainer import StepResult, Trainer, ValidHook
@@ -261,6 +261,7 @@ class TrainingLoop:
                 meter.add(out)
         steps = all_reduce_sums({"__steps": float(meter.steps)}, self.trainer.dist.device)["__steps"]
         meter.sums = all_reduce_sums(meter.sums, self.trainer.dist.device)
+        meter.lists = all_gather_lists(meter.lists)
         meter.steps = int(steps)
         stats = meter.stats(ups=False)
         if self.valid_reduce is not None:

@@ -31,6 +31,17 @@ def sum_logging_outputs(outputs: Iterable[Mapping[str, Any]]) -> dict[str, float
     return total
 
 
+def concat_logging_lists(outputs: Iterable[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    """Concatenates the list values of several logging outputs key by key (per-example values, such as the
+    predictions that ``--report-mcc`` needs, which a sum would lose)."""
+    total: dict[str, list[Any]] = {}
+    for out in outputs:
+        for key, value in out.items():
+            if isinstance(value, list):
+                total.setdefault(key, []).extend(value)
+    return total
+
+
 def reduce_losses(sums: Mapping[str, float]) -> dict[str, float]:
     """fairseq's loss statistics (base 2) from summed logging outputs; other sums pass through as ratios."""
     sample_size = sums.get("sample_size", 0.0) or 1.0
@@ -59,8 +70,9 @@ def perplexity(loss_base2: float) -> float:
 Reducer = Callable[[Sequence[Mapping[str, Any]]], Mapping[str, float]]
 
 
-def reduce_with(reduce: Reducer, sums: Mapping[str, float]) -> dict[str, float]:
-    """A criterion's ``reduce_metrics`` on summed outputs, with fairseq's display rounding, counts dropped."""
+def reduce_with(reduce: Reducer, sums: Mapping[str, Any]) -> dict[str, float]:
+    """A criterion's ``reduce_metrics`` on summed outputs (with any concatenated lists), with fairseq's display
+    rounding, counts dropped."""
     out: dict[str, float] = {}
     for key, value in reduce([sums]).items():
         if key in COUNT_KEYS or key in ("n_correct", "total"):
@@ -78,6 +90,7 @@ class Meter:
 
     reduce: Reducer | None = None
     sums: dict[str, float] = field(default_factory=dict)
+    lists: dict[str, list[Any]] = field(default_factory=dict)  # list values of the outputs, concatenated
     steps: int = 0  # updates (train) or batches (valid) seen
     gnorm_sum: float = 0.0
     clipped: int = 0
@@ -87,6 +100,8 @@ class Meter:
     def add(self, logging_output: Mapping[str, Any], *, gnorm: float | None = None, clipped: bool = False) -> None:
         for key, value in sum_logging_outputs([logging_output]).items():
             self.sums[key] = self.sums.get(key, 0.0) + value
+        for key, values in concat_logging_lists([logging_output]).items():
+            self.lists.setdefault(key, []).extend(values)
         self.steps += 1
         if gnorm is not None:
             self.gnorm_sum += gnorm
@@ -94,7 +109,7 @@ class Meter:
 
     def reset(self) -> None:
         """Starts a new span (fairseq's ``reset_meters``)."""
-        self.sums, self.steps, self.gnorm_sum, self.clipped, self.busy_seconds = {}, 0, 0.0, 0, 0.0
+        self.sums, self.lists, self.steps, self.gnorm_sum, self.clipped, self.busy_seconds = {}, {}, 0, 0.0, 0, 0.0
         self.start = time.perf_counter()
 
     def elapsed(self) -> float:
@@ -102,7 +117,11 @@ class Meter:
 
     def stats(self, *, ups: bool = True) -> dict[str, float]:
         """loss, nll_loss, ppl, wps, ups, wpb, bsz (fairseq's rounding; validation has no ``ups``)."""
-        out = reduce_with(self.reduce, self.sums) if self.reduce is not None else reduce_losses(self.sums)
+        out = (
+            reduce_with(self.reduce, {**self.sums, **self.lists})
+            if self.reduce is not None
+            else reduce_losses(self.sums)
+        )
         seconds = max(self.elapsed(), 1e-9)
         steps = max(self.steps, 1)
         ntokens = self.sums.get("ntokens", 0.0)

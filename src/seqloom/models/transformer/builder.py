@@ -95,6 +95,10 @@ def decoder_inputs(
     return project_in_dim, positions, layernorm_embedding
 
 
+# NormFormer's options (transformer_lm's, as in fairseq): see TransformerDecoderLayer
+NORMFORMER = ("scale_attn", "scale_heads", "scale_fc", "scale_resids")
+
+
 def build_decoder_layers(
     cfg: DecoderShape, *, cross_attention: bool, encoder_embed_dim: int | None = None
 ) -> list[TransformerDecoderLayer]:
@@ -114,6 +118,7 @@ def build_decoder_layers(
             activation_dropout=cfg.activation_dropout,
             activation=cfg.activation_fn,
             normalize_before=cfg.decoder_normalize_before,
+            **{flag: bool(getattr(cfg, flag, False)) for flag in NORMFORMER},
         )
         for _ in range(cfg.decoder_layers)
     ]

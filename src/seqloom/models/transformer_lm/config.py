@@ -75,6 +75,15 @@ class TransformerLMConfig:
     no_scale_embedding: bool = field(False, help="if True, dont scale embeddings")
     checkpoint_activations: bool = field(False, help="checkpoint activations at each layer")
     offload_activations: bool = field(False, help="like --checkpoint-activations (offloading to CPU is not done)")
+    scale_attn: bool = field(False, help="NormFormer: add a layer norm after each self-attention")
+    scale_fc: bool = field(False, help="NormFormer: add a layer norm between fc1 and fc2")
+    scale_heads: bool = field(False, help="NormFormer: learn a scale for each attention head")
+    scale_resids: bool = field(False, help="NormFormer: learn a scale for each feature of the feed-forward residual")
+    min_params_to_wrap: int = field(
+        100_000_000,
+        help="minimum number of params for a layer to be wrapped with FSDP() (its own unit under --ddp-backend "
+        "fully_sharded; every layer with --checkpoint-activations)",
+    )
     decoder_layerdrop: float = field(0.0, help="LayerDrop probability for decoder")
     decoder_layers_to_keep: Optional[str] = field(
         None, help="which layers to *keep* when pruning as a comma-separated list (not supported)"
