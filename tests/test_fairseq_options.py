@@ -86,7 +86,7 @@ def test_a_generate_command_line_with_training_options_parses_with_notes(capsys:
     err = capsys.readouterr().err
     assert "seqloom generate: ignoring fairseq's --save-dir: an option of saving training checkpoints" in err
     assert "--ddp-backend: an option of distributed training, which this command does not do" in err
-    assert "--reset-optimizer" in err and "--eos: the BLEU scorer takes" in err and "(UnitY) only" in err
+    assert "--reset-optimizer" in err and "--eos: it applies to the BLEU scorer" in err and "(UnitY) only" in err
 
 
 def test_preprocess_takes_fairseqs_shared_options_with_a_note(tmp_path: Path, capsys) -> None:
@@ -136,3 +136,39 @@ def test_generate_reads_the_checkpoint_named_by_checkpoint_suffix(
     assert "Generate test with beam=1: BLEU4" in capsys.readouterr().out
     assert main([*argv, "--checkpoint-suffix=-shard1"]) == 1  # checkpoint_best-shard1.pt does not exist
     assert "checkpoint_best-shard1.pt" in capsys.readouterr().err
+
+
+CONFIGS = Path(__file__).parent / "fixtures" / "fairseq_options"
+
+
+@pytest.mark.parametrize(
+    ("dump", "expected"),
+    [
+        ("translation.yaml", {"task": "translation", "arch": "transformer", "criterion": "label_smoothed_cross_entropy",
+                              "label_smoothing": 0.1, "encoder_layers": 2, "max_tokens": 2048, "lr": [0.001],
+                              "lr_scheduler": "inverse_sqrt", "warmup_updates": 100}),
+        ("lm.yaml", {"task": "language_modeling", "arch": "transformer_lm", "tokens_per_sample": 128,
+                     "decoder_layers": 2, "max_update": 200}),
+        ("bart.yaml", {"task": "denoising", "arch": "bart_base", "mask": 0.3, "poisson_lambda": 3.5,
+                       "encoder_layers": 2, "activation_dropout": 0.0}),
+    ],
+)  # fmt: skip
+def test_fairseqs_full_config_dumps_configure_every_command(
+    dump: str, expected: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """fairseq's whole configuration of a checkpoint (hydra's .hydra/config.yaml layout: every group, each
+    component section with its _name, the options of all commands) as --config: train takes its options,
+    the other commands take theirs and pass over the rest, with few notes."""
+    from seqloom.config.parser import parse_args
+
+    config = ["--config", str(CONFIGS / dump)]
+    args = parse_args(_spec("train"), ["data-bin", *config])
+    for key, value in expected.items():
+        assert getattr(args.namespace, key) == value, key
+    notes = capsys.readouterr().err.splitlines()
+    assert len(notes) <= 2 and all("ignoring fairseq's" in n for n in notes), notes
+    task = expected["task"]
+    for command in ("generate", "validate", "eval-lm") if task == "language_modeling" else ("generate", "validate"):
+        args = parse_args(_spec(command), ["data-bin", "--path", "x.pt", *config, "--task", task])
+        assert args.namespace.path == "x.pt" and args.namespace.task == task
+    capsys.readouterr()

@@ -18,6 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+# the reasons of options that only matter with a feature or model seqloom lacks (whose switch, if any, is
+# checked on its own)
+PARAMETER_OF = "it applies "
+
 # flag -> (takes a value, why it changes nothing in seqloom)
 IGNORED: dict[str, tuple[bool, str]] = {
     "--distributed-no-spawn": (False, "seqloom never starts one process per visible GPU; torchrun starts them"),
@@ -30,6 +34,10 @@ IGNORED: dict[str, tuple[bool, str]] = {
     "--global-sync-iter": (True, "it applies with --use-bmuf only, which seqloom does not support"),
     "--block-lr": (True, "it applies with --use-bmuf only, which seqloom does not support"),
     "--block-momentum": (True, "it applies with --use-bmuf only, which seqloom does not support"),
+    **{  # the rest of fairseq's bmuf section, which its config dumps write out
+        flag: (takes_value, "it applies with --use-bmuf only, which seqloom does not support")
+        for flag, takes_value in (("--warmup-iterations", True), ("--use-nbm", False), ("--average-sync", False))
+    },
     "--slowmo-momentum": (True, "it applies with --ddp-backend slowmo only, which seqloom does not support"),
     "--slowmo-base-algorithm": (True, "it applies with --ddp-backend slowmo only, which seqloom does not support"),
     "--localsgd-frequency": (True, "it applies with --ddp-backend slowmo only, which seqloom does not support"),
@@ -55,8 +63,8 @@ IGNORED: dict[str, tuple[bool, str]] = {
     **{
         flag: (
             True,
-            "the BLEU scorer takes the pad, eos and unk symbols from the target dictionary, as "
-            "fairseq-generate's does whatever the flag says",
+            "it applies to the BLEU scorer, which takes the pad, eos and unk symbols from the target "
+            "dictionary (as fairseq-generate's does, whatever the flag says)",
         )
         for flag in ("--pad", "--eos", "--unk")
     },  # fmt: skip
@@ -69,6 +77,23 @@ IGNORED: dict[str, tuple[bool, str]] = {
         for flag in ("--beam-mt", "--lenpen-mt", "--max-len-a-mt", "--max-len-b-mt")
     },
     "--eos-token": (True, "it applies to fairseq's speech translation tasks only"),
+    **{
+        flag: (
+            takes_value,
+            "it applies to fairseq's non-autoregressive models (iterative refinement) only, "
+            "which seqloom does not implement",
+        )
+        for flag, takes_value in (
+            ("--print-step", False),
+            ("--retain-iter-history", False),
+            ("--iter-decode-eos-penalty", True),
+            ("--iter-decode-max-iter", True),
+            ("--iter-decode-force-max-iter", False),
+            ("--iter-decode-with-beam", True),
+            ("--iter-decode-with-external-reranker", False),
+            ("--decoding-format", True),
+        )
+    },  # fmt: skip
 }
 
 # flag -> (takes a value, what the option is for): options of fairseq's configuration that all its commands
@@ -146,19 +171,6 @@ UNSUPPORTED: dict[str, str] = {
     "--decoder-xformers-att-config": "xFormers attention is not used: attention runs on torch's SDPA kernels",
     "--fix-batches-to-gpus": "keeping each GPU's batches from one epoch to the next is not implemented",
     "--d2v2-multi": "data2vec 2.0 models are not implemented",
-    **{
-        flag: "iterative refinement (fairseq's non-autoregressive models) is not implemented"
-        for flag in (
-            "--print-step",
-            "--retain-iter-history",
-            "--iter-decode-eos-penalty",
-            "--iter-decode-max-iter",
-            "--iter-decode-force-max-iter",
-            "--iter-decode-with-beam",
-            "--iter-decode-with-external-reranker",
-            "--decoding-format",
-        )
-    },
 }
 
 
@@ -208,8 +220,11 @@ def config_key_note(key: str, value: object) -> tuple[bool, str | None]:
     value), is accepted: the message is a note, or None when the option is simply off. Any other value of an
     ``UNSUPPORTED`` option is refused with its reason; other keys give (False, None)."""
     flag = "--" + key.replace("_", "-")
-    if flag in IGNORED:
-        return True, f"ignoring fairseq's {flag}: {IGNORED[flag][1]}"
+    if flag in IGNORED:  # set: a note; unset, or a parameter of a feature left off (its switch is checked
+        # on its own): nothing to say, as fairseq's dumps write all of them out
+        why = IGNORED[flag][1]
+        quiet = value in (False, None, "") or why.startswith(PARAMETER_OF)
+        return True, None if quiet else f"ignoring fairseq's {flag}: {why}"
     if flag in NOT_USED_HERE:
         return True, None  # fairseq writes its whole shared configuration into every config file
     off = IGNORED_WHEN_OFF.get(flag, (None, ""))[0]

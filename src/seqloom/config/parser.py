@@ -36,6 +36,10 @@ SELECTORS: dict[str, tuple[str, registry.Registry[Any]]] = {
 
 # a YAML section's ``_name`` picks the component: ``model: {_name: transformer}`` sets ``--arch``
 SECTION_SELECTORS = {"model": "arch"}
+# fairseq's config sections that name a component (the others are plain groups of options)
+COMPONENT_SECTIONS = frozenset(
+    {"task", "model", "criterion", "optimizer", "lr_scheduler", "scoring", "bpe", "tokenizer"}
+)
 
 
 @dataclass(frozen=True)
@@ -120,10 +124,16 @@ def load_yaml(path: str) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in data.items():
         key = str(key).replace("-", "_")
+        if key == "_name":  # fairseq's dumps name the root config too (null)
+            continue
         if isinstance(value, dict):
             for sub, v in value.items():
                 sub = str(sub).replace("-", "_")
-                flat[SECTION_SELECTORS.get(key, key) if sub == "_name" else sub] = v
+                if sub != "_name":
+                    flat[sub] = v
+                elif key in COMPONENT_SECTIONS:  # the section's component: --task, --arch, ...
+                    flat[SECTION_SELECTORS.get(key, key)] = v
+                # a plain group's _name (common, dataset, ...) is null in fairseq's dumps: nothing to set
         else:
             flat[key] = value
     return flat
@@ -225,15 +235,44 @@ def _choose_components(
     return chosen
 
 
+_ALL_OPTIONS: set[str] = set()
+
+
+def _options_of_all_commands() -> set[str]:
+    """The option dests of every seqloom command and of every registered component, made once."""
+    if not _ALL_OPTIONS:
+        from seqloom.cli import eval_lm, generate, interactive, preprocess, train, validate
+
+        for module in (train, generate, interactive, validate, eval_lm, preprocess):
+            spec = module.SPEC
+            parser, _ = build_parser(spec, dict(spec.selectors))
+            _ALL_OPTIONS.update(a.dest for a in parser._actions)
+        for dest, (_, reg) in SELECTORS.items():
+            for name in reg.names():
+                cls, _, _ = _component_config(dest, name)
+                if cls is not None and dataclasses.is_dataclass(cls):
+                    _ALL_OPTIONS.update(f.name for f in dataclasses.fields(cls))
+    return _ALL_OPTIONS
+
+
 def _apply_yaml_defaults(parser: ArgumentParser, values: dict[str, Any], source: str) -> None:
     """Sets ``values`` as the parser's defaults; errors name ``source`` (e.g. ``--config run.yaml``)."""
     actions = {a.dest: a for a in parser._actions}
+    # an option's other names (--relu-dropout for --activation-dropout), as keys: used unless the option's own
+    # key gives it a value (fairseq's old checkpoints write both; the model reads ``activation or relu``)
+    aliases = {flag[2:].replace("-", "_"): a.dest for a in parser._actions for flag in a.option_strings}
     defaults: dict[str, Any] = {}
     for key, value in values.items():
         if key in SELECTORS:  # already chose the component
             continue
+        if key not in actions and aliases.get(key, key) in actions:
+            if values.get(aliases[key]):
+                continue
+            key = aliases[key]
         if key not in actions or key in ("help",):
             accepted, message = config_key_note(key, value)
+            if not accepted and message is None and key in _options_of_all_commands():
+                continue  # another command's option: fairseq writes its whole configuration into every dump
             if accepted:
                 if message:
                     print(f"{parser.prog}: {source}: {message}", file=sys.stderr)
@@ -246,7 +285,7 @@ def _apply_yaml_defaults(parser: ArgumentParser, values: dict[str, Any], source:
                 value = cast("Callable[[str], Any]", action.type)(text)  # add_dataclass_args sets callable types
             except (argparse.ArgumentTypeError, ValueError) as err:
                 parser.error(f"{source}: option {key!r}: {err}")
-        if action.choices is not None and value not in action.choices:
+        if action.choices is not None and value is not None and value not in action.choices:
             parser.error(f"{source}: option {key!r}: {value!r} is not one of {list(action.choices)}")
         defaults[key] = value
     parser.set_defaults(**defaults)
