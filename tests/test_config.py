@@ -234,3 +234,19 @@ def test_a_config_files_fairseq_options_follow_the_same_tables(
     with pytest.raises(SystemExit):
         parse_args(TRAIN, ["data-bin", "--arch", "transformer", "--config", str(config)])
     assert "unknown option 'no_such_option'" in capsys.readouterr().err
+
+
+def test_a_config_files_references_to_other_options_take_their_values(tmp_path: Path) -> None:
+    """OmegaConf interpolations as fairseq's hydra configs write them: ``${optimization.lr}``."""
+    from seqloom.cli.train import SPEC as TRAIN
+
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        "optimization: {lr: [0.0005], max_update: 1000}\n"
+        "lr_scheduler: {_name: polynomial_decay, total_num_update: '${optimization.max_update}',"
+        " warmup_updates: '${optimization.no_such}'}\n",
+        encoding="utf-8",
+    )
+    args = parse_args(TRAIN, ["data-bin", "--arch", "transformer", "--config", str(config)])
+    assert args.namespace.total_num_update == 1000 and args.namespace.lr == [0.0005]
+    assert args.namespace.warmup_updates == 0  # an unset reference leaves the default

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -136,7 +137,26 @@ def load_yaml(path: str) -> dict[str, Any]:
                 # a plain group's _name (common, dataset, ...) is null in fairseq's dumps: nothing to set
         else:
             flat[key] = value
-    return flat
+    return _resolve_interpolations(flat)
+
+
+_REFERENCE = re.compile(r"^\$\{([\w.]+)\}$")
+
+
+def _resolve_interpolations(flat: dict[str, Any]) -> dict[str, Any]:
+    """OmegaConf's ``${group.option}`` references (fairseq's configs tie ``lr_scheduler.lr`` to
+    ``optimization.lr`` so): the value of that option in the same file; a reference to an option the file
+    does not set is dropped (the option keeps its default, as the referenced one does)."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        match = _REFERENCE.match(value) if isinstance(value, str) else None
+        if match is None:
+            out[key] = value
+            continue
+        target = match.group(1).split(".")[-1]
+        if target in flat and not (isinstance(flat[target], str) and _REFERENCE.match(flat[target])):
+            out[key] = flat[target]
+    return out
 
 
 def build_parser(spec: CommandSpec, chosen: dict[str, str | None]) -> tuple[ArgumentParser, dict[str, type]]:
