@@ -28,7 +28,7 @@ from seqloom.generation.generator import SequenceGenerator
 from seqloom.generation.hypotheses import Hypothesis
 from seqloom.generation.loading import export_defaults, load_ensemble
 from seqloom.generation.output import hypothesis_lines, load_align_dict, post_process_prediction
-from seqloom.generation.parallel import in_order_on_threads
+from seqloom.generation.parallel import can_fork, in_order_on_processes, in_order_on_threads
 from seqloom.generation.runtime import (
     TextCodec,
     build_generator,
@@ -137,8 +137,12 @@ def run(args: ParsedArgs, out: TextIO) -> int:
     done: Iterator[tuple[Any, list[list[Hypothesis]] | None]] = ((sample, None) for sample in samples)
     if len(workers) > 1:
         start = time.perf_counter()
-        done = in_order_on_threads(samples, lambda g, s: run_inference(g, s, gen, device, prefix_token=prefix_token),
-                                   workers)  # fmt: skip
+        if can_fork():  # worker processes: the models' memory is shared, the Python between kernels is not
+            done = in_order_on_processes(samples, lambda s: run_inference(generator, s, gen, device,
+                                                                          prefix_token=prefix_token), len(workers))  # fmt: skip
+        else:
+            done = in_order_on_threads(samples, lambda g, s: run_inference(g, s, gen, device,
+                                                                           prefix_token=prefix_token), workers)  # fmt: skip
     for sample, hyps in done:
         if hyps is None:
             start = time.perf_counter()

@@ -125,7 +125,8 @@ class DecodeThreadsConfig:
 
     decode_threads: int = field(
         1,
-        help="on the CPU, translate this many batches at once, each on its own thread with an equal share of "
-        "the intra-op threads (faster for small models, whose decoding steps are mostly per-op overhead; holds "
-        "that many batches in memory); 1: one batch at a time on all threads",
+        help="on the CPU, translate this many batches at once, each in its own worker process (forked, sharing the "
+        "models' memory; a thread where fork is missing) with an equal share of the intra-op threads (faster for "
+        "small models, whose decoding steps are mostly per-op overhead; holds that many batches in memory); 1: "
+        "one batch at a time on all threads",
     )

@@ -1,14 +1,23 @@
-"""Batches decoded on several CPU threads at once, results handed back in input order.
+"""Batches decoded several at once on the CPU, results handed back in input order.
 
 A decoding step of a small model is mostly per-op overhead (Python and dispatch), which one core spends
-while the other waits for the next op; kernels release the GIL, so two batches on two threads of one
-intra-op thread each keep both cores busy (CTranslate2's ``inter_threads``). Each thread has its own
-generator (generators keep per-batch state), the models are shared read-only.
+while the other waits for the next op. Two ways to keep all cores busy (CTranslate2's ``inter_threads``):
+
+* :func:`in_order_on_processes`: worker processes forked from this one (they share its models' memory),
+  one intra-op thread each. Nothing is shared at run time, so N workers run N times as many steps; on the
+  2-core machine, two processes decoded the benchmark's test set in 0.77x the time of two threads.
+* :func:`in_order_on_threads`: threads, each with its own generator (generators keep per-batch state) and
+  the models shared read-only. Kernels release the GIL but the Python between them does not, so the
+  threads wait for each other; they serve where ``fork`` does not exist (Windows, macOS's default).
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import pickle
 import queue
+import sys
+import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -53,3 +62,83 @@ def in_order_on_threads(items: Iterable[T], work: Callable[[Any, T], R], workers
                 yield done, future.result()
     finally:
         torch.set_num_threads(threads)
+
+
+def can_fork() -> bool:
+    """Whether :func:`in_order_on_processes` may run here: ``fork`` exists and is safe (Linux)."""
+    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
+
+
+def _serve(work: Callable[[Any], Any], tasks: Any, results: Any, threads: int) -> None:
+    """A worker process: decodes the pickled items it is given until it gets None."""
+    torch.set_num_threads(threads)
+    while True:
+        task = tasks.get()
+        if task is None:
+            return
+        index, payload = task
+        try:
+            results.put((index, True, pickle.dumps(work(pickle.loads(payload)), protocol=pickle.HIGHEST_PROTOCOL)))
+        except BaseException:  # noqa: BLE001 - handed to the parent, which raises it
+            results.put((index, False, traceback.format_exc()))
+
+
+def _next_result(results: Any, workers: list[Any]) -> tuple[int, bool, Any]:
+    """The next result, checking every second that the workers are alive (a killed one would never answer)."""
+    while True:
+        try:
+            return results.get(timeout=1.0)
+        except queue.Empty:
+            dead = [w for w in workers if not w.is_alive()]
+            if dead:
+                raise RuntimeError(
+                    f"decoding worker process {dead[0].name} died (exit code {dead[0].exitcode})"
+                ) from None
+
+
+def in_order_on_processes(items: Iterable[T], work: Callable[[T], R], count: int) -> Iterator[tuple[T, R]]:
+    """``(item, work(item))`` for each of ``items``, in their order, computed in ``count`` forked processes.
+
+    ``work`` runs in the children with the state this process had when they were forked (its models,
+    generator, ...). Items and results travel pickled (tensors by value, each result in one message); at
+    most two items per process are in flight. A failure in a worker is raised here with its traceback.
+    """
+    context = multiprocessing.get_context("fork")
+    tasks, results = context.SimpleQueue(), context.Queue()
+    threads = max(1, torch.get_num_threads() // count)
+    workers = [context.Process(target=_serve, args=(work, tasks, results, threads), daemon=True,
+                               name=f"seqloom-decode-{i}") for i in range(count)]  # fmt: skip
+    for worker in workers:
+        worker.start()
+    pending: dict[int, T] = {}
+    ready: dict[int, R] = {}
+    source = iter(items)
+    sent = returned = 0
+
+    def feed() -> None:
+        nonlocal sent
+        for item in source:
+            pending[sent] = item
+            tasks.put((sent, pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)))
+            sent += 1
+            return
+
+    try:
+        for _ in range(2 * count):
+            feed()
+        while returned < sent:
+            index, ok, payload = _next_result(results, workers)
+            if not ok:
+                raise RuntimeError(f"a decoding worker process failed:\n{payload}")
+            ready[index] = pickle.loads(payload)
+            while returned in ready:
+                yield pending.pop(returned), ready.pop(returned)
+                returned += 1
+                feed()
+    finally:
+        for _ in workers:
+            tasks.put(None)
+        for worker in workers:
+            worker.join(timeout=5)
+            if worker.is_alive():
+                worker.terminate()
