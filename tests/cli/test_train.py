@@ -223,8 +223,16 @@ def test_two_gloo_processes_equal_one_process_with_update_freq_2(data_bin: Path,
 def test_ddp_with_find_unused_parameters_and_an_output_matrix_of_its_own(data_bin: Path, tmp_path: Path) -> None:
     """An untied output matrix is used by the loss only when the loss fuses the vocabulary product; DDP with
     ``--find-unused-parameters`` would then count it as unused and fail in backward. The criterion keeps the
-    product inside ``forward`` there, and the run equals one process with ``--update-freq 2``."""
-    common = ("--disable-validation", "--find-unused-parameters")
+    product inside ``forward`` there, and the run equals one process with ``--update-freq 2`` (also with
+    small buckets whose views are the gradients)."""
+    common = (
+        "--disable-validation",
+        "--find-unused-parameters",
+        "--bucket-cap-mb",
+        "1",
+        "--gradient-as-bucket-view",
+        "--broadcast-buffers",
+    )  # DDP's knobs, passed on to it (one process ignores them)
     one = train_args(data_bin, tmp_path / "one", "--update-freq", "2", *common, dropout="0.0", max_update=3)
     two = train_args(data_bin, tmp_path / "two", *common, dropout="0.0", max_update=3)
     for argv in (one, two):
@@ -600,3 +608,17 @@ def test_per_epoch_batches_resume_exactly(data_bin: Path, tmp_path: Path) -> Non
     plain = train(train_args(data_bin, tmp_path / "plain", "--disable-validation", "--max-update", "0",
                              "--max-epoch", "2", dropout="0.0"))  # fmt: skip
     assert [h["wpb"] for h in plain[len(first) :]] != [h["wpb"] for h in second]
+
+
+def test_skip_remainder_batch_trains_whole_updates_and_ends_each_epoch(data_bin: Path, tmp_path: Path) -> None:
+    """--skip-remainder-batch --update-freq 3: each epoch leaves out its last batch and a partial update, and
+    still ends (checkpoint, next epoch) after its last whole update."""
+    common = ("--max-epoch", "2", "--disable-validation", "--no-save")
+    batches = len(train(train_args(data_bin, tmp_path / "b", *common, max_update=1000))) // 2  # per epoch
+    common = ("--update-freq", "3", "--max-epoch", "2", "--disable-validation")
+    plain = train(train_args(data_bin, tmp_path / "plain", *common, max_update=1000))
+    skip = train(train_args(data_bin, tmp_path / "skip", *common, "--skip-remainder-batch", max_update=1000))
+    assert len(plain) == 2 * -(-batches // 3) and len(skip) == 2 * ((batches - 1) // 3) < len(plain)
+    last = load_checkpoint(tmp_path / "skip" / "checkpoint_last.pt")
+    assert last["extra_state"]["train_iterator"]["epoch"] == 2
+    assert last["optimizer_history"][-1]["num_updates"] == len(skip)

@@ -133,6 +133,20 @@ def test_grouped_shuffling_keeps_groups_of_num_shards_batches_together() -> None
     assert one == _ids(_iterator(n=36).next_epoch_itr())  # groups of one: the plain shuffle
 
 
+def test_skip_remainder_batch_leaves_out_the_epochs_last_batch_and_a_partial_update() -> None:
+    """fairseq's --skip-remainder-batch: the iterator takes all but the shard's last batch, and the grouping
+    by --update-freq drops a last group that is not whole; the epoch then counts as finished."""
+    whole = _ids(_iterator(n=36).next_epoch_itr())  # 9 batches
+    itr = _iterator(n=36, skip_remainder_batch=True)
+    assert len(itr) == 8
+    epoch = itr.next_epoch_itr()
+    groups = [[sorted(b["id"].tolist()) for b in g] for g in epoch.take_groups(3, whole_only=True)]
+    assert groups == [whole[0:3], whole[3:6]]  # 8 batches: two updates of 3, the last 2 batches left out
+    assert not epoch.has_next() and itr.next_epoch_idx == 2
+    plain = _iterator(n=36).next_epoch_itr()
+    assert [len(g) for g in plain.take_groups(4)] == [4, 4, 1]
+
+
 def test_worker_processes_give_the_same_batches() -> None:
     assert _ids(_iterator(num_workers=1).next_epoch_itr()) == _ids(_iterator().next_epoch_itr())
 

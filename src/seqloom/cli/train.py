@@ -154,12 +154,16 @@ def make_trainer(parsed: ParsedArgs, task: Any, dist: DistInfo) -> Trainer:
         window = common.fp16_scale_window or default_scale_window(dist.world_size, opt.update_freq[0])
         scaler = LossScaler(float(common.fp16_init_scale), window, common.min_loss_scale,
                             tolerance=common.fp16_scale_tolerance, threshold=common.threshold_loss_scale)  # fmt: skip
+    ddp = parsed["distributed_training"]
     options = TrainerOptions(
         seed=common.seed,
         clip_norm=opt.clip_norm,
         autocast_dtype=autocast_dtype(fp16=common.fp16, bf16=common.bf16, amp=common.amp),
         loss_scaler=scaler,
-        find_unused_parameters=parsed["distributed_training"].find_unused_parameters,
+        find_unused_parameters=ddp.find_unused_parameters,
+        bucket_cap_mb=ddp.bucket_cap_mb,
+        gradient_as_bucket_view=ddp.gradient_as_bucket_view,
+        broadcast_buffers=ddp.broadcast_buffers,
         compile=common.compile,
         overflow_retries=common.amp_batch_retries if common.amp else 0,
         empty_cache_freq=common.empty_cache_freq,
@@ -215,6 +219,7 @@ class Batches:
             num_workers=ds.num_workers,
             epoch=epoch,
             grouped_shuffling=ds.grouped_shuffling and not valid,
+            skip_remainder_batch=ds.skip_remainder_batch and not valid,
         )
 
     def train(self, epoch: int) -> EpochBatchIterator:

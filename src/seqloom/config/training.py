@@ -64,7 +64,9 @@ class DatasetConfig:
     num_shards: int = field(1, help="shard generation over N shards")
     shard_id: int = field(0, help="id of the shard to generate (id < num_shards)")
     skip_remainder_batch: bool = field(
-        False, help="if set, include the last (partial) batch of each epoch in training (default is to skip it)"
+        False,
+        help="leave each training epoch's last batch out, and with --update-freq N a last group of fewer than N "
+        "batches (what fairseq does with it; its help text says the opposite)",
     )
 
 

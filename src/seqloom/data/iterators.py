@@ -53,12 +53,17 @@ class EpochIterator:
     def has_next(self) -> bool:
         return self.n < self.total
 
-    def take_groups(self, size: int) -> Iterator[list[Any]]:
-        """Yields lists of ``size`` consecutive batches (the last may be shorter): one update each."""
+    def take_groups(self, size: int, *, whole_only: bool = False) -> Iterator[list[Any]]:
+        """Yields lists of ``size`` consecutive batches (the last may be shorter, or left out with
+        ``whole_only``): one update each."""
+        if whole_only and self.total - self.n < size:
+            self.n = self.total  # too few batches left for one update: the epoch is over
         while self.has_next():
             group: list[Any] = []
             while len(group) < size and self.has_next():
                 group.append(next(self))
+            if whole_only and self.total - self.n < size:
+                self.n = self.total  # what is left would make a partial group: the epoch ends with this one
             yield group
 
 
@@ -77,12 +82,16 @@ class EpochBatchIterator:
         num_workers: int = 0,
         epoch: int = 1,
         grouped_shuffling: bool = False,
+        skip_remainder_batch: bool = False,
     ) -> None:
         """``grouped_shuffling`` (``--grouped-shuffling``): each epoch shuffles groups of ``num_shards``
         consecutive (length-sorted) batches, so that the ranks get batches of similar lengths at each step;
-        as in fairseq, the batches after the last whole group are left out of shuffled epochs."""
+        as in fairseq, the batches after the last whole group are left out of shuffled epochs.
+        ``skip_remainder_batch`` (``--skip-remainder-batch``): each epoch leaves out this shard's last batch,
+        whatever its size, as fairseq's iterator does."""
         self.dataset = dataset
         self.grouped_shuffling = grouped_shuffling
+        self.skip_remainder_batch = skip_remainder_batch
         self.frozen_batches = list(batches)
         self.collate_fn = collate_fn
         self.seed, self.num_shards, self.shard_id = seed, num_shards, shard_id
@@ -94,7 +103,7 @@ class EpochBatchIterator:
 
     def __len__(self) -> int:
         """Batches per epoch for this shard."""
-        return -(-len(self.frozen_batches) // self.num_shards)
+        return max(0, -(-len(self.frozen_batches) // self.num_shards) - int(self.skip_remainder_batch))
 
     @property
     def next_epoch_idx(self) -> int:
@@ -114,7 +123,8 @@ class EpochBatchIterator:
             np.random.RandomState(self.seed + epoch).shuffle(batches)
         mine = batches[self.shard_id :: self.num_shards]
         empty = np.zeros(0, dtype=np.int64)
-        return mine + [empty] * (-(-len(batches) // self.num_shards) - len(mine))
+        mine += [empty] * (-(-len(batches) // self.num_shards) - len(mine))
+        return mine[:-1] if self.skip_remainder_batch else mine
 
     def next_epoch_itr(self, shuffle: bool = True) -> EpochIterator:
         """Starts the next epoch (or the one being resumed) and returns its iterator."""

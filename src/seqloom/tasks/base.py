@@ -43,6 +43,7 @@ class BatchingOptions:
     num_workers: int = 0
     epoch: int = 1
     grouped_shuffling: bool = False  # shuffle groups of num_shards consecutive batches (similar lengths per rank)
+    skip_remainder_batch: bool = False  # leave each epoch's last batch out (--skip-remainder-batch)
 
 
 class Task:
@@ -96,6 +97,7 @@ class Task:
             num_workers=options.num_workers,
             epoch=options.epoch,
             grouped_shuffling=options.grouped_shuffling,
+            skip_remainder_batch=options.skip_remainder_batch,
         )
 
     @staticmethod

@@ -142,12 +142,14 @@ class TrainingLoop:
         valid_losses: list[float | None] = [None]
         should_stop = False
         freq = self.update_freq(epoch)
-        for samples in itr.take_groups(freq):
+        whole_only = self.cfg.dataset.skip_remainder_batch  # fairseq's grouped iterator drops a partial group
+        groups = len(itr) // freq if whole_only else -(-len(itr) // freq)
+        for samples in itr.take_groups(freq, whole_only=whole_only):
             result = self.trainer.train_step(samples)
             self.progress.advance(epoch, len(itr), len(samples))
             if not result.skipped:
                 # progress in updates (groups of --update-freq batches), as fairseq's grouped iterator counts
-                self._record(result, interval, whole, epoch, -(-itr.n // freq), -(-len(itr) // freq))
+                self._record(result, interval, whole, epoch, -(-itr.n // freq), groups)
             valid_losses, should_stop = self.validate_and_save(epoch_itr, end_of_epoch=not itr.has_next())
             if should_stop:
                 break

@@ -44,6 +44,10 @@ class TrainerOptions:
     autocast_dtype: torch.dtype | None = None
     loss_scaler: LossScaler | None = None
     find_unused_parameters: bool = False
+    # DDP's own knobs (fairseq passes them to DistributedDataParallel too)
+    bucket_cap_mb: int = 25
+    gradient_as_bucket_view: bool = False
+    broadcast_buffers: bool = False
     compile: bool = False  # --compile: torch.compile the training forward (dynamic shapes)
     overflow_retries: int = 0  # --amp: re-run an overflowing update this many times at the lowered scale
     empty_cache_freq: int = 0  # --empty-cache-freq: release the CUDA caching allocator's free blocks every N updates
@@ -131,7 +135,9 @@ class Trainer:
                 self.model,
                 device_ids=[dist.device.index] if dist.device.type == "cuda" else None,
                 find_unused_parameters=options.find_unused_parameters,
-                broadcast_buffers=False,
+                broadcast_buffers=options.broadcast_buffers,
+                bucket_cap_mb=options.bucket_cap_mb,
+                gradient_as_bucket_view=options.gradient_as_bucket_view,
             )
         if options.compile:
             self.wrapped = torch.compile(self.wrapped, dynamic=True)  # type: ignore[assignment]
