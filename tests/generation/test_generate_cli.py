@@ -137,3 +137,24 @@ def test_wer_closing_line(fairseq_fixtures, capsys) -> None:
     assert generate(argv(fairseq_fixtures, "--beam", "2", "--scoring", "wer", "--post-process", "subword_nmt")) == 0
     last = capsys.readouterr().out.splitlines()[-1]
     assert last.startswith("Generate test with beam=2: WER: ") and 0 < float(last.split()[-1]) < 200
+
+
+def test_ctrl_c_stops_generate_and_its_worker_processes_without_tracebacks(fairseq_fixtures) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    mt = fairseq_fixtures / "mt"
+    cmd = [sys.executable, "-m", "seqloom.cli.generate", str(mt / "data-bin"), "--path",
+           str(mt / "checkpoints" / "checkpoint_best.pt"), "--beam", "5", "--batch-size", "1", "--cpu",
+           "--decode-threads", "2", "--no-progress-bar"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    assert proc.stdout is not None
+    first = proc.stdout.readline()  # the first batch is printed: the workers are busy
+    time.sleep(0.5)  # and more (unguarded, a worker between batches when Ctrl-C comes printed a traceback)
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: to the whole process group, workers included
+    rest, err = proc.communicate(timeout=60)
+    assert first.startswith("S-") and proc.returncode == 130, err[-2000:]
+    assert "seqloom generate: interrupted" in err and "Traceback" not in err

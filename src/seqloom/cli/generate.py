@@ -97,6 +97,9 @@ def run_reporting_errors(args: ParsedArgs, out: TextIO) -> int:
     except (FileNotFoundError, ValueError, CheckpointError) as err:
         print(f"seqloom generate: error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # the lines printed so far stand; no traceback (worker processes stop with us)
+        print("seqloom generate: interrupted", file=sys.stderr)
+        return 130
 
 
 def run(args: ParsedArgs, out: TextIO) -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import multiprocessing
 import pickle
 import queue
+import signal
 import sys
 import traceback
 from collections import deque
@@ -70,7 +71,9 @@ def can_fork() -> bool:
 
 
 def _serve(work: Callable[[Any], Any], tasks: Any, results: Any, threads: int) -> None:
-    """A worker process: decodes the pickled items it is given until it gets None."""
+    """A worker process: decodes the pickled items it is given until it gets None. Ctrl-C is the parent's to
+    handle (it stops the workers), so a worker ignores it rather than printing a traceback of its own."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
     while True:
         task = tasks.get()
