@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from seqloom import __version__
 from seqloom.config.options import suggest
@@ -42,9 +42,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"seqloom: unknown command {name!r}{suggest(name, list(COMMANDS))}\n\n{usage()}", file=sys.stderr)
         return 2
+    return run_command(name, rest)
+
+
+def run_command(name: str, argv: Sequence[str]) -> int:
+    """Runs command ``name``; Ctrl-C ends it with "interrupted" and status 130 instead of a traceback (what was
+    written stays: checkpoints are written atomically, output lines are whole)."""
     module, func = COMMANDS[name].split(":")
-    result = getattr(importlib.import_module(module), func)(rest)
+    try:
+        result = getattr(importlib.import_module(module), func)(list(argv))
+    except KeyboardInterrupt:
+        print(f"seqloom {name}: interrupted", file=sys.stderr)
+        return 130
     return int(result or 0)
+
+
+def _console_script(name: str) -> Callable[[], int]:
+    def entry() -> int:
+        return run_command(name, sys.argv[1:])
+
+    entry.__name__ = entry.__qualname__ = name.replace("-", "_")
+    return entry
+
+
+# the console scripts (``seqloom-train`` ...), each ``seqloom <command>``
+preprocess = _console_script("preprocess")
+train = _console_script("train")
+validate = _console_script("validate")
+average_checkpoints = _console_script("average-checkpoints")
+export = _console_script("export")
+generate = _console_script("generate")
+interactive = _console_script("interactive")
+score = _console_script("score")
+eval_lm = _console_script("eval-lm")
 
 
 if __name__ == "__main__":
