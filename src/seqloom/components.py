@@ -34,6 +34,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "seqloom.optim.nag",
     "seqloom.optim.adafactor",
     "seqloom.optim.adamax",
+    "seqloom.optim.cpu_adam",
     "seqloom.optim.lr_scheduler.fixed",
     "seqloom.optim.lr_scheduler.inverse_sqrt",
     "seqloom.optim.lr_scheduler.polynomial_decay",

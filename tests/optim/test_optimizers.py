@@ -298,3 +298,41 @@ def test_adamax_state_uses_fairseqs_keys_and_bad_betas_are_named() -> None:
     assert set(export_optimizer_state(opt)["state"][0]) == {"step", "exp_avg", "exp_inf"}
     with pytest.raises(ValueError, match="--adamax-betas"):
         build_optimizer("adamax", AdamaxConfig(adamax_betas="0.9"), make_params(), lr=1e-3)
+
+
+def deepspeed_cpu_adam_reference(params: list[torch.Tensor], *, betas: tuple[float, float], eps: float, wd: float,
+                                 scale: float = 1.0) -> list[torch.Tensor]:  # fmt: skip
+    """DeepSpeed's CPU Adam in AdamW mode (what fairseq's cpu_adam runs) in float64: decoupled weight decay,
+    then ``p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)`` (eps after the bias correction)."""
+    ps = [p.detach().double().clone() for p in params]
+    m = [torch.zeros_like(p) for p in ps]
+    v = [torch.zeros_like(p) for p in ps]
+    b1, b2 = betas
+    for step, lr in enumerate(LRS):
+        t = step + 1
+        for i, g in enumerate(grads(step, scale)):
+            g = g.double()
+            m[i] = b1 * m[i] + (1 - b1) * g
+            v[i] = b2 * v[i] + (1 - b2) * g * g
+            ps[i] = ps[i] * (1 - lr * wd)
+            ps[i] = ps[i] - lr / (1 - b1**t) * m[i] / (v[i].sqrt() / math.sqrt(1 - b2**t) + eps)
+    return ps
+
+
+def test_cpu_adam_is_deepspeeds_adamw_update_and_keeps_fairseqs_name() -> None:
+    """With tiny gradients the eps placement tells DeepSpeed's update (cpu_adam) from fairseq's adam."""
+    from seqloom.optim.cpu_adam import CPUAdamConfig
+
+    cfg = CPUAdamConfig(adam_betas=(0.9, 0.98), weight_decay=0.01)
+    for scale in (1.0, 1e-9):
+        params = make_params()
+        opt = build_optimizer("cpu_adam", cfg, params, lr=1e-3)
+        run(opt, params, scale=scale)
+        ref = deepspeed_cpu_adam_reference(make_params(), betas=(0.9, 0.98), eps=1e-8, wd=0.01, scale=scale)
+        for p, r in zip(params, ref):
+            torch.testing.assert_close(p.detach().double(), r, rtol=0, atol=2e-6)
+    fairseq = fairseq_adam_reference(make_params(), betas=(0.9, 0.98), eps=1e-8, wd=0.01, scale=1e-9)
+    assert max(float((f - r).abs().max()) for f, r in zip(fairseq, ref)) > 1e-4  # the check above tells them apart
+    assert FAIRSEQ_OPTIMIZER_NAMES["cpu_adam"] == "FairseqCPUAdam"
+    with pytest.raises(ValueError, match="--fp16-adam-stats"):
+        build_optimizer("cpu_adam", CPUAdamConfig(fp16_adam_stats=True), make_params(), lr=1e-3)

@@ -34,7 +34,7 @@ def build_optimizer(name: str, cfg: Any, params: Iterable[Any], lr: float) -> to
 
 def import_optimizers() -> None:
     """Registers the built-in optimizers (idempotent)."""
-    from seqloom.optim import adafactor, adam, adamax, nag, sgd  # noqa: F401
+    from seqloom.optim import adafactor, adam, adamax, cpu_adam, nag, sgd  # noqa: F401
 
 
 def get_lr(optimizer: torch.optim.Optimizer) -> float:
@@ -95,6 +95,7 @@ FAIRSEQ_OPTIMIZER_NAMES = {
     "adafactor": "FairseqAdafactor",
     "adamax": "FairseqAdamax",
     "adadelta": "Adadelta",
+    "cpu_adam": "FairseqCPUAdam",
 }
 
 
