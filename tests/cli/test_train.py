@@ -622,3 +622,21 @@ def test_skip_remainder_batch_trains_whole_updates_and_ends_each_epoch(data_bin:
     last = load_checkpoint(tmp_path / "skip" / "checkpoint_last.pt")
     assert last["extra_state"]["train_iterator"]["epoch"] == 2
     assert last["optimizer_history"][-1]["num_updates"] == len(skip)
+
+
+def test_a_save_dir_holding_another_models_checkpoint_is_one_clear_error(
+    data_bin: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Resuming from a checkpoint_last.pt of other sizes: one message that sums the differences up (and
+    names the way out), not torch's traceback listing every mismatched weight."""
+    from seqloom.cli.train import main
+
+    train(train_args(data_bin, tmp_path / "ck", "--disable-validation", max_update=2))
+    wider = train_args(data_bin, tmp_path / "ck", "--disable-validation", max_update=4)
+    wider[wider.index("--encoder-embed-dim") + 1] = "32"
+    capfd.readouterr()
+    assert main(wider) == 1
+    (message,) = [line for line in capfd.readouterr().err.splitlines() if "| ERROR |" in line]
+    assert "checkpoint_last.pt: the checkpoint's weights do not fit the model built from these options" in message
+    assert "weights differ in size (checkpoint vs model, encoder.embed_tokens.weight: (" in message
+    assert "use a new one" in message and "size mismatch for" not in message

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from seqloom.checkpoint.io import CheckpointError
 from seqloom.config.training import CheckpointConfig
 from seqloom.optim import load_optimizer_state
 from seqloom.trainer.checkpoints import CRITERION_CLASS_NAMES, OPTIMIZER_CLASS_NAMES
@@ -60,6 +61,31 @@ def resolve_restore_path(cfg: CheckpointConfig) -> tuple[str, bool]:
     return last, False
 
 
+def check_weights_fit(own: dict[str, Any], saved: dict[str, Any], *, source: str) -> None:
+    """Raises :class:`CheckpointError` summing up how the checkpoint's weights ``saved`` differ from the model's
+    ``own`` (names and shapes; a few examples of each kind), instead of torch's list of every mismatch."""
+    missing, unexpected = sorted(set(own) - set(saved)), sorted(set(saved) - set(own))
+    resized = [k for k in own if k in saved and tuple(own[k].shape) != tuple(saved[k].shape)]
+    if not (missing or unexpected or resized):
+        return
+
+    def listed(names: list[str]) -> str:
+        return ", ".join(names[:3]) + ", ..." * (len(names) > 3)
+
+    parts = []
+    if resized:
+        examples = [f"{k}: {tuple(saved[k].shape)} vs {tuple(own[k].shape)}" for k in resized]
+        parts.append(f"{len(resized)} weights differ in size (checkpoint vs model, {listed(examples)})")
+    if missing:
+        parts.append(f"{len(missing)} model weights are not in it ({listed(missing)})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} of its weights have no place in the model ({listed(unexpected)})")
+    raise CheckpointError(
+        f"{source}: the checkpoint's weights do not fit the model built from these options: {'; '.join(parts)}. "
+        "Check --arch and the size flags, or, if this --save-dir holds another run's checkpoints, use a new one."
+    )
+
+
 def restore(cfg: CheckpointConfig, trainer: Trainer, args: argparse.Namespace) -> Restored:
     """Loads the model (and unless reset, optimizer, schedule, update count) from the restore file."""
     path, finetune = resolve_restore_path(cfg)
@@ -74,16 +100,12 @@ def restore(cfg: CheckpointConfig, trainer: Trainer, args: argparse.Namespace) -
     from seqloom.checkpoint.io import load_checkpoint
 
     state = load_checkpoint(path)
-    try:
-        if trainer.sharded:  # FSDP: each rank keeps its shard of the full weights
-            load_full_model_state(trainer.model, state["model"], source=path)
-        else:
-            trainer.model.load_state_dict(state["model"], strict=True)
-    except RuntimeError as err:
-        raise RuntimeError(
-            f"{path}: the checkpoint's weights do not fit the model built from these options "
-            f"(check --arch and the size flags): {err}"
-        ) from None
+    if not trainer.sharded:  # (FSDP's loader checks the names and shapes itself)
+        check_weights_fit(trainer.model.state_dict(), state["model"], source=path)
+    if trainer.sharded:  # FSDP: each rank keeps its shard of the full weights
+        load_full_model_state(trainer.model, state["model"], source=path)
+    else:
+        trainer.model.load_state_dict(state["model"], strict=True)
     history = state.get("optimizer_history") or [{}]
     last = history[-1]
     optimizer_state = state.get("last_optimizer_state")
