@@ -172,3 +172,31 @@ def test_fairseqs_full_config_dumps_configure_every_command(
         args = parse_args(_spec(command), ["data-bin", "--path", "x.pt", *config, "--task", task])
         assert args.namespace.path == "x.pt" and args.namespace.task == task
     capsys.readouterr()
+
+
+@pytest.mark.parametrize("name", ["train-translation", "generate", "interactive", "eval-lm", "train-lm"])
+def test_a_command_line_with_every_option_seqloom_notes_parses(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every fairseq option that the command accepts with a note, given at once (with a value where fairseq's
+    takes one): the command line parses, each gets its note, and the command's own options keep their values."""
+    from seqloom.config.fairseq_flags import IGNORED, IGNORED_WHEN_OFF, NOT_USED_HERE
+    from seqloom.config.parser import parse_args
+
+    case = FIXTURE["cases"][name]
+    ours = seqloom_options(case["command"], case["argv"])
+    argv = ["data-bin", *case["argv"], "--seed", "7"]
+    noted = []
+    for flag in fairseq_options_of(case):
+        if flag in ours:
+            continue
+        if flag in IGNORED_WHEN_OFF:
+            argv += [flag, IGNORED_WHEN_OFF[flag][0]]
+        elif flag in IGNORED or flag in NOT_USED_HERE:
+            argv += [flag, "1"] if FIXTURE["takes_value"][flag] else [flag]
+        else:
+            continue
+        noted.append(flag)
+    assert noted
+    args = parse_args(_spec(case["command"]), argv)
+    assert args.namespace.data == "data-bin" and args.namespace.seed == 7
+    err = capsys.readouterr().err
+    assert all(f"ignoring fairseq's {flag}" in err for flag in noted)
