@@ -60,6 +60,14 @@ class DecoderShape(Protocol):
     def activation_dropout(self) -> float: ...
     @property
     def activation_fn(self) -> str: ...
+    @property
+    def scale_attn(self) -> bool: ...
+    @property
+    def scale_heads(self) -> bool: ...
+    @property
+    def scale_fc(self) -> bool: ...
+    @property
+    def scale_resids(self) -> bool: ...
 
 
 Positions = SinusoidalPositionalEmbedding | LearnedPositionalEmbedding
@@ -95,10 +103,6 @@ def decoder_inputs(
     return project_in_dim, positions, layernorm_embedding
 
 
-# NormFormer's options (transformer_lm's, as in fairseq): see TransformerDecoderLayer
-NORMFORMER = ("scale_attn", "scale_heads", "scale_fc", "scale_resids")
-
-
 def build_decoder_layers(
     cfg: DecoderShape, *, cross_attention: bool, encoder_embed_dim: int | None = None
 ) -> list[TransformerDecoderLayer]:
@@ -118,7 +122,10 @@ def build_decoder_layers(
             activation_dropout=cfg.activation_dropout,
             activation=cfg.activation_fn,
             normalize_before=cfg.decoder_normalize_before,
-            **{flag: bool(getattr(cfg, flag, False)) for flag in NORMFORMER},
+            scale_attn=cfg.scale_attn,
+            scale_heads=cfg.scale_heads,
+            scale_fc=cfg.scale_fc,
+            scale_resids=cfg.scale_resids,
         )
         for _ in range(cfg.decoder_layers)
     ]

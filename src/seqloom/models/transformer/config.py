@@ -114,6 +114,11 @@ class TransformerConfig:
         help="minimum number of params for a layer to be wrapped with FSDP() (its own unit under --ddp-backend "
         "fully_sharded; every layer with --checkpoint-activations)",
     )
+    # NormFormer: flags of language models (fairseq's translation models read them as off); not CLI flags here
+    scale_attn: bool = field(False, help="NormFormer: a layer norm after each self-attention", cli=False)
+    scale_fc: bool = field(False, help="NormFormer: a layer norm between fc1 and fc2", cli=False)
+    scale_heads: bool = field(False, help="NormFormer: a learned scale per attention head", cli=False)
+    scale_resids: bool = field(False, help="NormFormer: a learned scale per feature of the FFN residual", cli=False)
 
     def resolved(self) -> TransformerConfig:
         """A copy with every derived option filled in, as fairseq's ``base_architecture`` leaves its args."""
