@@ -63,7 +63,8 @@ def resolve_restore_path(cfg: CheckpointConfig) -> tuple[str, bool]:
 
 def check_weights_fit(own: dict[str, Any], saved: dict[str, Any], *, source: str) -> None:
     """Raises :class:`CheckpointError` summing up how the checkpoint's weights ``saved`` differ from the model's
-    ``own`` (names and shapes; a few examples of each kind), instead of torch's list of every mismatch."""
+    ``own`` (names and shapes; a few examples of each kind), instead of torch's list of every mismatch; returns
+    if their names and shapes agree."""
     missing, unexpected = sorted(set(own) - set(saved)), sorted(set(saved) - set(own))
     resized = [k for k in own if k in saved and tuple(own[k].shape) != tuple(saved[k].shape)]
     if not (missing or unexpected or resized):
@@ -100,12 +101,14 @@ def restore(cfg: CheckpointConfig, trainer: Trainer, args: argparse.Namespace) -
     from seqloom.checkpoint.io import load_checkpoint
 
     state = load_checkpoint(path)
-    if not trainer.sharded:  # (FSDP's loader checks the names and shapes itself)
-        check_weights_fit(trainer.model.state_dict(), state["model"], source=path)
-    if trainer.sharded:  # FSDP: each rank keeps its shard of the full weights
+    if trainer.sharded:  # FSDP: each rank keeps its shard of the full weights (names and shapes checked there)
         load_full_model_state(trainer.model, state["model"], source=path)
     else:
-        trainer.model.load_state_dict(state["model"], strict=True)
+        try:  # (a model's own load_state_dict may first upgrade fairseq's keys, e.g. BART's heads)
+            trainer.model.load_state_dict(state["model"], strict=True)
+        except RuntimeError as err:
+            check_weights_fit(trainer.model.state_dict(), state["model"], source=path)
+            raise CheckpointError(f"{path}: the checkpoint's weights do not fit the model: {err}") from None
     history = state.get("optimizer_history") or [{}]
     last = history[-1]
     optimizer_state = state.get("last_optimizer_state")
