@@ -104,7 +104,8 @@ def in_order_on_processes(items: Iterable[T], work: Callable[[T], R], count: int
 
     ``work`` runs in the children with the state this process had when they were forked (its models,
     generator, ...). Items and results travel pickled (tensors by value, each result in one message); at
-    most two items per process are in flight. A failure in a worker is raised here with its traceback.
+    most two items per process are in flight. A failure in a worker is raised here with its traceback, in
+    its item's turn (the results of the items before it are handed back first).
     """
     context = multiprocessing.get_context("fork")
     tasks, results = context.SimpleQueue(), context.Queue()
@@ -114,7 +115,7 @@ def in_order_on_processes(items: Iterable[T], work: Callable[[T], R], count: int
     for worker in workers:
         worker.start()
     pending: dict[int, T] = {}
-    ready: dict[int, R] = {}
+    outcomes: dict[int, tuple[bool, Any]] = {}  # index -> (worked, pickled result or the traceback)
     source = iter(items)
     sent = returned = 0
 
@@ -131,11 +132,12 @@ def in_order_on_processes(items: Iterable[T], work: Callable[[T], R], count: int
             feed()
         while returned < sent:
             index, ok, payload = _next_result(results, workers)
-            if not ok:
-                raise RuntimeError(f"a decoding worker process failed:\n{payload}")
-            ready[index] = pickle.loads(payload)
-            while returned in ready:
-                yield pending.pop(returned), ready.pop(returned)
+            outcomes[index] = (ok, payload)
+            while returned in outcomes:  # in input order: the items before a failed one are handed back first
+                ok, payload = outcomes.pop(returned)
+                if not ok:
+                    raise RuntimeError(f"a decoding worker process failed:\n{payload}")
+                yield pending.pop(returned), pickle.loads(payload)
                 returned += 1
                 feed()
     finally:
