@@ -250,3 +250,19 @@ def test_a_config_files_references_to_other_options_take_their_values(tmp_path: 
     args = parse_args(TRAIN, ["data-bin", "--arch", "transformer", "--config", str(config)])
     assert args.namespace.total_num_update == 1000 and args.namespace.lr == [0.0005]
     assert args.namespace.warmup_updates == 0  # an unset reference leaves the default
+
+
+@pytest.mark.parametrize("order", ["activation_first", "relu_first"])
+def test_a_config_files_old_option_names_set_the_option_unless_it_has_a_value(order: str, tmp_path: Path) -> None:
+    """fairseq's old checkpoints write ``activation_dropout`` and its old name ``relu_dropout``; the model reads
+    ``activation_dropout or relu_dropout``, whichever key comes first."""
+    from seqloom.cli.train import SPEC as TRAIN
+
+    keys = ["activation_dropout: 0.0", "relu_dropout: 0.2"]
+    config = tmp_path / "run.yaml"
+    config.write_text("\n".join(keys if order == "activation_first" else keys[::-1]) + "\n", encoding="utf-8")
+    args = parse_args(TRAIN, ["data-bin", "--arch", "transformer", "--config", str(config)])
+    assert args.namespace.activation_dropout == 0.2
+    config.write_text("relu_dropout: 0.2\nactivation_dropout: 0.1\n", encoding="utf-8")
+    args = parse_args(TRAIN, ["data-bin", "--arch", "transformer", "--config", str(config)])
+    assert args.namespace.activation_dropout == 0.1

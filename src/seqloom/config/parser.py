@@ -281,14 +281,15 @@ def _apply_yaml_defaults(parser: ArgumentParser, values: dict[str, Any], source:
     # an option's other names (--relu-dropout for --activation-dropout), as keys: used unless the option's own
     # key gives it a value (fairseq's old checkpoints write both; the model reads ``activation or relu``)
     aliases = {flag[2:].replace("-", "_"): a.dest for a in parser._actions for flag in a.option_strings}
+    values = dict(values)
+    for key in [k for k in values if k not in actions and aliases.get(k) in actions]:
+        alias_value = values.pop(key)
+        if not values.get(aliases[key]):
+            values[aliases[key]] = alias_value
     defaults: dict[str, Any] = {}
     for key, value in values.items():
         if key in SELECTORS:  # already chose the component
             continue
-        if key not in actions and aliases.get(key, key) in actions:
-            if values.get(aliases[key]):
-                continue
-            key = aliases[key]
         if key not in actions or key in ("help",):
             accepted, message = config_key_note(key, value)
             if not accepted and message is None and key in _options_of_all_commands():
