@@ -40,3 +40,30 @@ def test_a_line_that_is_not_utf8_is_named_after_the_lines_before_it(fairseq_fixt
     captured = capsys.readouterr()
     assert f"{source}:2: the line is not valid UTF-8" in captured.err
     assert captured.out.startswith("S-0\t")  # the first line was translated and printed before
+
+
+def test_decode_threads_translate_a_buffers_batches_at_once_with_the_same_lines(fairseq_fixtures, tmp_path,
+                                                                                 capsys) -> None:  # fmt: skip
+    """``--decode-threads 2``: a buffer of 24 lines in batches of 4 is decoded in two worker processes; the lines
+    are those of one batch at a time, in input order (both runs with one intra-op thread per batch: MKL's sums,
+    and so the last bits, depend on the thread count)."""
+    import torch
+
+    mt = fairseq_fixtures / "mt"
+    source = tmp_path / "input.en"
+    source.write_text("\n".join(read_lines(mt / "text" / "test.en")[:24]) + "\n", encoding="utf-8")
+    argv = [str(mt / "data-bin"), "--path", str(mt / "checkpoints" / "checkpoint_best.pt"), "--tokenizer", "moses",
+            "--source-lang", "en", "--target-lang", "es", "--bpe", "subword_nmt", "--bpe-codes",
+            str(mt / "text" / "bpe.codes"), "--beam", "3", "--buffer-size", "24", "--batch-size", "4", "--cpu",
+            "--input", str(source)]  # fmt: skip
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert interactive(argv) == 0
+        one = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("W-")]
+        assert interactive([*argv, "--decode-threads", "2"]) == 0
+        two = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("W-")]
+    finally:
+        torch.set_num_threads(threads)
+    assert two == one and sum(line.startswith("H-") for line in one) == 24
+    assert [line.split("\t")[0] for line in one if line.startswith("S-")] == [f"S-{i}" for i in range(24)]

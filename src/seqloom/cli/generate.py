@@ -24,7 +24,6 @@ from seqloom.config import CommandSpec, ParsedArgs, parse_args
 from seqloom.config.common import CommonConfig
 from seqloom.config.training import DataDirConfig, DatasetConfig
 from seqloom.generation.config import CommonEvalConfig, DecodeThreadsConfig, GenerationConfig, ScoringConfig
-from seqloom.generation.generator import SequenceGenerator
 from seqloom.generation.hypotheses import Hypothesis
 from seqloom.generation.loading import export_defaults, load_ensemble
 from seqloom.generation.output import hypothesis_lines, load_align_dict, post_process_prediction
@@ -32,6 +31,7 @@ from seqloom.generation.parallel import can_fork, in_order_on_processes, in_orde
 from seqloom.generation.runtime import (
     TextCodec,
     build_generator,
+    decode_threads,
     load_task,
     place_models,
     progress_bar,
@@ -160,22 +160,6 @@ def run(args: ParsedArgs, out: TextIO) -> int:
                     strip=strip)  # fmt: skip
     report(totals, args, scorer, out)
     return 0
-
-
-def decode_threads(args: ParsedArgs, generator: Any, device: torch.device) -> list[Any]:
-    """The generators of ``--decode-threads`` threads (``[generator]`` and more of its kind), or ``[generator]``
-    alone where threads would not help or would change the output: off the CPU, and with random draws
-    (sampling, retained dropout), whose order the threads would make arbitrary."""
-    wanted, gen = args["decoding"].decode_threads, args["generation"]
-    if wanted < 1:
-        raise ValueError(f"--decode-threads must be at least 1 (got {wanted})")
-    if wanted == 1:
-        return [generator]
-    if device.type != "cpu" or gen.sampling or gen.retain_dropout or not isinstance(generator, SequenceGenerator):
-        logger.info("--decode-threads %d: decoding one batch at a time (GPU, sampling, retained dropout or "
-                    "--score-reference)", wanted)  # fmt: skip
-        return [generator]
-    return [generator] + [generator.replica() for _ in range(wanted - 1)]
 
 
 def batching_options(data: DatasetConfig, common: CommonConfig, task: Any, models: list[Any]) -> Any:

@@ -15,7 +15,7 @@ import io
 import logging
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -25,13 +25,15 @@ from seqloom.checkpoint.io import CheckpointError
 from seqloom.config import CommandSpec, ParsedArgs, parse_args
 from seqloom.config.common import CommonConfig
 from seqloom.config.training import DataDirConfig, DatasetConfig
-from seqloom.generation.config import CommonEvalConfig, GenerationConfig, InteractiveConfig
+from seqloom.generation.config import CommonEvalConfig, DecodeThreadsConfig, GenerationConfig, InteractiveConfig
 from seqloom.generation.constraint_states import pack_constraints
 from seqloom.generation.loading import export_defaults, load_ensemble
 from seqloom.generation.output import hypothesis_lines, load_align_dict, post_process_prediction
+from seqloom.generation.parallel import can_fork, in_order_on_processes
 from seqloom.generation.runtime import (
     TextCodec,
     build_generator,
+    decode_threads,
     load_task,
     place_models,
     run_inference,
@@ -51,6 +53,7 @@ SPEC = CommandSpec(
         ("dataset", DatasetConfig),
         ("generation", GenerationConfig),
         ("interactive", InteractiveConfig),
+        ("decoding", DecodeThreadsConfig),
     ),
     selectors={"task": "translation", "tokenizer": None, "bpe": None},
 )
@@ -110,9 +113,10 @@ def run(args: ParsedArgs, stream: TextIO, out: TextIO, *, name: str = "stdin") -
     logger.info("NOTE: hypothesis and token scores are output in base 2")
     logger.info("Type the input sentence and press return:")
     start_id, started, translating = 0, time.perf_counter(), 0.0
+    workers = len(decode_threads(args, generator, device)) if can_fork() else 1
     for lines in buffered_read(stream, max(1, args["interactive"].buffer_size), name):
         translating += translate_chunk(lines, start_id, task=task, generator=generator, codec=codec, args=args,
-                                       max_source=max_source, out=out, device=device)  # fmt: skip
+                                       max_source=max_source, out=out, device=device, workers=workers)  # fmt: skip
         start_id += len(lines)
     logger.info("Total time: %.3f seconds; translation time: %.3f", time.perf_counter() - started, translating)
     return 0
@@ -168,9 +172,10 @@ def encode_constraints(phrases: list[str], number: int, *, task: Any, codec: Tex
 
 
 def translate_chunk(lines: list[str], start_id: int, *, task: Any, generator: Any, codec: TextCodec,
-                    args: ParsedArgs, max_source: int, out: TextIO, device: torch.device | None = None
-                    ) -> float:  # fmt: skip
-    """Translates and prints one buffer of lines; returns the seconds spent translating."""
+                    args: ParsedArgs, max_source: int, out: TextIO, device: torch.device | None = None,
+                    workers: int = 1) -> float:  # fmt: skip
+    """Translates and prints one buffer of lines; returns the seconds spent translating (with ``workers`` > 1,
+    the buffer's batches are decoded that many at once in forked processes, as ``generate --decode-threads``)."""
     from seqloom.tasks.base import BatchingOptions
 
     data, gen = args["dataset"], args["generation"]
@@ -180,23 +185,25 @@ def translate_chunk(lines: list[str], start_id: int, *, task: Any, generator: An
         return 0.0
     dataset = task.build_dataset_for_inference(tokens)
     options = BatchingOptions(max_tokens=data.max_tokens, max_sentences=data.batch_size, seed=1)
+    prefix_token = getattr(task, "inference_prefix_token", None)
+
+    def decode(sample: dict[str, Any]) -> tuple[list[list[Any]], float]:
+        packed = pack_constraints([constraints[k] for k in sample["id"].tolist()]) if constraints else None
+        begin = time.perf_counter()
+        hyps = run_inference(generator, sample, gen, device, constraints=packed, prefix_token=prefix_token)
+        return hyps, time.perf_counter() - begin
+
+    samples = [s for s in task.get_batch_iterator(dataset, options).next_epoch_itr(shuffle=False) if "net_input" in s]
+    if workers > 1 and len(samples) > 1:  # --decode-threads: the chunk's batches in worker processes at once
+        decoded: Iterable[tuple[dict[str, Any], tuple[list[list[Any]], float]]] = in_order_on_processes(
+            samples, decode, min(workers, len(samples))
+        )
+    else:
+        decoded = ((sample, decode(sample)) for sample in samples)
     results = []
     spent = 0.0
-    for sample in task.get_batch_iterator(dataset, options).next_epoch_itr(shuffle=False):
-        if "net_input" not in sample:
-            continue
+    for sample, (hyps, elapsed) in decoded:
         ids = sample["id"].tolist()
-        packed = pack_constraints([constraints[k] for k in ids]) if constraints else None
-        begin = time.perf_counter()
-        hyps = run_inference(
-            generator,
-            sample,
-            gen,
-            device,
-            constraints=packed,
-            prefix_token=getattr(task, "inference_prefix_token", None),
-        )
-        elapsed = time.perf_counter() - begin
         spent += elapsed
         for i, k in enumerate(ids):
             src = sample["net_input"]["src_tokens"][i]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import sys
 from collections.abc import Iterable, Iterator, Sized
@@ -192,3 +193,19 @@ def symbols_to_strip(generator: Any, tgt_dict: Any, task: Any = None) -> frozens
     own = frozenset() if isinstance(generator, SequenceScorer) else getattr(task, "symbols_to_strip_from_output", None)
     own = frozenset(own or ())
     return own if eos == tgt_dict.eos() else own | {eos}
+
+
+def decode_threads(args: ParsedArgs, generator: Any, device: torch.device) -> list[Any]:
+    """The generators of ``--decode-threads`` threads (``[generator]`` and more of its kind), or ``[generator]``
+    alone where threads would not help or would change the output: off the CPU, and with random draws
+    (sampling, retained dropout), whose order the threads would make arbitrary."""
+    wanted, gen = args["decoding"].decode_threads, args["generation"]
+    if wanted < 1:
+        raise ValueError(f"--decode-threads must be at least 1 (got {wanted})")
+    if wanted == 1:
+        return [generator]
+    if device.type != "cpu" or gen.sampling or gen.retain_dropout or not isinstance(generator, SequenceGenerator):
+        logging.getLogger("seqloom.generate").info("--decode-threads %d: decoding one batch at a time (GPU, sampling, retained dropout or "
+                    "--score-reference)", wanted)  # fmt: skip
+        return [generator]
+    return [generator] + [generator.replica() for _ in range(wanted - 1)]
