@@ -35,6 +35,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "seqloom.optim.adafactor",
     "seqloom.optim.adamax",
     "seqloom.optim.cpu_adam",
+    "seqloom.optim.lamb",
     "seqloom.optim.lr_scheduler.fixed",
     "seqloom.optim.lr_scheduler.inverse_sqrt",
     "seqloom.optim.lr_scheduler.polynomial_decay",

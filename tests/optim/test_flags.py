@@ -48,3 +48,13 @@ def test_fairseq_spellings_of_the_other_components() -> None:
     assert (plateau.lr_patience, plateau.lr_threshold, plateau.lr_shrink) == (2, 1e-4, 0.1)
     poly = parse_args(SPEC, ["--lr-scheduler", "polynomial_decay", "--total-num-update", "1000", "--power", "2"])
     assert (poly["lr_scheduler"].total_num_update, poly["lr_scheduler"].power) == (1000.0, 2.0)
+
+
+def test_lamb_takes_fairseqs_flags() -> None:
+    args = parse_args(SPEC, ["--optimizer", "lamb", "--lamb-betas", "(0.9,0.98)", "--lamb-eps", "1e-6", "--wd", "0.01"])
+    opt = build_optimizer("lamb", args["optimizer"], torch.nn.Linear(4, 4).parameters(), lr=2e-3)
+    group = opt.param_groups[0]
+    assert (group["lr"], group["betas"], group["eps"], group["weight_decay"]) == (2e-3, (0.9, 0.98), 1e-6, 0.01)
+    assert (group["bias_correction"], group["grad_averaging"], group["max_grad_norm"]) == (True, True, 1.0)
+    defaults = parse_args(SPEC, ["--optimizer", "lamb"])["optimizer"]
+    assert (defaults.lamb_betas, defaults.lamb_eps, defaults.weight_decay) == ((0.9, 0.999), 1e-8, 0.0)

@@ -336,3 +336,118 @@ def test_cpu_adam_is_deepspeeds_adamw_update_and_keeps_fairseqs_name() -> None:
     assert FAIRSEQ_OPTIMIZER_NAMES["cpu_adam"] == "FairseqCPUAdam"
     with pytest.raises(ValueError, match="--fp16-adam-stats"):
         build_optimizer("cpu_adam", CPUAdamConfig(fp16_adam_stats=True), make_params(), lr=1e-3)
+
+
+def apex_lamb_reference(params: list[torch.Tensor], *, betas: tuple[float, float], eps: float, wd: float,
+                        scale: float, adam_w: bool = True, nvlamb: bool = False) -> list[torch.Tensor]:  # fmt: skip
+    """apex's FusedLAMB (multi_tensor_lamb.cu's two stages) written out in float64, max_grad_norm 1."""
+    ps = [p.detach().double().clone() for p in params]
+    m = [torch.zeros_like(p) for p in ps]
+    v = [torch.zeros_like(p) for p in ps]
+    b1, b2 = betas
+    for step, lr in enumerate(LRS):
+        t = step + 1
+        gs = [g.double() for g in grads(step, scale)]
+        norm = math.sqrt(sum(float(g.pow(2).sum()) for g in gs))
+        divisor = norm / 1.0 if norm > 1.0 else 1.0
+        for i, g in enumerate(gs):
+            g = g / divisor
+            if not adam_w:
+                g = g + wd * ps[i]
+            m[i] = b1 * m[i] + (1 - b1) * g
+            v[i] = b2 * v[i] + (1 - b2) * g * g
+            update = (m[i] / (1 - b1**t)) / ((v[i] / (1 - b2**t)).sqrt() + eps)
+            if adam_w:
+                update = update + wd * ps[i]
+            ratio = 1.0
+            if nvlamb or wd != 0:
+                p_norm, u_norm = float(ps[i].norm()), float(update.norm())
+                ratio = p_norm / u_norm if p_norm != 0 and u_norm != 0 else 1.0
+            ps[i] = ps[i] - lr * ratio * update
+    return ps
+
+
+def lamb_params() -> list[torch.nn.Parameter]:
+    params = make_params()
+    with torch.no_grad():
+        params[1].zero_()  # a zero tensor: its trust ratio falls back to 1 at the first step
+    return params
+
+
+@pytest.mark.parametrize("wd, scale", [(0.0, 1.0), (0.0, 0.01), (0.01, 1.0), (0.01, 0.01)])
+def test_lamb_is_apex_fused_lamb_with_fairseqs_options(wd: float, scale: float) -> None:
+    """fairseq's lamb = apex FusedLAMB(lr, betas, eps, weight_decay): a global clip at norm 1 (scale 1 clips,
+    0.01 does not) and the trust ratio only with weight decay."""
+    from seqloom.optim.lamb import Lamb, LambConfig
+
+    params = lamb_params()
+    opt = build_optimizer("lamb", LambConfig(lamb_betas=(0.9, 0.98), lamb_eps=1e-6, weight_decay=wd), params, lr=1e-3)
+    assert isinstance(opt, Lamb)
+    run(opt, params, scale=scale)
+    ref = apex_lamb_reference(lamb_params(), betas=(0.9, 0.98), eps=1e-6, wd=wd, scale=scale)
+    for p, r in zip(params, ref):
+        torch.testing.assert_close(p.detach().double(), r, rtol=0, atol=2e-6)
+    # the reference tells the variants apart: clipping, and the trust ratio
+    adam = fairseq_adam_reference(lamb_params(), betas=(0.9, 0.98), eps=1e-6, wd=0.0, scale=scale)
+    differs = max(float((a - r).abs().max()) for a, r in zip(adam, ref)) > 1e-4
+    assert differs == (scale == 1.0 or wd != 0)
+    assert opt.param_groups[0]["step"] == len(LRS)
+    assert set(opt.state[params[0]]) == {"exp_avg", "exp_avg_sq"}  # apex's names, step in the group
+    assert FAIRSEQ_OPTIMIZER_NAMES["lamb"] == "FairseqLAMB"
+
+
+def test_lamb_l2_mode_and_nvlamb_match_apex() -> None:
+    from seqloom.optim.lamb import Lamb
+
+    for adam_w, nvlamb in ((False, False), (True, True)):
+        params = lamb_params()
+        opt = Lamb(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, adam_w_mode=adam_w,
+                   use_nvlamb=nvlamb)  # fmt: skip
+        run(opt, params, scale=0.3)
+        ref = apex_lamb_reference(lamb_params(), betas=(0.9, 0.999), eps=1e-8, wd=0.01, scale=0.3, adam_w=adam_w,
+                                  nvlamb=nvlamb)  # fmt: skip
+        for p, r in zip(params, ref):
+            torch.testing.assert_close(p.detach().double(), r, rtol=0, atol=2e-6)
+
+
+def test_lamb_resumes_from_its_exported_state_and_keeps_low_precision_moments() -> None:
+    from seqloom.optim.lamb import Lamb, LambConfig
+
+    cfg = LambConfig(weight_decay=0.01)
+    whole = lamb_params()
+    run(build_optimizer("lamb", cfg, whole, lr=1e-3), whole)
+    first = lamb_params()
+    opt = build_optimizer("lamb", cfg, first, lr=1e-3)
+    for step, lr in enumerate(LRS[:4]):
+        opt.param_groups[0]["lr"] = lr
+        for p, g in zip(first, grads(step)):
+            p.grad = g.clone()
+        opt.step()
+    saved = export_optimizer_state(opt)
+    assert saved["param_groups"][0]["step"] == 4
+    resumed = [torch.nn.Parameter(p.detach().clone()) for p in first]
+    opt = build_optimizer("lamb", cfg, resumed, lr=1e-3)
+    load_optimizer_state(opt, saved)
+    for step, lr in list(enumerate(LRS))[4:]:
+        opt.param_groups[0]["lr"] = lr
+        for p, g in zip(resumed, grads(step)):
+            p.grad = g.clone()
+        opt.step()
+    for a, b in zip(resumed, whole):
+        assert torch.equal(a, b)
+
+    # float16 weights (small, so that the steps show at their precision): moments in float16, math in float32
+    start = [p.detach() * 0.01 for p in make_params()]
+    half = [torch.nn.Parameter(p.half()) for p in start]
+    opt = Lamb(half, lr=1e-3, weight_decay=0.0)
+    for step in range(len(LRS)):
+        for group in opt.param_groups:
+            group["lr"] = LRS[step]
+        for p, g in zip(half, grads(step)):
+            p.grad = g.half()
+        opt.step()
+    ref = apex_lamb_reference([p.half() for p in start], betas=(0.9, 0.999), eps=1e-6, wd=0.0, scale=1.0)
+    assert opt.state[half[0]]["exp_avg"].dtype == torch.float16
+    for p, r, s in zip(half, ref, start):
+        assert float((r - s.half().double()).abs().max()) > 5e-3  # the weights moved
+        torch.testing.assert_close(p.detach().double(), r, rtol=0, atol=1e-4)

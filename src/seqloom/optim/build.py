@@ -96,6 +96,7 @@ FAIRSEQ_OPTIMIZER_NAMES = {
     "adamax": "FairseqAdamax",
     "adadelta": "Adadelta",
     "cpu_adam": "FairseqCPUAdam",
+    "lamb": "FairseqLAMB",
 }
 
 
