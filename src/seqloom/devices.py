@@ -15,6 +15,12 @@ import torch
 from seqloom.heap import keep_freed_memory
 
 
+def torch_release(version: str | None = None) -> tuple[int, int]:
+    """(major, minor) of ``version`` (default: the running torch's), e.g. ``"2.13.0+cpu"`` -> ``(2, 13)``."""
+    major, minor = (version or torch.__version__).split("+")[0].split(".")[:2]
+    return int(major), int(minor)
+
+
 def select_device(*, cpu: bool, index: int | None = None) -> torch.device:
     """``cuda`` (or ``cuda:index``) when CUDA is available and ``cpu`` is False; else ``cpu`` (whose runs
     keep freed memory in the heap: :mod:`seqloom.heap`)."""

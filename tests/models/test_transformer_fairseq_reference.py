@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from seqloom.checkpoint import load_checkpoint
+from seqloom.devices import torch_release
 from seqloom.models.transformer import TransformerModel, build_model
 from seqloom.models.transformer.interop import config_from_fairseq_args
 
@@ -75,6 +76,10 @@ def test_incremental_decoding_equals_fairseqs(ref: dict[str, Any]) -> None:
     torch.testing.assert_close(torch.cat(steps, dim=1), ref["incremental_logits"], atol=1e-5, rtol=0)
 
 
+@pytest.mark.skipif(
+    torch_release() != (2, 13),
+    reason="fairseq's reference was trained with torch 2.13's dropout masks; other releases (2.6) draw other masks for the same seed",
+)
 def test_seeded_training_step_drops_what_fairseq_drops(ref: dict[str, Any]) -> None:
     """Same seed, same dropout masks: fairseq's training-mode logits and gradients, to float precision."""
     model = _build(ref)

@@ -33,3 +33,18 @@ def test_missing_unexpected_and_misshapen_keys_name_the_file_and_key() -> None:
         load_full_model_state(target, {**state, "extra": torch.zeros(1)}, source="ckpt.pt")
     with pytest.raises(RuntimeError, match=r"ckpt\.pt: 0.weight has shape \(3, 5\) in the checkpoint, \(3, 4\)"):
         load_full_model_state(target, {**state, "0.weight": torch.zeros(3, 5)}, source="ckpt.pt")
+
+
+def test_fsdp_refuses_torch_releases_whose_fully_shard_fails_with_the_way_out() -> None:
+    from seqloom.devices import torch_release
+    from seqloom.trainer.sharding import check_fsdp_support
+
+    assert torch_release("2.13.0+cpu") == (2, 13) and torch_release("2.6.0") == (2, 6)
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    with pytest.raises(ValueError, match=r"on the CPU needs torch >= 2\.13: torch 2\.6\.0\+cu124's .*pytorch_ddp"):
+        check_fsdp_support(cpu, "2.6.0+cu124")
+    with pytest.raises(ValueError, match=r"needs torch >= 2\.6 .*this is torch 2\.4\.1"):
+        check_fsdp_support(cuda, "2.4.1")
+    check_fsdp_support(cuda, "2.11.0")  # fully_shard on GPUs ran on torch 2.11 (tests/cuda)
+    check_fsdp_support(cpu, "2.13.0+cpu")
+    check_fsdp_support(cpu, "3.0.0")

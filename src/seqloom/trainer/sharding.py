@@ -22,6 +22,26 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from seqloom.devices import torch_release
+
+# torch releases whose fully_shard fails on the CPU inside torch itself (2.6: "'Stream' object has no attribute
+# 'record_event'" in the all-gather; 2.11: "setStorage ... storage of size 0" in the backward); 2.13 passes
+# tests/cli/test_train.py's FSDP test on the CPU. FSDP2 (torch.distributed.fsdp.fully_shard) is public from 2.6.
+CPU_FSDP_SINCE = (2, 13)
+FSDP_SINCE = (2, 6)
+
+
+def check_fsdp_support(device: torch.device, version: str | None = None) -> None:
+    """Raises ValueError, naming the way out, where this torch cannot run ``fully_shard`` on ``device``."""
+    release = torch_release(version)
+    found = version or torch.__version__
+    if release < FSDP_SINCE:
+        raise ValueError(f"--ddp-backend fully_sharded needs torch >= 2.6 (torch.distributed.fsdp.fully_shard); this "
+                         f"is torch {found}. Use --ddp-backend pytorch_ddp, or a newer torch")  # fmt: skip
+    if device.type == "cpu" and release < CPU_FSDP_SINCE:
+        raise ValueError(f"--ddp-backend fully_sharded on the CPU needs torch >= 2.13: torch {found}'s CPU fully_shard "
+                         "fails inside torch. Use --ddp-backend pytorch_ddp, a GPU, or a newer torch")  # fmt: skip
+
 
 def shard_model(
     model: nn.Module,
@@ -34,6 +54,7 @@ def shard_model(
     """Applies ``fully_shard`` to the transformer layers of at least ``min_params_to_wrap`` parameters, then
     to the whole model (in place), over all ranks on ``device``'s type (``--cpu`` runs shard on the CPU
     also where CUDA is present). Returns the number of layers that became their own unit."""
+    check_fsdp_support(device)
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import CPUOffloadPolicy, OffloadPolicy, fully_shard
 
