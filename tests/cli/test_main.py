@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import signal
 import subprocess
@@ -10,15 +11,14 @@ import time
 from pathlib import Path
 
 import pytest
-import tomllib
 
 from seqloom.cli import main as cli
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 def test_every_command_has_a_console_script_that_runs_it() -> None:
-    scripts = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
+    # the installed distribution's console scripts (pyproject's [project.scripts]; tomllib needs Python 3.11)
+    entries = importlib.metadata.distribution("seqloom").entry_points
+    scripts = {e.name: e.value for e in entries if e.group == "console_scripts"}
     assert scripts.pop("seqloom") == "seqloom.cli.main:main"
     assert sorted(scripts) == sorted(f"seqloom-{name}" for name in cli.COMMANDS)
     for script, target in scripts.items():
