@@ -39,8 +39,8 @@ def test_validate_equals_fairseq_validate(fairseq_fixtures: Path, capsys: pytest
 
 
 @pytest.mark.skipif(
-    torch_release() != (2, 13),
-    reason="fairseq's reference was trained with torch 2.13's dropout masks; other releases (2.6) draw other masks for the same seed",
+    torch_release() < (2, 13),
+    reason="fairseq's reference holds torch 2.13's dropout masks (2.14 draws the same); older releases (2.6) draw other masks for the same seed",
 )
 def test_first_sixty_updates_log_fairseq_losses_across_the_epoch_boundary(
     fairseq_fixtures: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture

@@ -77,8 +77,8 @@ def test_incremental_decoding_equals_fairseqs(ref: dict[str, Any]) -> None:
 
 
 @pytest.mark.skipif(
-    torch_release() != (2, 13),
-    reason="fairseq's reference was trained with torch 2.13's dropout masks; other releases (2.6) draw other masks for the same seed",
+    torch_release() < (2, 13),
+    reason="fairseq's reference holds torch 2.13's dropout masks (2.14 draws the same); older releases (2.6) draw other masks for the same seed",
 )
 def test_seeded_training_step_drops_what_fairseq_drops(ref: dict[str, Any]) -> None:
     """Same seed, same dropout masks: fairseq's training-mode logits and gradients, to float precision."""
