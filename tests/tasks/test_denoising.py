@@ -123,3 +123,19 @@ def test_resume_mid_epoch_is_exact(fairseq_fixtures: Path, tmp_path: Path, capfd
     resumed = load_checkpoint(tmp_path / "resumed" / "checkpoint_last.pt")["model"]
     for key, value in straight.items():
         assert torch.equal(value, resumed[key]), key
+
+
+def test_reading_ahead_changes_no_update(fairseq_fixtures: Path, tmp_path: Path) -> None:
+    """--data-buffer-size (default 10) without worker processes: batches noised in a background thread while
+    the model trains give the same weights as batches read in turn (0), dropout included, since no data code
+    draws from torch's generator (a ``torch.rand`` in the dataset's ``__getitem__`` makes this fail)."""
+    from seqloom.cli.train import main
+
+    data = fairseq_fixtures / "bart" / "data-bin"
+    dropout = ["--dropout", "0.1", "--attention-dropout", "0.1", "--num-workers", "0"]  # bart_base has no dropout
+    assert main([*tiny_argv(data, tmp_path / "ahead", 4), *dropout]) == 0
+    assert main([*tiny_argv(data, tmp_path / "in_turn", 4), *dropout, "--data-buffer-size", "0"]) == 0
+    ahead = load_checkpoint(tmp_path / "ahead" / "checkpoint_last.pt")["model"]
+    in_turn = load_checkpoint(tmp_path / "in_turn" / "checkpoint_last.pt")["model"]
+    for key, value in ahead.items():
+        assert torch.equal(value, in_turn[key]), key

@@ -220,6 +220,7 @@ class Batches:
             epoch=epoch,
             grouped_shuffling=ds.grouped_shuffling and not valid,
             skip_remainder_batch=ds.skip_remainder_batch and not valid,
+            data_buffer_size=ds.data_buffer_size,
         )
 
     def train(self, epoch: int) -> EpochBatchIterator:

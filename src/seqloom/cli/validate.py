@@ -143,6 +143,7 @@ def run(parsed: ParsedArgs) -> int:
             required_batch_size_multiple=ds.required_batch_size_multiple,
             seed=common.seed,
             num_workers=ds.num_workers,
+            data_buffer_size=ds.data_buffer_size,
         )
         itr = task.get_batch_iterator(dataset, options).next_epoch_itr(shuffle=False)
         stats = validate_subset(model, criterion, itr, device)

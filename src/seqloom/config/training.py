@@ -29,7 +29,11 @@ class DatasetConfig:
         1, help="maximum sequence length in batch will be a multiplier of this value"
     )
     dataset_impl: Optional[DatasetImpl] = field(None, help="output dataset implementation")
-    data_buffer_size: int = field(10, help="number of batches to preload")
+    data_buffer_size: int = field(
+        10,
+        help="number of batches to preload (with --num-workers 0, a background thread reads them while the model "
+        "trains, as fairseq's does; worker processes read ahead on their own)",
+    )
     train_subset: str = field("train", help="data subset to use for training (e.g. train, valid, test)")
     valid_subset: str = field("valid", help="comma separated list of data subsets to use for validation")
     combine_valid_subsets: Optional[bool] = field(

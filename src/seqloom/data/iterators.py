@@ -5,10 +5,17 @@ The batches (lists of sample ids) are fixed once. Each epoch ``e`` shuffles thei
 ``r`` of ``n`` every n-th batch (padded with empty batches so all ranks take the same number of steps),
 and counts how many it has handed out. ``state_dict()`` is fairseq's ``extra_state["train_iterator"]``:
 ``{"version": 2, "epoch", "iterations_in_epoch", "shuffle"}``; loading it resumes at that batch.
+
+With ``buffer_size`` (``--data-buffer-size``, default 10 as fairseq's) and no worker processes, a background
+thread prepares the next batches (reading, noising, collating) while the model trains on the current one, as
+fairseq's ``BufferedIterator`` does. Batches come out in the same order either way, and no data code draws
+from torch's global random generator, so the dropout masks of the training steps do not change.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -27,6 +34,73 @@ class _Batches(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> Any:
         return self.collate_fn([self.dataset[int(j)] for j in self.batches[i]])
+
+
+class _Failed:
+    """An exception raised while preparing a batch in the background, handed to the consumer."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+_END = object()  # the source is exhausted
+
+
+def _fill(source: Iterator[Any], buffer: queue.Queue[Any], stop: threading.Event) -> None:
+    """The background thread: puts every item of ``source`` (then ``_END``, or the failure) into ``buffer``."""
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                buffer.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    try:
+        for item in source:
+            if not put(item):
+                return
+    except BaseException as error:  # noqa: BLE001 (handed to the consumer, which raises it)
+        put(_Failed(error))
+        return
+    put(_END)
+
+
+class Prefetcher:
+    """The items of ``source``, read ahead by a daemon thread into a queue of ``size`` (fairseq's
+    ``BufferedIterator``). The thread starts at the first ``next``; :meth:`close` (or garbage collection) stops
+    it. An exception raised while reading is raised again by ``next``."""
+
+    def __init__(self, source: Iterator[Any], size: int) -> None:
+        self._source = source
+        self._buffer: queue.Queue[Any] = queue.Queue(size)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __iter__(self) -> Prefetcher:
+        return self
+
+    def __next__(self) -> Any:
+        if self._thread is None:
+            self._thread = threading.Thread(target=_fill, args=(self._source, self._buffer, self._stop),
+                                            name="seqloom-data", daemon=True)  # fmt: skip
+            self._thread.start()
+        item = self._buffer.get()
+        if item is _END:
+            self._buffer.put(_END)  # later calls stop too
+            raise StopIteration
+        if isinstance(item, _Failed):
+            raise item.error
+        return item
+
+    def close(self) -> None:
+        """Stops the thread (within a tenth of a second) and drops what it had read ahead."""
+        self._stop.set()
+
+    def __del__(self) -> None:
+        self._stop.set()
 
 
 class EpochIterator:
@@ -52,6 +126,11 @@ class EpochIterator:
 
     def has_next(self) -> bool:
         return self.n < self.total
+
+    def close(self) -> None:
+        """Stops reading ahead (an epoch left before its end)."""
+        if isinstance(self._loader, Prefetcher):
+            self._loader.close()
 
     def take_groups(self, size: int, *, whole_only: bool = False) -> Iterator[list[Any]]:
         """Yields lists of ``size`` consecutive batches (the last may be shorter, or left out with
@@ -83,12 +162,14 @@ class EpochBatchIterator:
         epoch: int = 1,
         grouped_shuffling: bool = False,
         skip_remainder_batch: bool = False,
+        buffer_size: int = 0,
     ) -> None:
         """``grouped_shuffling`` (``--grouped-shuffling``): each epoch shuffles groups of ``num_shards``
         consecutive (length-sorted) batches, so that the ranks get batches of similar lengths at each step;
         as in fairseq, the batches after the last whole group are left out of shuffled epochs.
         ``skip_remainder_batch`` (``--skip-remainder-batch``): each epoch leaves out this shard's last batch,
-        whatever its size, as fairseq's iterator does."""
+        whatever its size, as fairseq's iterator does. ``buffer_size`` (``--data-buffer-size``): batches a
+        background thread reads ahead when there are no worker processes (at most 20, as in fairseq)."""
         self.dataset = dataset
         self.grouped_shuffling = grouped_shuffling
         self.skip_remainder_batch = skip_remainder_batch
@@ -96,6 +177,7 @@ class EpochBatchIterator:
         self.collate_fn = collate_fn
         self.seed, self.num_shards, self.shard_id = seed, num_shards, shard_id
         self.num_workers = num_workers
+        self.buffer_size = min(max(buffer_size, 0), 20)
         self.epoch = max(epoch, 1)  # the epoch the next ``next_epoch_itr`` starts (or resumes)
         self.shuffle = True
         self._offset = 0  # where that epoch resumes
@@ -131,6 +213,7 @@ class EpochBatchIterator:
         if self._current is not None:
             self.epoch = self.next_epoch_idx
             self._offset = 0
+            self._current.close()
         self.shuffle = shuffle
         set_epoch = getattr(self.dataset, "set_epoch", None)
         if callable(set_epoch):  # as fairseq: datasets whose items change per epoch (denoising noise) learn it
@@ -150,7 +233,10 @@ class EpochBatchIterator:
             num_workers=self.num_workers,
             persistent_workers=False,
         )
-        return EpochIterator(iter(loader), len(batches), offset)
+        batches_iter: Iterator[Any] = iter(loader)  # made here: a DataLoader draws its base seed on creation
+        if self.buffer_size > 0 and self.num_workers == 0:  # worker processes read ahead of their own
+            batches_iter = Prefetcher(batches_iter, self.buffer_size)
+        return EpochIterator(batches_iter, len(batches), offset)
 
     def end_of_epoch(self) -> bool:
         return self._current is None or not self._current.has_next()
@@ -173,6 +259,8 @@ class EpochBatchIterator:
         self.epoch = int(state["epoch"])
         offset = int(state.get("iterations_in_epoch", 0))
         self.shuffle = bool(state.get("shuffle", True))
+        if self._current is not None:
+            self._current.close()
         self._current = None
         if offset >= len(self) and offset > 0:
             self.epoch += 1

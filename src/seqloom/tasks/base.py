@@ -44,6 +44,7 @@ class BatchingOptions:
     epoch: int = 1
     grouped_shuffling: bool = False  # shuffle groups of num_shards consecutive batches (similar lengths per rank)
     skip_remainder_batch: bool = False  # leave each epoch's last batch out (--skip-remainder-batch)
+    data_buffer_size: int = 0  # batches a background thread reads ahead (--data-buffer-size; training, validation)
 
 
 class Task:
@@ -98,6 +99,7 @@ class Task:
             epoch=options.epoch,
             grouped_shuffling=options.grouped_shuffling,
             skip_remainder_batch=options.skip_remainder_batch,
+            buffer_size=options.data_buffer_size,
         )
 
     @staticmethod
