@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -104,3 +105,30 @@ def test_worker_processes_read_ahead_on_their_own() -> None:
     epoch = _iterator(Rows(8), buffer_size=10, num_workers=1).next_epoch_itr()
     assert not isinstance(epoch._loader, Prefetcher)
     assert sorted(i for b in _ids(epoch) for i in b) == list(range(8))
+
+
+EXIT_WHILE_READING = """
+import torch
+from seqloom.data.iterators import Prefetcher
+
+def batches():
+    x = torch.randn(300, 300)
+    while True:
+        for _ in range(20):
+            x = torch.tanh(x @ x)
+        yield x
+
+next(Prefetcher(batches(), 1000))  # the thread keeps reading (in a torch op) while the interpreter exits
+"""
+
+
+def test_exiting_while_a_thread_reads_ahead_exits_cleanly() -> None:
+    """A daemon thread caught inside a torch op at interpreter shutdown aborts the process (status -6, as
+    fairseq-train does after some runs); the reading threads are stopped and joined at exit instead."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", EXIT_WHILE_READING], capture_output=True, text=True, env=env,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -14,6 +14,7 @@ from torch's global random generator, so the dropout masks of the training steps
 
 from __future__ import annotations
 
+import atexit
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -44,10 +45,35 @@ class _Failed:
 
 
 _END = object()  # the source is exhausted
+_RUNNING: dict[threading.Thread, threading.Event] = {}  # the reading threads alive, and their stop events
+_RUNNING_LOCK = threading.Lock()
+
+
+def _stop_running() -> None:
+    """At exit: stops the reading threads and waits for them (each finishes the batch in hand). A daemon thread
+    still inside a torch op when the interpreter shuts down aborts the process ("terminate called without an
+    active exception", exit status -6: what fairseq-train's reading thread does after some runs)."""
+    with _RUNNING_LOCK:
+        running = list(_RUNNING.items())
+    for _, stop in running:
+        stop.set()
+    for thread, _ in running:
+        thread.join(timeout=60)
+
+
+atexit.register(_stop_running)
 
 
 def _fill(source: Iterator[Any], buffer: queue.Queue[Any], stop: threading.Event) -> None:
     """The background thread: puts every item of ``source`` (then ``_END``, or the failure) into ``buffer``."""
+    try:
+        _read(source, buffer, stop)
+    finally:
+        with _RUNNING_LOCK:
+            _RUNNING.pop(threading.current_thread(), None)
+
+
+def _read(source: Iterator[Any], buffer: queue.Queue[Any], stop: threading.Event) -> None:
 
     def put(item: Any) -> bool:
         while not stop.is_set():
@@ -86,6 +112,8 @@ class Prefetcher:
         if self._thread is None:
             self._thread = threading.Thread(target=_fill, args=(self._source, self._buffer, self._stop),
                                             name="seqloom-data", daemon=True)  # fmt: skip
+            with _RUNNING_LOCK:
+                _RUNNING[self._thread] = self._stop
             self._thread.start()
         item = self._buffer.get()
         if item is _END:
