@@ -66,7 +66,9 @@ def run_measured(cmd: list[str], env: dict[str, str]) -> Finished:
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     code = os.waitstatus_to_exitcode(status)
-    if code != 0 and "done training in" in out:  # fairseq-train sometimes aborts while exiting, work done
+    fairseq = Path(cmd[0]).name.startswith("fairseq")
+    if code != 0 and fairseq and "done training in" in out:
+        # fairseq-train's data thread (BufferedIterator, a daemon) sometimes aborts the process at exit
         print(f"note: {Path(cmd[0]).name} exited with {code} after finishing its training", file=sys.stderr)
     elif code != 0:
         sys.exit(f"{cmd[0]} failed:\n{out[-3000:]}")
