@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from seqloom.data.batching import batch_by_size
-from seqloom.data.iterators import EpochBatchIterator, Prefetcher
+from seqloom.data.iterators import EpochBatchIterator
+from seqloom.data.read_ahead import Prefetcher
 
 
 class Rows:
@@ -109,7 +110,7 @@ def test_worker_processes_read_ahead_on_their_own() -> None:
 
 EXIT_WHILE_READING = """
 import torch
-from seqloom.data.iterators import Prefetcher
+from seqloom.data.read_ahead import Prefetcher
 
 def batches():
     x = torch.randn(300, 300)
