@@ -101,8 +101,11 @@ class Prefetcher:
         return item
 
     def close(self) -> None:
-        """Stops the thread (within a tenth of a second) and drops what it had read ahead."""
+        """Stops the thread and waits for it (it finishes the item in hand, then sees the stop within a tenth
+        of a second), dropping what it had read ahead: the source's data may change after this (a new epoch)."""
         self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=60)
 
     def __del__(self) -> None:
         self._stop.set()
