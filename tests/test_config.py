@@ -157,6 +157,15 @@ def test_user_dir_plugin_registers_components(tmp_path) -> None:
     assert args.namespace.criterion == "my_criterion_cfgtest"
 
 
+def test_user_dir_that_is_no_package_is_a_usage_error(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = CommandSpec(prog="seqloom t", description="t", groups=(), selectors={"criterion": None})
+    for path, why in ((tmp_path, "a package needs an __init__.py"), (tmp_path / "gone", "no such file or directory")):
+        with pytest.raises(SystemExit) as exited:
+            parse_args(spec, ["--user-dir", str(path)])
+        assert exited.value.code == 2
+        assert f"seqloom t: error: --user-dir {path}: {why}" in capsys.readouterr().err
+
+
 def _command_specs() -> dict[str, CommandSpec]:
     from seqloom.cli import eval_lm, generate, interactive, train, validate
 

@@ -219,7 +219,10 @@ def parse_args(
     yaml_values = load_yaml(pre.config) if pre.config else {}
     user_dir = pre.user_dir or yaml_values.get("user_dir")
     if user_dir:
-        import_user_dir(user_dir)
+        try:
+            import_user_dir(user_dir)
+        except FileNotFoundError as err:  # a wrong path: a usage error; an error inside the package keeps its traceback
+            ArgumentParser(prog=spec.prog, add_help=False).error(str(err))
     source, given = defaults or ("", {})
     chosen = _choose_components(spec, pre, {**given, **yaml_values}, argv)
     parser, classes = build_parser(spec, chosen)
