@@ -158,3 +158,16 @@ def test_ctrl_c_stops_generate_and_its_worker_processes_without_tracebacks(fairs
     rest, err = proc.communicate(timeout=60)
     assert first.startswith("S-") and proc.returncode == 130, err[-2000:]
     assert "seqloom generate: interrupted" in err and "Traceback" not in err
+
+
+def test_every_sentence_is_translated_when_the_last_batch_is_not_a_multiple_of_8(fairseq_fixtures, capsys) -> None:
+    """With --max-tokens 600 the test set's last batch holds its 5 longest sentences. fairseq-generate leaves
+    out a last batch that is not a multiple of --required-batch-size-multiple (8): it prints 195 hypotheses and
+    scores BLEU on them (fairseq issues #5036, #5351). seqloom translates all 200."""
+    mt = fairseq_fixtures / "mt"
+    assert generate([str(mt / "data-bin"), "--path", str(mt / "checkpoints" / "checkpoint_best.pt"),
+                     "--gen-subset", "test", "--no-progress-bar", "--beam", "1", "--max-tokens", "600"]) == 0  # fmt: skip
+    out = capsys.readouterr()
+    ids = sorted(int(line.split("\t")[0][2:]) for line in out.out.splitlines() if line.startswith("H-"))
+    assert ids == list(range(200))
+    assert "Translated 200 sentences" in out.err

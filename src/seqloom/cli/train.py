@@ -221,6 +221,7 @@ class Batches:
             grouped_shuffling=ds.grouped_shuffling and not valid,
             skip_remainder_batch=ds.skip_remainder_batch and not valid,
             data_buffer_size=ds.data_buffer_size,
+            drop_partial_last_batch=not valid,
         )
 
     def train(self, epoch: int) -> EpochBatchIterator:

@@ -24,7 +24,11 @@ class DatasetConfig:
     )
     max_tokens: Optional[int] = field(None, help="maximum number of tokens in a batch")
     batch_size: Optional[int] = field(None, help="number of examples in a batch", aliases=("--max-sentences",))
-    required_batch_size_multiple: int = field(8, help="batch size will be a multiplier of this value")
+    required_batch_size_multiple: int = field(
+        8,
+        help="batch size will be a multiplier of this value; a last training batch that is not is left out of "
+        "each epoch, as in fairseq (generation and validation keep it)",
+    )
     required_seq_len_multiple: int = field(
         1, help="maximum sequence length in batch will be a multiplier of this value"
     )

@@ -45,6 +45,10 @@ class BatchingOptions:
     grouped_shuffling: bool = False  # shuffle groups of num_shards consecutive batches (similar lengths per rank)
     skip_remainder_batch: bool = False  # leave each epoch's last batch out (--skip-remainder-batch)
     data_buffer_size: int = 0  # batches a background thread reads ahead (--data-buffer-size; training, validation)
+    # leave out a last batch whose size is not a multiple of required_batch_size_multiple, as fairseq 0.12's
+    # batch_by_size does everywhere (fairseq issues #5036, #5351: test sentences go untranslated). Only training
+    # batches take it, so that seeded runs keep fairseq's batches; evaluation keeps every sample.
+    drop_partial_last_batch: bool = False
 
 
 class Task:
@@ -86,8 +90,14 @@ class Task:
             required_batch_size_multiple=options.required_batch_size_multiple,
         )
         mult = options.required_batch_size_multiple
-        if mult > 1 and batches and len(batches[-1]) % mult != 0:
-            batches = batches[:-1]  # fairseq 0.12.3's data_utils.batch_by_size drops such a last batch
+        if options.drop_partial_last_batch and mult > 1 and batches and len(batches[-1]) % mult != 0:
+            logger.warning(
+                "%d samples (the last batch, not a multiple of --required-batch-size-multiple %d) are left out of "
+                "every epoch, as fairseq leaves them out; --required-batch-size-multiple 1 keeps them",
+                len(batches[-1]),
+                mult,
+            )
+            batches = batches[:-1]
         return EpochBatchIterator(
             dataset,
             batches,
