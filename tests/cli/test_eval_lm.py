@@ -82,6 +82,18 @@ def test_missing_checkpoint_is_named(
     assert "nope.pt" in capsys.readouterr().err
 
 
+def test_blocks_longer_than_max_tokens_leave_nothing_and_that_is_an_error(
+    capsys: pytest.CaptureFixture[str], fairseq_fixtures: Path
+) -> None:
+    """Every block skipped (128 tokens against --max-tokens 64): an error, not "Loss 0.0000, Perplexity 1.00"."""
+    lm_dir = fairseq_fixtures / "lm"
+    argv = [str(lm_dir / "data-bin"), "--cpu", "--path", str(lm_dir / "checkpoints" / "checkpoint_best.pt")]
+    assert eval_lm.main([*argv, "--tokens-per-sample", "128", "--max-tokens", "64"]) == 1
+    err = capsys.readouterr().err
+    assert "nothing was evaluated in 'test': every one of its 68 blocks was skipped" in err
+    assert "max_positions=(64, 64)" in err and "Perplexity" not in err
+
+
 def test_bf16_casts_the_model_and_stays_close(capsys: pytest.CaptureFixture[str], fairseq_fixtures: Path) -> None:
     lm_dir = fairseq_fixtures / "lm"
     fp32 = figures(run(capsys, lm_dir))

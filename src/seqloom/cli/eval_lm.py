@@ -132,8 +132,17 @@ def evaluate(parsed: ParsedArgs) -> EvalLMResult:
     subset = parsed["dataset"].gen_subset
     dataset = task.load_dataset(subset)
     logger.info(f"{task_cfg.data} {subset} {len(dataset):,} examples")
-    batches = task.eval_lm_iterator(dataset, batch_options(parsed, models), context_window=ev.context_window)
-    return score_all(models, batches, task, parsed, device)
+    options = batch_options(parsed, models)
+    batches = task.eval_lm_iterator(dataset, options, context_window=ev.context_window)
+    result = score_all(models, batches, task, parsed, device)
+    if result.tokens == 0:  # a loss of 0 and a perplexity of 1 would read as a result
+        why = "the split is empty" if len(dataset) == 0 else (
+            f"every one of its {len(dataset):,} blocks was skipped as longer than "
+            f"max_positions={resolve_max_positions(options.max_positions, options.max_tokens)} (the smaller of "
+            "--max-tokens and the model's positions): raise --max-tokens or lower --tokens-per-sample"
+        )  # fmt: skip
+        raise ValueError(f"seqloom eval-lm: nothing was evaluated in {subset!r}: {why}")
+    return result
 
 
 def score_all(models: list[nn.Module], batches: Any, task: Any, parsed: ParsedArgs, device: torch.device
