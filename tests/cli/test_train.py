@@ -645,3 +645,14 @@ def test_a_save_dir_holding_another_models_checkpoint_is_one_clear_error(
     assert "checkpoint_last.pt: the checkpoint's weights do not fit the model built from these options" in message
     assert "weights differ in size (checkpoint vs model, encoder.embed_tokens.weight: (" in message
     assert "use a new one" in message and "size mismatch for" not in message
+
+
+def test_a_training_or_validation_split_with_no_batch_stops_before_training(data_bin: Path, tmp_path: Path) -> None:
+    """Every sample longer than --max-tokens: an error naming the split, not endless empty epochs (the old
+    behaviour: epochs of no update never reach --max-update); a validation split likewise, before training."""
+    for extra, split in ((("--max-tokens", "2"), "train"), (("--max-tokens-valid", "2"), "valid")):
+        argv = [*train_args(data_bin, tmp_path / split, max_update=4), *extra, "--max-epoch", "3"]
+        argv += ["--skip-invalid-size-inputs-valid-test"]
+        with pytest.raises(ValueError, match=f"nothing to run on '{split}': all .* samples are longer than "):
+            train(argv)
+        assert not (tmp_path / split / "checkpoint_last.pt").exists()

@@ -48,6 +48,18 @@ def test_missing_split_is_a_clear_error(fairseq_fixtures: Path, capsys: pytest.C
     assert "split 'nosuchsplit' not found" in err and "nosuchsplit.en-es.en.bin" in err
 
 
+def test_a_split_with_every_sample_skipped_is_an_error_not_a_loss_of_0(
+    fairseq_fixtures: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mt = fairseq_fixtures / "mt"
+    argv = [str(mt / "data-bin"), "--cpu", "--path", str(mt / "checkpoints" / "checkpoint_best.pt")]
+    argv += ["--task", "translation", "--max-tokens", "5", "--skip-invalid-size-inputs-valid-test"]
+    assert validate.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "nothing to run on 'valid': all 200 samples are longer than max_positions=(5, 5)" in err
+    assert "valid on 'valid' subset" not in err
+
+
 def test_bf16_casts_the_model_and_stays_close(fairseq_fixtures: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``--fp16``/``--bf16`` cast the model (fairseq's ``model.half()``); the loss stays close to fp32's."""
     mt = fairseq_fixtures / "mt"

@@ -171,3 +171,8 @@ def test_every_sentence_is_translated_when_the_last_batch_is_not_a_multiple_of_8
     ids = sorted(int(line.split("\t")[0][2:]) for line in out.out.splitlines() if line.startswith("H-"))
     assert ids == list(range(200))
     assert "Translated 200 sentences" in out.err
+
+
+def test_nothing_left_to_translate_is_an_error(fairseq_fixtures, capsys) -> None:
+    assert generate(argv(fairseq_fixtures, "--max-tokens", "5", "--skip-invalid-size-inputs-valid-test")) == 1
+    assert "nothing to run on 'test': all 200 samples are longer than max_positions=(5, 5)" in capsys.readouterr().err

@@ -6,11 +6,12 @@ The batch ids below were read from fairseq's own ``LanguageModelingTask.get_batc
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from seqloom.tasks.base import BatchingOptions
+from seqloom.tasks.base import BatchingOptions, require_batches
 from seqloom.tasks.language_modeling import LanguageModelingConfig, LanguageModelingTask
 
 
@@ -69,3 +70,16 @@ def test_break_modes_on_real_sentences(fairseq_fixtures: Path) -> None:
 def test_missing_split_names_the_files(task: LanguageModelingTask) -> None:
     with pytest.raises(FileNotFoundError, match="valid7.bin"):
         task.load_dataset("valid7")
+
+
+def test_a_split_with_no_batch_is_an_error_that_says_why(task: LanguageModelingTask) -> None:
+    train = task.datasets.get("train") or task.load_dataset("train")
+    short = replace(options(), max_positions=(20, 20), ignore_invalid_inputs=True)  # one block of 16 tokens is left
+    itr = task.get_batch_iterator(train, short)
+    with pytest.raises(ValueError, match=r"nothing to run on 'train': what is left \(1 samples\) makes one batch, "
+                       r"which training leaves out as not a multiple of --required-batch-size-multiple 8"):  # fmt: skip
+        require_batches(itr, "train")
+    assert len(require_batches(task.get_batch_iterator(train, replace(short, drop_partial_last_batch=False)), "t")) == 1
+    none_fit = replace(short, max_positions=(8, 8))
+    with pytest.raises(ValueError, match=r"all 881 samples are longer than max_positions=\(8, 8\)"):
+        require_batches(task.get_batch_iterator(train, none_fit), "train")

@@ -123,9 +123,10 @@ def run(args: ParsedArgs, out: TextIO) -> int:
     models = load_ensemble(ev.model_path, task, model_overrides=ev.model_overrides)
     device = place_models(models, common)
     dataset = task.load_dataset(data.gen_subset)
-    batches = task.get_batch_iterator(dataset, batching_options(data, common, task, models)).next_epoch_itr(
-        shuffle=False
-    )
+    from seqloom.tasks.base import require_batches
+
+    itr = task.get_batch_iterator(dataset, batching_options(data, common, task, models))
+    batches = require_batches(itr, data.gen_subset).next_epoch_itr(shuffle=False)
     generator = build_generator(models, task.target_dictionary, gen, common=common, model_overrides=ev.model_overrides,
                                 eos=getattr(task, "generation_eos", None))  # fmt: skip
     strip = symbols_to_strip(generator, task.target_dictionary, task)

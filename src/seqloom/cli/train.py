@@ -33,7 +33,7 @@ from seqloom.config.training import (
 from seqloom.data.iterators import EpochBatchIterator
 from seqloom.logs import setup_logging
 from seqloom.optim import build_lr_scheduler, build_optimizer
-from seqloom.tasks.base import BatchingOptions
+from seqloom.tasks.base import BatchingOptions, require_batches
 from seqloom.trainer import distributed
 from seqloom.trainer.distributed import DistInfo
 from seqloom.trainer.ema import ExponentialMovingAverage, load_ema_weights
@@ -243,7 +243,7 @@ class Batches:
                 load_epoch = epoch if self.num_dirs > 1 else 1
                 dataset = self.task.load_dataset(ds.train_subset, epoch=load_epoch, combine=True)
             opts = self._options(max_tokens=ds.max_tokens, max_sentences=ds.batch_size, valid=False, epoch=epoch)
-            self._train = {key: self.task.get_batch_iterator(dataset, opts)}
+            self._train = {key: require_batches(self.task.get_batch_iterator(dataset, opts), ds.train_subset)}
         return self._train[key]
 
     def valid(self, subset: str) -> EpochBatchIterator:
@@ -251,7 +251,7 @@ class Batches:
             ds = self.parsed["dataset"]
             dataset = self.task.datasets.get(subset) or self.task.load_dataset(subset, epoch=1, combine=False)
             opts = self._options(max_tokens=ds.max_tokens_valid, max_sentences=ds.batch_size_valid, valid=True, epoch=1)
-            self._valid[subset] = self.task.get_batch_iterator(dataset, opts)
+            self._valid[subset] = require_batches(self.task.get_batch_iterator(dataset, opts), subset)
         return self._valid[subset]
 
 
@@ -325,6 +325,9 @@ def run(parsed: ParsedArgs) -> TrainingLoop:
     restored = restore(ckpt, trainer, ns)
     batches = Batches(parsed, task, trainer)
     epoch_itr = first_iterator(batches, restored)
+    if not data_cfg.disable_validation:  # a validation split with no batch fails now, not after an epoch
+        for subset in data_cfg.valid_subset.split(","):
+            batches.valid(subset)
     fmt = resolve_log_format(common.log_format, no_progress_bar=common.no_progress_bar)
     run_name = os.environ.get("WANDB_NAME", os.path.basename(ckpt.save_dir))  # fairseq's run name
     progress = Progress(fmt, tensorboard_logdir=common.tensorboard_logdir, wandb_project=common.wandb_project,

@@ -28,7 +28,7 @@ from seqloom.devices import inference_dtype, select_device
 from seqloom.generation.config import CommonEvalConfig
 from seqloom.generation.loading import export_defaults, parse_model_overrides
 from seqloom.logs import setup_logging
-from seqloom.tasks.base import BatchingOptions
+from seqloom.tasks.base import BatchingOptions, require_batches
 from seqloom.trainer.meters import Meter, concat_logging_lists, sum_logging_outputs
 from seqloom.trainer.progress import Progress, resolve_log_format
 from seqloom.trainer.trainer import move_to_device
@@ -145,7 +145,7 @@ def run(parsed: ParsedArgs) -> int:
             num_workers=ds.num_workers,
             data_buffer_size=ds.data_buffer_size,
         )
-        itr = task.get_batch_iterator(dataset, options).next_epoch_itr(shuffle=False)
+        itr = require_batches(task.get_batch_iterator(dataset, options), subset).next_epoch_itr(shuffle=False)
         stats = validate_subset(model, criterion, itr, device)
         progress.print(stats, tag=subset, step=None, epoch=None, prefix=f"valid on '{subset}' subset")
     return 0

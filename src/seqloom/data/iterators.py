@@ -115,6 +115,7 @@ class EpochBatchIterator:
         self.shuffle = True
         self._offset = 0  # where that epoch resumes
         self._current: EpochIterator | None = None
+        self.empty_reason: str | None = None  # why there are no batches, when there are none (set by the task)
 
     def __len__(self) -> int:
         """Batches per epoch for this shard."""

@@ -51,6 +51,14 @@ class BatchingOptions:
     drop_partial_last_batch: bool = False
 
 
+def require_batches(itr: EpochBatchIterator, split: str) -> EpochBatchIterator:
+    """``itr``, unless it holds no batch at all: then an error naming ``split`` and why (a training loop over
+    no batches would never reach --max-update, and an evaluation would print a loss of 0)."""
+    if itr.empty_reason is not None:
+        raise ValueError(f"nothing to run on {split!r}: {itr.empty_reason}")
+    return itr
+
+
 class Task:
     """Holds the loaded splits of a task (``self.datasets[split]``) and iterates batches over them."""
 
@@ -80,6 +88,7 @@ class Task:
             set_epoch(options.epoch)
         # fairseq 0.12.3 orders (ties broken by a permutation) under numpy_seed(seed + epoch)
         indices = dataset.ordered_indices(np.random.RandomState(options.seed + options.epoch))
+        total = len(indices)
         max_positions = resolve_max_positions(options.max_positions, options.max_tokens)
         indices = self._filter(dataset, indices, max_positions, options.ignore_invalid_inputs)
         batches = batch_by_size(
@@ -98,7 +107,16 @@ class Task:
                 mult,
             )
             batches = batches[:-1]
-        return EpochBatchIterator(
+        empty_reason = None
+        if not batches:
+            empty_reason = (
+                "it has no samples" if total == 0
+                else f"all {total:,} samples are longer than max_positions={max_positions} (--max-tokens, "
+                "--max-source-positions, --max-target-positions) and were skipped" if len(indices) == 0
+                else f"what is left ({len(indices):,} samples) makes one batch, which training leaves out as not a "
+                f"multiple of --required-batch-size-multiple {mult} (set it to 1 to keep it)"
+            )  # fmt: skip
+        itr = EpochBatchIterator(
             dataset,
             batches,
             dataset.collater,
@@ -111,6 +129,8 @@ class Task:
             skip_remainder_batch=options.skip_remainder_batch,
             buffer_size=options.data_buffer_size,
         )
+        itr.empty_reason = empty_reason
+        return itr
 
     @staticmethod
     def _filter(
