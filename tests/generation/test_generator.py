@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 
+import pytest
 import torch
 from scripted_model import EOS, UNK, ScriptedModel, ToyDict, sources
 
@@ -186,3 +187,9 @@ def test_hypotheses_are_ordinary_tensors_after_inference_mode_decoding() -> None
     w = torch.ones((), requires_grad=True)
     (w * h.positional_scores).sum().backward()  # saved for backward: would raise on an inference tensor
     assert w.grad is not None
+
+
+def test_a_beam_below_one_is_refused_by_name() -> None:
+    model = ScriptedModel(12, [4, 5, 6, 7, 8], seed=5, scale=1.0)
+    with pytest.raises(ValueError, match=r"--beam must be at least 1 \(got 0\)"):
+        SequenceGenerator([model], ToyDict(12), GenerationConfig(beam=0))
