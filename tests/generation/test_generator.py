@@ -189,7 +189,9 @@ def test_hypotheses_are_ordinary_tensors_after_inference_mode_decoding() -> None
     assert w.grad is not None
 
 
-def test_a_beam_below_one_is_refused_by_name() -> None:
+def test_a_beam_or_nbest_below_one_is_refused_by_name() -> None:
     model = ScriptedModel(12, [4, 5, 6, 7, 8], seed=5, scale=1.0)
     with pytest.raises(ValueError, match=r"--beam must be at least 1 \(got 0\)"):
         SequenceGenerator([model], ToyDict(12), GenerationConfig(beam=0))
+    with pytest.raises(ValueError, match=r"--nbest must be at least 1 \(got 0\)"):  # no hypothesis would be printed
+        SequenceGenerator([model], ToyDict(12), GenerationConfig(nbest=0))

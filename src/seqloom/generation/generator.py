@@ -37,8 +37,9 @@ class SequenceGenerator:
         self.cfg = cfg = cfg or GenerationConfig()
         if cfg.temperature <= 0:
             raise ValueError(f"--temperature must be greater than 0 (got {cfg.temperature})")
-        if cfg.beam < 1:
-            raise ValueError(f"--beam must be at least 1 (got {cfg.beam})")
+        if cfg.beam < 1 or cfg.nbest < 1:
+            name, value = ("--beam", cfg.beam) if cfg.beam < 1 else ("--nbest", cfg.nbest)
+            raise ValueError(f"{name} must be at least 1 (got {value})")
         self.models = list(models)
         self.decoder = EnsembleDecoder(self.models)
         self.lm = EnsembleDecoder([lm_model]) if lm_model is not None else None
