@@ -356,6 +356,12 @@ def test_unsupported_options_are_refused_by_name_not_ignored(data_bin: Path, tmp
     assert not any(tmp_path.iterdir())  # nothing written
 
 
+@pytest.mark.parametrize("flags", [("--update-freq", "2,0"), ("--ema-update-freq", "0")])
+def test_an_update_frequency_below_one_is_refused_by_name(data_bin: Path, tmp_path: Path, flags: tuple) -> None:
+    with pytest.raises(SystemExit, match=f"{flags[0]} {flags[1]}: every value must be at least 1"):
+        train(train_args(data_bin, tmp_path, *flags, "--disable-validation", max_update=1))
+
+
 def test_required_seq_len_multiple_pads_batches_and_leaves_the_losses(data_bin: Path, tmp_path: Path) -> None:
     # no dropout: its masks are drawn over the (wider) batch shapes
     plain = train(train_args(data_bin, tmp_path / "plain", "--disable-validation", max_update=4, dropout="0"))

@@ -77,6 +77,10 @@ def check_options(parsed: ParsedArgs) -> None:
         raise SystemExit("seqloom train: give a batch size with --max-tokens or --batch-size")
     if ns.optimizer is None:
         raise SystemExit("seqloom train: --optimizer is required (e.g. --optimizer adam)")
+    if any(n < 1 for n in ns.update_freq) or ns.ema_update_freq < 1:
+        flag, value = ("--update-freq", ",".join(map(str, ns.update_freq))) if any(n < 1 for n in ns.update_freq) \
+            else ("--ema-update-freq", ns.ema_update_freq)  # fmt: skip
+        raise SystemExit(f"seqloom train: {flag} {value}: every value must be at least 1 (batches per update)")
     if ns.arch is None:
         raise SystemExit("seqloom train: --arch is required (e.g. --arch transformer)")
     unsupported = {  # accepted for fairseq's command lines; refused, not silently ignored, when they would matter
