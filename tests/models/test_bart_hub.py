@@ -147,5 +147,7 @@ def test_errors_name_the_fix(hub: BARTHub, fairseq_fixtures: Path) -> None:
         BARTModel.from_pretrained(folder, beem=3)
     with pytest.raises(ValueError, match="has no <mask>"):
         hub.fill_mask(["no mask here"])
+    with pytest.raises(ValueError, match=r"fill_mask: topk must be at least 1 \(got 0\)"):
+        hub.fill_mask(["the <mask> sat"], topk=0)
     with pytest.raises(ValueError, match="maximum length"):
         hub.extract_features(torch.full((1025,), 5))

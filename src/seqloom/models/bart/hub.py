@@ -133,6 +133,8 @@ class BARTHub(GeneratorHubInterface):
         """
         if isinstance(masked_inputs, str):
             return self.fill_mask([masked_inputs], topk, match_source_len, **generate_kwargs)[0]
+        if topk < 1:
+            raise ValueError(f"fill_mask: topk must be at least 1 (got {topk})")
         batch = [self._encode_masked(text) for text in masked_inputs]
         beam = max(topk, int(generate_kwargs.pop("beam", -1)))
         hyps = self.generate(batch, beam, match_source_len=match_source_len, **generate_kwargs)
