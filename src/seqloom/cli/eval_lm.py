@@ -116,6 +116,11 @@ def evaluate(parsed: ParsedArgs) -> EvalLMResult:
     common, common_eval, ev = parsed["common"], parsed["common_eval"], parsed["eval_lm"]
     task_cfg = parsed["task"]
     if ev.context_window > 0:
+        if ev.context_window >= task_cfg.tokens_per_sample:
+            raise ValueError(
+                f"--context-window {ev.context_window} must be smaller than --tokens-per-sample "
+                f"{task_cfg.tokens_per_sample}: each block scores tokens-per-sample minus context-window new tokens"
+            )
         task_cfg = dataclasses.replace(task_cfg, tokens_per_sample=task_cfg.tokens_per_sample - ev.context_window)
     task = registry.TASKS.get(parsed.namespace.task).setup_task(task_cfg, dataset_impl=parsed["dataset"].dataset_impl)
     if common_eval.path is None:
