@@ -138,6 +138,10 @@ def test_average_of_different_models_is_named(fairseq_fixtures: Path, tmp_path: 
     argv = ["--inputs", str(mt), str(lm), "--output", str(tmp_path / "avg.pt")]
     assert average_checkpoints.main(argv) == 1
     assert "its model keys differ" in capfd.readouterr().err and not (tmp_path / "avg.pt").exists()
+    folder = ["--inputs", str(mt.parent), "--num-epoch-checkpoints", "2", "--output", str(tmp_path / "avg.pt")]
+    assert average_checkpoints.main(folder) == 1  # the fixture folder holds no checkpoint<N>.pt: a line, no traceback
+    err = capfd.readouterr().err
+    assert "found 0 epoch checkpoint files but need at least 2" in err and "Traceback" not in err
 
 
 def test_sigkill_mid_epoch_then_restart_continues_exactly(

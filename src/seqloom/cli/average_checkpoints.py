@@ -102,9 +102,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if len(paths) != 1 or not os.path.isdir(paths[0]):
             logger.error("--num-epoch/update-checkpoints: --inputs must be one folder")
             return 2
-        paths = last_checkpoints(
-            paths[0], count, update_based=bool(cfg.num_update_checkpoints), upper_bound=cfg.checkpoint_upper_bound
-        )
+        try:
+            paths = last_checkpoints(
+                paths[0], count, update_based=bool(cfg.num_update_checkpoints), upper_bound=cfg.checkpoint_upper_bound
+            )
+        except ValueError as err:  # too few checkpoint files in the folder
+            logger.error("%s", err)
+            return 1
     logger.info("averaging checkpoints: %s", paths)
     from seqloom.checkpoint.io import save_checkpoint
 
