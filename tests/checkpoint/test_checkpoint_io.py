@@ -71,6 +71,19 @@ def test_missing_and_truncated_files_name_the_file(tmp_path: Path) -> None:
         load_checkpoint(path)
 
 
+@pytest.mark.parametrize(
+    "data",
+    [b"hello\n", b"", bytes(range(256)) * 4, b"\x80\x02K\x05."],
+    ids=["text", "empty", "binary", "pickled-int"],
+)
+def test_a_file_of_another_format_is_a_checkpoint_error_naming_it(tmp_path: Path, data: bytes) -> None:
+    # the weights-only unpickler fails on foreign bytes with KeyError/IndexError, not only UnpicklingError
+    path = tmp_path / "notes.pt"
+    path.write_bytes(data)
+    with pytest.raises(CheckpointError, match=r"notes\.pt"):
+        load_checkpoint(path)
+
+
 def test_failed_save_leaves_the_old_file_and_no_temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "checkpoint_last.pt"
     save_checkpoint({"step": 1}, path)

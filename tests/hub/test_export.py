@@ -130,3 +130,31 @@ def test_commands_take_the_exports_weights_file_as_path(exported: Path, fairseq_
     assert generate([*common, "--path", str(exported / "model.safetensors")]) == 0
     got = [line for line in capsys.readouterr().out.splitlines() if line[:2] in ("H-", "D-", "P-")]
     assert got == expected and len(expected) > 10
+
+
+def test_a_damaged_export_or_a_stray_safetensors_file_is_named(exported: Path, fairseq_fixtures: Path, tmp_path: Path,
+                                                              capsys) -> None:  # fmt: skip
+    """A truncated weights file, a broken config.json and a .safetensors file with no export config beside it
+    each end the command with one line naming the file, not a traceback from safetensors or torch.load."""
+    import shutil
+
+    from seqloom.checkpoint.io import CheckpointError
+    from seqloom.cli.generate import main as generate
+
+    damaged, broken, stray = tmp_path / "damaged", tmp_path / "broken", tmp_path / "stray"
+    for folder in (damaged, broken):
+        shutil.copytree(exported, folder)
+    weights = damaged / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:500])
+    (broken / "config.json").write_text("{not json\n", encoding="utf-8")
+    stray.mkdir()
+    shutil.copy(exported / "model.safetensors", stray)
+    data = str(fairseq_fixtures / "mt" / "data-bin")
+    expected = {damaged: "not a readable safetensors file", broken: "config.json is not the config",
+                stray: "config.json is missing"}  # fmt: skip
+    for folder, reason in expected.items():
+        assert generate([data, "--path", str(folder / "model.safetensors"), "--cpu", "--no-progress-bar"]) != 0
+        err = capsys.readouterr().err
+        assert f"{folder / 'model.safetensors'}" in err and reason in err and "Traceback" not in err
+    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+        TransformerModel.from_pretrained(str(damaged))

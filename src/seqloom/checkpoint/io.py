@@ -48,6 +48,13 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: str | torch.d
             f"checkpoint {file}: cannot be read, the file is truncated or corrupt ({type(err).__name__}: {err}); "
             "re-copy it or use an older checkpoint"
         ) from None
+    except OSError as err:
+        raise CheckpointError(f"checkpoint {file}: cannot be read ({err.strerror or err})") from None
+    except Exception as err:  # the weights-only unpickler fails on foreign bytes with KeyError, IndexError, ...
+        raise CheckpointError(
+            f"checkpoint {file}: not a readable PyTorch checkpoint ({type(err).__name__}: {err}); "
+            "the file may be corrupt or of another format"
+        ) from None
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {file}: expected a dict at the top level, found {type(state).__name__}")
     return to_plain(state)

@@ -15,10 +15,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from seqloom import __version__
+from seqloom.checkpoint.io import CheckpointError
 from seqloom.hub.files import FILE_OPTIONS
 from seqloom.hub.mbart_translation import MBartTranslationHub
 from seqloom.hub.pretrained import PretrainedSpec
@@ -159,7 +161,12 @@ def read_export_files(model_dir: Path) -> tuple[dict[str, Any], Path, dict[str, 
     weights = model_dir / config.get("weights", WEIGHTS_FILE)
     if not weights.is_file():
         raise FileNotFoundError(f"{weights}: no such file; the export in {model_dir} is incomplete, re-export it")
-    sd: dict[str, Tensor] = load_file(str(weights))
+    try:
+        sd: dict[str, Tensor] = load_file(str(weights))
+    except SafetensorError as err:
+        raise CheckpointError(
+            f"{weights}: not a readable safetensors file ({err}); the export is damaged, re-export or re-copy it"
+        ) from None
     for alias, name in config.get("tied_weights", {}).items():
         sd[alias] = sd[name]
     for kind in ("tokenizer", "bpe"):
@@ -175,8 +182,17 @@ def export_checkpoint(path: str | Path) -> dict[str, Any] | None:
     the weights file of an export, so that ``--path export/model.safetensors`` works where a checkpoint does;
     None for any other file."""
     file = Path(path)
-    if file.suffix != ".safetensors" or not is_export(file.parent):
+    if file.suffix != ".safetensors":
         return None
+    if not is_export(file.parent):
+        if not file.is_file():
+            return None  # the caller reports the missing file
+        config = file.parent / CONFIG_FILE
+        state = "is missing" if not config.is_file() else "is not the config of a seqloom export (or not valid JSON)"
+        raise CheckpointError(
+            f"{file}: a .safetensors model is read with the config.json that seqloom export writes beside it, and "
+            f"{config} {state}; pass a fairseq/seqloom checkpoint (.pt) or the weights file of an export folder"
+        )
     config, weights, sd = read_export_files(file.parent)
     if weights.resolve() != file.resolve():
         return None
