@@ -666,3 +666,18 @@ def test_a_training_or_validation_split_with_no_batch_stops_before_training(data
         with pytest.raises(ValueError, match=f"nothing to run on '{split}': all .* samples are longer than "):
             train(argv)
         assert not (tmp_path / split / "checkpoint_last.pt").exists()
+
+
+def test_an_unwritable_save_dir_stops_before_training(data_bin: Path, tmp_path: Path,
+                                                      capfd: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """--save-dir below a file: one error naming the folder before the first update (as fairseq's check of
+    the folder), not an OSError traceback when the first checkpoint is written after an epoch of training."""
+    from seqloom.cli.train import main
+
+    (tmp_path / "taken").write_text("a file, not a folder")
+    argv = train_args(data_bin, tmp_path / "taken" / "ck", max_update=4)
+    assert main(argv) == 1
+    (message,) = [line for line in capfd.readouterr().err.splitlines() if "| ERROR |" in line]
+    assert f"--save-dir {tmp_path / 'taken' / 'ck'}: checkpoints cannot be written there" in message
+    assert "Not a directory" in message
+    assert main([*argv, "--no-save"]) == 0  # nothing is written: the folder does not matter

@@ -35,6 +35,7 @@ from seqloom.logs import setup_logging
 from seqloom.optim import build_lr_scheduler, build_optimizer
 from seqloom.tasks.base import BatchingOptions, require_batches
 from seqloom.trainer import distributed
+from seqloom.trainer.checkpoints import verify_save_dir
 from seqloom.trainer.distributed import DistInfo
 from seqloom.trainer.ema import ExponentialMovingAverage, load_ema_weights
 from seqloom.trainer.loop import LoopConfigs, TrainingLoop
@@ -332,6 +333,8 @@ def run(parsed: ParsedArgs) -> TrainingLoop:
     if not data_cfg.disable_validation:  # a validation split with no batch fails now, not after an epoch
         for subset in data_cfg.valid_subset.split(","):
             batches.valid(subset)
+    if dist.is_master and not ckpt.no_save:  # once the options and data are known to be good
+        verify_save_dir(ckpt.save_dir)
     fmt = resolve_log_format(common.log_format, no_progress_bar=common.no_progress_bar)
     run_name = os.environ.get("WANDB_NAME", os.path.basename(ckpt.save_dir))  # fairseq's run name
     progress = Progress(fmt, tensorboard_logdir=common.tensorboard_logdir, wandb_project=common.wandb_project,

@@ -66,6 +66,24 @@ def fairseq_args(namespace: argparse.Namespace) -> argparse.Namespace:
     return argparse.Namespace(**values)
 
 
+def verify_save_dir(save_dir: str) -> None:
+    """Creates ``save_dir`` and writes a file into it, as fairseq does before training: an unusable folder (a
+    file in the way, no permission, a full disk) is an error now, not after the first epoch's work."""
+    from seqloom.checkpoint.io import CheckpointError
+
+    try:
+        os.makedirs(save_dir, exist_ok=True)
+        probe = os.path.join(save_dir, f".write-test-{os.getpid()}")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as err:
+        raise CheckpointError(
+            f"--save-dir {save_dir}: checkpoints cannot be written there ({err.strerror or err}); "
+            "choose another folder (or train with --no-save)"
+        ) from None
+
+
 def checkpoint_paths(save_dir: str, pattern: str) -> list[str]:
     """Files in ``save_dir`` matching ``pattern``, sorted by its first group, largest first."""
     if not os.path.isdir(save_dir):
