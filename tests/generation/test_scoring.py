@@ -123,3 +123,13 @@ def test_score_cli_refuses_files_of_different_lengths(tmp_path) -> None:
         score_main(["--sys", str(sys_file), "--ref", str(ref_file)])
     with pytest.raises(SystemExit, match=r"--sys .*sys.txt has 1 lines but --ref .*ref.txt has 2"):
         score_main(["--sys", str(sys_file), "--ref", str(ref_file), "--sacrebleu"])
+
+
+def test_score_cli_refuses_orders_outside_one_to_four(tmp_path) -> None:
+    import pytest
+
+    text = tmp_path / "a.txt"
+    text.write_text("a b\n", encoding="utf-8")
+    for order in ("0", "5"):
+        with pytest.raises(SystemExit, match=f"--order {order}: BLEU counts n-grams of orders 1 to 4"):
+            score_main(["--sys", str(text), "--ref", str(text), "--order", order])

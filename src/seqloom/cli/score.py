@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if cfg.ref is None:
         raise SystemExit("seqloom score: --ref is required (the reference file)")
     if not 1 <= cfg.order <= 4:
-        raise SystemExit(f"seqloom score: --order {cfg.order}: BLEU orders above 4 are not supported (use 1-4)")
+        raise SystemExit(f"seqloom score: --order {cfg.order}: BLEU counts n-grams of orders 1 to 4 (use 1-4)")
     ns = argparse.Namespace(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)})
     print(ns)  # fairseq-score prints its arguments first
     try:
