@@ -93,7 +93,7 @@ def test_failed_save_leaves_the_old_file_and_no_temp(tmp_path: Path, monkeypatch
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", broken_save)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(CheckpointError, match=r"checkpoint_last\.pt: writing failed \(disk full\); the file there"):
         save_checkpoint({"step": 2}, path)
     monkeypatch.undo()
     assert load_checkpoint(path) == {"step": 1}
@@ -106,6 +106,12 @@ from seqloom.checkpoint import save_checkpoint
 os.replace = lambda *a: os._exit(9)  # the process dies after writing the temp file, before the rename
 save_checkpoint({"step": 2, "w": torch.randn(10000)}, sys.argv[1])
 """
+
+
+def test_a_folder_that_cannot_be_made_is_named(tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("a file")
+    with pytest.raises(CheckpointError, match=r"x\.pt: cannot be written \(.*taken is a file, not a folder\)"):
+        save_checkpoint({"step": 1}, tmp_path / "taken" / "x.pt")
 
 
 def test_process_killed_during_save_leaves_the_old_file_intact(tmp_path: Path) -> None:

@@ -142,6 +142,10 @@ def test_average_of_different_models_is_named(fairseq_fixtures: Path, tmp_path: 
     assert average_checkpoints.main(folder) == 1  # the fixture folder holds no checkpoint<N>.pt: a line, no traceback
     err = capfd.readouterr().err
     assert "found 0 epoch checkpoint files but need at least 2" in err and "Traceback" not in err
+    (tmp_path / "taken").write_text("a file, not a folder")
+    assert average_checkpoints.main(["--inputs", str(mt), "--output", str(tmp_path / "taken" / "avg.pt")]) == 1
+    err = capfd.readouterr().err
+    assert f"{tmp_path / 'taken'} is a file, not a folder" in err and "Traceback" not in err
 
 
 def test_sigkill_mid_epoch_then_restart_continues_exactly(

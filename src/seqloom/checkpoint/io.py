@@ -84,19 +84,27 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> None
     Readers see either the old file or the complete new one, never a partial write.
     """
     file = Path(path)
-    file.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{file.name}.", suffix=".tmp", dir=file.parent)
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{file.name}.", suffix=".tmp", dir=file.parent)
+    except OSError as err:
+        blocker = next((p for p in file.parents if p.exists() and not p.is_dir()), None)
+        reason = f"{blocker} is a file, not a folder" if blocker else f"{err.strerror or err}: {err.filename}"
+        raise CheckpointError(f"checkpoint {file}: cannot be written ({reason})") from None
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp_name, file)
-    except BaseException:
+    except BaseException as err:
         try:
             os.unlink(tmp_name)
         except FileNotFoundError:
             pass
+        if isinstance(err, OSError):
+            kept = "the file there before is intact" if file.exists() else "nothing was written"
+            raise CheckpointError(f"checkpoint {file}: writing failed ({err.strerror or err}); {kept}") from None
         raise
     _fsync_dir(file.parent)
 

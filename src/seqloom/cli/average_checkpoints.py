@@ -114,10 +114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         averaged = average_checkpoints(paths)
+        save_checkpoint(averaged, cfg.output)
     except (FileNotFoundError, ValueError, CheckpointError) as err:
         logger.error("%s", err)
         return 1
-    save_checkpoint(averaged, cfg.output)
     logger.info("Finished writing averaged checkpoint to %s", cfg.output)
     return 0
 
