@@ -29,7 +29,9 @@ _RUNNING_LOCK = threading.Lock()
 def _stop_running() -> None:
     """At exit: stops the reading threads and waits for them (each finishes the batch in hand). A daemon thread
     still inside a torch op when the interpreter shuts down aborts the process ("terminate called without an
-    active exception", exit status -6: what fairseq-train's reading thread does after some runs)."""
+    active exception", exit status -6: what fairseq-train's reading thread does after some runs). That
+    includes freeing tensors: a thread whose reading is over still drops the batches left in its queue as
+    ``threading`` clears its arguments, so a thread counts until it has ended, not until its loop returns."""
     with _RUNNING_LOCK:
         running = list(_RUNNING.items())
     for _, stop in running:
@@ -43,11 +45,7 @@ atexit.register(_stop_running)
 
 def _fill(source: Iterator[Any], buffer: queue.Queue[Any], stop: threading.Event) -> None:
     """The background thread: puts every item of ``source`` (then ``_END``, or the failure) into ``buffer``."""
-    try:
-        _read(source, buffer, stop)
-    finally:
-        with _RUNNING_LOCK:
-            _RUNNING.pop(threading.current_thread(), None)
+    _read(source, buffer, stop)
 
 
 def _read(source: Iterator[Any], buffer: queue.Queue[Any], stop: threading.Event) -> None:
@@ -90,6 +88,8 @@ class Prefetcher:
             self._thread = threading.Thread(target=_fill, args=(self._source, self._buffer, self._stop),
                                             name="seqloom-data", daemon=True)  # fmt: skip
             with _RUNNING_LOCK:
+                for ended in [thread for thread in _RUNNING if not thread.is_alive()]:
+                    del _RUNNING[ended]
                 _RUNNING[self._thread] = self._stop
             self._thread.start()
         item = self._buffer.get()
