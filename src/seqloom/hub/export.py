@@ -187,11 +187,13 @@ def export_checkpoint(path: str | Path) -> dict[str, Any] | None:
     if not is_export(file.parent):
         if not file.is_file():
             return None  # the caller reports the missing file
-        config = file.parent / CONFIG_FILE
-        state = "is missing" if not config.is_file() else "is not the config of a seqloom export (or not valid JSON)"
+        config_file = file.parent / CONFIG_FILE
+        state = (
+            "is missing" if not config_file.is_file() else "is not the config of a seqloom export (or not valid JSON)"
+        )
         raise CheckpointError(
             f"{file}: a .safetensors model is read with the config.json that seqloom export writes beside it, and "
-            f"{config} {state}; pass a fairseq/seqloom checkpoint (.pt) or the weights file of an export folder"
+            f"{config_file} {state}; pass a fairseq/seqloom checkpoint (.pt) or the weights file of an export folder"
         )
     config, weights, sd = read_export_files(file.parent)
     if weights.resolve() != file.resolve():
