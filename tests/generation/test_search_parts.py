@@ -10,7 +10,7 @@ import torch
 from seqloom.generation.alignment import format_alignment, hard_alignment, soft_alignment
 from seqloom.generation.hypotheses import length_normalized
 from seqloom.generation.ngram import block_repeated_ngrams
-from seqloom.generation.search import BeamSearch, DiverseSiblingsSearch, build_search
+from seqloom.generation.search import BeamSearch, DiverseSiblingsSearch, build_search, chunked_topk
 
 
 def test_beam_search_step_takes_2k_best_over_all_beams() -> None:
@@ -25,6 +25,56 @@ def test_beam_search_step_takes_2k_best_over_all_beams() -> None:
         assert torch.equal(cand.scores[b], total[b][best])
     first = BeamSearch().step(0, lprobs, None)  # step 0: only beam 0 counts
     assert first.beams.eq(0).all() and torch.equal(first.scores[0], lprobs[0, 0].sort(descending=True).values[:6])
+
+
+@pytest.fixture
+def one_thread():  # chunked_topk runs on one intra-op thread only
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("vocab", [4096, 4089, 2056])  # whole chunks, and a shorter last chunk
+@pytest.mark.parametrize("beams", [1, 3, 5])
+def test_chunked_topk_equals_torch_topk_on_strided_log_probs(vocab: int, beams: int) -> None:
+    """The CPU shortcut of beam search's candidate choice gives torch.topk's values, indices and order over
+    ``lprobs + scores``, on the generator's layout (rows of a buffer wider than the vocabulary) and on step
+    0's view of every K-th row; some of each row's columns are -inf (pad, banned tokens)."""
+    gen = torch.Generator().manual_seed(vocab + beams)
+    bsz = 80  # with step 0's one beam of 2,056 symbols, enough elements for the shortcut
+    buffer = torch.randn(bsz * beams, vocab + 8, generator=gen) * 3
+    lprobs = buffer[:, :vocab].log_softmax(-1).view(bsz, beams, vocab)
+    lprobs[:, :, 1] = -math.inf
+    offsets = torch.randn(bsz, beams, generator=gen) * 4
+    k = 2 * beams
+    for view, off in ((lprobs, offsets), (lprobs, None), (lprobs[:, ::beams], None)):
+        found = chunked_topk(view, off, k)
+        assert found is not None  # no ties in these draws: the shortcut answers
+        summed = view.contiguous() if off is None else view + off.unsqueeze(-1)
+        expected = torch.topk(summed.reshape(bsz, -1), k)
+        assert torch.equal(found[0], expected[0]) and torch.equal(found[1], expected[1])
+    cand = BeamSearch().step(1, lprobs, offsets.unsqueeze(-1))
+    expected = torch.topk((lprobs + offsets.unsqueeze(-1)).view(bsz, -1), k)
+    assert torch.equal(cand.scores, expected[0]) and torch.equal(cand.beams * vocab + cand.tokens, expected[1])
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_chunked_topk_leaves_ties_to_torch_topk() -> None:
+    """Equal candidate values (torch.topk orders those its own way) or equal chunk maxima at the k-th place:
+    the shortcut declines, and beam search's answer is torch.topk's."""
+    gen = torch.Generator().manual_seed(0)
+    lprobs = torch.randn(40, 3, 4096, generator=gen).log_softmax(-1)
+    lprobs[:, 1, 700] = lprobs[:, 0, 5] = 0.5  # the best two of every sentence are equal
+    assert chunked_topk(lprobs, None, 6) is None
+    cand = BeamSearch().step(1, lprobs, torch.zeros(40, 3, 1))
+    expected = torch.topk(lprobs.reshape(40, -1), 6)
+    assert torch.equal(cand.scores, expected[0]) and torch.equal(cand.beams * 4096 + cand.tokens, expected[1])
+    coarse = (torch.randn(40, 3, 4096, generator=gen) * 2).round()  # many equal values: ties everywhere
+    assert chunked_topk(coarse, None, 6) is None
+    torch.set_num_threads(2)  # torch.topk shares rows among threads: no shortcut
+    assert chunked_topk(torch.randn(40, 3, 4096, generator=gen), None, 6) is None
 
 
 def _fairseq_style_bans(tokens: list[int], step: int, n: int) -> set[int]:
