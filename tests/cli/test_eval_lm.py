@@ -92,6 +92,10 @@ def test_blocks_longer_than_max_tokens_leave_nothing_and_that_is_an_error(
     err = capsys.readouterr().err
     assert "nothing was evaluated in 'test': every one of its 68 blocks was skipped" in err
     assert "max_positions=(64, 64)" in err and "Perplexity" not in err
+    assert eval_lm.main(argv) == 1  # fairseq's default --tokens-per-sample 1024 against the model's 128 positions
+    err = capsys.readouterr().err
+    assert "blocks was skipped as longer than the model's 128 positions: pass --tokens-per-sample 128 or less" in err
+    assert "(it is 1024)" in err
     assert eval_lm.main([*argv, "--tokens-per-sample", "128", "--context-window", "128"]) == 1
     assert "--context-window 128 must be smaller than --tokens-per-sample 128" in capsys.readouterr().err
 

@@ -141,11 +141,17 @@ def evaluate(parsed: ParsedArgs) -> EvalLMResult:
     batches = task.eval_lm_iterator(dataset, options, context_window=ev.context_window)
     result = score_all(models, batches, task, parsed, device)
     if result.tokens == 0:  # a loss of 0 and a perplexity of 1 would read as a result
-        why = "the split is empty" if len(dataset) == 0 else (
-            f"every one of its {len(dataset):,} blocks was skipped as longer than "
-            f"max_positions={resolve_max_positions(options.max_positions, options.max_tokens)} (the smaller of "
-            "--max-tokens and the model's positions): raise --max-tokens or lower --tokens-per-sample"
-        )  # fmt: skip
+        model_limit = options.max_positions[1] if options.max_positions else None
+        if len(dataset) == 0:
+            why = "the split is empty"
+        elif model_limit is not None and model_limit < options.max_tokens:  # the model's positions bind
+            why = (f"every one of its {len(dataset):,} blocks was skipped as longer than the model's {model_limit} "
+                   f"positions: pass --tokens-per-sample {model_limit} or less (it is {task_cfg.tokens_per_sample}"
+                   f"{' after --context-window' if ev.context_window > 0 else ''})")  # fmt: skip
+        else:
+            why = (f"every one of its {len(dataset):,} blocks was skipped as longer than "
+                   f"max_positions={resolve_max_positions(options.max_positions, options.max_tokens)} (the smaller "
+                   "of --max-tokens and the model's positions): raise --max-tokens or lower --tokens-per-sample")  # fmt: skip
         raise ValueError(f"seqloom eval-lm: nothing was evaluated in {subset!r}: {why}")
     return result
 
