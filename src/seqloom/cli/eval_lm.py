@@ -142,9 +142,10 @@ def evaluate(parsed: ParsedArgs) -> EvalLMResult:
     result = score_all(models, batches, task, parsed, device)
     if result.tokens == 0:  # a loss of 0 and a perplexity of 1 would read as a result
         model_limit = options.max_positions[1] if options.max_positions else None
+        max_tokens = options.max_tokens
         if len(dataset) == 0:
             why = "the split is empty"
-        elif model_limit is not None and model_limit < options.max_tokens:  # the model's positions bind
+        elif model_limit is not None and max_tokens is not None and model_limit < max_tokens:  # the model binds
             why = (f"every one of its {len(dataset):,} blocks was skipped as longer than the model's {model_limit} "
                    f"positions: pass --tokens-per-sample {model_limit} or less (it is {task_cfg.tokens_per_sample}"
                    f"{' after --context-window' if ev.context_window > 0 else ''})")  # fmt: skip
