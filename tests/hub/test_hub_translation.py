@@ -83,6 +83,20 @@ def test_single_inputs_and_generation_overrides(mt_hub: TranslationHub, hub_json
         mt_hub.translate("hello", beam_size=2)
 
 
+def test_generation_keywords_of_the_wrong_type_are_named(mt_hub: TranslationHub, fairseq_fixtures: Path,
+                                                        mt_kwargs: dict[str, Any]) -> None:  # fmt: skip
+    """``beam="5"`` (e.g. read from a config file as text) failed inside generation comparing str with int;
+    ``sampling="False"`` would have sampled. Each is a TypeError naming the keyword, in calls and loading."""
+    wrong = {"beam": ("5", "expected an int"), "lenpen": ("2", "expected a number"),
+             "sampling": ("False", "expected True or False"), "print_alignment": ("yes", "expected one of 'hard'")}  # fmt: skip
+    for name, (value, why) in wrong.items():
+        with pytest.raises(TypeError, match=f"generation option {name}={value!r}: {why}"):
+            mt_hub.translate("hello", **{name: value})
+    with pytest.raises(TypeError, match="generation option beam='5': expected an int, got str"):
+        TransformerModel.from_pretrained(str(fairseq_fixtures / "mt" / "checkpoints"), **mt_kwargs, beam="5")
+    assert mt_hub.translate("hello", beam=2, lenpen=1, max_len_a=0, print_alignment=None)  # ints where floats go
+
+
 def test_verbose_logs_source_hypothesis_and_positional_scores(
     mt_hub: TranslationHub, hub_json: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:

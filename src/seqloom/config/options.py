@@ -12,6 +12,7 @@ import argparse
 import ast
 import dataclasses
 import difflib
+import numbers
 import types
 import typing
 from collections.abc import Callable
@@ -95,6 +96,29 @@ def _strip_optional(tp: Any) -> Any:
         if len(args) == 1:
             return args[0]
     return tp
+
+
+def value_mismatch(value: Any, tp: Any) -> str | None:
+    """What keeps ``value`` from being a value of the option type ``tp`` (as a Python caller passes it, e.g.
+    a hub keyword), or None where it fits or the type is not one checked here: ``beam="5"`` would otherwise
+    fail deep inside generation with a comparison of str and int."""
+    stripped = _strip_optional(tp)
+    if value is None:
+        return None if stripped is not tp else "None is not allowed"
+    if typing.get_origin(stripped) is Literal:
+        choices = typing.get_args(stripped)
+        return None if value in choices else f"expected one of {', '.join(map(repr, choices))}"
+    if stripped is bool:
+        return None if isinstance(value, (bool, numbers.Integral)) else f"expected True or False, got {value!r}"
+    if stripped is int:
+        fits = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        return None if fits else f"expected an int, got {type(value).__name__} {value!r}"
+    if stripped is float:
+        fits = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        return None if fits else f"expected a number, got {type(value).__name__} {value!r}"
+    if stripped is str:
+        return None if isinstance(value, str) else f"expected a str, got {type(value).__name__} {value!r}"
+    return None
 
 
 def field_spec(tp: Any) -> FieldSpec:

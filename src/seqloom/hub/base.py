@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Optional, Union, cast, overload
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from seqloom.config.options import field
+from seqloom.config.options import field, value_mismatch
 from seqloom.data.batching import batch_by_size, filter_by_size
 from seqloom.devices import avoid_per_shape_attention_plans
 from seqloom.generation.config import GenerationConfig
@@ -156,6 +157,11 @@ class GeneratorHubInterface(nn.Module):
             )
         if beam is not None:
             overrides["beam"] = beam
+        hints = typing.get_type_hints(GenerationConfig)
+        for name, value in overrides.items():
+            problem = value_mismatch(value, hints[name])
+            if problem:
+                raise TypeError(f"generation option {name}={value!r}: {problem}")
         return dataclasses.replace(self.generation, **overrides)
 
     def generate(

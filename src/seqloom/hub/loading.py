@@ -7,10 +7,12 @@ and then the keywords of ``from_pretrained``, with fairseq's option names.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from seqloom.config.options import value_mismatch
 from seqloom.generation.config import GenerationConfig
 from seqloom.hub import files
 from seqloom.hub.base import HubBatching
@@ -56,8 +58,18 @@ def build_codecs(model_dir: Path, groups: Mapping[str, Any], kwargs: Mapping[str
     return build_codec("tokenizer", tokenizer), build_codec("bpe", bpe)
 
 
+def check_generation_keywords(kwargs: Mapping[str, Any]) -> None:
+    """Raises TypeError naming a generation keyword whose value is not of its option's type (``beam="5"``)."""
+    hints = typing.get_type_hints(GenerationConfig)
+    for name in sorted(set(GENERATION_OPTIONS) & set(kwargs)):
+        problem = value_mismatch(kwargs[name], hints[name])
+        if problem:
+            raise TypeError(f"generation option {name}={kwargs[name]!r}: {problem}")
+
+
 def generation_config(groups: Mapping[str, Any], kwargs: Mapping[str, Any]) -> GenerationConfig:
     """The checkpoint's generation options, then the keywords (unset values left at their defaults)."""
+    check_generation_keywords(kwargs)
     values = pick_options(groups.get("generation"), GENERATION_OPTIONS, kwargs)
     keep_none = ("replace_unk", "print_alignment")
     return GenerationConfig(**{k: v for k, v in values.items() if v is not None or k in keep_none})

@@ -31,7 +31,7 @@ from seqloom.generation.config import GenerationConfig
 from seqloom.hub import files
 from seqloom.hub.base import HubBatching
 from seqloom.hub.codecs import CodecSpec, build_codec, codec_option_names, codec_spec
-from seqloom.hub.loading import pick_options
+from seqloom.hub.loading import check_generation_keywords, pick_options
 from seqloom.hub.mbart_translation import build_mbart_hub, is_mbart_translation
 from seqloom.hub.multilingual_translation import (
     LANGUAGE_OPTIONS,
@@ -113,6 +113,7 @@ def build_spec(
 ) -> PretrainedSpec:  # fmt: skip
     """Resolves the languages, dictionaries, codecs, generation and batching options of a model."""
     _check_keywords(kwargs)
+    check_generation_keywords(kwargs)
     task = pick_options(groups.get("task"), TASK_OPTIONS, kwargs)
     data_dir = files.resolve_data_dir(model_dir, data_name_or_path)
     src, tgt = task.get("source_lang"), task.get("target_lang")
