@@ -102,6 +102,9 @@ class BARTModel(TransformerModel):
     def register_classification_head(self, name: str, num_classes: int, inner_dim: int | None = None) -> None:
         """Adds (or replaces) the head ``name``: ``dense`` d -> ``inner_dim`` (default d), ``out_proj`` -> classes."""
         dim = self.cfg.encoder_embed_dim
+        for what, value in (("num_classes", num_classes), ("inner_dim", inner_dim)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"classification head {name!r}: {what} must be a positive int (got {value!r})")
         if name in self.classification_heads:
             old = self.classification_heads[name]
             assert isinstance(old, ClassificationHead)
