@@ -364,6 +364,25 @@ def test_unsupported_options_are_refused_by_name_not_ignored(data_bin: Path, tmp
     assert not any(tmp_path.iterdir())  # nothing written
 
 
+@pytest.mark.parametrize("flag", ["--max-epoch", "--max-update"])
+def test_a_negative_max_epoch_or_update_is_refused_by_name(data_bin: Path, tmp_path: Path, flag: str) -> None:
+    """fairseq stops before the first update and reports success; 0 means no limit."""
+    argv = [*train_args(data_bin, tmp_path, "--disable-validation", max_update=1), flag, "-1"]
+    with pytest.raises(SystemExit, match=f"{flag} -1: must be at least 0 \\(0 means no limit\\)"):
+        train(argv)
+    assert not any(tmp_path.iterdir())
+
+
+def test_optimizer_betas_take_exactly_two_numbers(data_bin: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """A third beta was silently dropped (fairseq's torch Adam fails at the first step)."""
+    with pytest.raises(SystemExit):
+        train([*train_args(data_bin, tmp_path, max_update=1), "--adam-betas", "(0.9, 0.98, 0.7)"])
+    assert "argument --adam-betas: expected 2 numbers such as '(0.9, 0.98)', got '(0.9, 0.98, 0.7)'" in (
+        capsys.readouterr().err
+    )
+
+
 @pytest.mark.parametrize("flags", [("--update-freq", "2,0"), ("--ema-update-freq", "0")])
 def test_an_update_frequency_below_one_is_refused_by_name(data_bin: Path, tmp_path: Path, flags: tuple) -> None:
     with pytest.raises(SystemExit, match=f"{flags[0]} {flags[1]}: every value must be at least 1"):

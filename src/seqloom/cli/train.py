@@ -84,6 +84,9 @@ def check_options(parsed: ParsedArgs) -> None:
         raise SystemExit(f"seqloom train: {flag} {value}: every value must be at least 1 (batches per update)")
     if ns.arch is None:
         raise SystemExit("seqloom train: --arch is required (e.g. --arch transformer)")
+    for flag, value in (("--max-epoch", ns.max_epoch), ("--max-update", ns.max_update)):
+        if value is not None and value < 0:  # fairseq would stop before the first update, silently
+            raise SystemExit(f"seqloom train: {flag} {value}: must be at least 0 (0 means no limit)")
     unsupported = {  # accepted for fairseq's command lines; refused, not silently ignored, when they would matter
         f"--ddp-backend {ns.ddp_backend}": ns.ddp_backend == "slowmo",
         # generation runs a different number of decoder steps on each rank; FSDP's gathers need equal ones

@@ -43,6 +43,19 @@ def parse_literal_tuple(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"expected a tuple of numbers such as '(0.9, 0.98)', got {text!r}") from None
 
 
+def _sized_tuple_parser(size: int | None) -> Callable[[str], tuple[float, ...]]:
+    """:func:`parse_literal_tuple` that also wants ``size`` numbers (None: any number), e.g. two Adam betas."""
+
+    def parse(text: str) -> tuple[float, ...]:
+        value = parse_literal_tuple(text)
+        if size is not None and len(value) != size:
+            raise argparse.ArgumentTypeError(f"expected {size} numbers such as '(0.9, 0.98)', got {text!r}")
+        return value
+
+    parse.__name__ = "tuple"
+    return parse
+
+
 def _bool_value(text: str) -> bool:
     low = str(text).lower()
     if low in ("1", "true", "yes", "on"):
@@ -130,7 +143,8 @@ def field_spec(tp: Any) -> FieldSpec:
         choices = typing.get_args(tp)
         return FieldSpec(_scalar_parser(type(choices[0])), choices, False)
     if origin is tuple:
-        return FieldSpec(parse_literal_tuple, None, False)
+        args = typing.get_args(tp)
+        return FieldSpec(_sized_tuple_parser(None if Ellipsis in args else len(args)), None, False)
     if origin is list:
         (item,) = typing.get_args(tp)
         return FieldSpec(_list_parser(_scalar_parser(item)), None, False)
