@@ -128,6 +128,15 @@ def test_failure_midway_keeps_existing_destdir_untouched(tmp_path: Path, capsys)
     assert sorted(os.listdir(dest)) == ["keep.txt"]
 
 
+def test_a_destdir_below_a_file_is_named(tmp_path: Path, capsys) -> None:
+    pref = _parallel_files(tmp_path, "a\n", "b\n")
+    (tmp_path / "taken").write_text("a file")
+    dest = tmp_path / "taken" / "data-bin"
+    assert main(["-s", "en", "-t", "de", "--trainpref", pref, "--destdir", str(dest)]) == 1
+    err = capsys.readouterr().err
+    assert f"--destdir {dest}: cannot write there ({tmp_path / 'taken'} is a file, not a folder)" in err
+
+
 def test_empty_lines_are_empty_sentences(tmp_path: Path) -> None:
     from seqloom.data.indexed_dataset import MMapIndexedDataset
 

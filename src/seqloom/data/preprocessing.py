@@ -142,8 +142,13 @@ class OutputDir:
     def __init__(self, destdir: str) -> None:
         self.destdir = destdir
         self._created = not os.path.isdir(destdir)
-        os.makedirs(destdir, exist_ok=True)
-        self.staging = tempfile.mkdtemp(prefix=".seqloom-preprocess-", dir=destdir)
+        try:
+            os.makedirs(destdir, exist_ok=True)
+            self.staging = tempfile.mkdtemp(prefix=".seqloom-preprocess-", dir=destdir)
+        except OSError as err:
+            blocker = next((p for p in Path(destdir, "x").parents if p.exists() and not p.is_dir()), None)
+            reason = f"{blocker} is a file, not a folder" if blocker else (err.strerror or str(err))
+            raise OSError(f"--destdir {destdir}: cannot write there ({reason})") from None
 
     def path(self, name: str) -> str:
         """Where to write the output ``name`` for now."""
