@@ -34,7 +34,12 @@ def setup_logging(log_format: str | None = None, log_file: str | None = None) ->
         root.removeHandler(handler)
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file:
-        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+        try:
+            handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+        except OSError as err:
+            from seqloom.paths import unwritable_reason
+
+            raise SystemExit(f"--log-file {log_file}: cannot be written ({unwritable_reason(log_file, err)})") from None
     for handler in handlers:
         handler.setFormatter(formatter)
         root.addHandler(handler)

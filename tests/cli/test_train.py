@@ -702,5 +702,5 @@ def test_an_unwritable_save_dir_stops_before_training(data_bin: Path, tmp_path: 
     assert main(argv) == 1
     (message,) = [line for line in capfd.readouterr().err.splitlines() if "| ERROR |" in line]
     assert f"--save-dir {tmp_path / 'taken' / 'ck'}: checkpoints cannot be written there" in message
-    assert "Not a directory" in message
+    assert f"({tmp_path / 'taken'} is a file, not a folder)" in message
     assert main([*argv, "--no-save"]) == 0  # nothing is written: the folder does not matter

@@ -58,6 +58,15 @@ def test_sacrebleu_and_chrf_closing_lines(fairseq_fixtures, capsys) -> None:
     )
 
 
+def test_results_path_or_log_file_below_a_file_is_named(fairseq_fixtures, tmp_path) -> None:
+    import pytest
+
+    (tmp_path / "taken").write_text("a file")
+    for flag, value in (("--results-path", tmp_path / "taken" / "out"), ("--log-file", tmp_path / "taken" / "g.log")):
+        with pytest.raises(SystemExit, match=f"{flag} {value}: .*{tmp_path / 'taken'} is a file, not a folder"):
+            generate(argv(fairseq_fixtures, flag, str(value)))
+
+
 def test_missing_checkpoint_names_the_flag(fairseq_fixtures, tmp_path, capsys) -> None:
     assert generate(argv(fairseq_fixtures, path=str(tmp_path / "nope.pt"))) == 1
     assert "seqloom generate: error: --path" in capsys.readouterr().err

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from seqloom.checkpoint.omegaconf_compat import OMEGACONF_STAND_INS, to_plain
+from seqloom.paths import unwritable_reason
 
 # Globals a checkpoint may reference besides tensors and builtin containers.
 SAFE_GLOBALS: list[Any] = [argparse.Namespace, *OMEGACONF_STAND_INS]
@@ -88,9 +89,7 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> None
         file.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{file.name}.", suffix=".tmp", dir=file.parent)
     except OSError as err:
-        blocker = next((p for p in file.parents if p.exists() and not p.is_dir()), None)
-        reason = f"{blocker} is a file, not a folder" if blocker else f"{err.strerror or err}: {err.filename}"
-        raise CheckpointError(f"checkpoint {file}: cannot be written ({reason})") from None
+        raise CheckpointError(f"checkpoint {file}: cannot be written ({unwritable_reason(file, err)})") from None
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)

@@ -78,9 +78,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(common.log_format, common.log_file)
     if ev.results_path is None:
         return run_reporting_errors(args, sys.stdout)
-    os.makedirs(ev.results_path, exist_ok=True)
     path = os.path.join(ev.results_path, f"generate-{args['dataset'].gen_subset}.txt")
-    with open(path, "w", buffering=1, encoding="utf-8") as out:
+    try:
+        os.makedirs(ev.results_path, exist_ok=True)
+        out = open(path, "w", buffering=1, encoding="utf-8")  # noqa: SIM115 (closed by the with below)
+    except OSError as err:
+        from seqloom.paths import unwritable_reason
+
+        raise SystemExit(
+            f"seqloom generate: --results-path {ev.results_path}: {unwritable_reason(path, err)}"
+        ) from None
+    with out:
         handler = logging.StreamHandler(out)  # fairseq also logs into the results file
         handler.setFormatter(logging.Formatter(LINE_FORMAT, DATE_FORMAT))
         logging.getLogger().addHandler(handler)

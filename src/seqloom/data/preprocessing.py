@@ -25,6 +25,7 @@ from seqloom.data.dictionary import Dictionary
 from seqloom.data.indexed_dataset import index_file_path
 from seqloom.data.line_reader import InputFormatError, iter_lines
 from seqloom.data.parallel import ChunkRunner
+from seqloom.paths import unwritable_reason
 
 
 def require_file(path: str, flag: str) -> None:
@@ -146,8 +147,7 @@ class OutputDir:
             os.makedirs(destdir, exist_ok=True)
             self.staging = tempfile.mkdtemp(prefix=".seqloom-preprocess-", dir=destdir)
         except OSError as err:
-            blocker = next((p for p in Path(destdir, "x").parents if p.exists() and not p.is_dir()), None)
-            reason = f"{blocker} is a file, not a folder" if blocker else (err.strerror or str(err))
+            reason = unwritable_reason(Path(destdir, "x"), err)
             raise OSError(f"--destdir {destdir}: cannot write there ({reason})") from None
 
     def path(self, name: str) -> str:

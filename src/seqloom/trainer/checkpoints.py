@@ -70,16 +70,17 @@ def verify_save_dir(save_dir: str) -> None:
     """Creates ``save_dir`` and writes a file into it, as fairseq does before training: an unusable folder (a
     file in the way, no permission, a full disk) is an error now, not after the first epoch's work."""
     from seqloom.checkpoint.io import CheckpointError
+    from seqloom.paths import unwritable_reason
 
+    probe = os.path.join(save_dir, f".write-test-{os.getpid()}")
     try:
         os.makedirs(save_dir, exist_ok=True)
-        probe = os.path.join(save_dir, f".write-test-{os.getpid()}")
         with open(probe, "w") as f:
             f.write("ok")
         os.remove(probe)
     except OSError as err:
         raise CheckpointError(
-            f"--save-dir {save_dir}: checkpoints cannot be written there ({err.strerror or err}); "
+            f"--save-dir {save_dir}: checkpoints cannot be written there ({unwritable_reason(probe, err)}); "
             "choose another folder (or train with --no-save)"
         ) from None
 
