@@ -35,6 +35,10 @@ def test_results_path_writes_generate_subset_txt(fairseq_fixtures, tmp_path, cap
 
 
 def test_sampling_is_seeded_and_returns_beam_samples(fairseq_fixtures, capsys) -> None:
+    import pytest
+
+    with pytest.raises(SystemExit, match="--sampling requires --nbest to be equal to --beam"):  # as fairseq's
+        generate(argv(fairseq_fixtures, "--sampling", "--beam", "2"))
     options = ("--sampling", "--sampling-topk", "20", "--beam", "2", "--nbest", "2", "--seed", "7")
     outs = []
     for _ in range(2):
@@ -133,7 +137,7 @@ def test_decode_threads_print_what_one_thread_prints(fairseq_fixtures, capsys) -
     finally:
         torch.set_num_threads(threads)
     assert capsys.readouterr().out == one and sum(line.startswith("S-") for line in one.splitlines()) == 68
-    sampling = ("--sampling", "--beam", "2", "--seed", "3", "--decode-threads", "2")
+    sampling = ("--sampling", "--beam", "2", "--nbest", "2", "--seed", "3", "--decode-threads", "2")
     assert generate(argv(fairseq_fixtures, *sampling)) == 0
     sampled = capsys.readouterr().out
     assert generate(argv(fairseq_fixtures, *sampling[:-2])) == 0

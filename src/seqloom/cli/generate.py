@@ -76,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(SPEC, argv, defaults=export_defaults(argv, text=False))
     common, ev = args["common"], args["common_eval"]
     setup_logging(common.log_format, common.log_file)
+    if args["generation"].sampling and args["generation"].nbest != args["generation"].beam:
+        raise SystemExit("--sampling requires --nbest to be equal to --beam")  # fairseq's (and interactive's) rule
     if ev.results_path is None:
         return run_reporting_errors(args, sys.stdout)
     path = os.path.join(ev.results_path, f"generate-{args['dataset'].gen_subset}.txt")
