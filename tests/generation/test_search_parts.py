@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from seqloom.generation.alignment import format_alignment, hard_alignment, soft_alignment
+from seqloom.generation.constraints import mask_lprobs
 from seqloom.generation.hypotheses import length_normalized
 from seqloom.generation.ngram import block_repeated_ngrams
 from seqloom.generation.search import BeamSearch, DiverseSiblingsSearch, build_search, chunked_topk
@@ -75,6 +76,27 @@ def test_chunked_topk_leaves_ties_to_torch_topk() -> None:
     assert chunked_topk(coarse, None, 6) is None
     torch.set_num_threads(2)  # torch.topk shares rows among threads: no shortcut
     assert chunked_topk(torch.randn(40, 3, 4096, generator=gen), None, 6) is None
+
+
+def test_mask_lprobs_turns_nan_into_minus_inf_and_leaves_the_rest() -> None:
+    """fairseq's ``lprobs[lprobs != lprobs] = -inf`` (the CPU checks the sum first), pad -inf, unk penalty."""
+    gen = torch.Generator().manual_seed(0)
+    clean = torch.randn(6, 20, generator=gen).log_softmax(-1)
+    for nans in ([], [(1, 4)], [(0, 0), (5, 19)]):
+        lprobs = clean.clone()
+        for row, col in nans:
+            lprobs[row, col] = math.nan
+        if nans:
+            lprobs[2, 7] = math.inf  # +inf stays +inf (fairseq replaces only NaN)
+        mask_lprobs(lprobs, step=1, max_len=10, pad=1, unk=3, eos=2, unk_penalty=0.5)
+        expected = clean.clone()
+        for row, col in nans:
+            expected[row, col] = -math.inf
+        if nans:
+            expected[2, 7] = math.inf
+        expected[:, 1] = -math.inf
+        expected[:, 3] -= 0.5
+        assert torch.equal(lprobs, expected)
 
 
 def _fairseq_style_bans(tokens: list[int], step: int, n: int) -> set[int]:
