@@ -28,15 +28,18 @@ def char_to_byte() -> dict[str, int]:
     return {c: b for b, c in byte_to_char().items()}
 
 
+def byte_level_bytes(piece: str) -> bytes:
+    """The bytes a byte-level token string stands for; ValueError for a character outside the alphabet."""
+    table = char_to_byte()
+    try:
+        return bytes(table[c] for c in piece)
+    except KeyError as e:
+        raise ValueError(f"character {e.args[0]!r} is not in the byte-level BPE alphabet") from None
+
+
 def decode_byte_level(pieces: Iterable[str]) -> str:
     """Byte-level token strings -> text; invalid UTF-8 becomes U+FFFD (fairseq's ``errors="replace"``).
 
     Raises ValueError for a character outside the byte-level alphabet.
     """
-    table = char_to_byte()
-    text = "".join(pieces)
-    try:
-        data = bytes(table[c] for c in text)
-    except KeyError as e:
-        raise ValueError(f"character {e.args[0]!r} is not in the byte-level BPE alphabet") from None
-    return data.decode("utf-8", errors="replace")
+    return byte_level_bytes("".join(pieces)).decode("utf-8", errors="replace")

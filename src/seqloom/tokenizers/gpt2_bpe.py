@@ -21,7 +21,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from seqloom.config.options import field
 from seqloom.registry import BPES
 from seqloom.tokenizers.bpe import require_file
-from seqloom.tokenizers.byte_level import decode_byte_level
+from seqloom.tokenizers.byte_level import byte_level_bytes
 
 # symbols that fairseq's gpt2 decode passes through literally instead of reading them as ids
 LITERAL_SYMBOLS = frozenset({"<unk>", "<mask>"})
@@ -82,14 +82,22 @@ class GPT2BPE:
         vocab = load_encoder_json(encoder_json)
         self.tokenizer = byte_level_tokenizer(vocab, load_vocab_bpe(vocab_bpe))
         self.id_to_token = {i: t for t, i in vocab.items()}
+        self._bytes: dict[str, bytes] = {}  # decode's symbol -> bytes, filled as symbols are met
 
     def encode(self, x: str) -> str:
         ids = self.tokenizer.encode(x, add_special_tokens=False).ids
         return " ".join(map(str, ids))
 
     def decode(self, x: str) -> str:
-        """GPT-2 ids (and literal ``<unk>``/``<mask>``) -> text; ValueError for any other symbol."""
-        return decode_byte_level(self._piece(sym) for sym in x.split())
+        """GPT-2 ids (and literal ``<unk>``/``<mask>``) -> text; ValueError for any other symbol.
+
+        Each symbol's bytes are kept once looked up (hub outputs decode symbol by symbol, often the same ones)."""
+        symbols = x.split()
+        known = self._bytes
+        for sym in symbols:
+            if sym not in known:
+                known[sym] = byte_level_bytes(self._piece(sym))
+        return b"".join([known[sym] for sym in symbols]).decode("utf-8", errors="replace")
 
     def is_beginning_of_word(self, x: str) -> bool:
         """True if the symbol's text starts with a space; symbols that are not GPT-2 ids (``<s>``,
