@@ -85,6 +85,11 @@ def test_export_without_dictionaries_names_the_flag(tmp_path: Path, fairseq_fixt
     with pytest.raises(SystemExit, match=r"--bpe-codes is required.*bpe_codes=PATH"):
         seqloom_main(argv)
     assert "omegaconf" not in sys.modules
+    lm = ["export", "--path", str(fairseq_fixtures / "lm" / "checkpoints" / "checkpoint_best.pt"), "--data",
+          str(fairseq_fixtures / "lm" / "data-bin"), "--out", str(tmp_path / "lm")]  # fmt: skip
+    with pytest.raises(SystemExit, match=r"holds a 'transformer_lm' model[^;]*: export writes translation models"):
+        seqloom_main(lm)
+    assert not (tmp_path / "lm").exists()
 
 
 @pytest.mark.parametrize(

@@ -86,6 +86,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         hub = from_pretrained(model_dir, checkpoint_file, data, **hub_options(args))
         out = write_export(hub, cfg.out)
     except (FileNotFoundError, ValueError, TypeError, CheckpointError) as err:
-        raise SystemExit(f"seqloom export: {err}") from None
+        message = str(err)
+        if "load language models with" in message or "load BART models with" in message:
+            message = message.split("; load ")[0] + (
+                ": export writes translation models (transformer, and BART-shaped models trained to translate); "
+                "keep the checkpoint of a language model or a denoising BART (its hub's from_pretrained loads it)"
+            )
+        raise SystemExit(f"seqloom export: {message}") from None
     logger.info("exported %s to %s (%s)", path, out, ", ".join(sorted(p.name for p in out.iterdir())))
     return 0
