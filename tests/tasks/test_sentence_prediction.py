@@ -160,3 +160,23 @@ def test_reported_f1_is_that_of_label_1_whatever_its_class_index(fairseq_fixture
     acc, f1 = float(valid["valid_accuracy"]), float(valid["valid_f1"])
     assert float(valid["valid_acc_and_f1"]) == pytest.approx((acc + f1) / 2, abs=0.11)
     assert not any("valid_pred" in line for line in logs)  # the lists are not printed
+
+
+def test_inputs_and_labels_of_different_counts_name_the_split_and_files(fairseq_fixtures: Path, tmp_path: Path,
+                                                                        capfd: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """A label file one line short (a common slip when splitting a corpus): one error naming both files."""
+    from seqloom.cli.train import main
+
+    data = make_data(fairseq_fixtures, tmp_path)
+    short = (tmp_path / "valid.score").read_text().splitlines()[:-1]
+    (data / "label").rename(data / "classes")
+    (data / "label").mkdir()
+    (data / "label" / "train.label").write_text((tmp_path / "train.score").read_text())
+    (data / "label" / "valid.label").write_text("\n".join(short) + "\n")
+    argv = [str(data), "--task", "sentence_prediction", "--arch", "bart_base", *BART_SIZE, "--num-classes", "1",
+            "--regression-target", "--criterion", "sentence_prediction", "--max-positions", "256", "--batch-size", "8",
+            "--max-update", "1", "--optimizer", "adam", "--lr", "1e-3", "--no-save", "--cpu"]  # fmt: skip
+    assert main(argv) == 1
+    err = capfd.readouterr().err
+    assert f"sentence_prediction: split 'valid' has 16 inputs ({data}/input0/valid.bin) but 15 labels " in err
+    assert f"({data}/label/valid.label)" in err

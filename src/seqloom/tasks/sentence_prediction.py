@@ -135,6 +135,11 @@ class SentencePredictionTask(Task):
             if binarized is None:
                 raise FileNotFoundError(f"sentence_prediction: {cfg.data}/label/{split}.bin/.idx not found")
             labels = class_labels(binarized, eos=self.label_dictionary.eos(), nspecial=self.label_dictionary.nspecial)
+        if len(labels) != len(sources):
+            where = f"{cfg.data}/label/{split}.label" if cfg.regression_target else f"{cfg.data}/label/{split}.bin"
+            raise ValueError(f"sentence_prediction: split {split!r} has {len(sources):,} inputs "
+                             f"({cfg.data}/input0/{split}.bin) but {len(labels):,} labels ({where}); "
+                             "each input line needs its label on the same line number")  # fmt: skip
         dataset = SentencePredictionDataset(sources, labels, pad=self.dictionary.pad(),
                                             add_prev_output_tokens=cfg.add_prev_output_tokens,
                                             shuffle=not cfg.no_shuffle, seed=cfg.seed)  # fmt: skip
