@@ -62,6 +62,14 @@ def test_sacrebleu_and_chrf_closing_lines(fairseq_fixtures, capsys) -> None:
     )
 
 
+def test_more_nbest_than_beam_prints_what_there_is_and_says_so(fairseq_fixtures, capsys) -> None:
+    assert generate(argv(fairseq_fixtures, "--beam", "2", "--nbest", "3")) == 0
+    captured = capsys.readouterr()
+    assert "--nbest 3 is more than --beam 2: each sentence gets at most 2 hypotheses" in captured.err
+    hyps = [line.split("\t")[0] for line in captured.out.splitlines() if line.startswith("H-")]
+    assert len(hyps) == 2 * len(set(hyps)) == 32  # 16 sentences, 2 each (as fairseq-generate prints)
+
+
 def test_results_path_or_log_file_below_a_file_is_named(fairseq_fixtures, tmp_path) -> None:
     import pytest
 

@@ -105,6 +105,10 @@ def build_generator(models: list[Any], tgt_dict: Any, cfg: GenerationConfig, *, 
         if cfg.lm_path is not None:  # fairseq's scorer ignores it; refused rather than silently left out
             raise ValueError("--lm-path: --score-reference scores with the translation models alone; drop one")
         return SequenceScorer(models, tgt_dict, compute_alignment=cfg.print_alignment is not None, eos=eos)
+    if cfg.nbest > cfg.beam:  # fairseq prints what there is, silently
+        logging.getLogger("seqloom.generate").warning(
+            "--nbest %d is more than --beam %d: each sentence gets at most %d hypotheses", cfg.nbest, cfg.beam, cfg.beam
+        )
     lm_model = None
     if cfg.lm_path is not None:
         lm_model = load_language_model(cfg.lm_path, tgt_dict, model_overrides=model_overrides)
