@@ -54,6 +54,8 @@ def test_score_equals_fairseq(hub, ref: dict) -> None:
         )
     one = hub.score(ref["score"][0]["sentence"])
     assert one.tokens.tolist() == ref["score"][0]["tokens"]
+    with pytest.raises(ValueError, match=r"score: sentence 1 \(''\) has no token to score"):
+        hub.score([ref["score"][0]["sentence"], ""])  # was a Hypothesis with no tokens and a score of -inf
 
 
 def test_sampling_continues_the_prompt_and_follows_the_seed(hub) -> None:

@@ -75,6 +75,9 @@ class LanguageModelHub(GeneratorHubInterface):
         if isinstance(sentences, str):
             return self.score([sentences], replace_newline_with_eos)[0]
         tokens = [self._encode_lines(s) if replace_newline_with_eos else self.encode(s) for s in sentences]
+        for i, sentence_ids in enumerate(tokens):
+            if not self._prompts([sentence_ids])[0].numel():  # a mean over no token: fairseq's scorer divides 0 by 0
+                raise ValueError(f"score: sentence {i} ({sentences[i]!r}) has no token to score")
         results: list[Hypothesis | None] = [None] * len(tokens)
         for ids in self.plan_batches(tokens):
             prompts = self._prompts([tokens[i].to(self.device) for i in ids])
