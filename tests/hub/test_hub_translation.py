@@ -55,6 +55,12 @@ def test_score_pairs_equal_fairseqs_score_reference(mt_hub: TranslationHub, hub_
             torch.testing.assert_close(hyp.positional_scores, torch.tensor(ref["positional_scores"]), atol=1e-4, rtol=0)
     single = mt_hub.score((raw_src[1], raw_tgt[1]))
     assert single.score == pytest.approx(refs[1]["score"], abs=1e-4)
+    with pytest.raises(TypeError, match=r"score takes \(source, target\) pairs"):
+        mt_hub.score(raw_src[1])  # type: ignore[arg-type]  # (was: "not enough values to unpack")
+    with pytest.raises(TypeError, match=r"score: item 1 is not a \(source, target\) pair"):
+        mt_hub.score([(raw_src[0], raw_tgt[0]), (raw_src[1],)])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match=r"score: target 0 has 2001 tokens, more than the model's 1024 target"):
+        mt_hub.score((raw_src[0], torch.full((2001,), 5)))
 
 
 def test_small_batches_keep_input_order(fairseq_fixtures: Path, mt_kwargs: dict[str, Any],

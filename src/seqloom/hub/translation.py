@@ -71,8 +71,18 @@ class TranslationHub(GeneratorHubInterface):
         """
         if isinstance(pairs, tuple) and len(pairs) == 2 and not isinstance(pairs[0], tuple):
             return self.score([pairs], print_alignment=print_alignment)[0]
+        if isinstance(pairs, (str, Tensor)):
+            raise TypeError("score takes (source, target) pairs, e.g. score(('Hello', 'Hola')), not one text")
+        for i, pair in enumerate(pairs):
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise TypeError(f"score: item {i} is not a (source, target) pair: {pair!r}")
         sources = [self._ids(s, self.encode) for s, _ in pairs]
         targets = [self._ids(t, self.encode_target) for _, t in pairs]
+        limit = self.max_positions[1]
+        for i, target_ids in enumerate(targets):
+            if limit is not None and target_ids.numel() > limit:
+                raise ValueError(f"score: target {i} has {target_ids.numel()} tokens, more than the model's "
+                                 f"{limit} target positions; shorten it")  # fmt: skip
         alignment = print_alignment is not None
         scorer = SequenceScorer(list(self.models), self.tgt_dict, compute_alignment=alignment, eos=self.generation_eos)
         results: list[Hypothesis | None] = [None] * len(sources)
