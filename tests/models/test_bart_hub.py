@@ -110,6 +110,8 @@ def test_classification_head_predict(hub: BARTHub) -> None:
     torch.testing.assert_close(hub.predict("demo", tokens, return_logits=True), expected)
     with pytest.raises(KeyError, match="register_classification_head"):
         hub.predict("missing", tokens)
+    with pytest.raises(ValueError, match="extract_features: tokens is empty"):
+        hub.extract_features(torch.tensor([], dtype=torch.long))  # an index error inside the model before
     for bad in (0, -2, "3"):  # an empty head, a torch error about a negative dimension, a str
         with pytest.raises(ValueError, match=f"head 'bad': num_classes must be a positive int \\(got {bad!r}\\)"):
             hub.register_classification_head("bad", num_classes=bad)  # type: ignore[arg-type]

@@ -139,7 +139,7 @@ def encode_lines(lines: list[str], start_id: int, *, task: Any, codec: TextCodec
                 continue
             found = parsed
         if not line:
-            logger.warning("input %d is an empty line: nothing to translate, skipped", number)
+            logger.warning("input %d is an empty line: nothing to work on, skipped", number)
             continue
         ids = task.source_dictionary.encode_line(codec.encode(line), add_if_not_exist=False).long()
         if len(ids) > max_source:

@@ -152,6 +152,8 @@ class BARTHub(GeneratorHubInterface):
         reading the tokens rotated right by one (last token first), as fairseq. ``return_all_hiddens``: the
         list of inner states ``(B, T, C)`` (embeddings, then each layer)."""
         tokens = (tokens.unsqueeze(0) if tokens.dim() == 1 else tokens).to(self.device).long()  # (B, T)
+        if tokens.numel() == 0:
+            raise ValueError("extract_features: tokens is empty; encode a text first (encode gives <s> ... </s>)")
         if tokens.size(-1) > min(self.bart.max_positions()):
             raise ValueError(f"tokens exceeds maximum length: {tokens.size(-1)} > {min(self.bart.max_positions())}")
         prev = tokens.clone()
