@@ -364,6 +364,21 @@ def test_unsupported_options_are_refused_by_name_not_ignored(data_bin: Path, tmp
     assert not any(tmp_path.iterdir())  # nothing written
 
 
+def test_a_best_checkpoint_metric_that_validation_never_reports_is_named(
+    data_bin: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """fairseq fails with a KeyError after the first validation; here bleu without --eval-bleu is refused
+    up front, and any other missing figure is a warning (training and checkpoint_last.pt go on)."""
+    with pytest.raises(SystemExit, match="--best-checkpoint-metric bleu needs --eval-bleu"):
+        train([*train_args(data_bin, tmp_path / "a", max_update=1), "--best-checkpoint-metric", "bleu"])
+    assert not (tmp_path / "a").exists()
+    with caplog.at_level(logging.WARNING):
+        train([*train_args(data_bin, tmp_path / "b", max_update=2), "--best-checkpoint-metric", "accuracy"])
+    (warning,) = [r.getMessage() for r in caplog.records if "--best-checkpoint-metric" in r.getMessage()]
+    assert "accuracy: validation on 'valid' reports no such figure (it reports " in warning and "loss" in warning
+    assert (tmp_path / "b" / "checkpoint_last.pt").exists() and not (tmp_path / "b" / "checkpoint_best.pt").exists()
+
+
 @pytest.mark.parametrize("flag", ["--max-epoch", "--max-update"])
 def test_a_negative_max_epoch_or_update_is_refused_by_name(data_bin: Path, tmp_path: Path, flag: str) -> None:
     """fairseq stops before the first update and reports success; 0 means no limit."""

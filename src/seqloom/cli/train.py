@@ -84,6 +84,9 @@ def check_options(parsed: ParsedArgs) -> None:
         raise SystemExit(f"seqloom train: {flag} {value}: every value must be at least 1 (batches per update)")
     if ns.arch is None:
         raise SystemExit("seqloom train: --arch is required (e.g. --arch transformer)")
+    if ns.best_checkpoint_metric == "bleu" and not getattr(ns, "eval_bleu", False) and not ns.disable_validation:
+        raise SystemExit("seqloom train: --best-checkpoint-metric bleu needs --eval-bleu (validation computes BLEU "
+                         "only then); add it, or keep the default metric (loss)")  # fmt: skip
     for flag, value in (("--max-epoch", ns.max_epoch), ("--max-update", ns.max_update)):
         if value is not None and value < 0:  # fairseq would stop before the first update, silently
             raise SystemExit(f"seqloom train: {flag} {value}: must be at least 0 (0 means no limit)")

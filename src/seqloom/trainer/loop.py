@@ -82,6 +82,7 @@ class TrainingLoop:
     def __post_init__(self) -> None:
         self.best.maximize = self.cfg.checkpoint.maximize_best_checkpoint_metric
         self.stopper = EarlyStopper(self.cfg.checkpoint.patience, self.cfg.checkpoint.maximize_best_checkpoint_metric)
+        self._warned_metric = False
         self.start = time.perf_counter()
         self.writer = AsyncWriter() if self.cfg.checkpoint.write_checkpoints_asynchronously else None
 
@@ -243,6 +244,11 @@ class TrainingLoop:
             stats["num_updates"] = self.trainer.num_updates
             metric = self.cfg.checkpoint.best_checkpoint_metric
             value = stats.get(metric)
+            if value is None and not self._warned_metric:  # fairseq fails with a KeyError here
+                self._warned_metric = True
+                logger.warning("--best-checkpoint-metric %s: validation on '%s' reports no such figure (it reports "
+                               "%s): no checkpoint_best.pt is written and --patience has nothing to follow", metric,
+                               subset, ", ".join(sorted(k for k in stats if k != "num_updates")))  # fmt: skip
             if value is not None and self.best.best is not None:
                 stats[f"best_{metric}"] = (max if self.best.maximize else min)(self.best.best, value)
             self.progress.print(
