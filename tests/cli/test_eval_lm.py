@@ -98,6 +98,11 @@ def test_blocks_longer_than_max_tokens_leave_nothing_and_that_is_an_error(
     assert "(it is 1024)" in err
     assert eval_lm.main([*argv, "--tokens-per-sample", "128", "--context-window", "128"]) == 1
     assert "--context-window 128 must be smaller than --tokens-per-sample 128" in capsys.readouterr().err
+    # 68 blocks make one batch: the second of two shards gets none, which is not a matter of block lengths
+    assert eval_lm.main([*argv, "--tokens-per-sample", "128", "--num-shards", "2", "--shard-id", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "its 68 blocks make too few batches for --num-shards 2, and shard 1 got none" in err
+    assert "longer than" not in err
 
 
 def test_bf16_casts_the_model_and_stays_close(capsys: pytest.CaptureFixture[str], fairseq_fixtures: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from seqloom.data.batching import batch_by_size
@@ -117,6 +118,16 @@ def test_shards_split_batches_round_robin_with_padding() -> None:
     assert len(r0) == len(r1) == 5 and r1[-1] == {}
     assert [sorted(b["id"].tolist()) for b in r0] == whole[0::2]
     assert [sorted(b["id"].tolist()) for b in r1[:-1]] == whole[1::2]
+
+
+@pytest.mark.parametrize(("num_shards", "shard_id", "message"), [
+    (2, 2, "--shard-id 2 with --num-shards 2: shard ids run from 0 to 1"),  # translated nothing, silently
+    (2, -1, "--shard-id -1 with --num-shards 2"),
+    (0, 0, "--num-shards must be at least 1 \\(got 0\\)"),  # a "slice step cannot be zero" error before
+])  # fmt: skip
+def test_a_shard_outside_the_shards_is_refused_by_name(num_shards: int, shard_id: int, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        _iterator(num_shards=num_shards, shard_id=shard_id)
 
 
 def test_grouped_shuffling_keeps_groups_of_num_shards_batches_together() -> None:

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -143,8 +144,14 @@ def evaluate(parsed: ParsedArgs) -> EvalLMResult:
     if result.tokens == 0:  # a loss of 0 and a perplexity of 1 would read as a result
         model_limit = options.max_positions[1] if options.max_positions else None
         max_tokens = options.max_tokens
+        limits = [n for n in (model_limit, max_tokens) if n is not None]
+        sizes = getattr(dataset, "sizes", None)
+        fitting = len(dataset) if sizes is None or not limits else int((np.asarray(sizes) <= min(limits)).sum())
         if len(dataset) == 0:
             why = "the split is empty"
+        elif fitting and options.num_shards > 1:
+            why = (f"its {fitting:,} blocks make too few batches for --num-shards {options.num_shards}, and shard "
+                   f"{options.shard_id} got none: use fewer shards or a smaller --max-tokens/--batch-size")  # fmt: skip
         elif model_limit is not None and max_tokens is not None and model_limit < max_tokens:  # the model binds
             why = (f"every one of its {len(dataset):,} blocks was skipped as longer than the model's {model_limit} "
                    f"positions: pass --tokens-per-sample {model_limit} or less (it is {task_cfg.tokens_per_sample}"

@@ -103,6 +103,11 @@ class EpochBatchIterator:
         ``skip_remainder_batch`` (``--skip-remainder-batch``): each epoch leaves out this shard's last batch,
         whatever its size, as fairseq's iterator does. ``buffer_size`` (``--data-buffer-size``): batches a
         background thread reads ahead when there are no worker processes (at most 20, as in fairseq)."""
+        if num_shards < 1:
+            raise ValueError(f"--num-shards must be at least 1 (got {num_shards})")
+        if not 0 <= shard_id < num_shards:  # fairseq's ShardedIterator refuses it too
+            raise ValueError(f"--shard-id {shard_id} with --num-shards {num_shards}: shard ids run from 0 to "
+                             f"{num_shards - 1}")  # fmt: skip
         self.dataset = dataset
         self.grouped_shuffling = grouped_shuffling
         self.skip_remainder_batch = skip_remainder_batch
