@@ -379,6 +379,22 @@ def test_a_best_checkpoint_metric_that_validation_never_reports_is_named(
     assert (tmp_path / "b" / "checkpoint_last.pt").exists() and not (tmp_path / "b" / "checkpoint_best.pt").exists()
 
 
+def test_disable_validation_needs_no_validation_split(data_bin: Path, tmp_path: Path) -> None:
+    """fairseq reads the --valid-subset splits only when validating; a data folder without them trains."""
+    import shutil
+
+    train_only = tmp_path / "data-bin"
+    train_only.mkdir()
+    for path in data_bin.iterdir():
+        if not path.name.startswith("valid"):
+            shutil.copy(path, train_only / path.name)
+    with pytest.raises(FileNotFoundError, match="split 'valid' not found"):
+        train(train_args(train_only, tmp_path / "a", max_update=2))
+    history = train(train_args(train_only, tmp_path / "b", "--disable-validation", max_update=2))
+    assert [h["num_updates"] for h in history] == [1, 2]
+    assert (tmp_path / "b" / "checkpoint_last.pt").exists()
+
+
 @pytest.mark.parametrize("flag", ["--max-epoch", "--max-update"])
 def test_a_negative_max_epoch_or_update_is_refused_by_name(data_bin: Path, tmp_path: Path, flag: str) -> None:
     """fairseq stops before the first update and reports success; 0 means no limit."""

@@ -326,12 +326,13 @@ def run(parsed: ParsedArgs) -> TrainingLoop:
     if not data_cfg.disable_validation:
         check_valid_subsets(getattr(parsed["task"], "data", None), data_cfg)
     subsets = []
-    for subset in data_cfg.valid_subset.split(","):
+    for subset in data_cfg.valid_subset.split(",") if not data_cfg.disable_validation else []:
         # --combine-valid-subsets: valid, valid1, valid2... validate as one subset (fairseq's combine)
         task.load_dataset(subset, epoch=1, combine=bool(data_cfg.combine_valid_subsets))
         # a multilingual task also validates each language of the split (valid_en, ...), as fairseq's does
         subsets += [subset, *getattr(task, "language_subsets", {}).get(subset, [])]
-    data_cfg.valid_subset = ",".join(subsets)
+    if subsets:  # --disable-validation: no split is read (a data folder may have no valid split), as in fairseq
+        data_cfg.valid_subset = ",".join(subsets)
     trainer = make_trainer(parsed, task, dist)
     restored = restore(ckpt, trainer, ns)
     batches = Batches(parsed, task, trainer)
