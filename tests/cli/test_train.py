@@ -23,8 +23,8 @@ import torch
 from seqloom.checkpoint.io import load_checkpoint
 from seqloom.cli import average_checkpoints, preprocess, validate
 from seqloom.cli.build import build_task
+from seqloom.cli.parser import parse_args
 from seqloom.cli.train import SPEC, run
-from seqloom.config.parser import parse_args
 from seqloom.devices import torch_release
 from seqloom.trainer.sharding import CPU_FSDP_SINCE
 

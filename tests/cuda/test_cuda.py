@@ -17,8 +17,8 @@ import torch
 
 from seqloom.checkpoint.io import load_checkpoint
 from seqloom.cli import generate, interactive, preprocess
+from seqloom.cli.parser import parse_args
 from seqloom.cli.train import SPEC, run
-from seqloom.config.parser import parse_args
 from seqloom.models.transformer import TransformerConfig, TransformerModel, build_model
 
 pytestmark = pytest.mark.skipif(

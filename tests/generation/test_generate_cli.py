@@ -110,8 +110,8 @@ def test_model_overrides_replace_checkpoint_options(fairseq_fixtures, capsys) ->
     """``--model-overrides`` (fairseq's ``arg_overrides``): options replaced by name before the model is built."""
     from seqloom.cli.build import build_task
     from seqloom.cli.generate import SPEC
-    from seqloom.config import parse_args
-    from seqloom.generation.loading import load_ensemble
+    from seqloom.cli.model_loading import load_ensemble
+    from seqloom.cli.parser import parse_args
 
     ckpt = str(fairseq_fixtures / "mt" / "checkpoints" / "checkpoint_best.pt")
     task = build_task(parse_args(SPEC, argv(fairseq_fixtures)))

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from seqloom.cli.decoding import load_task
 from seqloom.cli.generate import main as generate
 from seqloom.cli.interactive import main as interactive
+from seqloom.cli.parser import parse_args
 from seqloom.cli.train import SPEC
-from seqloom.config.parser import parse_args
-from seqloom.generation.runtime import load_task
 from seqloom.tasks.base import BatchingOptions
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "generation"))

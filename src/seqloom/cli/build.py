@@ -8,7 +8,7 @@ from typing import Any
 from torch import nn
 
 from seqloom import registry
-from seqloom.config.parser import ParsedArgs
+from seqloom.cli.parser import ParsedArgs
 
 logger = logging.getLogger(__name__)
 

@@ -24,16 +24,16 @@ from torch import nn
 
 from seqloom.checkpoint import load_checkpoint
 from seqloom.checkpoint.io import CheckpointError
+from seqloom.cli.model_loading import parse_model_overrides
+from seqloom.cli.parser import CommandSpec, ParsedArgs, parse_args
 from seqloom.config.common import CommonConfig
 from seqloom.config.options import field
-from seqloom.config.parser import CommandSpec, ParsedArgs, parse_args
 from seqloom.config.training import DataDirConfig, DatasetConfig
 from seqloom.data.batching import resolve_max_positions
 from seqloom.devices import inference_dtype, select_device
 from seqloom.evaluation.lm_scorer import score_batch
 from seqloom.evaluation.word_stats import EvalLMTotals, accumulate, bpe_continuations, format_word_probs
 from seqloom.generation.config import CommonEvalConfig
-from seqloom.generation.loading import parse_model_overrides
 from seqloom.logs import setup_logging
 from seqloom.tasks.base import BatchingOptions
 

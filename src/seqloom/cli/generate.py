@@ -20,15 +20,7 @@ import torch
 
 from seqloom import registry
 from seqloom.checkpoint.io import CheckpointError
-from seqloom.config import CommandSpec, ParsedArgs, parse_args
-from seqloom.config.common import CommonConfig
-from seqloom.config.training import DataDirConfig, DatasetConfig
-from seqloom.generation.config import CommonEvalConfig, DecodeThreadsConfig, GenerationConfig, ScoringConfig
-from seqloom.generation.hypotheses import Hypothesis
-from seqloom.generation.loading import export_defaults, load_ensemble
-from seqloom.generation.output import hypothesis_lines, load_align_dict, post_process_prediction
-from seqloom.generation.parallel import can_fork, in_order_on_processes, in_order_on_threads
-from seqloom.generation.runtime import (
+from seqloom.cli.decoding import (
     TextCodec,
     build_generator,
     decode_threads,
@@ -39,6 +31,14 @@ from seqloom.generation.runtime import (
     sample_strings,
     symbols_to_strip,
 )
+from seqloom.cli.model_loading import export_defaults, load_ensemble
+from seqloom.cli.output_lines import hypothesis_lines, load_align_dict, post_process_prediction
+from seqloom.cli.parallel_decoding import can_fork, in_order_on_processes, in_order_on_threads
+from seqloom.cli.parser import CommandSpec, ParsedArgs, parse_args
+from seqloom.config.common import CommonConfig
+from seqloom.config.training import DataDirConfig, DatasetConfig
+from seqloom.generation.config import CommonEvalConfig, DecodeThreadsConfig, GenerationConfig, ScoringConfig
+from seqloom.generation.hypotheses import Hypothesis
 from seqloom.generation.scoring import build_scorer
 from seqloom.logs import DATE_FORMAT, LINE_FORMAT, setup_logging
 from seqloom.tasks.translation import TranslationTask

@@ -22,15 +22,7 @@ from typing import Any, TextIO
 import torch
 
 from seqloom.checkpoint.io import CheckpointError
-from seqloom.config import CommandSpec, ParsedArgs, parse_args
-from seqloom.config.common import CommonConfig
-from seqloom.config.training import DataDirConfig, DatasetConfig
-from seqloom.generation.config import CommonEvalConfig, DecodeThreadsConfig, GenerationConfig, InteractiveConfig
-from seqloom.generation.constraint_states import pack_constraints
-from seqloom.generation.loading import export_defaults, load_ensemble
-from seqloom.generation.output import hypothesis_lines, load_align_dict, post_process_prediction
-from seqloom.generation.parallel import can_fork, in_order_on_processes
-from seqloom.generation.runtime import (
+from seqloom.cli.decoding import (
     TextCodec,
     build_generator,
     decode_threads,
@@ -39,6 +31,14 @@ from seqloom.generation.runtime import (
     run_inference,
     symbols_to_strip,
 )
+from seqloom.cli.model_loading import export_defaults, load_ensemble
+from seqloom.cli.output_lines import hypothesis_lines, load_align_dict, post_process_prediction
+from seqloom.cli.parallel_decoding import can_fork, in_order_on_processes
+from seqloom.cli.parser import CommandSpec, ParsedArgs, parse_args
+from seqloom.config.common import CommonConfig
+from seqloom.config.training import DataDirConfig, DatasetConfig
+from seqloom.generation.config import CommonEvalConfig, DecodeThreadsConfig, GenerationConfig, InteractiveConfig
+from seqloom.generation.constraint_states import pack_constraints
 from seqloom.logs import setup_logging
 
 logger = logging.getLogger("seqloom.interactive")

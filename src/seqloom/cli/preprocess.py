@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Optional
 
-from seqloom.config import CommandSpec
+from seqloom.cli.parser import CommandSpec
 from seqloom.config.common import CommonConfig
 from seqloom.config.options import field, from_namespace
 from seqloom.data.binarizer import BinarizeSummary
@@ -258,9 +258,9 @@ def preprocess(cfg: PreprocessConfig, *, progress_bar: bool | None = None) -> Pr
 
 def parse(argv: Sequence[str] | None) -> tuple[CommonConfig, PreprocessConfig]:
     """Parses the command line (and ``--config`` YAML) without importing the component registries."""
+    from seqloom.cli.fairseq_flags import strip_ignored
+    from seqloom.cli.parser import _apply_yaml_defaults, build_parser, load_yaml
     from seqloom.components import import_user_dir
-    from seqloom.config.fairseq_flags import strip_ignored
-    from seqloom.config.parser import _apply_yaml_defaults, build_parser, load_yaml
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser, _ = build_parser(SPEC, {})

@@ -14,7 +14,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
-from seqloom.config import CommandSpec, field, parse_args
+from seqloom.cli.parser import CommandSpec, parse_args
+from seqloom.config import field
 from seqloom.generation.scoring import BleuScorer
 
 

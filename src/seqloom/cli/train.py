@@ -20,8 +20,8 @@ import torch
 
 from seqloom.checkpoint.io import CheckpointError
 from seqloom.cli.build import build_criterion, build_model, build_task, count_parameters
+from seqloom.cli.parser import CommandSpec, ParsedArgs, parse_args
 from seqloom.config.common import CommonConfig
-from seqloom.config.parser import CommandSpec, ParsedArgs, parse_args
 from seqloom.config.training import (
     CheckpointConfig,
     DataDirConfig,

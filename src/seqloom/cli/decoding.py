@@ -14,13 +14,13 @@ import torch
 from torch import Tensor
 
 from seqloom import registry
-from seqloom.config import ParsedArgs
+from seqloom.cli.model_loading import load_language_model
+from seqloom.cli.parser import ParsedArgs
 from seqloom.devices import inference_dtype, select_device
 from seqloom.generation.alignment import add_alignments
 from seqloom.generation.config import GenerationConfig
 from seqloom.generation.generator import SequenceGenerator
 from seqloom.generation.hypotheses import Hypothesis
-from seqloom.generation.loading import load_language_model
 from seqloom.generation.scorer import SequenceScorer
 
 
