@@ -77,7 +77,7 @@ class BARTHub(GeneratorHubInterface):
     # batches of consecutive sentences in input order, as fairseq's BART hub makes them (its inference dataset
     # is not ordered by length); they matter: ``match_source_len`` follows the padded batch width
     # (see :meth:`inference_step`)
-    sort_by_length = False
+    batch_order = "input"
 
     @property
     def bart(self) -> BARTModel:

@@ -47,6 +47,8 @@ class LanguageModelHub(GeneratorHubInterface):
     """A hub over ``transformer_lm`` models; see :class:`GeneratorHubInterface` for the shared methods."""
 
     add_bos_token: bool = False
+    # fairseq's language-modeling task builds its inference dataset unordered: batches of consecutive inputs
+    batch_order = "input"
 
     @property
     def bos_token(self) -> int:
