@@ -25,6 +25,7 @@ from typing import Any
 
 from torch import Tensor
 
+from seqloom import registry
 from seqloom.checkpoint.io import load_checkpoint
 from seqloom.data.batching import resolve_max_positions
 from seqloom.data.dictionary import Dictionary
@@ -45,6 +46,9 @@ from seqloom.hub.translation import TranslationHub
 from seqloom.models.transformer.builder import build_model
 from seqloom.models.transformer.config import TransformerConfig
 from seqloom.models.transformer.interop import config_from_checkpoint, upgrade_state_dict
+
+# re-exported: fairseq's spelling, TransformerModel.from_pretrained(...) -> the hub of this module
+from seqloom.models.transformer.model import TransformerModel as TransformerModel
 
 GROUPS = ("model", "task", "dataset", "generation", "tokenizer", "bpe")
 TASK_OPTIONS = ("source_lang", "target_lang", "left_pad_source", "max_source_positions", "max_target_positions")
@@ -281,7 +285,4 @@ def model_weights(state: Mapping[str, Any], path: Path) -> ModelWeights:
     return str(path), cfg, upgrade_state_dict(state["model"], cfg)
 
 
-class TransformerModel:
-    """fairseq's spelling: ``TransformerModel.from_pretrained(dir, checkpoint_file=..., ...)`` -> a hub."""
-
-    from_pretrained = staticmethod(from_pretrained)
+registry.HUBS.add("transformer", from_pretrained)  # TransformerModel.from_pretrained finds it there
