@@ -103,3 +103,25 @@ def test_bart_fill_mask_and_sample_batches_equal_fairseqs_hub(fairseq_fixtures: 
     for got, expected in zip(filled, case["fill_mask"], strict=True):
         assert [text for text, _ in got] == [text for text, _ in expected]
         assert [float(score) for _, score in got] == pytest.approx([score for _, score in expected], abs=1e-4)
+
+
+def test_too_long_inputs_are_refused_or_skipped_in_place(fairseq_fixtures: Path) -> None:
+    """fairseq's limits: the language model takes 128 tokens, the translation model 1024 source tokens. Past them
+    fairseq raises (or with skip_invalid_size_inputs returns a shorter list, later outputs moved up a place);
+    here a ValueError names the sentence, and skipping leaves an empty place (None for sample/translate)."""
+    lm = _hub(CASES["lm small batches"], fairseq_fixtures)
+    short = lm.encode("In the beginning")
+    fits, too_long = torch.full((128,), 10), torch.full((129,), 10)
+    assert lm.max_positions == (128, 128)
+    assert len(lm.generate([short, fits], beam=1, max_len_b=3)) == 2
+    with pytest.raises(ValueError, match=r"sentence 1 has 129 tokens, more than the model's max positions 128"):
+        lm.generate([short, too_long], beam=1, max_len_b=3)
+    skipped = lm.generate([too_long, short], beam=1, max_len_b=3, skip_invalid_size_inputs=True)
+    assert (
+        skipped[0] == [] and skipped[1][0].tokens.tolist() == lm.generate(short, beam=1, max_len_b=3)[0].tokens.tolist()
+    )
+    mt = _hub(CASES["mt small batches"], fairseq_fixtures)
+    assert mt.max_positions == (1024, 1024)
+    text = CASES["mt small batches"]["inputs"][0]
+    out = mt.translate(["word " * 1100, text], skip_invalid_size_inputs=True, **CASES["mt small batches"]["generate"])
+    assert out == [None, CASES["mt small batches"]["translations"][0]]

@@ -149,13 +149,18 @@ class GeneratorHubInterface(nn.Module):
         return self.sample(sentences, beam, verbose, **overrides)
 
     def sample(self, sentences: str | list[str], beam: int = 1, verbose: bool = False, **overrides: Any) -> Any:
-        """Like :meth:`translate` with fairseq's default ``beam=1`` (pass ``sampling=True`` to sample)."""
+        """Like :meth:`translate` with fairseq's default ``beam=1`` (pass ``sampling=True`` to sample).
+
+        With ``skip_invalid_size_inputs=True``, a sentence too long for the model gives None in its place
+        (fairseq's hub leaves it out, so that later outputs move up one place).
+        """
         if isinstance(sentences, str):
             if overrides.get("lexical_constraints") is not None:  # one sentence: its phrases
                 overrides["lexical_constraints"] = [overrides["lexical_constraints"]]
             return self.sample([sentences], beam, verbose, **overrides)[0]
         tokens = [self.encode(s) for s in sentences]
-        return [self.decode(hyps[0].tokens) for hyps in self.generate(tokens, beam, verbose, **overrides)]
+        results = self.generate(tokens, beam, verbose, **overrides)
+        return [self.decode(hyps[0].tokens) if hyps else None for hyps in results]
 
     def score(self, *args: Any, **kwargs: Any) -> Any:
         """Teacher-forced scores of given outputs (positional log-probs); each model family defines its inputs."""
@@ -189,6 +194,9 @@ class GeneratorHubInterface(nn.Module):
         **overrides: Any,
     ) -> Any:
         """Hypotheses (best first) of each id sequence, in input order: ``list[list[Hypothesis]]``.
+
+        ``skip_invalid_size_inputs``: a sentence longer than the model's positions gets an empty list in its
+        place instead of a ValueError (fairseq's hub drops it from the list, misaligning the later outputs).
 
         A single 1-D tensor gives that sentence's ``list[Hypothesis]``. Scores are natural log.
         ``overrides`` are :class:`GenerationConfig` fields (``lenpen=2``, ``sampling=True``, ...).
