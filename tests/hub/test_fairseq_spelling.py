@@ -69,3 +69,12 @@ print("ok")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "ok"
+
+
+def test_hub_task_gives_what_fairseq_hub_code_reads(mt_hub: TranslationHub) -> None:
+    """fairseq's own hub.json script read ``hub.task.source_dictionary``; seqloom keeps no task object."""
+    assert mt_hub.task.source_dictionary is mt_hub.src_dict and mt_hub.task.target_dictionary is mt_hub.tgt_dict
+    assert mt_hub.task.max_positions() == (1024, 1024)
+    assert mt_hub.task.source_dictionary.index("the") != mt_hub.task.source_dictionary.unk()
+    with pytest.raises(AttributeError, match=r"hub.task has no 'build_generator': seqloom's hubs keep no fairseq"):
+        mt_hub.task.build_generator  # noqa: B018

@@ -51,6 +51,28 @@ class HubBatching:
     )
 
 
+@dataclass(frozen=True)
+class HubTask:
+    """What code written for fairseq's hub reads from ``hub.task``: the dictionaries and the length limits.
+
+    seqloom's hubs hold no task object; other task attributes raise an AttributeError that says so.
+    """
+
+    source_dictionary: Any
+    target_dictionary: Any
+    limits: tuple[int | None, int | None]
+
+    def max_positions(self) -> tuple[int | None, int | None]:
+        """(source, target) token limits of the hub's models."""
+        return self.limits
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(
+            f"hub.task has no {name!r}: seqloom's hubs keep no fairseq task; hub.task offers source_dictionary, "
+            "target_dictionary and max_positions(), and the hub itself src_dict, tgt_dict, models and generation"
+        )
+
+
 class GeneratorHubInterface(nn.Module):
     """Models plus their dictionaries, tokenizer and BPE, with fairseq's hub methods.
 
@@ -101,6 +123,11 @@ class GeneratorHubInterface(nn.Module):
     @property
     def device(self) -> torch.device:
         return self._float_tensor.device
+
+    @property
+    def task(self) -> HubTask:
+        """fairseq's ``hub.task``, as far as hub users read it (``hub.task.source_dictionary`` ...)."""
+        return HubTask(source_dictionary=self.src_dict, target_dictionary=self.tgt_dict, limits=self.max_positions)
 
     def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """``.cuda()``/``.to()``/``.half()``; on a GPU, SDPA keeps to kernels that need no per-shape plan

@@ -198,6 +198,11 @@ def from_pretrained(
     (mBART) checkpoint that saved no ``--langs`` (else its data folder's sub-folders name them).
     """
     kwargs.setdefault("bpe", "gpt2")
+    # fairseq's BARTModel.from_pretrained takes sample_break_mode='eos' (one input, one sample): the only mode here
+    mode = kwargs.pop("sample_break_mode", "eos")
+    if mode != "eos":
+        raise ValueError(f"BARTModel.from_pretrained: sample_break_mode={mode!r} is not supported; the hub encodes "
+                         "each input as one sample, fairseq's 'eos' (the default)")  # fmt: skip
     check_keywords(
         kwargs,
         extra=("langs",),
