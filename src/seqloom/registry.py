@@ -78,6 +78,8 @@ OPTIMIZERS: Registry[Any] = Registry("optimizer")
 LR_SCHEDULERS: Registry[Any] = Registry("lr_scheduler")
 TOKENIZERS: Registry[Any] = Registry("tokenizer")
 BPES: Registry[Any] = Registry("bpe")
+# model family -> its hub's ``from_pretrained(model_name_or_path, checkpoint_file, data_name_or_path, **overrides)``
+HUBS: Registry[Any] = Registry("hub")
 
 
 @dataclass(frozen=True)

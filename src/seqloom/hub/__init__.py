@@ -26,7 +26,7 @@ __all__ = [
 
 def __getattr__(name: str) -> object:
     # the language-model hub imports this package's modules, so it is loaded on first use
-    if name == "TransformerLanguageModel":
+    if name == "TransformerLanguageModel":  # the model class; its from_pretrained gives the language-model hub
         from seqloom.models.transformer_lm.hub import TransformerLanguageModel
 
         return TransformerLanguageModel

@@ -2,8 +2,15 @@
 
 ``GeneratorHubInterface`` mirrors fairseq's class of that name. Text goes through
 ``tokenize -> apply_bpe -> binarize`` (``encode``) and back through ``string -> remove_bpe -> detokenize``
-(``decode``). ``generate`` orders sentences by length, groups them into token-budget batches (fairseq's
-``batch_by_size``), runs :meth:`inference_step` per batch and returns the hypotheses in input order.
+(``decode``). ``generate`` orders the sentences as fairseq's hub orders them (:meth:`plan_batches`), groups them
+into token-budget batches (fairseq's ``batch_by_size``), runs :meth:`inference_step` per batch and returns
+the hypotheses in input order.
+
+Batches matter for the outputs, not only for speed: the length limit ``max_len_a * S + max_len_b`` and
+``match_source_len`` follow the batch's padded source width S. So every hub call (translate, sample, score,
+fill_mask, generate) batches exactly as fairseq's hub does: the checkpoint's ``max_tokens``/``batch_size``,
+batch sizes that need not be a multiple of anything (fairseq's hub never passes the checkpoint's
+``required_batch_size_multiple``), sentences longer than the model's positions refused (or skipped).
 
 A model family subclasses it and implements :meth:`inference_step` (and :meth:`score`); the translation
 hub (``seqloom.hub.translation``) and the language-model hub (``seqloom.models.transformer_lm.hub``) do.
@@ -39,7 +46,31 @@ class HubBatching:
 
     max_tokens: Optional[int] = field(None, help="maximum number of tokens in a batch (None: no limit)")
     batch_size: Optional[int] = field(None, help="maximum number of sentences in a batch (None: no limit)")
-    required_batch_size_multiple: int = field(8, help="batch size will be a multiplier of this value")
+    required_batch_size_multiple: int = field(
+        1, help="batch sizes are a multiple of this (fairseq's hub: always 1, whatever the checkpoint says)"
+    )
+
+
+@dataclass(frozen=True)
+class HubTask:
+    """What code written for fairseq's hub reads from ``hub.task``: the dictionaries and the length limits.
+
+    seqloom's hubs hold no task object; other task attributes raise an AttributeError that says so.
+    """
+
+    source_dictionary: Any
+    target_dictionary: Any
+    limits: tuple[int | None, int | None]
+
+    def max_positions(self) -> tuple[int | None, int | None]:
+        """(source, target) token limits of the hub's models."""
+        return self.limits
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(
+            f"hub.task has no {name!r}: seqloom's hubs keep no fairseq task; hub.task offers source_dictionary, "
+            "target_dictionary and max_positions(), and the hub itself src_dict, tgt_dict, models and generation"
+        )
 
 
 class GeneratorHubInterface(nn.Module):
@@ -51,8 +82,13 @@ class GeneratorHubInterface(nn.Module):
     that ``generate(..., **overrides)`` starts from.
     """
 
-    # batches hold sentences of similar lengths (fairseq's hub orders its inference dataset by length)
-    sort_by_length: bool = True
+    # The order fairseq's hub batches sentences in, which its task's inference dataset decides. "length":
+    # translation tasks (a LanguagePairDataset) shuffle with numpy seeded by ``order_seed``, then sort stably
+    # by length, so equal-length sentences fall into batches in that shuffled order. "input": language
+    # models and BART (a NestedDictionaryDataset) keep the input order.
+    batch_order: str = "length"
+    # fairseq's get_batch_iterator seeds numpy with its seed (1) plus the epoch (1) while ordering
+    order_seed: int = 2
     _float_tensor: Tensor  # the buffer registered in __init__
 
     def __init__(
@@ -87,6 +123,11 @@ class GeneratorHubInterface(nn.Module):
     @property
     def device(self) -> torch.device:
         return self._float_tensor.device
+
+    @property
+    def task(self) -> HubTask:
+        """fairseq's ``hub.task``, as far as hub users read it (``hub.task.source_dictionary`` ...)."""
+        return HubTask(source_dictionary=self.src_dict, target_dictionary=self.tgt_dict, limits=self.max_positions)
 
     def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """``.cuda()``/``.to()``/``.half()``; on a GPU, SDPA keeps to kernels that need no per-shape plan
@@ -135,13 +176,18 @@ class GeneratorHubInterface(nn.Module):
         return self.sample(sentences, beam, verbose, **overrides)
 
     def sample(self, sentences: str | list[str], beam: int = 1, verbose: bool = False, **overrides: Any) -> Any:
-        """Like :meth:`translate` with fairseq's default ``beam=1`` (pass ``sampling=True`` to sample)."""
+        """Like :meth:`translate` with fairseq's default ``beam=1`` (pass ``sampling=True`` to sample).
+
+        With ``skip_invalid_size_inputs=True``, a sentence too long for the model gives None in its place
+        (fairseq's hub leaves it out, so that later outputs move up one place).
+        """
         if isinstance(sentences, str):
             if overrides.get("lexical_constraints") is not None:  # one sentence: its phrases
                 overrides["lexical_constraints"] = [overrides["lexical_constraints"]]
             return self.sample([sentences], beam, verbose, **overrides)[0]
         tokens = [self.encode(s) for s in sentences]
-        return [self.decode(hyps[0].tokens) for hyps in self.generate(tokens, beam, verbose, **overrides)]
+        results = self.generate(tokens, beam, verbose, **overrides)
+        return [self.decode(hyps[0].tokens) if hyps else None for hyps in results]
 
     def score(self, *args: Any, **kwargs: Any) -> Any:
         """Teacher-forced scores of given outputs (positional log-probs); each model family defines its inputs."""
@@ -175,6 +221,9 @@ class GeneratorHubInterface(nn.Module):
         **overrides: Any,
     ) -> Any:
         """Hypotheses (best first) of each id sequence, in input order: ``list[list[Hypothesis]]``.
+
+        ``skip_invalid_size_inputs``: a sentence longer than the model's positions gets an empty list in its
+        place instead of a ValueError (fairseq's hub drops it from the list, misaligning the later outputs).
 
         A single 1-D tensor gives that sentence's ``list[Hypothesis]``. Scores are natural log.
         ``overrides`` are :class:`GenerationConfig` fields (``lenpen=2``, ``sampling=True``, ...).
@@ -223,10 +272,10 @@ class GeneratorHubInterface(nn.Module):
                 for sentence in constraints]  # fmt: skip
 
     def plan_batches(self, sentences: Sequence[Tensor], *, skip_invalid_size_inputs: bool = False) -> list[list[int]]:
-        """Sentence indices grouped as fairseq's hub groups them: by length (unless ``sort_by_length`` is off),
-        then token-budget batches."""
+        """Sentence indices grouped as fairseq's hub groups them: ordered (see ``batch_order``), sentences too
+        long for the model refused or skipped, then token-budget batches of consecutive sentences."""
         sizes = np.array([int(t.numel()) for t in sentences], dtype=np.int64)
-        order = np.argsort(sizes, kind="mergesort") if self.sort_by_length else np.arange(len(sizes))
+        order = self.inference_order(sizes)
         kept, dropped = filter_by_size(order, sizes, None, self.max_positions)
         if len(dropped) and not skip_invalid_size_inputs:
             i = int(dropped[0])
@@ -245,6 +294,13 @@ class GeneratorHubInterface(nn.Module):
             required_batch_size_multiple=self.batching.required_batch_size_multiple,
         )
         return [b.tolist() for b in batches]
+
+    def inference_order(self, sizes: np.ndarray) -> np.ndarray:
+        """The order (N,) in which fairseq's hub batches sentences of ``sizes`` (N,) tokens (see ``batch_order``)."""
+        if self.batch_order == "input":
+            return np.arange(len(sizes), dtype=np.int64)
+        shuffled = np.random.RandomState(self.order_seed).permutation(len(sizes))  # fairseq's numpy_seed + shuffle
+        return shuffled[np.argsort(sizes[shuffled], kind="mergesort")]
 
     def log_hypotheses(self, sentences: Sequence[Tensor], outputs: Sequence[Sequence[Hypothesis]]) -> None:
         """fairseq's verbose output: ``S``, ``H`` (natural-log score, text) and ``P`` lines per sentence."""
