@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import typing
 from collections.abc import Mapping
 from typing import Any
@@ -35,7 +34,6 @@ from typing import Any
 from torch import Tensor
 
 from seqloom import registry
-from seqloom.checkpoint.io import load_checkpoint
 from seqloom.models.bart.builder import build_model
 from seqloom.models.bart.config import BARTConfig, bart_large
 from seqloom.models.bart.model import BARTModel, ClassificationHead
@@ -141,8 +139,3 @@ def model_from_state(state: Mapping[str, Any], dictionary: Vocabulary, *, source
             model.register_classification_head(name, classes, inner)
     model.load_state_dict(sd, strict=True)
     return model
-
-
-def load_fairseq_bart(path: str | os.PathLike[str], dictionary: Vocabulary) -> BARTModel:
-    """Reads a fairseq (or seqloom) BART checkpoint file into an eval-mode model."""
-    return model_from_state(load_checkpoint(path), dictionary, source=str(path)).eval()
