@@ -61,7 +61,7 @@ def _same_hypotheses(got: list[Any], expected: list[dict[str, Any]]) -> None:
             torch.testing.assert_close(hyp.positional_scores, torch.tensor(ref["positional_scores"]), atol=1e-4, rtol=0)
 
 
-@pytest.mark.parametrize("name", [n for n, c in CASES.items() if c["model"] == "mt"])
+@pytest.mark.parametrize("name", [n for n, c in CASES.items() if c["model"] == "mt" and "batches" in c])
 def test_translation_batches_and_every_hypothesis_equal_fairseqs_hub(name: str, fairseq_fixtures: Path) -> None:
     """20 test sentences, beam 5, max_len_a=1.0, max_len_b=5: with the checkpoint's required_batch_size_multiple 8
     they were split 16 + 4 where fairseq's hub keeps one batch, and one translation came out shorter. Inputs of
@@ -143,3 +143,25 @@ def test_too_long_inputs_are_refused_or_skipped_in_place(fairseq_fixtures: Path)
     text = CASES["mt small batches"]["inputs"][0]
     out = mt.translate(["word " * 1100, text], skip_invalid_size_inputs=True, **CASES["mt small batches"]["generate"])
     assert out == [None, CASES["mt small batches"]["translations"][0]]
+
+
+def test_prefix_tokens_of_inference_step_args_equal_fairseqs_hub(fairseq_fixtures: Path) -> None:
+    """fairseq's ``generate(..., inference_step_args={'prefix_tokens': ids})``: every output starts with the ids."""
+    case = CASES["mt prefix_tokens"]
+    hub = _hub(case, fairseq_fixtures)
+    prefix = torch.tensor([case["prefix_tokens"]])  # (1, P)
+    (got,) = hub.generate([hub.encode(case["inputs"][0])], inference_step_args={"prefix_tokens": prefix},
+                          **case["generate"])  # fmt: skip
+    _same_hypotheses(got, case["hypotheses"][0])
+    assert all(h.tokens[: prefix.size(1)].tolist() == case["prefix_tokens"] for h in got)
+    # row i belongs to sentence i, whatever order the batches take them in (fairseq: one sentence only)
+    two = [hub.encode(case["inputs"][0]), hub.encode("And God said.")]
+    rows = torch.stack([prefix[0], torch.tensor([hub.tgt_dict.index("Y"), hub.tgt_dict.pad()])])
+    first, second = hub.generate(two, inference_step_args={"prefix_tokens": rows}, **case["generate"])
+    assert first[0].tokens.tolist() == got[0].tokens.tolist() and second[0].tokens[0] == hub.tgt_dict.index("Y")
+    with pytest.raises(ValueError, match=r"has shape \(1, 2\) for 2 sentence\(s\)"):
+        hub.generate(two, inference_step_args={"prefix_tokens": prefix})
+    with pytest.raises(TypeError, match="unknown key\\(s\\) constraints"):
+        hub.generate(two, inference_step_args={"constraints": prefix})
+    with pytest.raises(NotImplementedError, match="prefix_allowed_tokens_fn is not supported"):
+        hub.generate(two, prefix_allowed_tokens_fn=lambda batch, ids: [4])
