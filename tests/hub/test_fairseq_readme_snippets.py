@@ -1,4 +1,4 @@
-"""The Python snippets of fairseq's READMEs run with ``fairseq`` replaced by ``seqloom`` and give fairseq's values.
+"""The Python snippets of fairseq's READMEs (and its PyTorch Hub translation page) run with ``fairseq`` replaced by ``seqloom`` and give fairseq's values.
 
 The snippets (tests/fixtures/readme_snippets/snippets.py) are the README text with the loading lines pointed
 at the tiny fixture models; reference.json holds the value of every expression statement as fairseq gave it

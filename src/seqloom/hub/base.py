@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import typing
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional, Union, cast, overload
 
@@ -217,6 +217,8 @@ class GeneratorHubInterface(nn.Module):
         verbose: bool = False,
         *,
         skip_invalid_size_inputs: bool = False,
+        inference_step_args: Mapping[str, Any] | None = None,
+        prefix_allowed_tokens_fn: Any = None,
         lexical_constraints: Sequence[Sequence[str | Tensor]] | None = None,
         **overrides: Any,
     ) -> Any:
@@ -229,17 +231,27 @@ class GeneratorHubInterface(nn.Module):
         ``overrides`` are :class:`GenerationConfig` fields (``lenpen=2``, ``sampling=True``, ...).
         ``lexical_constraints``: per sentence, the phrases (raw text, or target ids) its outputs must contain;
         the search is ``constraints="ordered"`` unless ``constraints="unordered"`` is given (translation hubs).
+        ``inference_step_args={"prefix_tokens": ids}`` (fairseq's spelling; translation hubs): target ids (N, P)
+        each output must start with, row i for sentence i (pad where a row is shorter). fairseq passes the same
+        tensor to every batch, so there it only works for one sentence or one batch in its sorted order.
         """
         if torch.is_tensor(tokenized_sentences) and tokenized_sentences.dim() == 1:
             single = None if lexical_constraints is None else [cast(Sequence[Union[str, Tensor]], lexical_constraints)]
-            return self.generate([tokenized_sentences], beam, verbose, lexical_constraints=single, **overrides)[0]
+            return self.generate([tokenized_sentences], beam, verbose, inference_step_args=inference_step_args,
+                                 prefix_allowed_tokens_fn=prefix_allowed_tokens_fn, lexical_constraints=single,
+                                 **overrides)[0]  # fmt: skip
         sentences = [t.long() for t in tokenized_sentences]
+        prefixes = self._prefix_rows(inference_step_args, prefix_allowed_tokens_fn, len(sentences))
         phrases = self._constraint_ids(lexical_constraints, len(sentences), overrides)
         cfg = self.generation_config(beam, **overrides)
         results: list[list[Hypothesis] | None] = [None] * len(sentences)
         for ids in self.plan_batches(sentences, skip_invalid_size_inputs=skip_invalid_size_inputs):
             batch = [sentences[i].to(self.device) for i in ids]
-            extra = {} if phrases is None else {"constraints": pack_constraints([phrases[i] for i in ids])}
+            extra: dict[str, Tensor] = {}
+            if phrases is not None:
+                extra["constraints"] = pack_constraints([phrases[i] for i in ids])
+            if prefixes is not None:
+                extra["prefix_tokens"] = prefixes[ids].to(self.device)  # (B, P), batch order
             with torch.no_grad():
                 for i, hyps in zip(ids, self.inference_step(cfg, batch, **extra)):
                     results[i] = hyps
@@ -253,6 +265,31 @@ class GeneratorHubInterface(nn.Module):
         raise NotImplementedError(f"{type(self).__name__} must implement inference_step()")
 
     supports_constraints = False  # whether inference_step takes ``constraints`` (packed, batch order)
+    supports_prefix_tokens = False  # whether inference_step takes ``prefix_tokens`` (B, P), batch order
+
+    def _prefix_rows(self, args: Mapping[str, Any] | None, allowed_fn: Any, count: int) -> Tensor | None:
+        """The (N, P) forced output prefixes of fairseq's ``inference_step_args``, row i for sentence i."""
+        if allowed_fn is not None:
+            raise NotImplementedError(
+                "prefix_allowed_tokens_fn is not supported by seqloom's hubs; force a fixed start with "
+                "inference_step_args={'prefix_tokens': ids}"
+            )
+        unknown = sorted(set(args or {}) - {"prefix_tokens"})
+        if unknown:
+            raise TypeError(f"inference_step_args: unknown key(s) {', '.join(unknown)}; the hubs take 'prefix_tokens'")
+        prefix = (args or {}).get("prefix_tokens")
+        if prefix is None:
+            return None
+        if not self.supports_prefix_tokens:
+            raise NotImplementedError(f"{type(self).__name__} does not take prefix_tokens (as fairseq's)")
+        rows = torch.as_tensor(prefix).long()
+        rows = rows.unsqueeze(0) if rows.dim() == 1 else rows  # (N, P)
+        if rows.dim() != 2 or rows.size(0) != count:
+            raise ValueError(
+                f"inference_step_args['prefix_tokens'] has shape {tuple(rows.shape)} for {count} sentence(s); give "
+                "one row of target ids per sentence (N, P), padded with the target dictionary's pad"
+            )
+        return rows
 
     def encode_constraint(self, phrase: str) -> Tensor:
         """A constraint phrase -> target ids (T,) without ``eos`` (tokenized and BPE'd like the input)."""
