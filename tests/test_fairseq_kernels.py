@@ -19,7 +19,7 @@ import torch
 from seqloom.data.lm_context_window_dataset import LMContextWindowDataset
 from seqloom.data.token_block_dataset import TokenBlockDataset
 from seqloom.generation.alignment import hard_alignment, soft_alignment
-from seqloom.generation.constraints import apply_prefix, replicate_first_beam
+from seqloom.generation.constraints import apply_prefix, copy_first_beam
 from seqloom.generation.search import DiverseBeamSearch, Sampling
 from seqloom.tokenizers.bytes_bpe import BYTE_TO_CHAR, smart_byte_decode
 
@@ -40,10 +40,11 @@ with gzip.open(Path(__file__).parent / "fixtures" / "kernels" / "reference.json.
     REF = _tensors(json.load(f))
 
 
-def test_replicate_first_beam_equals_fairseq() -> None:
+def test_copy_first_beam_equals_fairseqs_replicate_first_beam() -> None:
     case = REF["prefix"][-1]
-    out = replicate_first_beam(case["replicate"].clone(), case["mask"], case["beam"])
-    assert torch.equal(out, case["out"])
+    rows = case["replicate"].clone()
+    copy_first_beam(rows, case["mask"].nonzero().squeeze(1), case["beam"])
+    assert torch.equal(rows, case["out"])
 
 
 @pytest.mark.parametrize("i", range(len(REF["prefix"]) - 1))
