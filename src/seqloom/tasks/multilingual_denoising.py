@@ -40,11 +40,17 @@ logger = logging.getLogger(__name__)
 class MultilingualDenoisingConfig(DenoisingConfig):
     """Options of ``--task multilingual_denoising`` (fairseq's names and defaults)."""
 
-    multilang_sampling_alpha: float = field(1.0, help="smoothing alpha for sample ratios across multiple datasets")
+    multilang_sampling_alpha: float = field(
+        1.0,
+        help="exponent on each language's share of the data when sampling them: 1 keeps the shares, lower values favour small languages",
+    )
     add_lang_token: bool = field(False, help="end each block with its [lang] token (added to the dictionary)")
-    langs: Optional[str] = field(None, help="language ids we are considering")
+    langs: Optional[str] = field(
+        None, help="comma-separated languages to read, each a subfolder of DATA (unset: every subfolder)"
+    )
     no_whole_word_mask_langs: str = field(
-        "", help="languages without spacing between words don't support whole word masking"
+        "",
+        help="comma-separated languages written without spaces between words, masked by subword instead of whole words",
     )
     train_subset: str = field("train", help="the training split (set from the common --train-subset)")
 
