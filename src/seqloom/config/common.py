@@ -29,7 +29,9 @@ class CommonConfig:
     amp: bool = field(False, help="use automatic mixed precision (float16 autocast, dynamic loss scaling)")
     memory_efficient_bf16: bool = field(False, help="use bfloat16 (implies --bf16; weights stay float32 here)")
     memory_efficient_fp16: bool = field(False, help="use float16 (implies --fp16; weights stay float32 here)")
-    fp16_no_flatten_grads: bool = field(False, help="don't flatten FP16 grads tensor (seqloom never flattens them)")
+    fp16_no_flatten_grads: bool = field(
+        False, help="accepted for compatibility: seqloom never copies the fp16 gradients into one flat tensor"
+    )
     fp16_init_scale: int = field(128, help="loss scale that --fp16 starts with")
     fp16_scale_window: Optional[int] = field(
         None,
