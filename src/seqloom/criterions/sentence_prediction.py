@@ -127,8 +127,8 @@ class SentencePredictionCriterion(Criterion):
         name = self.cfg.classification_head_name
         heads = getattr(model, "classification_heads", None)
         if heads is None or name not in heads:
-            raise ValueError(f"model must provide a classification head {name!r} for --criterion "
-                             "sentence_prediction (set --classification-head-name)")  # fmt: skip
+            raise ValueError(f"--criterion sentence_prediction: the model has no classification head {name!r} "
+                             "(set --classification-head-name)")  # fmt: skip
         logits = model(**sample["net_input"], features_only=True, classification_head_name=name).logits  # (B, C)
         targets = sample["target"]
         sample_size = int(targets.size(0))

@@ -260,7 +260,7 @@ def token_penalty(tokens: Tensor, weights: Tensor, vocab: int) -> Tensor:
 
 
 class DiverseSiblingsSearch(Search):
-    """Beam search with diverse siblings (Li et al. 2016, "A Simple, Fast Diverse Decoding Algorithm").
+    """Sibling-penalized beam search (Li et al. 2016, "A Simple, Fast Diverse Decoding Algorithm").
 
     Each hypothesis ranks its own 2K best continuations; the r-th of them loses ``r * diversity_rate`` before
     all hypotheses' continuations compete, so that no single parent fills the beam. As in fairseq, the

@@ -157,7 +157,9 @@ class Adafactor(torch.optim.Optimizer):
     def _update(self, p: torch.Tensor, group: dict[str, Any]) -> None:
         assert p.grad is not None  # step() updates only parameters with a gradient
         if p.grad.is_sparse:
-            raise RuntimeError("Adafactor does not support sparse gradients")
+            raise RuntimeError(
+                "Adafactor: a parameter has a sparse gradient, which it cannot update (use dense embeddings)"
+            )
         grad = p.grad.float()
         p32 = p.float() if p.dtype != torch.float32 else p
         state = self.state[p]

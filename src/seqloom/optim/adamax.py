@@ -74,7 +74,9 @@ class Adamax(torch.optim.Optimizer):
                 if p.grad is None:
                     continue
                 if p.grad.is_sparse:
-                    raise RuntimeError("adamax does not support sparse gradients")
+                    raise RuntimeError(
+                        "Adamax: a parameter has a sparse gradient, which it cannot update (use dense embeddings)"
+                    )
                 grad = p.grad.float()
                 p32 = p.float() if p.dtype != torch.float32 else p
                 state = self.state[p]

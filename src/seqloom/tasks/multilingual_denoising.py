@@ -134,7 +134,7 @@ class MultilingualDenoisingTask(DenoisingTask):
         logger.info("Training on %d languages: %s", len(langs), langs)
         per_lang = [self.language_dataset(data_path, lang, split, combine=combine) for lang in langs]
         counts = np.array([len(d) for d in per_lang], dtype=float)
-        logger.info("loaded total %d blocks for all languages", int(counts.sum()))
+        logger.info("%d blocks over all languages", int(counts.sum()))
         if split == self.cfg.train_subset:
             if (counts == 0).any():
                 empty = [lang for lang, n in zip(langs, counts) if n == 0]
@@ -142,7 +142,7 @@ class MultilingualDenoisingTask(DenoisingTask):
             ratios = sampling_ratios(counts, self.cfg.multilang_sampling_alpha)
             probs = ratios * counts / counts.sum()
             logger.info("Sample probability by language: %s", {lang: f"{p:.4f}" for lang, p in zip(langs, probs)})
-            logger.info("Up/Down Sampling ratio by language: %s", {lang: f"{r:.2f}" for lang, r in zip(langs, ratios)})
+            logger.info("resampling factor per language: %s", {lang: f"{r:.2f}" for lang, r in zip(langs, ratios)})
             mixed = ConcatDataset([ResampledDataset(d, size_ratio=r, replace=r >= 1.0, seed=self.cfg.seed, epoch=epoch)
                                    for d, r in zip(per_lang, ratios)])  # fmt: skip
         else:

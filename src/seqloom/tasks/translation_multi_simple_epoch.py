@@ -160,7 +160,9 @@ class TranslationMultiSimpleEpochTask(TranslationTask):
         symbol = lang_token(lang, self.cfg.lang_tok_style)
         index = dictionary.index(symbol)
         if index == dictionary.unk():
-            raise ValueError(f"translation_multi_simple_epoch: cannot find language token {symbol} in the dictionary")
+            raise ValueError(
+                f"translation_multi_simple_epoch: the dictionary has no language token {symbol} (was it built with these --langs?)"
+            )
         return int(index)
 
     @classmethod
@@ -169,8 +171,8 @@ class TranslationMultiSimpleEpochTask(TranslationTask):
         refuse_unsupported(cfg)
         if cfg.lang_pairs is None:
             raise ValueError(
-                "translation_multi_simple_epoch: --lang-pairs is required. List all the language pairs in the "
-                "training objective."
+                "translation_multi_simple_epoch: --lang-pairs is required: name every pair to train on, such as "
+                "en-de,de-en"
             )
         pairs = [p.split("-") for p in file_or_value(cfg.lang_pairs).split(",")]
         if (cfg.source_lang is None) != (cfg.target_lang is None):
@@ -183,8 +185,8 @@ class TranslationMultiSimpleEpochTask(TranslationTask):
         bad = [f"{p[0]}-{p[-1]}" for p in wanted if len(p) != 2 or p[0] not in langs or p[1] not in langs]
         if bad:
             raise ValueError(
-                f"translation_multi_simple_epoch: language pair(s) {', '.join(bad)} contain languages that are not in "
-                f"the language dictionary; langs: {langs}"
+                f"translation_multi_simple_epoch: language pair(s) {', '.join(bad)} use languages missing from the "
+                f"language list {langs} (--langs or --lang-dict)"
             )
         first = data_paths(cfg.data)[0]
 
@@ -332,7 +334,9 @@ def sampling_ratios(cfg: TranslationMultiSimpleEpochConfig, lengths: list[int]) 
 def language_list(cfg: TranslationMultiSimpleEpochConfig, pairs: list[list[str]]) -> list[str]:
     """``--langs``, ``--lang-dict``'s lines, or the languages of ``--lang-pairs`` sorted (fairseq's order)."""
     if cfg.langs and cfg.lang_dict:
-        raise ValueError("translation_multi_simple_epoch: --langs and --lang-dict can not both be specified")
+        raise ValueError(
+            "translation_multi_simple_epoch: give the languages with --langs or with --lang-dict, not both"
+        )
     if cfg.lang_dict:
         return [line.strip() for line in Path(cfg.lang_dict).read_text(encoding="utf-8").splitlines() if line.strip()]
     if cfg.langs:
