@@ -113,7 +113,7 @@ def test_language_tokens_follow_fairseqs_order(fairseq_fixtures: Path, tmp_path:
 
 @pytest.mark.parametrize(("extra", "message"), [
     (["-s", "en"], "pass both -s/--source-lang and -t/--target-lang, or neither"),
-    (["-s", "en", "-t", "de"], "not in the language dictionary"),
+    (["-s", "en", "-t", "de"], "missing from the language list"),
     (["-s", "en", "-t", "es", "--extra-data", "{}"], "--extra-data is not supported"),
     (["-s", "en", "-t", "es", "--lang-tok-replacing-bos-eos"], "--lang-tok-replacing-bos-eos is not supported"),
 ])  # fmt: skip

@@ -44,17 +44,17 @@ logger = logging.getLogger("seqloom.cli.eval_lm")
 class EvalLMConfig:
     """Options of fairseq's ``eval_lm`` group."""
 
-    output_word_probs: bool = field(
-        False, help="if set, outputs words and their predicted log probabilities to standard output"
-    )
+    output_word_probs: bool = field(False, help="print each word of the data with its log-probability")
     output_word_stats: bool = field(
-        False, help="if set, outputs word statistics such as word count, average probability, etc"
+        False, help="print, per word type, how often it occurs and its mean log-probability"
     )
     context_window: int = field(
-        0, help="ensures that every evaluated token has access to a context of at least this size, if possible"
+        0,
+        help="give every scored block up to this many tokens of the text before it as unscored context (0: blocks are scored alone)",
     )
     softmax_batch: int = field(
-        sys.maxsize, help="if BxT is more than this, will batch the softmax over vocab to this amount of tokens"
+        sys.maxsize,
+        help="compute the output softmax over at most this many positions at once (lower needs less memory)",
     )
 
 

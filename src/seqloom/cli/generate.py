@@ -77,7 +77,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     common, ev = args["common"], args["common_eval"]
     setup_logging(common.log_format, common.log_file)
     if args["generation"].sampling and args["generation"].nbest != args["generation"].beam:
-        raise SystemExit("--sampling requires --nbest to be equal to --beam")  # fairseq's (and interactive's) rule
+        raise SystemExit(
+            "--sampling draws one hypothesis per beam, so --nbest must equal --beam (got --nbest {} and --beam {})".format(
+                args["generation"].nbest, args["generation"].beam
+            )
+        )  # fairseq's rule too
     if ev.results_path is None:
         return run_reporting_errors(args, sys.stdout)
     path = os.path.join(ev.results_path, f"generate-{args['dataset'].gen_subset}.txt")

@@ -82,7 +82,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if data.max_tokens is None and data.batch_size is None:
         data.batch_size = 1
     if args["generation"].sampling and args["generation"].nbest != args["generation"].beam:
-        raise SystemExit("--sampling requires --nbest to be equal to --beam")
+        raise SystemExit(
+            "--sampling draws one hypothesis per beam, so --nbest must equal --beam (got --nbest {} and --beam {})".format(
+                args["generation"].nbest, args["generation"].beam
+            )
+        )
     try:
         if inter.input == "-":
             if isinstance(sys.stdin, io.TextIOWrapper):

@@ -25,10 +25,12 @@ class ScoreConfig:
 
     sys: str = field("-", help="system output", aliases=("-s",))
     ref: str = field(None, help="references", aliases=("-r",))
-    order: int = field(4, help="consider ngrams up to this order", aliases=("-o",))
+    order: int = field(4, help="longest n-gram counted by BLEU", aliases=("-o",))
     ignore_case: bool = field(False, help="case-insensitive scoring")
     sacrebleu: bool = field(False, help="score with sacrebleu")
-    sentence_bleu: bool = field(False, help="report sentence-level BLEUs (i.e., with +1 smoothing)")
+    sentence_bleu: bool = field(
+        False, help="print a BLEU per sentence, with add-one smoothing, instead of one for the whole set"
+    )
 
 
 SPEC = CommandSpec(

@@ -35,9 +35,11 @@ from seqloom.criterions.vocab_loss import smoothed_cross_entropy
 class LabelSmoothedCrossEntropyConfig:
     """Flags of fairseq's ``label_smoothed_cross_entropy``."""
 
-    label_smoothing: float = field(0.0, help="epsilon for label smoothing, 0 means no label smoothing")
-    report_accuracy: bool = field(False, help="report accuracy metric")
-    ignore_prefix_size: int = field(0, help="Ignore first N tokens")
+    label_smoothing: float = field(
+        0.0, help="share of the target probability spread evenly over the whole vocabulary (0: plain cross-entropy)"
+    )
+    report_accuracy: bool = field(False, help="also log the share of target tokens the model ranks first")
+    ignore_prefix_size: int = field(0, help="leave the first N target tokens of each sentence out of the loss")
 
 
 def label_smoothed_nll_loss(

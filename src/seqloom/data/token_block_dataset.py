@@ -109,18 +109,16 @@ class TokenBlockDataset:
         return len(self.slices)
 
     def __getitem__(self, i: int) -> Tensor | tuple[Tensor, Tensor, Tensor]:
-        first, offset, last = (int(v) for v in self.index[i])
-        parts = [self.dataset[k].long() for k in range(first, last + 1)]
-        buffer = parts[0] if len(parts) == 1 else torch.cat(parts)  # (L,)
-        s, e = offset, offset + int(self.sizes[i])
-        item = buffer[s:e]
+        first, offset, last = self.index[i].tolist()
+        stream = torch.cat([self.dataset[k].long() for k in range(first, last + 1)])  # sentences first..last
+        start, stop = offset, offset + int(self.sizes[i])
+        block = stream[start:stop]
         if not self.include_targets:
-            return item
-        # fairseq's shift: source = the stream one token earlier, eos standing in before the first sentence
-        if s == 0:
-            source = torch.cat([item.new_tensor([self.eos]), buffer[0 : e - 1]])
-            past = torch.cat([item.new_tensor([self.pad, self.eos]), buffer[0 : e - 2]])
-        else:
-            source = buffer[s - 1 : e - 1]
-            past = torch.cat([item.new_tensor([self.eos]), buffer[0 : e - 2]]) if s == 1 else buffer[s - 2 : e - 2]
-        return source, item, past
+            return block
+        # the inputs are the stream one and two tokens earlier; before the first sentence stand pad, eos
+        lead = stream.new_tensor([self.pad, self.eos])
+        behind = torch.cat([lead, stream[:stop]])  # position p of the stream is position p + 2 here
+        source = behind[start + 1 : stop + 1]
+        if stop == 1:  # fairseq slices stream[0:-1] here, which wraps: its past target is two tokens longer
+            return source, block, torch.cat([lead, stream[:-1]])
+        return source, block, behind[start:stop]

@@ -36,7 +36,7 @@ class SequenceGenerator:
         symbol that starts and ends hypotheses (default ``tgt_dict.eos()``; mBART: the target language)."""
         self.cfg = cfg = cfg or GenerationConfig()
         if cfg.temperature <= 0:
-            raise ValueError(f"--temperature must be greater than 0 (got {cfg.temperature})")
+            raise ValueError(f"--temperature {cfg.temperature}: it divides the scores, so it must be above 0")
         if cfg.beam < 1 or cfg.nbest < 1:
             name, value = ("--beam", cfg.beam) if cfg.beam < 1 else ("--nbest", cfg.nbest)
             raise ValueError(f"{name} must be at least 1 (got {value})")

@@ -44,10 +44,11 @@ logger = logging.getLogger(__name__)
 class HubBatching:
     """How ``generate`` groups sentences into batches (fairseq's ``dataset`` options of the checkpoint)."""
 
-    max_tokens: Optional[int] = field(None, help="maximum number of tokens in a batch (None: no limit)")
-    batch_size: Optional[int] = field(None, help="maximum number of sentences in a batch (None: no limit)")
+    max_tokens: Optional[int] = field(None, help="cap on a batch's size in tokens (unset: no cap)")
+    batch_size: Optional[int] = field(None, help="cap on a batch's size in sentences (unset: no cap)")
     required_batch_size_multiple: int = field(
-        1, help="batch sizes are a multiple of this (fairseq's hub: always 1, whatever the checkpoint says)"
+        1,
+        help="round each batch's sentence count down to a multiple of this (1, as fairseq's hub, whatever the checkpoint says)",
     )
 
 

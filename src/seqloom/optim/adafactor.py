@@ -36,16 +36,34 @@ from seqloom.config import field
 class AdafactorConfig:
     """Flags of fairseq's ``adafactor`` optimizer."""
 
-    adafactor_eps: tuple[float, float] = field((1e-30, 1e-3), help="epsilons for Adafactor optimizer")
-    clip_threshold: float = field(1.0, help="threshold for clipping update root mean square")
-    decay_rate: float = field(-0.8, help="decay rate of the second moment estimator")
-    beta1: Optional[float] = field(None, help="beta for first moment estimator. Optional")
-    weight_decay: float = field(0.0, help="weight decay", aliases=("--wd",))
-    scale_parameter: bool = field(False, help="scale learning rate by root mean square of parameter")
-    relative_step: bool = field(
-        False, help="set learning rate to inverse square root of timestep, otherwise use external learning rate"
+    adafactor_eps: tuple[float, float] = field(
+        (1e-30, 1e-3),
+        help="two small constants: added to the squared gradients, and the floor of the parameter scale with --scale-parameter",
     )
-    warmup_init: bool = field(False, help="use relative step for warm-up learning rate schedule")
+    clip_threshold: float = field(
+        1.0, help="cap on the root mean square of each update; larger updates are scaled down to it"
+    )
+    decay_rate: float = field(
+        -0.8,
+        help="exponent c of the second-moment decay 1 - t**c at step t (negative: the average reaches further back as training goes on)",
+    )
+    beta1: Optional[float] = field(
+        None, help="decay of a first-moment (momentum) average (unset: no first moment, less memory)"
+    )
+    weight_decay: float = field(
+        0.0,
+        help="decoupled weight decay: each step shrinks the weights by this times the learning rate",
+        aliases=("--wd",),
+    )
+    scale_parameter: bool = field(
+        False, help="multiply the learning rate by the root mean square of each parameter tensor"
+    )
+    relative_step: bool = field(
+        False, help="make the learning rate 1/sqrt(step) (capped by 0.01) instead of --lr and the scheduler"
+    )
+    warmup_init: bool = field(
+        False, help="with --relative-step, grow the learning rate as 1e-6 * step at first (a built-in warmup)"
+    )
 
 
 def _rms(x: torch.Tensor) -> torch.Tensor:
@@ -139,7 +157,9 @@ class Adafactor(torch.optim.Optimizer):
     def _update(self, p: torch.Tensor, group: dict[str, Any]) -> None:
         assert p.grad is not None  # step() updates only parameters with a gradient
         if p.grad.is_sparse:
-            raise RuntimeError("Adafactor does not support sparse gradients")
+            raise RuntimeError(
+                "Adafactor: a parameter has a sparse gradient, which it cannot update (use dense embeddings)"
+            )
         grad = p.grad.float()
         p32 = p.float() if p.dtype != torch.float32 else p
         state = self.state[p]

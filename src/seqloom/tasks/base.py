@@ -142,12 +142,12 @@ class Task:
         first = int(dropped[0])
         if not ignore_invalid:
             raise ValueError(
-                f"size of sample #{first} is invalid (={dataset.size(first)}) since max_positions={max_positions}; "
+                f"sample #{first} has size {dataset.size(first)}, more than the model takes ({max_positions}); "
                 "skip such samples with --skip-invalid-size-inputs-valid-test, or raise --max-tokens / "
                 "--max-source-positions / --max-target-positions"
             )
         logger.warning(
-            "%d samples have invalid sizes and will be skipped, max_positions=%s, first few sample ids=%s",
+            "%d samples are longer than the model takes (%s) and are left out; the first ids: %s",
             len(dropped),
             max_positions,
             dropped[:10].tolist(),

@@ -97,8 +97,8 @@ def adapt_heads_and_vocab(model: BARTModel, sd: dict[str, Tensor]) -> dict[str, 
         head = model.classification_heads[name] if name in model.classification_heads else None
         sizes = (head.out_proj.out_features, head.dense.out_features) if isinstance(head, ClassificationHead) else None
         if sizes != (classes, inner):
-            why = "not present in current model" if head is None else "with different dimensions than current model"
-            logger.warning("deleting classification head (%s) from checkpoint %s", name, why)
+            why = "the model has no such head" if head is None else "its sizes differ from the model's head"
+            logger.warning("the checkpoint's classification head %s is dropped: %s", name, why)
             for key in [k for k in sd if k.startswith(f"{HEADS}{name}.")]:
                 del sd[key]
     for key, value in model.classification_heads.state_dict().items():
