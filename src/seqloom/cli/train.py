@@ -237,25 +237,36 @@ class Batches:
 
     def train(self, epoch: int) -> EpochBatchIterator:
         """The epoch's training batches: built once per data folder, or every epoch with
-        ``--update-epoch-batch-itr`` (by default on with ``--grouped-shuffling``, as in fairseq)."""
+        ``--update-epoch-batch-itr`` (by default on with ``--grouped-shuffling``, as in fairseq).
+
+        Batches reused across epochs are always built as the uninterrupted run builds them, at epoch 1 (a
+        resumed run builds them the same way, whatever epoch it resumes in); batches rebuilt every epoch are
+        built for that epoch. So an epoch's batches depend on the seed and the epoch only, and a run resumed
+        from a checkpoint trains on exactly the batches the uninterrupted run does."""
+        ds = self.parsed["dataset"]
+        key = (epoch - 1) % self.num_dirs
+        cached = self._train.get(key)
+        if cached is not None and not (self._per_epoch(cached.dataset) and self._train_epoch != epoch):
+            return cached
+        if cached is not None:  # a rebuild: new batches over the same data
+            dataset = cached.dataset
+        else:
+            # one folder is loaded once, at epoch 1, by the uninterrupted run: a run resumed in a later epoch
+            # loads it as epoch 1 too, so that whatever a task derives from the load epoch (the order of
+            # a resampled multilingual mixture) is the same (fairseq would load it as the resumed epoch)
+            dataset = self.task.load_dataset(ds.train_subset, epoch=epoch if self.num_dirs > 1 else 1, combine=True)
+        build_epoch = epoch if self._per_epoch(dataset) else 1
+        self._train_epoch = epoch
+        opts = self._options(max_tokens=ds.max_tokens, max_sentences=ds.batch_size, valid=False, epoch=build_epoch)
+        self._train = {key: require_batches(self.task.get_batch_iterator(dataset, opts), ds.train_subset)}
+        return self._train[key]
+
+    def _per_epoch(self, dataset: Any) -> bool:
+        """Whether training batches are built anew each epoch: with several data folders (one an epoch),
+        ``--update-epoch-batch-itr``, or a dataset whose items change every epoch (resampled languages)."""
         ds = self.parsed["dataset"]
         rebuild = ds.grouped_shuffling if ds.update_epoch_batch_itr is None else ds.update_epoch_batch_itr
-        key = (epoch - 1) % self.num_dirs
-        if key in self._train and not getattr(self._train[key].dataset, "can_reuse_epoch_itr_across_epochs", True):
-            rebuild = True  # its items change every epoch (resampled languages): so do its batches, as in fairseq
-        if key not in self._train or (rebuild and self._train_epoch != epoch):
-            self._train_epoch = epoch
-            if key in self._train:  # a rebuild: new batches over the same data
-                dataset = self._train[key].dataset
-            else:
-                # one folder is loaded once, at epoch 1, by the uninterrupted run: a run resumed in a later epoch
-                # loads it as epoch 1 too, so that whatever a task derives from the load epoch (the order of
-                # a resampled multilingual mixture) is the same (fairseq would load it as the resumed epoch)
-                load_epoch = epoch if self.num_dirs > 1 else 1
-                dataset = self.task.load_dataset(ds.train_subset, epoch=load_epoch, combine=True)
-            opts = self._options(max_tokens=ds.max_tokens, max_sentences=ds.batch_size, valid=False, epoch=epoch)
-            self._train = {key: require_batches(self.task.get_batch_iterator(dataset, opts), ds.train_subset)}
-        return self._train[key]
+        return bool(rebuild) or self.num_dirs > 1 or not getattr(dataset, "can_reuse_epoch_itr_across_epochs", True)
 
     def valid(self, subset: str) -> EpochBatchIterator:
         if subset not in self._valid:
@@ -357,6 +368,8 @@ def run(parsed: ParsedArgs) -> TrainingLoop:
         loop.best.best = extra["best"]
     if not restored.reset_meters:
         loop.previous_training_time = float(extra.get("previous_training_time", 0.0))
+        if isinstance(extra.get("train_meters"), dict):
+            loop.resumed_meters = extra["train_meters"]
     try:
         loop.run(epoch_itr)
     finally:

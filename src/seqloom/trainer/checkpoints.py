@@ -4,7 +4,8 @@ A checkpoint is a dict with fairseq's keys: ``args`` (a flat ``argparse.Namespac
 fairseq's names, which fairseq turns into its config), ``model`` (state dict), ``criterion`` (None),
 ``optimizer_history`` (``[{criterion_name, optimizer_name, lr_scheduler_state, num_updates}]``),
 ``task_state``, ``extra_state`` (``train_iterator``, ``val_loss``, ``best``, ``previous_training_time``,
-``rng_state``, ``loss_scale``, with ``--store-ema`` ``ema`` and ``ema_fp32_params``) and ``last_optimizer_state``. Files: ``checkpoint{epoch}.pt``,
+``rng_state``, ``loss_scale``, seqloom's ``train_meters`` (the running epoch summary), with ``--store-ema`` ``ema``
+and ``ema_fp32_params``) and ``last_optimizer_state``. Files: ``checkpoint{epoch}.pt``,
 ``checkpoint_{epoch}_{updates}.pt``, ``checkpoint_best.pt``, ``checkpoint.best_{metric}_{value}.pt``,
 ``checkpoint_last.pt``; each written once and copied to the other names, atomically.
 """
@@ -203,6 +204,7 @@ def save_checkpoints(
     best: BestTracker,
     training_time: float,
     writer: AsyncWriter | None = None,
+    extra_state: dict[str, Any] | None = None,
 ) -> list[str]:
     """Writes this moment's checkpoints (rank 0 only) and prunes old ones; returns the paths written (with a
     ``writer``: being written).
@@ -225,6 +227,7 @@ def save_checkpoints(
     state = None
     if write:
         extra = {"train_iterator": iterator_state, "val_loss": val_loss, "previous_training_time": training_time}
+        extra.update(extra_state or {})
         if best.best is not None:
             extra["best"] = best.best
         state = build_state(trainer, args, extra, save_optimizer_state=not cfg.no_save_optimizer_state)
