@@ -42,6 +42,7 @@ from seqloom.trainer.loop import LoopConfigs, TrainingLoop
 from seqloom.trainer.precision import LossScaler, autocast_dtype, default_scale_window
 from seqloom.trainer.progress import Progress, resolve_log_format
 from seqloom.trainer.restore import Restored, restore
+from seqloom.trainer.save_dir import SaveDirLock, remove_stale_temp_files
 from seqloom.trainer.sharding import shard_model
 from seqloom.trainer.trainer import Trainer, TrainerOptions
 from seqloom.trainer.zero import shard_optimizer
@@ -345,14 +346,28 @@ def run(parsed: ParsedArgs) -> TrainingLoop:
     if subsets:  # --disable-validation: no split is read (a data folder may have no valid split), as in fairseq
         data_cfg.valid_subset = ",".join(subsets)
     trainer = make_trainer(parsed, task, dist)
+    lock = SaveDirLock(ckpt.save_dir)
+    if dist.is_master and not ckpt.no_save:  # the options and data are known to be good: claim the folder
+        verify_save_dir(ckpt.save_dir)
+        lock.acquire()  # held until training ends (the OS drops it if the process dies)
+    try:
+        if lock.held:  # no other trainer is saving there: what interrupted saves left can go
+            remove_stale_temp_files(ckpt.save_dir)
+        return train_from_checkpoint(parsed, task, trainer)
+    finally:
+        lock.release()
+
+
+def train_from_checkpoint(parsed: ParsedArgs, task: Any, trainer: Trainer) -> TrainingLoop:
+    """Restores the run's last checkpoint (if any) and trains to the end."""
+    ns, common, ckpt, data_cfg = parsed.namespace, parsed["common"], parsed["checkpoint"], parsed["dataset"]
+    dist = trainer.dist
     restored = restore(ckpt, trainer, ns)
     batches = Batches(parsed, task, trainer)
     epoch_itr = first_iterator(batches, restored)
     if not data_cfg.disable_validation:  # a validation split with no batch fails now, not after an epoch
         for subset in data_cfg.valid_subset.split(","):
             batches.valid(subset)
-    if dist.is_master and not ckpt.no_save:  # once the options and data are known to be good
-        verify_save_dir(ckpt.save_dir)
     fmt = resolve_log_format(common.log_format, no_progress_bar=common.no_progress_bar)
     run_name = os.environ.get("WANDB_NAME", os.path.basename(ckpt.save_dir))  # fairseq's run name
     progress = Progress(fmt, tensorboard_logdir=common.tensorboard_logdir, wandb_project=common.wandb_project,
