@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -125,3 +128,104 @@ def test_stale_temp_files_of_interrupted_saves_are_removed_and_others_kept(
     assert not left & set(stale) and set(kept) <= left
     (line,) = [r.getMessage() for r in caplog.records if "interrupted saves left" in r.getMessage()]
     assert line.startswith(f"removed 4 temp file(s) (0.0 MB) that interrupted saves left in {save}: ")
+
+
+class FillingDisk:
+    """A disk that fills up during the ``fail_at``-th file written (a checkpoint or a copy): that write stops
+    midway with ENOSPC, as the OS reports it, after writing part of the data. Later writes succeed (space freed)."""
+
+    def __init__(self, fail_at: int) -> None:
+        self.fail_at, self.files = fail_at, 0
+
+    def opened(self) -> bool:
+        self.files += 1
+        return self.files == self.fail_at
+
+
+class _FillingFile:
+    def __init__(self, f: Any, full: bool) -> None:
+        self.f, self.full, self.written = f, full, 0
+
+    def write(self, data: bytes) -> int:
+        if self.full and self.written + len(data) > 200:
+            self.f.write(bytes(data)[:100])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.written += len(data)
+        return self.f.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.f, name)
+
+    def __enter__(self) -> _FillingFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.f.close()
+
+
+def fill_disk(monkeypatch: pytest.MonkeyPatch, fail_at: int) -> FillingDisk:
+    import seqloom.checkpoint.io as checkpoint_io
+
+    disk = FillingDisk(fail_at)
+    real_fdopen, real_copy = os.fdopen, shutil.copyfile
+
+    def fdopen(fd: int, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        f = real_fdopen(fd, mode, *args, **kwargs)
+        return _FillingFile(f, disk.opened()) if "w" in mode else f
+
+    def copyfile(src: str, dst: str) -> str:
+        if disk.opened():
+            Path(dst).write_bytes(Path(src).read_bytes()[:100])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_copy(src, dst)
+
+    monkeypatch.setattr(checkpoint_io.os, "fdopen", fdopen)
+    monkeypatch.setattr(checkpoint_io.shutil, "copyfile", copyfile)
+    return disk
+
+
+@pytest.mark.parametrize(
+    ("validate", "fail_at", "failing"),
+    [(False, 3, "checkpoint_1_4.pt"), (True, 5, "checkpoint_best.pt")],  # torch.save's write; the copy to best
+)
+def test_a_full_disk_while_saving_stops_with_one_line_and_leaves_no_partial_file(
+    data_bin: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    validate: bool, fail_at: int, failing: str,
+) -> None:  # fmt: skip
+    from seqloom.cli.train import main
+
+    save = tmp_path / "ck"
+    argv = [*train_args(data_bin, save, 6), "--save-interval-updates", "2"]
+    if validate:
+        argv.remove("--disable-validation")
+    fill_disk(monkeypatch, fail_at)
+    assert main(argv) == 1
+    err = capfd.readouterr().err
+    assert "Traceback" not in err
+    (line,) = [line for line in err.splitlines() if "| ERROR |" in line]
+    assert (
+        "no space left on " in line and f" writing {save / failing}; the previous checkpoint_last.pt is intact" in line
+    )
+    assert "--continue-on-save-error" in line
+    names = sorted(p.name for p in save.iterdir())
+    assert names == sorted([".seqloom-train.lock", "checkpoint_1_2.pt", "checkpoint_last.pt",
+                            *(["checkpoint_best.pt", "checkpoint_1_4.pt"] if validate else [])])  # fmt: skip
+    monkeypatch.undo()
+    assert load_checkpoint(save / "checkpoint_last.pt")["optimizer_history"][-1]["num_updates"] == 2
+
+
+def test_continue_on_save_error_trains_on_and_saves_again_once_there_is_room(
+    data_bin: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from seqloom.cli.train import main
+
+    save = tmp_path / "ck"
+    argv = [*train_args(data_bin, save, 6), "--save-interval-updates", "2", "--continue-on-save-error"]
+    fill_disk(monkeypatch, 3)  # the save at update 4 fails; those at 6 succeed
+    assert main(argv) == 0
+    err = capfd.readouterr().err
+    (line,) = [line for line in err.splitlines() if "| ERROR |" in line]
+    assert f"writing {save / 'checkpoint_1_4.pt'}; the previous checkpoint_last.pt is intact; training goes on" in line
+    assert not [p for p in save.iterdir() if p.name.endswith(".tmp")]
+    monkeypatch.undo()
+    assert load_checkpoint(save / "checkpoint_last.pt")["optimizer_history"][-1]["num_updates"] == 6
