@@ -6,7 +6,12 @@ import os
 from dataclasses import dataclass
 from typing import Literal, Optional
 
-from seqloom.config.options import field
+from seqloom.config.options import Bounds, field
+
+FINITE = Bounds()
+POSITIVE = Bounds(low=0, low_open=True)
+AT_LEAST_0 = Bounds(low=0)
+AT_LEAST_1 = Bounds(low=1)
 
 AlignmentKind = Literal["hard", "soft"]
 
@@ -15,30 +20,34 @@ AlignmentKind = Literal["hard", "soft"]
 class GenerationConfig:
     """Search and length options of the sequence generator (fairseq's ``generation`` group)."""
 
-    beam: int = field(5, help="beam size")
-    nbest: int = field(1, help="number of hypotheses to output")
-    max_len_a: float = field(0.0, help="generate sequences of maximum length ax + b, where x is the source length")
-    max_len_b: int = field(200, help="generate sequences of maximum length ax + b, where x is the source length")
-    min_len: int = field(1, help="minimum generation length (not counting end-of-sentence)")
+    beam: int = field(5, help="beam size", bounds=AT_LEAST_1)
+    nbest: int = field(1, help="number of hypotheses to output", bounds=AT_LEAST_1)
+    max_len_a: float = field(
+        0.0, help="generate sequences of maximum length ax + b, where x is the source length", bounds=AT_LEAST_0
+    )
+    max_len_b: int = field(
+        200, help="generate sequences of maximum length ax + b, where x is the source length", bounds=AT_LEAST_0
+    )
+    min_len: int = field(1, help="minimum generation length (not counting end-of-sentence)", bounds=AT_LEAST_0)
     match_source_len: bool = field(False, help="generations should match the source length")
     unnormalized: bool = field(False, help="compare unnormalized hypothesis scores")
     no_early_stop: bool = field(False, help="deprecated and ignored, as in fairseq")
     no_beamable_mm: bool = field(False, help="accepted for compatibility; seqloom has no beamable matmul")
-    lenpen: float = field(1.0, help="length penalty: <1.0 favors shorter, >1.0 favors longer sentences")
-    unkpen: float = field(0.0, help="unknown word penalty: <0 produces more unks, >0 produces fewer")
+    lenpen: float = field(1.0, help="length penalty: <1.0 favors shorter, >1.0 favors longer sentences", bounds=FINITE)
+    unkpen: float = field(0.0, help="unknown word penalty: <0 produces more unks, >0 produces fewer", bounds=FINITE)
     replace_unk: Optional[str] = field(
         None, help="perform unknown replacement (optionally with alignment dictionary)", const="@@ "
     )
     sacrebleu: bool = field(False, help="score with sacrebleu (deprecated: use --scoring sacrebleu)")
     score_reference: bool = field(False, help="just score the reference translation")
-    prefix_size: int = field(0, help="initialize generation by target prefix of given length")
+    prefix_size: int = field(0, help="initialize generation by target prefix of given length", bounds=AT_LEAST_0)
     constraints: Optional[Literal["ordered", "unordered"]] = field(
         None,
         help="enables lexically constrained decoding (interactive: constraints are tab-separated after the source)",
         const="ordered",
     )
     no_repeat_ngram_size: int = field(
-        0, help="ngram blocking such that this size ngram cannot be repeated in the generation"
+        0, help="ngram blocking such that this size ngram cannot be repeated in the generation", bounds=AT_LEAST_0
     )
     no_repeat_ngram_mode: Literal["fairseq", "strict"] = field(
         "strict",
@@ -46,13 +55,23 @@ class GenerationConfig:
         "0.12's CPU check, which blocks nothing (its outputs, repeats included)",
     )
     sampling: bool = field(False, help="sample hypotheses instead of using beam search")
-    sampling_topk: int = field(-1, help="sample from top K likely next words instead of all words")
-    sampling_topp: float = field(-1.0, help="sample from the smallest set whose cumulative probability mass exceeds p")
-    temperature: float = field(1.0, help="temperature for generation")
-    diverse_beam_groups: int = field(-1, help="number of groups for Diverse Beam Search")
-    diverse_beam_strength: float = field(0.5, help="strength of diversity penalty for Diverse Beam Search")
+    sampling_topk: int = field(
+        -1, help="sample from top K likely next words instead of all words", bounds=Bounds(low=1, off=-1)
+    )
+    sampling_topp: float = field(
+        -1.0,
+        help="sample from the smallest set whose cumulative probability mass exceeds p",
+        bounds=Bounds(low=0, high=1, low_open=True, off=-1),
+    )
+    temperature: float = field(1.0, help="temperature for generation", bounds=POSITIVE)
+    diverse_beam_groups: int = field(-1, help="number of groups for Diverse Beam Search", bounds=Bounds(low=1, off=-1))
+    diverse_beam_strength: float = field(
+        0.5, help="strength of diversity penalty for Diverse Beam Search", bounds=FINITE
+    )
     diversity_rate: float = field(
-        -1.0, help="strength of diversity penalty for Diverse Siblings Search (-1: off; 0 equals beam search)"
+        -1.0,
+        help="strength of diversity penalty for Diverse Siblings Search (-1: off; 0 equals beam search)",
+        bounds=FINITE,
     )
     print_alignment: Optional[AlignmentKind] = field(
         None,
@@ -68,7 +87,9 @@ class GenerationConfig:
     lm_path: Optional[str] = field(
         None, help="path to a language model checkpoint (over the target dictionary) for shallow fusion"
     )
-    lm_weight: float = field(0.0, help="weight of the language model's log-probs in shallow fusion (--lm-path)")
+    lm_weight: float = field(
+        0.0, help="weight of the language model's log-probs in shallow fusion (--lm-path)", bounds=FINITE
+    )
 
 
 @dataclass(kw_only=True)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from seqloom.config.options import field, value_mismatch
+from seqloom.config.options import bounds_problem, field, value_mismatch
 from seqloom.data.batching import batch_by_size, filter_by_size
 from seqloom.devices import avoid_per_shape_attention_plans
 from seqloom.generation.config import GenerationConfig
@@ -162,6 +162,9 @@ class GeneratorHubInterface(nn.Module):
             problem = value_mismatch(value, hints[name])
             if problem:
                 raise TypeError(f"generation option {name}={value!r}: {problem}")
+            problem = bounds_problem(GenerationConfig, name, value)
+            if problem:
+                raise ValueError(f"generation option {name}={value!r}: {problem}")
         return dataclasses.replace(self.generation, **overrides)
 
     def generate(
