@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from seqloom.config import CommandSpec, field, parse_args
+from seqloom.data.bom import strip_bom_lines
 from seqloom.generation.scoring import BleuScorer
 
 
@@ -48,10 +49,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with open(cfg.ref, encoding="utf-8") as ref:
             if cfg.sys == "-":
-                score(cfg, sys.stdin, ref, sys.stdout)
+                score(cfg, strip_bom_lines(sys.stdin, "stdin"), strip_bom_lines(ref, cfg.ref), sys.stdout)
             else:
                 with open(cfg.sys, encoding="utf-8") as hyp:
-                    score(cfg, hyp, ref, sys.stdout)
+                    score(cfg, strip_bom_lines(hyp, cfg.sys), strip_bom_lines(ref, cfg.ref), sys.stdout)
     except FileNotFoundError as err:
         raise SystemExit(f"seqloom score: {err.filename}: no such file (check --sys/--ref)") from None
     return 0
@@ -74,7 +75,7 @@ class Vocabulary:
         return self.dict.encode_line(line, add_if_not_exist=True).tolist()
 
 
-def score(cfg: ScoreConfig, hyp: TextIO, ref: TextIO, out: TextIO) -> None:
+def score(cfg: ScoreConfig, hyp: Iterable[str], ref: Iterable[str], out: TextIO) -> None:
     if cfg.sacrebleu:
         import sacrebleu
 
