@@ -229,3 +229,13 @@ def test_continue_on_save_error_trains_on_and_saves_again_once_there_is_room(
     assert not [p for p in save.iterdir() if p.name.endswith(".tmp")]
     monkeypatch.undo()
     assert load_checkpoint(save / "checkpoint_last.pt")["optimizer_history"][-1]["num_updates"] == 6
+
+
+def test_diverging_training_ends_with_one_message(data_bin: Path, tmp_path: Path, capfd) -> None:
+    from seqloom.cli.train import main
+
+    assert main([*train_args(data_bin, tmp_path / "ck", 60), "--lr", "1e3"]) == 1
+    err = capfd.readouterr().err
+    assert "Traceback" not in err
+    (line,) = [line for line in err.splitlines() if "| ERROR |" in line]
+    assert "gradients are NaN/Inf at update" in line and "lower --lr" in line

@@ -66,6 +66,8 @@ def buffered_read(stream: TextIO, buffer_size: int, name: str = "stdin") -> Iter
     buffer: list[str] = []
     for number, line in enumerate(strip_bom_lines(stream, name), 1):
         if any("\udc80" <= c <= "\udcff" for c in line):
+            if buffer:  # the good lines read before it are translated first
+                yield buffer
             raise ValueError(f"{name}:{number}: the line is not valid UTF-8 (the input must be UTF-8 text)")
         buffer.append(line.strip())
         if len(buffer) >= buffer_size:

@@ -403,9 +403,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(None, common.log_file)
     try:
         run(parsed)
-    except (FileNotFoundError, ValueError, CheckpointError) as err:
+    except (FileNotFoundError, ValueError, CheckpointError, FloatingPointError) as err:
         logger.debug("details", exc_info=True)
-        logger.error("%s", err)
+        logger.error("%s", err)  # (training diverged: FloatingPointError, whose message says what to change)
         return 1
     except KeyboardInterrupt:
         logger.warning("interrupted: run the same command again to resume from the last checkpoint in %s "

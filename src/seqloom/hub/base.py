@@ -33,6 +33,18 @@ from seqloom.heap import keep_freed_memory
 logger = logging.getLogger(__name__)
 
 
+def check_sentences(method: str, sentences: Any) -> None:
+    """Raises TypeError naming ``method``'s ``sentences`` argument unless it is a str or a list of str."""
+    if isinstance(sentences, str):
+        return
+    if not isinstance(sentences, (list, tuple)):
+        raise TypeError(f"{method}(sentences): expected a str or a list of str, got {type(sentences).__name__} "
+                        f"{sentences!r:.60}")  # fmt: skip
+    for i, s in enumerate(sentences):
+        if not isinstance(s, str):
+            raise TypeError(f"{method}(sentences): item {i} is {type(s).__name__} {s!r:.60}, not a str")
+
+
 @dataclass(kw_only=True)
 class HubBatching:
     """How ``generate`` groups sentences into batches (fairseq's ``dataset`` options of the checkpoint)."""
@@ -119,6 +131,8 @@ class GeneratorHubInterface(nn.Module):
 
     def encode(self, sentence: str) -> Tensor:
         """Raw text -> source ids (T,) int64: tokenize, apply BPE, binarize."""
+        if not isinstance(sentence, str):
+            raise TypeError(f"encode(sentence): expected a str, got {type(sentence).__name__} {sentence!r:.60}")
         return self.binarize(self.apply_bpe(self.tokenize(sentence)))
 
     def decode(self, tokens: Tensor) -> str:
@@ -132,10 +146,12 @@ class GeneratorHubInterface(nn.Module):
     def translate(self, sentences: list[str], beam: int = 5, verbose: bool = False, **overrides: Any) -> list[str]: ...
     def translate(self, sentences: str | list[str], beam: int = 5, verbose: bool = False, **overrides: Any) -> Any:
         """The best output of each sentence, decoded to text (a list in input order, or one string)."""
+        check_sentences("translate", sentences)
         return self.sample(sentences, beam, verbose, **overrides)
 
     def sample(self, sentences: str | list[str], beam: int = 1, verbose: bool = False, **overrides: Any) -> Any:
         """Like :meth:`translate` with fairseq's default ``beam=1`` (pass ``sampling=True`` to sample)."""
+        check_sentences("sample", sentences)
         if isinstance(sentences, str):
             if overrides.get("lexical_constraints") is not None:  # one sentence: its phrases
                 overrides["lexical_constraints"] = [overrides["lexical_constraints"]]
