@@ -37,6 +37,7 @@ from seqloom.cli.parallel_decoding import can_fork, in_order_on_processes
 from seqloom.cli.parser import CommandSpec, ParsedArgs, parse_args
 from seqloom.config.common import CommonConfig
 from seqloom.config.training import DataDirConfig, DatasetConfig
+from seqloom.data.bom import strip_bom_lines
 from seqloom.generation.config import CommonEvalConfig, DecodeThreadsConfig, GenerationConfig, InteractiveConfig
 from seqloom.generation.constraint_states import pack_constraints
 from seqloom.logs import setup_logging
@@ -63,8 +64,10 @@ def buffered_read(stream: TextIO, buffer_size: int, name: str = "stdin") -> Iter
     """Chunks of ``buffer_size`` stripped lines. ``stream`` decodes with ``surrogateescape``, so that a line that
     is not UTF-8 is named by its number (ValueError) instead of failing somewhere in a decoded chunk."""
     buffer: list[str] = []
-    for number, line in enumerate(stream, 1):
+    for number, line in enumerate(strip_bom_lines(stream, name), 1):
         if any("\udc80" <= c <= "\udcff" for c in line):
+            if buffer:  # the good lines read before it are translated first
+                yield buffer
             raise ValueError(f"{name}:{number}: the line is not valid UTF-8 (the input must be UTF-8 text)")
         buffer.append(line.strip())
         if len(buffer) >= buffer_size:

@@ -16,6 +16,7 @@ from typing import TextIO
 
 from seqloom.cli.parser import CommandSpec, parse_args
 from seqloom.config import field
+from seqloom.data.bom import strip_bom_lines
 from seqloom.generation.scoring import BleuScorer
 
 
@@ -51,10 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with open(cfg.ref, encoding="utf-8") as ref:
             if cfg.sys == "-":
-                score(cfg, sys.stdin, ref, sys.stdout)
+                score(cfg, strip_bom_lines(sys.stdin, "stdin"), strip_bom_lines(ref, cfg.ref), sys.stdout)
             else:
                 with open(cfg.sys, encoding="utf-8") as hyp:
-                    score(cfg, hyp, ref, sys.stdout)
+                    score(cfg, strip_bom_lines(hyp, cfg.sys), strip_bom_lines(ref, cfg.ref), sys.stdout)
     except FileNotFoundError as err:
         raise SystemExit(f"seqloom score: {err.filename}: no such file (check --sys/--ref)") from None
     return 0
@@ -77,7 +78,7 @@ class Vocabulary:
         return self.dict.encode_line(line, add_if_not_exist=True).tolist()
 
 
-def score(cfg: ScoreConfig, hyp: TextIO, ref: TextIO, out: TextIO) -> None:
+def score(cfg: ScoreConfig, hyp: Iterable[str], ref: Iterable[str], out: TextIO) -> None:
     if cfg.sacrebleu:
         import sacrebleu
 

@@ -190,6 +190,11 @@ class CheckpointConfig:
         help="write checkpoints in a background thread while training goes on (each file still appears whole or not at all)",
         aliases=("--save-async",),
     )
+    continue_on_save_error: bool = field(
+        False,
+        help="when a checkpoint cannot be written (a full disk), log it and train on without it instead of "
+        "stopping; the next save tries again (seqloom's own flag)",
+    )
 
 
 @dataclass(kw_only=True)

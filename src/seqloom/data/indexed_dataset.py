@@ -366,7 +366,10 @@ def data_exists(path: str | os.PathLike[str], impl: str | None = None) -> bool:
 
 
 def infer_dataset_impl(path: str | os.PathLike[str]) -> str | None:
-    """``raw``, ``mmap`` or ``cached`` from the files at prefix ``path`` (None if none match)."""
+    """``raw``, ``mmap`` or ``cached`` from the files at prefix ``path`` (None if there are none).
+
+    An ``.idx`` of neither format raises :class:`IndexedDatasetError` naming the file and its first bytes
+    (fairseq, and formerly seqloom, went on as if no data were there: "split not found" hid the cause)."""
     path = os.fspath(path)
     if os.path.exists(path):
         return "raw"
@@ -378,4 +381,7 @@ def infer_dataset_impl(path: str | os.PathLike[str]) -> str | None:
         return "mmap"
     if magic[:8] == b"TNTIDX\x00\x00":
         return "cached"
-    return None
+    raise IndexedDatasetError(
+        f"{index_file_path(path)}: not an index of an indexed dataset (mmap or TNTIDX): {_describe_magic(magic)}; "
+        "the file is damaged or of another program: preprocess the data again (seqloom preprocess)"
+    )

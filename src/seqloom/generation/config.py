@@ -6,7 +6,12 @@ import os
 from dataclasses import dataclass
 from typing import Literal, Optional
 
-from seqloom.config.options import field
+from seqloom.config.options import Bounds, field
+
+FINITE = Bounds()
+POSITIVE = Bounds(low=0, low_open=True)
+AT_LEAST_0 = Bounds(low=0)
+AT_LEAST_1 = Bounds(low=1)
 
 AlignmentKind = Literal["hard", "soft"]
 
@@ -15,12 +20,20 @@ AlignmentKind = Literal["hard", "soft"]
 class GenerationConfig:
     """Search and length options of the sequence generator (fairseq's ``generation`` group)."""
 
-    beam: int = field(5, help="number of hypotheses kept per sentence at each decoding step")
-    nbest: int = field(1, help="number of finished hypotheses printed per sentence, best first (at most --beam)")
-    max_len_a: float = field(0.0, help="output length limit, in tokens, is a * source length + b: this is a")
-    max_len_b: int = field(200, help="output length limit, in tokens, is a * source length + b: this is b")
+    beam: int = field(5, help="number of hypotheses kept per sentence at each decoding step", bounds=AT_LEAST_1)
+    nbest: int = field(
+        1, help="number of finished hypotheses printed per sentence, best first (at most --beam)", bounds=AT_LEAST_1
+    )
+    max_len_a: float = field(
+        0.0, help="output length limit, in tokens, is a * source length + b: this is a", bounds=AT_LEAST_0
+    )
+    max_len_b: int = field(
+        200, help="output length limit, in tokens, is a * source length + b: this is b", bounds=AT_LEAST_0
+    )
     min_len: int = field(
-        1, help="shortest output, in tokens before the end-of-sentence symbol; eos is blocked until then"
+        1,
+        help="shortest output, in tokens before the end-of-sentence symbol; eos is blocked until then",
+        bounds=AT_LEAST_0,
     )
     match_source_len: bool = field(False, help="make every output exactly as long as its source, in tokens")
     unnormalized: bool = field(
@@ -31,10 +44,12 @@ class GenerationConfig:
     lenpen: float = field(
         1.0,
         help="length penalty: scores are divided by length to this power, so below 1 prefers shorter outputs and above 1 longer ones",
+        bounds=FINITE,
     )
     unkpen: float = field(
         0.0,
         help="subtracted from the unknown symbol's log-probability at every step: above 0 makes <unk> rarer, below 0 more common",
+        bounds=FINITE,
     )
     replace_unk: Optional[str] = field(
         None,
@@ -45,14 +60,18 @@ class GenerationConfig:
     score_reference: bool = field(
         False, help="score the reference target under the model instead of searching for a hypothesis"
     )
-    prefix_size: int = field(0, help="force the first N tokens of each reference target as the output's start")
+    prefix_size: int = field(
+        0, help="force the first N tokens of each reference target as the output's start", bounds=AT_LEAST_0
+    )
     constraints: Optional[Literal["ordered", "unordered"]] = field(
         None,
         help="make every output contain given words: 'ordered' in the given order, 'unordered' in any (interactive: constraints follow the source, tab-separated)",
         const="ordered",
     )
     no_repeat_ngram_size: int = field(
-        0, help="forbid any n-gram of this many tokens from appearing twice in an output (0: allow repeats)"
+        0,
+        help="forbid any n-gram of this many tokens from appearing twice in an output (0: allow repeats)",
+        bounds=AT_LEAST_0,
     )
     no_repeat_ngram_mode: Literal["fairseq", "strict"] = field(
         "strict",
@@ -62,26 +81,34 @@ class GenerationConfig:
         False, help="draw each next token at random from the model's distribution instead of keeping the best ones"
     )
     sampling_topk: int = field(
-        -1, help="with --sampling, draw only among the K most likely next tokens (-1: all tokens)"
+        -1,
+        help="with --sampling, draw only among the K most likely next tokens (-1: all tokens)",
+        bounds=Bounds(low=1, off=-1),
     )
     sampling_topp: float = field(
         -1.0,
         help="with --sampling, draw only among the most likely next tokens whose probabilities add up to P (-1: all tokens)",
+        bounds=Bounds(low=0, high=1, low_open=True, off=-1),
     )
     temperature: float = field(
         1.0,
         help="divide the model's scores by this before the softmax: above 1 flattens the distribution, below 1 sharpens it",
+        bounds=POSITIVE,
     )
     diverse_beam_groups: int = field(
-        -1, help="split the beam into this many groups that are pushed apart (diverse beam search; -1: off)"
+        -1,
+        help="split the beam into this many groups that are pushed apart (diverse beam search; -1: off)",
+        bounds=Bounds(low=1, off=-1),
     )
     diverse_beam_strength: float = field(
         0.5,
         help="how much a token already chosen by an earlier group lowers its score in the next groups (diverse beam search)",
+        bounds=FINITE,
     )
     diversity_rate: float = field(
         -1.0,
         help="penalty on each hypothesis' k-th best continuation, times k (diverse siblings search; -1: off; 0 equals beam search)",
+        bounds=FINITE,
     )
     print_alignment: Optional[AlignmentKind] = field(
         None,
@@ -97,7 +124,9 @@ class GenerationConfig:
         None,
         help="language model checkpoint (over the target dictionary) whose log-probs are added while decoding (shallow fusion)",
     )
-    lm_weight: float = field(0.0, help="factor on the language model's log-probs in shallow fusion (--lm-path)")
+    lm_weight: float = field(
+        0.0, help="factor on the language model's log-probs in shallow fusion (--lm-path)", bounds=FINITE
+    )
 
 
 @dataclass(kw_only=True)

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from seqloom.config.options import field, value_mismatch
+from seqloom.config.options import bounds_problem, field, value_mismatch
 from seqloom.data.batching import batch_by_size, filter_by_size
 from seqloom.devices import avoid_per_shape_attention_plans
 from seqloom.generation.config import GenerationConfig
@@ -38,6 +38,18 @@ from seqloom.generation.hypotheses import Hypothesis
 from seqloom.heap import keep_freed_memory
 
 logger = logging.getLogger(__name__)
+
+
+def check_sentences(method: str, sentences: Any) -> None:
+    """Raises TypeError naming ``method``'s ``sentences`` argument unless it is a str or a list of str."""
+    if isinstance(sentences, str):
+        return
+    if not isinstance(sentences, (list, tuple)):
+        raise TypeError(f"{method}(sentences): expected a str or a list of str, got {type(sentences).__name__} "
+                        f"{sentences!r:.60}")  # fmt: skip
+    for i, s in enumerate(sentences):
+        if not isinstance(s, str):
+            raise TypeError(f"{method}(sentences): item {i} is {type(s).__name__} {s!r:.60}, not a str")
 
 
 @dataclass(kw_only=True)
@@ -161,6 +173,8 @@ class GeneratorHubInterface(nn.Module):
 
     def encode(self, sentence: str) -> Tensor:
         """Raw text -> source ids (T,) int64: tokenize, apply BPE, binarize."""
+        if not isinstance(sentence, str):
+            raise TypeError(f"encode(sentence): expected a str, got {type(sentence).__name__} {sentence!r:.60}")
         return self.binarize(self.apply_bpe(self.tokenize(sentence)))
 
     def decode(self, tokens: Tensor) -> str:
@@ -174,6 +188,7 @@ class GeneratorHubInterface(nn.Module):
     def translate(self, sentences: list[str], beam: int = 5, verbose: bool = False, **overrides: Any) -> list[str]: ...
     def translate(self, sentences: str | list[str], beam: int = 5, verbose: bool = False, **overrides: Any) -> Any:
         """The best output of each sentence, decoded to text (a list in input order, or one string)."""
+        check_sentences("translate", sentences)
         return self.sample(sentences, beam, verbose, **overrides)
 
     def sample(self, sentences: str | list[str], beam: int = 1, verbose: bool = False, **overrides: Any) -> Any:
@@ -182,6 +197,7 @@ class GeneratorHubInterface(nn.Module):
         With ``skip_invalid_size_inputs=True``, a sentence too long for the model gives None in its place
         (fairseq's hub leaves it out, so that later outputs move up one place).
         """
+        check_sentences("sample", sentences)
         if isinstance(sentences, str):
             if overrides.get("lexical_constraints") is not None:  # one sentence: its phrases
                 overrides["lexical_constraints"] = [overrides["lexical_constraints"]]
@@ -209,6 +225,9 @@ class GeneratorHubInterface(nn.Module):
             problem = value_mismatch(value, hints[name])
             if problem:
                 raise TypeError(f"generation option {name}={value!r}: {problem}")
+            problem = bounds_problem(GenerationConfig, name, value)
+            if problem:
+                raise ValueError(f"generation option {name}={value!r}: {problem}")
         return dataclasses.replace(self.generation, **overrides)
 
     def generate(

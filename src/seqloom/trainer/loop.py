@@ -117,6 +117,9 @@ class TrainingLoop:
     valid_hook: ValidHook | None = None  # extra per-batch validation sums (the task's --eval-bleu)
     valid_reduce: Callable[[Mapping[str, float]], dict[str, float]] | None = None  # figures from those sums
     _interval: Meter | None = field(default=None, init=False, repr=False)  # train_inner's meter, across epochs
+    _epoch_meter: Meter | None = field(default=None, init=False, repr=False)  # the epoch summary's meter
+    # the meters a checkpoint saved mid-epoch (``extra_state["train_meters"]``), for the epoch it resumes
+    resumed_meters: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.best.maximize = self.cfg.checkpoint.maximize_best_checkpoint_metric
@@ -175,6 +178,11 @@ class TrainingLoop:
         if self._interval is None:
             self._interval = self._meter()
         interval, whole = self._interval, self._meter()
+        saved, self.resumed_meters = self.resumed_meters, None
+        if saved is not None and saved.get("epoch") == epoch:  # resumed mid-epoch: count the updates before too
+            whole.load_state_dict(saved["train"])
+            interval.load_state_dict(saved["train_inner"])
+        self._epoch_meter = whole
         valid_losses: list[float | None] = [None]
         should_stop = False
         freq = self.update_freq(epoch)
@@ -242,8 +250,19 @@ class TrainingLoop:
                 best=self.best,
                 training_time=self.training_time(),
                 writer=self.writer,
+                extra_state={"train_meters": self._meter_state(epoch)},
             )
         return figures, stop
+
+    def _meter_state(self, epoch: int) -> dict[str, Any]:
+        """The running epoch and interval meters, saved so that a run resumed mid-epoch summarises the whole
+        epoch (fairseq saves its meters under ``metrics``; this key is seqloom's own, which fairseq ignores)."""
+        empty = self._meter()
+        return {
+            "epoch": epoch,
+            "train": (self._epoch_meter or empty).state_dict(),
+            "train_inner": (self._interval or empty).state_dict(),
+        }
 
     def validate(self, epoch: int) -> list[float | None]:
         """Validates on every ``--valid-subset``; returns the ``--best-checkpoint-metric`` of each."""
