@@ -60,8 +60,8 @@ BUILTIN_MODULES: tuple[str, ...] = (
 # only when a hub is asked for, not with the other built-ins (commands need none of them)
 BUILTIN_HUBS: tuple[str, ...] = (
     "seqloom.hub.pretrained",
-    "seqloom.models.transformer_lm.hub",
-    "seqloom.models.bart.hub",
+    "seqloom.hub.language_model",
+    "seqloom.hub.bart",
 )
 
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from seqloom.cli.parser import parse_args
 
 from seqloom.checkpoint.io import load_checkpoint
 from seqloom.cli import preprocess
+from seqloom.cli.parser import parse_args
 from seqloom.cli.train import SPEC, run
 
 UPDATES = 33  # 3 epochs of 11 batches

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from seqloom.cli.parser import parse_args
 
 from seqloom.checkpoint.io import load_checkpoint, save_checkpoint
 from seqloom.cli import preprocess
+from seqloom.cli.parser import parse_args
 from seqloom.cli.train import SPEC, run
 from seqloom.trainer.save_dir import STALE_TEMP_NAMES, SaveDirInUseError, SaveDirLock
 

@@ -7,9 +7,9 @@ import re
 
 import pytest
 import torch
-from seqloom.cli.parser import parse_args
 
 from seqloom.cli import generate, interactive, train
+from seqloom.cli.parser import parse_args
 from seqloom.generation.config import GenerationConfig
 from seqloom.generation.generator import SequenceGenerator
 from seqloom.generation.memory import DecodingSize, available_bytes

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from seqloom.hub import BARTModel
-from seqloom.models.bart.hub import BARTHub
+from seqloom.hub.bart import BARTHub
 
 
 @pytest.fixture(scope="module")

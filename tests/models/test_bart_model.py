@@ -9,9 +9,9 @@ import torch
 
 from seqloom import registry
 from seqloom.checkpoint.io import load_checkpoint
+from seqloom.hub.bart import load_dictionary
 from seqloom.models.bart import BARTConfig, BARTModel, build_model
 from seqloom.models.bart.config import bart_base, bart_large, mbart_base, mbart_large
-from seqloom.models.bart.hub import load_dictionary
 from seqloom.models.bart.interop import config_from_checkpoint, model_from_state
 
 

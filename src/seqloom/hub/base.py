@@ -13,7 +13,7 @@ batch sizes that need not be a multiple of anything (fairseq's hub never passes 
 ``required_batch_size_multiple``), sentences longer than the model's positions refused (or skipped).
 
 A model family subclasses it and implements :meth:`inference_step` (and :meth:`score`); the translation
-hub (``seqloom.hub.translation``) and the language-model hub (``seqloom.models.transformer_lm.hub``) do.
+hub (``seqloom.hub.translation``) and the language-model hub (``seqloom.hub.language_model``) do.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The module names are fairseq's (``encoder``, ``decoder``, ``classification_heads.{name}.dense/out_proj``), so
 state dicts match fairseq's key for key. ``BARTModel.from_pretrained(dir, ...)`` returns the BART hub
-(:mod:`seqloom.models.bart.hub`), as in fairseq.
+(:mod:`seqloom.hub.bart`), as in fairseq.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ class BARTModel(TransformerModel):
     @classmethod
     def from_pretrained(cls, model_name_or_path: Any, checkpoint_file: str = "model.pt", data_name_or_path: str = ".",
                         bpe: str = "gpt2", **overrides: Any) -> Any:  # fmt: skip
-        """fairseq's ``BARTModel.from_pretrained``: a local BART directory -> :class:`~seqloom.models.bart.hub.BARTHub`
+        """fairseq's ``BARTModel.from_pretrained``: a local BART directory -> :class:`~seqloom.hub.bart.BARTHub`
         (found through the hub registry, as :meth:`TransformerModel.from_pretrained` explains)."""
         return super().from_pretrained(model_name_or_path, checkpoint_file, data_name_or_path, bpe=bpe, **overrides)
 

@@ -163,7 +163,7 @@ class TransformerLM(nn.Module):
     def from_pretrained(cls, model_name_or_path: Any, checkpoint_file: str = "model.pt", data_name_or_path: str = ".",
                         **overrides: Any) -> Any:  # fmt: skip
         """fairseq's ``TransformerLanguageModel.from_pretrained``: a local model directory -> its language-model hub
-        (see :mod:`seqloom.models.transformer_lm.hub`)."""
+        (see :mod:`seqloom.hub.language_model`)."""
         # found by family name in the hub registry, not imported: the hub imports this module (a cycle otherwise)
         return components.load_pretrained(cls.hub_family, model_name_or_path, checkpoint_file, data_name_or_path,
                                           **overrides)  # fmt: skip
