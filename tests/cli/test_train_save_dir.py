@@ -185,17 +185,21 @@ def fill_disk(monkeypatch: pytest.MonkeyPatch, fail_at: int) -> FillingDisk:
 
 
 @pytest.mark.parametrize(
-    ("validate", "fail_at", "failing"),
-    [(False, 3, "checkpoint_1_4.pt"), (True, 5, "checkpoint_best.pt")],  # torch.save's write; the copy to best
+    ("validate", "fail_at", "failing", "extra"),
+    [
+        (False, 3, "checkpoint_1_4.pt", ()),  # torch.save's write
+        (True, 5, "checkpoint_best.pt", ()),  # the copy to checkpoint_best.pt
+        (False, 3, "checkpoint_1_4.pt", ("--write-checkpoints-asynchronously",)),  # raised from the writer thread
+    ],
 )
 def test_a_full_disk_while_saving_stops_with_one_line_and_leaves_no_partial_file(
     data_bin: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-    validate: bool, fail_at: int, failing: str,
+    validate: bool, fail_at: int, failing: str, extra: tuple[str, ...],
 ) -> None:  # fmt: skip
     from seqloom.cli.train import main
 
     save = tmp_path / "ck"
-    argv = [*train_args(data_bin, save, 6), "--save-interval-updates", "2"]
+    argv = [*train_args(data_bin, save, 6), "--save-interval-updates", "2", *extra]
     if validate:
         argv.remove("--disable-validation")
     fill_disk(monkeypatch, fail_at)

@@ -66,11 +66,11 @@ def _tensors(obj: Any, depth: int) -> Iterator[torch.Tensor]:
 
 
 def available_bytes(device: torch.device) -> int | None:
-    """Free memory on ``device``: the GPU's free memory, or on the CPU the smaller of ``MemAvailable`` and
+    """Free memory on ``device``: the GPU's free memory (with the blocks torch caches unused), or on the CPU the smaller of ``MemAvailable`` and
     what the cgroup (a container's limit) still allows; None where it cannot be told."""
-    if device.type == "cuda":
+    if device.type == "cuda":  # the driver's free memory plus what torch's allocator holds unused
         free, _ = torch.cuda.mem_get_info(device)
-        return int(free)
+        return int(free) + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
     if device.type != "cpu":
         return None
     found = []
