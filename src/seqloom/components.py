@@ -14,6 +14,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "seqloom.models.transformer",
     "seqloom.models.transformer_lm",
     "seqloom.models.bart.builder",
+    "seqloom.models.bart.interop",
     "seqloom.tasks.translation",
     "seqloom.tasks.translation_from_pretrained_bart",
     "seqloom.tasks.translation_multi_simple_epoch",

@@ -139,3 +139,12 @@ def model_from_state(state: Mapping[str, Any], dictionary: Vocabulary, *, source
             model.register_classification_head(name, classes, inner)
     model.load_state_dict(sd, strict=True)
     return model
+
+
+def _load_for_task(state: Mapping[str, Any], src_dict: Vocabulary, tgt_dict: Vocabulary | None, *, source: str,
+                   overrides: Mapping[str, Any] | None = None) -> BARTModel:  # fmt: skip
+    """``registry.CHECKPOINT_LOADERS``' signature: BART has one dictionary, the source's."""
+    return model_from_state(state, src_dict, source=source, overrides=overrides)
+
+
+registry.CHECKPOINT_LOADERS.add("bart", _load_for_task)
