@@ -118,9 +118,15 @@ class SequenceGenerator:
             self.lm.start(src_tokens, beam_size=k, max_steps=max_len + 1, need_attn=False)
         tokens = src_tokens.new_full((bsz * k, max_len + 2), self.pad, dtype=torch.long)
         tokens[:, 0] = self.eos if bos_token is None else bos_token
-        state = BeamState(tokens, torch.zeros(bsz * k, max_len + 1, device=src_tokens.device), None,
-                          torch.zeros(bsz, k, dtype=torch.bool, device=src_tokens.device), src_lengths,
-                          prefix_tokens, list(range(bsz)))  # fmt: skip
+        state = BeamState(
+            tokens=tokens,
+            scores=torch.zeros(bsz * k, max_len + 1, device=src_tokens.device),
+            attn=None,
+            ignore=torch.zeros(bsz, k, dtype=torch.bool, device=src_tokens.device),
+            src_lengths=src_lengths,
+            prefix=prefix_tokens,
+            sent_ids=list(range(bsz)),
+        )
         finalized: list[list[Hypothesis]] = [[] for _ in range(bsz)]
         for step in range(max_len + 1):  # one step more than max_len for the final eos
             cand = self._propose(step, max_len, state)
