@@ -194,7 +194,7 @@ def symbols_to_strip(generator: Any, tgt_dict: Any, task: Any = None) -> frozens
     ``symbols_to_strip_from_output``. fairseq gives the task's to its generator only, so ``--score-reference``
     (the scorer) prints them."""
     eos = getattr(generator, "eos", tgt_dict.eos())
-    own = frozenset() if isinstance(generator, SequenceScorer) else getattr(task, "symbols_to_strip_from_output", None)
+    own = frozenset() if isinstance(generator, SequenceScorer) else task.symbols_to_strip_from_output
     own = frozenset(own or ())
     return own if eos == tgt_dict.eos() else own | {eos}
 

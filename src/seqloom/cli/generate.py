@@ -142,14 +142,14 @@ def run(args: ParsedArgs, out: TextIO) -> int:
     itr = task.get_batch_iterator(dataset, batching_options(data, common, task, models))
     batches = require_batches(itr, data.gen_subset).next_epoch_itr(shuffle=False)
     generator = build_generator(models, task.target_dictionary, gen, common=common, model_overrides=ev.model_overrides,
-                                eos=getattr(task, "generation_eos", None))  # fmt: skip
+                                eos=task.generation_eos)  # fmt: skip
     strip = symbols_to_strip(generator, task.target_dictionary, task)
     codec = TextCodec.from_args(args)
     scorer = build_scorer(args["scoring"], pad=task.target_dictionary.pad(), eos=task.target_dictionary.eos(),
                           unk=task.target_dictionary.unk())  # fmt: skip
     totals = Totals()
     align_dict = load_align_dict(gen.replace_unk)
-    prefix_token = getattr(task, "inference_prefix_token", None)
+    prefix_token = task.inference_prefix_token
     samples = (sample for sample in progress_bar(batches, common) if "net_input" in sample)  # (a shard may lack one)
     workers = decode_threads(args, generator, device)
     done: Iterator[tuple[Any, list[list[Hypothesis]] | None]] = ((sample, None) for sample in samples)

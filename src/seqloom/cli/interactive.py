@@ -111,7 +111,7 @@ def run(args: ParsedArgs, stream: TextIO, out: TextIO, *, name: str = "stdin") -
     device = place_models(models, args["common"])
     generator = build_generator(models, task.target_dictionary, args["generation"], common=args["common"],
                                 model_overrides=args["common_eval"].model_overrides,
-                                eos=getattr(task, "generation_eos", None))  # fmt: skip
+                                eos=task.generation_eos)  # fmt: skip
     codec = TextCodec.from_args(args)
     limits = [(task.max_positions() or (None, None))[0], *[m.max_positions()[0] for m in models]]
     max_source = min(limit for limit in limits if limit is not None)
@@ -192,7 +192,7 @@ def translate_chunk(lines: list[str], start_id: int, *, task: Any, generator: An
         return 0.0
     dataset = task.build_dataset_for_inference(tokens)
     options = BatchingOptions(max_tokens=data.max_tokens, max_sentences=data.batch_size, seed=1)
-    prefix_token = getattr(task, "inference_prefix_token", None)
+    prefix_token = task.inference_prefix_token
 
     def decode(sample: dict[str, Any]) -> tuple[list[list[Any]], float]:
         packed = pack_constraints([constraints[k] for k in sample["id"].tolist()]) if constraints else None

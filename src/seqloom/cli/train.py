@@ -342,7 +342,7 @@ def run(parsed: ParsedArgs) -> TrainingLoop:
         # --combine-valid-subsets: valid, valid1, valid2... validate as one subset (fairseq's combine)
         task.load_dataset(subset, epoch=1, combine=bool(data_cfg.combine_valid_subsets))
         # a multilingual task also validates each language of the split (valid_en, ...), as fairseq's does
-        subsets += [subset, *getattr(task, "language_subsets", {}).get(subset, [])]
+        subsets += [subset, *task.language_subsets.get(subset, [])]
     if subsets:  # --disable-validation: no split is read (a data folder may have no valid split), as in fairseq
         data_cfg.valid_subset = ",".join(subsets)
     trainer = make_trainer(parsed, task, dist)
@@ -375,9 +375,7 @@ def train_from_checkpoint(parsed: ParsedArgs, task: Any, trainer: Trainer) -> Tr
     progress.update_config(vars(ns))
     cfgs = LoopConfigs(common=common, dataset=parsed["dataset"], optimization=parsed["optimization"], checkpoint=ckpt)
     loop = TrainingLoop(trainer, cfgs, checkpoint_namespace(parsed), batches.train, batches.valid, progress)
-    extras = getattr(task, "validation_extras", None)
-    if extras is not None:
-        loop.valid_hook, loop.valid_reduce = extras()
+    loop.valid_hook, loop.valid_reduce = task.validation_extras()
     extra = restored.extra_state or {}
     if "best" in extra and not restored.reset_optimizer and not restored.reset_meters:
         loop.best.best = extra["best"]
