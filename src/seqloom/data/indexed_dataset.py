@@ -34,18 +34,12 @@ if TYPE_CHECKING:
 
 MMAP_MAGIC = b"MMIDIDX\x00\x00"
 MMAP_HEADER = struct.Struct("<9sQBQ")  # magic, version, dtype code, count
-DTYPE_CODES: dict[int, type] = {
-    1: np.uint8,
-    2: np.int8,
-    3: np.int16,
-    4: np.int32,
-    5: np.int64,
-    6: np.float64,
-    7: np.double,
-    8: np.uint16,
-    9: np.uint32,
-    10: np.uint64,
-}
+# the element type codes of the index header (a file-format fact): 1 uint8 ... 10 uint64, 7 the same as 6
+DTYPE_CODES: dict[int, type] = dict(
+    enumerate(
+        (np.uint8, np.int8, np.int16, np.int32, np.int64, np.float64, np.double, np.uint16, np.uint32, np.uint64), 1
+    )
+)
 DATASET_IMPLS = ("raw", "lazy", "cached", "mmap")
 _CHUNK = 1 << 18  # entries per chunk when streaming sizes / checking pointers (bounds memory)
 

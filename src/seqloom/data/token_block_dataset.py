@@ -111,14 +111,19 @@ class TokenBlockDataset:
     def __getitem__(self, i: int) -> Tensor | tuple[Tensor, Tensor, Tensor]:
         first, offset, last = self.index[i].tolist()
         stream = torch.cat([self.dataset[k].long() for k in range(first, last + 1)])  # sentences first..last
-        start, stop = offset, offset + int(self.sizes[i])
-        block = stream[start:stop]
+        span = slice(offset, offset + int(self.sizes[i]))
         if not self.include_targets:
-            return block
-        # the inputs are the stream one and two tokens earlier; before the first sentence stand pad, eos
-        lead = stream.new_tensor([self.pad, self.eos])
-        behind = torch.cat([lead, stream[:stop]])  # position p of the stream is position p + 2 here
-        source = behind[start + 1 : stop + 1]
-        if stop == 1:  # fairseq slices stream[0:-1] here, which wraps: its past target is two tokens longer
-            return source, block, torch.cat([lead, stream[:-1]])
-        return source, block, behind[start:stop]
+            return stream[span]
+        source, past = delayed_inputs(stream, span, pad=self.pad, eos=self.eos)
+        return source, stream[span], past
+
+
+def delayed_inputs(stream: Tensor, span: slice, *, pad: int, eos: int) -> tuple[Tensor, Tensor]:
+    """The block ``stream[span]`` read one token late (the model's input) and two tokens late (fairseq's past
+    target); eos stands before the stream's first token, and pad before that."""
+    lead = stream.new_tensor([pad, eos])
+    behind = torch.cat([lead, stream[: span.stop]])  # stream position p is position p + 2 here
+    source = behind[span.start + 1 : span.stop + 1]
+    # a block ending at the stream's first token: fairseq slices stream[0:-1], which wraps (two tokens too many)
+    past = behind[span.start : span.stop] if span.stop > 1 else torch.cat([lead, stream[:-1]])
+    return source, past

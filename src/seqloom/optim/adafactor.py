@@ -72,9 +72,8 @@ def _rms(x: torch.Tensor) -> torch.Tensor:
 
 def _factored_rsqrt(row: torch.Tensor, col: torch.Tensor) -> torch.Tensor:
     """1/sqrt of the rank-1 estimate ``row * col / mean(row)``; row (..., R), col (..., C) -> (..., R, C)."""
-    r = (row / row.mean(dim=-1, keepdim=True)).rsqrt().unsqueeze(-1)  # (..., R, 1)
-    c = col.rsqrt().unsqueeze(-2)  # (..., 1, C)
-    return r * c
+    normalized_row = row / row.mean(dim=-1, keepdim=True)  # (..., R)
+    return normalized_row.rsqrt()[..., :, None] * col.rsqrt()[..., None, :]  # outer product (..., R, C)
 
 
 class Adafactor(torch.optim.Optimizer):
@@ -98,29 +97,21 @@ class Adafactor(torch.optim.Optimizer):
             raise ValueError("--warmup-init requires --relative-step")
         if lr is None and not relative_step:
             raise ValueError("Adafactor needs a learning rate (--lr) unless --relative-step is set")
-        defaults = dict(
-            lr=lr,
-            eps=eps,
-            clip_threshold=clip_threshold,
-            decay_rate=decay_rate,
-            beta1=beta1,
-            weight_decay=weight_decay,
-            scale_parameter=scale_parameter,
-            relative_step=relative_step,
-            warmup_init=warmup_init,
-        )
-        super().__init__(params, defaults)
+        # the param-group keys are fairseq's (they are saved in checkpoints' optimizer state)
+        hyper = {"lr": lr, "eps": eps, "clip_threshold": clip_threshold, "decay_rate": decay_rate, "beta1": beta1,
+                 "weight_decay": weight_decay, "scale_parameter": scale_parameter, "relative_step": relative_step,
+                 "warmup_init": warmup_init}  # fmt: skip
+        super().__init__(params, hyper)
 
     @staticmethod
     def step_size(group: dict[str, Any], step: int, rms: float) -> float:
         """``lr_t`` of the module docstring for a parameter at ``step`` whose RMS is ``rms``."""
-        size = group["lr"]
-        if group["relative_step"]:
-            min_step = 1e-6 * step if group["warmup_init"] else 1e-2
-            size = min(min_step, 1.0 / math.sqrt(step))
-        if group["scale_parameter"]:
-            size = max(group["eps"][1], rms) * size
-        return size
+        if group["relative_step"]:  # 1/sqrt(step), under 0.01 (or under 1e-6 * step while warming up)
+            ceiling = 1e-6 * step if group["warmup_init"] else 1e-2
+            base = min(ceiling, 1.0 / math.sqrt(step))
+        else:
+            base = group["lr"]
+        return (max(group["eps"][1], rms) if group["scale_parameter"] else 1.0) * base
 
     @torch.no_grad()
     def step(self, closure: Any = None) -> Any:  # type: ignore[override]

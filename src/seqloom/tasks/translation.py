@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -82,13 +83,16 @@ def data_paths(data: str | None) -> list[str]:
     return base.data_paths(data, task="translation", example="data-bin/wmt")
 
 
+# "{split}.{src}-{tgt}.{rest}": the second dot-separated field holds the pair, with exactly one hyphen
+PAIR_IN_NAME = re.compile(r"[^.]*\.([^.-]*)-([^.-]*)\.")
+
+
 def infer_language_pair(path: str) -> tuple[str, str]:
     """Reads ``(src, tgt)`` from a file named ``{split}.{src}-{tgt}.{lang}...`` in ``path``."""
     for name in sorted(os.listdir(path)):
-        parts = name.split(".")
-        if len(parts) >= 3 and len(parts[1].split("-")) == 2:
-            src, tgt = parts[1].split("-")
-            return src, tgt
+        pair = PAIR_IN_NAME.match(name)
+        if pair:
+            return pair.group(1), pair.group(2)
     raise ValueError(
         f"translation: could not infer the language pair from the files in {path!r} "
         "(expected e.g. train.en-de.en.bin); pass --source-lang and --target-lang"
