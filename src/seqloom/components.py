@@ -11,6 +11,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "seqloom.models.transformer",
     "seqloom.models.transformer_lm",
     "seqloom.models.bart.builder",
+    "seqloom.models.roberta.builder",
     "seqloom.tasks.translation",
     "seqloom.tasks.translation_from_pretrained_bart",
     "seqloom.tasks.translation_multi_simple_epoch",
@@ -18,6 +19,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "seqloom.tasks.denoising",
     "seqloom.tasks.multilingual_denoising",
     "seqloom.tasks.sentence_prediction",
+    "seqloom.tasks.masked_lm",
     "seqloom.tokenizers.moses_tokenizer",
     "seqloom.tokenizers.space_tokenizer",
     "seqloom.tokenizers.subword_nmt_bpe",
@@ -50,6 +52,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "seqloom.criterions.label_smoothed_cross_entropy_with_alignment",
     "seqloom.criterions.adaptive_loss",
     "seqloom.criterions.sentence_prediction",
+    "seqloom.criterions.masked_lm",
 )
 
 

@@ -51,4 +51,7 @@ def model_from_state(
         from seqloom.models.bart.interop import model_from_state as bart_from_state
 
         return bart_from_state(state, src_dict, source=source, overrides=overrides)
+    load = getattr(registry.MODELS.get(family), "from_state", None) if family in registry.MODELS else None
+    if callable(load):  # a family that registers its own loader (e.g. roberta)
+        return load(state, src_dict, source=source, overrides=overrides)
     raise ValueError(f"{source}: cannot load a {family!r} model here (known: transformer, transformer_lm, bart)")
