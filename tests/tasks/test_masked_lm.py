@@ -159,3 +159,20 @@ def test_whole_word_masking_flags(data: Path, tmp_path: Path, fairseq_fixtures: 
     capsys.readouterr()
     assert train.main(readme_pretraining(data, tmp_path / "ck2") + ["--mask-whole-words"]) != 0
     assert "--mask-whole-words needs --bpe" in capsys.readouterr().err
+
+
+def test_seeded_training_follows_fairseq_train(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The same command and seed as fairseq-train (gpt2/seeded.log): the same initial weights, masks, batches and
+    dropout, so the same losses (without attention dropout, which the fused kernel draws differently)."""
+    expected = train_losses((FIXTURES / "gpt2" / "seeded.log").read_text())
+    argv = [str(data), "--cpu", "--num-workers", "0", "--seed", "1", "--task", "masked_lm", "--criterion", "masked_lm",
+            "--arch", "roberta_base", "--sample-break-mode", "complete", "--tokens-per-sample", "128", *SIZE,
+            "--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--adam-eps", "1e-6", "--clip-norm", "0.0",
+            "--lr-scheduler", "polynomial_decay", "--lr", "0.002", "--warmup-updates", "5", "--total-num-update", "40",
+            "--dropout", "0.1", "--attention-dropout", "0.0", "--weight-decay", "0.01", "--batch-size", "16",
+            "--update-freq", "1", "--max-update", "8", "--log-format", "simple", "--log-interval", "1", "--no-save",
+            "--disable-validation", "--save-dir", str(tmp_path / "ck")]  # fmt: skip
+    assert train.main(argv) == 0
+    got = train_losses(capsys.readouterr().err)
+    assert len(got) == len(expected) == 8
+    assert got == pytest.approx(expected, abs=1.5e-3)  # printed with 3 decimals

@@ -14,7 +14,7 @@ from seqloom import registry
 from seqloom.models.bart.model import init_bert_params
 from seqloom.models.roberta.config import RobertaConfig
 from seqloom.models.roberta.model import LMHead, RobertaEncoder, RobertaModel
-from seqloom.models.transformer.builder import Vocabulary, build_embedding
+from seqloom.models.transformer.builder import Vocabulary
 from seqloom.modules.positions import positional_embedding
 from seqloom.modules.transformer import TransformerEncoder
 from seqloom.modules.transformer_layers import TransformerEncoderLayer
@@ -60,7 +60,8 @@ def build_model(cfg: RobertaConfig, src_dict: Vocabulary, tgt_dict: Vocabulary |
         raise TypeError(f"roberta: expected a RobertaConfig, got {type(cfg).__name__} (use an --arch roberta* preset)")
     cfg = cfg.resolved()
     cfg.check()
-    embed_tokens = build_embedding(len(src_dict), cfg.encoder_embed_dim, src_dict.pad())
+    # a plain table (one draw), as fairseq's RobertaEncoder builds it: a seed then gives fairseq's initial weights
+    embed_tokens = nn.Embedding(len(src_dict), cfg.encoder_embed_dim, src_dict.pad())
     sentence_encoder = build_sentence_encoder(cfg, embed_tokens)
     sentence_encoder.apply(init_bert_params)
     tied = None if cfg.untie_weights_roberta else cast(nn.Parameter, embed_tokens.weight)
