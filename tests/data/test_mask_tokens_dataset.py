@@ -110,3 +110,11 @@ def test_batches_pad_targets_and_count_tokens() -> None:
     assert batch["ntokens"] == int(blocks.sizes.sum()) and batch["nsentences"] == 4
     order = dataset.ordered_indices()
     assert (np.diff(blocks.sizes[order]) >= 0).all()  # by length, ties in the seeded order
+
+
+def test_skip_masking_keeps_every_token_as_input_and_target() -> None:
+    d = dictionary()
+    blocks = Blocks(REFERENCE["masking"]["blocks"][:2])
+    dataset = MaskTokensDataset(blocks, blocks.sizes, MaskingOptions(skip=True), vocab=d, mask_idx=d.index("<mask>"))
+    item = dataset[1]
+    assert item["source"].tolist() == item["target"].tolist() == REFERENCE["masking"]["blocks"][1]

@@ -176,3 +176,23 @@ def test_seeded_training_follows_fairseq_train(data: Path, tmp_path: Path, capsy
     got = train_losses(capsys.readouterr().err)
     assert len(got) == len(expected) == 8
     assert got == pytest.approx(expected, abs=1.5e-3)  # printed with 3 decimals
+
+
+@pytest.mark.parametrize("case", sorted(REFERENCE["train_options"]))
+def test_every_fairseq_train_option_of_roberta_is_handled(case: str) -> None:
+    """A pasted fairseq-train command line for RoBERTa never ends in "unrecognized argument"."""
+    from seqloom.cli.train import SPEC
+    from seqloom.components import import_builtins
+    from seqloom.config.fairseq_flags import handled_elsewhere
+    from seqloom.config.parser import SELECTORS, build_parser
+
+    import_builtins()
+    argv = REFERENCE["train_options"][case]["argv"]
+    flags = {flag: dest for dest, (flag, _) in SELECTORS.items()}
+    chosen = dict(SPEC.selectors)
+    for flag, value in zip(argv, argv[1:]):
+        if flag in flags and flags[flag] in chosen:
+            chosen[flags[flag]] = value
+    ours = set(build_parser(SPEC, chosen)[0].option_names())
+    missing = [f for f in REFERENCE["train_options"][case]["options"] if f not in ours and not handled_elsewhere(f)]
+    assert missing == []

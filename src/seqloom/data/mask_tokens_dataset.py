@@ -34,6 +34,7 @@ class MaskingOptions:
     freq_weighted_replacement: bool = False
     mask_multiple_length: int = 1
     mask_stdev: float = 0.0
+    skip: bool = False  # --skip-masking: input and target are the block as it is
 
     def check(self) -> None:
         problems = []
@@ -151,6 +152,8 @@ class MaskTokensDataset:
         item = self.blocks[index].numpy()
         if (item == self.mask_idx).any():
             raise ValueError(f"masked_lm: block {index} already holds <mask> (id {self.mask_idx}); the data must not")
+        if self.opts.skip:
+            return {"id": index, "source": torch.from_numpy(item.copy()), "target": torch.from_numpy(item.copy())}
         rng = item_generator(self.seed, self.epoch, index)
         source, target = mask_tokens(item, self.opts, rng, mask_idx=self.mask_idx, pad=self.pad,
                                      weights=self.weights, word_starts=self.word_starts)  # fmt: skip

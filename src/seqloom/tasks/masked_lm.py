@@ -59,12 +59,16 @@ class MaskedLMConfig:
     gpt2_vocab_bpe: Optional[str] = field(None, help="with --bpe gpt2: path to GPT-2's vocab.bpe")
     sentencepiece_model: Optional[str] = field(None, help="with --bpe sentencepiece: path to the .model file")
     seed: int = field(1, help="pseudo random number generator seed")
+    skip_masking: bool = field(False, help="no masking: every token is input and target as it is")
+    include_target_tokens: bool = field(False, help="give the model the targets too (data2vec; not supported)")
+    include_index: bool = field(True, help="give the model each sample's index (data2vec's; RoBERTa ignores it)")
 
     def masking(self) -> MaskingOptions:
         return MaskingOptions(mask_prob=self.mask_prob, leave_unmasked_prob=self.leave_unmasked_prob,
                               random_token_prob=self.random_token_prob,
                               freq_weighted_replacement=self.freq_weighted_replacement,
-                              mask_multiple_length=self.mask_multiple_length, mask_stdev=self.mask_stdev)  # fmt: skip
+                              mask_multiple_length=self.mask_multiple_length, mask_stdev=self.mask_stdev,
+                              skip=self.skip_masking)  # fmt: skip
 
 
 def word_start_table(cfg: MaskedLMConfig, dictionary: Dictionary) -> np.ndarray:
@@ -96,6 +100,8 @@ class MaskedLMTask(Task):
     def __init__(self, cfg: MaskedLMConfig, dictionary: Dictionary, *, dataset_impl: str | None = None) -> None:
         super().__init__()
         cfg.masking().check()
+        if cfg.include_target_tokens:
+            raise NotImplementedError("masked_lm: --include-target-tokens (data2vec) is not supported; drop the flag")
         self.cfg, self.dictionary, self.dataset_impl = cfg, dictionary, dataset_impl
         self.mask_idx = dictionary.add_symbol("<mask>")
         self._word_starts: np.ndarray | None = None

@@ -55,6 +55,13 @@ class RobertaConfig:
     encoder_learned_pos: bool = field(True, help="use learned positional embeddings in the encoder")
     no_scale_embedding: bool = field(True, help="if True, do not scale embeddings by sqrt(dim)")
     checkpoint_activations: bool = field(False, help="checkpoint activations at each layer")
+    min_params_to_wrap: int = field(
+        100_000_000, help="minimum number of params for a layer to be wrapped with FSDP() (--ddp-backend fully_sharded)"
+    )
+    mha_reg_scale_factor: float = field(0.0, help="scale of the attention heads' regularization (not supported)")
+    ffn_reg_scale_factor: float = field(0.0, help="scale of the FFN blocks' regularization (not supported)")
+    mha_heads_to_keep: int = field(-1, help="attention heads to keep when pruning (not supported)")
+    ffn_blocks_to_remove: int = field(-1, help="FFN blocks to remove when pruning (not supported)")
 
     def resolved(self) -> RobertaConfig:
         """A copy with ``max_positions`` filled in (``--tokens-per-sample`` when unset)."""
@@ -67,6 +74,10 @@ class RobertaConfig:
             "--encoder-layers-to-keep": self.encoder_layers_to_keep is not None,
             "--quant-noise-pq": self.quant_noise_pq > 0,
             "--quant-noise-scalar": self.quant_noise_scalar > 0,
+            "--mha-reg-scale-factor": self.mha_reg_scale_factor != 0,
+            "--ffn-reg-scale-factor": self.ffn_reg_scale_factor != 0,
+            "--mha-heads-to-keep": self.mha_heads_to_keep != -1,
+            "--ffn-blocks-to-remove": self.ffn_blocks_to_remove != -1,
         }
         unsupported = [flag for flag, on in flags.items() if on]
         if unsupported:
