@@ -50,7 +50,7 @@ def xlmr() -> Any:
 
 
 def close(actual: torch.Tensor, expected: list[Any], tol: float = 1e-4) -> None:
-    torch.testing.assert_close(actual.double(), torch.tensor(expected, dtype=torch.float64), atol=tol, rtol=0)
+    torch.testing.assert_close(actual.detach().double(), torch.tensor(expected, dtype=torch.float64), atol=tol, rtol=0)
 
 
 def test_encode_decode_equal_fairseqs(roberta: Any) -> None:
@@ -67,11 +67,11 @@ def test_features_equal_fairseqs(roberta: Any) -> None:
     for sentence, expected in zip(SENTENCES, REFERENCE["gpt2"]["features"]):
         features = roberta.extract_features(roberta.encode(sentence))
         assert features.dim() == 3 and features.size(0) == 1
-        close(features[0], expected)
+        close(features[0].detach(), expected)
     hiddens = roberta.extract_features(roberta.encode(SENTENCES[0]), return_all_hiddens=True)
     assert isinstance(hiddens, list) and len(hiddens) == len(REFERENCE["gpt2"]["all_hiddens"]) == 3
     for state, expected in zip(hiddens, REFERENCE["gpt2"]["all_hiddens"]):
-        close(state[0], expected)
+        close(state[0].detach(), expected)
 
 
 def test_batched_features_equal_one_by_one(roberta: Any) -> None:
@@ -140,6 +140,12 @@ def test_readme_snippets_run(roberta: Any) -> None:
     batch = collate_tokens([roberta.encode(pair[0], pair[1]) for pair in batch_of_pairs], pad_idx=1)
     logprobs = roberta.predict("new_task", batch)
     assert logprobs.shape == (2, 3) and logprobs.argmax(dim=1).shape == (2,)
+    # "or leave in train mode to finetune": the features carry gradients, as fairseq's
+    loss = roberta.predict("new_task", tokens).sum()
+    loss.backward()
+    head = roberta.model.classification_heads["new_task"]
+    assert head.dense.weight.grad is not None and roberta.model.encoder.lm_head.dense.weight.grad is None
+    roberta.model.zero_grad(set_to_none=True)
     filled = roberta.fill_mask("The first Star wars movie came out in <mask>", topk=3)
     assert len(filled) == 3 and all(len(x) == 3 for x in filled)
     assert filled[0][1] >= filled[1][1] >= filled[2][1]

@@ -40,5 +40,5 @@ def __getattr__(name: str) -> object:
     if name in ("RobertaModel", "XLMRModel"):  # RoBERTa / XLM-R: encode, extract_features, fill_mask, predict
         from seqloom.models.roberta import hub
 
-        return getattr(hub, name) if name == "XLMRModel" else hub.RobertaModel
+        return getattr(hub, name)
     raise AttributeError(f"module 'seqloom.hub' has no attribute {name!r}")

@@ -1,7 +1,8 @@
 """Building whichever model a checkpoint holds: the family is read from its ``arch`` (or hydra ``_name``).
 
 ``model_from_state(state, src_dict, tgt_dict, source=...)`` dispatches to the family's interop
-(``transformer``, ``transformer_lm`` or ``bart``), which builds the model and loads its weights strictly.
+(``transformer``, ``transformer_lm`` or ``bart``; other families, e.g. ``roberta``, register a ``from_state``
+with their model), which builds the model and loads its weights strictly.
 """
 
 from __future__ import annotations

@@ -102,14 +102,15 @@ class RobertaHub(nn.Module):
 
     def extract_features(self, tokens: Tensor, return_all_hiddens: bool = False) -> Any:
         """Last layer's features ``(B, T, C)`` of ``tokens`` (T,) or (B, T) (right-padded with ``<pad>``);
-        ``return_all_hiddens``: the list of inner states ``(B, T, C)`` (embeddings, then each layer)."""
+        ``return_all_hiddens``: the list of inner states ``(B, T, C)`` (embeddings, then each layer). Gradients
+        flow (the hub in train mode fine-tunes, as fairseq's README says)."""
         tokens = (tokens.unsqueeze(0) if tokens.dim() == 1 else tokens).to(self.device).long()  # (B, T)
         if tokens.numel() == 0:
             raise ValueError("extract_features: tokens is empty; encode a text first (encode gives <s> ... </s>)")
         if tokens.size(-1) > self.model.max_positions():
             raise ValueError(f"tokens exceeds maximum length: {tokens.size(-1)} > {self.model.max_positions()}")
-        with torch.no_grad():
-            out = self.model(tokens, features_only=True, return_all_hiddens=return_all_hiddens)
+        # no torch.no_grad(), as fairseq: features can be fine-tuned through (wrap calls in no_grad to save memory)
+        out = self.model(tokens, features_only=True, return_all_hiddens=return_all_hiddens)
         return out.inner_states if return_all_hiddens else out.logits
 
     def register_classification_head(self, name: str, num_classes: int | None = None, inner_dim: int | None = None,
@@ -125,8 +126,7 @@ class RobertaHub(nn.Module):
                            f"{', '.join(self.model.classification_heads) or 'none'}); add one with "
                            f"register_classification_head({head!r}, num_classes=N)")  # fmt: skip
         features = self.extract_features(tokens.to(device=self.device))
-        with torch.no_grad():
-            logits = self.model.classification_heads[head](features)
+        logits = self.model.classification_heads[head](features)
         return logits if return_logits else F.log_softmax(logits, dim=-1)
 
     def _masked_tokens(self, masked_input: str) -> Tensor:
