@@ -147,3 +147,26 @@ def test_old_fairseq_layout_loads(tmp_path: Path) -> None:
     torch.testing.assert_close(loaded(tokens).logits, model(tokens).logits)
     with pytest.raises(ValueError, match="50265 rows but the dictionary has 45 symbols"):
         model_from_state({"args": args, "model": old}, vocab(), source="old.pt")
+
+
+def test_family_found_through_the_registry_for_fairseqs_names() -> None:
+    """models.loading finds RoBERTa by fairseq's arch names and by the model name 'xlmr' of XLM-R checkpoints
+    (250,002 symbols: 4 specials, 249,997 SentencePiece entries, <mask>)."""
+    from seqloom.models.loading import model_family
+    from seqloom.models.loading import model_from_state as load_any
+
+    d = Dictionary()
+    for i in range(249997):
+        d.add_symbol(f"p{i}")
+    d.add_symbol("<mask>")
+    cfg = replace(RobertaConfig(), encoder_layers=1, encoder_embed_dim=4, encoder_ffn_embed_dim=8,
+                  encoder_attention_heads=1, max_positions=512)  # fmt: skip
+    model = build_model(cfg, d)
+    sizes = {"encoder_layers": 1, "encoder_embed_dim": 4, "encoder_ffn_embed_dim": 8, "encoder_attention_heads": 1,
+             "max_positions": 512}  # fmt: skip
+    for name in ("xlmr", "roberta_large"):
+        state = {"cfg": {"model": {"_name": name, **sizes}}, "model": model.state_dict()}
+        assert model_family(state) in ("roberta", "xlmr")
+        loaded = load_any(state, d, d, source=f"{name}.pt")
+        assert loaded.encoder.lm_head.weight.shape == (250002, 4)
+        assert loaded.encoder.sentence_encoder.embed_positions.weight.shape == (514, 4)
