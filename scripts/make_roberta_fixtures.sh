@@ -124,4 +124,5 @@ cp xlmr.log "$OUT/xlmr/train.log"
 mkdir -p spm-site && ln -s "$($SPM_PY -c 'import os, sentencepiece; print(os.path.dirname(sentencepiece.__file__))')" spm-site/
 cd "$ROOT"
 PYTHONPATH=$WORK/spm-site $PY tests/fixtures/roberta/make_hub_reference.py "$OUT" "$DATA" 2> "$WORK/hub.log"
+$PY tests/fixtures/roberta/make_prenorm_reference.py "$OUT" 2>> "$WORK/hub.log"
 rm -rf "$WORK"

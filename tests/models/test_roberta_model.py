@@ -170,3 +170,30 @@ def test_family_found_through_the_registry_for_fairseqs_names() -> None:
         loaded = load_any(state, d, d, source=f"{name}.pt")
         assert loaded.encoder.lm_head.weight.shape == (250002, 4)
         assert loaded.encoder.sentence_encoder.embed_positions.weight.shape == (514, 4)
+
+
+def test_prenorm_untied_equals_fairseqs_seeded_model() -> None:
+    """roberta_prenorm with --untie-weights-roberta, built by fairseq after torch.manual_seed(0)
+    (fixtures/roberta/prenorm_untied.pt): the same seed builds the same weights here, and the outputs agree."""
+    from seqloom.models.roberta.interop import config_from_fairseq_args
+
+    ref = load_checkpoint(FIXTURES / "prenorm_untied.pt")
+    d = Dictionary()
+    for symbol in ref["symbols"][d.nspecial :]:
+        d.add_symbol(symbol)
+    cfg = config_from_fairseq_args(ref["args"])
+    assert cfg.encoder_normalize_before and not cfg.layernorm_embedding and cfg.untie_weights_roberta
+    torch.manual_seed(0)
+    model = build_model(cfg, d).eval()
+    own = model.state_dict()
+    assert set(own) == set(ref["model"])
+    for key, value in ref["model"].items():
+        torch.testing.assert_close(own[key], value, msg=key)  # fairseq's seeded initial weights
+    assert model.encoder.lm_head.weight is not model.encoder.sentence_encoder.embed_tokens.weight
+    with torch.no_grad():
+        torch.testing.assert_close(model(ref["tokens"]).logits, ref["logits"], atol=1e-5, rtol=1e-5)
+        out = model(ref["tokens"], features_only=True, return_all_hiddens=True)
+    torch.testing.assert_close(out.logits, ref["features"], atol=1e-5, rtol=1e-5)
+    assert out.inner_states is not None and len(out.inner_states) == len(ref["inner_states"]) == 3
+    for mine, theirs in zip(out.inner_states, ref["inner_states"]):
+        torch.testing.assert_close(mine, theirs, atol=1e-5, rtol=1e-5)
