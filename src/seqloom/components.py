@@ -15,6 +15,8 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "seqloom.models.transformer_lm",
     "seqloom.models.bart.builder",
     "seqloom.models.bart.interop",
+    "seqloom.models.roberta.builder",
+    "seqloom.models.roberta.interop",
     "seqloom.tasks.translation",
     "seqloom.tasks.translation_from_pretrained_bart",
     "seqloom.tasks.translation_multi_simple_epoch",
@@ -22,6 +24,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "seqloom.tasks.denoising",
     "seqloom.tasks.multilingual_denoising",
     "seqloom.tasks.sentence_prediction",
+    "seqloom.tasks.masked_lm",
     "seqloom.tokenizers.moses_tokenizer",
     "seqloom.tokenizers.space_tokenizer",
     "seqloom.tokenizers.subword_nmt_bpe",
@@ -54,6 +57,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "seqloom.criterions.label_smoothed_cross_entropy_with_alignment",
     "seqloom.criterions.adaptive_loss",
     "seqloom.criterions.sentence_prediction",
+    "seqloom.criterions.masked_lm",
 )
 
 
@@ -63,6 +67,7 @@ BUILTIN_HUBS: tuple[str, ...] = (
     "seqloom.hub.pretrained",
     "seqloom.hub.language_model",
     "seqloom.hub.bart",
+    "seqloom.hub.roberta",
 )
 
 
@@ -71,12 +76,17 @@ def import_builtins() -> None:
         importlib.import_module(name)
 
 
-def load_pretrained(family: str, model_name_or_path: Any, checkpoint_file: str, data_name_or_path: str,
-                    **overrides: Any) -> Any:  # fmt: skip
-    """The hub of model family ``family`` (``transformer``, ``transformer_lm``, ``bart``) loaded by its
-    registered ``from_pretrained``: what a model class's ``from_pretrained`` returns, as in fairseq."""
+def import_hubs() -> None:
+    """Imports the built-in hubs, whose modules fill ``registry.HUBS`` and ``registry.EXPORTERS``."""
     for name in BUILTIN_HUBS:
         importlib.import_module(name)
+
+
+def load_pretrained(family: str, model_name_or_path: Any, checkpoint_file: str, data_name_or_path: str,
+                    **overrides: Any) -> Any:  # fmt: skip
+    """The hub of model family ``family`` (``transformer``, ``transformer_lm``, ``bart``, ``roberta``) loaded by
+    its registered ``from_pretrained``: what a model class's ``from_pretrained`` returns, as in fairseq."""
+    import_hubs()
     load = registry.HUBS.get(family)
     return load(model_name_or_path, checkpoint_file, data_name_or_path, **overrides)
 

@@ -83,6 +83,9 @@ HUBS: Registry[Any] = Registry("hub")
 # model family -> ``load(state, src_dict, tgt_dict, *, source, overrides)``: its interop building the model of a
 # loaded checkpoint dict with its weights (commands find a checkpoint's family here, never by name tests)
 CHECKPOINT_LOADERS: Registry[Any] = Registry("checkpoint loader")
+# model family -> ``export(model_dir, checkpoint_file, data, options, out_dir)`` for families whose hub writes its
+# own export (RoBERTa); ``seqloom export`` writes the others through the translation hub
+EXPORTERS: Registry[Any] = Registry("exporter")
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,19 @@ def hub_options(args: Any) -> dict[str, Any]:
     return options
 
 
+def registered_exporter(path: Path) -> Any:
+    """The ``export`` function of the model family a checkpoint holds, if the family registers one."""
+    from seqloom import components, registry
+    from seqloom.checkpoint.io import load_checkpoint
+    from seqloom.models.loading import model_family
+
+    if not path.is_file() or path.suffix != ".pt":
+        return None
+    components.import_hubs()
+    family = model_family(load_checkpoint(path))
+    return registry.EXPORTERS.get(family) if family in registry.EXPORTERS else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(SPEC, argv)
     setup_logging()
@@ -79,6 +92,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     path = Path(cfg.path)
     model_dir, checkpoint_file = (path, "model.pt") if path.is_dir() else (path.parent, path.name)
+    family_export = registered_exporter(model_dir / checkpoint_file)
+    if family_export is not None:  # a family with its own export (RoBERTa: dict.txt, heads, BPE files)
+        try:
+            out = family_export(model_dir, checkpoint_file, cfg.data or ".", hub_options(args), cfg.out)
+        except (FileNotFoundError, ValueError, TypeError, CheckpointError) as err:
+            raise SystemExit(f"seqloom export: {err}") from None
+        logger.info("exported %s to %s (%s)", path, out, ", ".join(sorted(p.name for p in out.iterdir())))
+        return 0
     if cfg.data is None and not any(model_dir.glob("dict.*.txt")):
         raise SystemExit(f"seqloom export: no dict.*.txt next to {path}; pass --data DIR (the model's data-bin)")
     data = str(Path(cfg.data).resolve()) if cfg.data is not None else "."

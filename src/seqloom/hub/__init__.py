@@ -7,6 +7,7 @@ hub.translate("Hello world!", beam=5)
 
 from seqloom.hub import TransformerLanguageModel   # language models: sample, score, generate
 from seqloom.hub import BARTModel                  # BART: fill_mask, sample, extract_features, heads
+from seqloom.hub import RobertaModel, XLMRModel    # RoBERTa / XLM-R: fill_mask, extract_features, heads
 """
 
 from seqloom.hub.base import GeneratorHubInterface, HubBatching
@@ -17,9 +18,11 @@ __all__ = [
     "BARTModel",
     "GeneratorHubInterface",
     "HubBatching",
+    "RobertaModel",
     "TransformerLanguageModel",
     "TransformerModel",
     "TranslationHub",
+    "XLMRModel",
     "from_pretrained",
 ]
 
@@ -34,4 +37,8 @@ def __getattr__(name: str) -> object:
         from seqloom.models.bart.builder import BARTModel
 
         return BARTModel
+    if name in ("RobertaModel", "XLMRModel"):  # RoBERTa / XLM-R: encode, extract_features, fill_mask, predict
+        from seqloom.hub import roberta
+
+        return getattr(roberta, name)
     raise AttributeError(f"module 'seqloom.hub' has no attribute {name!r}")
