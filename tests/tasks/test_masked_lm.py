@@ -183,7 +183,6 @@ def test_every_fairseq_train_option_of_roberta_is_handled(case: str) -> None:
     """A pasted fairseq-train command line for RoBERTa never ends in "unrecognized argument"."""
     from seqloom.cli.fairseq_flags import handled_elsewhere
     from seqloom.cli.parser import SELECTORS, build_parser
-
     from seqloom.cli.train import SPEC
     from seqloom.components import import_builtins
 
