@@ -41,14 +41,13 @@ def pack_constraints(batch: Sequence[Sequence[Tensor]]) -> Tensor:
 
 
 def unpack_constraints(row: Tensor) -> list[Tensor]:
-    """The constraints (token tensors) of one packed row."""
-    values = row.tolist()
-    found, offset = [], 1
-    for _ in range(int(values[0])):
-        end = values.index(0, offset)
-        found.append(row[offset:end])
-        offset = end + 1
-    return found
+    """The constraints (token tensors) of one packed row: ``[count, c1..., 0, c2..., 0, pad...]``."""
+    count = int(row[0])
+    zeros = [i + 1 for i, v in enumerate(row[1:].tolist()) if v == 0][:count]  # each constraint's terminator
+    if len(zeros) < count:
+        raise ValueError(f"packed constraints: the row announces {count} constraints but ends {len(zeros)}")
+    starts = [1] + [z + 1 for z in zeros[:-1]]
+    return [row[start:end] for start, end in zip(starts, zeros)]
 
 
 class ConstraintState(Protocol):
@@ -99,12 +98,9 @@ class OrderedConstraintState:
 
     def next_tokens(self) -> set[int]:
         """The next constraint token, and (past the first token) the first one, as fairseq offers them."""
-        found = set()
-        if self.pos > 0:
-            found.add(self.tokens[0])
-        if not self.finished:
-            found.add(self.tokens[self.pos + 1])
-        return found
+        restart = self.tokens[:1] if self.pos > 0 else []  # starting the constraints over
+        ahead = [] if self.finished else [self.tokens[self.pos + 1]]
+        return set(restart + ahead)
 
     def advance(self, token: int) -> OrderedConstraintState:
         """Matched: one position on. Between constraints (or before any): anything goes, no progress.

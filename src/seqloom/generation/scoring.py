@@ -99,8 +99,11 @@ class BleuScorer:
         return self.stat.predlen / self.stat.reflen if self.stat.reflen else 0.0
 
     def score(self, order: int = 4) -> float:
-        psum = sum(math.log(p) if p > 0 else float("-inf") for p in self.precision()[:order])
-        return self.brevity() * math.exp(psum / order) * 100
+        precisions = self.precision()[:order]
+        if not all(p > 0 for p in precisions):
+            return 0.0  # one n-gram order without a match: the geometric mean is 0
+        mean_log = sum(map(math.log, precisions)) / order  # the geometric mean, in log space
+        return self.brevity() * math.exp(mean_log) * 100
 
     def result_string(self, order: int = 4) -> str:
         precisions = "/".join(f"{p * 100:2.1f}" for p in self.precision()[:order])

@@ -90,14 +90,10 @@ def checkpoint_paths(save_dir: str, pattern: str) -> list[str]:
     """Files in ``save_dir`` matching ``pattern``, sorted by its first group, largest first."""
     if not os.path.isdir(save_dir):
         return []
-    regex = re.compile(pattern)
-    found = []
-    for name in os.listdir(save_dir):
-        m = regex.fullmatch(name)
-        if m is not None:
-            key = float(m.group(1)) if m.groups() else 0.0
-            found.append((key, name))
-    return [os.path.join(save_dir, name) for _, name in sorted(found, reverse=True)]
+    matches = filter(None, map(re.compile(pattern).fullmatch, os.listdir(save_dir)))
+    # rank by the first group's number (an epoch, an update, a score), then by name
+    ranked = sorted(((float(m.group(1)) if m.groups() else 0.0, m.group(0)) for m in matches), reverse=True)
+    return [os.path.join(save_dir, name) for _, name in ranked]
 
 
 def build_state(
