@@ -3,7 +3,8 @@
 Loading never runs pickled code: ``torch.load(weights_only=True)`` with a short allow-list, enough for
 fairseq's checkpoints (``args`` is an ``argparse.Namespace``; hydra-era ``cfg`` is a plain dict, or a
 pickled omegaconf ``DictConfig`` that :mod:`seqloom.checkpoint.omegaconf_compat` reads as plain data
-without importing omegaconf). Saving is atomic: a crash mid-save leaves the previous file intact.
+without importing omegaconf; numpy arrays, scalars and dtypes, as fairseq's ``--eval-bleu`` meters hold
+them, through the guarded functions of :mod:`seqloom.checkpoint.numpy_compat`). Saving is atomic: a crash mid-save leaves the previous file intact.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from typing import Any
 
 import torch
 
+from seqloom.checkpoint.numpy_compat import NUMPY_SAFE_GLOBALS
 from seqloom.checkpoint.omegaconf_compat import OMEGACONF_STAND_INS, to_plain
 from seqloom.paths import unwritable_reason
 
 # Globals a checkpoint may reference besides tensors and builtin containers.
-SAFE_GLOBALS: list[Any] = [argparse.Namespace, *OMEGACONF_STAND_INS]
+SAFE_GLOBALS: list[Any] = [argparse.Namespace, *OMEGACONF_STAND_INS, *NUMPY_SAFE_GLOBALS]
 
 
 class CheckpointError(RuntimeError):
@@ -63,6 +65,12 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: str | torch.d
 
 def _unpickling_message(file: Path, err: pickle.UnpicklingError) -> str:
     text = str(err)
+    numpy_value = re.search(r"numpy value refused: ([^\n]*)", text)
+    if numpy_value:
+        return (
+            f"checkpoint {file}: refused to load: it holds {numpy_value.group(1)}, which numpy never writes; the "
+            "file was altered or made by another program"
+        )
     found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text) or re.search(r"GLOBAL ([\w.]+)", text)
     if found:
         return (

@@ -357,6 +357,8 @@ def run(parsed: ParsedArgs) -> TrainingLoop:
         loop.best.best = extra["best"]
     if not restored.reset_meters:
         loop.previous_training_time = float(extra.get("previous_training_time", 0.0))
+        if "metrics" in extra:  # fairseq's meters (numpy BLEU counts with --eval-bleu) go on into later checkpoints
+            loop.carried_state["metrics"] = extra["metrics"]
     try:
         loop.run(epoch_itr)
     finally:

@@ -4,7 +4,8 @@ A checkpoint is a dict with fairseq's keys: ``args`` (a flat ``argparse.Namespac
 fairseq's names, which fairseq turns into its config), ``model`` (state dict), ``criterion`` (None),
 ``optimizer_history`` (``[{criterion_name, optimizer_name, lr_scheduler_state, num_updates}]``),
 ``task_state``, ``extra_state`` (``train_iterator``, ``val_loss``, ``best``, ``previous_training_time``,
-``rng_state``, ``loss_scale``, with ``--store-ema`` ``ema`` and ``ema_fp32_params``) and ``last_optimizer_state``. Files: ``checkpoint{epoch}.pt``,
+``rng_state``, ``loss_scale``, with ``--store-ema`` ``ema`` and ``ema_fp32_params``, and a resumed fairseq
+run's ``metrics``) and ``last_optimizer_state``. Files: ``checkpoint{epoch}.pt``,
 ``checkpoint_{epoch}_{updates}.pt``, ``checkpoint_best.pt``, ``checkpoint.best_{metric}_{value}.pt``,
 ``checkpoint_last.pt``; each written once and copied to the other names, atomically.
 """
@@ -203,11 +204,14 @@ def save_checkpoints(
     best: BestTracker,
     training_time: float,
     writer: AsyncWriter | None = None,
+    carried: dict[str, Any] | None = None,
 ) -> list[str]:
     """Writes this moment's checkpoints (rank 0 only) and prunes old ones; returns the paths written (with a
     ``writer``: being written).
 
-    Under FSDP or ZeRO every rank takes part in gathering the state; rank 0 alone writes it."""
+    ``carried`` is restored ``extra_state`` seqloom keeps as it found it (fairseq's ``metrics``, whose meters may
+    hold numpy arrays), written again into every checkpoint. Under FSDP or ZeRO every rank takes part in
+    gathering the state; rank 0 alone writes it."""
     best.update(val_loss)
     collective = trainer.dist.world_size > 1 and (trainer.sharded or is_zero(trainer.optimizer))
     if cfg.no_save or not (trainer.dist.is_master or collective):
@@ -224,7 +228,8 @@ def save_checkpoints(
         write = bool(decision[0])
     state = None
     if write:
-        extra = {"train_iterator": iterator_state, "val_loss": val_loss, "previous_training_time": training_time}
+        extra = {**(carried or {}), "train_iterator": iterator_state, "val_loss": val_loss,
+                 "previous_training_time": training_time}  # fmt: skip
         if best.best is not None:
             extra["best"] = best.best
         state = build_state(trainer, args, extra, save_optimizer_state=not cfg.no_save_optimizer_state)

@@ -77,6 +77,7 @@ class TrainingLoop:
     history: list[dict[str, float]] = field(default_factory=list)
     valid_hook: ValidHook | None = None  # extra per-batch validation sums (the task's --eval-bleu)
     valid_reduce: Callable[[Mapping[str, float]], dict[str, float]] | None = None  # figures from those sums
+    carried_state: dict[str, Any] = field(default_factory=dict)  # restored extra_state kept in every checkpoint
     _interval: Meter | None = field(default=None, init=False, repr=False)  # train_inner's meter, across epochs
 
     def __post_init__(self) -> None:
@@ -230,6 +231,7 @@ class TrainingLoop:
                 best=self.best,
                 training_time=self.training_time(),
                 writer=self.writer,
+                carried=self.carried_state,
             )
         return valid_losses, should_stop
 
