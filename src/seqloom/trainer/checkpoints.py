@@ -57,13 +57,29 @@ class BestTracker:
             self.best = value if self.best is None else (max if self.maximize else min)(value, self.best)
 
 
+# options seqloom leaves None to mean "as that other option", where fairseq's field is a plain bool/number
+# whose default refers to the other one: fairseq's config refuses None there (``update_epoch_batch_itr=null``)
+FOLLOWS = {"update_epoch_batch_itr": "grouped_shuffling", "total_num_update": "max_update"}
+# fairseq options of features seqloom lacks (their flags are refused), written with fairseq's defaults: a field
+# missing from ``args`` whose default refers to another option turns into True in fairseq if it is a bool
+# (fairseq's ``bool("${common.tpu}")``), so e.g. its language-modeling task would ask for a plasma store
+ABSENT_FEATURES = {"tpu": False, "model_parallel_size": 1, "use_plasma_view": False, "plasma_path": "/tmp/plasma"}
+
+
 def fairseq_args(namespace: argparse.Namespace) -> argparse.Namespace:
-    """A copy of the run's namespace that fairseq reads: tuples as fairseq's strings (``'(0.9, 0.98)'``)."""
+    """A copy of the run's namespace that fairseq reads: tuples as fairseq's strings (``'(0.9, 0.98)'``), and
+    no None where fairseq's config needs a value (:data:`FOLLOWS`), fairseq's defaults of features seqloom lacks
+    (:data:`ABSENT_FEATURES`)."""
     values = {}
     for key, value in vars(namespace).items():
         if isinstance(value, tuple):
             value = "(" + ", ".join(repr(v) for v in value) + ")"
         values[key] = value
+    for key, other in FOLLOWS.items():
+        if key in values and values[key] is None and values.get(other) is not None:
+            values[key] = values[other]
+    for key, value in ABSENT_FEATURES.items():
+        values.setdefault(key, value)
     return argparse.Namespace(**values)
 
 
