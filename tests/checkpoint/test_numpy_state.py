@@ -204,12 +204,16 @@ def test_eval_lm_reads_a_language_model_with_numpy_meters(
     assert outputs[0] and outputs[1] == outputs[0]
 
 
-def test_train_resumes_from_it_and_carries_fairseqs_meters(fairseq_fixtures: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["checkpoint_last", "restore-file"])
+def test_train_resumes_from_it_and_carries_fairseqs_meters(fairseq_fixtures: Path, tmp_path: Path, how: str) -> None:
     save = tmp_path / "run"
     save.mkdir()
-    (save / "checkpoint_last.pt").write_bytes(BLEU.read_bytes())
     argv = ["train", str(fairseq_fixtures / "mt" / "data-bin"), *RECIPE, "--save-dir", str(save), "--max-update", "2",
             "--no-epoch-checkpoints"]  # fmt: skip
+    if how == "checkpoint_last":
+        (save / "checkpoint_last.pt").write_bytes(BLEU.read_bytes())
+    else:
+        argv += ["--restore-file", str(BLEU)]
     assert seqloom_main(argv) == 0
     before, after = load_checkpoint(BLEU), load_checkpoint(save / "checkpoint_last.pt")
     assert after["extra_state"]["train_iterator"]["iterations_in_epoch"] > 3  # went on from fairseq's position
