@@ -83,13 +83,20 @@ def test_numpy_scalars_dtypes_and_object_arrays_round_trip(tmp_path: Path) -> No
 
 
 class _Reduce:
-    """Pickles as ``func(*args)`` (a hand-made pickle, as an attacker would write)."""
+    """Pickles as ``func(*args)``, then ``__setstate__(state)`` if given (a hand-made pickle, as an attacker
+    would write)."""
 
-    def __init__(self, func: Any, args: tuple[Any, ...]) -> None:
-        self.func, self.args = func, args
+    def __init__(self, func: Any, args: tuple[Any, ...], state: Any = None) -> None:
+        self.func, self.args, self.state = func, args, state
 
-    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        return self.func, self.args
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (self.func, self.args) if self.state is None else (self.func, self.args, self.state)
+
+
+def _object_array_claiming(shape: tuple[int, ...]) -> _Reduce:
+    """numpy's own pickle of an object array, with its shape made larger than its list of values."""
+    func, args, state = np.array([1], dtype=object).__reduce__()
+    return _Reduce(func, args, (state[0], shape, *state[2:]))
 
 
 def write_pickle(path: Path, data: bytes) -> None:
@@ -115,6 +122,7 @@ _RECONSTRUCT = np.zeros(0).__reduce__()[0]
         (b"\x80\x02cnumpy\nndarray\nJ\x00\x00\x00\x01\x85\x81.", r"numpy\.ndarray is created directly"),
         (b"\x80\x02c__builtin__\nbytes\nJ\x00\x00\x00\x40\x85R.", r"bytes called with arguments"),
         (_Reduce(np.float64(0).__reduce__()[0], ("f8", b"\0" * 8)), r"a scalar of str instead of a dtype"),
+        (_object_array_claiming((10**9,)), r"a numpy array declares the shape \(1000000000,\) but holds 1 values"),
     ],
     ids=[
         "numpy.load",
@@ -125,6 +133,7 @@ _RECONSTRUCT = np.zeros(0).__reduce__()[0]
         "newobj-ndarray",
         "bytes-n",
         "scalar-no-dtype",
+        "object-array-shape",
     ],
 )
 def test_numpy_callables_beyond_numpys_own_pickles_are_refused(tmp_path: Path, payload: Any, said: str) -> None:

@@ -8,7 +8,8 @@ A ``.pt`` file is a zip archive: ``data.pkl`` (the pickled structure) and one re
 * a stored record's size, which must fit in the file, and all stored records together too (records of a zip
   may overlap, so several could claim the same bytes);
 * the size of each storage the pickle declares (torch allocates it before reading the record), which must
-  match its record.
+  match its record; and the shape of a numpy object array (numpy allocates it before reading its values),
+  which its pickled values must fill.
 
 With these, the memory loading takes is bounded by the file's size. Where the caller knows the model (resuming
 training), the storages together must also be plausible for it: its parameters, a few times over for the
@@ -20,6 +21,7 @@ Reading ``data.pkl`` here never runs code from it: every global it names becomes
 from __future__ import annotations
 
 import io
+import math
 import pickle
 import zipfile
 from dataclasses import dataclass
@@ -72,7 +74,10 @@ def check_declared_sizes(file: Path, *, expected_params: int | None = None) -> N
         data = archive.read(pickles[0])
     prefix = pickles[0].filename[: -len("data.pkl")]
     records = {i.filename[len(prefix) :]: i.file_size for i in infos if i.filename.startswith(prefix)}
-    storages = declared_storages(data)
+    try:
+        storages = declared_storages(data)
+    except TooLarge as err:
+        raise TooLarge(f"checkpoint {file}: {err}") from None
     total = 0
     for storage in storages:
         name = f"data/{storage.key}"
@@ -128,10 +133,23 @@ class _StandIn:
         self.args = args
 
     def __setstate__(self, state: Any) -> None:
-        pass
+        if str(getattr(self, "origin", "")).endswith("multiarray._reconstruct"):
+            _check_array_state(state)
 
     def __call__(self, *args: Any, **kwargs: Any) -> _StandIn:
         return _StandIn(*args)
+
+
+def _check_array_state(state: Any) -> None:
+    """numpy allocates an object array's whole shape before it reads the pickled list: the list must fill it."""
+    if not (isinstance(state, tuple) and len(state) == 5 and isinstance(state[1], tuple)):
+        return
+    shape, data = state[1], state[4]
+    if isinstance(data, list) and all(isinstance(n, int) for n in shape) and math.prod(shape) > len(data):
+        raise TooLarge(
+            f"refused to load: a numpy array declares the shape {shape} but holds {len(data):,} values; the file is "
+            "damaged or crafted"
+        )
 
 
 def _stand_in_class(module: str, name: str) -> type[_StandIn]:
@@ -164,6 +182,8 @@ def declared_storages(data: bytes) -> list[Storage]:
     reader = _DeclarationReader(data)
     try:
         reader.load()
+    except TooLarge:
+        raise
     except Exception:
         pass  # a damaged pickle: what was read so far still counts
     return reader.storages
