@@ -146,3 +146,17 @@ def test_running_out_of_memory_is_said_as_such(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setattr(torch, "load", no_memory)
     with pytest.raises(CheckpointError, match=rf"checkpoint {path}: not enough memory to load it \(the file is "):
         load_checkpoint(path)
+
+
+def test_average_checkpoints_bounds_the_others_by_the_first_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from seqloom.cli.average_checkpoints import average_checkpoints
+
+    small, big = tmp_path / "a.pt", tmp_path / "b.pt"
+    small.write_bytes(saved({"model": {"w": torch.ones(10)}}))
+    big.write_bytes(saved({"model": {"w": torch.ones(10)}, "extra_state": {"x": torch.zeros(1000)}}))
+    assert torch.equal(average_checkpoints([str(small), str(small)])["model"]["w"], torch.ones(10))
+    monkeypatch.setattr(limits, "REST_BYTES", 0)
+    with pytest.raises(CheckpointError, match=rf"checkpoint {big}: refused to load: its tensors declare 4,040 bytes"):
+        average_checkpoints([str(small), str(big)])
