@@ -78,8 +78,8 @@ def check_declared_sizes(file: Path, *, expected_params: int | None = None) -> N
         storages = declared_storages(data)
     except TooLarge as err:
         raise TooLarge(f"checkpoint {file}: {err}") from None
-    total = 0
-    for storage in storages:
+    total, counted = 0, set()
+    for storage in storages:  # (a storage shared by several tensors, tied embeddings, is declared each time)
         name = f"data/{storage.key}"
         if storage.nbytes is None or name not in records:
             continue  # unknown classes are refused by the loader; a missing record is reported by torch
@@ -89,7 +89,9 @@ def check_declared_sizes(file: Path, *, expected_params: int | None = None) -> N
                 f"for record '{prefix}{name}', which holds {records[name]:,} bytes (the limit); the file is damaged "
                 "or crafted"
             )
-        total += storage.nbytes
+        if name not in counted:
+            counted.add(name)
+            total += storage.nbytes
     if expected_params is not None:
         limit = expected_params * 4 * COPIES_OF_THE_MODEL + REST_BYTES
         if total > limit:
