@@ -13,13 +13,15 @@ from sacremoses import MosesTokenizer
 from subword_nmt.apply_bpe import BPE
 from subword_nmt.learn_joint_bpe_and_vocab import learn_joint_bpe_and_vocab
 
+from seqloom.data.bom import strip_bom_lines
+
 SPLITS = ("train", "valid", "test")
 
 
 def tokenize_file(src: Path, dst: Path, lang: str) -> None:
     tok = MosesTokenizer(lang=lang)
     with src.open(encoding="utf-8") as fin, dst.open("w", encoding="utf-8") as fout:
-        for line in fin:
+        for line in strip_bom_lines(fin, str(src)):  # a byte-order mark is not part of the first word
             fout.write(tok.tokenize(line.strip(), aggressive_dash_splits=True, return_str=True, escape=False) + "\n")
 
 

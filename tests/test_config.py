@@ -9,7 +9,8 @@ from typing import Literal, Optional
 import pytest
 
 from seqloom import registry
-from seqloom.config import CommandSpec, field, parse_args
+from seqloom.cli.parser import CommandSpec, parse_args
+from seqloom.config import field
 from seqloom.config.options import parse_literal_tuple
 
 
@@ -206,8 +207,8 @@ def test_fairseq_flags_seqloom_lacks_stop_with_the_reason(
 
 def test_the_fairseq_flag_tables_name_no_option_a_command_defines() -> None:
     """A flag seqloom gains must leave the tables, or its users would get the note or the error instead."""
-    from seqloom.config.fairseq_flags import IGNORED, IGNORED_WHEN_OFF, UNSUPPORTED
-    from seqloom.config.parser import build_parser
+    from seqloom.cli.fairseq_flags import IGNORED, IGNORED_WHEN_OFF, UNSUPPORTED
+    from seqloom.cli.parser import build_parser
 
     for name, spec in _command_specs().items():
         parser, _ = build_parser(spec, dict(spec.selectors))

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from seqloom.config.fairseq_flags import handled_elsewhere
-from seqloom.config.parser import SELECTORS, build_parser
+from seqloom.cli.fairseq_flags import handled_elsewhere
+from seqloom.cli.parser import SELECTORS, build_parser
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "fairseq_options" / "options.json").read_text())
 FLAGS = {flag: dest for dest, (flag, _) in SELECTORS.items()}
@@ -58,7 +58,7 @@ def test_every_fairseq_option_of_the_command_is_handled(name: str) -> None:
 
 
 def test_the_tables_agree_with_fairseq_on_which_options_take_a_value() -> None:
-    from seqloom.config.fairseq_flags import IGNORED, NOT_USED_HERE
+    from seqloom.cli.fairseq_flags import IGNORED, NOT_USED_HERE
 
     takes_value = FIXTURE["takes_value"]
     for table in (IGNORED, NOT_USED_HERE):
@@ -68,7 +68,7 @@ def test_the_tables_agree_with_fairseq_on_which_options_take_a_value() -> None:
 
 
 def test_options_accepted_as_not_used_here_are_options_of_another_seqloom_command() -> None:
-    from seqloom.config.fairseq_flags import NOT_USED_HERE
+    from seqloom.cli.fairseq_flags import NOT_USED_HERE
 
     defined = set()
     for command in ("train", "generate", "interactive"):
@@ -77,7 +77,7 @@ def test_options_accepted_as_not_used_here_are_options_of_another_seqloom_comman
 
 
 def test_a_generate_command_line_with_training_options_parses_with_notes(capsys: pytest.CaptureFixture[str]) -> None:
-    from seqloom.config.parser import parse_args
+    from seqloom.cli.parser import parse_args
 
     argv = ["data-bin", "--path", "a.pt", "--save-dir", "ckpt", "--ddp-backend=c10d", "--reset-optimizer",
             "--eos", "2", "--max-len-b-mt", "200", "--beam", "4"]  # fmt: skip
@@ -100,7 +100,7 @@ def test_preprocess_takes_fairseqs_shared_options_with_a_note(tmp_path: Path, ca
 
 @pytest.mark.parametrize("flag", ["--use-sharded-state", "--char-inputs", "--base-layers=2", "--fix-batches-to-gpus"])
 def test_fairseq_options_of_missing_features_stop_training_with_the_reason(flag: str, capsys) -> None:
-    from seqloom.config.parser import parse_args
+    from seqloom.cli.parser import parse_args
 
     with pytest.raises(SystemExit):
         parse_args(_spec("train"), ["data-bin", "--arch", "transformer", flag])
@@ -110,8 +110,8 @@ def test_fairseq_options_of_missing_features_stop_training_with_the_reason(flag:
 
 def test_train_keeps_tokenizer_and_bpe_in_the_checkpoint_for_the_hub() -> None:
     """fairseq-train saves --tokenizer/--bpe with the checkpoint's options; from_pretrained applies them."""
+    from seqloom.cli.parser import parse_args
     from seqloom.cli.train import checkpoint_namespace
-    from seqloom.config.parser import parse_args
     from seqloom.hub.pretrained import checkpoint_groups
 
     argv = ["data-bin", "--arch", "transformer", "--tokenizer", "moses", "--moses-no-dash-splits",
@@ -159,7 +159,7 @@ def test_fairseqs_full_config_dumps_configure_every_command(
     """fairseq's whole configuration of a checkpoint (hydra's .hydra/config.yaml layout: every group, each
     component section with its _name, the options of all commands) as --config: train takes its options,
     the other commands take theirs and pass over the rest, with few notes."""
-    from seqloom.config.parser import parse_args
+    from seqloom.cli.parser import parse_args
 
     config = ["--config", str(CONFIGS / dump)]
     args = parse_args(_spec("train"), ["data-bin", *config])
@@ -178,8 +178,8 @@ def test_fairseqs_full_config_dumps_configure_every_command(
 def test_a_command_line_with_every_option_seqloom_notes_parses(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     """Every fairseq option that the command accepts with a note, given at once (with a value where fairseq's
     takes one): the command line parses, each gets its note, and the command's own options keep their values."""
-    from seqloom.config.fairseq_flags import IGNORED, IGNORED_WHEN_OFF, NOT_USED_HERE
-    from seqloom.config.parser import parse_args
+    from seqloom.cli.fairseq_flags import IGNORED, IGNORED_WHEN_OFF, NOT_USED_HERE
+    from seqloom.cli.parser import parse_args
 
     case = FIXTURE["cases"][name]
     ours = seqloom_options(case["command"], case["argv"])

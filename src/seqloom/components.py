@@ -6,11 +6,15 @@ import importlib
 import importlib.util
 import sys
 from pathlib import Path
+from typing import Any
+
+from seqloom import registry
 
 BUILTIN_MODULES: tuple[str, ...] = (
     "seqloom.models.transformer",
     "seqloom.models.transformer_lm",
     "seqloom.models.bart.builder",
+    "seqloom.models.bart.interop",
     "seqloom.tasks.translation",
     "seqloom.tasks.translation_from_pretrained_bart",
     "seqloom.tasks.translation_multi_simple_epoch",
@@ -53,9 +57,28 @@ BUILTIN_MODULES: tuple[str, ...] = (
 )
 
 
+# the hubs register their from_pretrained under the model family's name (registry.HUBS); they are imported
+# only when a hub is asked for, not with the other built-ins (commands need none of them)
+BUILTIN_HUBS: tuple[str, ...] = (
+    "seqloom.hub.pretrained",
+    "seqloom.hub.language_model",
+    "seqloom.hub.bart",
+)
+
+
 def import_builtins() -> None:
     for name in BUILTIN_MODULES:
         importlib.import_module(name)
+
+
+def load_pretrained(family: str, model_name_or_path: Any, checkpoint_file: str, data_name_or_path: str,
+                    **overrides: Any) -> Any:  # fmt: skip
+    """The hub of model family ``family`` (``transformer``, ``transformer_lm``, ``bart``) loaded by its
+    registered ``from_pretrained``: what a model class's ``from_pretrained`` returns, as in fairseq."""
+    for name in BUILTIN_HUBS:
+        importlib.import_module(name)
+    load = registry.HUBS.get(family)
+    return load(model_name_or_path, checkpoint_file, data_name_or_path, **overrides)
 
 
 def import_user_dir(user_dir: str) -> None:

@@ -78,6 +78,11 @@ OPTIMIZERS: Registry[Any] = Registry("optimizer")
 LR_SCHEDULERS: Registry[Any] = Registry("lr_scheduler")
 TOKENIZERS: Registry[Any] = Registry("tokenizer")
 BPES: Registry[Any] = Registry("bpe")
+# model family -> its hub's ``from_pretrained(model_name_or_path, checkpoint_file, data_name_or_path, **overrides)``
+HUBS: Registry[Any] = Registry("hub")
+# model family -> ``load(state, src_dict, tgt_dict, *, source, overrides)``: its interop building the model of a
+# loaded checkpoint dict with its weights (commands find a checkpoint's family here, never by name tests)
+CHECKPOINT_LOADERS: Registry[Any] = Registry("checkpoint loader")
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ import torch
 
 from seqloom.checkpoint.io import load_checkpoint
 from seqloom.cli import eval_lm, preprocess
+from seqloom.cli.parser import parse_args
 from seqloom.cli.train import SPEC, run
-from seqloom.config.parser import parse_args
 
 CORPUS = Path(__file__).resolve().parents[2] / "examples" / "data" / "bible-en-es"
 

@@ -18,8 +18,8 @@ import torch
 
 from seqloom.cli import validate
 from seqloom.cli.build import build_task
+from seqloom.cli.parser import parse_args
 from seqloom.cli.train import SPEC, run
-from seqloom.config.parser import parse_args
 from seqloom.devices import torch_release
 from seqloom.tasks.base import BatchingOptions
 

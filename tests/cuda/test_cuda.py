@@ -17,8 +17,8 @@ import torch
 
 from seqloom.checkpoint.io import load_checkpoint
 from seqloom.cli import generate, interactive, preprocess
+from seqloom.cli.parser import parse_args
 from seqloom.cli.train import SPEC, run
-from seqloom.config.parser import parse_args
 from seqloom.models.transformer import TransformerConfig, TransformerModel, build_model
 
 pytestmark = pytest.mark.skipif(
@@ -296,7 +296,7 @@ def test_bart_hub_on_the_gpu_gives_fairseqs_fill_mask_and_features(fairseq_fixtu
     for got, expected in zip(results, ref["fill_mask"]):
         assert [text for text, _ in got] == [text for text, _ in expected["topk"]]
         for (_, score), (_, want) in zip(got, expected["topk"]):
-            assert score == pytest.approx(want, abs=1e-4)
+            assert float(score) == pytest.approx(want, abs=1e-4)  # a 0-dim tensor on the GPU, as fairseq
     inputs = [e["input"] for e in ref["sample_beam1"]]
     assert hub.sample(inputs, beam=1) == [e["output"] for e in ref["sample_beam1"]]
     hub.register_classification_head("pair", num_classes=3)  # made on the model's device

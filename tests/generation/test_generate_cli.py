@@ -37,7 +37,7 @@ def test_results_path_writes_generate_subset_txt(fairseq_fixtures, tmp_path, cap
 def test_sampling_is_seeded_and_returns_beam_samples(fairseq_fixtures, capsys) -> None:
     import pytest
 
-    with pytest.raises(SystemExit, match="--sampling requires --nbest to be equal to --beam"):  # as fairseq's
+    with pytest.raises(SystemExit, match="--nbest must equal --beam"):  # as fairseq's
         generate(argv(fairseq_fixtures, "--sampling", "--beam", "2"))
     options = ("--sampling", "--sampling-topk", "20", "--beam", "2", "--nbest", "2", "--seed", "7")
     outs = []
@@ -110,8 +110,8 @@ def test_model_overrides_replace_checkpoint_options(fairseq_fixtures, capsys) ->
     """``--model-overrides`` (fairseq's ``arg_overrides``): options replaced by name before the model is built."""
     from seqloom.cli.build import build_task
     from seqloom.cli.generate import SPEC
-    from seqloom.config import parse_args
-    from seqloom.generation.loading import load_ensemble
+    from seqloom.cli.model_loading import load_ensemble
+    from seqloom.cli.parser import parse_args
 
     ckpt = str(fairseq_fixtures / "mt" / "checkpoints" / "checkpoint_best.pt")
     task = build_task(parse_args(SPEC, argv(fairseq_fixtures)))

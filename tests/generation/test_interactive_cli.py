@@ -67,3 +67,16 @@ def test_decode_threads_translate_a_buffers_batches_at_once_with_the_same_lines(
         torch.set_num_threads(threads)
     assert two == one and sum(line.startswith("H-") for line in one) == 24
     assert [line.split("\t")[0] for line in one if line.startswith("S-")] == [f"S-{i}" for i in range(24)]
+
+
+def test_a_bad_line_does_not_drop_the_good_lines_buffered_before_it(fairseq_fixtures, tmp_path, capsys) -> None:
+    """--buffer-size 10: the two lines read before the non-UTF-8 one are translated before the error."""
+    mt = fairseq_fixtures / "mt"
+    source = tmp_path / "input.en"
+    source.write_bytes(b"The earth .\nThe sea .\n\xff\xfe bad bytes\nnever read .\n")
+    argv = [str(mt / "data-bin"), "--path", str(mt / "checkpoints" / "checkpoint_best.pt"), "--input", str(source),
+            "--buffer-size", "10"]  # fmt: skip
+    assert interactive(argv) == 1
+    captured = capsys.readouterr()
+    assert f"{source}:3: the line is not valid UTF-8" in captured.err
+    assert [line.split("\t")[0] for line in captured.out.splitlines() if line[:2] == "H-"] == ["H-0", "H-1"]

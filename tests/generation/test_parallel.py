@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from seqloom.generation.parallel import can_fork, in_order_on_processes, in_order_on_threads
+from seqloom.cli.parallel_decoding import can_fork, in_order_on_processes, in_order_on_threads
 
 needs_fork = pytest.mark.skipif(not can_fork(), reason="worker processes are forked (Linux)")
 

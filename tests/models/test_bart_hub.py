@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from seqloom.hub import BARTModel
-from seqloom.models.bart.hub import BARTHub
+from seqloom.hub.bart import BARTHub
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +32,15 @@ def hub(fairseq_fixtures: Path) -> BARTHub:
     )
 
 
-def test_from_pretrained_loads_where_fairseq_fails(hub: BARTHub, ref: dict[str, Any]) -> None:
+def test_from_pretrained_loads_where_fairseq_fails(hub: BARTHub, ref: dict[str, Any], fairseq_fixtures: Path) -> None:
     assert "ValidationError" in ref["from_pretrained_error"]  # fairseq's from_pretrained(bpe='gpt2') failed
+    kwargs = ref["from_pretrained"]  # fairseq's call, with its sample_break_mode keyword spelled out
+    gpt2 = fairseq_fixtures.parents[1] / "data" / "gpt2-bpe"
+    again = BARTModel.from_pretrained(str(fairseq_fixtures / "bart" / "model"), kwargs["checkpoint_file"],
+                                      str(fairseq_fixtures / "bart" / "model"), "gpt2", sample_break_mode="eos",
+                                      gpt2_encoder_json=str(gpt2 / "encoder.json"),
+                                      gpt2_vocab_bpe=str(gpt2 / "vocab.bpe"))  # fmt: skip
+    assert again.encode(ref["encode"][0]["sentence"]).tolist() == ref["encode"][0]["ids"]
     assert len(hub.src_dict) == ref["dictionary_size_with_mask"] == 4089
     assert hub.src_dict[4088] == "<mask>"
 
@@ -81,7 +88,7 @@ def test_fill_mask_then_features_and_beam1(hub: BARTHub, ref: dict[str, Any]) ->
     for got, entry in zip(results, ref["fill_mask"]):
         assert [text for text, _ in got] == [text for text, _ in entry["topk"]]
         for (_, score), (_, expected) in zip(got, entry["topk"]):
-            assert score == pytest.approx(expected, abs=1e-4)
+            assert torch.is_tensor(score) and float(score) == pytest.approx(expected, abs=1e-4)  # as fairseq
     entry = ref["extract_features"]
     feats = hub.extract_features(torch.tensor(entry["ids"]))
     torch.testing.assert_close(feats[0], torch.tensor(entry["all"]), atol=1e-4, rtol=0)
@@ -151,6 +158,9 @@ def test_errors_name_the_fix(hub: BARTHub, fairseq_fixtures: Path) -> None:
         BARTModel.from_pretrained(folder)  # GPT-2's files are never downloaded
     with pytest.raises(TypeError, match="beem"):
         BARTModel.from_pretrained(folder, beem=3)
+    # fairseq's signature has sample_break_mode='eos'; another mode would chunk the inputs differently
+    with pytest.raises(ValueError, match="sample_break_mode='complete' is not supported"):
+        BARTModel.from_pretrained(folder, sample_break_mode="complete")
     with pytest.raises(ValueError, match="has no <mask>"):
         hub.fill_mask(["no mask here"])
     with pytest.raises(ValueError, match=r"fill_mask: topk must be at least 1 \(got 0\)"):

@@ -9,9 +9,9 @@ import torch
 
 from seqloom import registry
 from seqloom.checkpoint.io import load_checkpoint
+from seqloom.hub.bart import load_dictionary
 from seqloom.models.bart import BARTConfig, BARTModel, build_model
 from seqloom.models.bart.config import bart_base, bart_large, mbart_base, mbart_large
-from seqloom.models.bart.hub import load_dictionary
 from seqloom.models.bart.interop import config_from_checkpoint, model_from_state
 
 
@@ -171,7 +171,7 @@ def test_family_dispatch_builds_bart(fairseq_fixtures: Path) -> None:
 
 def test_generation_loads_bart_checkpoints(fairseq_fixtures: Path) -> None:
     """``seqloom generate --path`` (generation.loading) builds BART, e.g. a summarizer fine-tuned with translation."""
-    from seqloom.generation.loading import load_ensemble
+    from seqloom.cli.model_loading import load_ensemble
 
     folder = fairseq_fixtures / "bart" / "model"
     dictionary = load_dictionary(folder / "dict.txt")

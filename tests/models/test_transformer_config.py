@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from seqloom import registry
-from seqloom.config import CommandSpec, parse_args
+from seqloom.cli.parser import CommandSpec, parse_args
 from seqloom.models.transformer import (
     TransformerConfig,
     build_model,

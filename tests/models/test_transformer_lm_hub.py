@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from seqloom.models.transformer_lm.hub import TransformerLanguageModel
+from seqloom.hub.language_model import TransformerLanguageModel
 
 
 @pytest.fixture(scope="module")

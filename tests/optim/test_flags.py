@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from seqloom.config import CommandSpec, parse_args
+from seqloom.cli.parser import CommandSpec, parse_args
 from seqloom.criterions import build_criterion
 from seqloom.optim import build_lr_scheduler, build_optimizer
 

@@ -10,7 +10,7 @@ import torch
 
 from seqloom.checkpoint.io import load_checkpoint
 from seqloom.data.noising import NoiseOptions
-from seqloom.models.bart.hub import load_dictionary
+from seqloom.hub.bart import load_dictionary
 from seqloom.models.bart.interop import model_from_state
 from seqloom.tasks.base import BatchingOptions
 from seqloom.tasks.denoising import DenoisingConfig, DenoisingTask, word_start_table

@@ -18,10 +18,10 @@ import pytest
 import torch
 
 from seqloom.checkpoint.io import load_checkpoint
+from seqloom.cli.decoding import load_task
+from seqloom.cli.parser import parse_args
 from seqloom.cli.train import SPEC, main
-from seqloom.config.parser import parse_args
 from seqloom.data.resampling import ConcatDataset, ResampledDataset
-from seqloom.generation.runtime import load_task
 from seqloom.tasks.base import BatchingOptions
 from seqloom.tasks.multilingual_denoising import sampling_ratios
 

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from seqloom.cli.decoding import load_task
 from seqloom.cli.generate import main as generate
 from seqloom.cli.interactive import main as interactive
+from seqloom.cli.parser import parse_args
 from seqloom.cli.train import SPEC, run
-from seqloom.config.parser import parse_args
-from seqloom.generation.runtime import load_task
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "generation"))
 from fixture_compare import compare_lines, read_lines  # noqa: E402
@@ -115,7 +115,7 @@ def test_fine_tunes_from_fairseqs_checkpoint(fairseq_fixtures: Path, tmp_path: P
 
 def test_eval_bleu_generates_with_the_target_language_as_eos(fairseq_fixtures: Path) -> None:
     """--eval-bleu during fine-tuning: hypotheses end with [es] (they stop there) and the texts leave it out."""
-    from seqloom.generation.loading import load_ensemble
+    from seqloom.cli.model_loading import load_ensemble
 
     parsed = parse_args(SPEC, [data(fairseq_fixtures), *TASK, "--arch", "mbart_large", "--optimizer", "adam",
                                "--max-tokens", "512", "--eval-bleu"])  # fmt: skip
@@ -176,7 +176,7 @@ def test_interactive_on_the_exports_weights_file_needs_no_task_flags(
     """``--path export/model.safetensors`` alone: the task, languages, tokenizer, BPE codes and dictionaries
     come from the export (fairseq-interactive's D- lines); flags still win over them."""
     from seqloom.cli.interactive import SPEC as INTERACTIVE
-    from seqloom.generation.loading import export_defaults
+    from seqloom.cli.model_loading import export_defaults
     from seqloom.hub import TransformerModel
     from seqloom.hub.export import write_export
 

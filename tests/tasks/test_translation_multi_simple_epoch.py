@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from seqloom.cli.decoding import load_task
 from seqloom.cli.generate import main as generate
 from seqloom.cli.interactive import main as interactive
+from seqloom.cli.parser import parse_args
 from seqloom.cli.train import SPEC
-from seqloom.config.parser import parse_args
-from seqloom.generation.runtime import load_task
 from seqloom.tasks.base import BatchingOptions
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "generation"))
@@ -113,7 +113,7 @@ def test_language_tokens_follow_fairseqs_order(fairseq_fixtures: Path, tmp_path:
 
 @pytest.mark.parametrize(("extra", "message"), [
     (["-s", "en"], "pass both -s/--source-lang and -t/--target-lang, or neither"),
-    (["-s", "en", "-t", "de"], "not in the language dictionary"),
+    (["-s", "en", "-t", "de"], "missing from the language list"),
     (["-s", "en", "-t", "es", "--extra-data", "{}"], "--extra-data is not supported"),
     (["-s", "en", "-t", "es", "--lang-tok-replacing-bos-eos"], "--lang-tok-replacing-bos-eos is not supported"),
 ])  # fmt: skip

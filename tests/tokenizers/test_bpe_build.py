@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from seqloom.cli.parser import CommandSpec, parse_args
 from seqloom.components import BUILTIN_MODULES, import_builtins
-from seqloom.config import CommandSpec, parse_args
 from seqloom.registry import BPES
 from seqloom.tokenizers.bpe import BPE, build_bpe, require_file
 from seqloom.tokenizers.gpt2_bpe import GPT2BPE, GPT2BPEConfig

@@ -42,5 +42,5 @@ def test_fp32_accumulators_keep_what_half_weights_round_away() -> None:
     assert fp32 is not None and fp32["weight"].dtype == torch.float32
     assert float(fp32["weight"][0, 0]) > 1.0  # accumulated in float32
     assert float(plain.state_dict()["weight"][0, 0]) == 1.0  # the half average never moves: steps round away
-    with pytest.raises(ValueError, match="--ema-decay 1.5: must be between 0 and 1"):
+    with pytest.raises(ValueError, match="--ema-decay 1.5: a decay is a share, from 0 to 1"):
         ExponentialMovingAverage(decay=1.5)

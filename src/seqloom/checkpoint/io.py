@@ -10,9 +10,12 @@ them, through the guarded functions of :mod:`seqloom.checkpoint.numpy_compat`). 
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import pickle
 import re
+import secrets
+import shutil
 import tempfile
 import zipfile
 from pathlib import Path
@@ -134,15 +137,77 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> None
             os.fsync(f.fileno())
         os.replace(tmp_name, file)
     except BaseException as err:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        if isinstance(err, OSError):
-            kept = "the file there before is intact" if file.exists() else "nothing was written"
-            raise CheckpointError(f"checkpoint {file}: writing failed ({err.strerror or err}); {kept}") from None
+        _remove_quietly(tmp_name)
+        failure = write_failure(file, err)
+        if failure is not None:
+            raise failure from None
         raise
     _fsync_dir(file.parent)
+
+
+class CheckpointWriteError(CheckpointError):
+    """Writing ``path`` failed for ``reason`` (the OS's, in words: ``no space left on device ...``); the file
+    there before, if any, is intact and no temp file is left."""
+
+    def __init__(self, message: str, *, path: Path, reason: str, errno: int | None) -> None:
+        super().__init__(message)
+        self.path, self.reason, self.errno = path, reason, errno
+
+
+def write_failure(file: Path, err: BaseException) -> CheckpointWriteError | None:
+    """The :class:`CheckpointWriteError` of an OS error behind ``err`` (``torch.save`` reports a failed write
+    of its file object as a ``RuntimeError`` caused by the ``OSError``), or None if there is none."""
+    os_err: BaseException | None = err
+    while os_err is not None and not isinstance(os_err, OSError):
+        os_err = os_err.__cause__ or os_err.__context__
+    if not isinstance(os_err, OSError):
+        return None
+    kept = f"the previous {file.name} is intact" if file.exists() else "nothing was written"
+    if os_err.errno in (errno.ENOSPC, errno.EDQUOT):
+        full = "no space left" if os_err.errno == errno.ENOSPC else "disk quota exceeded"
+        reason = f"{full} on {device_of(file.parent)}"
+        return CheckpointWriteError(f"{reason} writing {file}; {kept}", path=file, reason=reason, errno=os_err.errno)
+    reason = unwritable_reason(file, os_err)
+    kept = "the file there before is intact" if file.exists() else "nothing was written"
+    return CheckpointWriteError(f"checkpoint {file}: writing failed ({reason}); {kept}", path=file, reason=reason,
+                                errno=os_err.errno)  # fmt: skip
+
+
+def device_of(folder: Path) -> str:
+    """The device holding ``folder``, as people know it: ``/dev/sda1 (mounted at /data)``, or the mount point."""
+    mount = Path(os.path.abspath(folder))
+    while not os.path.ismount(mount) and mount != mount.parent:
+        mount = mount.parent
+    try:
+        with open("/proc/self/mounts", encoding="utf-8") as f:
+            sources = {fields[1]: fields[0] for fields in (line.split() for line in f) if len(fields) > 1}
+    except OSError:
+        sources = {}
+    source = sources.get(str(mount))
+    return f"{source} (mounted at {mount})" if source else f"the device mounted at {mount}"
+
+
+def copy_checkpoint(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """Copies the checkpoint ``src`` to ``dst`` atomically (a temp file beside ``dst``, then a rename); a
+    failed copy leaves ``dst`` as it was and no temp file (:class:`CheckpointWriteError`)."""
+    file = Path(dst)
+    tmp_name = str(file.parent / f".{file.name}.{secrets.token_hex(4)}.tmp")  # the temp-name scheme of mkstemp
+    try:
+        shutil.copyfile(src, tmp_name)
+        os.replace(tmp_name, file)
+    except BaseException as err:
+        _remove_quietly(tmp_name)
+        failure = write_failure(file, err)
+        if failure is not None:
+            raise failure from None
+        raise
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _fsync_dir(folder: Path) -> None:

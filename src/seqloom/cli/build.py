@@ -8,7 +8,7 @@ from typing import Any
 from torch import nn
 
 from seqloom import registry
-from seqloom.config.parser import ParsedArgs
+from seqloom.cli.parser import ParsedArgs
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +40,7 @@ def build_model(parsed: ParsedArgs, task: Any) -> nn.Module:
     builder = registry.MODELS.get(model_name)
     build = getattr(builder, "build_model", builder)
     model = build(parsed["model"], task.source_dictionary, task.target_dictionary)
-    prepare = getattr(task, "prepare_model", None)  # e.g. sentence_prediction adds its classification head
-    return prepare(model) if callable(prepare) else model
+    return task.prepare_model(model)  # e.g. sentence_prediction adds its classification head
 
 
 def build_criterion(parsed: ParsedArgs, task: Any) -> nn.Module:

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from seqloom.checkpoint.io import CheckpointError
+from seqloom.cli.parser import CommandSpec, parse_args
 from seqloom.config.options import field
-from seqloom.config.parser import CommandSpec, parse_args
 from seqloom.logs import setup_logging
 
 logger = logging.getLogger("seqloom.cli.export")

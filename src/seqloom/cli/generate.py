@@ -20,15 +20,7 @@ import torch
 
 from seqloom import registry
 from seqloom.checkpoint.io import CheckpointError
-from seqloom.config import CommandSpec, ParsedArgs, parse_args
-from seqloom.config.common import CommonConfig
-from seqloom.config.training import DataDirConfig, DatasetConfig
-from seqloom.generation.config import CommonEvalConfig, DecodeThreadsConfig, GenerationConfig, ScoringConfig
-from seqloom.generation.hypotheses import Hypothesis
-from seqloom.generation.loading import export_defaults, load_ensemble
-from seqloom.generation.output import hypothesis_lines, load_align_dict, post_process_prediction
-from seqloom.generation.parallel import can_fork, in_order_on_processes, in_order_on_threads
-from seqloom.generation.runtime import (
+from seqloom.cli.decoding import (
     TextCodec,
     build_generator,
     decode_threads,
@@ -39,6 +31,14 @@ from seqloom.generation.runtime import (
     sample_strings,
     symbols_to_strip,
 )
+from seqloom.cli.model_loading import export_defaults, load_ensemble
+from seqloom.cli.output_lines import hypothesis_lines, load_align_dict, post_process_prediction
+from seqloom.cli.parallel_decoding import can_fork, in_order_on_processes, in_order_on_threads
+from seqloom.cli.parser import CommandSpec, ParsedArgs, parse_args
+from seqloom.config.common import CommonConfig
+from seqloom.config.training import DataDirConfig, DatasetConfig
+from seqloom.generation.config import CommonEvalConfig, DecodeThreadsConfig, GenerationConfig, ScoringConfig
+from seqloom.generation.hypotheses import Hypothesis
 from seqloom.generation.scoring import build_scorer
 from seqloom.logs import DATE_FORMAT, LINE_FORMAT, setup_logging
 from seqloom.tasks.translation import TranslationTask
@@ -77,7 +77,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     common, ev = args["common"], args["common_eval"]
     setup_logging(common.log_format, common.log_file)
     if args["generation"].sampling and args["generation"].nbest != args["generation"].beam:
-        raise SystemExit("--sampling requires --nbest to be equal to --beam")  # fairseq's (and interactive's) rule
+        raise SystemExit(
+            "--sampling draws one hypothesis per beam, so --nbest must equal --beam (got --nbest {} and --beam {})".format(
+                args["generation"].nbest, args["generation"].beam
+            )
+        )  # fairseq's rule too
     if ev.results_path is None:
         return run_reporting_errors(args, sys.stdout)
     path = os.path.join(ev.results_path, f"generate-{args['dataset'].gen_subset}.txt")
@@ -138,14 +142,14 @@ def run(args: ParsedArgs, out: TextIO) -> int:
     itr = task.get_batch_iterator(dataset, batching_options(data, common, task, models))
     batches = require_batches(itr, data.gen_subset).next_epoch_itr(shuffle=False)
     generator = build_generator(models, task.target_dictionary, gen, common=common, model_overrides=ev.model_overrides,
-                                eos=getattr(task, "generation_eos", None))  # fmt: skip
+                                eos=task.generation_eos)  # fmt: skip
     strip = symbols_to_strip(generator, task.target_dictionary, task)
     codec = TextCodec.from_args(args)
     scorer = build_scorer(args["scoring"], pad=task.target_dictionary.pad(), eos=task.target_dictionary.eos(),
                           unk=task.target_dictionary.unk())  # fmt: skip
     totals = Totals()
     align_dict = load_align_dict(gen.replace_unk)
-    prefix_token = getattr(task, "inference_prefix_token", None)
+    prefix_token = task.inference_prefix_token
     samples = (sample for sample in progress_bar(batches, common) if "net_input" in sample)  # (a shard may lack one)
     workers = decode_threads(args, generator, device)
     done: Iterator[tuple[Any, list[list[Hypothesis]] | None]] = ((sample, None) for sample in samples)

@@ -22,15 +22,7 @@ from typing import Any, TextIO
 import torch
 
 from seqloom.checkpoint.io import CheckpointError
-from seqloom.config import CommandSpec, ParsedArgs, parse_args
-from seqloom.config.common import CommonConfig
-from seqloom.config.training import DataDirConfig, DatasetConfig
-from seqloom.generation.config import CommonEvalConfig, DecodeThreadsConfig, GenerationConfig, InteractiveConfig
-from seqloom.generation.constraint_states import pack_constraints
-from seqloom.generation.loading import export_defaults, load_ensemble
-from seqloom.generation.output import hypothesis_lines, load_align_dict, post_process_prediction
-from seqloom.generation.parallel import can_fork, in_order_on_processes
-from seqloom.generation.runtime import (
+from seqloom.cli.decoding import (
     TextCodec,
     build_generator,
     decode_threads,
@@ -39,6 +31,15 @@ from seqloom.generation.runtime import (
     run_inference,
     symbols_to_strip,
 )
+from seqloom.cli.model_loading import export_defaults, load_ensemble
+from seqloom.cli.output_lines import hypothesis_lines, load_align_dict, post_process_prediction
+from seqloom.cli.parallel_decoding import can_fork, in_order_on_processes
+from seqloom.cli.parser import CommandSpec, ParsedArgs, parse_args
+from seqloom.config.common import CommonConfig
+from seqloom.config.training import DataDirConfig, DatasetConfig
+from seqloom.data.bom import strip_bom_lines
+from seqloom.generation.config import CommonEvalConfig, DecodeThreadsConfig, GenerationConfig, InteractiveConfig
+from seqloom.generation.constraint_states import pack_constraints
 from seqloom.logs import setup_logging
 
 logger = logging.getLogger("seqloom.interactive")
@@ -63,8 +64,10 @@ def buffered_read(stream: TextIO, buffer_size: int, name: str = "stdin") -> Iter
     """Chunks of ``buffer_size`` stripped lines. ``stream`` decodes with ``surrogateescape``, so that a line that
     is not UTF-8 is named by its number (ValueError) instead of failing somewhere in a decoded chunk."""
     buffer: list[str] = []
-    for number, line in enumerate(stream, 1):
+    for number, line in enumerate(strip_bom_lines(stream, name), 1):
         if any("\udc80" <= c <= "\udcff" for c in line):
+            if buffer:  # the good lines read before it are translated first
+                yield buffer
             raise ValueError(f"{name}:{number}: the line is not valid UTF-8 (the input must be UTF-8 text)")
         buffer.append(line.strip())
         if len(buffer) >= buffer_size:
@@ -82,7 +85,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if data.max_tokens is None and data.batch_size is None:
         data.batch_size = 1
     if args["generation"].sampling and args["generation"].nbest != args["generation"].beam:
-        raise SystemExit("--sampling requires --nbest to be equal to --beam")
+        raise SystemExit(
+            "--sampling draws one hypothesis per beam, so --nbest must equal --beam (got --nbest {} and --beam {})".format(
+                args["generation"].nbest, args["generation"].beam
+            )
+        )
     try:
         if inter.input == "-":
             if isinstance(sys.stdin, io.TextIOWrapper):
@@ -104,7 +111,7 @@ def run(args: ParsedArgs, stream: TextIO, out: TextIO, *, name: str = "stdin") -
     device = place_models(models, args["common"])
     generator = build_generator(models, task.target_dictionary, args["generation"], common=args["common"],
                                 model_overrides=args["common_eval"].model_overrides,
-                                eos=getattr(task, "generation_eos", None))  # fmt: skip
+                                eos=task.generation_eos)  # fmt: skip
     codec = TextCodec.from_args(args)
     limits = [(task.max_positions() or (None, None))[0], *[m.max_positions()[0] for m in models]]
     max_source = min(limit for limit in limits if limit is not None)
@@ -185,7 +192,7 @@ def translate_chunk(lines: list[str], start_id: int, *, task: Any, generator: An
         return 0.0
     dataset = task.build_dataset_for_inference(tokens)
     options = BatchingOptions(max_tokens=data.max_tokens, max_sentences=data.batch_size, seed=1)
-    prefix_token = getattr(task, "inference_prefix_token", None)
+    prefix_token = task.inference_prefix_token
 
     def decode(sample: dict[str, Any]) -> tuple[list[list[Any]], float]:
         packed = pack_constraints([constraints[k] for k in sample["id"].tolist()]) if constraints else None

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Optional
 
-from seqloom.config import CommandSpec
+from seqloom.cli.parser import CommandSpec
 from seqloom.config.common import CommonConfig
 from seqloom.config.options import field, from_namespace
 from seqloom.data.binarizer import BinarizeSummary
@@ -41,34 +41,48 @@ class PreprocessConfig:
 
     source_lang: Optional[str] = field(None, help="source language", aliases=("-s",), metavar="SRC")
     target_lang: Optional[str] = field(None, help="target language", aliases=("-t",), metavar="TARGET")
-    trainpref: Optional[str] = field(None, help="train file prefix (also used to build dictionaries)", metavar="FP")
+    trainpref: Optional[str] = field(
+        None,
+        help="training files' path without the language suffix (PREF.src, PREF.tgt); the dictionaries are built from them",
+        metavar="FP",
+    )
     validpref: Optional[str] = field(
         None,
-        help="comma separated valid file prefixes (words missing from train are replaced with <unk>)",
+        help="validation files' paths without the language suffix, comma-separated (words missing from the dictionary become <unk>)",
         metavar="FP",
     )
     testpref: Optional[str] = field(
-        None, help="comma separated test file prefixes (words missing from train are replaced with <unk>)", metavar="FP"
+        None,
+        help="test files' paths without the language suffix, comma-separated (words missing from the dictionary become <unk>)",
+        metavar="FP",
     )
     align_suffix: Optional[str] = field(None, help="alignment file suffix ({pref}.{suffix} holds 'i-j' pairs)")
-    destdir: str = field("data-bin", help="destination dir", metavar="DIR")
-    thresholdtgt: int = field(0, help="map target words appearing less than threshold times to unknown")
-    thresholdsrc: int = field(0, help="map source words appearing less than threshold times to unknown")
-    tgtdict: Optional[str] = field(None, help="reuse given target dictionary", metavar="FP")
-    srcdict: Optional[str] = field(None, help="reuse given source dictionary", metavar="FP")
-    nwordstgt: int = field(-1, help="number of target words to retain (including the 4 special symbols)")
-    nwordssrc: int = field(-1, help="number of source words to retain (including the 4 special symbols)")
+    destdir: str = field("data-bin", help="folder to write the dictionaries and binarized files into", metavar="DIR")
+    thresholdtgt: int = field(
+        0, help="leave target words seen fewer than this many times out of the dictionary (0: keep all)"
+    )
+    thresholdsrc: int = field(
+        0, help="leave source words seen fewer than this many times out of the dictionary (0: keep all)"
+    )
+    tgtdict: Optional[str] = field(None, help="use this target dictionary instead of building one", metavar="FP")
+    srcdict: Optional[str] = field(None, help="use this source dictionary instead of building one", metavar="FP")
+    nwordstgt: int = field(
+        -1, help="keep only the N most frequent target words, the 4 special symbols included (-1: all)"
+    )
+    nwordssrc: int = field(
+        -1, help="keep only the N most frequent source words, the 4 special symbols included (-1: all)"
+    )
     alignfile: Optional[str] = field(
         None, help="an alignment file of the train set: writes alignment.{src}-{tgt}.txt", metavar="ALIGN"
     )
     dataset_impl: Literal["raw", "lazy", "cached", "mmap"] = field(
         "mmap", help="output dataset implementation (lazy and cached write the legacy TNTIDX format)"
     )
-    joined_dictionary: bool = field(False, help="generate a joined dictionary")
-    only_source: bool = field(False, help="only process the source language")
-    padding_factor: int = field(8, help="pad dictionary size to be multiple of N")
-    workers: int = field(1, help="number of parallel workers (processes)")
-    dict_only: bool = field(False, help="if true, only builds a dictionary and then exits")
+    joined_dictionary: bool = field(False, help="build one dictionary from source and target text together")
+    only_source: bool = field(False, help="binarize the source side only (language-model data)")
+    padding_factor: int = field(8, help="add filler symbols until the dictionary's size is a multiple of N")
+    workers: int = field(1, help="processes that binarize the files in parallel")
+    dict_only: bool = field(False, help="write the dictionaries and stop, binarizing nothing")
     task: str = field(
         "translation", help="task whose dictionary type to build (fairseq's flag; every built-in task uses Dictionary)"
     )
@@ -258,9 +272,9 @@ def preprocess(cfg: PreprocessConfig, *, progress_bar: bool | None = None) -> Pr
 
 def parse(argv: Sequence[str] | None) -> tuple[CommonConfig, PreprocessConfig]:
     """Parses the command line (and ``--config`` YAML) without importing the component registries."""
+    from seqloom.cli.fairseq_flags import strip_ignored
+    from seqloom.cli.parser import _apply_yaml_defaults, build_parser, load_yaml
     from seqloom.components import import_user_dir
-    from seqloom.config.fairseq_flags import strip_ignored
-    from seqloom.config.parser import _apply_yaml_defaults, build_parser, load_yaml
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser, _ = build_parser(SPEC, {})

@@ -14,7 +14,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
-from seqloom.config import CommandSpec, field, parse_args
+from seqloom.cli.parser import CommandSpec, parse_args
+from seqloom.config import field
+from seqloom.data.bom import strip_bom_lines
 from seqloom.generation.scoring import BleuScorer
 
 
@@ -24,10 +26,12 @@ class ScoreConfig:
 
     sys: str = field("-", help="system output", aliases=("-s",))
     ref: str = field(None, help="references", aliases=("-r",))
-    order: int = field(4, help="consider ngrams up to this order", aliases=("-o",))
+    order: int = field(4, help="longest n-gram counted by BLEU", aliases=("-o",))
     ignore_case: bool = field(False, help="case-insensitive scoring")
     sacrebleu: bool = field(False, help="score with sacrebleu")
-    sentence_bleu: bool = field(False, help="report sentence-level BLEUs (i.e., with +1 smoothing)")
+    sentence_bleu: bool = field(
+        False, help="print a BLEU per sentence, with add-one smoothing, instead of one for the whole set"
+    )
 
 
 SPEC = CommandSpec(
@@ -48,10 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with open(cfg.ref, encoding="utf-8") as ref:
             if cfg.sys == "-":
-                score(cfg, sys.stdin, ref, sys.stdout)
+                score(cfg, strip_bom_lines(sys.stdin, "stdin"), strip_bom_lines(ref, cfg.ref), sys.stdout)
             else:
                 with open(cfg.sys, encoding="utf-8") as hyp:
-                    score(cfg, hyp, ref, sys.stdout)
+                    score(cfg, strip_bom_lines(hyp, cfg.sys), strip_bom_lines(ref, cfg.ref), sys.stdout)
     except FileNotFoundError as err:
         raise SystemExit(f"seqloom score: {err.filename}: no such file (check --sys/--ref)") from None
     return 0
@@ -74,7 +78,7 @@ class Vocabulary:
         return self.dict.encode_line(line, add_if_not_exist=True).tolist()
 
 
-def score(cfg: ScoreConfig, hyp: TextIO, ref: TextIO, out: TextIO) -> None:
+def score(cfg: ScoreConfig, hyp: Iterable[str], ref: Iterable[str], out: TextIO) -> None:
     if cfg.sacrebleu:
         import sacrebleu
 

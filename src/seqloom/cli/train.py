@@ -20,8 +20,8 @@ import torch
 
 from seqloom.checkpoint.io import CheckpointError
 from seqloom.cli.build import build_criterion, build_model, build_task, count_parameters
+from seqloom.cli.parser import CommandSpec, ParsedArgs, parse_args
 from seqloom.config.common import CommonConfig
-from seqloom.config.parser import CommandSpec, ParsedArgs, parse_args
 from seqloom.config.training import (
     CheckpointConfig,
     DataDirConfig,
@@ -42,6 +42,7 @@ from seqloom.trainer.loop import LoopConfigs, TrainingLoop
 from seqloom.trainer.precision import LossScaler, autocast_dtype, default_scale_window
 from seqloom.trainer.progress import Progress, resolve_log_format
 from seqloom.trainer.restore import Restored, restore
+from seqloom.trainer.save_dir import SaveDirLock, remove_stale_temp_files
 from seqloom.trainer.sharding import shard_model
 from seqloom.trainer.trainer import Trainer, TrainerOptions
 from seqloom.trainer.zero import shard_optimizer
@@ -237,25 +238,36 @@ class Batches:
 
     def train(self, epoch: int) -> EpochBatchIterator:
         """The epoch's training batches: built once per data folder, or every epoch with
-        ``--update-epoch-batch-itr`` (by default on with ``--grouped-shuffling``, as in fairseq)."""
+        ``--update-epoch-batch-itr`` (by default on with ``--grouped-shuffling``, as in fairseq).
+
+        Batches reused across epochs are always built as the uninterrupted run builds them, at epoch 1 (a
+        resumed run builds them the same way, whatever epoch it resumes in); batches rebuilt every epoch are
+        built for that epoch. So an epoch's batches depend on the seed and the epoch only, and a run resumed
+        from a checkpoint trains on exactly the batches the uninterrupted run does."""
+        ds = self.parsed["dataset"]
+        key = (epoch - 1) % self.num_dirs
+        cached = self._train.get(key)
+        if cached is not None and not (self._per_epoch(cached.dataset) and self._train_epoch != epoch):
+            return cached
+        if cached is not None:  # a rebuild: new batches over the same data
+            dataset = cached.dataset
+        else:
+            # one folder is loaded once, at epoch 1, by the uninterrupted run: a run resumed in a later epoch
+            # loads it as epoch 1 too, so that whatever a task derives from the load epoch (the order of
+            # a resampled multilingual mixture) is the same (fairseq would load it as the resumed epoch)
+            dataset = self.task.load_dataset(ds.train_subset, epoch=epoch if self.num_dirs > 1 else 1, combine=True)
+        build_epoch = epoch if self._per_epoch(dataset) else 1
+        self._train_epoch = epoch
+        opts = self._options(max_tokens=ds.max_tokens, max_sentences=ds.batch_size, valid=False, epoch=build_epoch)
+        self._train = {key: require_batches(self.task.get_batch_iterator(dataset, opts), ds.train_subset)}
+        return self._train[key]
+
+    def _per_epoch(self, dataset: Any) -> bool:
+        """Whether training batches are built anew each epoch: with several data folders (one an epoch),
+        ``--update-epoch-batch-itr``, or a dataset whose items change every epoch (resampled languages)."""
         ds = self.parsed["dataset"]
         rebuild = ds.grouped_shuffling if ds.update_epoch_batch_itr is None else ds.update_epoch_batch_itr
-        key = (epoch - 1) % self.num_dirs
-        if key in self._train and not getattr(self._train[key].dataset, "can_reuse_epoch_itr_across_epochs", True):
-            rebuild = True  # its items change every epoch (resampled languages): so do its batches, as in fairseq
-        if key not in self._train or (rebuild and self._train_epoch != epoch):
-            self._train_epoch = epoch
-            if key in self._train:  # a rebuild: new batches over the same data
-                dataset = self._train[key].dataset
-            else:
-                # one folder is loaded once, at epoch 1, by the uninterrupted run: a run resumed in a later epoch
-                # loads it as epoch 1 too, so that whatever a task derives from the load epoch (the order of
-                # a resampled multilingual mixture) is the same (fairseq would load it as the resumed epoch)
-                load_epoch = epoch if self.num_dirs > 1 else 1
-                dataset = self.task.load_dataset(ds.train_subset, epoch=load_epoch, combine=True)
-            opts = self._options(max_tokens=ds.max_tokens, max_sentences=ds.batch_size, valid=False, epoch=epoch)
-            self._train = {key: require_batches(self.task.get_batch_iterator(dataset, opts), ds.train_subset)}
-        return self._train[key]
+        return bool(rebuild) or self.num_dirs > 1 or not getattr(dataset, "can_reuse_epoch_itr_across_epochs", True)
 
     def valid(self, subset: str) -> EpochBatchIterator:
         if subset not in self._valid:
@@ -330,18 +342,32 @@ def run(parsed: ParsedArgs) -> TrainingLoop:
         # --combine-valid-subsets: valid, valid1, valid2... validate as one subset (fairseq's combine)
         task.load_dataset(subset, epoch=1, combine=bool(data_cfg.combine_valid_subsets))
         # a multilingual task also validates each language of the split (valid_en, ...), as fairseq's does
-        subsets += [subset, *getattr(task, "language_subsets", {}).get(subset, [])]
+        subsets += [subset, *task.language_subsets.get(subset, [])]
     if subsets:  # --disable-validation: no split is read (a data folder may have no valid split), as in fairseq
         data_cfg.valid_subset = ",".join(subsets)
     trainer = make_trainer(parsed, task, dist)
+    lock = SaveDirLock(ckpt.save_dir)
+    if dist.is_master and not ckpt.no_save:  # the options and data are known to be good: claim the folder
+        verify_save_dir(ckpt.save_dir)
+        lock.acquire()  # held until training ends (the OS drops it if the process dies)
+    try:
+        if lock.held:  # no other trainer is saving there: what interrupted saves left can go
+            remove_stale_temp_files(ckpt.save_dir)
+        return train_from_checkpoint(parsed, task, trainer)
+    finally:
+        lock.release()
+
+
+def train_from_checkpoint(parsed: ParsedArgs, task: Any, trainer: Trainer) -> TrainingLoop:
+    """Restores the run's last checkpoint (if any) and trains to the end."""
+    ns, common, ckpt, data_cfg = parsed.namespace, parsed["common"], parsed["checkpoint"], parsed["dataset"]
+    dist = trainer.dist
     restored = restore(ckpt, trainer, ns)
     batches = Batches(parsed, task, trainer)
     epoch_itr = first_iterator(batches, restored)
     if not data_cfg.disable_validation:  # a validation split with no batch fails now, not after an epoch
         for subset in data_cfg.valid_subset.split(","):
             batches.valid(subset)
-    if dist.is_master and not ckpt.no_save:  # once the options and data are known to be good
-        verify_save_dir(ckpt.save_dir)
     fmt = resolve_log_format(common.log_format, no_progress_bar=common.no_progress_bar)
     run_name = os.environ.get("WANDB_NAME", os.path.basename(ckpt.save_dir))  # fairseq's run name
     progress = Progress(fmt, tensorboard_logdir=common.tensorboard_logdir, wandb_project=common.wandb_project,
@@ -349,9 +375,7 @@ def run(parsed: ParsedArgs) -> TrainingLoop:
     progress.update_config(vars(ns))
     cfgs = LoopConfigs(common=common, dataset=parsed["dataset"], optimization=parsed["optimization"], checkpoint=ckpt)
     loop = TrainingLoop(trainer, cfgs, checkpoint_namespace(parsed), batches.train, batches.valid, progress)
-    extras = getattr(task, "validation_extras", None)
-    if extras is not None:
-        loop.valid_hook, loop.valid_reduce = extras()
+    loop.valid_hook, loop.valid_reduce = task.validation_extras()
     extra = restored.extra_state or {}
     if "best" in extra and not restored.reset_optimizer and not restored.reset_meters:
         loop.best.best = extra["best"]
@@ -359,6 +383,8 @@ def run(parsed: ParsedArgs) -> TrainingLoop:
         loop.previous_training_time = float(extra.get("previous_training_time", 0.0))
         if "metrics" in extra:  # fairseq's meters (numpy BLEU counts with --eval-bleu) go on into later checkpoints
             loop.carried_state["metrics"] = extra["metrics"]
+        if isinstance(extra.get("train_meters"), dict):
+            loop.resumed_meters = extra["train_meters"]
     try:
         loop.run(epoch_itr)
     finally:
@@ -377,9 +403,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(None, common.log_file)
     try:
         run(parsed)
-    except (FileNotFoundError, ValueError, CheckpointError) as err:
+    except (FileNotFoundError, ValueError, CheckpointError, FloatingPointError) as err:
         logger.debug("details", exc_info=True)
-        logger.error("%s", err)
+        logger.error("%s", err)  # (training diverged: FloatingPointError, whose message says what to change)
         return 1
     except KeyboardInterrupt:
         logger.warning("interrupted: run the same command again to resume from the last checkpoint in %s "

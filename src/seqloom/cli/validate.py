@@ -20,13 +20,13 @@ import torch
 
 from seqloom.checkpoint.io import CheckpointError
 from seqloom.cli.build import build_task
+from seqloom.cli.model_loading import export_defaults, parse_model_overrides
+from seqloom.cli.parser import CommandSpec, ParsedArgs, parse_args
 from seqloom.config.common import CommonConfig
 from seqloom.config.options import from_namespace
-from seqloom.config.parser import CommandSpec, ParsedArgs, parse_args
 from seqloom.config.training import DataDirConfig, DatasetConfig
 from seqloom.devices import inference_dtype, select_device
 from seqloom.generation.config import CommonEvalConfig
-from seqloom.generation.loading import export_defaults, parse_model_overrides
 from seqloom.logs import setup_logging
 from seqloom.tasks.base import BatchingOptions, require_batches
 from seqloom.trainer.meters import Meter, concat_logging_lists, sum_logging_outputs
@@ -77,7 +77,7 @@ def criterion_from_checkpoint(state: dict[str, Any], padding_idx: int) -> torch.
 
 def load_model(path: str, task: Any, overrides: dict[str, Any], device: torch.device) -> tuple[torch.nn.Module, dict]:
     """The model of checkpoint ``path`` in eval mode, and the checkpoint dict."""
-    from seqloom.generation.loading import load_model_checkpoint
+    from seqloom.cli.model_loading import load_model_checkpoint
     from seqloom.models.loading import model_from_state
 
     logger.info("loading model(s) from %s", path)

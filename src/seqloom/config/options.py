@@ -12,6 +12,7 @@ import argparse
 import ast
 import dataclasses
 import difflib
+import math
 import numbers
 import types
 import typing
@@ -19,8 +20,65 @@ from collections.abc import Callable
 from typing import Any, Literal, Union
 
 
+@dataclasses.dataclass(frozen=True)
+class Bounds:
+    """The values a numeric option takes: finite, at least ``low`` (above it with ``low_open``), at most
+    ``high``, or the one ``off`` value that switches the option off (fairseq's ``-1``)."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    off: float | None = None
+
+    def problem(self, value: float) -> str | None:
+        """What is wrong with ``value`` (``must be at least 1``), or None if it is allowed."""
+        if self.off is not None and value == self.off:
+            return None
+        ok = math.isfinite(value)
+        ok = ok and (self.low is None or (value > self.low if self.low_open else value >= self.low))
+        ok = ok and (self.high is None or value <= self.high)
+        return None if ok else "must be " + self.describe()
+
+    def describe(self) -> str:
+        if self.low is not None and self.high is not None:
+            what = f"in {'(' if self.low_open else '['}{_num(self.low)}, {_num(self.high)}]"
+        elif self.low is not None:
+            what = f"greater than {_num(self.low)}" if self.low_open else f"at least {_num(self.low)}"
+        elif self.high is not None:
+            what = f"at most {_num(self.high)}"
+        else:
+            what = "a finite number"
+        return what if self.off is None else f"{_num(self.off)} (off) or {what}"
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def bounds_problem(cls: type, name: str, value: Any) -> str | None:
+    """What keeps ``value`` out of the bounds of ``cls``'s numeric field ``name`` (``--beam must be at least 1
+    (got 0)``), or None. Fields without bounds take any value of their type; floats must be numbers (not nan)."""
+    f = next((f for f in dataclasses.fields(cls) if f.name == name), None)
+    if f is None or isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    bounds = f.metadata.get("bounds")
+    problem = (
+        bounds.problem(float(value)) if isinstance(bounds, Bounds) else ("must be a number" if value != value else None)
+    )
+    return f"{flag_of(f)} {problem} (got {value})" if problem else None
+
+
+def check_bounds(config: Any) -> None:
+    """Raises ValueError naming the first numeric field of the dataclass ``config`` outside its bounds."""
+    for f in dataclasses.fields(config):
+        problem = bounds_problem(type(config), f.name, getattr(config, f.name))
+        if problem:
+            raise ValueError(problem)
+
+
 def field(default: Any = dataclasses.MISSING, *, help: str, flag: str | None = None, **metadata: Any) -> Any:
-    """A dataclass field with its help text (and, rarely, a flag name that differs from the field)."""
+    """A dataclass field with its help text (and, rarely, a flag name that differs from the field).
+    ``bounds=Bounds(...)`` limits a numeric option's values (checked when parsed and by :func:`check_bounds`)."""
     meta = {"help": help, **metadata}
     if flag is not None:
         meta["flag"] = flag
@@ -69,10 +127,31 @@ def _scalar_parser(tp: Any) -> Callable[[str], Any]:
     if tp is int:
         return _named(int, "an integer")
     if tp is float:
-        return _named(float, "a number")
+        return _named(_number, "a number")
     if tp is bool:
         return _bool_value
     return str
+
+
+def _number(text: str) -> float:
+    value = float(text)
+    if value != value:  # nan: no option means "not a number" (it would flow into scores and sizes)
+        raise ValueError(text)
+    return value
+
+
+def _bounded(parse: Callable[[str], Any], bounds: Bounds) -> Callable[[str], Any]:
+    """``parse`` that also wants the value within ``bounds`` (an argparse error naming the flag otherwise)."""
+
+    def checked(text: str) -> Any:
+        value = parse(text)
+        problem = bounds.problem(value)
+        if problem:
+            raise argparse.ArgumentTypeError(f"{problem} (got {text!r})")
+        return value
+
+    checked.__name__ = parse.__name__
+    return checked
 
 
 def _named(fn: Callable[[str], Any], what: str) -> Callable[[str], Any]:
@@ -176,6 +255,8 @@ def add_dataclass_args(
             kwargs["action"] = argparse.BooleanOptionalAction if default is True else "store_true"
         else:
             kwargs["type"] = spec.parse
+            if isinstance(f.metadata.get("bounds"), Bounds) and spec.parse is not None:
+                kwargs["type"] = _bounded(spec.parse, f.metadata["bounds"])
             kwargs["metavar"] = f.metadata.get("metavar", f.name.upper().replace("_", "-")[:12])
             if spec.choices is not None:
                 kwargs["choices"] = spec.choices

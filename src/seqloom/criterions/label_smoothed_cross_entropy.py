@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from seqloom import registry
@@ -35,9 +36,11 @@ from seqloom.criterions.vocab_loss import smoothed_cross_entropy
 class LabelSmoothedCrossEntropyConfig:
     """Flags of fairseq's ``label_smoothed_cross_entropy``."""
 
-    label_smoothing: float = field(0.0, help="epsilon for label smoothing, 0 means no label smoothing")
-    report_accuracy: bool = field(False, help="report accuracy metric")
-    ignore_prefix_size: int = field(0, help="Ignore first N tokens")
+    label_smoothing: float = field(
+        0.0, help="share of the target probability spread evenly over the whole vocabulary (0: plain cross-entropy)"
+    )
+    report_accuracy: bool = field(False, help="also log the share of target tokens the model ranks first")
+    ignore_prefix_size: int = field(0, help="leave the first N target tokens of each sentence out of the loss")
 
 
 def label_smoothed_nll_loss(
@@ -47,16 +50,15 @@ def label_smoothed_nll_loss(
 
     lprobs (N, V) log-probabilities, target (N,) token ids.
     """
-    target = target.unsqueeze(-1)  # (N, 1)
-    nll = -lprobs.gather(dim=-1, index=target)  # (N, 1)
-    smooth = -lprobs.sum(dim=-1, keepdim=True)  # (N, 1)
+    surprise = -lprobs.gather(dim=-1, index=target.unsqueeze(-1)).squeeze(-1)  # (N,) -log p(target)
+    spread = -lprobs.sum(dim=-1)  # (N,) minus the summed log-probs of the whole vocabulary
     if ignore_index is not None:
-        pad = target.eq(ignore_index)
-        nll = nll.masked_fill(pad, 0.0)
-        smooth = smooth.masked_fill(pad, 0.0)
-    nll_loss, smooth_loss = nll.sum(), smooth.sum()
-    eps_i = epsilon / (lprobs.size(-1) - 1)
-    loss = (1.0 - epsilon - eps_i) * nll_loss + eps_i * smooth_loss
+        counted = target != ignore_index  # (N,)
+        surprise, spread = torch.where(counted, surprise, 0.0), torch.where(counted, spread, 0.0)
+    nll_loss, smooth_loss = surprise.sum(), spread.sum()
+    # eps spread over the V - 1 wrong tokens; the target keeps 1 - eps (fairseq's mix, its rounding included)
+    per_token = epsilon / (lprobs.size(-1) - 1)
+    loss = (1.0 - epsilon - per_token) * nll_loss + per_token * smooth_loss
     return loss, nll_loss
 
 

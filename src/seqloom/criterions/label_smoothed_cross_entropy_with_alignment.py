@@ -39,7 +39,7 @@ from seqloom.modules.masks import output_positions
 class LabelSmoothedCrossEntropyWithAlignmentConfig(LabelSmoothedCrossEntropyConfig):
     """Flags of fairseq's ``label_smoothed_cross_entropy_with_alignment``."""
 
-    alignment_lambda: float = field(0.05, help="weight for the alignment loss")
+    alignment_lambda: float = field(0.05, help="factor on the alignment loss added to the translation loss")
 
 
 def alignment_loss(attn: Tensor, alignments: Tensor, weights: Tensor) -> Tensor:

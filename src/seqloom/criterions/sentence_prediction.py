@@ -31,7 +31,10 @@ from seqloom.criterions.base import LN2, Criterion, LoggingOutput, log_sum, redu
 class SentencePredictionCriterionConfig:
     """Options of ``--criterion sentence_prediction`` (fairseq's)."""
 
-    classification_head_name: str = field("sentence_classification_head", help="name of the classification head to use")
+    classification_head_name: str = field(
+        "sentence_classification_head",
+        help="which of the model's classification heads scores the examples (made if missing)",
+    )
     regression_target: bool = field(False, help="regression (mean squared error) instead of classification")
     report_mcc: bool = field(False, help="report the Matthews correlation of the predictions at validation")
     report_acc_and_f1: bool = field(False, help="report F1 (of label 1) and the mean of accuracy and F1 at validation")
@@ -124,8 +127,8 @@ class SentencePredictionCriterion(Criterion):
         name = self.cfg.classification_head_name
         heads = getattr(model, "classification_heads", None)
         if heads is None or name not in heads:
-            raise ValueError(f"model must provide a classification head {name!r} for --criterion "
-                             "sentence_prediction (set --classification-head-name)")  # fmt: skip
+            raise ValueError(f"--criterion sentence_prediction: the model has no classification head {name!r} "
+                             "(set --classification-head-name)")  # fmt: skip
         logits = model(**sample["net_input"], features_only=True, classification_head_name=name).logits  # (B, C)
         targets = sample["target"]
         sample_size = int(targets.size(0))

@@ -16,6 +16,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
 
+from seqloom.data.bom import strip_bom_lines
 from seqloom.data.text import post_process, tokenize_line
 
 if TYPE_CHECKING:
@@ -177,6 +178,7 @@ class Dictionary:
         else:
             lines = f.readlines()
             name = getattr(f, "name", "<dictionary>")
+        lines = list(strip_bom_lines(lines, name))
         for lineno, line in enumerate(lines, start=1):
             word, n, overwrite = _parse_dict_line(line, name, lineno)
             if word in self.indices and not overwrite:

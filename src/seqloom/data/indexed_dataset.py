@@ -34,18 +34,12 @@ if TYPE_CHECKING:
 
 MMAP_MAGIC = b"MMIDIDX\x00\x00"
 MMAP_HEADER = struct.Struct("<9sQBQ")  # magic, version, dtype code, count
-DTYPE_CODES: dict[int, type] = {
-    1: np.uint8,
-    2: np.int8,
-    3: np.int16,
-    4: np.int32,
-    5: np.int64,
-    6: np.float64,
-    7: np.double,
-    8: np.uint16,
-    9: np.uint32,
-    10: np.uint64,
-}
+# the element type codes of the index header (a file-format fact): 1 uint8 ... 10 uint64, 7 the same as 6
+DTYPE_CODES: dict[int, type] = dict(
+    enumerate(
+        (np.uint8, np.int8, np.int16, np.int32, np.int64, np.float64, np.double, np.uint16, np.uint32, np.uint64), 1
+    )
+)
 DATASET_IMPLS = ("raw", "lazy", "cached", "mmap")
 _CHUNK = 1 << 18  # entries per chunk when streaming sizes / checking pointers (bounds memory)
 
@@ -366,7 +360,10 @@ def data_exists(path: str | os.PathLike[str], impl: str | None = None) -> bool:
 
 
 def infer_dataset_impl(path: str | os.PathLike[str]) -> str | None:
-    """``raw``, ``mmap`` or ``cached`` from the files at prefix ``path`` (None if none match)."""
+    """``raw``, ``mmap`` or ``cached`` from the files at prefix ``path`` (None if there are none).
+
+    An ``.idx`` of neither format raises :class:`IndexedDatasetError` naming the file and its first bytes
+    (fairseq, and formerly seqloom, went on as if no data were there: "split not found" hid the cause)."""
     path = os.fspath(path)
     if os.path.exists(path):
         return "raw"
@@ -378,4 +375,7 @@ def infer_dataset_impl(path: str | os.PathLike[str]) -> str | None:
         return "mmap"
     if magic[:8] == b"TNTIDX\x00\x00":
         return "cached"
-    return None
+    raise IndexedDatasetError(
+        f"{index_file_path(path)}: not an index of an indexed dataset (mmap or TNTIDX): {_describe_magic(magic)}; "
+        "the file is damaged or of another program: preprocess the data again (seqloom preprocess)"
+    )

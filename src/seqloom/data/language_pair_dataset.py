@@ -201,7 +201,7 @@ def collate_alignments(alignments: Sequence[Tensor], src_lengths: Tensor, tgt_le
         if len(pairs) == 0:
             continue
         if int(pairs[:, 0].max()) >= src_len - 1 or int(pairs[:, 1].max()) >= tgt_len - 1:
-            logger.warning("alignment size mismatch found, skipping alignment!")
+            logger.warning("an alignment points past the end of its sentence pair: that pair's alignment is left out")
             continue
         offset = pairs.new_tensor([src_width - src_len if left_pad_source else 0,
                                    row * tgt_width + (tgt_width - tgt_len if left_pad_target else 0)])  # fmt: skip
@@ -236,7 +236,9 @@ class LanguagePairDataset:
         target language token for mBART fine-tuning, whose targets end with it). ``align``: each pair's word
         alignments (see :meth:`with_alignments`)."""
         if tgt is not None and len(src) != len(tgt):
-            raise ValueError(f"source and target must have the same number of sentences ({len(src)} vs {len(tgt)})")
+            raise ValueError(
+                f"{len(src)} source sentences but {len(tgt)} target sentences: the two sides must pair up one to one"
+            )
         if align is not None and (tgt is None or len(align) != len(src)):
             raise ValueError("alignments need a target and one alignment per sentence pair")
         self.src, self.tgt, self.align = src, tgt, align

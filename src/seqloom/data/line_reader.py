@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from seqloom.data.bom import strip_bom
+
 BLOCK_SIZE = 1 << 20
 
 
@@ -74,7 +76,10 @@ def iter_line_blocks(
             cut = len(data) if at_end else _last_line_end(data)
             carry = data[cut:]
             if cut:
-                yield LineBlock(_decode(data[:cut], path, pos - len(data)), pos - len(data), cut)
+                text = _decode(data[:cut], path, pos - len(data))
+                if pos - len(data) == 0:  # the file's start: a byte-order mark is not text
+                    text = strip_bom(text, path)
+                yield LineBlock(text, pos - len(data), cut)
             if at_end:
                 return
 

@@ -61,26 +61,32 @@ class LMContextWindowDataset:
         sample = self.dataset.collater(samples)
         if not sample:
             return sample
-        pad, window = self.pad_idx, self.context_window
-        toks, tgt = sample["net_input"]["src_tokens"], sample["target"]  # (B, T)
-        lengths = sample["net_input"]["src_lengths"]
-        bsz, width = toks.shape
-        new_toks = np.empty((bsz, width + window), dtype=np.int64)
-        new_tgt = np.full((bsz, width + window), pad, dtype=np.int64)
-        real = toks.ne(pad).long().sum(dim=1).tolist()
-        starts = [0] * bsz
-        for i in range(bsz):
-            extra = len(self.prev_tokens) + real[i] - (self.tokens_per_sample + window)
-            if extra > 0:
-                self.prev_tokens = self.prev_tokens[extra:]
-            n = len(self.prev_tokens)
-            new_toks[i] = np.concatenate([self.prev_tokens, toks[i].numpy(), np.full(window - n, pad)])
-            new_tgt[i, n : n + tgt.size(1)] = tgt[i].numpy()
-            starts[i] = n
-            lengths[i] += n
-            row = new_toks[i]
-            self.prev_tokens = row[row != pad][-window:]
-        sample["net_input"]["src_tokens"] = torch.from_numpy(new_toks)
-        sample["target"] = torch.from_numpy(new_tgt)
-        sample["start_indices"] = starts
+        net = sample["net_input"]
+        tokens, target = net["src_tokens"].numpy(), sample["target"].numpy()  # (B, W), (B, W')
+        bsz = tokens.shape[0]
+        real = tokens != self.pad_idx  # (B, W)
+        # the stream of real tokens: the carried tail, then each row's in order
+        stream = np.concatenate([self.prev_tokens, tokens[real]])
+        row_start = len(self.prev_tokens) + np.cumsum(real.sum(1)) - real.sum(1)  # (B,) stream offset
+        context = self._context_lengths(row_start, real.sum(1))  # (B,)
+        width = self.context_window
+        new_tokens = np.full((bsz, tokens.shape[1] + width), self.pad_idx, dtype=np.int64)
+        new_target = np.full((bsz, tokens.shape[1] + width), self.pad_idx, dtype=np.int64)
+        cols = np.arange(width)
+        has = cols < context[:, None]  # (B, window) columns holding context
+        new_tokens[:, :width][has] = stream[(row_start - context)[:, None] + cols][has]
+        rows = np.arange(bsz)[:, None]
+        new_tokens[rows, context[:, None] + np.arange(tokens.shape[1])] = tokens
+        new_target[rows, context[:, None] + np.arange(target.shape[1])] = target
+        self.prev_tokens = stream[-width:]
+        net["src_tokens"] = torch.from_numpy(new_tokens)
+        net["src_lengths"] += torch.from_numpy(context)
+        sample["target"] = torch.from_numpy(new_target)
+        sample["start_indices"] = context.tolist()
         return sample
+
+    def _context_lengths(self, row_start: np.ndarray, row_real: np.ndarray) -> np.ndarray:
+        """How many earlier tokens prefix each row: up to ``context_window``, and fewer where the row is so
+        long that prefix and row would pass ``tokens_per_sample + context_window``."""
+        room = np.maximum(self.tokens_per_sample + self.context_window - row_real, 0)
+        return np.minimum(np.minimum(row_start, self.context_window), room)

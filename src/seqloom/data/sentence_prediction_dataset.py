@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from seqloom.data.bom import strip_bom_lines
 from seqloom.data.language_pair_dataset import TokenDataset, collate_tokens
 
 
@@ -117,7 +118,7 @@ def regression_labels(path: str) -> list[Tensor]:
     """``{split}.label``: one line of whitespace-separated floats per example (``--regression-target``)."""
     out = []
     with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
+        for lineno, line in enumerate(strip_bom_lines(f, path), start=1):
             try:
                 out.append(torch.tensor([float(x) for x in line.split()], dtype=torch.float))
             except ValueError:

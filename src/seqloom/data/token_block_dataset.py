@@ -109,18 +109,21 @@ class TokenBlockDataset:
         return len(self.slices)
 
     def __getitem__(self, i: int) -> Tensor | tuple[Tensor, Tensor, Tensor]:
-        first, offset, last = (int(v) for v in self.index[i])
-        parts = [self.dataset[k].long() for k in range(first, last + 1)]
-        buffer = parts[0] if len(parts) == 1 else torch.cat(parts)  # (L,)
-        s, e = offset, offset + int(self.sizes[i])
-        item = buffer[s:e]
+        first, offset, last = self.index[i].tolist()
+        stream = torch.cat([self.dataset[k].long() for k in range(first, last + 1)])  # sentences first..last
+        span = slice(offset, offset + int(self.sizes[i]))
         if not self.include_targets:
-            return item
-        # fairseq's shift: source = the stream one token earlier, eos standing in before the first sentence
-        if s == 0:
-            source = torch.cat([item.new_tensor([self.eos]), buffer[0 : e - 1]])
-            past = torch.cat([item.new_tensor([self.pad, self.eos]), buffer[0 : e - 2]])
-        else:
-            source = buffer[s - 1 : e - 1]
-            past = torch.cat([item.new_tensor([self.eos]), buffer[0 : e - 2]]) if s == 1 else buffer[s - 2 : e - 2]
-        return source, item, past
+            return stream[span]
+        source, past = delayed_inputs(stream, span, pad=self.pad, eos=self.eos)
+        return source, stream[span], past
+
+
+def delayed_inputs(stream: Tensor, span: slice, *, pad: int, eos: int) -> tuple[Tensor, Tensor]:
+    """The block ``stream[span]`` read one token late (the model's input) and two tokens late (fairseq's past
+    target); eos stands before the stream's first token, and pad before that."""
+    lead = stream.new_tensor([pad, eos])
+    behind = torch.cat([lead, stream[: span.stop]])  # stream position p is position p + 2 here
+    source = behind[span.start + 1 : span.stop + 1]
+    # a block ending at the stream's first token: fairseq slices stream[0:-1], which wraps (two tokens too many)
+    past = behind[span.start : span.stop] if span.stop > 1 else torch.cat([lead, stream[:-1]])
+    return source, past

@@ -2,42 +2,30 @@
 
 from __future__ import annotations
 
-from itertools import accumulate
-
 import torch
 from torch import Tensor
 
 
-def token_to_word(tokens: list[int], exclude: set[int]) -> list[int]:
-    """1-based word number of every position, counting only tokens outside ``exclude`` (pad, eos)."""
-    return list(accumulate(int(t not in exclude) for t in tokens))
-
-
 def hard_alignment(attn: Tensor, src: Tensor, tgt: Tensor, *, pad: int, eos: int) -> list[tuple[int, int]]:
-    """For every real target token, the source token it attends to most: ``[(src_word, tgt_word)]`` (0-based).
+    """For every word of the hypothesis, the source word it attends to most: ``[(src_word, tgt_word)]``.
 
-    ``attn`` (T, S) over the padded source row ``src`` (S,); ``tgt`` (T,) the hypothesis tokens.
+    ``attn`` (T, S) is over the padded source row ``src`` (S,); ``tgt`` (T,) are the hypothesis tokens.
+    Words are numbered from 0 among the tokens that are neither pad nor eos; ties go to the first source word.
     """
-    tgt_valid = ((tgt != pad) & (tgt != eos)).nonzero(as_tuple=False).squeeze(dim=-1)
-    src_invalid = ((src == pad) | (src == eos)).nonzero(as_tuple=False).squeeze(dim=-1)
-    if len(tgt_valid) == 0 or len(src_invalid) >= len(src):
+    src_words = (src != pad) & (src != eos)  # (S,)
+    tgt_words = (tgt != pad) & (tgt != eos)  # (T,)
+    if not bool(src_words.any()):
         return []
-    src_words = token_to_word(src.tolist(), {eos, pad})
-    tgt_words = token_to_word(tgt.tolist(), {eos, pad})
-    valid = attn[tgt_valid].clone()  # (T', S)
-    valid[:, src_invalid] = float("-inf")
-    _, src_indices = valid.max(dim=1)
-    return [(src_words[s] - 1, tgt_words[t] - 1) for t, s in zip(tgt_valid.tolist(), src_indices.tolist())]
+    best = attn[tgt_words][:, src_words].argmax(dim=1)  # (T',) over the source words alone
+    return [(s, t) for t, s in enumerate(best.tolist())]
 
 
 def soft_alignment(attn: Tensor, src: Tensor, tgt: Tensor, *, pad: int, eos: int) -> list[list[str]]:
-    """Per real target token, its attention over the real source tokens as ``"%.6f"`` strings."""
-    tgt_valid = (tgt != pad).nonzero(as_tuple=False).squeeze(dim=-1)
-    src_valid = (src != pad).nonzero(as_tuple=False).squeeze(dim=-1)
-    if len(tgt_valid) == 0 or len(src_valid) == 0:
+    """Each non-pad target token's attention over the non-pad source tokens (eos counts), as ``"%.6f"``."""
+    weights = attn[tgt != pad][:, src != pad]  # (T', S')
+    if weights.numel() == 0:
         return []
-    probs = attn[tgt_valid][:, src_valid]  # (T', S')
-    return [[f"{p:.6f}" for p in row] for row in probs.tolist()]
+    return [[f"{w:.6f}" for w in row] for row in weights.tolist()]
 
 
 def format_alignment(alignment: list, kind: str) -> str:

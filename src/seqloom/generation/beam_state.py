@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from torch import Tensor
 
 
-@dataclass
+@dataclass(kw_only=True)
 class BeamState:
     """The live hypotheses of the sentences still in the batch (B sentences, K beams each)."""
 

@@ -26,32 +26,33 @@ def mask_lprobs(lprobs: Tensor, *, step: int, max_len: int, pad: int, unk: int, 
         lprobs[:, eos + 1 :] = -math.inf
 
 
-def replicate_first_beam(tensor: Tensor, mask: Tensor, beam_size: int) -> Tensor:
-    """Copies beam 0 of the sentences in ``mask`` (B,) over their other beams; ``tensor`` is (B*K, X)."""
-    tensor = tensor.view(-1, beam_size, tensor.size(-1))  # (B, K, X)
-    tensor[mask] = tensor[mask][:, :1, :]
-    return tensor.view(-1, tensor.size(-1))
+def copy_first_beam(rows: Tensor, sentences: Tensor, beam_size: int) -> None:
+    """In place on ``rows`` (B*K, X): the K rows of each sentence in ``sentences`` (S,) become its first row."""
+    first = sentences * beam_size  # (S,) row of beam 0
+    targets = (first.unsqueeze(1) + torch.arange(1, beam_size, device=first.device)).flatten()  # (S*(K-1),)
+    rows[targets] = rows[first.repeat_interleave(beam_size - 1)]
 
 
 def apply_prefix(step: int, lprobs: Tensor, state: Any, beam_size: int, *, pad: int, eos: int) -> Tensor:
-    """Forces ``state.prefix[:, step]`` (pad: free choice); returns the masked log-probs (N, V).
+    """Forces the prefix token ``state.prefix[b, step]`` on every beam of sentence b; returns ``lprobs`` (N, V).
 
-    When the prefix itself ends a sentence (eos), every beam of that sentence becomes a copy of beam 0 so
-    that the finished hypotheses are identical, as fairseq does.
+    A forced row keeps the forced token's log-prob and -inf elsewhere; pad in the prefix leaves the row free.
+    A sentence whose prefix ends here with eos has all its beams made equal to beam 0 (its tokens, scores
+    and log-probs), so that its finished hypotheses are the same one, as in fairseq.
     """
-    prefix = state.prefix
-    prefix_toks = prefix[:, step].unsqueeze(-1).repeat(1, beam_size).view(-1)  # (N,)
-    prefix_lprobs = lprobs.gather(-1, prefix_toks.unsqueeze(-1))  # (N, 1)
-    forced = prefix_toks.ne(pad)
-    lprobs[forced] = -math.inf
-    lprobs[forced] = lprobs[forced].scatter(-1, prefix_toks[forced].unsqueeze(-1), prefix_lprobs[forced])
-    ends = prefix_toks.eq(eos)
-    if ends.any():
-        first_beam = state.tokens[ends].view(-1, beam_size, state.tokens.size(-1))[:, 0, 1 : step + 1]
-        ends_by_sentence = ends.view(-1, beam_size)[:, 0]  # (B,)
-        if not (first_beam == prefix[ends_by_sentence][:, :step]).all():
-            raise RuntimeError("prefix ending in eos: the first beam does not match the prefix")
-        state.tokens = replicate_first_beam(state.tokens, ends_by_sentence, beam_size)
-        state.scores = replicate_first_beam(state.scores, ends_by_sentence, beam_size)
-        lprobs = replicate_first_beam(lprobs, ends_by_sentence, beam_size)
+    wanted = state.prefix[:, step]  # (B,)
+    per_row = wanted.repeat_interleave(beam_size)  # (N,)
+    rows = per_row.ne(pad).nonzero().squeeze(1)  # (R,)
+    if rows.numel():
+        cols = per_row[rows]
+        kept = lprobs[rows, cols]  # (R,)
+        lprobs[rows] = -math.inf
+        lprobs[rows, cols] = kept
+    ending = wanted.eq(eos).nonzero().squeeze(1)  # (S,) sentences whose prefix ends with this token
+    if ending.numel():
+        so_far = state.tokens[ending * beam_size, 1 : step + 1]  # (S, step) beam 0 after the leading eos
+        if not torch.equal(so_far, state.prefix[ending, :step]):
+            raise RuntimeError("prefix forcing: beam 0 of a sentence left its prefix before the prefix's eos")
+        for t in (state.tokens, state.scores, lprobs):
+            copy_first_beam(t, ending, beam_size)
     return lprobs

@@ -16,12 +16,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from seqloom.config.options import check_bounds
 from seqloom.generation.beam_state import BeamState
 from seqloom.generation.config import GenerationConfig
 from seqloom.generation.constraints import apply_prefix, mask_lprobs
 from seqloom.generation.dropout import apply_retain_dropout
 from seqloom.generation.ensemble import EnsembleDecoder
 from seqloom.generation.hypotheses import Hypothesis, finalize_hypotheses, sort_by_score
+from seqloom.generation.memory import DecodingSize, cache_bytes_per_step, check_fits
 from seqloom.generation.ngram import block_repeated_ngrams
 from seqloom.generation.search import Search, SearchStep, build_search
 
@@ -35,11 +37,7 @@ class SequenceGenerator:
         to the models' at every step (shallow fusion, fairseq's ``--lm-path``/``--lm-weight``). ``eos``: the
         symbol that starts and ends hypotheses (default ``tgt_dict.eos()``; mBART: the target language)."""
         self.cfg = cfg = cfg or GenerationConfig()
-        if cfg.temperature <= 0:
-            raise ValueError(f"--temperature must be greater than 0 (got {cfg.temperature})")
-        if cfg.beam < 1 or cfg.nbest < 1:
-            name, value = ("--beam", cfg.beam) if cfg.beam < 1 else ("--nbest", cfg.nbest)
-            raise ValueError(f"{name} must be at least 1 (got {value})")
+        check_bounds(cfg)  # a nan --lenpen, a --temperature of 0, a --beam below 1: named, not decoded
         self.models = list(models)
         self.decoder = EnsembleDecoder(self.models)
         self.lm = EnsembleDecoder([lm_model]) if lm_model is not None else None
@@ -56,6 +54,7 @@ class SequenceGenerator:
         self.need_attn = cfg.print_alignment is not None or cfg.replace_unk is not None
         self._aranges: dict[tuple[int, torch.device], Tensor] = {}
         self._made_with = (tgt_dict, search, lm_model)
+        self._cache_bytes: int | None = None  # KV-cache bytes per row and step (for the memory check)
 
     def replica(self) -> SequenceGenerator:
         """A generator of the same models and options with state of its own (a generator keeps per-batch
@@ -112,15 +111,22 @@ class SequenceGenerator:
         max_len = self.max_len(src_len, src_lengths)
         if self.cfg.min_len > max_len:
             raise ValueError(f"--min-len {self.cfg.min_len} is larger than the maximum length {max_len}")
+        self._check_memory(bsz, k, src_len, max_len, src_tokens.device)
         self.search.init_constraints(constraints, bsz, k, max_len=max_len)
         self.decoder.start(src_tokens, beam_size=k, max_steps=max_len + 1, need_attn=self.need_attn)
         if self.lm is not None:
             self.lm.start(src_tokens, beam_size=k, max_steps=max_len + 1, need_attn=False)
         tokens = src_tokens.new_full((bsz * k, max_len + 2), self.pad, dtype=torch.long)
         tokens[:, 0] = self.eos if bos_token is None else bos_token
-        state = BeamState(tokens, torch.zeros(bsz * k, max_len + 1, device=src_tokens.device), None,
-                          torch.zeros(bsz, k, dtype=torch.bool, device=src_tokens.device), src_lengths,
-                          prefix_tokens, list(range(bsz)))  # fmt: skip
+        state = BeamState(
+            tokens=tokens,
+            scores=torch.zeros(bsz * k, max_len + 1, device=src_tokens.device),
+            attn=None,
+            ignore=torch.zeros(bsz, k, dtype=torch.bool, device=src_tokens.device),
+            src_lengths=src_lengths,
+            prefix=prefix_tokens,
+            sent_ids=list(range(bsz)),
+        )
         finalized: list[list[Hypothesis]] = [[] for _ in range(bsz)]
         for step in range(max_len + 1):  # one step more than max_len for the final eos
             cand = self._propose(step, max_len, state)
@@ -133,6 +139,15 @@ class SequenceGenerator:
             if self.lm is not None:
                 self.lm.reorder(rows, kept)
         return [sort_by_score(hyps) for hyps in finalized]
+
+    def _check_memory(self, bsz: int, k: int, src_len: int, max_len: int, device: torch.device) -> None:
+        """Refuses a batch whose beam search would not fit in memory (the estimate in the message)."""
+        models = self.models + ([self.lm.models[0]] if self.lm is not None else [])
+        if self._cache_bytes is None:
+            self._cache_bytes = cache_bytes_per_step(models, 8)
+        size = DecodingSize(sentences=bsz, beam=k, vocab=self.vocab_size, max_len=max_len, src_len=src_len,
+                            cache_bytes_per_step=self._cache_bytes, shared_source=all(self.decoder.shared))  # fmt: skip
+        check_fits(size, device, requested_beam=self.cfg.beam)
 
     def _propose(self, step: int, max_len: int, state: BeamState) -> SearchStep:
         """Decodes the newest tokens and lets the search propose candidates (B, C)."""

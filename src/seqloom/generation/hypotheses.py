@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
 
+# the keys of fairseq's hypothesis dicts, in fairseq's order
+FAIRSEQ_KEYS = ("tokens", "score", "attention", "alignment", "positional_scores")
+
 
 @dataclass
-class Hypothesis:
+class Hypothesis(Mapping[str, Any]):
     """One finished output sequence.
 
     Scores are natural-log probabilities held in float32, as fairseq computes them; ``seqloom generate``
     prints them in base 2.
+
+    Read it by attribute (``hyp.score``, a float) or as fairseq's hub hands out hypotheses, a read-only dict
+    (``hyp['positional_scores']``, ``'tokens' in hyp``, ``hyp.keys()``) with fairseq's keys and value types:
+    ``hyp['score']`` is a 0-dim float32 tensor, ``hyp['attention']`` and ``hyp['alignment']`` are empty tensors
+    when nothing was recorded (as fairseq's beam search gives them).
     """
 
     tokens: Tensor  # (T,) int64 output tokens, ending in eos
@@ -21,6 +31,23 @@ class Hypothesis:
     positional_scores: Tensor  # (T,) float32 log-prob of each token
     attention: Tensor | None = None  # (S, T) cross-attention over the (padded) source, if recorded
     alignment: list = field(default_factory=list)  # hard: [(src_word, tgt_word)]; soft: per-token probabilities
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "score":
+            return torch.tensor(self.score, dtype=torch.float32, device=self.positional_scores.device)
+        if key == "attention":
+            return self.attention if self.attention is not None else torch.empty(0)
+        if key == "alignment":
+            return self.alignment if len(self.alignment) else torch.empty(0)
+        if key in ("tokens", "positional_scores"):
+            return getattr(self, key)
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(FAIRSEQ_KEYS)
+
+    def __len__(self) -> int:
+        return len(FAIRSEQ_KEYS)
 
 
 def length_normalized(scores: Tensor, length: int, lenpen: float) -> Tensor:

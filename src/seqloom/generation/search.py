@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from seqloom.generation.chunked_topk import chunked_topk
+
 
 @dataclass
 class SearchStep:
@@ -88,67 +90,6 @@ class BeamSearch(Search):
         return SearchStep(top_scores, top_indices.fmod(vocab_size), beams)
 
 
-# chunked_topk: columns per chunk, and the fewest elements (B*K*V) for which it pays on one CPU thread
-CHUNK = 64
-CHUNKED_MIN_ELEMENTS = 1 << 17
-
-
-def chunked_topk(lprobs: Tensor, offsets: Tensor | None, k: int) -> tuple[Tensor, Tensor] | None:
-    """``torch.topk((lprobs + offsets[..., None]).view(B, -1), k)`` for ``lprobs`` (B, K, V) and ``offsets``
-    (B, K) (None: 0), found without forming the sum, or None where this route does not apply.
-
-    torch's CPU topk copies each row into (value, index) pairs before selecting: with 3-5 beams and a few
-    thousand symbols it was the costliest op of a decoding step. Here each row of V is cut into chunks of
-    ``CHUNK`` columns; the k best chunk maxima (offset added: rounding is monotonic, so
-    ``max(x) + s == max(x + s)`` exactly) name the only chunks that can hold the k best elements, and one
-    topk over those k chunks finds them. The result equals torch.topk's, indices and order, or this returns
-    None (and the caller runs torch.topk) whenever ties could make the order differ: a chunk maximum equal
-    to the k-th best one, or equal values among the k + 1 best elements found.
-
-    It runs on one intra-op thread (``--threads 1``, ``--decode-threads``) with at least
-    ``CHUNKED_MIN_ELEMENTS``: one thread, 24 sentences, 3 beams, 4,089 symbols, 383 us instead of 713 us for
-    the sum and torch.topk; 32 sentences, 5 beams, 2,056 symbols, 636 us instead of 823 us. With more threads
-    torch.topk shares its rows among them and is as fast or faster (543 us against 622 us, 2 threads).
-    """
-    bsz, beams, vocab = lprobs.shape
-    full = vocab // CHUNK
-    if (lprobs.device.type != "cpu" or full < 2 or bsz * beams * vocab < CHUNKED_MIN_ELEMENTS
-            or torch.get_num_threads() != 1):  # fmt: skip
-        return None
-    rows = lprobs.reshape(bsz * beams, vocab)  # a view for the generator's (strided) buffers
-    chunk_max = rows[:, : full * CHUNK].unflatten(1, (full, CHUNK)).amax(-1)  # (BK, n)
-    if full * CHUNK < vocab:  # the last, shorter chunk
-        chunk_max = torch.cat([chunk_max, rows[:, full * CHUNK :].amax(-1, keepdim=True)], 1)
-    chunks = chunk_max.size(1)
-    if k >= beams * chunks:
-        return None
-    if offsets is not None:
-        chunk_max += offsets.reshape(bsz * beams, 1)
-    chunk_max = chunk_max.view(bsz, beams * chunks)
-    top, chosen = chunk_max.topk(k)  # (B, k)
-    if bool((chunk_max >= top[:, -1:]).sum(1).ne(k).any()):  # a tie at the k-th chunk maximum
-        return None
-    chosen = chosen.sort(dim=1).values  # in index order, as the elements lie in the row
-    beam = chosen // chunks  # (B, k)
-    cols = (chosen % chunks).unsqueeze(-1) * CHUNK + torch.arange(CHUNK)  # (B, k, CHUNK)
-    outside = cols >= vocab  # past the end of a shorter last chunk
-    cols.clamp_(max=vocab - 1)
-    # the elements, read through their storage offsets (the generator's lprobs are a strided view)
-    s0, s1, s2 = lprobs.stride()
-    span = (bsz - 1) * s0 + (beams - 1) * s1 + (vocab - 1) * s2 + 1
-    storage = lprobs.as_strided((span,), (1,))
-    where = (torch.arange(bsz).mul_(s0)[:, None] + beam * s1).unsqueeze(-1) + cols * s2  # (B, k, CHUNK)
-    values = storage.take(where)  # (B, k, CHUNK)
-    if offsets is not None:
-        values += offsets.gather(1, beam).unsqueeze(-1)
-    values.masked_fill_(outside, -math.inf)
-    best, at = values.view(bsz, -1).topk(k + 1)  # (B, k + 1)
-    if bool(best[:, 1:].eq(best[:, :-1]).any()):  # equal values: torch.topk's order among them is its own
-        return None
-    indices = (beam.unsqueeze(-1) * vocab + cols).view(bsz, -1).gather(1, at[:, :k])
-    return best[:, :k], indices
-
-
 class LengthConstrainedBeamSearch(Search):
     """Beam search whose outputs have between ``a*src_len+b`` tokens (``--match-source-len``: exactly src_len)."""
 
@@ -196,57 +137,71 @@ class DiverseBeamSearch(Search):
     ) -> None:
         super().__init__()
         self.num_groups = num_groups
-        self.diversity_strength = -diversity_strength
+        self.diversity_strength = diversity_strength  # subtracted, times the penalty
         self.diversity_discount = diversity_discount
         self.candidate_multiple = candidate_multiple
         self.beam = BeamSearch()
         self.group_overlap = torch.empty(0)  # (B0, G, G) discounted counts of shared tokens between groups
 
-    def _penalty(self, step: int, g: int, rows: Tensor, bsz: int) -> Tensor:
-        if step == 0:
-            return torch.ones(bsz, 1, 1)
-        return (1 + self.group_overlap[rows, g, :g]).unsqueeze(1)  # (B, 1, g)
-
     def step(
         self, step: int, lprobs: Tensor, scores: Tensor | None, *, original_batch_idxs: Tensor | None = None
     ) -> SearchStep:
-        bsz, beam_size, _ = lprobs.shape
+        bsz, beam_size, vocab = lprobs.shape
         groups = self.num_groups
         if beam_size % groups != 0:
             raise ValueError(f"--diverse-beam-groups {groups} must divide --beam {beam_size} (DiverseBeamSearch)")
-        rows = original_batch_idxs if original_batch_idxs is not None else torch.arange(bsz, device=lprobs.device)
-        penalty = torch.zeros_like(lprobs[:, 0, :])  # (B, V)
-        tokens = torch.empty(bsz, beam_size // groups * self.candidate_multiple, groups, dtype=torch.long,
-                             device=lprobs.device)  # (B, P, G)  # fmt: skip
-        scores_g, beams_g = [], []
+        sentences = torch.arange(bsz) if original_batch_idxs is None else original_batch_idxs
+        width = beam_size // groups * self.candidate_multiple  # candidates per group
+        # candidate c of group g sits at [:, c, g]: read row-major, the groups' candidates interleave
+        cand_scores = lprobs.new_empty(bsz, width, groups)
+        cand_tokens = torch.empty(bsz, width, groups, dtype=torch.long, device=lprobs.device)
+        cand_beams = torch.empty_like(cand_tokens)
         for g in range(groups):
-            lprobs_g = lprobs[:, g::groups, :]  # (B, K/G, V)
-            if g > 0:
-                penalty.zero_()
-                chosen = tokens[:, :, :g]  # (B, P, g) tokens of the earlier groups
-                weights = self._penalty(step, g, rows, bsz).expand(chosen.size()).reshape(bsz, -1)
-                penalty.scatter_add_(1, chosen.reshape(bsz, -1), weights.to(penalty))
-                lprobs_g = torch.add(lprobs_g, penalty.unsqueeze(1), alpha=self.diversity_strength)
+            group_lprobs = lprobs[:, g::groups, :]  # (B, K/G, V): beams g, g+G, ...
+            if g == 0:
+                group_lprobs = group_lprobs.contiguous()
             else:
-                lprobs_g = lprobs_g.contiguous()
-            group_scores = scores[:, g::groups, :] if step > 0 and scores is not None else None
-            cand = self.beam.step(step, lprobs_g, group_scores, candidate_multiple=self.candidate_multiple)
-            scores_g.append(cand.scores)
-            beams_g.append(cand.beams * groups + g)
-            tokens[:, :, g] = cand.tokens
-        overlap = self.diversity_discount * torch.sum(tokens.unsqueeze(2).eq(tokens.unsqueeze(3)), dim=1)  # (B, G, G)
+                weights = self._overlap_weights(step, sentences, g)  # (B, g)
+                penalty = token_penalty(cand_tokens[:, :, :g], weights, vocab).to(lprobs)  # (B, V)
+                group_lprobs = torch.add(group_lprobs, penalty.unsqueeze(1), alpha=-self.diversity_strength)
+            past = None if step == 0 or scores is None else scores[:, g::groups, :]
+            found = self.beam.step(step, group_lprobs, past, candidate_multiple=self.candidate_multiple)
+            cand_scores[:, :, g] = found.scores
+            cand_tokens[:, :, g] = found.tokens
+            cand_beams[:, :, g] = found.beams * groups + g  # the group's beam j is beam j*G+g of the sentence
+        self._record_overlap(step, sentences, cand_tokens)
+        return SearchStep(cand_scores.view(bsz, -1), cand_tokens.view(bsz, -1), cand_beams.view(bsz, -1))
+
+    def _overlap_weights(self, step: int, sentences: Tensor, g: int) -> Tensor:
+        """(B, g): the penalty weight of each earlier group's tokens for group ``g``."""
         if step == 0:
-            self.group_overlap = overlap
+            return torch.ones(len(sentences), g)
+        return 1 + self.group_overlap[sentences, g, :g]
+
+    def _record_overlap(self, step: int, sentences: Tensor, cand_tokens: Tensor) -> None:
+        """Adds this step's agreements (same token at the same candidate rank) of every pair of groups."""
+        agree = cand_tokens.unsqueeze(3) == cand_tokens.unsqueeze(2)  # (B, P, G, G)
+        now = self.diversity_discount * agree.sum(dim=1)  # (B, G, G)
+        if step == 0:
+            self.group_overlap = now
         else:
-            self.group_overlap[rows] = self.group_overlap[rows] * self.diversity_discount + overlap
-        # interleave the groups' candidates: (B, P, G) -> (B, P*G)
-        return SearchStep(
-            torch.stack(scores_g, dim=2).view(bsz, -1), tokens.view(bsz, -1), torch.stack(beams_g, dim=2).view(bsz, -1)
-        )
+            self.group_overlap[sentences] = self.group_overlap[sentences] * self.diversity_discount + now
+
+
+def token_penalty(tokens: Tensor, weights: Tensor, vocab: int) -> Tensor:
+    """(B, V) weighted counts: ``weights[b, h]`` for every time group h chose a token in ``tokens`` (B, P, h).
+
+    A histogram over ``b * V + token``; its sums are of small integers (exact in any order) as long as the
+    discount is 1 or 0, the only values the command line can set.
+    """
+    bsz = tokens.size(0)
+    bins = (tokens + (torch.arange(bsz, device=tokens.device) * vocab).view(bsz, 1, 1)).flatten()
+    counts = torch.bincount(bins, weights.unsqueeze(1).expand(tokens.shape).flatten().double(), minlength=bsz * vocab)
+    return counts.view(bsz, vocab)
 
 
 class DiverseSiblingsSearch(Search):
-    """Beam search with diverse siblings (Li et al. 2016, "A Simple, Fast Diverse Decoding Algorithm").
+    """Sibling-penalized beam search (Li et al. 2016, "A Simple, Fast Diverse Decoding Algorithm").
 
     Each hypothesis ranks its own 2K best continuations; the r-th of them loses ``r * diversity_rate`` before
     all hypotheses' continuations compete, so that no single parent fills the beam. As in fairseq, the
@@ -284,49 +239,52 @@ class Sampling(Search):
         self.sampling_topk = sampling_topk
         self.sampling_topp = sampling_topp
 
-    def _sample_topp(self, lprobs: Tensor) -> tuple[Tensor, Tensor]:
-        """Probabilities (B, K, N) of the smallest top set whose mass exceeds p (others zeroed) and their ids."""
-        probs = lprobs.exp_()
-        sorted_probs, sorted_indices = probs.sort(descending=True)
-        mask = sorted_probs.cumsum(dim=2).lt(self.sampling_topp)  # (B, K, V)
-        last_included = mask.cumsum(dim=2)[:, :, -1:]  # one more word so that the mass exceeds p
-        last_included.clamp_(0, mask.size(2) - 1)
-        mask = mask.scatter_(2, last_included, True)
-        max_dim = int(last_included.max())
-        probs = sorted_probs[:, :, : max_dim + 1].masked_fill_(~mask[:, :, : max_dim + 1], 0)
-        return probs, sorted_indices[:, :, : max_dim + 1]
+    def _pool(self, lprobs: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The weights (B, K', W) to draw from, and the token of each column (None: column j is token j)."""
+        if self.sampling_topp > 0:
+            return nucleus(lprobs, self.sampling_topp)
+        if self.sampling_topk > 0:
+            top, ids = lprobs.topk(self.sampling_topk)
+            return top.exp(), ids
+        return lprobs.exp(), None
 
     def step(
         self, step: int, lprobs: Tensor, scores: Tensor | None, *, original_batch_idxs: Tensor | None = None
     ) -> SearchStep:
         bsz, beam_size, _ = lprobs.shape
-        if step == 0:
-            lprobs = lprobs[:, ::beam_size, :].contiguous()
-        top_indices: Tensor | None = None
-        if self.sampling_topp > 0:
-            probs, top_indices = self._sample_topp(lprobs)
-        elif self.sampling_topk > 0:
-            lprobs, top_indices = lprobs.topk(self.sampling_topk)
-            probs = lprobs.exp_()
+        first = step == 0
+        # at step 0 the K beams of a sentence are one and the same: K draws from beam 0 (fairseq's RNG use)
+        weights, ids = self._pool(lprobs[:, :1] if first else lprobs)  # (B, 1 or K, W)
+        if first:
+            picks = torch.multinomial(weights.reshape(bsz, -1), beam_size, replacement=True)  # (B, K)
         else:
-            probs = lprobs.exp_()
-        if step == 0:
-            indices = torch.multinomial(probs.view(bsz, -1), beam_size, replacement=True).view(bsz, beam_size)
-            probs = probs.expand(bsz, beam_size, -1)
-        else:
-            indices = torch.multinomial(probs.view(bsz * beam_size, -1), 1, replacement=True).view(bsz, beam_size)
-        cand_scores = torch.gather(probs, dim=2, index=indices.unsqueeze(-1)).log_().view(bsz, -1)  # (B, K)
-        if top_indices is not None:
-            indices = torch.gather(top_indices.expand(bsz, beam_size, -1), dim=2, index=indices.unsqueeze(-1)).squeeze(
-                2
-            )
-        if step == 0:
-            beams = indices.new_zeros(bsz, beam_size)
+            picks = torch.multinomial(weights.reshape(bsz * beam_size, -1), 1, replacement=True).view(bsz, beam_size)
+        where = picks.unsqueeze(2)  # (B, K, 1)
+        # the score is the log of the drawn weight (as fairseq: not the log-prob it came from, bit for bit)
+        cand_scores = weights.expand(bsz, beam_size, -1).gather(2, where).squeeze(2).log()  # (B, K)
+        tokens = picks if ids is None else ids.expand(bsz, beam_size, -1).gather(2, where).squeeze(2)
+        if first:
+            beams = torch.zeros_like(tokens)
         else:
             assert scores is not None
-            beams = torch.arange(0, beam_size).to(indices).repeat(bsz, 1)
-            cand_scores.add_(torch.gather(scores[:, :, step - 1], dim=1, index=beams))
-        return SearchStep(cand_scores, indices, beams)
+            beams = torch.arange(beam_size, device=tokens.device).expand(bsz, -1)
+            cand_scores = cand_scores + scores[:, :, step - 1]
+        return SearchStep(cand_scores, tokens, beams)
+
+
+def nucleus(lprobs: Tensor, p: float) -> tuple[Tensor, Tensor]:
+    """Top-p sets of ``lprobs`` (B, K, V): the most likely tokens, up to and including the one whose
+    cumulative probability reaches ``p`` (all V at most).
+
+    Returns their probabilities (B, K, W), zero past each row's set, and their ids (B, K, W); W is the
+    largest set's size.
+    """
+    probs, ids = lprobs.exp().sort(dim=2, descending=True)
+    below = probs.cumsum(dim=2) < p  # (B, K, V) true on a prefix of each row
+    last = below.sum(dim=2, keepdim=True).clamp_(max=probs.size(2) - 1)  # (B, K, 1) index of the set's last token
+    width = int(last.max()) + 1
+    inside = torch.arange(width, device=probs.device) <= last  # (B, K, W)
+    return torch.where(inside, probs[:, :, :width], 0), ids[:, :, :width]
 
 
 def build_search(

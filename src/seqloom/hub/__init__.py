@@ -26,8 +26,8 @@ __all__ = [
 
 def __getattr__(name: str) -> object:
     # the language-model hub imports this package's modules, so it is loaded on first use
-    if name == "TransformerLanguageModel":
-        from seqloom.models.transformer_lm.hub import TransformerLanguageModel
+    if name == "TransformerLanguageModel":  # the model class; its from_pretrained gives the language-model hub
+        from seqloom.hub.language_model import TransformerLanguageModel
 
         return TransformerLanguageModel
     if name == "BARTModel":  # BARTModel.from_pretrained(dir, bpe="gpt2", ...) -> the BART hub

@@ -2,11 +2,18 @@
 
 ``GeneratorHubInterface`` mirrors fairseq's class of that name. Text goes through
 ``tokenize -> apply_bpe -> binarize`` (``encode``) and back through ``string -> remove_bpe -> detokenize``
-(``decode``). ``generate`` orders sentences by length, groups them into token-budget batches (fairseq's
-``batch_by_size``), runs :meth:`inference_step` per batch and returns the hypotheses in input order.
+(``decode``). ``generate`` orders the sentences as fairseq's hub orders them (:meth:`plan_batches`), groups them
+into token-budget batches (fairseq's ``batch_by_size``), runs :meth:`inference_step` per batch and returns
+the hypotheses in input order.
+
+Batches matter for the outputs, not only for speed: the length limit ``max_len_a * S + max_len_b`` and
+``match_source_len`` follow the batch's padded source width S. So every hub call (translate, sample, score,
+fill_mask, generate) batches exactly as fairseq's hub does: the checkpoint's ``max_tokens``/``batch_size``,
+batch sizes that need not be a multiple of anything (fairseq's hub never passes the checkpoint's
+``required_batch_size_multiple``), sentences longer than the model's positions refused (or skipped).
 
 A model family subclasses it and implements :meth:`inference_step` (and :meth:`score`); the translation
-hub (``seqloom.hub.translation``) and the language-model hub (``seqloom.models.transformer_lm.hub``) do.
+hub (``seqloom.hub.translation``) and the language-model hub (``seqloom.hub.language_model``) do.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import typing
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional, Union, cast, overload
 
@@ -22,7 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from seqloom.config.options import field, value_mismatch
+from seqloom.config.options import bounds_problem, field, value_mismatch
 from seqloom.data.batching import batch_by_size, filter_by_size
 from seqloom.devices import avoid_per_shape_attention_plans
 from seqloom.generation.config import GenerationConfig
@@ -33,13 +40,50 @@ from seqloom.heap import keep_freed_memory
 logger = logging.getLogger(__name__)
 
 
+def check_sentences(method: str, sentences: Any) -> None:
+    """Raises TypeError naming ``method``'s ``sentences`` argument unless it is a str or a list of str."""
+    if isinstance(sentences, str):
+        return
+    if not isinstance(sentences, (list, tuple)):
+        raise TypeError(f"{method}(sentences): expected a str or a list of str, got {type(sentences).__name__} "
+                        f"{sentences!r:.60}")  # fmt: skip
+    for i, s in enumerate(sentences):
+        if not isinstance(s, str):
+            raise TypeError(f"{method}(sentences): item {i} is {type(s).__name__} {s!r:.60}, not a str")
+
+
 @dataclass(kw_only=True)
 class HubBatching:
     """How ``generate`` groups sentences into batches (fairseq's ``dataset`` options of the checkpoint)."""
 
-    max_tokens: Optional[int] = field(None, help="maximum number of tokens in a batch (None: no limit)")
-    batch_size: Optional[int] = field(None, help="maximum number of sentences in a batch (None: no limit)")
-    required_batch_size_multiple: int = field(8, help="batch size will be a multiplier of this value")
+    max_tokens: Optional[int] = field(None, help="cap on a batch's size in tokens (unset: no cap)")
+    batch_size: Optional[int] = field(None, help="cap on a batch's size in sentences (unset: no cap)")
+    required_batch_size_multiple: int = field(
+        1,
+        help="round each batch's sentence count down to a multiple of this (1, as fairseq's hub, whatever the checkpoint says)",
+    )
+
+
+@dataclass(frozen=True)
+class HubTask:
+    """What code written for fairseq's hub reads from ``hub.task``: the dictionaries and the length limits.
+
+    seqloom's hubs hold no task object; other task attributes raise an AttributeError that says so.
+    """
+
+    source_dictionary: Any
+    target_dictionary: Any
+    limits: tuple[int | None, int | None]
+
+    def max_positions(self) -> tuple[int | None, int | None]:
+        """(source, target) token limits of the hub's models."""
+        return self.limits
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(
+            f"hub.task has no {name!r}: seqloom's hubs keep no fairseq task; hub.task offers source_dictionary, "
+            "target_dictionary and max_positions(), and the hub itself src_dict, tgt_dict, models and generation"
+        )
 
 
 class GeneratorHubInterface(nn.Module):
@@ -51,8 +95,13 @@ class GeneratorHubInterface(nn.Module):
     that ``generate(..., **overrides)`` starts from.
     """
 
-    # batches hold sentences of similar lengths (fairseq's hub orders its inference dataset by length)
-    sort_by_length: bool = True
+    # The order fairseq's hub batches sentences in, which its task's inference dataset decides. "length":
+    # translation tasks (a LanguagePairDataset) shuffle with numpy seeded by ``order_seed``, then sort stably
+    # by length, so equal-length sentences fall into batches in that shuffled order. "input": language
+    # models and BART (a NestedDictionaryDataset) keep the input order.
+    batch_order: str = "length"
+    # fairseq's get_batch_iterator seeds numpy with its seed (1) plus the epoch (1) while ordering
+    order_seed: int = 2
     _float_tensor: Tensor  # the buffer registered in __init__
 
     def __init__(
@@ -88,6 +137,11 @@ class GeneratorHubInterface(nn.Module):
     def device(self) -> torch.device:
         return self._float_tensor.device
 
+    @property
+    def task(self) -> HubTask:
+        """fairseq's ``hub.task``, as far as hub users read it (``hub.task.source_dictionary`` ...)."""
+        return HubTask(source_dictionary=self.src_dict, target_dictionary=self.tgt_dict, limits=self.max_positions)
+
     def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """``.cuda()``/``.to()``/``.half()``; on a GPU, SDPA keeps to kernels that need no per-shape plan
         (see :mod:`seqloom.devices`)."""
@@ -119,6 +173,8 @@ class GeneratorHubInterface(nn.Module):
 
     def encode(self, sentence: str) -> Tensor:
         """Raw text -> source ids (T,) int64: tokenize, apply BPE, binarize."""
+        if not isinstance(sentence, str):
+            raise TypeError(f"encode(sentence): expected a str, got {type(sentence).__name__} {sentence!r:.60}")
         return self.binarize(self.apply_bpe(self.tokenize(sentence)))
 
     def decode(self, tokens: Tensor) -> str:
@@ -132,16 +188,23 @@ class GeneratorHubInterface(nn.Module):
     def translate(self, sentences: list[str], beam: int = 5, verbose: bool = False, **overrides: Any) -> list[str]: ...
     def translate(self, sentences: str | list[str], beam: int = 5, verbose: bool = False, **overrides: Any) -> Any:
         """The best output of each sentence, decoded to text (a list in input order, or one string)."""
+        check_sentences("translate", sentences)
         return self.sample(sentences, beam, verbose, **overrides)
 
     def sample(self, sentences: str | list[str], beam: int = 1, verbose: bool = False, **overrides: Any) -> Any:
-        """Like :meth:`translate` with fairseq's default ``beam=1`` (pass ``sampling=True`` to sample)."""
+        """Like :meth:`translate` with fairseq's default ``beam=1`` (pass ``sampling=True`` to sample).
+
+        With ``skip_invalid_size_inputs=True``, a sentence too long for the model gives None in its place
+        (fairseq's hub leaves it out, so that later outputs move up one place).
+        """
+        check_sentences("sample", sentences)
         if isinstance(sentences, str):
             if overrides.get("lexical_constraints") is not None:  # one sentence: its phrases
                 overrides["lexical_constraints"] = [overrides["lexical_constraints"]]
             return self.sample([sentences], beam, verbose, **overrides)[0]
         tokens = [self.encode(s) for s in sentences]
-        return [self.decode(hyps[0].tokens) for hyps in self.generate(tokens, beam, verbose, **overrides)]
+        results = self.generate(tokens, beam, verbose, **overrides)
+        return [self.decode(hyps[0].tokens) if hyps else None for hyps in results]
 
     def score(self, *args: Any, **kwargs: Any) -> Any:
         """Teacher-forced scores of given outputs (positional log-probs); each model family defines its inputs."""
@@ -162,6 +225,9 @@ class GeneratorHubInterface(nn.Module):
             problem = value_mismatch(value, hints[name])
             if problem:
                 raise TypeError(f"generation option {name}={value!r}: {problem}")
+            problem = bounds_problem(GenerationConfig, name, value)
+            if problem:
+                raise ValueError(f"generation option {name}={value!r}: {problem}")
         return dataclasses.replace(self.generation, **overrides)
 
     def generate(
@@ -171,26 +237,41 @@ class GeneratorHubInterface(nn.Module):
         verbose: bool = False,
         *,
         skip_invalid_size_inputs: bool = False,
+        inference_step_args: Mapping[str, Any] | None = None,
+        prefix_allowed_tokens_fn: Any = None,
         lexical_constraints: Sequence[Sequence[str | Tensor]] | None = None,
         **overrides: Any,
     ) -> Any:
         """Hypotheses (best first) of each id sequence, in input order: ``list[list[Hypothesis]]``.
 
+        ``skip_invalid_size_inputs``: a sentence longer than the model's positions gets an empty list in its
+        place instead of a ValueError (fairseq's hub drops it from the list, misaligning the later outputs).
+
         A single 1-D tensor gives that sentence's ``list[Hypothesis]``. Scores are natural log.
         ``overrides`` are :class:`GenerationConfig` fields (``lenpen=2``, ``sampling=True``, ...).
         ``lexical_constraints``: per sentence, the phrases (raw text, or target ids) its outputs must contain;
         the search is ``constraints="ordered"`` unless ``constraints="unordered"`` is given (translation hubs).
+        ``inference_step_args={"prefix_tokens": ids}`` (fairseq's spelling; translation hubs): target ids (N, P)
+        each output must start with, row i for sentence i (pad where a row is shorter). fairseq passes the same
+        tensor to every batch, so there it only works for one sentence or one batch in its sorted order.
         """
         if torch.is_tensor(tokenized_sentences) and tokenized_sentences.dim() == 1:
             single = None if lexical_constraints is None else [cast(Sequence[Union[str, Tensor]], lexical_constraints)]
-            return self.generate([tokenized_sentences], beam, verbose, lexical_constraints=single, **overrides)[0]
+            return self.generate([tokenized_sentences], beam, verbose, inference_step_args=inference_step_args,
+                                 prefix_allowed_tokens_fn=prefix_allowed_tokens_fn, lexical_constraints=single,
+                                 **overrides)[0]  # fmt: skip
         sentences = [t.long() for t in tokenized_sentences]
+        prefixes = self._prefix_rows(inference_step_args, prefix_allowed_tokens_fn, len(sentences))
         phrases = self._constraint_ids(lexical_constraints, len(sentences), overrides)
         cfg = self.generation_config(beam, **overrides)
         results: list[list[Hypothesis] | None] = [None] * len(sentences)
         for ids in self.plan_batches(sentences, skip_invalid_size_inputs=skip_invalid_size_inputs):
             batch = [sentences[i].to(self.device) for i in ids]
-            extra = {} if phrases is None else {"constraints": pack_constraints([phrases[i] for i in ids])}
+            extra: dict[str, Tensor] = {}
+            if phrases is not None:
+                extra["constraints"] = pack_constraints([phrases[i] for i in ids])
+            if prefixes is not None:
+                extra["prefix_tokens"] = prefixes[ids].to(self.device)  # (B, P), batch order
             with torch.no_grad():
                 for i, hyps in zip(ids, self.inference_step(cfg, batch, **extra)):
                     results[i] = hyps
@@ -204,6 +285,31 @@ class GeneratorHubInterface(nn.Module):
         raise NotImplementedError(f"{type(self).__name__} must implement inference_step()")
 
     supports_constraints = False  # whether inference_step takes ``constraints`` (packed, batch order)
+    supports_prefix_tokens = False  # whether inference_step takes ``prefix_tokens`` (B, P), batch order
+
+    def _prefix_rows(self, args: Mapping[str, Any] | None, allowed_fn: Any, count: int) -> Tensor | None:
+        """The (N, P) forced output prefixes of fairseq's ``inference_step_args``, row i for sentence i."""
+        if allowed_fn is not None:
+            raise NotImplementedError(
+                "prefix_allowed_tokens_fn is not supported by seqloom's hubs; force a fixed start with "
+                "inference_step_args={'prefix_tokens': ids}"
+            )
+        unknown = sorted(set(args or {}) - {"prefix_tokens"})
+        if unknown:
+            raise TypeError(f"inference_step_args: unknown key(s) {', '.join(unknown)}; the hubs take 'prefix_tokens'")
+        prefix = (args or {}).get("prefix_tokens")
+        if prefix is None:
+            return None
+        if not self.supports_prefix_tokens:
+            raise NotImplementedError(f"{type(self).__name__} does not take prefix_tokens (as fairseq's)")
+        rows = torch.as_tensor(prefix).long()
+        rows = rows.unsqueeze(0) if rows.dim() == 1 else rows  # (N, P)
+        if rows.dim() != 2 or rows.size(0) != count:
+            raise ValueError(
+                f"inference_step_args['prefix_tokens'] has shape {tuple(rows.shape)} for {count} sentence(s); give "
+                "one row of target ids per sentence (N, P), padded with the target dictionary's pad"
+            )
+        return rows
 
     def encode_constraint(self, phrase: str) -> Tensor:
         """A constraint phrase -> target ids (T,) without ``eos`` (tokenized and BPE'd like the input)."""
@@ -223,10 +329,10 @@ class GeneratorHubInterface(nn.Module):
                 for sentence in constraints]  # fmt: skip
 
     def plan_batches(self, sentences: Sequence[Tensor], *, skip_invalid_size_inputs: bool = False) -> list[list[int]]:
-        """Sentence indices grouped as fairseq's hub groups them: by length (unless ``sort_by_length`` is off),
-        then token-budget batches."""
+        """Sentence indices grouped as fairseq's hub groups them: ordered (see ``batch_order``), sentences too
+        long for the model refused or skipped, then token-budget batches of consecutive sentences."""
         sizes = np.array([int(t.numel()) for t in sentences], dtype=np.int64)
-        order = np.argsort(sizes, kind="mergesort") if self.sort_by_length else np.arange(len(sizes))
+        order = self.inference_order(sizes)
         kept, dropped = filter_by_size(order, sizes, None, self.max_positions)
         if len(dropped) and not skip_invalid_size_inputs:
             i = int(dropped[0])
@@ -245,6 +351,13 @@ class GeneratorHubInterface(nn.Module):
             required_batch_size_multiple=self.batching.required_batch_size_multiple,
         )
         return [b.tolist() for b in batches]
+
+    def inference_order(self, sizes: np.ndarray) -> np.ndarray:
+        """The order (N,) in which fairseq's hub batches sentences of ``sizes`` (N,) tokens (see ``batch_order``)."""
+        if self.batch_order == "input":
+            return np.arange(len(sizes), dtype=np.int64)
+        shuffled = np.random.RandomState(self.order_seed).permutation(len(sizes))  # fairseq's numpy_seed + shuffle
+        return shuffled[np.argsort(sizes[shuffled], kind="mergesort")]
 
     def log_hypotheses(self, sentences: Sequence[Tensor], outputs: Sequence[Sequence[Hypothesis]]) -> None:
         """fairseq's verbose output: ``S``, ``H`` (natural-log score, text) and ``P`` lines per sentence."""

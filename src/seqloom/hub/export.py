@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import secrets
 import shutil
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from seqloom.hub.mbart_translation import MBartTranslationHub
 from seqloom.hub.pretrained import PretrainedSpec
 from seqloom.hub.translation import TranslationHub
 from seqloom.models.bart.model import BARTModel
+from seqloom.paths import unwritable_reason
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -140,12 +143,49 @@ def write_export(hub: TranslationHub, out_dir: str | Path) -> Path:
         raise ValueError(f"export writes one model; this hub holds an ensemble of {len(hub.models)}")
     model, task = _model_group(hub, spec), _task_group(hub)  # before writing anything
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    tensors, tied = split_tied(hub.model.state_dict())
-    save_file(tensors, str(out / WEIGHTS_FILE), metadata={"format": FORMAT})
-    config = export_config(spec, tied, out, model, task)
-    (out / CONFIG_FILE).write_text(json.dumps(config, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    _check_destination(out)
+    # written into a temp folder beside ``out`` and renamed into place: an export is whole or absent
+    tmp = out.parent / f".{out.name}.{secrets.token_hex(4)}.tmp"
+    try:
+        tmp.mkdir()
+        tensors, tied = split_tied(hub.model.state_dict())
+        save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": FORMAT})
+        config = export_config(spec, tied, tmp, model, task)
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        _move_into_place(tmp, out)
+    except BaseException as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, OSError):
+            raise ValueError(f"--out {out}: the export could not be written ({unwritable_reason(out, err)})") from None
+        raise
     return out
+
+
+def _check_destination(out: Path) -> None:
+    """Refuses an ``--out`` that is a file, below a file, or a folder of other files (an earlier export in it
+    is replaced); creates its parent folders."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give the path of a folder to create (or of an earlier export)")
+    if out.is_dir() and any(out.iterdir()) and not is_export(out):
+        raise ValueError(
+            f"--out {out} is a folder holding other files (not an earlier export, which would be replaced); "
+            "give a new or empty folder"
+        )
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"--out {out}: the folder cannot be created ({unwritable_reason(out, err)})") from None
+
+
+def _move_into_place(tmp: Path, out: Path) -> None:
+    """Renames the finished ``tmp`` to ``out`` (an empty folder there is replaced, an earlier export too)."""
+    if out.is_dir() and any(out.iterdir()):  # an earlier export: set it aside, move the new one in, delete it
+        old = out.parent / f".{out.name}.{secrets.token_hex(4)}.old"
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+        return
+    os.replace(tmp, out)
 
 
 def read_export_files(model_dir: Path) -> tuple[dict[str, Any], Path, dict[str, Tensor]]:

@@ -49,6 +49,15 @@ def checkpoint_paths(model_dir: Path, checkpoint_file: str) -> list[Path]:
     paths = [model_dir / name for name in checkpoint_file.split(os.pathsep) if name]
     for path in paths:
         if not path.is_file():
+            exported = sorted(p.name for p in model_dir.glob("*.safetensors"))
+            if exported and not path.name.endswith(".safetensors"):  # an export whose config.json is gone or bad
+                config = model_dir / "config.json"
+                state = "is missing" if not config.is_file() else "is not a seqloom export's config (or not valid JSON)"
+                raise FileNotFoundError(
+                    f"{model_dir} holds {', '.join(exported)} (the weights of a seqloom export) but its config.json "
+                    f"{state}, and there is no checkpoint {path.name}; copy the export's config.json back beside "
+                    "the weights, or export the model again (seqloom export)"
+                )
             found = sorted(p.name for p in model_dir.glob("*.pt")) or ["none"]
             raise FileNotFoundError(
                 f"checkpoint {path}: no such file; pass checkpoint_file=NAME (the .pt files in {model_dir}: "

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from seqloom.config.options import value_mismatch
+from seqloom.config.options import bounds_problem, value_mismatch
 from seqloom.generation.config import GenerationConfig
 from seqloom.hub import files
 from seqloom.hub.base import HubBatching
@@ -65,6 +65,9 @@ def check_generation_keywords(kwargs: Mapping[str, Any]) -> None:
         problem = value_mismatch(kwargs[name], hints[name])
         if problem:
             raise TypeError(f"generation option {name}={kwargs[name]!r}: {problem}")
+        problem = bounds_problem(GenerationConfig, name, kwargs[name])
+        if problem:
+            raise ValueError(f"generation option {name}={kwargs[name]!r}: {problem}")
 
 
 def generation_config(groups: Mapping[str, Any], kwargs: Mapping[str, Any]) -> GenerationConfig:

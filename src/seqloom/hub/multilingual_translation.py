@@ -30,6 +30,9 @@ TASK = "translation_multi_simple_epoch"
 class MultilingualTranslationHub(TranslationHub):
     """A :class:`TranslationHub` for one direction of a many-to-many model (language tokens added and stripped)."""
 
+    # translation_multi_simple_epoch seeds numpy with its plain seed (1) while ordering sentences
+    order_seed = 1
+
     def __init__(self, models: Sequence[Any], *, src_langtok: int | None, tgt_langtok: int | None,
                  languages: Mapping[str, Any] | None = None, **parts: Any) -> None:  # fmt: skip
         """``languages``: the task's language options, the languages resolved into ``langs`` (export writes them)."""
@@ -42,11 +45,16 @@ class MultilingualTranslationHub(TranslationHub):
             batch = [torch.cat([t.new_tensor([self.src_langtok]), t]) for t in batch]
         return super()._collate_sources(batch)
 
-    def inference_step(self, cfg: GenerationConfig, batch: list[Tensor], constraints: Tensor | None = None
-                       ) -> list[list[Hypothesis]]:  # fmt: skip
+    def inference_step(self, cfg: GenerationConfig, batch: list[Tensor], constraints: Tensor | None = None,
+                       prefix_tokens: Tensor | None = None) -> list[list[Hypothesis]]:  # fmt: skip
+        """As :meth:`TranslationHub.inference_step`; with ``--decoder-langtok`` the forced prefix starts with the
+        target language token, then ``prefix_tokens``."""
         src_tokens, order = self._collate_sources(batch)
         packed = constraints[order].to(src_tokens.device) if constraints is not None else None
-        prefix = None if self.tgt_langtok is None else src_tokens.new_full((src_tokens.size(0), 1), self.tgt_langtok)
+        prefix = prefix_tokens[order] if prefix_tokens is not None else None  # (B, P)
+        if self.tgt_langtok is not None:
+            langtok = src_tokens.new_full((src_tokens.size(0), 1), self.tgt_langtok)  # (B, 1)
+            prefix = langtok if prefix is None else torch.cat([langtok, prefix], dim=1)
         hyps = SequenceGenerator(list(self.models), self.tgt_dict, cfg).generate(
             src_tokens, prefix_tokens=prefix, constraints=packed
         )

@@ -8,7 +8,8 @@ own config (fairseq's ``args`` Namespace or hydra ``cfg`` groups: ``task``, ``da
   ``moses_no_escape=`` ...) are the codec configs' fields; BPE files in the model directory are found by
   their conventional names (``code``, ``bpecodes``, ``sentencepiece.bpe.model`` ...);
 * ``source_lang``/``target_lang``/``left_pad_source``/``max_source_positions``/``max_target_positions``;
-* ``max_tokens``/``batch_size``/``required_batch_size_multiple`` (batching of ``translate`` lists);
+* ``max_tokens``/``batch_size`` (batching of ``translate`` lists; the checkpoint's values by default) and
+  ``required_batch_size_multiple`` (default 1: fairseq's hub never uses the checkpoint's value);
 * any :class:`~seqloom.generation.config.GenerationConfig` field (``beam``, ``lenpen``, ``sampling`` ...).
 """
 
@@ -24,6 +25,7 @@ from typing import Any
 
 from torch import Tensor
 
+from seqloom import registry
 from seqloom.checkpoint.io import load_checkpoint
 from seqloom.data.batching import resolve_max_positions
 from seqloom.data.dictionary import Dictionary
@@ -44,6 +46,9 @@ from seqloom.hub.translation import TranslationHub
 from seqloom.models.transformer.builder import build_model
 from seqloom.models.transformer.config import TransformerConfig
 from seqloom.models.transformer.interop import config_from_checkpoint, upgrade_state_dict
+
+# re-exported: fairseq's spelling, TransformerModel.from_pretrained(...) -> the hub of this module
+from seqloom.models.transformer.model import TransformerModel as TransformerModel
 
 GROUPS = ("model", "task", "dataset", "generation", "tokenizer", "bpe")
 TASK_OPTIONS = ("source_lang", "target_lang", "left_pad_source", "max_source_positions", "max_target_positions")
@@ -121,8 +126,11 @@ def build_spec(
         src_guess, tgt_guess = files.infer_languages(data_dir)
         src, tgt = src or src_guess, tgt or tgt_guess
     generation = _generation_options(pick_options(groups.get("generation"), GENERATION_OPTIONS, kwargs))
-    dataset = pick_options(groups.get("dataset"), BATCHING_OPTIONS, kwargs)
-    dataset = {k: v for k, v in dataset.items() if k != "required_batch_size_multiple" or v is not None}
+    # fairseq's hub batches with the checkpoint's max_tokens/batch_size but get_batch_iterator's default
+    # multiple of 1: the checkpoint's required_batch_size_multiple (a training option) is not read
+    dataset = pick_options(groups.get("dataset"), ("max_tokens", "batch_size"), kwargs)
+    if kwargs.get("required_batch_size_multiple") is not None:
+        dataset["required_batch_size_multiple"] = kwargs["required_batch_size_multiple"]
     tokenizer = codec_spec("tokenizer", kwargs.get("tokenizer", groups.get("tokenizer")), kwargs)
     bpe_name = kwargs.get("bpe", groups.get("bpe"))
     bpe = codec_spec("bpe", bpe_name, kwargs)
@@ -277,7 +285,4 @@ def model_weights(state: Mapping[str, Any], path: Path) -> ModelWeights:
     return str(path), cfg, upgrade_state_dict(state["model"], cfg)
 
 
-class TransformerModel:
-    """fairseq's spelling: ``TransformerModel.from_pretrained(dir, checkpoint_file=..., ...)`` -> a hub."""
-
-    from_pretrained = staticmethod(from_pretrained)
+registry.HUBS.add("transformer", from_pretrained)  # TransformerModel.from_pretrained finds it there

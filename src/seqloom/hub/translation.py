@@ -35,14 +35,17 @@ class TranslationHub(GeneratorHubInterface):
         self.left_pad_source = left_pad_source
 
     supports_constraints = True
+    supports_prefix_tokens = True
 
-    def inference_step(self, cfg: GenerationConfig, batch: list[Tensor], constraints: Tensor | None = None
-                       ) -> list[list[Hypothesis]]:  # fmt: skip
-        """``constraints``: the batch's packed lexical constraints (rows in batch order)."""
+    def inference_step(self, cfg: GenerationConfig, batch: list[Tensor], constraints: Tensor | None = None,
+                       prefix_tokens: Tensor | None = None) -> list[list[Hypothesis]]:  # fmt: skip
+        """``constraints``: the batch's packed lexical constraints; ``prefix_tokens`` (B, P): target ids each
+        output starts with (pad: none); both with rows in batch order."""
         src_tokens, order = self._collate_sources(batch)
         packed = constraints[order].to(src_tokens.device) if constraints is not None else None
+        prefix = prefix_tokens[order] if prefix_tokens is not None else None
         hyps = SequenceGenerator(list(self.models), self.tgt_dict, cfg, eos=self.generation_eos).generate(
-            src_tokens, constraints=packed
+            src_tokens, prefix_tokens=prefix, constraints=packed
         )
         return _unsort(hyps, order)
 

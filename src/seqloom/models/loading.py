@@ -1,7 +1,7 @@
 """Building whichever model a checkpoint holds: the family is read from its ``arch`` (or hydra ``_name``).
 
-``model_from_state(state, src_dict, tgt_dict, source=...)`` dispatches to the family's interop
-(``transformer``, ``transformer_lm`` or ``bart``), which builds the model and loads its weights strictly.
+``model_from_state(state, src_dict, tgt_dict, source=...)`` hands the checkpoint to the loader its family's
+interop registered (``registry.CHECKPOINT_LOADERS``), which builds the model and loads its weights strictly.
 """
 
 from __future__ import annotations
@@ -39,16 +39,8 @@ def model_from_state(
 ) -> nn.Module:
     """The model of a loaded checkpoint dict, for the task's dictionaries, with its weights loaded strictly."""
     family = model_family(state)
-    if family == "transformer_lm":
-        from seqloom.models.transformer_lm.interop import model_from_state as lm_from_state
-
-        return lm_from_state(state, src_dict, tgt_dict, source=source, overrides=overrides)
-    if family == "transformer":
-        from seqloom.models.transformer.interop import model_from_state as mt_from_state
-
-        return mt_from_state(state, src_dict, tgt_dict, source=source, overrides=overrides)
-    if family == "bart":
-        from seqloom.models.bart.interop import model_from_state as bart_from_state
-
-        return bart_from_state(state, src_dict, source=source, overrides=overrides)
-    raise ValueError(f"{source}: cannot load a {family!r} model here (known: transformer, transformer_lm, bart)")
+    if family not in registry.CHECKPOINT_LOADERS:
+        known = ", ".join(registry.CHECKPOINT_LOADERS.names())
+        raise ValueError(f"{source}: cannot load a {family!r} model here (known: {known})")
+    load = registry.CHECKPOINT_LOADERS.get(family)
+    return load(state, src_dict, tgt_dict, source=source, overrides=overrides)

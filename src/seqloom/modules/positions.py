@@ -18,8 +18,8 @@ def make_positions(tokens: Tensor, padding_idx: int) -> Tensor:
 
     Left padding is skipped over: the first real token of each row is always ``padding_idx + 1``.
     """
-    mask = tokens.ne(padding_idx).int()  # (B, T)
-    return (torch.cumsum(mask, dim=1).type_as(mask) * mask).long() + padding_idx
+    real = tokens != padding_idx  # (B, T)
+    return torch.where(real, real.cumsum(dim=1) + padding_idx, padding_idx)  # (B, T) long
 
 
 def sinusoidal_table(num_embeddings: int, embedding_dim: int, padding_idx: int | None) -> Tensor:
@@ -27,15 +27,15 @@ def sinusoidal_table(num_embeddings: int, embedding_dim: int, padding_idx: int |
 
     Row ``padding_idx`` is zero; an odd ``embedding_dim`` gets a zero last column.
     """
-    half_dim = embedding_dim // 2
-    scale = math.log(10000) / (half_dim - 1)
-    freqs = torch.exp(torch.arange(half_dim, dtype=torch.float) * -scale)  # (C/2,)
-    angles = torch.arange(num_embeddings, dtype=torch.float).unsqueeze(1) * freqs.unsqueeze(0)  # (N, C/2)
-    table = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1).view(num_embeddings, -1)  # (N, C)
-    if embedding_dim % 2 == 1:
-        table = torch.cat([table, torch.zeros(num_embeddings, 1)], dim=1)
+    half = embedding_dim // 2
+    # wavelengths grow geometrically from 2*pi to 2*pi*10000 over the half (this exact arithmetic: fairseq's values)
+    inverse_wavelength = torch.exp(torch.arange(half, dtype=torch.float) * -(math.log(10000) / (half - 1)))  # (C/2,)
+    angles = torch.outer(torch.arange(num_embeddings, dtype=torch.float), inverse_wavelength)  # (N, C/2)
+    table = torch.zeros(num_embeddings, embedding_dim)  # an odd width keeps a zero last column
+    table[:, :half] = angles.sin()
+    table[:, half : 2 * half] = angles.cos()
     if padding_idx is not None:
-        table[padding_idx, :] = 0
+        table[padding_idx] = 0
     return table
 
 

@@ -36,16 +36,34 @@ from seqloom.config import field
 class AdafactorConfig:
     """Flags of fairseq's ``adafactor`` optimizer."""
 
-    adafactor_eps: tuple[float, float] = field((1e-30, 1e-3), help="epsilons for Adafactor optimizer")
-    clip_threshold: float = field(1.0, help="threshold for clipping update root mean square")
-    decay_rate: float = field(-0.8, help="decay rate of the second moment estimator")
-    beta1: Optional[float] = field(None, help="beta for first moment estimator. Optional")
-    weight_decay: float = field(0.0, help="weight decay", aliases=("--wd",))
-    scale_parameter: bool = field(False, help="scale learning rate by root mean square of parameter")
-    relative_step: bool = field(
-        False, help="set learning rate to inverse square root of timestep, otherwise use external learning rate"
+    adafactor_eps: tuple[float, float] = field(
+        (1e-30, 1e-3),
+        help="two small constants: added to the squared gradients, and the floor of the parameter scale with --scale-parameter",
     )
-    warmup_init: bool = field(False, help="use relative step for warm-up learning rate schedule")
+    clip_threshold: float = field(
+        1.0, help="cap on the root mean square of each update; larger updates are scaled down to it"
+    )
+    decay_rate: float = field(
+        -0.8,
+        help="exponent c of the second-moment decay 1 - t**c at step t (negative: the average reaches further back as training goes on)",
+    )
+    beta1: Optional[float] = field(
+        None, help="decay of a first-moment (momentum) average (unset: no first moment, less memory)"
+    )
+    weight_decay: float = field(
+        0.0,
+        help="decoupled weight decay: each step shrinks the weights by this times the learning rate",
+        aliases=("--wd",),
+    )
+    scale_parameter: bool = field(
+        False, help="multiply the learning rate by the root mean square of each parameter tensor"
+    )
+    relative_step: bool = field(
+        False, help="make the learning rate 1/sqrt(step) (capped by 0.01) instead of --lr and the scheduler"
+    )
+    warmup_init: bool = field(
+        False, help="with --relative-step, grow the learning rate as 1e-6 * step at first (a built-in warmup)"
+    )
 
 
 def _rms(x: torch.Tensor) -> torch.Tensor:
@@ -54,9 +72,8 @@ def _rms(x: torch.Tensor) -> torch.Tensor:
 
 def _factored_rsqrt(row: torch.Tensor, col: torch.Tensor) -> torch.Tensor:
     """1/sqrt of the rank-1 estimate ``row * col / mean(row)``; row (..., R), col (..., C) -> (..., R, C)."""
-    r = (row / row.mean(dim=-1, keepdim=True)).rsqrt().unsqueeze(-1)  # (..., R, 1)
-    c = col.rsqrt().unsqueeze(-2)  # (..., 1, C)
-    return r * c
+    normalized_row = row / row.mean(dim=-1, keepdim=True)  # (..., R)
+    return normalized_row.rsqrt()[..., :, None] * col.rsqrt()[..., None, :]  # outer product (..., R, C)
 
 
 class Adafactor(torch.optim.Optimizer):
@@ -80,29 +97,21 @@ class Adafactor(torch.optim.Optimizer):
             raise ValueError("--warmup-init requires --relative-step")
         if lr is None and not relative_step:
             raise ValueError("Adafactor needs a learning rate (--lr) unless --relative-step is set")
-        defaults = dict(
-            lr=lr,
-            eps=eps,
-            clip_threshold=clip_threshold,
-            decay_rate=decay_rate,
-            beta1=beta1,
-            weight_decay=weight_decay,
-            scale_parameter=scale_parameter,
-            relative_step=relative_step,
-            warmup_init=warmup_init,
-        )
-        super().__init__(params, defaults)
+        # the param-group keys are fairseq's (they are saved in checkpoints' optimizer state)
+        hyper = {"lr": lr, "eps": eps, "clip_threshold": clip_threshold, "decay_rate": decay_rate, "beta1": beta1,
+                 "weight_decay": weight_decay, "scale_parameter": scale_parameter, "relative_step": relative_step,
+                 "warmup_init": warmup_init}  # fmt: skip
+        super().__init__(params, hyper)
 
     @staticmethod
     def step_size(group: dict[str, Any], step: int, rms: float) -> float:
         """``lr_t`` of the module docstring for a parameter at ``step`` whose RMS is ``rms``."""
-        size = group["lr"]
-        if group["relative_step"]:
-            min_step = 1e-6 * step if group["warmup_init"] else 1e-2
-            size = min(min_step, 1.0 / math.sqrt(step))
-        if group["scale_parameter"]:
-            size = max(group["eps"][1], rms) * size
-        return size
+        if group["relative_step"]:  # 1/sqrt(step), under 0.01 (or under 1e-6 * step while warming up)
+            ceiling = 1e-6 * step if group["warmup_init"] else 1e-2
+            base = min(ceiling, 1.0 / math.sqrt(step))
+        else:
+            base = group["lr"]
+        return (max(group["eps"][1], rms) if group["scale_parameter"] else 1.0) * base
 
     @torch.no_grad()
     def step(self, closure: Any = None) -> Any:  # type: ignore[override]
@@ -139,7 +148,9 @@ class Adafactor(torch.optim.Optimizer):
     def _update(self, p: torch.Tensor, group: dict[str, Any]) -> None:
         assert p.grad is not None  # step() updates only parameters with a gradient
         if p.grad.is_sparse:
-            raise RuntimeError("Adafactor does not support sparse gradients")
+            raise RuntimeError(
+                "Adafactor: a parameter has a sparse gradient, which it cannot update (use dense embeddings)"
+            )
         grad = p.grad.float()
         p32 = p.float() if p.dtype != torch.float32 else p
         state = self.state[p]

@@ -26,14 +26,20 @@ from seqloom.config import field
 class AdamConfig:
     """Flags of fairseq's ``adam`` optimizer."""
 
-    adam_betas: tuple[float, float] = field((0.9, 0.999), help="betas for Adam optimizer, e.g. '(0.9, 0.98)'")
-    adam_eps: float = field(1e-8, help="epsilon for Adam optimizer")
-    weight_decay: float = field(0.0, help="weight decay (decoupled: p -= weight_decay * lr * p)", aliases=("--wd",))
+    adam_betas: tuple[float, float] = field(
+        (0.9, 0.999), help="decay rates of Adam's averages of the gradient and of its square, such as '(0.9, 0.98)'"
+    )
+    adam_eps: float = field(
+        1e-8, help="added to the square root of the squared-gradient average, keeping the step finite"
+    )
+    weight_decay: float = field(
+        0.0, help="decoupled weight decay: each step does p -= weight_decay * lr * p", aliases=("--wd",)
+    )
     use_old_adam: bool = field(
         False, help="use the exact fairseq Adam update (eps before bias correction), no fused kernel"
     )
     fp16_adam_stats: bool = field(
-        False, help="use FP16 stats (with automatic scaling); not supported, fairseq needs apex"
+        False, help="keep the Adam moments in fp16 (not supported: refused, fairseq needs apex for it)"
     )
 
 

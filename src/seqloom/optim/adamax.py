@@ -28,20 +28,28 @@ from seqloom.config import field
 class AdamaxConfig:
     """Flags of fairseq's ``adamax`` optimizer."""
 
-    adamax_betas: str = field("(0.9, 0.999)", help="betas for Adam optimizer")
-    adamax_eps: float = field(1e-8, help="epsilon for Adam optimizer")
-    weight_decay: float = field(0.0, help="weight decay", aliases=("--wd",))
-    no_bias_correction: bool = field(False, help="disable bias correction")
+    adamax_betas: str = field(
+        "(0.9, 0.999)", help="decay rates of Adamax's gradient average and of its running maximum of gradient sizes"
+    )
+    adamax_eps: float = field(1e-8, help="added to the running maximum before dividing, keeping the step finite")
+    weight_decay: float = field(
+        0.0, help="L2 penalty: this times the weights is added to the gradient", aliases=("--wd",)
+    )
+    no_bias_correction: bool = field(
+        False, help="leave out the correction of the gradient average's bias towards zero early in training"
+    )
 
 
 @dataclass(kw_only=True)
 class AdadeltaConfig:
     """Flags of fairseq's ``adadelta`` optimizer."""
 
-    adadelta_rho: float = field(0.9, help="coefficient used for computing a running average of squared gradients")
-    adadelta_eps: float = field(1e-6, help="term added to the denominator to improve numerical stability")
-    weight_decay: float = field(0.0, help="weight decay", aliases=("--wd",))
-    anneal_eps: bool = field(False, help="flag to anneal eps (accepted and unused, as in fairseq)")
+    adadelta_rho: float = field(0.9, help="decay rate of Adadelta's averages of squared gradients and squared updates")
+    adadelta_eps: float = field(1e-6, help="added inside Adadelta's square roots, keeping the step finite")
+    weight_decay: float = field(
+        0.0, help="L2 penalty: this times the weights is added to the gradient", aliases=("--wd",)
+    )
+    anneal_eps: bool = field(False, help="accepted and unused, as in fairseq")
 
 
 class Adamax(torch.optim.Optimizer):
@@ -66,7 +74,9 @@ class Adamax(torch.optim.Optimizer):
                 if p.grad is None:
                     continue
                 if p.grad.is_sparse:
-                    raise RuntimeError("adamax does not support sparse gradients")
+                    raise RuntimeError(
+                        "Adamax: a parameter has a sparse gradient, which it cannot update (use dense embeddings)"
+                    )
                 grad = p.grad.float()
                 p32 = p.float() if p.dtype != torch.float32 else p
                 state = self.state[p]

@@ -24,9 +24,15 @@ from seqloom.optim.adam import _flat_params, _fused_supported
 class CPUAdamConfig:
     """Flags of fairseq's ``cpu_adam`` optimizer."""
 
-    adam_betas: tuple[float, float] = field((0.9, 0.999), help="betas for Adam optimizer, e.g. '(0.9, 0.98)'")
-    adam_eps: float = field(1e-8, help="epsilon for Adam optimizer")
-    weight_decay: float = field(0.0, help="weight decay (decoupled, as AdamW)", aliases=("--wd",))
+    adam_betas: tuple[float, float] = field(
+        (0.9, 0.999), help="decay rates of Adam's averages of the gradient and of its square, such as '(0.9, 0.98)'"
+    )
+    adam_eps: float = field(
+        1e-8, help="added to the square root of the squared-gradient average, keeping the step finite"
+    )
+    weight_decay: float = field(
+        0.0, help="decoupled weight decay, as AdamW: each step does p -= weight_decay * lr * p", aliases=("--wd",)
+    )
     fp16_adam_stats: bool = field(False, help="keep the Adam moments in fp16 (not supported: they stay fp32)")
 
 

@@ -35,10 +35,14 @@ from seqloom.config import field
 class LambConfig:
     """Flags of fairseq's ``lamb`` optimizer."""
 
-    lamb_betas: tuple[float, float] = field((0.9, 0.999), help="betas for LAMB optimizer, e.g. '(0.9, 0.999)'")
-    lamb_eps: float = field(1e-8, help="epsilon for LAMB optimizer")
+    lamb_betas: tuple[float, float] = field(
+        (0.9, 0.999), help="decay rates of LAMB's averages of the gradient and of its square, such as '(0.9, 0.999)'"
+    )
+    lamb_eps: float = field(
+        1e-8, help="added to the square root of the squared-gradient average, keeping the step finite"
+    )
     weight_decay: float = field(
-        0.0, help="weight decay (decoupled, inside the trust ratio; 0 also turns the trust ratio off, as apex)",
+        0.0, help='decoupled weight decay, inside the trust ratio (0 also turns the trust ratio off, as apex does)',
         aliases=("--wd",),
     )  # fmt: skip
 

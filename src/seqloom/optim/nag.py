@@ -26,8 +26,10 @@ from seqloom.config import field
 class NAGConfig:
     """Flags of fairseq's ``nag`` optimizer."""
 
-    momentum: float = field(0.99, help="momentum factor")
-    weight_decay: float = field(0.0, help="weight decay", aliases=("--wd",))
+    momentum: float = field(0.99, help="share of the previous step kept in each Nesterov momentum step")
+    weight_decay: float = field(
+        0.0, help="each step shrinks the weights by this times the learning rate", aliases=("--wd",)
+    )
 
 
 class NAG(torch.optim.Optimizer):

@@ -20,15 +20,19 @@ from seqloom.config import field
 class SGDConfig:
     """Flags of fairseq's ``sgd`` optimizer."""
 
-    momentum: float = field(0.0, help="momentum factor")
-    weight_decay: float = field(0.0, help="weight decay (L2 penalty added to the gradient)", aliases=("--wd",))
+    momentum: float = field(0.0, help="share of the previous step kept in each step (0: plain gradient descent)")
+    weight_decay: float = field(
+        0.0, help="L2 penalty: this times the weights is added to the gradient", aliases=("--wd",)
+    )
 
 
 @dataclass(kw_only=True)
 class AdagradConfig:
     """Flags of fairseq's ``adagrad`` optimizer."""
 
-    weight_decay: float = field(0.0, help="weight decay (L2 penalty added to the gradient)", aliases=("--wd",))
+    weight_decay: float = field(
+        0.0, help="L2 penalty: this times the weights is added to the gradient", aliases=("--wd",)
+    )
 
 
 @registry.OPTIMIZERS.register("sgd", config=SGDConfig)

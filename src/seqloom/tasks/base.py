@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
+from torch import nn
 
 from seqloom.data.batching import batch_by_size, filter_by_size, resolve_max_positions
 from seqloom.data.iterators import EpochBatchIterator
@@ -60,10 +63,41 @@ def require_batches(itr: EpochBatchIterator, split: str) -> EpochBatchIterator:
 
 
 class Task:
-    """Holds the loaded splits of a task (``self.datasets[split]``) and iterates batches over them."""
+    """Holds the loaded splits of a task (``self.datasets[split]``) and iterates batches over them.
+
+    Besides loading splits and batching them, a task may override these hooks; the defaults say "nothing
+    special", and commands call them on every task:
+
+    * ``prepare_model(model)``: the model the task trains (sentence_prediction adds its classification head);
+    * ``validation_extras()``: ``(hook, reduce)`` run on validation batches (translation's ``--eval-bleu``);
+    * ``language_subsets``: a validation split -> the per-language splits validated with it;
+    * ``generation_eos``: the symbol that ends generated targets (None: the target dictionary's ``</s>``);
+    * ``inference_prefix_token``: a token every generated target starts with (a target-language tag);
+    * ``symbols_to_strip_from_output``: symbols left out of printed hypotheses (None: the generator's own).
+    """
+
+    language_subsets: Mapping[str, list[str]] = MappingProxyType({})
 
     def __init__(self) -> None:
         self.datasets: dict[str, Any] = {}
+
+    def prepare_model(self, model: nn.Module) -> nn.Module:
+        return model
+
+    def validation_extras(self) -> tuple[Any, Any]:
+        return None, None
+
+    @property
+    def generation_eos(self) -> int | None:
+        return None
+
+    @property
+    def inference_prefix_token(self) -> int | None:
+        return None
+
+    @property
+    def symbols_to_strip_from_output(self) -> frozenset[int] | None:
+        return None
 
     def dataset(self, split: str) -> Any:
         if split not in self.datasets:
@@ -142,12 +176,12 @@ class Task:
         first = int(dropped[0])
         if not ignore_invalid:
             raise ValueError(
-                f"size of sample #{first} is invalid (={dataset.size(first)}) since max_positions={max_positions}; "
+                f"sample #{first} has size {dataset.size(first)}, more than the model takes ({max_positions}); "
                 "skip such samples with --skip-invalid-size-inputs-valid-test, or raise --max-tokens / "
                 "--max-source-positions / --max-target-positions"
             )
         logger.warning(
-            "%d samples have invalid sizes and will be skipped, max_positions=%s, first few sample ids=%s",
+            "%d samples are longer than the model takes (%s) and are left out; the first ids: %s",
             len(dropped),
             max_positions,
             dropped[:10].tolist(),

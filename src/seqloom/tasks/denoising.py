@@ -35,42 +35,52 @@ logger = logging.getLogger(__name__)
 class DenoisingConfig:
     """Options of ``--task denoising`` (fairseq's names and defaults)."""
 
-    data: Optional[str] = field(None, help="path to data directory", positional=True)
+    data: Optional[str] = field(None, help="the binarized data folder (dict.txt and the split files)", positional=True)
     bpe: Optional[str] = field(None, help="the BPE of the data: its word starts drive whole-word masking")
     gpt2_encoder_json: Optional[str] = field(None, help="with --bpe gpt2: path to GPT-2's encoder.json")
     gpt2_vocab_bpe: Optional[str] = field(None, help="with --bpe gpt2: path to GPT-2's vocab.bpe")
-    tokens_per_sample: int = field(512, help="max number of total tokens over all segments per sample for dataset")
+    tokens_per_sample: int = field(512, help="length of each sample's block, in tokens, before noise is added")
     sample_break_mode: Literal["none", "complete", "complete_doc", "eos"] = field(
         "complete_doc",
-        help='If omitted or "none", fills each sample with tokens-per-sample tokens. If set to "complete", '
-        "splits samples only at the end of sentence, but may include multiple sentences per sample. "
-        '"complete_doc" is similar but respects doc boundaries. If set to "eos", includes only one sentence '
-        "per sample.",
+        help="how the token stream is cut into blocks: none, blocks of exactly --tokens-per-sample tokens across sentences; complete, whole sentences packed up to that size; complete_doc, the same without crossing a document (an empty line); eos, one sentence per block",
     )
-    replace_length: int = field(0, help="when masking N tokens, replace with 0, 1, or N tokens (use -1 for N)")
-    mask: float = field(0.0, help="fraction of words/subwords that will be masked")
-    mask_random: float = field(0.0, help="instead of using [MASK], use random token this often")
-    insert: float = field(0.0, help="insert this percentage of additional random tokens")
-    permute: float = field(0.0, help="take this proportion of subwords and permute them")
-    rotate: float = field(0.5, help="rotate this proportion of inputs")
-    poisson_lambda: float = field(3.0, help="mean span length (in words) of --mask-length span-poisson")
-    shuffle_instance: float = field(0.0, help="shuffle the order of equal-sized samples (any value > 0)")
-    mask_length: MaskLength = field("subword", help="mask length to choose")
+    replace_length: int = field(
+        0,
+        help="what each masked span becomes: 0 removes it, 1 a single mask token, -1 one mask token per removed token",
+    )
+    mask: float = field(0.0, help="share of the words (or subwords, with --mask-length subword) to mask, from 0 to 1")
+    mask_random: float = field(0.0, help="share of the masked positions that get a random token instead of <mask>")
+    insert: float = field(0.0, help="random tokens inserted, as a share of the sample's length")
+    permute: float = field(
+        0.0,
+        help="share of the subwords shuffled among themselves (fairseq 0.12 parses it but never applies it; seqloom does)",
+    )
+    rotate: float = field(0.5, help="probability of rotating a sample so that it starts at a random token")
+    poisson_lambda: float = field(3.0, help="mean span length, in words, for --mask-length span-poisson")
+    shuffle_instance: float = field(
+        0.0, help="shuffle the samples each epoch instead of keeping them ordered by size (any value above 0)"
+    )
+    mask_length: MaskLength = field(
+        "subword",
+        help="unit of masking: subword (single tokens), word (whole words) or span-poisson (spans of Poisson length)",
+    )
     mask_whole_words: bool = field(
         False, help="mask whole words (from --bpe's word starts) also with --mask-length subword (as masked_lm's flag)"
     )
-    permute_sentences: float = field(-1.0, help="permute this proportion of the sentences of each sample")
-    seed: int = field(1, help="pseudo random number generator seed")
+    permute_sentences: float = field(
+        -1.0, help="share of each sample's sentences put in a random order (-1 or 0: none)"
+    )
+    seed: int = field(1, help="seed of the task's random choices (noise, sampling, shuffling)")
     shorten_method: Literal["none", "truncate", "random_crop"] = field(
-        "none", help="if not none, shorten sequences that exceed --tokens-per-sample"
+        "none",
+        help="what to do with samples longer than the model takes: none keeps them whole, truncate cuts their end, random_crop keeps a random window",
     )
     shorten_data_split_list: str = field(
         "",
-        help='comma-separated list of dataset splits to apply shortening to, e.g., "train,valid" '
-        "(default: all dataset splits)",
+        help='comma-separated splits to shorten, such as "train,valid" (empty: every split)',
     )
-    max_source_positions: int = field(1024, help="max number of tokens in the source sequence")
-    max_target_positions: int = field(1024, help="max number of tokens in the target sequence")
+    max_source_positions: int = field(1024, help="longest source, in tokens, the task feeds the model")
+    max_target_positions: int = field(1024, help="longest target, in tokens, the task feeds the model")
 
     def noise(self) -> NoiseOptions:
         return NoiseOptions(mask=self.mask, mask_random=self.mask_random, insert=self.insert, permute=self.permute,

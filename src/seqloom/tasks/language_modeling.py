@@ -32,31 +32,38 @@ logger = logging.getLogger(__name__)
 class LanguageModelingConfig:
     """Options of ``--task language_modeling`` (fairseq's names and defaults)."""
 
-    data: Optional[str] = field(None, help="path to data directory", positional=True)
+    data: Optional[str] = field(None, help="the binarized data folder (dict.txt and the split files)", positional=True)
     sample_break_mode: Literal["none", "complete", "complete_doc", "eos"] = field(
         "none",
-        help='If omitted or "none", fills each sample with tokens-per-sample tokens. If set to "complete", '
-        "splits samples only at the end of sentence, but may include multiple sentences per sample. "
-        '"complete_doc" is similar but respects doc boundaries. If set to "eos", includes only one sentence '
-        "per sample.",
+        help="how the token stream is cut into blocks: none, blocks of exactly --tokens-per-sample tokens across sentences; complete, whole sentences packed up to that size; complete_doc, the same without crossing a document (an empty line); eos, one sentence per block",
     )
-    tokens_per_sample: int = field(1024, help="max number of tokens per sample for LM dataset")
-    output_dictionary_size: int = field(-1, help="limit the size of output dictionary")
-    self_target: bool = field(False, help="include self target (not supported by transformer_lm)")
-    future_target: bool = field(False, help="include future target")
-    past_target: bool = field(False, help="include past target (not supported by transformer_lm)")
-    add_bos_token: bool = field(False, help="prepend beginning of sentence token (<s>)")
-    max_target_positions: Optional[int] = field(None, help="max number of tokens in the target sequence")
+    tokens_per_sample: int = field(1024, help="length of the blocks the token stream is cut into, in tokens")
+    output_dictionary_size: int = field(
+        -1, help="score only the N first symbols of the dictionary as outputs (-1: all of them)"
+    )
+    self_target: bool = field(False, help="add the block itself as a target (not supported by transformer_lm)")
+    future_target: bool = field(
+        False, help="add the next token of every position as the target (the usual language-model target)"
+    )
+    past_target: bool = field(
+        False, help="add the previous token of every position as a target (not supported by transformer_lm)"
+    )
+    add_bos_token: bool = field(False, help="start every block with the beginning-of-sentence symbol <s>")
+    max_target_positions: Optional[int] = field(
+        None, help="longest block, in tokens, the task feeds the model (unset: --tokens-per-sample)"
+    )
     shorten_method: Literal["none", "truncate", "random_crop"] = field(
-        "none", help="if not none, shorten sequences that exceed --tokens-per-sample"
+        "none",
+        help="what to do with samples longer than the model takes: none keeps them whole, truncate cuts their end, random_crop keeps a random window",
     )
     shorten_data_split_list: str = field(
         "",
-        help='comma-separated list of dataset splits to apply shortening to, e.g., "train,valid" '
-        "(default: all dataset splits)",
+        help='comma-separated splits to shorten, such as "train,valid" (empty: every split)',
     )
-    pad_to_fixed_length: bool = field(False, help="pad to fixed length")
-    seed: int = field(1, help="pseudo random number generator seed")
+    pad_to_fixed_length: bool = field(
+        False, help="pad every batch to --tokens-per-sample tokens instead of to its longest block"
+    )
+    seed: int = field(1, help="seed of the task's random choices (noise, sampling, shuffling)")
 
 
 class TruncatedDictionary:

@@ -40,11 +40,17 @@ logger = logging.getLogger(__name__)
 class MultilingualDenoisingConfig(DenoisingConfig):
     """Options of ``--task multilingual_denoising`` (fairseq's names and defaults)."""
 
-    multilang_sampling_alpha: float = field(1.0, help="smoothing alpha for sample ratios across multiple datasets")
+    multilang_sampling_alpha: float = field(
+        1.0,
+        help="exponent on each language's share of the data when sampling them: 1 keeps the shares, lower values favour small languages",
+    )
     add_lang_token: bool = field(False, help="end each block with its [lang] token (added to the dictionary)")
-    langs: Optional[str] = field(None, help="language ids we are considering")
+    langs: Optional[str] = field(
+        None, help="comma-separated languages to read, each a subfolder of DATA (unset: every subfolder)"
+    )
     no_whole_word_mask_langs: str = field(
-        "", help="languages without spacing between words don't support whole word masking"
+        "",
+        help="comma-separated languages written without spaces between words, masked by subword instead of whole words",
     )
     train_subset: str = field("train", help="the training split (set from the common --train-subset)")
 
@@ -128,7 +134,7 @@ class MultilingualDenoisingTask(DenoisingTask):
         logger.info("Training on %d languages: %s", len(langs), langs)
         per_lang = [self.language_dataset(data_path, lang, split, combine=combine) for lang in langs]
         counts = np.array([len(d) for d in per_lang], dtype=float)
-        logger.info("loaded total %d blocks for all languages", int(counts.sum()))
+        logger.info("%d blocks over all languages", int(counts.sum()))
         if split == self.cfg.train_subset:
             if (counts == 0).any():
                 empty = [lang for lang, n in zip(langs, counts) if n == 0]
@@ -136,7 +142,7 @@ class MultilingualDenoisingTask(DenoisingTask):
             ratios = sampling_ratios(counts, self.cfg.multilang_sampling_alpha)
             probs = ratios * counts / counts.sum()
             logger.info("Sample probability by language: %s", {lang: f"{p:.4f}" for lang, p in zip(langs, probs)})
-            logger.info("Up/Down Sampling ratio by language: %s", {lang: f"{r:.2f}" for lang, r in zip(langs, ratios)})
+            logger.info("resampling factor per language: %s", {lang: f"{r:.2f}" for lang, r in zip(langs, ratios)})
             mixed = ConcatDataset([ResampledDataset(d, size_ratio=r, replace=r >= 1.0, seed=self.cfg.seed, epoch=epoch)
                                    for d, r in zip(per_lang, ratios)])  # fmt: skip
         else:

@@ -39,20 +39,27 @@ class SentencePredictionConfig:
 
     FROM_CRITERION: ClassVar[tuple[str, ...]] = ("regression_target", "classification_head_name")
 
-    data: Optional[str] = field(None, help="path to data directory", positional=True)
-    num_classes: int = field(-1, help="number of classes or regression targets")
-    init_token: Optional[int] = field(None, help="add token at the beginning of each batch item")
-    separator_token: Optional[int] = field(None, help="add separator token between inputs")
+    data: Optional[str] = field(
+        None, help="the data folder, with input0/ (input1/ for pairs) and label/ subfolders", positional=True
+    )
+    num_classes: int = field(-1, help="number of classes, or of values to predict with --regression-target")
+    init_token: Optional[int] = field(
+        None, help="symbol index put before each example, such as 0 for <s> (unset: none)"
+    )
+    separator_token: Optional[int] = field(None, help="symbol index put between the two inputs of a pair (unset: none)")
     no_shuffle: bool = field(False, help="keep the examples in file order instead of a seeded random order")
     shorten_method: Literal["none", "truncate", "random_crop"] = field(
-        "none", help="if not none, shorten sequences that exceed --max-positions"
+        "none",
+        help="what to do with examples longer than --max-positions: none keeps them whole, truncate cuts their end, random_crop keeps a random window",
     )
     shorten_data_split_list: str = field(
-        "", help='comma-separated list of dataset splits to apply shortening to, e.g., "train,valid" (default: all)'
+        "", help='comma-separated splits to shorten, such as "train,valid" (empty: every split)'
     )
-    add_prev_output_tokens: bool = field(False, help="add prev_output_tokens to sample, used for encoder-decoder arch")
-    max_positions: int = field(512, help="max tokens per example")
-    seed: int = field(1, help="pseudo random number generator seed")
+    add_prev_output_tokens: bool = field(
+        False, help="also give the example to the decoder (shifted right), for encoder-decoder models such as BART"
+    )
+    max_positions: int = field(512, help="longest example, in tokens, the model takes")
+    seed: int = field(1, help="seed of the task's random choices (noise, sampling, shuffling)")
     regression_target: bool = field(False, help="set by the criterion's --regression-target", cli=False)
     classification_head_name: str = field(
         "sentence_classification_head", help="set by the criterion's --classification-head-name", cli=False

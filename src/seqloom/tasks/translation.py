@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -28,46 +29,70 @@ class TranslationConfig:
 
     data: Optional[str] = field(
         None,
-        help="colon separated path to data directories list, will be iterated upon during epochs in round-robin manner",
+        help="the binarized data folder; several separated by ':' are used one per epoch in turn",
         positional=True,
     )
-    source_lang: Optional[str] = field(None, help="source language", aliases=("-s",))
-    target_lang: Optional[str] = field(None, help="target language", aliases=("-t",))
-    load_alignments: bool = field(False, help="load the binarized alignments")
-    left_pad_source: bool = field(True, help="pad the source on the left")
-    left_pad_target: bool = field(False, help="pad the target on the left")
-    max_source_positions: int = field(1024, help="max number of tokens in the source sequence")
-    max_target_positions: int = field(1024, help="max number of tokens in the target sequence")
-    upsample_primary: int = field(-1, help="the amount of upsample primary dataset")
-    truncate_source: bool = field(False, help="truncate source to max-source-positions")
-    num_batch_buckets: int = field(
-        0, help="if >0, then bucket source and target lengths into N buckets and pad accordingly"
+    source_lang: Optional[str] = field(
+        None,
+        help="source language suffix of the files, such as en in train.en-de.en (unset: found from the file names)",
+        aliases=("-s",),
     )
-    eval_bleu: bool = field(False, help="evaluation with BLEU scores")
+    target_lang: Optional[str] = field(
+        None, help="target language suffix of the files (unset: found from the file names)", aliases=("-t",)
+    )
+    load_alignments: bool = field(
+        False, help="also read the word alignments of each pair (DATA/<split>.align.<src>-<tgt>)"
+    )
+    left_pad_source: bool = field(True, help="put the source's padding before its tokens (False: after them)")
+    left_pad_target: bool = field(False, help="put the target's padding before its tokens (False: after them)")
+    max_source_positions: int = field(1024, help="longest source, in tokens, the task feeds the model")
+    max_target_positions: int = field(1024, help="longest target, in tokens, the task feeds the model")
+    upsample_primary: int = field(
+        -1, help="with several training splits (train, train1, ...), repeat the first this many times (-1: once)"
+    )
+    truncate_source: bool = field(
+        False, help="cut sources longer than --max-source-positions to that length instead of refusing them"
+    )
+    num_batch_buckets: int = field(
+        0,
+        help="pad batches only to N fixed lengths, spread over the length range (0: pad each batch to its own longest sentence)",
+    )
+    eval_bleu: bool = field(
+        False, help="decode the validation split with beam search at every validation and report its BLEU"
+    )
     eval_bleu_args: Optional[str] = field(
-        "{}", help='generation args for BLUE scoring, e.g., \'{"beam": 4, "lenpen": 0.6}\', as JSON string'
+        "{}", help='decoding options for --eval-bleu as a JSON object, such as \'{"beam": 4, "lenpen": 0.6}\''
     )
     eval_bleu_detok: str = field(
         "space",
-        help="detokenize before computing BLEU (e.g., 'moses'); required if using --eval-bleu; use 'space' to disable detokenization",
+        help="tokenizer whose detokenization is applied before --eval-bleu scores (space: none, join the words with spaces)",
     )
-    eval_bleu_detok_args: Optional[str] = field("{}", help="args for building the tokenizer, if needed, as JSON string")
-    eval_tokenized_bleu: bool = field(False, help="compute tokenized BLEU instead of sacrebleu")
-    eval_bleu_remove_bpe: Optional[str] = field(None, help="remove BPE before computing BLEU", const="@@ ")
-    eval_bleu_print_samples: bool = field(False, help="print sample generations during validation")
+    eval_bleu_detok_args: Optional[str] = field(
+        "{}", help="options of the --eval-bleu-detok tokenizer as a JSON object"
+    )
+    eval_tokenized_bleu: bool = field(
+        False, help="score --eval-bleu on the tokenized text instead of sacrebleu's own tokenization"
+    )
+    eval_bleu_remove_bpe: Optional[str] = field(
+        None, help="undo this subword segmentation before --eval-bleu scores (such as @@ for subword-nmt)", const="@@ "
+    )
+    eval_bleu_print_samples: bool = field(False, help="log one decoded sentence and its reference per validation batch")
 
 
 def data_paths(data: str | None) -> list[str]:
     return base.data_paths(data, task="translation", example="data-bin/wmt")
 
 
+# "{split}.{src}-{tgt}.{rest}": the second dot-separated field holds the pair, with exactly one hyphen
+PAIR_IN_NAME = re.compile(r"[^.]*\.([^.-]*)-([^.-]*)\.")
+
+
 def infer_language_pair(path: str) -> tuple[str, str]:
     """Reads ``(src, tgt)`` from a file named ``{split}.{src}-{tgt}.{lang}...`` in ``path``."""
     for name in sorted(os.listdir(path)):
-        parts = name.split(".")
-        if len(parts) >= 3 and len(parts[1].split("-")) == 2:
-            src, tgt = parts[1].split("-")
-            return src, tgt
+        pair = PAIR_IN_NAME.match(name)
+        if pair:
+            return pair.group(1), pair.group(2)
     raise ValueError(
         f"translation: could not infer the language pair from the files in {path!r} "
         "(expected e.g. train.en-de.en.bin); pass --source-lang and --target-lang"

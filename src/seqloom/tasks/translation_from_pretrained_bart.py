@@ -24,11 +24,9 @@ class TranslationFromPretrainedBARTConfig(TranslationConfig):
 
     langs: Optional[str] = field(
         None,
-        help="comma-separated list of monolingual language, for example, 'en,de,fr'. These should match the "
-        "langs from pretraining (and be in the same order). You should always add all pretraining language idx "
-        "during finetuning.",
+        help="the pretrained model's languages, comma-separated and in its order (such as en,de,fr); all of them, even those not fine-tuned on, since each gets a token",
     )
-    prepend_bos: bool = field(False, help="prepend bos token to each sentence, which matches mBART pretraining")
+    prepend_bos: bool = field(False, help="start each sentence with <s>, as mBART pretraining did")
 
 
 @registry.TASKS.register("translation_from_pretrained_bart", config=TranslationFromPretrainedBARTConfig)

@@ -46,61 +46,68 @@ class TranslationMultiSimpleEpochConfig(TranslationConfig):
     """Options of ``--task translation_multi_simple_epoch`` (fairseq's names and defaults)."""
 
     lang_pairs: Optional[str] = field(
-        None, help="comma-separated list of language pairs (in training order): en-de,en-fr,de-fr (or a file of them)"
+        None,
+        help="language pairs to train on, comma-separated as src-tgt (en-de,en-fr,de-fr), in this order; or a file of them",
     )
-    keep_inference_langtok: bool = field(
-        False, help="keep language tokens in inference output (e.g. for analysis or debugging)"
-    )
+    keep_inference_langtok: bool = field(False, help="leave the language tokens in the decoded output")
     sampling_method: Literal["uniform", "temperature", "concat", "RoundRobin"] = field(
-        "concat", help="the method to sample data per language pairs"
+        "concat",
+        help="how often each language pair is drawn: concat and RoundRobin in proportion to its size, temperature flattened by --sampling-temperature, uniform equally",
     )
-    sampling_temperature: float = field(1.5, help="only work with --sampling-method temperature")
+    sampling_temperature: float = field(
+        1.5,
+        help="with --sampling-method temperature, each pair's share is its size to the power 1/T (1: in proportion to size)",
+    )
     langs: Optional[str] = field(
         None,
-        help="a list of comma sperated languages which can appear in lang-pairs; note that the ordering determines "
-        "language token IDs",
+        help="comma-separated languages that may appear in --lang-pairs; their order sets the language tokens' indices",
     )
     lang_dict: Optional[str] = field(
         None,
-        help="an external file which contains a list of languages which can appear in lang-pairs; note that the "
-        "ordering determines language token IDs; --langs and --lang-dict are two exclusive options",
+        help="file of the languages that may appear in --lang-pairs, one a line; their order sets the language tokens' indices (instead of --langs)",
     )
     source_dict: Optional[str] = field(
-        None, help="path to source dictionary; if specified it will override per language dictionary loading"
+        None, help="dictionary file for every source language, instead of one per language in DATA"
     )
     target_dict: Optional[str] = field(
-        None, help="path to target dictionary; if specified it will override per language dictionary loading"
+        None, help="dictionary file for every target language, instead of one per language in DATA"
     )
-    lang_tok_style: Literal["multilingual", "mbart"] = field("multilingual", help="language token styles")
+    lang_tok_style: Literal["multilingual", "mbart"] = field(
+        "multilingual", help="spelling of the language tokens: multilingual is __en__, mbart is [en_XX]"
+    )
     encoder_langtok: Optional[Literal["src", "tgt"]] = field(
-        None, help="prepend to the beginning of source sentence the source or target language token. (src/tgt)"
+        None,
+        help="put a language token first in each source: src for the source's language, tgt for the target's (unset: none)",
     )
-    decoder_langtok: bool = field(False, help="prepend to the beginning of target sentence the target language token")
-    lang_tok_replacing_bos_eos: bool = field(False, help="replace </s> by language tokens (not supported)")
-    enable_lang_ids: bool = field(False, help="whether to include language IDs in samples (not supported)")
+    decoder_langtok: bool = field(False, help="start each target with its language's token")
+    lang_tok_replacing_bos_eos: bool = field(
+        False, help="use language tokens in place of </s> (not supported: refused)"
+    )
+    enable_lang_ids: bool = field(False, help="add the languages' numbers to each sample (not supported: refused)")
     enable_reservsed_directions_shared_datasets: bool = field(
-        False, help="whether to allow datasets be used in reversed directions"
+        False, help="let a pair's data serve the reversed direction too (de-en from en-de files)"
     )
-    extra_data: Optional[str] = field(None, help="a dictionary of data name to this path (not supported)")
-    extra_lang_pairs: Optional[str] = field(
-        None, help="a dictionary of data name to the language pairs they serve (not supported)"
+    extra_data: Optional[str] = field(None, help="more data folders by name (not supported: refused)")
+    extra_lang_pairs: Optional[str] = field(None, help="language pairs of those folders (not supported: refused)")
+    fixed_dictionary: Optional[str] = field(
+        None, help="one dictionary file for all languages, such as the one a pretrained model came with"
     )
-    fixed_dictionary: Optional[str] = field(None, help="Fixed dictionary to use with model path")
     langtoks_specs: str = field("main", help="comma separated data types with their own language tokens (main only)")
-    langtoks: Optional[str] = field(None, help="a dictionary of how to add language tokens (not supported)")
+    langtoks: Optional[str] = field(None, help="language-token rules per data type (not supported: refused)")
     sampling_weights_from_file: Optional[str] = field(
-        None, help='a file contain a python dictionary of how to sample data sets, e.g. {"main:en-es": 0.7}'
+        None, help='file holding a dict of sampling weights per data set, such as {"main:en-es": 0.7}'
     )
     sampling_weights: Optional[str] = field(
-        None, help="a dictionary of how to sample data sets, e.g. {'main:en-es': 0.2, 'main:es-en': 0.8}"
+        None, help="sampling weights per data set as a dict, such as {'main:en-es': 0.2, 'main:es-en': 0.8}"
     )
-    virtual_epoch_size: Optional[int] = field(None, help="virtual epoch size to speed up data loading")
+    virtual_epoch_size: Optional[int] = field(
+        None, help="samples per epoch drawn from the mixture (unset: the whole mixture each epoch)"
+    )
     virtual_data_size: Optional[int] = field(
         None,
-        help="virtual data size of the whole joint dataset to speed up data loading and have specific dynamic "
-        "sampling strategy interval",
+        help="total size the mixture is resampled to (unset: the sum of its data sets)",
     )
-    seed: int = field(1, help="pseudo random number generator seed")
+    seed: int = field(1, help="seed of the task's random choices (sampling, shuffling)")
     train_subset: str = field("train", help="the training split (set from the common --train-subset)")
 
 
@@ -153,7 +160,9 @@ class TranslationMultiSimpleEpochTask(TranslationTask):
         symbol = lang_token(lang, self.cfg.lang_tok_style)
         index = dictionary.index(symbol)
         if index == dictionary.unk():
-            raise ValueError(f"translation_multi_simple_epoch: cannot find language token {symbol} in the dictionary")
+            raise ValueError(
+                f"translation_multi_simple_epoch: the dictionary has no language token {symbol} (was it built with these --langs?)"
+            )
         return int(index)
 
     @classmethod
@@ -162,8 +171,8 @@ class TranslationMultiSimpleEpochTask(TranslationTask):
         refuse_unsupported(cfg)
         if cfg.lang_pairs is None:
             raise ValueError(
-                "translation_multi_simple_epoch: --lang-pairs is required. List all the language pairs in the "
-                "training objective."
+                "translation_multi_simple_epoch: --lang-pairs is required: name every pair to train on, such as "
+                "en-de,de-en"
             )
         pairs = [p.split("-") for p in file_or_value(cfg.lang_pairs).split(",")]
         if (cfg.source_lang is None) != (cfg.target_lang is None):
@@ -176,8 +185,8 @@ class TranslationMultiSimpleEpochTask(TranslationTask):
         bad = [f"{p[0]}-{p[-1]}" for p in wanted if len(p) != 2 or p[0] not in langs or p[1] not in langs]
         if bad:
             raise ValueError(
-                f"translation_multi_simple_epoch: language pair(s) {', '.join(bad)} contain languages that are not in "
-                f"the language dictionary; langs: {langs}"
+                f"translation_multi_simple_epoch: language pair(s) {', '.join(bad)} use languages missing from the "
+                f"language list {langs} (--langs or --lang-dict)"
             )
         first = data_paths(cfg.data)[0]
 
@@ -325,7 +334,9 @@ def sampling_ratios(cfg: TranslationMultiSimpleEpochConfig, lengths: list[int]) 
 def language_list(cfg: TranslationMultiSimpleEpochConfig, pairs: list[list[str]]) -> list[str]:
     """``--langs``, ``--lang-dict``'s lines, or the languages of ``--lang-pairs`` sorted (fairseq's order)."""
     if cfg.langs and cfg.lang_dict:
-        raise ValueError("translation_multi_simple_epoch: --langs and --lang-dict can not both be specified")
+        raise ValueError(
+            "translation_multi_simple_epoch: give the languages with --langs or with --lang-dict, not both"
+        )
     if cfg.lang_dict:
         return [line.strip() for line in Path(cfg.lang_dict).read_text(encoding="utf-8").splitlines() if line.strip()]
     if cfg.langs:

@@ -26,8 +26,8 @@ CLEAN_UP = ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), ("
 class BertBPEConfig:
     """Options of ``--bpe bert`` (fairseq's names and defaults)."""
 
-    bpe_cased: bool = field(False, help="set for cased BPE")
-    bpe_vocab_file: Optional[str] = field(None, help="bpe vocab file")
+    bpe_cased: bool = field(False, help="keep letter case (a cased vocabulary); otherwise text is lowercased first")
+    bpe_vocab_file: Optional[str] = field(None, help="the WordPiece vocabulary file (vocab.txt)")
 
 
 @BPES.register("bert", config=BertBPEConfig)

@@ -22,7 +22,9 @@ from seqloom.tokenizers.characters_bpe import SPACE, SPACE_ESCAPE
 class ByteBPEConfig:
     """Options of ``--bpe byte_bpe`` (fairseq's names)."""
 
-    sentencepiece_model_path: Optional[str] = field(None, help="path to sentencepiece model")
+    sentencepiece_model_path: Optional[str] = field(
+        None, help="the SentencePiece model (.model) that cuts the byte text"
+    )
 
 
 @BPES.register("byte_bpe", config=ByteBPEConfig)

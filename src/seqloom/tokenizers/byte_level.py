@@ -7,7 +7,6 @@ Byte-level BPE works on strings in which every UTF-8 byte is one printable chara
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from functools import lru_cache
 
 
@@ -35,11 +34,3 @@ def byte_level_bytes(piece: str) -> bytes:
         return bytes(table[c] for c in piece)
     except KeyError as e:
         raise ValueError(f"character {e.args[0]!r} is not in the byte-level BPE alphabet") from None
-
-
-def decode_byte_level(pieces: Iterable[str]) -> str:
-    """Byte-level token strings -> text; invalid UTF-8 becomes U+FFFD (fairseq's ``errors="replace"``).
-
-    Raises ValueError for a character outside the byte-level alphabet.
-    """
-    return byte_level_bytes("".join(pieces)).decode("utf-8", errors="replace")

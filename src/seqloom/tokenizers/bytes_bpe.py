@@ -3,7 +3,7 @@
 Whitespace runs become one space first; each byte is then written as a character: printable Latin-1
 bytes (0x20-0x7E, 0xA1-0xAC, 0xAE-0xFF) as themselves, every other byte ``b`` as ``chr(256 + b)``;
 the space byte is escaped as ``▁``. Decoding a broken byte sequence (e.g. a generated hypothesis that
-cut a character in half) keeps the largest number of characters that do decode.
+cut a character in half) keeps every character that is whole and drops the stray bytes.
 """
 
 from __future__ import annotations
@@ -15,11 +15,19 @@ from seqloom.registry import BPES
 from seqloom.tokenizers.characters_bpe import SPACE, SPACE_ESCAPE, is_space_or_special
 
 WHITESPACE_RUN = re.compile(r"\s+")
-# the non-breaking space (0xA0) and soft hyphen (0xAD) are shifted like control bytes
-PRINTABLE_LATIN = frozenset([*range(0x20, 0x7F), *range(0xA1, 0xAD), *range(0xAE, 0x100)])
-BYTE_TO_CHAR = {b: chr(b) if b in PRINTABLE_LATIN else chr(256 + b) for b in range(256)}
-CHAR_TO_BYTE = {c: b for b, c in BYTE_TO_CHAR.items()}
-MAX_UTF8_LEN = 4
+SHIFT = 0x100  # a byte without a printable character of its own is written as chr(SHIFT + byte)
+
+
+def _shown_as_itself(byte: int) -> bool:
+    """Printable Latin-1, less the non-breaking space (0xA0) and the soft hyphen (0xAD)."""
+    return 0x20 <= byte <= 0x7E or (0xA1 <= byte <= 0xFF and byte != 0xAD)
+
+
+BYTE_TO_CHAR = {byte: chr(byte if _shown_as_itself(byte) else SHIFT + byte) for byte in range(256)}
+CHAR_TO_BYTE = {char: byte for byte, char in BYTE_TO_CHAR.items()}
+# str.translate tables between Latin-1 text (one character per byte) and the byte symbols
+_TO_SYMBOLS = {byte: ord(char) for byte, char in BYTE_TO_CHAR.items() if ord(char) != byte}
+_TO_LATIN1 = {ord(char): byte for char, byte in CHAR_TO_BYTE.items() if ord(char) != byte}
 
 
 @dataclass(kw_only=True)
@@ -29,48 +37,27 @@ class BytesConfig:
 
 def byte_encode(x: str) -> str:
     """Text -> one character per UTF-8 byte, whitespace runs collapsed to a single space first."""
-    return "".join(BYTE_TO_CHAR[b] for b in WHITESPACE_RUN.sub(SPACE, x).encode("utf-8"))
+    return WHITESPACE_RUN.sub(SPACE, x).encode("utf-8").decode("latin-1").translate(_TO_SYMBOLS)
 
 
-def byte_decode(x: str) -> str | None:
-    """Byte characters -> text, or None if the bytes are not valid UTF-8."""
-    try:
-        data = bytes(CHAR_TO_BYTE[c] for c in x)
-    except KeyError as e:
-        raise ValueError(f"symbol {e.args[0]!r} is not a byte of the bytes BPE") from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
+def symbol_bytes(x: str) -> bytes:
+    """The bytes that the byte symbols ``x`` stand for; a character outside the 256 symbols is an error."""
+    stray = next((c for c in x if c not in CHAR_TO_BYTE), None)
+    if stray is not None:
+        raise ValueError(f"symbol {stray!r} is not a byte of the bytes BPE")
+    return x.translate(_TO_LATIN1).encode("latin-1")
 
 
 def smart_byte_decode(x: str) -> str:
-    """Decodes ``x``; if it is broken UTF-8, keeps the most characters that decode (dropping the rest).
+    """Decodes the byte symbols ``x``; from broken UTF-8 it keeps every character that is whole.
 
-    A dynamic program over prefixes: ``count[i]`` is the most characters decodable from ``x[:i]``,
-    each taken from a chunk of 1-4 bytes; ties keep the shorter chunk, as fairseq's does.
+    fairseq finds, by dynamic programming over 1-4-byte chunks, the most chunks that decode. In UTF-8 a
+    character's first byte names its length and the bytes after it cannot begin one, so the whole characters
+    do not overlap and keeping each of them alone is that maximum (a chunk of two characters would count
+    one). Python's decoder with ``errors="ignore"`` keeps exactly those: it drops a bad byte run and starts
+    again at the next byte that can begin a character.
     """
-    whole = byte_decode(x)
-    if whole is not None:
-        return whole
-    count = [0] * (len(x) + 1)
-    start = [0] * (len(x) + 1)  # where the last chunk of the best parse of x[:i] begins
-    for i in range(1, len(x) + 1):
-        count[i], start[i] = count[i - 1], i - 1  # byte i-1 dropped
-        for j in range(1, min(MAX_UTF8_LEN, i) + 1):
-            if count[i - j] + 1 > count[i] and byte_decode(x[i - j : i]):
-                count[i], start[i] = count[i - j] + 1, i - j
-    return _trace_back(x, count, start)
-
-
-def _trace_back(x: str, count: list[int], start: list[int]) -> str:
-    chunks: list[str] = []
-    i = len(x)
-    while i > 0:
-        if count[i] == count[start[i]] + 1:
-            chunks.append(byte_decode(x[start[i] : i]) or "")
-        i = start[i]
-    return "".join(reversed(chunks))
+    return symbol_bytes(x).decode("utf-8", errors="ignore")
 
 
 @BPES.register("bytes", config=BytesConfig)

@@ -24,7 +24,7 @@ END = "</w>"
 class FastBPEConfig:
     """Options of ``--bpe fastbpe`` (fairseq's names)."""
 
-    bpe_codes: Optional[str] = field(None, help="path to fastBPE BPE")
+    bpe_codes: Optional[str] = field(None, help="file of the BPE merge codes")
 
 
 def read_codes(path: str) -> dict[tuple[str, str], int]:

@@ -24,9 +24,11 @@ LITERAL_SYMBOLS = frozenset({"<unk>", "<mask>"})
 class HuggingFaceByteLevelBPEConfig:
     """Options of ``--bpe hf_byte_bpe`` (fairseq's names and defaults)."""
 
-    bpe_merges: Optional[str] = field(None, help="path to merges.txt")
-    bpe_vocab: Optional[str] = field(None, help="path to vocab.json")
-    bpe_add_prefix_space: bool = field(False, help="add prefix space before encoding")
+    bpe_merges: Optional[str] = field(None, help="the merges.txt file of the byte-level BPE")
+    bpe_vocab: Optional[str] = field(None, help="the vocab.json file of the byte-level BPE")
+    bpe_add_prefix_space: bool = field(
+        False, help="put a space before the text, so that its first word is cut as any other"
+    )
 
 
 @BPES.register("hf_byte_bpe", config=HuggingFaceByteLevelBPEConfig)

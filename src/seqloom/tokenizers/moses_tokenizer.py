@@ -15,8 +15,12 @@ class MosesTokenizerConfig:
 
     source_lang: Optional[str] = field("en", help="source language")
     target_lang: Optional[str] = field("en", help="target language")
-    moses_no_dash_splits: bool = field(False, help="don't apply dash split rules")
-    moses_no_escape: bool = field(False, help="don't perform HTML escaping on apostrophe, quotes, etc.")
+    moses_no_dash_splits: bool = field(
+        False, help="keep hyphenated words whole instead of splitting them at the hyphen"
+    )
+    moses_no_escape: bool = field(
+        False, help="leave &, <, >, quotes and apostrophes as they are instead of writing them as HTML entities"
+    )
 
 
 @TOKENIZERS.register("moses", config=MosesTokenizerConfig)

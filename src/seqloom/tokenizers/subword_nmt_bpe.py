@@ -14,8 +14,8 @@ from seqloom.tokenizers.bpe import require_file
 class SubwordNMTBPEConfig:
     """Options of ``--bpe subword_nmt`` (fairseq's names and defaults)."""
 
-    bpe_codes: Optional[str] = field(None, help="path to subword NMT BPE codes")
-    bpe_separator: str = field("@@", help="BPE separator")
+    bpe_codes: Optional[str] = field(None, help="file of the BPE merge codes")
+    bpe_separator: str = field("@@", help="marker ending a subword that the next one continues")
 
 
 @BPES.register("subword_nmt", config=SubwordNMTBPEConfig)

@@ -4,8 +4,8 @@ A checkpoint is a dict with fairseq's keys: ``args`` (a flat ``argparse.Namespac
 fairseq's names, which fairseq turns into its config), ``model`` (state dict), ``criterion`` (None),
 ``optimizer_history`` (``[{criterion_name, optimizer_name, lr_scheduler_state, num_updates}]``),
 ``task_state``, ``extra_state`` (``train_iterator``, ``val_loss``, ``best``, ``previous_training_time``,
-``rng_state``, ``loss_scale``, with ``--store-ema`` ``ema`` and ``ema_fp32_params``, and a resumed fairseq
-run's ``metrics``) and ``last_optimizer_state``. Files: ``checkpoint{epoch}.pt``,
+``rng_state``, ``loss_scale``, seqloom's ``train_meters`` (the running epoch summary), with ``--store-ema`` ``ema``
+and ``ema_fp32_params``, and a resumed fairseq run's ``metrics``) and ``last_optimizer_state``. Files: ``checkpoint{epoch}.pt``,
 ``checkpoint_{epoch}_{updates}.pt``, ``checkpoint_best.pt``, ``checkpoint.best_{metric}_{value}.pt``,
 ``checkpoint_last.pt``; each written once and copied to the other names, atomically.
 """
@@ -16,7 +16,6 @@ import argparse
 import logging
 import os
 import re
-import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from seqloom.checkpoint.io import CheckpointWriteError, copy_checkpoint, save_checkpoint
 from seqloom.config.training import CheckpointConfig
 from seqloom.optim.build import FAIRSEQ_OPTIMIZER_NAMES
 from seqloom.trainer.sharding import full_tensors
@@ -220,20 +220,18 @@ def save_checkpoints(
     best: BestTracker,
     training_time: float,
     writer: AsyncWriter | None = None,
-    carried: dict[str, Any] | None = None,
+    extra_state: dict[str, Any] | None = None,
 ) -> list[str]:
     """Writes this moment's checkpoints (rank 0 only) and prunes old ones; returns the paths written (with a
     ``writer``: being written).
 
-    ``carried`` is restored ``extra_state`` seqloom keeps as it found it (fairseq's ``metrics``, whose meters may
-    hold numpy arrays), written again into every checkpoint. Under FSDP or ZeRO every rank takes part in
-    gathering the state; rank 0 alone writes it."""
+    ``extra_state`` adds entries (seqloom's ``train_meters``; a resumed fairseq run's ``metrics``, whose meters may
+    hold numpy arrays, kept as found). Under FSDP or ZeRO every rank takes part in gathering the state; rank 0
+    alone writes it."""
     best.update(val_loss)
     collective = trainer.dist.world_size > 1 and (trainer.sharded or is_zero(trainer.optimizer))
     if cfg.no_save or not (trainer.dist.is_master or collective):
         return []
-    from seqloom.checkpoint.io import save_checkpoint
-
     epoch, updates = int(iterator_state["epoch"]), trainer.num_updates
     names = _conditions(cfg, epoch=epoch, updates=updates, end_of_epoch=end_of_epoch, val_loss=val_loss, best=best)
     paths = [os.path.join(cfg.save_dir, n) for n in names]
@@ -244,8 +242,8 @@ def save_checkpoints(
         write = bool(decision[0])
     state = None
     if write:
-        extra = {**(carried or {}), "train_iterator": iterator_state, "val_loss": val_loss,
-                 "previous_training_time": training_time}  # fmt: skip
+        extra = {"train_iterator": iterator_state, "val_loss": val_loss, "previous_training_time": training_time}
+        extra.update(extra_state or {})
         if best.best is not None:
             extra["best"] = best.best
         state = build_state(trainer, args, extra, save_optimizer_state=not cfg.no_save_optimizer_state)
@@ -255,10 +253,12 @@ def save_checkpoints(
     def write_and_prune() -> None:
         if state is not None:
             start = time.perf_counter()
-            os.makedirs(cfg.save_dir, exist_ok=True)
-            save_checkpoint(state, paths[0])
-            for path in paths[1:]:
-                _atomic_copy(paths[0], path)
+            try:
+                write_all(state, paths)
+            except CheckpointWriteError as err:
+                if not handle_write_error(cfg, err):
+                    raise
+                return
             logger.info("Saved checkpoint %s (epoch %d @ %d updates, score %s) (writing took %.3f seconds)",
                         paths[0], epoch, updates, val_loss, time.perf_counter() - start)  # fmt: skip
         prune_checkpoints(cfg, end_of_epoch=end_of_epoch)
@@ -305,10 +305,33 @@ class AsyncWriter:
             pending.result()
 
 
-def _atomic_copy(src: str, dst: str) -> None:
-    tmp = f"{dst}.tmp{os.getpid()}"
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+def write_all(state: dict[str, Any], paths: list[str]) -> None:
+    """Writes ``state`` to the first path and copies it to the others, each atomically."""
+    os.makedirs(os.path.dirname(paths[0]) or ".", exist_ok=True)
+    save_checkpoint(state, paths[0])
+    for path in paths[1:]:
+        copy_checkpoint(paths[0], path)
+
+
+def handle_write_error(cfg: CheckpointConfig, err: CheckpointWriteError) -> bool:
+    """Says what a failed save means for the run (the checkpoint_last.pt before it is intact): raises one
+    clear :class:`CheckpointWriteError` that stops training, or with ``--continue-on-save-error`` logs it and
+    returns True (training goes on; the next save tries again)."""
+    last = os.path.join(cfg.save_dir, f"checkpoint_last{cfg.checkpoint_suffix}.pt")
+    before = (
+        f"the previous {os.path.basename(last)} is intact" if os.path.exists(last) else "no checkpoint was saved before"
+    )
+    message = f"{err.reason} writing {err.path}; {before}"
+    if cfg.continue_on_save_error:
+        logger.error("%s; training goes on without this checkpoint (--continue-on-save-error)", message)
+        return True
+    raise CheckpointWriteError(
+        f"{message}; training stopped (make room and run the same command to resume, or add "
+        "--continue-on-save-error to train on without saving while saves fail)",
+        path=err.path,
+        reason=err.reason,
+        errno=err.errno,
+    ) from None
 
 
 def prune_checkpoints(cfg: CheckpointConfig, *, end_of_epoch: bool) -> None:

@@ -24,7 +24,7 @@ class ExponentialMovingAverage:
 
     def __init__(self, *, decay: float, start_update: int = 0, update_freq: int = 1, fp32: bool = False) -> None:
         if not 0.0 <= decay <= 1.0:
-            raise ValueError(f"--ema-decay {decay}: must be between 0 and 1")
+            raise ValueError(f"--ema-decay {decay}: a decay is a share, from 0 to 1")
         self.target_decay, self.start_update, self.update_freq, self.use_fp32 = decay, start_update, update_freq, fp32
         self.decay = decay
         self.weights: dict[str, Tensor] = {}

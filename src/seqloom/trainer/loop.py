@@ -40,6 +40,45 @@ class LoopConfigs:
     checkpoint: CheckpointConfig
 
 
+@dataclass(frozen=True)
+class AfterUpdate:
+    """What the loop does after an update: stop (for these reasons), save a checkpoint, validate."""
+
+    stop_reasons: tuple[str, ...]
+    save: bool
+    validate: bool
+
+
+def _multiple(count: int, every: int) -> bool:
+    """``count`` is a positive multiple of ``every`` (0 or less: never)."""
+    return every > 0 and count > 0 and count % every == 0
+
+
+def plan_after_update(cfg: LoopConfigs, *, updates: int, epoch: int, end_of_epoch: bool, hours: float) -> AfterUpdate:
+    """The schedule of fairseq's train.py, flag for flag, so that the same flags save and validate at the same
+    updates: a stop limit reached saves and validates; ``--save-interval[-updates]`` saves (a mid-epoch save
+    validates too); ``--validate-interval[-updates]`` validates; nothing validates before
+    ``--validate-after-updates`` or with ``--disable-validation``."""
+    opt, ckpt, data = cfg.optimization, cfg.checkpoint, cfg.dataset
+    reasons = []
+    if opt.max_update and updates >= opt.max_update:
+        reasons.append(f"{updates} updates reached --max-update {opt.max_update}")
+    if 0 < opt.stop_time_hours < hours:
+        reasons.append(f"{hours:.3f} hours of training passed --stop-time-hours {opt.stop_time_hours:g}")
+    stopping = bool(reasons)
+    validation_open = not data.disable_validation and updates >= data.validate_after_updates
+    at_epoch_save = end_of_epoch and epoch % ckpt.save_interval == 0
+    at_update_save = _multiple(updates, ckpt.save_interval_updates) and updates >= data.validate_after_updates
+    save = at_epoch_save or at_update_save or stopping
+    validate = validation_open and (
+        stopping
+        or (save and not end_of_epoch)
+        or (end_of_epoch and epoch % data.validate_interval == 0)
+        or _multiple(updates, data.validate_interval_updates)
+    )
+    return AfterUpdate(tuple(reasons), save, validate)
+
+
 @dataclass
 class EarlyStopper:
     """``--patience``: stop after N validations without improvement."""
@@ -57,7 +96,7 @@ class EarlyStopper:
             return False
         self.runs += 1
         if self.runs >= self.patience:
-            logger.info("early stop since valid performance hasn't improved for last %d runs", self.patience)
+            logger.info("stopping: no better validation figure in the last %d validations (--patience)", self.patience)
             return True
         return False
 
@@ -79,6 +118,9 @@ class TrainingLoop:
     valid_reduce: Callable[[Mapping[str, float]], dict[str, float]] | None = None  # figures from those sums
     carried_state: dict[str, Any] = field(default_factory=dict)  # restored extra_state kept in every checkpoint
     _interval: Meter | None = field(default=None, init=False, repr=False)  # train_inner's meter, across epochs
+    _epoch_meter: Meter | None = field(default=None, init=False, repr=False)  # the epoch summary's meter
+    # the meters a checkpoint saved mid-epoch (``extra_state["train_meters"]``), for the epoch it resumes
+    resumed_meters: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.best.maximize = self.cfg.checkpoint.maximize_best_checkpoint_metric
@@ -107,12 +149,8 @@ class TrainingLoop:
         max_epoch = self.cfg.optimization.max_epoch or math.inf
         while epoch_itr.next_epoch_idx <= max_epoch:
             if self.trainer.lr <= self.cfg.optimization.stop_min_lr:
-                logger.info(
-                    "stopping training because current learning rate (%g) is smaller than or equal to minimum "
-                    "learning rate (--stop-min-lr=%g)",
-                    self.trainer.lr,
-                    self.cfg.optimization.stop_min_lr,
-                )
+                logger.info("stopping: the learning rate %g is at or below --stop-min-lr %g", self.trainer.lr,
+                            self.cfg.optimization.stop_min_lr)  # fmt: skip
                 break
             valid_losses, should_stop = self.train_epoch(epoch_itr)
             if should_stop:
@@ -141,6 +179,11 @@ class TrainingLoop:
         if self._interval is None:
             self._interval = self._meter()
         interval, whole = self._interval, self._meter()
+        saved, self.resumed_meters = self.resumed_meters, None
+        if saved is not None and saved.get("epoch") == epoch:  # resumed mid-epoch: count the updates before too
+            whole.load_state_dict(saved["train"])
+            interval.load_state_dict(saved["train_inner"])
+        self._epoch_meter = whole
         valid_losses: list[float | None] = [None]
         should_stop = False
         freq = self.update_freq(epoch)
@@ -188,52 +231,39 @@ class TrainingLoop:
     def validate_and_save(
         self, epoch_itr: EpochBatchIterator, *, end_of_epoch: bool
     ) -> tuple[list[float | None], bool]:
-        """fairseq's ``validate_and_save``: decides whether to stop, validate and save after an update."""
-        cfg, updates, epoch = self.cfg, self.trainer.num_updates, epoch_itr.epoch
-        should_stop = False
-        max_update = cfg.optimization.max_update or math.inf
-        if updates >= max_update:
-            should_stop = True
-            logger.info("Stopping training due to num_updates: %d >= max_update: %d", updates, max_update)
-        hours = self.training_time() / 3600
-        if 0 < cfg.optimization.stop_time_hours < hours:
-            should_stop = True
-            logger.info("Stopping training due to cumulative_training_time: %.3f > stop_time_hours", hours)
-        every = cfg.checkpoint.save_interval_updates
-        do_save = (
-            (end_of_epoch and epoch % cfg.checkpoint.save_interval == 0)
-            or should_stop
-            or (every > 0 and updates > 0 and updates % every == 0 and updates >= cfg.dataset.validate_after_updates)
-        )
-        vevery = cfg.dataset.validate_interval_updates
-        do_validate = (
-            (
-                (not end_of_epoch and do_save)
-                or (end_of_epoch and epoch % cfg.dataset.validate_interval == 0)
-                or should_stop
-                or (vevery > 0 and updates > 0 and updates % vevery == 0)
-            )
-            and not cfg.dataset.disable_validation
-            and updates >= cfg.dataset.validate_after_updates
-        )
-        valid_losses: list[float | None] = [None]
-        if do_validate:
-            valid_losses = self.validate(epoch)
-        should_stop |= self.stopper.should_stop(valid_losses[0])
-        if do_save or should_stop:
+        """After an update: validates and saves when due; returns the validation figures and whether to stop."""
+        epoch = epoch_itr.epoch
+        plan = plan_after_update(self.cfg, updates=self.trainer.num_updates, epoch=epoch, end_of_epoch=end_of_epoch,
+                                 hours=self.training_time() / 3600)  # fmt: skip
+        for reason in plan.stop_reasons:
+            logger.info("stopping: %s", reason)
+        figures: list[float | None] = self.validate(epoch) if plan.validate else [None]
+        out_of_patience = self.stopper.should_stop(figures[0])  # it follows every figure, stopping or not
+        stop = bool(plan.stop_reasons) or out_of_patience
+        if plan.save or stop:
             save_checkpoints(
-                cfg.checkpoint,
+                self.cfg.checkpoint,
                 self.trainer,
                 args=self.args,
                 iterator_state=epoch_itr.state_dict(),
                 end_of_epoch=end_of_epoch,
-                val_loss=valid_losses[0],
+                val_loss=figures[0],
                 best=self.best,
                 training_time=self.training_time(),
                 writer=self.writer,
-                carried=self.carried_state,
+                extra_state={**self.carried_state, "train_meters": self._meter_state(epoch)},
             )
-        return valid_losses, should_stop
+        return figures, stop
+
+    def _meter_state(self, epoch: int) -> dict[str, Any]:
+        """The running epoch and interval meters, saved so that a run resumed mid-epoch summarises the whole
+        epoch (fairseq saves its meters under ``metrics``; this key is seqloom's own, which fairseq ignores)."""
+        empty = self._meter()
+        return {
+            "epoch": epoch,
+            "train": (self._epoch_meter or empty).state_dict(),
+            "train_inner": (self._interval or empty).state_dict(),
+        }
 
     def validate(self, epoch: int) -> list[float | None]:
         """Validates on every ``--valid-subset``; returns the ``--best-checkpoint-metric`` of each."""

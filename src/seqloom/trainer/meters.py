@@ -112,6 +112,20 @@ class Meter:
         self.sums, self.lists, self.steps, self.gnorm_sum, self.clipped, self.busy_seconds = {}, {}, 0, 0.0, 0, 0.0
         self.start = time.perf_counter()
 
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint keeps of the span so far (its sums and counts; not its clock)."""
+        return {"sums": dict(self.sums), "lists": {k: list(v) for k, v in self.lists.items()}, "steps": self.steps,
+                "gnorm_sum": self.gnorm_sum, "clipped": self.clipped, "busy_seconds": self.busy_seconds}  # fmt: skip
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continues the span a checkpoint saved (a resumed epoch's summary then covers the whole epoch)."""
+        self.sums = {str(k): float(v) for k, v in state.get("sums", {}).items()}
+        self.lists = {str(k): list(v) for k, v in state.get("lists", {}).items()}
+        self.steps = int(state.get("steps", 0))
+        self.gnorm_sum = float(state.get("gnorm_sum", 0.0))
+        self.clipped = int(state.get("clipped", 0))
+        self.busy_seconds = float(state.get("busy_seconds", 0.0))
+
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
 

@@ -54,7 +54,9 @@ class Progress:
             try:
                 import wandb
             except ImportError:
-                logger.warning("wandb not found, pip install wandb")
+                logger.warning(
+                    "--wandb-project: the wandb package is missing (pip install wandb); logging to Weights and Biases is off"
+                )
             else:
                 # reinit=False: a second Progress of this process (or a caller's own init) logs to the same run
                 wandb.init(project=wandb_project, reinit=False, name=wandb_run_name)
@@ -125,7 +127,9 @@ class Progress:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:  # as fairseq: a warning, and the run goes on without TensorBoard
-                logger.warning("tensorboard not found, please install with: pip install tensorboard")
+                logger.warning(
+                    "--tensorboard-logdir: TensorBoard's writer is missing (pip install tensorboard); no TensorBoard logs are written"
+                )
                 self.tensorboard_logdir = None
                 return
             self._writers[tag] = SummaryWriter(f"{self.tensorboard_logdir}/{tag}")

@@ -38,8 +38,8 @@ def resolve_restore_path(cfg: CheckpointConfig) -> tuple[str, bool]:
         (cfg.reset_optimizer, cfg.reset_lr_scheduler, cfg.reset_meters, cfg.reset_dataloader)
     ):
         raise ValueError(
-            "--finetune-from-model can not be set together with --reset-optimizer, --reset-lr-scheduler, "
-            "--reset-meters or --reset-dataloader (it resets all of them)"
+            "--finetune-from-model already starts optimizer, scheduler, meters and data position afresh: drop "
+            "--reset-optimizer, --reset-lr-scheduler, --reset-meters and --reset-dataloader"
         )
     if cfg.restore_file != "checkpoint_last.pt":
         if cfg.finetune_from_model is not None:
@@ -54,7 +54,7 @@ def resolve_restore_path(cfg: CheckpointConfig) -> tuple[str, bool]:
         if not os.path.exists(cfg.finetune_from_model):
             raise FileNotFoundError(f"--finetune-from-model {cfg.finetune_from_model}: no such file")
         logger.info(
-            "loading pretrained model from %s: optimizer, lr scheduler, meters, dataloader will be reset",
+            "starting from the weights of %s; optimizer, scheduler, meters and data position start afresh",
             cfg.finetune_from_model,
         )
         return cfg.finetune_from_model, True

@@ -53,7 +53,7 @@ class TrainerOptions:
     empty_cache_freq: int = 0  # --empty-cache-freq: release the CUDA caching allocator's free blocks every N updates
 
 
-@dataclass
+@dataclass(kw_only=True)
 class StepResult:
     """What one update did; ``logging_output`` is summed over its batches and all ranks."""
 
@@ -220,7 +220,15 @@ class Trainer:
                 )
             scaler.update(overflow=True)
             self.optimizer.zero_grad(set_to_none=True)
-            return StepResult(totals, sample_size, 0.0, False, True, self.lr, time.perf_counter() - start)
+            return StepResult(
+                logging_output=totals,
+                sample_size=sample_size,
+                gnorm=0.0,
+                clipped=False,
+                skipped=True,
+                lr=self.lr,
+                seconds=time.perf_counter() - start,
+            )
         gnorm = float(norm)
         clipped = clip > 0 and gnorm > clip
         if clipped:
@@ -231,7 +239,15 @@ class Trainer:
         self.set_num_updates(self.num_updates + 1)
         if self.ema is not None:
             self.ema.step(self.model, self.num_updates)
-        return StepResult(totals, sample_size, gnorm, clipped, False, self.lr, time.perf_counter() - start)
+        return StepResult(
+            logging_output=totals,
+            sample_size=sample_size,
+            gnorm=gnorm,
+            clipped=clipped,
+            skipped=False,
+            lr=self.lr,
+            seconds=time.perf_counter() - start,
+        )
 
     def _grad_norm(self) -> torch.Tensor:
         if self.sharded:

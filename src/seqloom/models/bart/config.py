@@ -19,10 +19,10 @@ from seqloom.registry import register_architecture
 class BARTConfig(TransformerConfig):
     """Options of ``--arch bart_*``: the transformer's, plus the classification heads' (fairseq's names)."""
 
-    pooler_dropout: float = field(0.0, help="dropout probability in the masked_lm pooler layers")
-    pooler_activation_fn: ActivationFn = field("tanh", help="activation function to use for pooler layer")
+    pooler_dropout: float = field(0.0, help="dropout before and inside the classification head")
+    pooler_activation_fn: ActivationFn = field("tanh", help="nonlinearity of the classification head's hidden layer")
     spectral_norm_classification_head: bool = field(
-        False, help="Apply spectral normalization on the classification head"
+        False, help="constrain the classification head's output layer with spectral normalization"
     )
 
     def unsupported(self) -> list[str]:

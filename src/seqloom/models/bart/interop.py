@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import typing
 from collections.abc import Mapping
 from typing import Any
@@ -35,7 +34,6 @@ from typing import Any
 from torch import Tensor
 
 from seqloom import registry
-from seqloom.checkpoint.io import load_checkpoint
 from seqloom.models.bart.builder import build_model
 from seqloom.models.bart.config import BARTConfig, bart_large
 from seqloom.models.bart.model import BARTModel, ClassificationHead
@@ -99,8 +97,8 @@ def adapt_heads_and_vocab(model: BARTModel, sd: dict[str, Tensor]) -> dict[str, 
         head = model.classification_heads[name] if name in model.classification_heads else None
         sizes = (head.out_proj.out_features, head.dense.out_features) if isinstance(head, ClassificationHead) else None
         if sizes != (classes, inner):
-            why = "not present in current model" if head is None else "with different dimensions than current model"
-            logger.warning("deleting classification head (%s) from checkpoint %s", name, why)
+            why = "the model has no such head" if head is None else "its sizes differ from the model's head"
+            logger.warning("the checkpoint's classification head %s is dropped: %s", name, why)
             for key in [k for k in sd if k.startswith(f"{HEADS}{name}.")]:
                 del sd[key]
     for key, value in model.classification_heads.state_dict().items():
@@ -143,6 +141,10 @@ def model_from_state(state: Mapping[str, Any], dictionary: Vocabulary, *, source
     return model
 
 
-def load_fairseq_bart(path: str | os.PathLike[str], dictionary: Vocabulary) -> BARTModel:
-    """Reads a fairseq (or seqloom) BART checkpoint file into an eval-mode model."""
-    return model_from_state(load_checkpoint(path), dictionary, source=str(path)).eval()
+def _load_for_task(state: Mapping[str, Any], src_dict: Vocabulary, tgt_dict: Vocabulary | None, *, source: str,
+                   overrides: Mapping[str, Any] | None = None) -> BARTModel:  # fmt: skip
+    """``registry.CHECKPOINT_LOADERS``' signature: BART has one dictionary, the source's."""
+    return model_from_state(state, src_dict, source=source, overrides=overrides)
+
+
+registry.CHECKPOINT_LOADERS.add("bart", _load_for_task)

@@ -2,7 +2,7 @@
 
 The module names are fairseq's (``encoder``, ``decoder``, ``classification_heads.{name}.dense/out_proj``), so
 state dicts match fairseq's key for key. ``BARTModel.from_pretrained(dir, ...)`` returns the BART hub
-(:mod:`seqloom.models.bart.hub`), as in fairseq.
+(:mod:`seqloom.hub.bart`), as in fairseq.
 """
 
 from __future__ import annotations
@@ -91,13 +91,14 @@ class BARTModel(TransformerModel):
 
         return build_model(cfg, src_dict, tgt_dict)
 
-    @staticmethod
-    def from_pretrained(model_name_or_path: Any, checkpoint_file: str = "model.pt", data_name_or_path: str = ".",
-                        bpe: str = "gpt2", **kwargs: Any) -> Any:  # fmt: skip
-        """fairseq's ``BARTModel.from_pretrained``: a local BART directory -> :class:`~seqloom.models.bart.hub.BARTHub`."""
-        from seqloom.models.bart.hub import from_pretrained
+    hub_family = "bart"
 
-        return from_pretrained(model_name_or_path, checkpoint_file, data_name_or_path, bpe=bpe, **kwargs)
+    @classmethod
+    def from_pretrained(cls, model_name_or_path: Any, checkpoint_file: str = "model.pt", data_name_or_path: str = ".",
+                        bpe: str = "gpt2", **overrides: Any) -> Any:  # fmt: skip
+        """fairseq's ``BARTModel.from_pretrained``: a local BART directory -> :class:`~seqloom.hub.bart.BARTHub`
+        (found through the hub registry, as :meth:`TransformerModel.from_pretrained` explains)."""
+        return super().from_pretrained(model_name_or_path, checkpoint_file, data_name_or_path, bpe=bpe, **overrides)
 
     def register_classification_head(self, name: str, num_classes: int, inner_dim: int | None = None) -> None:
         """Adds (or replaces) the head ``name``: ``dense`` d -> ``inner_dim`` (default d), ``out_proj`` -> classes."""

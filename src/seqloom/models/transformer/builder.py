@@ -232,7 +232,7 @@ def check_config(cfg: TransformerConfig, src_dict: Vocabulary, tgt_dict: Vocabul
     if cfg.share_all_embeddings:
         if src_dict != tgt_dict:
             raise ValueError(
-                "--share-all-embeddings requires a joined dictionary (preprocess with --joined-dictionary)"
+                "--share-all-embeddings needs one dictionary for source and target: the data's two dict files differ (preprocess with --joined-dictionary)"
             )
         if cfg.encoder_embed_dim != cfg.decoder_embed_dim:
             raise ValueError(

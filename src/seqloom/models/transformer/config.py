@@ -24,101 +24,151 @@ DEFAULT_MAX_TARGET_POSITIONS = 1024
 class TransformerConfig:
     """Options of ``--arch transformer`` and its presets (fairseq's ``transformer`` model)."""
 
-    activation_fn: ActivationFn = field("relu", help="activation function to use")
-    dropout: float = field(0.1, help="dropout probability")
-    attention_dropout: float = field(0.0, help="dropout probability for attention weights")
+    activation_fn: ActivationFn = field(
+        "relu", help="nonlinearity between the two linear layers of each feed-forward block"
+    )
+    dropout: float = field(
+        0.1, help="probability of zeroing each value of the embeddings and of every layer's output while training"
+    )
+    attention_dropout: float = field(0.0, help="probability of zeroing each attention weight while training")
     activation_dropout: float = field(
-        0.0, help="dropout probability after activation in FFN", aliases=("--relu-dropout",)
+        0.0,
+        help="probability of zeroing each value after the feed-forward nonlinearity while training",
+        aliases=("--relu-dropout",),
     )
-    relu_dropout: float = field(0.0, help="old name of --activation-dropout, read from old checkpoints", cli=False)
-    adaptive_input: bool = field(False, help="if set, uses adaptive input (not supported)")
+    relu_dropout: float = field(
+        0.0, help="fairseq's former name of --activation-dropout, still read from old checkpoints", cli=False
+    )
+    adaptive_input: bool = field(False, help="adaptive input embeddings (not supported: refused)")
 
-    encoder_embed_path: Optional[str] = field(None, help="path to pre-trained encoder embedding")
-    encoder_embed_dim: int = field(512, help="encoder embedding dimension")
-    encoder_ffn_embed_dim: int = field(2048, help="encoder embedding dimension for FFN")
-    encoder_layers: int = field(6, help="num encoder layers")
-    encoder_attention_heads: int = field(8, help="num encoder attention heads")
-    encoder_normalize_before: bool = field(False, help="apply layernorm before each encoder block")
-    encoder_learned_pos: bool = field(False, help="use learned positional embeddings in the encoder")
-    encoder_layerdrop: float = field(0.0, help="LayerDrop probability for encoder")
+    encoder_embed_path: Optional[str] = field(
+        None, help="text file of pretrained source embeddings (word2vec text format) to start from"
+    )
+    encoder_embed_dim: int = field(512, help="width of the encoder's embeddings and hidden states")
+    encoder_ffn_embed_dim: int = field(2048, help="inner width of each encoder feed-forward block")
+    encoder_layers: int = field(6, help="number of encoder layers")
+    encoder_attention_heads: int = field(8, help="number of attention heads in each encoder layer")
+    encoder_normalize_before: bool = field(
+        False, help="normalize at the input of each encoder sublayer (pre-norm) instead of after its residual sum"
+    )
+    encoder_learned_pos: bool = field(
+        False, help="learn the encoder's position embeddings instead of using fixed sinusoids"
+    )
+    encoder_layerdrop: float = field(0.0, help="probability of skipping each whole encoder layer in a training step")
     encoder_layers_to_keep: Optional[str] = field(
-        None, help="which layers to *keep* when pruning as a comma-separated list"
+        None,
+        help="comma-separated numbers of the encoder layers to keep when loading, the others removed (for LayerDrop models)",
     )
-    max_source_positions: int = field(DEFAULT_MAX_SOURCE_POSITIONS, help="max number of tokens in the source sequence")
+    max_source_positions: int = field(
+        DEFAULT_MAX_SOURCE_POSITIONS,
+        help="longest source, in tokens, that the model takes (sizes the learned position table)",
+    )
 
-    decoder_embed_path: Optional[str] = field(None, help="path to pre-trained decoder embedding")
+    decoder_embed_path: Optional[str] = field(
+        None, help="text file of pretrained target embeddings (word2vec text format) to start from"
+    )
     decoder_embed_dim: Optional[int] = field(
-        None, help="decoder embedding dimension; None: that of --encoder-embed-dim"
+        None, help="width of the decoder's embeddings and hidden states (unset: --encoder-embed-dim)"
     )
     decoder_ffn_embed_dim: Optional[int] = field(
-        None, help="decoder embedding dimension for FFN; None: that of --encoder-ffn-embed-dim"
+        None, help="inner width of each decoder feed-forward block (unset: --encoder-ffn-embed-dim)"
     )
-    decoder_layers: int = field(6, help="num decoder layers")
-    decoder_attention_heads: int = field(8, help="num decoder attention heads")
-    decoder_normalize_before: bool = field(False, help="apply layernorm before each decoder block")
-    decoder_learned_pos: bool = field(False, help="use learned positional embeddings in the decoder")
-    decoder_layerdrop: float = field(0.0, help="LayerDrop probability for decoder")
+    decoder_layers: int = field(6, help="number of decoder layers")
+    decoder_attention_heads: int = field(8, help="number of attention heads in each decoder layer")
+    decoder_normalize_before: bool = field(
+        False, help="normalize at the input of each decoder sublayer (pre-norm) instead of after its residual sum"
+    )
+    decoder_learned_pos: bool = field(
+        False, help="learn the decoder's position embeddings instead of using fixed sinusoids"
+    )
+    decoder_layerdrop: float = field(0.0, help="probability of skipping each whole decoder layer in a training step")
     decoder_layers_to_keep: Optional[str] = field(
-        None, help="which layers to *keep* when pruning as a comma-separated list"
+        None,
+        help="comma-separated numbers of the decoder layers to keep when loading, the others removed (for LayerDrop models)",
     )
-    decoder_input_dim: Optional[int] = field(None, help="decoder input dimension; None: that of --decoder-embed-dim")
+    decoder_input_dim: Optional[int] = field(
+        None,
+        help="width the decoder's embeddings are projected to before the first layer (unset: --decoder-embed-dim, no projection)",
+    )
     decoder_output_dim: Optional[int] = field(
         None,
-        help="decoder output dimension (extra linear layer if different from decoder embed dim); None: --decoder-embed-dim",
+        help="width of the decoder's last hidden state before the output layer; a value other than --decoder-embed-dim adds a projection (unset: --decoder-embed-dim)",
     )
-    max_target_positions: int = field(DEFAULT_MAX_TARGET_POSITIONS, help="max number of tokens in the target sequence")
+    max_target_positions: int = field(
+        DEFAULT_MAX_TARGET_POSITIONS,
+        help="longest target, in tokens, that the model takes (sizes the learned position table)",
+    )
 
-    share_decoder_input_output_embed: bool = field(False, help="share decoder input and output embeddings")
+    share_decoder_input_output_embed: bool = field(
+        False, help="use the decoder's embedding matrix as its output layer too"
+    )
     share_all_embeddings: bool = field(
-        False, help="share encoder, decoder and output embeddings (requires shared dictionary and embed dim)"
+        False,
+        help="one embedding matrix for the encoder, the decoder and the output layer (needs a joined dictionary and equal widths)",
     )
-    merge_src_tgt_embed: bool = field(False, help="merge source and target embedding tables (not supported)")
-    no_token_positional_embeddings: bool = field(
-        False, help="if set, disables positional embeddings (outside self attention)"
-    )
+    merge_src_tgt_embed: bool = field(False, help="one table for source and target embeddings (not supported: refused)")
+    no_token_positional_embeddings: bool = field(False, help="add no position embeddings to the token embeddings")
     adaptive_softmax_cutoff: Optional[str] = field(
-        None, help="comma separated list of adaptive softmax cutoff points (not supported)"
+        None, help="adaptive softmax frequency-band boundaries, comma-separated (not supported: refused)"
     )
-    adaptive_softmax_dropout: float = field(0.0, help="sets adaptive softmax dropout for the tail projections")
-    adaptive_softmax_factor: float = field(4.0, help="adaptive input factor")
-    layernorm_embedding: bool = field(False, help="add layernorm to embedding")
-    tie_adaptive_weights: bool = field(False, help="if set, ties the weights of adaptive softmax and adaptive input")
+    adaptive_softmax_dropout: float = field(0.0, help="dropout inside the adaptive softmax's tail projections")
+    adaptive_softmax_factor: float = field(
+        4.0, help="factor by which each adaptive band's width shrinks from the one before"
+    )
+    layernorm_embedding: bool = field(
+        False, help="normalize the embeddings (after positions are added) with a layer norm"
+    )
+    tie_adaptive_weights: bool = field(
+        False, help="share the embedding weights of the adaptive input and the adaptive softmax"
+    )
     tie_adaptive_proj: bool = field(
-        False, help="if set, ties the projection weights of adaptive softmax and adaptive input"
+        False, help="share the projections of the adaptive input and the adaptive softmax as well"
     )
-    no_scale_embedding: bool = field(False, help="if set, dont scale embeddings")
+    no_scale_embedding: bool = field(
+        False, help="leave the token embeddings unscaled (otherwise multiplied by the square root of their width)"
+    )
     checkpoint_activations: bool = field(
         False,
-        help="checkpoint activations at each layer, which saves GPU memory usage at the cost of some additional compute",
+        help="recompute each layer's activations in the backward pass instead of storing them: less memory, more compute",
     )
     offload_activations: bool = field(False, help="like --checkpoint-activations (offloading to CPU is not done)")
-    no_cross_attention: bool = field(False, help="do not perform cross-attention")
-    cross_self_attention: bool = field(False, help="perform cross+self-attention (not supported)")
-    no_decoder_final_norm: bool = field(False, help="don't add an extra layernorm after the last decoder block")
+    no_cross_attention: bool = field(False, help="leave out the decoder's attention over the encoder output")
+    cross_self_attention: bool = field(
+        False, help="let decoder self-attention also see the encoder output (not supported: refused)"
+    )
+    no_decoder_final_norm: bool = field(
+        False, help="leave out the layer norm after the last decoder layer (pre-norm models only)"
+    )
     alignment_heads: Optional[int] = field(
-        None, help="Number of cross attention heads per layer to supervised with alignments (transformer_align: 1)"
+        None,
+        help="how many cross-attention heads of --alignment-layer learn the given alignments (transformer_align: 1)",
     )
     alignment_layer: Optional[int] = field(
         None,
-        help="Layer number which has to be supervised. 0 corresponding to the bottommost layer. "
-        "(transformer_align: 4; default: the last layer)",
+        help="decoder layer whose cross-attention learns the alignments, counted from 0 at the bottom (transformer_align: 4; unset: the last layer)",
     )
     full_context_alignment: bool = field(
-        False, help="Whether or not alignment is supervised conditioned on the full target context."
+        False, help="compute the alignment attention with the whole target visible, without the causal mask"
     )
-    quant_noise_pq: float = field(0.0, help="iterative PQ quantization noise at training time (not supported)")
-    quant_noise_pq_block_size: int = field(8, help="block size of quantization noise at training time")
-    quant_noise_scalar: float = field(0.0, help="scalar quantization noise and scalar quantization at training time")
+    quant_noise_pq: float = field(
+        0.0,
+        help="probability of product-quantization noise on the weights while training (not supported: refused when above 0)",
+    )
+    quant_noise_pq_block_size: int = field(8, help="block size of that product-quantization noise")
+    quant_noise_scalar: float = field(
+        0.0, help="scalar quantization noise while training (not supported: refused when above 0)"
+    )
     min_params_to_wrap: int = field(
         100_000_000,
-        help="minimum number of params for a layer to be wrapped with FSDP() (its own unit under --ddp-backend "
-        "fully_sharded; every layer with --checkpoint-activations)",
+        help="parameter count from which a layer is its own FSDP unit under --ddp-backend fully_sharded (with --checkpoint-activations every layer is)",
     )
     # NormFormer: flags of language models (fairseq's translation models read them as off); not CLI flags here
     scale_attn: bool = field(False, help="NormFormer: a layer norm after each self-attention", cli=False)
-    scale_fc: bool = field(False, help="NormFormer: a layer norm between fc1 and fc2", cli=False)
+    scale_fc: bool = field(False, help="NormFormer: a layer norm between the two feed-forward layers", cli=False)
     scale_heads: bool = field(False, help="NormFormer: a learned scale per attention head", cli=False)
-    scale_resids: bool = field(False, help="NormFormer: a learned scale per feature of the FFN residual", cli=False)
+    scale_resids: bool = field(
+        False, help="NormFormer: a learned scale per feature of the feed-forward residual", cli=False
+    )
 
     def resolved(self) -> TransformerConfig:
         """A copy with every derived option filled in, as fairseq's ``base_architecture`` leaves its args."""

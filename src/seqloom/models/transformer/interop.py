@@ -230,3 +230,6 @@ def load_fairseq_model(
     """Reads a fairseq (or seqloom) transformer checkpoint file into an eval-mode model."""
     state = load_checkpoint(path)
     return model_from_state(state, src_dict, tgt_dict, source=str(path)).eval()
+
+
+registry.CHECKPOINT_LOADERS.add("transformer", model_from_state)

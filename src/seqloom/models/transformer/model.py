@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from seqloom import components
 from seqloom.models.transformer.config import TransformerConfig
 from seqloom.modules.kv_cache import KVCache
 from seqloom.modules.transformer import DecoderOut, EncoderOut, OutputFeatures, TransformerDecoder, TransformerEncoder
@@ -28,6 +29,20 @@ class TransformerModel(nn.Module):
         from seqloom.models.transformer.builder import build_model  # the builder imports this module
 
         return build_model(cfg, src_dict, tgt_dict)
+
+    # the family whose hub from_pretrained loads (registry.HUBS)
+    hub_family = "transformer"
+
+    @classmethod
+    def from_pretrained(cls, model_name_or_path: Any, checkpoint_file: str = "model.pt", data_name_or_path: str = ".",
+                        **overrides: Any) -> Any:  # fmt: skip
+        """fairseq's ``TransformerModel.from_pretrained``: a local model directory -> its hub (a translation hub
+        whose ``models`` are instances of this class), with fairseq's keyword overrides (``tokenizer='moses'``,
+        ``bpe='subword_nmt'``, ``bpe_codes=...``, generation options); see :mod:`seqloom.hub.pretrained`."""
+        # The hub is found by family name in the hub registry, not imported: the hubs import this module to
+        # build models, so an import of them here would be a cycle (models -> hub -> models).
+        return components.load_pretrained(cls.hub_family, model_name_or_path, checkpoint_file, data_name_or_path,
+                                          **overrides)  # fmt: skip
 
     def encode(self, src_tokens: Tensor) -> EncoderOut:
         """``src_tokens`` ``(B, S)``, padded with the dictionary's pad -> :class:`EncoderOut`."""

@@ -38,64 +38,100 @@ def parse_cutoff(text: str | None, *, flag: str) -> list[int]:
 class TransformerLMConfig:
     """Options of ``--arch transformer_lm`` and its presets (fairseq's ``transformer_lm`` model)."""
 
-    activation_fn: ActivationFn = field("relu", help="activation function to use")
-    dropout: float = field(0.1, help="dropout probability")
-    attention_dropout: float = field(0.0, help="dropout probability for attention weights")
-    activation_dropout: float = field(0.0, help="dropout probability after activation in FFN")
-    relu_dropout: float = field(0.0, help="dropout probability after activation in FFN (old name)")
-    decoder_embed_dim: int = field(512, help="decoder embedding dimension")
-    decoder_output_dim: Optional[int] = field(512, help="decoder output dimension (None: --decoder-embed-dim)")
-    decoder_input_dim: Optional[int] = field(512, help="decoder input dimension (None: --decoder-embed-dim)")
-    decoder_ffn_embed_dim: int = field(2048, help="decoder embedding dimension for FFN")
-    decoder_layers: int = field(6, help="num decoder layers")
-    decoder_attention_heads: int = field(8, help="num decoder attention heads")
-    decoder_normalize_before: bool = field(False, help="apply layernorm before each decoder block")
-    no_decoder_final_norm: bool = field(False, help="don't add an extra layernorm after the last decoder block")
+    activation_fn: ActivationFn = field(
+        "relu", help="nonlinearity between the two linear layers of each feed-forward block"
+    )
+    dropout: float = field(
+        0.1, help="probability of zeroing each value of the embeddings and of every layer's output while training"
+    )
+    attention_dropout: float = field(0.0, help="probability of zeroing each attention weight while training")
+    activation_dropout: float = field(
+        0.0, help="probability of zeroing each value after the feed-forward nonlinearity while training"
+    )
+    relu_dropout: float = field(
+        0.0, help="fairseq's former name of --activation-dropout, still read from old checkpoints"
+    )
+    decoder_embed_dim: int = field(512, help="width of the embeddings and hidden states")
+    decoder_output_dim: Optional[int] = field(
+        512,
+        help="width of the last hidden state before the output layer; a value other than --decoder-embed-dim adds a projection",
+    )
+    decoder_input_dim: Optional[int] = field(
+        512,
+        help="width the embeddings are projected to before the first layer; equal to --decoder-embed-dim means no projection",
+    )
+    decoder_ffn_embed_dim: int = field(2048, help="inner width of each feed-forward block")
+    decoder_layers: int = field(6, help="number of layers")
+    decoder_attention_heads: int = field(8, help="number of attention heads in each layer")
+    decoder_normalize_before: bool = field(
+        False, help="normalize at the input of each sublayer (pre-norm) instead of after its residual sum"
+    )
+    no_decoder_final_norm: bool = field(
+        False, help="leave out the layer norm after the last layer (pre-norm models only)"
+    )
     adaptive_softmax_cutoff: Optional[str] = field(
-        None, help="comma separated list of adaptive softmax cutoff points. Must be used with adaptive_loss criterion"
+        None,
+        help="token ranks, comma-separated, where the adaptive softmax starts a new, narrower band (train with --criterion adaptive_loss)",
     )
-    adaptive_softmax_dropout: float = field(0.0, help="sets adaptive softmax dropout for the tail projections")
-    adaptive_softmax_factor: float = field(4.0, help="adaptive input factor")
-    no_token_positional_embeddings: bool = field(
-        False, help="if set, disables positional embeddings (outside self attention)"
+    adaptive_softmax_dropout: float = field(0.0, help="dropout inside the adaptive softmax's tail projections")
+    adaptive_softmax_factor: float = field(
+        4.0, help="factor by which each adaptive softmax band's width shrinks from the one before"
     )
-    share_decoder_input_output_embed: bool = field(False, help="share decoder input and output embeddings")
+    no_token_positional_embeddings: bool = field(False, help="add no position embeddings to the token embeddings")
+    share_decoder_input_output_embed: bool = field(False, help="use the embedding matrix as the output layer too")
     character_embeddings: bool = field(
-        False, help="if set, uses character embedding convolutions to produce token embeddings (not supported)"
+        False, help="build token embeddings from character convolutions (not supported: refused)"
     )
-    adaptive_input: bool = field(False, help="if set, uses adaptive input")
-    adaptive_input_factor: float = field(4.0, help="adaptive input factor")
-    adaptive_input_cutoff: Optional[str] = field(None, help="comma separated list of adaptive input cutoff points.")
-    tie_adaptive_weights: bool = field(False, help="if set, ties the weights of adaptive softmax and adaptive input")
+    adaptive_input: bool = field(False, help="embed tokens in frequency bands of decreasing width (adaptive input)")
+    adaptive_input_factor: float = field(
+        4.0, help="factor by which each adaptive input band's width shrinks from the one before"
+    )
+    adaptive_input_cutoff: Optional[str] = field(
+        None, help="token ranks, comma-separated, where the adaptive input starts a new, narrower band"
+    )
+    tie_adaptive_weights: bool = field(
+        False, help="share the embedding weights of the adaptive input and the adaptive softmax"
+    )
     tie_adaptive_proj: bool = field(
-        False, help="if set, ties the projection weights of adaptive softmax and adaptive input"
+        False, help="share the projections of the adaptive input and the adaptive softmax as well"
     )
-    decoder_learned_pos: bool = field(False, help="use learned positional embeddings in the decoder")
-    layernorm_embedding: bool = field(False, help="add layernorm to embedding")
-    no_scale_embedding: bool = field(False, help="if True, dont scale embeddings")
-    checkpoint_activations: bool = field(False, help="checkpoint activations at each layer")
+    decoder_learned_pos: bool = field(False, help="learn the position embeddings instead of using fixed sinusoids")
+    layernorm_embedding: bool = field(
+        False, help="normalize the embeddings (after positions are added) with a layer norm"
+    )
+    no_scale_embedding: bool = field(
+        False, help="leave the token embeddings unscaled (otherwise multiplied by the square root of their width)"
+    )
+    checkpoint_activations: bool = field(
+        False,
+        help="recompute each layer's activations in the backward pass instead of storing them: less memory, more compute",
+    )
     offload_activations: bool = field(False, help="like --checkpoint-activations (offloading to CPU is not done)")
-    scale_attn: bool = field(False, help="NormFormer: add a layer norm after each self-attention")
-    scale_fc: bool = field(False, help="NormFormer: add a layer norm between fc1 and fc2")
-    scale_heads: bool = field(False, help="NormFormer: learn a scale for each attention head")
-    scale_resids: bool = field(False, help="NormFormer: learn a scale for each feature of the feed-forward residual")
+    scale_attn: bool = field(False, help="NormFormer: a layer norm after each self-attention")
+    scale_fc: bool = field(False, help="NormFormer: a layer norm between the two feed-forward layers")
+    scale_heads: bool = field(False, help="NormFormer: a learned scale per attention head")
+    scale_resids: bool = field(False, help="NormFormer: a learned scale per feature of the feed-forward residual")
     min_params_to_wrap: int = field(
         100_000_000,
-        help="minimum number of params for a layer to be wrapped with FSDP() (its own unit under --ddp-backend "
-        "fully_sharded; every layer with --checkpoint-activations)",
+        help="parameter count from which a layer is its own FSDP unit under --ddp-backend fully_sharded (with --checkpoint-activations every layer is)",
     )
-    decoder_layerdrop: float = field(0.0, help="LayerDrop probability for decoder")
+    decoder_layerdrop: float = field(0.0, help="probability of skipping each whole layer in a training step")
     decoder_layers_to_keep: Optional[str] = field(
-        None, help="which layers to *keep* when pruning as a comma-separated list (not supported)"
+        None, help="comma-separated numbers of the layers to keep when loading (not supported: refused)"
     )
-    quant_noise_pq: float = field(0.0, help="iterative PQ quantization noise at training time (not supported)")
-    quant_noise_pq_block_size: int = field(8, help="block size of quantization noise at training time")
-    quant_noise_scalar: float = field(0.0, help="scalar quantization noise at training time (not supported)")
-    base_layers: int = field(0, help="number of BASE layers in total (not supported)")
-    add_bos_token: bool = field(False, help="prepend beginning of sentence token (<s>)")
-    tokens_per_sample: int = field(1024, help="max number of tokens per sample for LM dataset")
+    quant_noise_pq: float = field(
+        0.0,
+        help="probability of product-quantization noise on the weights while training (not supported: refused when above 0)",
+    )
+    quant_noise_pq_block_size: int = field(8, help="block size of that product-quantization noise")
+    quant_noise_scalar: float = field(
+        0.0, help="scalar quantization noise while training (not supported: refused when above 0)"
+    )
+    base_layers: int = field(0, help="number of BASE mixture-of-experts layers (not supported: refused when above 0)")
+    add_bos_token: bool = field(False, help="start every sample with the beginning-of-sentence symbol <s>")
+    tokens_per_sample: int = field(1024, help="length of the model's input blocks, in tokens")
     max_target_positions: Optional[int] = field(
-        None, help="max number of tokens in the target sequence (default: --tokens-per-sample)"
+        None, help="longest input, in tokens, that the model takes (unset: --tokens-per-sample)"
     )
 
     def resolved(self) -> TransformerLMConfig:

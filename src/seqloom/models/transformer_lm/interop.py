@@ -142,3 +142,6 @@ def load_fairseq_lm(
     """Reads a fairseq (or seqloom) ``transformer_lm`` checkpoint file into an eval-mode model."""
     state = load_checkpoint(path)
     return model_from_state(state, dictionary, output_dictionary, source=str(path)).eval()
+
+
+registry.CHECKPOINT_LOADERS.add("transformer_lm", model_from_state)

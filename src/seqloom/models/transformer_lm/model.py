@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from seqloom import components
 from seqloom.models.transformer_lm.config import TransformerLMConfig
 from seqloom.modules.adaptive_softmax import AdaptiveSoftmax
 from seqloom.modules.kv_cache import KVCache
@@ -155,6 +156,18 @@ class TransformerLM(nn.Module):
 
         return build_model(cfg, src_dict, tgt_dict)
 
+    # the family whose hub from_pretrained loads (registry.HUBS)
+    hub_family = "transformer_lm"
+
+    @classmethod
+    def from_pretrained(cls, model_name_or_path: Any, checkpoint_file: str = "model.pt", data_name_or_path: str = ".",
+                        **overrides: Any) -> Any:  # fmt: skip
+        """fairseq's ``TransformerLanguageModel.from_pretrained``: a local model directory -> its language-model hub
+        (see :mod:`seqloom.hub.language_model`)."""
+        # found by family name in the hub registry, not imported: the hub imports this module (a cycle otherwise)
+        return components.load_pretrained(cls.hub_family, model_name_or_path, checkpoint_file, data_name_or_path,
+                                          **overrides)  # fmt: skip
+
     def encode(self, src_tokens: Tensor) -> EncoderOut:
         """No encoder: an empty :class:`EncoderOut` ``(B, 0, C)`` that the generator can reorder."""
         bsz = src_tokens.size(0)
@@ -237,3 +250,6 @@ class TransformerLM(nn.Module):
     @torch.no_grad()
     def reorder_cache(self, cache: KVCache, new_order: Tensor) -> None:
         cache.reorder(new_order)
+
+
+TransformerLanguageModel = TransformerLM  # fairseq's name of this model class

@@ -27,12 +27,16 @@ from seqloom.optim.lr_scheduler.base import LRScheduler, ScheduleInputs, warmup_
 class CosineConfig:
     """Flags of fairseq's ``cosine`` schedule."""
 
-    warmup_updates: int = field(0, help="warmup the learning rate linearly for the first N updates")
-    warmup_init_lr: float = field(-1.0, help="initial learning rate during warmup phase; default is --min-lr")
-    min_lr: float = field(0.0, help="min learning rate")
-    t_mult: float = field(1.0, help="factor to grow the length of each period")
-    lr_period_updates: float = field(-1.0, help="initial number of updates per period (default: max_update - warmup)")
-    lr_shrink: float = field(0.1, help="shrink factor for annealing")
+    warmup_updates: int = field(
+        0, help="raise the learning rate in a straight line over the first N updates (0: no warmup)"
+    )
+    warmup_init_lr: float = field(-1.0, help="learning rate the warmup starts from (-1: --min-lr)")
+    min_lr: float = field(0.0, help="learning rate at the bottom of each cosine period")
+    t_mult: float = field(1.0, help="each period is this many times as long as the one before (1: equal periods)")
+    lr_period_updates: float = field(
+        -1.0, help="length of the first period, in updates (-1: --max-update less the warmup)"
+    )
+    lr_shrink: float = field(0.1, help="both ends of the cosine are multiplied by this after each period")
 
 
 def cosine_restart(curr_updates: float, *, period: float, t_mult: float) -> tuple[int, float, float]:

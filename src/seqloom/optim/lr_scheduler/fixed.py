@@ -24,9 +24,15 @@ from seqloom.optim.lr_scheduler.base import LRScheduler, ScheduleInputs
 class FixedConfig:
     """Flags of fairseq's ``fixed`` schedule."""
 
-    force_anneal: Optional[int] = field(None, help="force annealing at specified epoch", aliases=("--fa",))
-    lr_shrink: float = field(0.1, help="shrink factor for annealing, lr_new = (lr * lr_shrink)")
-    warmup_updates: int = field(0, help="warmup the learning rate linearly for the first N updates")
+    force_anneal: Optional[int] = field(
+        None,
+        help="from this epoch on, multiply the last --lr by --lr-shrink at every epoch (unset: never)",
+        aliases=("--fa",),
+    )
+    lr_shrink: float = field(0.1, help="factor applied per epoch once --force-anneal is reached")
+    warmup_updates: int = field(
+        0, help="raise the learning rate in a straight line over the first N updates (0: no warmup)"
+    )
 
 
 def fixed_epoch_lr(epoch: int, *, lrs: Sequence[float], force_anneal: int | None, lr_shrink: float) -> float:

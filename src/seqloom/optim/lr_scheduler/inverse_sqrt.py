@@ -22,8 +22,11 @@ from seqloom.optim.lr_scheduler.base import LRScheduler, ScheduleInputs, warmup_
 class InverseSqrtConfig:
     """Flags of fairseq's ``inverse_sqrt`` schedule."""
 
-    warmup_updates: int = field(4000, help="warmup the learning rate linearly for the first N updates")
-    warmup_init_lr: float = field(-1.0, help="initial learning rate during warmup phase; default is 0")
+    warmup_updates: int = field(
+        4000,
+        help="raise the learning rate in a straight line to --lr over the first N updates; after them it falls as 1/sqrt(update)",
+    )
+    warmup_init_lr: float = field(-1.0, help="learning rate the warmup starts from (-1: 0)")
 
 
 def inverse_sqrt_lr(num_updates: int, *, lr: float, warmup_updates: int, warmup_init_lr: float = -1.0) -> float:

@@ -24,8 +24,8 @@ from seqloom.optim.lr_scheduler.base import LRScheduler, ScheduleInputs
 class ManualConfig:
     """Flags of fairseq's ``manual`` schedule."""
 
-    epoch2lr: str = field("{}", help="a dictionary used to set lr for each epoch manually")
-    update2lr: str = field("{}", help="a dictionary used to set lr for each update manually")
+    epoch2lr: str = field("{}", help='learning rate from given epochs on, as a dict such as "{1: 0.5, 10: 0.1}"')
+    update2lr: str = field("{}", help='learning rate from given updates on, as a dict such as "{1000: 0.5, 5000: 0.1}"')
 
 
 def parse_manual(flag: str, text: str) -> dict[int, float]:

@@ -27,13 +27,15 @@ from seqloom.optim.lr_scheduler.base import LRScheduler, ScheduleInputs
 class PolynomialDecayConfig:
     """Flags of fairseq's ``polynomial_decay`` schedule."""
 
-    warmup_updates: int = field(0, help="warmup the learning rate linearly for the first N updates")
-    force_anneal: Optional[int] = field(None, help="force annealing at specified epoch", aliases=("--fa",))
-    end_learning_rate: float = field(0.0, help="learning rate to decay to")
-    power: float = field(1.0, help="decay exponent")
-    total_num_update: Optional[float] = field(
-        None, help="total number of updates over which to decay learning rate (default: --max-update)"
+    warmup_updates: int = field(
+        0, help="raise the learning rate in a straight line over the first N updates (0: no warmup)"
     )
+    force_anneal: Optional[int] = field(
+        None, help="stop decaying after this epoch and keep that learning rate (unset: never)", aliases=("--fa",)
+    )
+    end_learning_rate: float = field(0.0, help="learning rate reached at the end of the decay")
+    power: float = field(1.0, help="exponent of the decay curve (1: a straight line)")
+    total_num_update: Optional[float] = field(None, help="update at which the decay ends (unset: --max-update)")
 
 
 def polynomial_decay_lr(

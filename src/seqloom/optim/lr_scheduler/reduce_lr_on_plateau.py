@@ -33,13 +33,17 @@ MIN_LR_CHANGE = 1e-8  # torch's ReduceLROnPlateau ``eps``
 class ReduceLROnPlateauConfig:
     """Flags of fairseq's ``reduce_lr_on_plateau`` schedule."""
 
-    lr_shrink: float = field(0.1, help="shrink factor for annealing")
+    lr_shrink: float = field(0.1, help="factor applied to the learning rate each time validation stops improving")
     lr_threshold: float = field(
-        1e-4, help="threshold for measuring the new optimum, to only focus on significant changes"
+        1e-4, help="relative change of the validation figure that counts as an improvement (1e-4: 0.01 percent)"
     )
-    lr_patience: int = field(0, help="number of epochs with no improvement after which learning rate will be reduced")
-    warmup_updates: int = field(0, help="warmup the learning rate linearly for the first N updates")
-    warmup_init_lr: float = field(-1.0, help="initial learning rate during warmup phase; default is --lr")
+    lr_patience: int = field(
+        0, help="validations without improvement that are tolerated before the learning rate is lowered"
+    )
+    warmup_updates: int = field(
+        0, help="raise the learning rate in a straight line over the first N updates (0: no warmup)"
+    )
+    warmup_init_lr: float = field(-1.0, help="learning rate the warmup starts from (-1: 0)")
 
 
 @dataclass(frozen=True, kw_only=True)

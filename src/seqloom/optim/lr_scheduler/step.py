@@ -23,11 +23,13 @@ from seqloom.optim.lr_scheduler.base import LRScheduler, ScheduleInputs, warmup_
 class StepConfig:
     """Flags of fairseq's ``step`` schedule."""
 
-    warmup_updates: int = field(0, help="warmup the learning rate linearly for the first N updates")
-    warmup_init_lr: float = field(-1.0, help="initial learning rate during warmup phase; default is --min-lr")
-    min_lr: float = field(0.0, help="min learning rate")
-    lr_deacy_period: int = field(25000, help="decay period")
-    lr_decay: float = field(0.5, help="decay factor")
+    warmup_updates: int = field(
+        0, help="raise the learning rate in a straight line over the first N updates (0: no warmup)"
+    )
+    warmup_init_lr: float = field(-1.0, help="learning rate the warmup starts from (-1: --min-lr)")
+    min_lr: float = field(0.0, help="the learning rate never decays below this")
+    lr_deacy_period: int = field(25000, help="updates between two decays of the learning rate")
+    lr_decay: float = field(0.5, help="factor applied to the learning rate at each decay")
 
 
 def step_lr(num_updates: int, *, lr: float, min_lr: float = 0.0, warmup_updates: int = 0,

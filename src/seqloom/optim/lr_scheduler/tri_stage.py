@@ -26,16 +26,15 @@ from seqloom.optim.lr_scheduler.base import LRScheduler, ScheduleInputs
 class TriStageConfig:
     """Flags of fairseq's ``tri_stage`` schedule."""
 
-    warmup_steps: int = field(0, help="warmup the learning rate linearly for the first N updates")
-    hold_steps: int = field(0, help="steps in hold stage")
-    decay_steps: int = field(0, help="steps in decay stages")
+    warmup_steps: int = field(0, help="updates over which the learning rate rises from its start to --lr")
+    hold_steps: int = field(0, help="updates it then stays at --lr")
+    decay_steps: int = field(0, help="updates over which it then falls, exponentially, to its final value")
     phase_ratio: Optional[tuple[float, float, float]] = field(
         None,
-        help="if set, automatically sets warmup/hold/decay steps to the ratio specified here from max_updates. "
-        "the ratios must add up to 1.0",
+        help="shares of --max-update given to warmup, hold and decay, such as (0.1, 0.4, 0.5), which must add up to 1 (instead of the three step counts)",
     )
-    init_lr_scale: float = field(0.01, help="initial learning rate scale during warmup phase")
-    final_lr_scale: float = field(0.01, help="final learning rate scale")
+    init_lr_scale: float = field(0.01, help="the warmup starts from --lr times this")
+    final_lr_scale: float = field(0.01, help="the decay ends at --lr times this, kept from then on")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -23,10 +23,10 @@ from seqloom.optim.lr_scheduler.base import LRScheduler, ScheduleInputs
 class TriangularConfig:
     """Flags of fairseq's ``triangular`` schedule."""
 
-    max_lr: Optional[float] = field(None, help="max learning rate, must be more than --lr (required)")
-    lr_period_updates: float = field(5000, help="initial number of updates per period (cycle length)")
-    lr_shrink: float = field(0.1, help="shrink factor for annealing")
-    shrink_min: bool = field(False, help="if set, also shrinks min lr")
+    max_lr: Optional[float] = field(None, help="top of each cycle; --lr is its bottom (required, above --lr)")
+    lr_period_updates: float = field(5000, help="length of a cycle in updates, half rising and half falling")
+    lr_shrink: float = field(0.1, help="both ends of the cycle are multiplied by this after each cycle")
+    shrink_min: bool = field(False, help="shrink the bottom of the cycle as well (otherwise only the top shrinks)")
 
 
 def triangular_lr(num_updates: int, *, lr: float, max_lr: float, lr_period_updates: float = 5000,

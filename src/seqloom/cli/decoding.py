@@ -14,13 +14,13 @@ import torch
 from torch import Tensor
 
 from seqloom import registry
-from seqloom.config import ParsedArgs
+from seqloom.cli.model_loading import load_language_model
+from seqloom.cli.parser import ParsedArgs
 from seqloom.devices import inference_dtype, select_device
 from seqloom.generation.alignment import add_alignments
 from seqloom.generation.config import GenerationConfig
 from seqloom.generation.generator import SequenceGenerator
 from seqloom.generation.hypotheses import Hypothesis
-from seqloom.generation.loading import load_language_model
 from seqloom.generation.scorer import SequenceScorer
 
 
@@ -194,7 +194,7 @@ def symbols_to_strip(generator: Any, tgt_dict: Any, task: Any = None) -> frozens
     ``symbols_to_strip_from_output``. fairseq gives the task's to its generator only, so ``--score-reference``
     (the scorer) prints them."""
     eos = getattr(generator, "eos", tgt_dict.eos())
-    own = frozenset() if isinstance(generator, SequenceScorer) else getattr(task, "symbols_to_strip_from_output", None)
+    own = frozenset() if isinstance(generator, SequenceScorer) else task.symbols_to_strip_from_output
     own = frozenset(own or ())
     return own if eos == tgt_dict.eos() else own | {eos}
 

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from seqloom import registry
 from seqloom.checkpoint.io import load_checkpoint
 from seqloom.data.batching import resolve_max_positions
 from seqloom.data.dictionary import Dictionary
@@ -42,11 +43,16 @@ from seqloom.hub.loading import (
 from seqloom.hub.pretrained import checkpoint_groups
 from seqloom.models.transformer_lm.interop import model_from_state
 
+# re-exported: fairseq's spelling, TransformerLanguageModel.from_pretrained(...) -> the hub of this module
+from seqloom.models.transformer_lm.model import TransformerLanguageModel as TransformerLanguageModel
+
 
 class LanguageModelHub(GeneratorHubInterface):
     """A hub over ``transformer_lm`` models; see :class:`GeneratorHubInterface` for the shared methods."""
 
     add_bos_token: bool = False
+    # fairseq's language-modeling task builds its inference dataset unordered: batches of consecutive inputs
+    batch_order = "input"
 
     @property
     def bos_token(self) -> int:
@@ -133,7 +139,4 @@ def from_pretrained(
     return hub
 
 
-class TransformerLanguageModel:
-    """fairseq's spelling: ``TransformerLanguageModel.from_pretrained(dir, checkpoint_file=..., ...)`` -> a hub."""
-
-    from_pretrained = staticmethod(from_pretrained)
+registry.HUBS.add("transformer_lm", from_pretrained)  # TransformerLanguageModel.from_pretrained finds it there

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from seqloom import registry
 from seqloom.checkpoint.io import load_checkpoint
 from seqloom.data.batching import resolve_max_positions
 from seqloom.data.dictionary import Dictionary
@@ -77,7 +78,7 @@ class BARTHub(GeneratorHubInterface):
     # batches of consecutive sentences in input order, as fairseq's BART hub makes them (its inference dataset
     # is not ordered by length); they matter: ``match_source_len`` follows the padded batch width
     # (see :meth:`inference_step`)
-    sort_by_length = False
+    batch_order = "input"
 
     @property
     def bart(self) -> BARTModel:
@@ -126,7 +127,8 @@ class BARTHub(GeneratorHubInterface):
 
     def fill_mask(self, masked_inputs: str | Sequence[str], topk: int = 5, match_source_len: bool = True,
                   **generate_kwargs: Any) -> Any:  # fmt: skip
-        """The ``topk`` (text, natural-log score) fillings of each input's ``<mask>`` span(s), best first.
+        """The ``topk`` (text, natural-log score) fillings of each input's ``<mask>`` span(s), best first; scores
+        are 0-dim tensors, as fairseq returns them.
 
         One batched beam search (beam = max(topk, beam)); ``match_source_len`` keeps outputs as long as the
         input. A single string gives its list; a list gives a list per input.
@@ -138,7 +140,7 @@ class BARTHub(GeneratorHubInterface):
         batch = [self._encode_masked(text) for text in masked_inputs]
         beam = max(topk, int(generate_kwargs.pop("beam", -1)))
         hyps = self.generate(batch, beam, match_source_len=match_source_len, **generate_kwargs)
-        return [[(self.decode(h.tokens), float(h.score)) for h in sentence[:topk]] for sentence in hyps]
+        return [[(self.decode(h.tokens), h["score"]) for h in sentence[:topk]] for sentence in hyps]
 
     def _encode_masked(self, text: str) -> Tensor:
         if MASK not in text:
@@ -196,6 +198,11 @@ def from_pretrained(
     (mBART) checkpoint that saved no ``--langs`` (else its data folder's sub-folders name them).
     """
     kwargs.setdefault("bpe", "gpt2")
+    # fairseq's BARTModel.from_pretrained takes sample_break_mode='eos' (one input, one sample): the only mode here
+    mode = kwargs.pop("sample_break_mode", "eos")
+    if mode != "eos":
+        raise ValueError(f"BARTModel.from_pretrained: sample_break_mode={mode!r} is not supported; the hub encodes "
+                         "each input as one sample, fairseq's 'eos' (the default)")  # fmt: skip
     check_keywords(
         kwargs,
         extra=("langs",),
@@ -224,3 +231,6 @@ def from_pretrained(
         batching=hub_batching(groups, kwargs),
         max_positions=resolve_max_positions(limits, model.max_positions()),
     )
+
+
+registry.HUBS.add("bart", from_pretrained)  # BARTModel.from_pretrained finds it there

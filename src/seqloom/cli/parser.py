@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, NoReturn, cast
 
 from seqloom import registry
+from seqloom.cli.fairseq_flags import config_key_note, strip_ignored, unsupported_message
 from seqloom.components import import_builtins, import_user_dir
-from seqloom.config.fairseq_flags import config_key_note, strip_ignored, unsupported_message
 from seqloom.config.options import add_dataclass_args, from_namespace, suggest
 
 # selector dest -> (flag, registry)
