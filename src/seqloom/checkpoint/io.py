@@ -3,7 +3,8 @@
 Loading never runs pickled code: ``torch.load(weights_only=True)`` with a short allow-list, enough for
 fairseq's checkpoints (``args`` is an ``argparse.Namespace``; hydra-era ``cfg`` is a plain dict, or a
 pickled omegaconf ``DictConfig`` that :mod:`seqloom.checkpoint.omegaconf_compat` reads as plain data
-without importing omegaconf). Saving is atomic: a crash mid-save leaves the previous file intact.
+without importing omegaconf; numpy arrays, scalars and dtypes, as fairseq's ``--eval-bleu`` meters hold
+them, through the guarded functions of :mod:`seqloom.checkpoint.numpy_compat`). Saving is atomic: a crash mid-save leaves the previous file intact.
 """
 
 from __future__ import annotations
@@ -22,32 +23,48 @@ from typing import Any
 
 import torch
 
+from seqloom.checkpoint.limits import TooLarge, check_declared_sizes
+from seqloom.checkpoint.numpy_compat import NUMPY_SAFE_GLOBALS
 from seqloom.checkpoint.omegaconf_compat import OMEGACONF_STAND_INS, to_plain
 from seqloom.paths import unwritable_reason
 
 # Globals a checkpoint may reference besides tensors and builtin containers.
-SAFE_GLOBALS: list[Any] = [argparse.Namespace, *OMEGACONF_STAND_INS]
+SAFE_GLOBALS: list[Any] = [argparse.Namespace, *OMEGACONF_STAND_INS, *NUMPY_SAFE_GLOBALS]
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint file could not be read or written; the message names the file and what to do."""
 
 
-def load_checkpoint(path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(
+    path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu", expected_params: int | None = None
+) -> dict[str, Any]:
     """Loads the checkpoint dict at ``path`` without executing arbitrary pickled code.
 
+    Before any tensor is read, the sizes the file declares are checked (:mod:`seqloom.checkpoint.limits`):
+    memory is bounded by the file's size and, given ``expected_params`` (the parameters of the model it is
+    meant for), by what such a model's checkpoint holds.
+
     Raises :class:`FileNotFoundError` for a missing file and :class:`CheckpointError` for a corrupt or
-    truncated file or one that references a global outside the allow-list (the name is in the message).
+    truncated file, one that declares implausible sizes, or one that references a global outside the
+    allow-list (the name is in the message).
     """
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"checkpoint {file}: no such file")
     try:
+        check_declared_sizes(file, expected_params=expected_params)
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             state = torch.load(file, map_location=map_location, weights_only=True)
+    except TooLarge as err:
+        raise CheckpointError(str(err)) from None
+    except MemoryError:
+        raise CheckpointError(_memory_message(file)) from None
     except pickle.UnpicklingError as err:
         raise CheckpointError(_unpickling_message(file, err)) from None
     except (EOFError, zipfile.BadZipFile, RuntimeError, ValueError) as err:
+        if _out_of_memory(err):
+            raise CheckpointError(_memory_message(file)) from None
         raise CheckpointError(
             f"checkpoint {file}: cannot be read, the file is truncated or corrupt ({type(err).__name__}: {err}); "
             "re-copy it or use an older checkpoint"
@@ -64,8 +81,28 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: str | torch.d
     return to_plain(state)
 
 
+def _out_of_memory(err: BaseException) -> bool:
+    """torch reports a failed allocation as a RuntimeError ("DefaultCPUAllocator: can't allocate memory ...")."""
+    text = str(err).lower()
+    return "can't allocate memory" in text or "not enough memory" in text or "out of memory" in text
+
+
+def _memory_message(file: Path) -> str:
+    size = file.stat().st_size
+    return (
+        f"checkpoint {file}: not enough memory to load it (the file is {size:,} bytes; loading needs about as "
+        "much free memory, more if it is later moved to a GPU); free memory or raise the process's memory limit"
+    )
+
+
 def _unpickling_message(file: Path, err: pickle.UnpicklingError) -> str:
     text = str(err)
+    numpy_value = re.search(r"numpy value refused: ([^\n]*)", text)
+    if numpy_value:
+        return (
+            f"checkpoint {file}: refused to load: it holds {numpy_value.group(1)}, which numpy never writes; the "
+            "file was altered or made by another program"
+        )
     found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text) or re.search(r"GLOBAL ([\w.]+)", text)
     if found:
         return (

@@ -72,9 +72,12 @@ def average_checkpoints(paths: Sequence[str]) -> dict:
 
     first: dict | None = None
     sums: dict[str, torch.Tensor] = {}
+    expected: int | None = None  # the first model's size bounds what the others may declare
     for path in paths:
-        state = load_checkpoint(path)
+        state = load_checkpoint(path, expected_params=expected)
         params = state["model"]
+        if expected is None:
+            expected = sum(v.numel() for v in params.values() if isinstance(v, torch.Tensor))
         if first is None:
             first = state
             keys = list(params)

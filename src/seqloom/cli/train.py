@@ -381,6 +381,8 @@ def train_from_checkpoint(parsed: ParsedArgs, task: Any, trainer: Trainer) -> Tr
         loop.best.best = extra["best"]
     if not restored.reset_meters:
         loop.previous_training_time = float(extra.get("previous_training_time", 0.0))
+        if "metrics" in extra:  # fairseq's meters (numpy BLEU counts with --eval-bleu) go on into later checkpoints
+            loop.carried_state["metrics"] = extra["metrics"]
         if isinstance(extra.get("train_meters"), dict):
             loop.resumed_meters = extra["train_meters"]
     try:

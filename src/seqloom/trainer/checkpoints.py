@@ -5,7 +5,7 @@ fairseq's names, which fairseq turns into its config), ``model`` (state dict), `
 ``optimizer_history`` (``[{criterion_name, optimizer_name, lr_scheduler_state, num_updates}]``),
 ``task_state``, ``extra_state`` (``train_iterator``, ``val_loss``, ``best``, ``previous_training_time``,
 ``rng_state``, ``loss_scale``, seqloom's ``train_meters`` (the running epoch summary), with ``--store-ema`` ``ema``
-and ``ema_fp32_params``) and ``last_optimizer_state``. Files: ``checkpoint{epoch}.pt``,
+and ``ema_fp32_params``, and a resumed fairseq run's ``metrics``) and ``last_optimizer_state``. Files: ``checkpoint{epoch}.pt``,
 ``checkpoint_{epoch}_{updates}.pt``, ``checkpoint_best.pt``, ``checkpoint.best_{metric}_{value}.pt``,
 ``checkpoint_last.pt``; each written once and copied to the other names, atomically.
 """
@@ -57,13 +57,29 @@ class BestTracker:
             self.best = value if self.best is None else (max if self.maximize else min)(value, self.best)
 
 
+# options seqloom leaves None to mean "as that other option", where fairseq's field is a plain bool/number
+# whose default refers to the other one: fairseq's config refuses None there (``update_epoch_batch_itr=null``)
+FOLLOWS = {"update_epoch_batch_itr": "grouped_shuffling", "total_num_update": "max_update"}
+# fairseq options of features seqloom lacks (their flags are refused), written with fairseq's defaults: a field
+# missing from ``args`` whose default refers to another option turns into True in fairseq if it is a bool
+# (fairseq's ``bool("${common.tpu}")``), so e.g. its language-modeling task would ask for a plasma store
+ABSENT_FEATURES = {"tpu": False, "model_parallel_size": 1, "use_plasma_view": False, "plasma_path": "/tmp/plasma"}
+
+
 def fairseq_args(namespace: argparse.Namespace) -> argparse.Namespace:
-    """A copy of the run's namespace that fairseq reads: tuples as fairseq's strings (``'(0.9, 0.98)'``)."""
+    """A copy of the run's namespace that fairseq reads: tuples as fairseq's strings (``'(0.9, 0.98)'``), and
+    no None where fairseq's config needs a value (:data:`FOLLOWS`), fairseq's defaults of features seqloom lacks
+    (:data:`ABSENT_FEATURES`)."""
     values = {}
     for key, value in vars(namespace).items():
         if isinstance(value, tuple):
             value = "(" + ", ".join(repr(v) for v in value) + ")"
         values[key] = value
+    for key, other in FOLLOWS.items():
+        if key in values and values[key] is None and values.get(other) is not None:
+            values[key] = values[other]
+    for key, value in ABSENT_FEATURES.items():
+        values.setdefault(key, value)
     return argparse.Namespace(**values)
 
 
@@ -205,7 +221,9 @@ def save_checkpoints(
     """Writes this moment's checkpoints (rank 0 only) and prunes old ones; returns the paths written (with a
     ``writer``: being written).
 
-    Under FSDP or ZeRO every rank takes part in gathering the state; rank 0 alone writes it."""
+    ``extra_state`` adds entries (seqloom's ``train_meters``; a resumed fairseq run's ``metrics``, whose meters may
+    hold numpy arrays, kept as found). Under FSDP or ZeRO every rank takes part in gathering the state; rank 0
+    alone writes it."""
     best.update(val_loss)
     collective = trainer.dist.world_size > 1 and (trainer.sharded or is_zero(trainer.optimizer))
     if cfg.no_save or not (trainer.dist.is_master or collective):

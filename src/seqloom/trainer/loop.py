@@ -116,6 +116,7 @@ class TrainingLoop:
     history: list[dict[str, float]] = field(default_factory=list)
     valid_hook: ValidHook | None = None  # extra per-batch validation sums (the task's --eval-bleu)
     valid_reduce: Callable[[Mapping[str, float]], dict[str, float]] | None = None  # figures from those sums
+    carried_state: dict[str, Any] = field(default_factory=dict)  # restored extra_state kept in every checkpoint
     _interval: Meter | None = field(default=None, init=False, repr=False)  # train_inner's meter, across epochs
     _epoch_meter: Meter | None = field(default=None, init=False, repr=False)  # the epoch summary's meter
     # the meters a checkpoint saved mid-epoch (``extra_state["train_meters"]``), for the epoch it resumes
@@ -250,7 +251,7 @@ class TrainingLoop:
                 best=self.best,
                 training_time=self.training_time(),
                 writer=self.writer,
-                extra_state={"train_meters": self._meter_state(epoch)},
+                extra_state={**self.carried_state, "train_meters": self._meter_state(epoch)},
             )
         return figures, stop
 

@@ -100,7 +100,9 @@ def restore(cfg: CheckpointConfig, trainer: Trainer, args: argparse.Namespace) -
         return restored
     from seqloom.checkpoint.io import load_checkpoint
 
-    state = load_checkpoint(path)
+    # the model is built: a file declaring far more than its weights and their optimizer/EMA copies is refused
+    expected = sum(t.numel() for t in trainer.model.state_dict().values() if isinstance(t, torch.Tensor))
+    state = load_checkpoint(path, expected_params=expected)
     if trainer.sharded:  # FSDP: each rank keeps its shard of the full weights (names and shapes checked there)
         load_full_model_state(trainer.model, state["model"], source=path)
     else:
