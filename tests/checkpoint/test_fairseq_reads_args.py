@@ -82,8 +82,8 @@ def refusals(args: dict[str, Any]) -> list[str]:
 
 def checkpoint_args(argv: list[str]) -> dict[str, Any]:
     """The ``args`` ``seqloom train`` writes into its checkpoints for this command line."""
-    from seqloom.cli.train import SPEC, checkpoint_namespace
     from seqloom.cli.parser import parse_args
+    from seqloom.cli.train import SPEC, checkpoint_namespace
     from seqloom.trainer.checkpoints import fairseq_args
 
     return vars(fairseq_args(checkpoint_namespace(parse_args(SPEC, argv))))
