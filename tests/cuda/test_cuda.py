@@ -279,11 +279,11 @@ def test_translation_hub_on_the_gpu_gives_fairseqs_translations(fairseq_fixtures
     assert sum(a == b for a, b in zip(halves, ref["translate_beam5"])) >= len(halves) // 2
 
 
-def test_bart_hub_on_the_gpu_gives_fairseqs_fill_mask_and_features(fairseq_fixtures: Path) -> None:
+def test_bart_hub_on_the_gpu_gives_fairseqs_fill_mask_and_features(fairseq_fixtures: Path, gpt2_bpe: Path) -> None:
     from seqloom.hub import BARTModel
 
     ref = json.loads((fairseq_fixtures / "bart" / "hub.json").read_text(encoding="utf-8"))
-    gpt2 = fairseq_fixtures.parents[1] / "data" / "gpt2-bpe"
+    gpt2 = gpt2_bpe
     hub = BARTModel.from_pretrained(
         str(fairseq_fixtures / "bart" / "model"), checkpoint_file="model.pt", bpe="gpt2",
         gpt2_encoder_json=str(gpt2 / "encoder.json"), gpt2_vocab_bpe=str(gpt2 / "vocab.bpe"),

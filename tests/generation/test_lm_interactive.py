@@ -39,7 +39,7 @@ def test_tasks_without_raw_inputs_and_generate_of_a_language_model_are_named(fai
     bart, lm = fairseq_fixtures / "bart", fairseq_fixtures / "lm"
     source = tmp_path / "input.txt"
     source.write_text("hello world\n", encoding="utf-8")
-    argv = [str(bart / "data-bin"), "--task", "denoising", "--path", str(bart / "checkpoints" / "checkpoint_best.pt"),
+    argv = [str(bart / "data-bin"), "--task", "denoising", "--path", str(bart / "model" / "model.pt"),
             "--input", str(source)]  # fmt: skip
     assert interactive(argv) == 1
     assert "DenoisingTask cannot generate from raw input lines" in capsys.readouterr().err

@@ -19,9 +19,9 @@ def ref(fairseq_fixtures: Path) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def hub(fairseq_fixtures: Path) -> BARTHub:
+def hub(fairseq_fixtures: Path, gpt2_bpe: Path) -> BARTHub:
     """Loaded with fairseq's own from_pretrained call of hub.json (which fails in fairseq 0.12)."""
-    gpt2 = fairseq_fixtures.parents[1] / "data" / "gpt2-bpe"
+    gpt2 = gpt2_bpe
     return BARTModel.from_pretrained(
         str(fairseq_fixtures / "bart" / "model"),
         checkpoint_file="model.pt",

@@ -66,8 +66,8 @@ def test_batches(task: DenoisingTask) -> None:
     assert torch.equal(item["target"], dataset[3]["target"]) and not torch.equal(item["source"], dataset[3]["source"])
 
 
-def test_gpt2_word_starts(fairseq_fixtures: Path, task: DenoisingTask) -> None:
-    gpt2 = fairseq_fixtures.parents[1] / "data" / "gpt2-bpe"
+def test_gpt2_word_starts(gpt2_bpe: Path, task: DenoisingTask) -> None:
+    gpt2 = gpt2_bpe
     cfg = DenoisingConfig(bpe="gpt2", gpt2_encoder_json=str(gpt2 / "encoder.json"),
                           gpt2_vocab_bpe=str(gpt2 / "vocab.bpe"), mask_length="word")  # fmt: skip
     table = word_start_table(cfg, task.dictionary)

@@ -18,8 +18,8 @@ MODULES = ("gpt2_bpe", "sentencepiece_bpe", "characters_bpe", "bytes_bpe", "hf_b
 
 
 @pytest.fixture(scope="module")
-def gpt2_dir(fairseq_fixtures: Path) -> Path:
-    return fairseq_fixtures.parents[1] / "data" / "gpt2-bpe"
+def gpt2_dir(gpt2_bpe: Path) -> Path:
+    return gpt2_bpe
 
 
 def test_builtin_codecs_are_registered() -> None:

@@ -13,9 +13,8 @@ from seqloom.tokenizers.gpt2_bpe import GPT2BPE, GPT2BPEConfig
 
 
 @pytest.fixture(scope="module")
-def gpt2_files(fairseq_fixtures: Path) -> tuple[str, str]:
-    folder = fairseq_fixtures.parents[1] / "data" / "gpt2-bpe"  # ../../data/gpt2-bpe, as in fairseq's commands
-    return str(folder / "encoder.json"), str(folder / "vocab.bpe")
+def gpt2_files(gpt2_bpe: Path) -> tuple[str, str]:
+    return str(gpt2_bpe / "encoder.json"), str(gpt2_bpe / "vocab.bpe")
 
 
 @pytest.fixture(scope="module")

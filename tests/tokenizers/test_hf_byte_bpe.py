@@ -15,8 +15,8 @@ CORPUS = Path(__file__).resolve().parents[2] / "examples" / "data" / "bible-en-e
 
 
 @pytest.fixture(scope="module")
-def gpt2_dir(fairseq_fixtures: Path) -> Path:
-    return fairseq_fixtures.parents[1] / "data" / "gpt2-bpe"
+def gpt2_dir(gpt2_bpe: Path) -> Path:
+    return gpt2_bpe
 
 
 def gpt2_files_codec(gpt2_dir: Path, *, prefix_space: bool) -> HuggingFaceByteLevelBPE:

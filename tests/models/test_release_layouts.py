@@ -1,0 +1,128 @@
+"""Checkpoints laid out like fairseq's released translation models: every command works and equals fairseq.
+
+``tests/fixtures/release_layouts`` (made by ``scripts/make_release_layouts.sh`` with fairseq 0.12.3.1) holds
+tiny models with the released architecture names, options, dictionaries, BPE files and checkpoint layout
+(an ``args`` Namespace and no ``cfg``, as the 2019-2020 releases ship): wmt19 en-de (an ensemble of
+``transformer_wmt_en_de_big`` with shared embeddings, Moses + fastBPE), wmt16 en-de
+(``transformer_vaswani_wmt_en_de_big --share-all-embeddings``, Moses + subword-nmt) and a checkpoint in
+fairseq's oldest layout (old args, old key names, no ``optimizer_history``), and bart.large.cnn's layout
+(``bart_large`` fine-tuned by the translation task) under its summarization options. fairseq's generate and
+interactive lines on each are the reference: hypotheses exact, scores within 1e-4.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from seqloom.checkpoint.io import load_checkpoint
+from seqloom.cli.generate import main as generate
+from seqloom.cli.interactive import main as interactive
+from seqloom.hub import TransformerModel
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "generation"))
+from fixture_compare import compare_lines, read_lines  # noqa: E402
+
+HERE = Path(__file__).parents[1] / "fixtures" / "release_layouts"
+WMT19, WMT16, OLDEST = HERE / "wmt19_en_de", HERE / "wmt16_en_de", HERE / "oldest"
+# name: (folder of fairseq's outputs, data/model folder, --path, BPE)
+LAYOUTS = {
+    "wmt19_ensemble": (WMT19, WMT19, f"{WMT19 / 'model1.pt'}:{WMT19 / 'model2.pt'}", "fastbpe"),
+    "wmt16_share_all": (WMT16, WMT16, str(WMT16 / "model.pt"), "subword_nmt"),
+    "oldest_args_only": (OLDEST, WMT16, str(OLDEST / "model.pt"), "subword_nmt"),
+}
+SEARCH = ["--beam", "5", "--max-len-b", "30"]
+
+
+@pytest.mark.parametrize("name", LAYOUTS)
+def test_generate_equals_fairseq(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    outputs, data, path, _ = LAYOUTS[name]
+    argv = [str(data), "-s", "en", "-t", "de", "--path", path, "--gen-subset", "test", *SEARCH, "--batch-size", "16"]
+    assert generate(argv) == 0
+    got = [line for line in capsys.readouterr().out.splitlines() if line[1:2] == "-"]
+    assert compare_lines(read_lines(outputs / "generate.beam5.txt.gz"), got) == []
+
+
+@pytest.mark.parametrize("name", LAYOUTS)
+def test_interactive_equals_fairseq(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    outputs, data, path, bpe = LAYOUTS[name]
+    argv = [str(data), "-s", "en", "-t", "de", "--path", path, *SEARCH, "--nbest", "2", "--tokenizer", "moses",
+            "--bpe", bpe, "--bpe-codes", str(data / "bpecodes"), "--input", str(HERE / "input.en")]  # fmt: skip
+    assert interactive(argv) == 0
+    got = capsys.readouterr().out.splitlines()
+    assert compare_lines(read_lines(outputs / "interactive.beam5.nbest2.txt"), got, skip=("W-",)) == []
+
+
+@pytest.mark.parametrize("name", LAYOUTS)
+def test_hub_translates_as_fairseq_interactive(name: str) -> None:
+    """``from_pretrained`` on the folder, as the released models are loaded (``checkpoint_file='a.pt:b.pt'``
+    for the ensemble): the best hypothesis of each line is fairseq-interactive's ``D-`` text."""
+    outputs, data, path, bpe = LAYOUTS[name]
+    files = ":".join(Path(p).name for p in path.split(":"))
+    hub = TransformerModel.from_pretrained(str(Path(path.split(":")[0]).parent), checkpoint_file=files,
+                                           data_name_or_path=str(data), tokenizer="moses", bpe=bpe,
+                                           bpe_codes=str(data / "bpecodes"), source_lang="en", target_lang="de")  # fmt: skip
+    lines = (HERE / "input.en").read_text(encoding="utf-8").splitlines()
+    expected = {}
+    for line in read_lines(outputs / "interactive.beam5.nbest2.txt"):
+        tag, *rest = line.split("\t")
+        if tag.startswith("D-") and tag not in expected:
+            expected[tag] = rest[1]
+    assert hub.translate(lines, beam=5, max_len_b=30) == [expected[f"D-{i}"] for i in range(len(lines))]
+
+
+def test_layouts_are_the_released_ones() -> None:
+    """The fixtures really are in the released layouts (an args Namespace, no cfg; old keys in the oldest)."""
+    for path in (WMT19 / "model1.pt", WMT16 / "model.pt"):
+        state = load_checkpoint(path)
+        assert state.get("cfg") is None and state["args"].arch.endswith("_big")
+        assert state["args"].share_all_embeddings
+    oldest = load_checkpoint(OLDEST / "model.pt")
+    assert "optimizer_history" not in oldest and "cfg" not in oldest
+    assert not hasattr(oldest["args"], "max_source_positions") and oldest["args"].max_positions == 1024
+    keys = set(oldest["model"])
+    assert "decoder.embed_out" in keys and "decoder.output_projection.weight" not in keys
+    assert "encoder.layers.0.layer_norms.1.weight" in keys and "decoder.layers.0.layer_norms.2.weight" in keys
+    assert "encoder.layers.0.self_attn.in_proj_weight" in keys and not any(k.endswith(".version") for k in keys)
+    assert isinstance(oldest["model"]["decoder.embed_out"], torch.Tensor)
+
+
+CNN = HERE / "bart_large_cnn"
+CNN_SEARCH = ["--beam", "4", "--lenpen", "2.0", "--max-len-b", "140", "--min-len", "55", "--no-repeat-ngram-size", "3"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open: fairseq 0.12 prints 8 of the 12 test sentences (ids 1, 2, 7, 10 missing) and its hypotheses "
+    "differ from seqloom's from the first token, though both models' first-step scores agree to 1e-6",
+)
+def test_bart_cnn_generate_with_the_summarization_options_equals_fairseq(capsys: pytest.CaptureFixture[str]) -> None:
+    """bart.large.cnn's layout (``bart_large`` fine-tuned by the translation task, ``dict.source.txt`` /
+    ``dict.target.txt``) under its summarization options: fairseq-generate's lines."""
+    argv = [str(CNN), "-s", "source", "-t", "target", "--path", str(CNN / "model.pt"), "--gen-subset", "test",
+            *CNN_SEARCH, "--batch-size", "4"]  # fmt: skip
+    assert generate(argv) == 0
+    got = [line for line in capsys.readouterr().out.splitlines() if line[1:2] == "-"]
+    assert compare_lines(read_lines(CNN / "generate.cnn.txt.gz"), got) == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open: seqloom's BART hub reads only dict.txt; bart.large.cnn (translation task) ships "
+    "dict.source.txt and dict.target.txt",
+)
+def test_bart_cnn_hub_sample_equals_fairseq(gpt2_bpe: Path) -> None:
+    """fairseq's summarization snippet: ``BARTModel.from_pretrained(...).sample(lines, beam=4, lenpen=2.0,
+    max_len_b=140, min_len=55, no_repeat_ngram_size=3)``."""
+    import json
+
+    from seqloom.hub import BARTModel
+
+    ref = json.loads((CNN / "hub.json").read_text(encoding="utf-8"))
+    bart = BARTModel.from_pretrained(str(CNN), checkpoint_file="model.pt", data_name_or_path=str(CNN), bpe="gpt2",
+                                     gpt2_encoder_json=str(gpt2_bpe / "encoder.json"),
+                                     gpt2_vocab_bpe=str(gpt2_bpe / "vocab.bpe"))  # fmt: skip
+    assert bart.sample(ref["inputs"], **ref["options"]) == ref["sample"]
