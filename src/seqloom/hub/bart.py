@@ -72,6 +72,29 @@ def language_tokens(task: dict[str, Any], data_dir: Path, langs: str | None) -> 
     return sorted(p.name for p in data_dir.iterdir() if p.is_dir()) if data_dir.is_dir() else []
 
 
+def translation_pair(task: dict[str, Any]) -> tuple[str, str] | None:
+    """``(source_lang, target_lang)`` of a BART checkpoint fine-tuned by the ``translation`` task (as
+    bart.large.cnn is: its dictionaries are ``dict.source.txt``/``dict.target.txt``, no ``<mask>`` added);
+    None for the denoising and other tasks, which read ``dict.txt``."""
+    if task.get("task", task.get("_name")) != "translation":
+        return None
+    src, tgt = task.get("source_lang"), task.get("target_lang")
+    if not src or not tgt:
+        raise ValueError("BARTModel.from_pretrained: the checkpoint was trained by the translation task but saved "
+                         "no source_lang/target_lang, so which dict.LANG.txt files to read is unknown")  # fmt: skip
+    return str(src), str(tgt)
+
+
+def pair_dictionary_file(data_dir: Path, lang: str, checkpoint: Path) -> Path:
+    """``data_dir/dict.{lang}.txt``; a missing one is an error naming the file and the checkpoint's task."""
+    path = data_dir / f"dict.{lang}.txt"
+    if not path.is_file():
+        raise FileNotFoundError(f"dictionary {path}: no such file; {checkpoint} was fine-tuned by the translation "
+                                f"task, which reads dict.{lang}.txt (not dict.txt); pass data_name_or_path=DIR "
+                                "naming the folder that holds it")  # fmt: skip
+    return path
+
+
 class BARTHub(GeneratorHubInterface):
     """A hub over one BART model; see :class:`GeneratorHubInterface` for ``sample``/``generate``/``translate``."""
 
@@ -191,7 +214,9 @@ def from_pretrained(
 ) -> BARTHub:
     """A local BART directory -> an eval-mode :class:`BARTHub`; never downloads, never unpickles code.
 
-    ``data_name_or_path``: the folder of ``dict.txt`` (starting with '.': inside the model directory).
+    ``data_name_or_path``: the folder of ``dict.txt`` (starting with '.': inside the model directory); for a
+    checkpoint fine-tuned by the translation task (bart.large.cnn) the folder of its ``dict.{source_lang}.txt``
+    and ``dict.{target_lang}.txt``, read as they are (the translation task adds no ``<mask>``).
     Keywords: ``bpe`` (default ``gpt2``) and its files ``gpt2_encoder_json=``/``gpt2_vocab_bpe=`` (else
     ``encoder.json``/``vocab.bpe`` in the model directory), ``max_tokens``/``batch_size``, generation options,
     and ``langs`` ('en_XX,ro_RO,...'): the ``[lang]`` symbols of a ``multilingual_denoising --add-lang-token``
@@ -212,19 +237,26 @@ def from_pretrained(
     )
     model_dir, named = files.resolve_model_dir(model_name_or_path)
     (path,) = files.checkpoint_paths(model_dir, named or checkpoint_file)[:1]
-    dict_path = dictionary_file(model_dir, data_name_or_path)
     state = load_checkpoint(path)
     groups = checkpoint_groups(state)
-    langs = language_tokens(groups.get("task") or {}, dict_path.parent, kwargs.pop("langs", None))
-    dictionary = load_dictionary(dict_path, langs=langs)
-    model = model_from_state(state, dictionary, source=str(path)).eval()
+    task_group = groups.get("task") or {}
+    pair = translation_pair(task_group)
+    if pair is None:
+        dict_path = dictionary_file(model_dir, data_name_or_path)
+        langs = language_tokens(task_group, dict_path.parent, kwargs.pop("langs", None))
+        src_dict = tgt_dict = load_dictionary(dict_path, langs=langs)
+    else:
+        kwargs.pop("langs", None)
+        data_dir = files.resolve_data_dir(model_dir, data_name_or_path)
+        src_dict, tgt_dict = (Dictionary.load(pair_dictionary_file(data_dir, lang, path)) for lang in pair)
+    model = model_from_state(state, src_dict, source=str(path)).eval()
     tokenizer, bpe = build_codecs(model_dir, groups, kwargs)
     task = pick_options(groups.get("task"), ("max_source_positions", "max_target_positions"), {})
     limits = (task.get("max_source_positions", 1024), task.get("max_target_positions", 1024))
     return BARTHub(
         [model],
-        src_dict=dictionary,
-        tgt_dict=dictionary,
+        src_dict=src_dict,
+        tgt_dict=tgt_dict,
         tokenizer=tokenizer,
         bpe=bpe,
         generation=generation_config(groups, kwargs),
