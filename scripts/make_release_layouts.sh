@@ -9,8 +9,10 @@
 #   wmt16_en_de/  transformer_vaswani_wmt_en_de_big --share-all-embeddings, Moses + subword-nmt ``bpecodes``
 #   oldest/       transformer_wmt_en_de with its own output matrix, saved in the pre-2019 layout (old args,
 #                 no optimizer_history, fused in_proj, layer_norms.K, decoder.embed_out); data of wmt16_en_de/
-# Run from the repository root with fairseq 0.12.3.1's interpreter; sacremoses, subword-nmt and fastBPE must
-# be importable by it (e.g. on PYTHONPATH), about two minutes:
+#   bart_large_cnn/  bart_large fine-tuned by the translation task, bart.large.cnn's summarization options
+#   m2m_100/      translation_multi_simple_epoch, pre-norm, --fixed-dictionary, SentencePiece (release_layouts_m2m.sh)
+# Run from the repository root with fairseq 0.12.3.1's interpreter; sacremoses, subword-nmt, fastBPE and
+# sentencepiece must be importable by it (e.g. on PYTHONPATH), about two minutes:
 #   FAIRSEQ_PYTHON=../peer-venvs/fs/bin/python bash scripts/make_release_layouts.sh
 set -euo pipefail
 export TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -136,3 +138,6 @@ options = dict(beam=4, lenpen=2.0, max_len_b=140, min_len=55, no_repeat_ngram_si
 out = {"inputs": lines, "options": options, "sample": bart.sample(lines, **options)}
 json.dump(out, open(f"{folder}/hub.json", "w"), indent=1, ensure_ascii=False)
 PY
+
+# ---- m2m_100 (translation_multi_simple_epoch, pre-norm, --fixed-dictionary, SentencePiece)
+FAIRSEQ_PYTHON="$PY" bash scripts/release_layouts_m2m.sh

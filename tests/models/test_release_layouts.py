@@ -6,7 +6,8 @@ tiny models with the released architecture names, options, dictionaries, BPE fil
 ``transformer_wmt_en_de_big`` with shared embeddings, Moses + fastBPE), wmt16 en-de
 (``transformer_vaswani_wmt_en_de_big --share-all-embeddings``, Moses + subword-nmt) and a checkpoint in
 fairseq's oldest layout (old args, old key names, no ``optimizer_history``), and bart.large.cnn's layout
-(``bart_large`` fine-tuned by the translation task) under its summarization options. fairseq's generate and
+(``bart_large`` fine-tuned by the translation task) under its summarization options, and m2m_100's
+(``translation_multi_simple_epoch``, pre-norm, ``--fixed-dictionary``, SentencePiece). fairseq's generate and
 interactive lines on each are the reference: hypotheses exact, scores within 1e-4.
 """
 
@@ -151,3 +152,68 @@ def test_bart_translation_checkpoint_without_its_dictionaries_is_explained(tmp_p
     (tmp_path / "dict.txt").write_text((CNN / "dict.source.txt").read_text(encoding="utf-8"), encoding="utf-8")
     with pytest.raises(FileNotFoundError, match=r"dict\.source\.txt.*translation task"):
         BARTModel.from_pretrained(str(tmp_path), checkpoint_file="model.pt", bpe=None)
+
+
+M2M = HERE / "m2m_100"
+M2M_TASK = ["--task", "translation_multi_simple_epoch", "--lang-pairs", str(M2M / "language_pairs.txt"),
+            "--encoder-langtok", "src", "--decoder-langtok", "--fixed-dictionary", str(M2M / "model_dict.txt")]  # fmt: skip
+
+
+def test_m2m_100_layout_is_the_released_one() -> None:
+    """m2m_100's layout: pre-norm transformer with shared embeddings trained by translation_multi_simple_epoch,
+    an args Namespace, language tokens ``__xx__`` only in the fixed dictionary, a saved --fixed-dictionary path
+    from the trainer's machine."""
+    state = load_checkpoint(M2M / "model.pt")
+    args = state["args"]
+    assert state.get("cfg") is None and args.task == "translation_multi_simple_epoch"
+    assert args.encoder_normalize_before and args.decoder_normalize_before and args.share_all_embeddings
+    assert args.encoder_langtok == "src" and args.decoder_langtok
+    assert not Path(args.fixed_dictionary).exists()
+    model_dict = (M2M / "model_dict.txt").read_text(encoding="utf-8").split("\n")
+    data_dict = (M2M / "data_dict.txt").read_text(encoding="utf-8").split("\n")
+    assert "__en__ 1" in model_dict and "__es__ 1" not in data_dict
+    assert state["model"]["encoder.embed_tokens.weight"].shape[0] == len(Dictionary.load(M2M / "model_dict.txt"))
+
+
+def test_m2m_100_generate_equals_fairseq(capsys: pytest.CaptureFixture[str]) -> None:
+    """m2m_100 README's fairseq-generate command (data binarized with data_dict, --remove-bpe sentencepiece)."""
+    argv = [str(M2M), *M2M_TASK, "-s", "en", "-t", "es", "--path", str(M2M / "model.pt"), "--gen-subset", "test",
+            "--batch-size", "32", "--beam", "5", "--max-len-b", "30", "--remove-bpe", "sentencepiece"]  # fmt: skip
+    assert generate(argv) == 0
+    got = [line for line in capsys.readouterr().out.splitlines() if line[1:2] == "-"]
+    assert compare_lines(read_lines(M2M / "generate.en-es.beam5.txt.gz"), got) == []
+
+
+def test_m2m_100_interactive_equals_fairseq(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Raw Spanish lines through the SentencePiece model, es -> en."""
+    source = tmp_path / "input.es"
+    lines = read_lines(Path(__file__).parents[1] / "fixtures" / "fairseq" / "mt" / "text" / "test.es")[:5]
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    argv = [str(M2M), *M2M_TASK, "-s", "es", "-t", "en", "--path", str(M2M / "model.pt"), "--bpe", "sentencepiece",
+            "--sentencepiece-model", str(M2M / "spm.model"), "--beam", "5", "--max-len-b", "30",
+            "--input", str(source)]  # fmt: skip
+    assert interactive(argv) == 0
+    got = capsys.readouterr().out.splitlines()
+    assert compare_lines(read_lines(M2M / "interactive.es-en.beam5.txt"), got, skip=("W-",)) == []
+
+
+@pytest.mark.parametrize("keyword", [True, False])
+def test_m2m_100_hub_translates_as_fairseq_interactive(keyword: bool, monkeypatch: pytest.MonkeyPatch,
+                                                       tmp_path: Path) -> None:  # fmt: skip
+    """``from_pretrained`` (fairseq 0.12's own hub fails on this task: its build_generator takes no
+    prefix_allowed_tokens_fn): fairseq-interactive's ``D-`` texts, with ``fixed_dictionary=`` or, without it,
+    the saved path's file name found in the model folder (run from elsewhere)."""
+    monkeypatch.chdir(tmp_path)
+    extra = {"fixed_dictionary": str(M2M / "model_dict.txt")} if keyword else {}
+    hub = TransformerModel.from_pretrained(str(M2M), checkpoint_file="model.pt", data_name_or_path=str(M2M),
+                                           bpe="sentencepiece", sentencepiece_model=str(M2M / "spm.model"),
+                                           source_lang="es", target_lang="en", **extra)  # fmt: skip
+    lines = read_lines(Path(__file__).parents[1] / "fixtures" / "fairseq" / "mt" / "text" / "test.es")[:5]
+    expected = [line.split("\t")[2] for line in read_lines(M2M / "interactive.es-en.beam5.txt") if line[:2] == "D-"]
+    assert hub.translate(lines, beam=5, max_len_b=30) == expected
+
+
+def test_m2m_100_hub_without_its_fixed_dictionary_is_explained(tmp_path: Path) -> None:
+    (tmp_path / "model.pt").symlink_to((M2M / "model.pt").resolve())
+    with pytest.raises(FileNotFoundError, match=r"model_dict\.txt.*fixed_dictionary=PATH"):
+        TransformerModel.from_pretrained(str(tmp_path), checkpoint_file="model.pt", source_lang="es", target_lang="en")

@@ -93,7 +93,8 @@ def checkpoint_groups(state: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _check_keywords(kwargs: Mapping[str, Any]) -> None:
-    known = {"tokenizer", "bpe", *TASK_OPTIONS, *LANGUAGE_OPTIONS, *BATCHING_OPTIONS, *GENERATION_OPTIONS}
+    known = {"tokenizer", "bpe", "fixed_dictionary", *TASK_OPTIONS, *LANGUAGE_OPTIONS, *BATCHING_OPTIONS}
+    known |= set(GENERATION_OPTIONS)
     known |= codec_option_names("tokenizer") | codec_option_names("bpe")
     unknown = sorted(set(kwargs) - known)
     if unknown:
@@ -137,13 +138,14 @@ def build_spec(
     if bpe is not None:
         bpe.options.update(files.discover_codec_files(model_dir, bpe.options, kwargs))
         bpe = codec_spec("bpe", bpe.name, bpe.options)  # keeps only the options this codec has
+    fixed = fixed_dictionary(model_dir, data_dir, groups, kwargs)
     return PretrainedSpec(
         model_dir=model_dir,
         model_cfg=model_cfg,
         source_lang=str(src),
         target_lang=str(tgt),
-        src_dict_path=files.dictionary_path(data_dir, str(src)),
-        tgt_dict_path=files.dictionary_path(data_dir, str(tgt)),
+        src_dict_path=fixed or files.dictionary_path(data_dir, str(src)),
+        tgt_dict_path=fixed or files.dictionary_path(data_dir, str(tgt)),
         tokenizer=tokenizer,
         bpe=bpe,
         generation=GenerationConfig(**generation),
@@ -151,6 +153,29 @@ def build_spec(
         left_pad_source=bool(task.get("left_pad_source", True)),
         max_source_positions=int(task.get("max_source_positions") or 1024),
         max_target_positions=int(task.get("max_target_positions") or 1024),
+    )
+
+
+def fixed_dictionary(model_dir: Path, data_dir: Path, groups: Mapping[str, Any], kwargs: Mapping[str, Any]
+                     ) -> Path | None:  # fmt: skip
+    """The one dictionary of both sides of a ``translation_multi_simple_epoch --fixed-dictionary`` model (as
+    m2m_100's ``model_dict.128k.txt``), None for other models. The ``fixed_dictionary`` keyword wins over the
+    checkpoint's path; a saved path that is not here (the trainer's machine) is looked up by its file name in
+    the model folder, then in the data folder."""
+    task = groups.get("task") or {}
+    if task.get("task", task.get("_name")) != "translation_multi_simple_epoch":
+        return None
+    value = kwargs.get("fixed_dictionary", task.get("fixed_dictionary"))
+    if not value:
+        return None
+    given = Path(str(value)).expanduser()
+    candidates = [given] if "fixed_dictionary" in kwargs else [given, model_dir / given.name, data_dir / given.name]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        f"dictionary {given}: no such file (the model's --fixed-dictionary, also looked for in {model_dir} and "
+        f"{data_dir}); pass fixed_dictionary=PATH naming the model's dictionary (model_dict.*.txt for m2m_100)"
     )
 
 
