@@ -11,6 +11,7 @@
 #                 no optimizer_history, fused in_proj, layer_norms.K, decoder.embed_out); data of wmt16_en_de/
 #   bart_large_cnn/  bart_large fine-tuned by the translation task, bart.large.cnn's summarization options
 #   m2m_100/      translation_multi_simple_epoch, pre-norm, --fixed-dictionary, SentencePiece (release_layouts_m2m.sh)
+#   mbart_cc25/, mbart_cc25_en_es/  mbart.cc25's layout and a model fine-tuned from it (release_layouts_mbart.sh)
 # Run from the repository root with fairseq 0.12.3.1's interpreter; sacremoses, subword-nmt, fastBPE and
 # sentencepiece must be importable by it (e.g. on PYTHONPATH), about two minutes:
 #   FAIRSEQ_PYTHON=../peer-venvs/fs/bin/python bash scripts/make_release_layouts.sh
@@ -141,3 +142,6 @@ PY
 
 # ---- m2m_100 (translation_multi_simple_epoch, pre-norm, --fixed-dictionary, SentencePiece)
 FAIRSEQ_PYTHON="$PY" bash scripts/release_layouts_m2m.sh
+
+# ---- mbart.cc25 and a model fine-tuned from it (multilingual_denoising / translation_from_pretrained_bart)
+FAIRSEQ_PYTHON="$PY" bash scripts/release_layouts_mbart.sh

@@ -7,7 +7,9 @@ tiny models with the released architecture names, options, dictionaries, BPE fil
 (``transformer_vaswani_wmt_en_de_big --share-all-embeddings``, Moses + subword-nmt) and a checkpoint in
 fairseq's oldest layout (old args, old key names, no ``optimizer_history``), and bart.large.cnn's layout
 (``bart_large`` fine-tuned by the translation task) under its summarization options, and m2m_100's
-(``translation_multi_simple_epoch``, pre-norm, ``--fixed-dictionary``, SentencePiece). fairseq's generate and
+(``translation_multi_simple_epoch``, pre-norm, ``--fixed-dictionary``, SentencePiece), mbart.cc25's
+(``multilingual_denoising`` with the 25 language tokens) and a model fine-tuned from it
+(``translation_from_pretrained_bart``). fairseq's generate and
 interactive lines on each are the reference: hypotheses exact, scores within 1e-4.
 """
 
@@ -217,3 +219,70 @@ def test_m2m_100_hub_without_its_fixed_dictionary_is_explained(tmp_path: Path) -
     (tmp_path / "model.pt").symlink_to((M2M / "model.pt").resolve())
     with pytest.raises(FileNotFoundError, match=r"model_dict\.txt.*fixed_dictionary=PATH"):
         TransformerModel.from_pretrained(str(tmp_path), checkpoint_file="model.pt", source_lang="es", target_lang="en")
+
+
+CC25_DIR, CC25_FT = HERE / "mbart_cc25", HERE / "mbart_cc25_en_es"
+CC25 = ("ar_AR,cs_CZ,de_DE,en_XX,es_XX,et_EE,fi_FI,fr_XX,gu_IN,hi_IN,it_IT,ja_XX,kk_KZ,ko_KR,lt_LT,lv_LV,my_MM,"
+        "ne_NP,nl_XX,ro_RO,ru_RU,si_LK,tr_TR,vi_VN,zh_CN")  # fmt: skip
+
+
+def test_mbart_cc25_layouts_are_the_released_ones() -> None:
+    """mbart.cc25: multilingual_denoising --add-lang-token with the 25 languages, pre-norm mbart_large, args
+    layout, dict.txt without language tokens; the fine-tuned model: translation_from_pretrained_bart with the
+    cc25 --langs and --prepend-bos, restored from it."""
+    pre = load_checkpoint(CC25_DIR / "model.pt")
+    assert pre.get("cfg") is None and pre["args"].task == "multilingual_denoising" and pre["args"].add_lang_token
+    assert pre["args"].arch == "mbart_large" and pre["args"].langs == CC25 and pre["args"].encoder_normalize_before
+    words = len(Dictionary.load(CC25_DIR / "dict.txt"))
+    assert pre["model"]["encoder.embed_tokens.weight"].shape[0] == words + 25 + 1  # [ar_AR] ... [zh_CN], <mask>
+    assert "[en_XX]" not in (CC25_DIR / "dict.txt").read_text(encoding="utf-8")
+    ft = load_checkpoint(CC25_FT / "model.pt")
+    assert ft.get("cfg") is None and ft["args"].task == "translation_from_pretrained_bart"
+    assert ft["args"].langs == CC25 and ft["args"].prepend_bos and ft["args"].restore_file.endswith("model.pt")
+    assert ft["model"]["encoder.embed_tokens.weight"].shape[0] == words + 25 + 1
+
+
+def test_mbart_cc25_fine_tuned_generate_equals_fairseq(capsys: pytest.CaptureFixture[str]) -> None:
+    """The mBART README's fairseq-generate command (``--bpe sentencepiece`` and ``--remove-bpe sentencepiece``
+    both given, so fairseq decodes twice and the S/T/D texts lose their spaces: seqloom prints the same), with
+    --prepend-bos and ``--required-batch-size-multiple 1`` (fairseq's default 8 drops 6 of the 30 sentences)."""
+    argv = [str(CC25_FT), "--path", str(CC25_FT / "model.pt"), "--task", "translation_from_pretrained_bart",
+            "--gen-subset", "test", "-t", "es_XX", "-s", "en_XX", "--bpe", "sentencepiece", "--sentencepiece-model",
+            str(CC25_FT / "sentence.bpe.model"), "--remove-bpe", "sentencepiece", "--batch-size", "32",
+            "--required-batch-size-multiple", "1", "--langs", CC25, "--prepend-bos", "--beam", "5",
+            "--max-len-b", "30"]  # fmt: skip
+    assert generate(argv) == 0
+    got = [line for line in capsys.readouterr().out.splitlines() if line[1:2] == "-"]
+    assert compare_lines(read_lines(CC25_FT / "generate.en_XX-es_XX.beam5.txt.gz"), got) == []
+
+
+def test_mbart_cc25_hub_encodes_and_extracts_features_as_fairseq() -> None:
+    """``BARTModel.from_pretrained`` on the pre-trained folder: the languages from the checkpoint's --langs,
+    fairseq's ids and (within 1e-5) its extract_features."""
+    import json
+
+    from seqloom.hub import BARTModel
+
+    ref = json.loads((CC25_DIR / "hub.json").read_text(encoding="utf-8"))
+    bart = BARTModel.from_pretrained(str(CC25_DIR), checkpoint_file="model.pt", data_name_or_path=str(CC25_DIR),
+                                     bpe="sentencepiece", sentencepiece_model=str(CC25_DIR / "sentence.bpe.model"))  # fmt: skip
+    assert len(bart.src_dict) == ref["dictionary_size"]
+    assert bart.src_dict[len(bart.src_dict) - 26] == "[ar_AR]" and bart.src_dict[len(bart.src_dict) - 1] == "<mask>"
+    for line, ids, features in zip(ref["inputs"], ref["encode"], ref["features"]):
+        tokens = bart.encode(line)
+        assert tokens.tolist() == ids
+        torch.testing.assert_close(bart.extract_features(tokens)[0], torch.tensor(features), atol=1e-5, rtol=0)
+
+
+def test_mbart_cc25_fine_tuned_hub_translates_as_fairseq_generate() -> None:
+    """``TransformerModel.from_pretrained`` on the fine-tuned folder (args layout: the task is found under
+    ``args.task``): raw text in, fairseq-generate's hypotheses (``H-`` texts, SentencePiece decoded once) out."""
+    hub = TransformerModel.from_pretrained(str(CC25_FT), checkpoint_file="model.pt", data_name_or_path=str(CC25_FT),
+                                           bpe="sentencepiece", sentencepiece_model=str(CC25_FT / "sentence.bpe.model"),
+                                           source_lang="en_XX", target_lang="es_XX")  # fmt: skip
+    lines = read_lines(Path(__file__).parents[1] / "fixtures" / "fairseq" / "mt" / "text" / "train.en")[1000:1030]
+    expected = {}
+    for line in read_lines(CC25_FT / "generate.en_XX-es_XX.beam5.txt.gz"):
+        if line.startswith("H-"):
+            expected[int(line.split("\t")[0][2:])] = line.split("\t")[2]
+    assert hub.translate(lines, beam=5, max_len_b=30) == [expected[i] for i in range(len(lines))]

@@ -50,7 +50,8 @@ class MBartTranslationHub(TranslationHub):
 
 
 def is_mbart_translation(groups: Mapping[str, Any]) -> bool:
-    return (groups.get("task") or {}).get("_name") == "translation_from_pretrained_bart"
+    task = groups.get("task") or {}  # an args-layout checkpoint (released mBART models) names it "task"
+    return (task.get("_name") or task.get("task")) == "translation_from_pretrained_bart"
 
 
 def build_mbart_hub(model_dir: Path, groups: Mapping[str, Any], states: Sequence[Mapping[str, Any]],
