@@ -23,7 +23,13 @@ from seqloom.checkpoint.io import CheckpointError
 from seqloom.config import CommandSpec, ParsedArgs, parse_args
 from seqloom.config.common import CommonConfig
 from seqloom.config.training import DataDirConfig, DatasetConfig
-from seqloom.generation.config import CommonEvalConfig, DecodeThreadsConfig, GenerationConfig, ScoringConfig
+from seqloom.generation.config import (
+    CommonEvalConfig,
+    DecodeThreadsConfig,
+    GenerationConfig,
+    QuantizeConfig,
+    ScoringConfig,
+)
 from seqloom.generation.hypotheses import Hypothesis
 from seqloom.generation.loading import export_defaults, load_ensemble
 from seqloom.generation.output import hypothesis_lines, load_align_dict, post_process_prediction
@@ -35,6 +41,7 @@ from seqloom.generation.runtime import (
     load_task,
     place_models,
     progress_bar,
+    quantize_models,
     run_inference,
     sample_strings,
     symbols_to_strip,
@@ -55,6 +62,7 @@ SPEC = CommandSpec(
         ("dataset", DatasetConfig),
         ("generation", GenerationConfig),
         ("scoring", ScoringConfig),
+        ("quantize", QuantizeConfig),
         ("decoding", DecodeThreadsConfig),
     ),
     selectors={"task": "translation", "tokenizer": None, "bpe": None},
@@ -132,6 +140,7 @@ def run(args: ParsedArgs, out: TextIO) -> int:
     task = load_task(args, split=data.gen_subset)
     models = load_ensemble(ev.model_path, task, model_overrides=ev.model_overrides)
     device = place_models(models, common)
+    quantize_models(models, args["quantize"].quantize, common=args["common"], device=device)
     dataset = task.load_dataset(data.gen_subset)
     from seqloom.tasks.base import require_batches
 

@@ -25,7 +25,13 @@ from seqloom.checkpoint.io import CheckpointError
 from seqloom.config import CommandSpec, ParsedArgs, parse_args
 from seqloom.config.common import CommonConfig
 from seqloom.config.training import DataDirConfig, DatasetConfig
-from seqloom.generation.config import CommonEvalConfig, DecodeThreadsConfig, GenerationConfig, InteractiveConfig
+from seqloom.generation.config import (
+    CommonEvalConfig,
+    DecodeThreadsConfig,
+    GenerationConfig,
+    InteractiveConfig,
+    QuantizeConfig,
+)
 from seqloom.generation.constraint_states import pack_constraints
 from seqloom.generation.loading import export_defaults, load_ensemble
 from seqloom.generation.output import hypothesis_lines, load_align_dict, post_process_prediction
@@ -36,6 +42,7 @@ from seqloom.generation.runtime import (
     decode_threads,
     load_task,
     place_models,
+    quantize_models,
     run_inference,
     symbols_to_strip,
 )
@@ -53,6 +60,7 @@ SPEC = CommandSpec(
         ("dataset", DatasetConfig),
         ("generation", GenerationConfig),
         ("interactive", InteractiveConfig),
+        ("quantize", QuantizeConfig),
         ("decoding", DecodeThreadsConfig),
     ),
     selectors={"task": "translation", "tokenizer": None, "bpe": None},
@@ -102,6 +110,7 @@ def run(args: ParsedArgs, stream: TextIO, out: TextIO, *, name: str = "stdin") -
     task = load_task(args)
     models = load_ensemble(args["common_eval"].model_path, task, model_overrides=args["common_eval"].model_overrides)
     device = place_models(models, args["common"])
+    quantize_models(models, args["quantize"].quantize, common=args["common"], device=device)
     generator = build_generator(models, task.target_dictionary, args["generation"], common=args["common"],
                                 model_overrides=args["common_eval"].model_overrides,
                                 eos=getattr(task, "generation_eos", None))  # fmt: skip
