@@ -44,7 +44,7 @@ from seqloom.hub.translation import TranslationHub
 from seqloom.models.transformer.builder import build_model
 from seqloom.models.transformer.config import TransformerConfig
 from seqloom.models.transformer.interop import config_from_checkpoint, upgrade_state_dict
-from seqloom.modules.int8 import dequantized_state, is_quantized_state, load_quantized
+from seqloom.modules.int8 import float_placeholders, is_quantized_state, load_quantized
 
 GROUPS = ("model", "task", "dataset", "generation", "tokenizer", "bpe")
 TASK_OPTIONS = ("source_lang", "target_lang", "left_pad_source", "max_source_positions", "max_target_positions")
@@ -198,7 +198,7 @@ def build_hub(spec: PretrainedSpec, weights: Sequence[ModelWeights], *,
         check_vocabulary(sd, spec, src_dict, tgt_dict, source=source)
         model = build_model(cfg, src_dict, tgt_dict)
         if is_quantized_state(sd):  # an int8 export
-            model.load_state_dict(dequantized_state(sd), strict=True)
+            model.load_state_dict(float_placeholders(sd), strict=True)
             load_quantized(model, sd)
         else:
             model.load_state_dict(dict(sd), strict=True)

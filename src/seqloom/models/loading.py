@@ -12,7 +12,7 @@ from typing import Any
 from torch import nn
 
 from seqloom import registry
-from seqloom.modules.int8 import dequantized_state, is_quantized_state, load_quantized
+from seqloom.modules.int8 import float_placeholders, is_quantized_state, load_quantized
 
 
 def model_family(state: Mapping[str, Any]) -> str:
@@ -43,7 +43,7 @@ def model_from_state(
     An int8 state dict (a ``seqloom export --quantize int8``) gives the int8 model (:mod:`seqloom.modules.int8`)."""
     sd = state.get("model")
     if isinstance(sd, Mapping) and is_quantized_state(sd):
-        model = model_from_state({**state, "model": dequantized_state(sd)}, src_dict, tgt_dict, source=source,
+        model = model_from_state({**state, "model": float_placeholders(sd)}, src_dict, tgt_dict, source=source,
                                  overrides=overrides)  # fmt: skip
         return load_quantized(model, sd)
     family = model_family(state)

@@ -17,8 +17,8 @@ paths that read ``nn.Linear`` weights directly take plain ``nn.Linear`` only). A
 to the embedding table gets its own int8 copy; the embedding stays float32.
 
 Quantized state dicts keep the float model's keys: ``X.weight`` holds int8 values and ``X.weight_scale`` the
-row scales. :func:`dequantized_state` turns one back into float32 weights so the model can be built by the
-usual loaders before :func:`quantize_model` and a strict reload of the int8 tensors.
+row scales. :func:`float_placeholders` gives the float model's keys and shapes without float weights, so the
+model is built by the usual loaders before :func:`load_quantized` converts it and loads the int8 tensors.
 """
 
 from __future__ import annotations
@@ -115,10 +115,11 @@ def quantize_model(model: nn.Module, method: str = "int8") -> nn.Module:
     reason = int8_unavailable(device)
     if reason is not None:
         raise ValueError(f"quantize={method!r}: {reason}")
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, nn.Linear):
-                setattr(parent, name, Int8Linear.from_linear(child))
+    # (parent, name) pairs, not the layers themselves: each float weight is freed as soon as its layer is replaced
+    targets = [(parent, name) for parent in model.modules() for name, child in parent.named_children()
+               if isinstance(child, nn.Linear)]  # fmt: skip
+    for parent, name in targets:
+        setattr(parent, name, Int8Linear.from_linear(getattr(parent, name)))
     return model
 
 
@@ -127,18 +128,21 @@ def is_quantized_state(state_dict: Mapping[str, Tensor]) -> bool:
     return any(key.endswith(SCALE_SUFFIX) for key in state_dict)
 
 
-def dequantized_state(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """A float32 state dict with the float model's keys: each int8 ``X.weight`` times its ``X.weight_scale``."""
+def float_placeholders(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """The float model's state dict in shape only: each int8 ``X.weight`` (with its ``X.weight_scale``) replaced by
+    float32 zeros broadcast to its shape (a view of one number: no memory), the other tensors kept. Enough to build
+    the float model with the usual strict loaders before :func:`load_quantized` puts the int8 tensors in."""
     out = {k: v for k, v in state_dict.items() if not k.endswith(SCALE_SUFFIX)}
-    for key, scale in state_dict.items():
+    for key in state_dict:
         if key.endswith(SCALE_SUFFIX):
             weight_key = key[: -len(SCALE_SUFFIX)] + ".weight"
-            out[weight_key] = state_dict[weight_key].float() * scale.float()[:, None]
+            out[weight_key] = torch.zeros((), dtype=torch.float32).expand(state_dict[weight_key].shape)
     return out
 
 
 def load_quantized(model: nn.Module, state_dict: Mapping[str, Tensor]) -> nn.Module:
-    """Quantizes ``model`` (built from :func:`dequantized_state`) and loads the int8 tensors exactly."""
+    """Quantizes ``model`` (built from :func:`float_placeholders`) and loads the int8 tensors (and every other
+    tensor, so that an embedding the placeholders overwrote through a tied projection is restored) exactly."""
     quantize_model(model)
     model.load_state_dict(dict(state_dict), strict=True)
     return model
