@@ -220,9 +220,8 @@ class MultiheadAttention(nn.Module):
         prescaled = cache.step_projection[2]
         excluded = attn_bias = None
         if source is None:
-            qkv = self._project_step(query, cache, stacked=True).view(
-                n, 3, self.num_heads, 1, self.head_dim
-            )  # (N, 3, H, 1, Dh)
+            qkv = self._project_step(query, cache, stacked=True)  # (N, 3C)
+            qkv = qkv.view(n, 3, self.num_heads, 1, self.head_dim)  # (N, 3, H, 1, Dh)
             q = qkv[:, 0]  # (N, H, 1, Dh)
             k, v = cache.append(qkv[:, 1], qkv[:, 2])  # (N, H, L, Dh): every filled step
             if key_padding_mask is not None:
@@ -231,9 +230,8 @@ class MultiheadAttention(nn.Module):
             k, v = self._cross_keys_values(source, cache)  # (Bs, H, S, Dh)
             groups = n // k.size(0)
             assert groups <= EXPLICIT_MAX_QUERIES, f"{groups} queries per source row take the fused kernel"
-            q = self._project_step(query, cache, stacked=False).view(
-                k.size(0), groups, self.num_heads, self.head_dim
-            )  # (Bs, g, H, Dh)
+            q = self._project_step(query, cache, stacked=False)  # (N, C)
+            q = q.view(k.size(0), groups, self.num_heads, self.head_dim)  # (Bs, g, H, Dh)
             q = q.transpose(1, 2)  # (Bs, H, g, Dh)
             if key_padding_mask is not None:
                 attn_bias = cache.source_bias(key_padding_mask, q.dtype)  # (Bs, 1, 1, S)
