@@ -7,6 +7,9 @@ with the same outputs as the checkpoint, without unpickling anything::
 
     seqloom export --path checkpoints/checkpoint_best.pt --data data-bin --tokenizer moses \\
         --bpe subword_nmt --bpe-codes bpe.codes --out exported/
+
+With ``--quantize int8`` the linear layers are stored as int8 weights plus their row scales
+(:mod:`seqloom.modules.int8`) and the export loads as an int8 CPU model.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 from seqloom.checkpoint.io import CheckpointError
 from seqloom.cli.parser import CommandSpec, parse_args
@@ -39,6 +42,11 @@ class ExportConfig:
     )
     target_lang: Optional[str] = field(
         None, help="target language; if unset, from the checkpoint or the data file names"
+    )
+    quantize: Optional[Literal["int8"]] = field(
+        None,
+        help="store the linear layers and the output projection as int8 weights with one float32 scale per "
+        "output row (about a quarter of their float32 size); loaded back as an int8 model for the CPU",
     )
 
 
@@ -104,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"seqloom export: no dict.*.txt next to {path}; pass --data DIR (the model's data-bin)")
     data = str(Path(cfg.data).resolve()) if cfg.data is not None else "."
     try:
-        hub = from_pretrained(model_dir, checkpoint_file, data, **hub_options(args))
+        hub = from_pretrained(model_dir, checkpoint_file, data, quantize=cfg.quantize, **hub_options(args))
         out = write_export(hub, cfg.out)
     except (FileNotFoundError, ValueError, TypeError, CheckpointError) as err:
         message = str(err)

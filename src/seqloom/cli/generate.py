@@ -27,6 +27,7 @@ from seqloom.cli.decoding import (
     load_task,
     place_models,
     progress_bar,
+    quantize_models,
     run_inference,
     sample_strings,
     symbols_to_strip,
@@ -37,7 +38,13 @@ from seqloom.cli.parallel_decoding import can_fork, in_order_on_processes, in_or
 from seqloom.cli.parser import CommandSpec, ParsedArgs, parse_args
 from seqloom.config.common import CommonConfig
 from seqloom.config.training import DataDirConfig, DatasetConfig
-from seqloom.generation.config import CommonEvalConfig, DecodeThreadsConfig, GenerationConfig, ScoringConfig
+from seqloom.generation.config import (
+    CommonEvalConfig,
+    DecodeThreadsConfig,
+    GenerationConfig,
+    QuantizeConfig,
+    ScoringConfig,
+)
 from seqloom.generation.hypotheses import Hypothesis
 from seqloom.generation.scoring import build_scorer
 from seqloom.logs import DATE_FORMAT, LINE_FORMAT, setup_logging
@@ -55,6 +62,7 @@ SPEC = CommandSpec(
         ("dataset", DatasetConfig),
         ("generation", GenerationConfig),
         ("scoring", ScoringConfig),
+        ("quantize", QuantizeConfig),
         ("decoding", DecodeThreadsConfig),
     ),
     selectors={"task": "translation", "tokenizer": None, "bpe": None},
@@ -136,6 +144,7 @@ def run(args: ParsedArgs, out: TextIO) -> int:
     task = load_task(args, split=data.gen_subset)
     models = load_ensemble(ev.model_path, task, model_overrides=ev.model_overrides)
     device = place_models(models, common)
+    quantize_models(models, args["quantize"].quantize, common=args["common"], device=device)
     dataset = task.load_dataset(data.gen_subset)
     from seqloom.tasks.base import require_batches
 

@@ -28,6 +28,7 @@ from seqloom.cli.decoding import (
     decode_threads,
     load_task,
     place_models,
+    quantize_models,
     run_inference,
     symbols_to_strip,
 )
@@ -38,7 +39,13 @@ from seqloom.cli.parser import CommandSpec, ParsedArgs, parse_args
 from seqloom.config.common import CommonConfig
 from seqloom.config.training import DataDirConfig, DatasetConfig
 from seqloom.data.bom import strip_bom_lines
-from seqloom.generation.config import CommonEvalConfig, DecodeThreadsConfig, GenerationConfig, InteractiveConfig
+from seqloom.generation.config import (
+    CommonEvalConfig,
+    DecodeThreadsConfig,
+    GenerationConfig,
+    InteractiveConfig,
+    QuantizeConfig,
+)
 from seqloom.generation.constraint_states import pack_constraints
 from seqloom.logs import setup_logging
 
@@ -54,6 +61,7 @@ SPEC = CommandSpec(
         ("dataset", DatasetConfig),
         ("generation", GenerationConfig),
         ("interactive", InteractiveConfig),
+        ("quantize", QuantizeConfig),
         ("decoding", DecodeThreadsConfig),
     ),
     selectors={"task": "translation", "tokenizer": None, "bpe": None},
@@ -109,6 +117,7 @@ def run(args: ParsedArgs, stream: TextIO, out: TextIO, *, name: str = "stdin") -
     task = load_task(args)
     models = load_ensemble(args["common_eval"].model_path, task, model_overrides=args["common_eval"].model_overrides)
     device = place_models(models, args["common"])
+    quantize_models(models, args["quantize"].quantize, common=args["common"], device=device)
     generator = build_generator(models, task.target_dictionary, args["generation"], common=args["common"],
                                 model_overrides=args["common_eval"].model_overrides,
                                 eos=task.generation_eos)  # fmt: skip

@@ -28,6 +28,7 @@ from seqloom.hub.mbart_translation import MBartTranslationHub
 from seqloom.hub.pretrained import PretrainedSpec
 from seqloom.hub.translation import TranslationHub
 from seqloom.models.bart.model import BARTModel
+from seqloom.modules.int8 import is_quantized_state
 from seqloom.paths import unwritable_reason
 
 CONFIG_FILE = "config.json"
@@ -151,6 +152,8 @@ def write_export(hub: TranslationHub, out_dir: str | Path) -> Path:
         tensors, tied = split_tied(hub.model.state_dict())
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": FORMAT})
         config = export_config(spec, tied, tmp, model, task)
+        if is_quantized_state(tensors):
+            config["quantize"] = "int8"  # for people reading the file: loading finds the int8 tensors by their scales
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         _move_into_place(tmp, out)
     except BaseException as err:
