@@ -26,6 +26,7 @@ from seqloom.hub.mbart_translation import MBartTranslationHub
 from seqloom.hub.pretrained import PretrainedSpec
 from seqloom.hub.translation import TranslationHub
 from seqloom.models.bart.model import BARTModel
+from seqloom.paths import plain_file_mode
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -143,6 +144,7 @@ def write_export(hub: TranslationHub, out_dir: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     tensors, tied = split_tied(hub.model.state_dict())
     save_file(tensors, str(out / WEIGHTS_FILE), metadata={"format": FORMAT})
+    (out / WEIGHTS_FILE).chmod(plain_file_mode())  # safetensors creates it 0600; the other files follow the umask
     config = export_config(spec, tied, out, model, task)
     (out / CONFIG_FILE).write_text(json.dumps(config, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return out
