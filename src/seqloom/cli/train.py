@@ -306,6 +306,7 @@ def checkpoint_namespace(parsed: ParsedArgs) -> argparse.Namespace:
 
 def run(parsed: ParsedArgs) -> TrainingLoop:
     """Trains as the options say; returns the finished loop (its ``history`` holds per-update stats)."""
+    changed = parsed.changed_options()  # before check_options fills in derived values
     check_options(parsed)
     ns, common, ckpt = parsed.namespace, parsed["common"], parsed["checkpoint"]
     dist_cfg = parsed["distributed_training"]
@@ -318,7 +319,6 @@ def run(parsed: ParsedArgs) -> TrainingLoop:
     ns.distributed_world_size, ns.distributed_rank = dist.world_size, dist.rank
     if not dist.is_master:
         logging.getLogger().setLevel(logging.WARNING)
-    logger.info("%s", ns)
     np.random.seed(common.seed)
     torch.manual_seed(common.seed)
     task = build_task(parsed)
@@ -342,6 +342,9 @@ def run(parsed: ParsedArgs) -> TrainingLoop:
             batches.valid(subset)
     if dist.is_master and not ckpt.no_save:  # once the options and data are known to be good
         verify_save_dir(ckpt.save_dir)
+    # the configuration once the data, dictionaries and checkpoints proved good: a mistake's message comes first
+    logger.info("options set away from their defaults: %s", " ".join(changed) or "none")
+    logger.debug("all options: %s", ns)
     fmt = resolve_log_format(common.log_format, no_progress_bar=common.no_progress_bar)
     run_name = os.environ.get("WANDB_NAME", os.path.basename(ckpt.save_dir))  # fairseq's run name
     progress = Progress(fmt, tensorboard_logdir=common.tensorboard_logdir, wandb_project=common.wandb_project,

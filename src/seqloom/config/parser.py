@@ -62,12 +62,43 @@ class ParsedArgs:
 
     namespace: argparse.Namespace
     configs: dict[str, Any]
+    parser: ArgumentParser | None = None
+    # each option's value before ``--config`` and the command line: the class default or the arch preset's
+    defaults: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def changed_options(self) -> list[str]:
+        """The options that differ from their defaults, written as command-line words (``--lr 0.002``,
+        ``--share-all-embeddings``): a run's configuration in a line instead of the whole namespace."""
+        if self.parser is None:
+            return []
+        words: list[str] = []
+        for action in self.parser._actions:
+            value = getattr(self.namespace, action.dest, None)
+            if action.dest == "help" or value == self.defaults.get(action.dest):
+                continue
+            if not action.option_strings:  # a positional (DATA)
+                words.append(str(value))
+            elif isinstance(action, argparse.BooleanOptionalAction):
+                words.append(action.option_strings[0 if value else 1])
+            elif isinstance(value, bool) and action.nargs == 0:
+                words.append(action.option_strings[0])
+            else:
+                words += [action.option_strings[0], _as_word(value)]
+        return words
 
     def __getitem__(self, key: str) -> Any:
         return self.configs[key]
 
     def get(self, key: str) -> Any:
         return self.configs.get(key)
+
+
+def _as_word(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+    else:
+        text = str(value)
+    return text if text and not any(c.isspace() or c in "'\"()$;&|" for c in text) else repr(text)
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -226,6 +257,7 @@ def parse_args(
     source, given = defaults or ("", {})
     chosen = _choose_components(spec, pre, {**given, **yaml_values}, argv)
     parser, classes = build_parser(spec, chosen)
+    base_defaults = {**{a.dest: a.default for a in parser._actions}, **spec.selectors}
     if given:  # options of a component the command line replaced (an export's task) do not apply
         actions = {a.dest for a in parser._actions}
         _apply_yaml_defaults(parser, {k: v for k, v in given.items() if k in actions}, source)
@@ -239,7 +271,7 @@ def parse_args(
         if getattr(ns, flag, False):  # fairseq's rule: the memory-efficient variants switch the precision on
             setattr(ns, implied, True)
     configs = {kind: from_namespace(cls, ns) for kind, cls in classes.items()}
-    return ParsedArgs(ns, configs)
+    return ParsedArgs(ns, configs, parser=parser, defaults=base_defaults)
 
 
 def _choose_components(
