@@ -122,3 +122,21 @@ def test_log_lines_go_above_a_shown_progress_bar_not_into_it() -> None:
     other.setFormatter(logging.Formatter("%(message)s"))
     other.emit(record)  # no bar: a plain line
     assert plain.getvalue() == "Stopping training\n"
+
+
+def test_the_training_bar_shows_the_update_the_loss_and_the_runs_time_left(monkeypatch: pytest.MonkeyPatch) -> None:
+    from seqloom.trainer import progress as progress_module
+
+    stream = _Stream()
+    monkeypatch.setattr(sys, "stderr", stream)
+    clock = iter([100.0, 130.0])  # 10 updates in 30 s: 80 more take 240 s
+    monkeypatch.setattr(progress_module.time, "monotonic", lambda: next(clock))
+    progress = progress_module.Progress("tqdm")
+    progress.max_update = 100
+    for step in (10, 20):
+        progress.log({"loss": 5.25, "num_updates": step}, tag="train_inner", step=step, epoch=1, i=step, size=40)
+        progress.advance(1, 40, 10)
+    bar = progress._bar
+    assert bar.desc.startswith("epoch 001 | update 20/100, 4:00 left")
+    assert bar.postfix == "loss=5.25"
+    progress.close()

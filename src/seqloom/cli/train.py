@@ -350,6 +350,7 @@ def run(parsed: ParsedArgs) -> TrainingLoop:
     progress = Progress(fmt, tensorboard_logdir=common.tensorboard_logdir, wandb_project=common.wandb_project,
                         wandb_run_name=run_name, enabled=dist.is_master)  # fmt: skip
     progress.update_config(vars(ns))
+    progress.max_update = parsed["optimization"].max_update or 0
     cfgs = LoopConfigs(common=common, dataset=parsed["dataset"], optimization=parsed["optimization"], checkpoint=ckpt)
     loop = TrainingLoop(trainer, cfgs, checkpoint_namespace(parsed), batches.train, batches.valid, progress)
     extras = getattr(task, "validation_extras", None)
