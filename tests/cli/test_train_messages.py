@@ -140,3 +140,11 @@ def test_the_training_bar_shows_the_update_the_loss_and_the_runs_time_left(monke
     assert bar.desc.startswith("epoch 001 | update 20/100, 4:00 left")
     assert bar.postfix == "loss=5.25"
     progress.close()
+
+
+def test_preprocess_logs_its_options_in_a_line_not_the_whole_config(data_bin: Path) -> None:
+    log = (data_bin / "preprocess.log").read_text(encoding="utf-8")
+    (line,) = [line for line in log.splitlines() if "options set away from their defaults:" in line]
+    assert line.split("defaults: ")[1].split()[:4] == ["--source-lang", "src", "--target-lang", "tgt"]
+    assert "--destdir" in line and "--workers" not in line  # 1 is the default
+    assert "PreprocessConfig(" not in log and "--dataset-impl" not in line and "--padding-factor" not in line
