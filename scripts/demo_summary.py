@@ -80,6 +80,11 @@ def examples(hyps: dict[int, str], sources: list[str], refs: list[str], n: int =
     return [ids[(k * len(ids)) // n] for k in range(n)] if len(ids) >= n else ids
 
 
+def _clip(text: str, width: int = 150) -> str:
+    """One screen line at most (an untrained model repeats a word up to the length limit)."""
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 def summary(
     model: TrainedModel, hyps: dict[int, str], sources: list[str], refs: list[str], outputs: dict[str, str]
 ) -> str:
@@ -92,7 +97,8 @@ def summary(
         "examples (source / reference / model):",
     ]
     for i in examples(hyps, sources, refs):
-        lines += [f"  [{i}] {sources[i] if i < len(sources) else ''}", f"   ref: {refs[i]}", f"   out: {hyps[i]}"]
+        source = sources[i] if i < len(sources) else ""
+        lines += [f"  [{i}] {_clip(source)}", f"   ref: {_clip(refs[i])}", f"   out: {_clip(hyps[i])}"]
     lines.append("outputs:")
     lines += [f"  {what:<12} {where}" for what, where in outputs.items()]
     return "\n".join(lines)

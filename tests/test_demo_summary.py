@@ -70,6 +70,11 @@ def test_summary_lines(run_files: dict[str, Path]) -> None:
     assert lines[12:] == ["outputs:", "  model        out/checkpoints/checkpoint_best.pt"]
 
 
+def test_a_long_output_is_clipped_to_one_line() -> None:
+    clip = _module()._clip
+    assert clip("de " * 100) == ("de " * 100)[:147] + "..." and clip("una casa") == "una casa"
+
+
 def test_parameters_count_tied_tensors_once(run_files: dict[str, Path]) -> None:
     model = _module().read_checkpoint(run_files["ckpt"] / "checkpoint_last.pt")
     assert model.parameters == 40 + 12 and model.updates == 500 and model.epochs == 10
