@@ -195,7 +195,8 @@ def sample_strings(sample: dict[str, Any], i: int, *, task: Any, post_process: s
 
 def progress_bar(items: Iterable[Any], common: Any) -> Iterator[Any]:
     """tqdm on stderr (fairseq's default progress bar) unless ``--no-progress-bar`` or another log format."""
-    if common.no_progress_bar or common.log_format not in (None, "tqdm"):
+    if common.no_progress_bar or common.log_format not in (None, "tqdm") or not sys.stderr.isatty():
+        # (as fairseq: a bar only on a terminal; a log file would fill with its redrawn lines)
         yield from items
         return
     from tqdm import tqdm

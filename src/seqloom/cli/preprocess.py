@@ -7,17 +7,18 @@ fairseq's statistics lines. torch is never imported here: start-up stays fast.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 from seqloom.cli.parser import CommandSpec
 from seqloom.config.common import CommonConfig
-from seqloom.config.options import field, from_namespace
+from seqloom.config.options import field, flag_of, from_namespace
 from seqloom.data.binarizer import BinarizeSummary
 from seqloom.data.dictionary import Dictionary, DictionaryFormatError
 from seqloom.data.indexed_dataset import IndexedDatasetError
@@ -235,6 +236,23 @@ def make_alignments(cfg: PreprocessConfig, paths: Paths, runner: ChunkRunner) ->
             logger.info(f"[alignments] {path}: parsed {summary.num_seq} alignments")
 
 
+def changed_options(cfg: PreprocessConfig) -> list[str]:
+    """The options of ``cfg`` that differ from their defaults, as command-line words (not the whole config)."""
+    words: list[str] = []
+    for f in dataclasses.fields(cfg):
+        value, default = getattr(cfg, f.name), _default_of(f)
+        if value == default:
+            continue
+        words += [flag_of(f)] if value is True else [flag_of(f), str(value)]
+    return words
+
+
+def _default_of(f: dataclasses.Field) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
+
+
 def preprocess(cfg: PreprocessConfig, *, progress_bar: bool | None = None) -> PreprocessResult:
     """Runs fairseq-preprocess's pipeline for ``cfg``; outputs appear in ``cfg.destdir`` only on success."""
     check_inputs(cfg)
@@ -244,7 +262,7 @@ def preprocess(cfg: PreprocessConfig, *, progress_bar: bool | None = None) -> Pr
     logger.addHandler(log_handler)
     try:
         with out, ChunkRunner(cfg.workers, progress_bar=progress_bar) as runner:
-            logger.info(cfg)
+            logger.info("options set away from their defaults: %s", " ".join(changed_options(cfg)) or "none")
             paths = Paths(cfg, out)
             src_dict, tgt_dict = load_or_build_dictionaries(cfg, paths, runner)
             src_dict.save(paths.staged(Paths.dict_name(cfg.source_lang)))
