@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from seqloom.config.parser import parse_args
 
 from seqloom.cli import preprocess
 from seqloom.cli.main import main as seqloom_main
+from seqloom.cli.parser import parse_args
 from seqloom.cli.train import SPEC, run
 from seqloom.paths import current_umask, plain_file_mode
 

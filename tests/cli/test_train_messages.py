@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
-from seqloom.config.parser import parse_args
 
 from seqloom.cli import preprocess
+from seqloom.cli.parser import parse_args
 from seqloom.cli.train import SPEC, run
 from seqloom.logs import BarAwareHandler
 

@@ -29,7 +29,11 @@ def _run(name: str, fixtures: Path) -> tuple[list[Any], dict[str, Any]]:
     code = snippets.SNIPPETS[name].replace("fairseq", "seqloom")
     if not torch.cuda.is_available():
         code = code.replace(".cuda()", ".cpu()")
-    namespace = {"FIX": str(fixtures), "GPT2": str(fixtures.parents[1] / "data" / "gpt2-bpe"), "seqloom": seqloom}
+    namespace = {
+        "FIX": str(fixtures),
+        "GPT2": str(Path(__file__).resolve().parents[1] / "fixtures" / "gpt2-bpe"),
+        "seqloom": seqloom,
+    }
     torch.manual_seed(1)
     return snippets.run(code, namespace), namespace
 

@@ -133,7 +133,7 @@ def test_generate_quantize_refusals_name_the_flags(
     assert "invalid choice: 'int4'" in capsys.readouterr().err
 
 
-def test_language_model_and_bart_hubs_quantize(fairseq_fixtures: Path) -> None:
+def test_language_model_and_bart_hubs_quantize(fairseq_fixtures: Path, gpt2_bpe: Path) -> None:
     lm = fairseq_fixtures / "lm"
     options = dict(checkpoint_file="checkpoint_best.pt", data_name_or_path=str(lm / "data-bin"), tokenizer="moses",
                    bpe="subword_nmt", bpe_codes=str(fairseq_fixtures / "mt" / "text" / "bpe.codes"))  # fmt: skip
@@ -143,7 +143,7 @@ def test_language_model_and_bart_hubs_quantize(fairseq_fixtures: Path) -> None:
     assert isinstance(int8_lm.models[0].decoder.output_projection, Int8Linear)
     a, b = float_lm.score(sentence), int8_lm.score(sentence)
     assert 0 < (a.positional_scores - b.positional_scores).abs().max().item() < 0.1
-    gpt2 = fairseq_fixtures.parents[1] / "data" / "gpt2-bpe"
+    gpt2 = gpt2_bpe
     bart_options = dict(data_name_or_path=str(fairseq_fixtures / "bart" / "model"), bpe="gpt2",
                         gpt2_encoder_json=str(gpt2 / "encoder.json"), gpt2_vocab_bpe=str(gpt2 / "vocab.bpe"))  # fmt: skip
     float_bart = BARTModel.from_pretrained(str(fairseq_fixtures / "bart" / "model"), **bart_options)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from seqloom.checkpoint.io import CheckpointError
-from seqloom.config.parser import HelpFormatter
+from seqloom.cli.parser import HelpFormatter
 from seqloom.logs import setup_logging
 
 logger = logging.getLogger("seqloom.cli.average_checkpoints")
