@@ -16,46 +16,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any
 
 from seqloom.checkpoint.io import CheckpointError
-from seqloom.cli.parser import CommandSpec, parse_args
-from seqloom.config.options import field
+from seqloom.cli.parser import parse_args
+from seqloom.cli.specs import EXPORT as SPEC
+from seqloom.cli.specs import ExportConfig
 from seqloom.logs import setup_logging
 
 logger = logging.getLogger("seqloom.cli.export")
-
-
-@dataclass(kw_only=True)
-class ExportConfig:
-    """Options of ``seqloom export``."""
-
-    path: Optional[str] = field(None, help="the checkpoint file to export (or its directory, holding model.pt)")
-    out: Optional[str] = field(None, help="the directory to write the export into")
-    data: Optional[str] = field(
-        None, help="the directory holding the model's dict.*.txt files; if unset, the checkpoint's directory"
-    )
-    source_lang: Optional[str] = field(
-        None, help="source language; if unset, from the checkpoint or the data file names"
-    )
-    target_lang: Optional[str] = field(
-        None, help="target language; if unset, from the checkpoint or the data file names"
-    )
-    quantize: Optional[Literal["int8"]] = field(
-        None,
-        help="store the linear layers and the output projection as int8 weights with one float32 scale per "
-        "output row (about a quarter of their float32 size); loaded back as an int8 model for the CPU",
-    )
-
-
-SPEC = CommandSpec(
-    prog="seqloom export",
-    description="Write a checkpoint as model.safetensors + config.json + dictionaries + tokenizer/BPE files.",
-    groups=(("export", ExportConfig),),
-    selectors={"tokenizer": None, "bpe": None},
-)
 
 
 def hub_options(args: Any) -> dict[str, Any]:

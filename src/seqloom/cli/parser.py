@@ -22,6 +22,7 @@ from typing import Any, NoReturn, cast
 
 from seqloom import registry
 from seqloom.cli.fairseq_flags import config_key_note, strip_ignored, unsupported_message
+from seqloom.cli.specs import ALL_SPECS, CommandSpec
 from seqloom.components import import_builtins, import_user_dir
 from seqloom.config.options import add_dataclass_args, from_namespace, suggest
 
@@ -53,19 +54,6 @@ SECTION_SELECTORS = {"model": "arch"}
 COMPONENT_SECTIONS = frozenset(
     {"task", "model", "criterion", "optimizer", "lr_scheduler", "scoring", "bpe", "tokenizer"}
 )
-
-
-@dataclass(frozen=True)
-class CommandSpec:
-    """What one CLI command parses: fixed config groups and which components it lets the user pick.
-
-    ``selectors`` maps a selector dest (``task``, ``arch``, ...) to its default name (None: unset).
-    """
-
-    prog: str
-    description: str
-    groups: tuple[tuple[str, type], ...]
-    selectors: dict[str, str | None] = dataclasses.field(default_factory=dict)
 
 
 @dataclass
@@ -353,10 +341,7 @@ _ALL_OPTIONS: set[str] = set()
 def _options_of_all_commands() -> set[str]:
     """The option dests of every seqloom command and of every registered component, made once."""
     if not _ALL_OPTIONS:
-        from seqloom.cli import eval_lm, generate, interactive, preprocess, train, validate
-
-        for module in (train, generate, interactive, validate, eval_lm, preprocess):
-            spec = module.SPEC
+        for spec in ALL_SPECS:
             parser, _ = build_parser(spec, dict(spec.selectors))
             _ALL_OPTIONS.update(a.dest for a in parser._actions)
         for dest, (_, reg) in SELECTORS.items():

@@ -20,15 +20,10 @@ import torch
 
 from seqloom.checkpoint.io import CheckpointError
 from seqloom.cli.build import build_criterion, build_model, build_task, count_parameters
-from seqloom.cli.parser import CommandSpec, ParsedArgs, parse_args
-from seqloom.config.common import CommonConfig
+from seqloom.cli.parser import ParsedArgs, parse_args
+from seqloom.cli.specs import TRAIN as SPEC
 from seqloom.config.training import (
-    CheckpointConfig,
-    DataDirConfig,
-    DatasetConfig,
-    DistributedConfig,
     EMAConfig,
-    OptimizationConfig,
 )
 from seqloom.data.iterators import EpochBatchIterator
 from seqloom.logs import setup_logging
@@ -48,29 +43,6 @@ from seqloom.trainer.trainer import Trainer, TrainerOptions
 from seqloom.trainer.zero import shard_optimizer
 
 logger = logging.getLogger("seqloom.cli.train")
-
-SPEC = CommandSpec(
-    prog="seqloom train",
-    description="Train a model on binarized data (fairseq-train's options).",
-    groups=(
-        ("data", DataDirConfig),
-        ("common", CommonConfig),
-        ("dataset", DatasetConfig),
-        ("optimization", OptimizationConfig),
-        ("checkpoint", CheckpointConfig),
-        ("distributed_training", DistributedConfig),
-        ("ema", EMAConfig),
-    ),
-    selectors={
-        "task": "translation",
-        "arch": None,
-        "criterion": "cross_entropy",
-        "optimizer": None,
-        "lr_scheduler": "fixed",
-        "tokenizer": None,  # not used in training: saved with the checkpoint's options for the hub to apply
-        "bpe": None,
-    },
-)
 
 
 def check_options(parsed: ParsedArgs) -> None:
