@@ -25,7 +25,7 @@ from seqloom import __version__
 from seqloom.checkpoint.io import CheckpointError
 from seqloom.hub.files import FILE_OPTIONS
 from seqloom.hub.mbart_translation import MBartTranslationHub
-from seqloom.hub.pretrained import PretrainedSpec
+from seqloom.hub.spec import PretrainedSpec
 from seqloom.hub.translation import TranslationHub
 from seqloom.models.bart.model import BARTModel
 from seqloom.modules.int8 import is_quantized_state
