@@ -62,8 +62,8 @@ class Graph:
         return out
 
 
-def module_name(path: Path) -> str:
-    parts = list(path.relative_to(SRC).with_suffix("").parts)
+def module_name(path: Path, src: Path = SRC) -> str:
+    parts = list(path.relative_to(src).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
     return ".".join(parts)
@@ -106,9 +106,9 @@ def targets(node: ast.AST, module: str, is_package: bool) -> list[str]:
 def build_graph(src: Path = SRC) -> Graph:
     graph = Graph()
     files = sorted((src / ROOT).rglob("*.py"))
-    graph.modules = {module_name(f) for f in files}
+    graph.modules = {module_name(f, src) for f in files}
     for f in files:
-        module = module_name(f)
+        module = module_name(f, src)
         tree = ast.parse(f.read_text(encoding="utf-8"), filename=str(f))
         for node, in_function in statements(tree):
             names = targets(node, module, f.name == "__init__.py")

@@ -19,7 +19,7 @@ FAIRSEQ_FIXTURES = Path(os.environ.get("SEQLOOM_FAIRSEQ_FIXTURES") or REPO / "te
 # GPT-2's BPE files (encoder.json, vocab.bpe), as fairseq's BART commands use them.
 GPT2_BPE = REPO / "tests" / "fixtures" / "gpt2-bpe"
 # fairseq's interpreter, for the tests that run fairseq itself.
-PEER_PYTHON = Path(os.environ.get("SEQLOOM_FAIRSEQ_PYTHON") or "/work/peer-venvs/fs/bin/python")
+PEER_PYTHON = Path(os.environ.get("SEQLOOM_FAIRSEQ_PYTHON") or REPO.parent / "peer-venvs" / "fs" / "bin" / "python")
 
 # Skip reasons start with one of these, so that the summary can count them.
 NEEDS_CUDA = "needs a CUDA device"

@@ -24,6 +24,23 @@ class JsonFormatter(logging.Formatter):
         )
 
 
+class BarAwareHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes records to the stream; while a tqdm progress bar is shown there, above the bar (tqdm.write clears
+    it, writes the line and redraws it) instead of running into it on the same line."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        tqdm_module = sys.modules.get("tqdm")  # no bar can be shown before tqdm is imported
+        bars = getattr(getattr(tqdm_module, "tqdm", None), "_instances", None)
+        if not bars:
+            super().emit(record)
+            return
+        try:
+            tqdm_module.tqdm.write(self.format(record), file=self.stream)  # type: ignore[union-attr]
+            self.flush()
+        except Exception:
+            self.handleError(record)
+
+
 def setup_logging(log_format: str | None = None, log_file: str | None = None) -> None:
     """Configures the root logger once per process (stderr, plus ``log_file`` when given)."""
     formatter: logging.Formatter = (
@@ -32,7 +49,7 @@ def setup_logging(log_format: str | None = None, log_file: str | None = None) ->
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    handlers: list[logging.Handler] = [BarAwareHandler(sys.stderr)]
     if log_file:
         try:
             handlers.append(logging.FileHandler(log_file, encoding="utf-8"))

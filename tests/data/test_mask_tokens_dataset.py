@@ -59,7 +59,7 @@ OPTIONS = {
 def test_masking_equals_fairseq(name: str, fairseq_fixtures: Path) -> None:
     d = dictionary()
     blocks = Blocks(REFERENCE["masking"]["blocks"])
-    gpt2 = Path(__file__).parents[1] / "fixtures" / "gpt2-bpe"
+    gpt2 = Path(__file__).resolve().parents[1] / "fixtures" / "gpt2-bpe"
     starts = word_starts(d, gpt2) if name == "whole_words_freq" else None
     dataset = MaskTokensDataset(blocks, blocks.sizes, OPTIONS[name], vocab=d, mask_idx=d.index("<mask>"), seed=1,
                                 word_starts=starts)  # fmt: skip

@@ -12,7 +12,8 @@ from seqloom.generation.chunked_topk import chunked_topk
 from seqloom.generation.constraints import mask_lprobs
 from seqloom.generation.hypotheses import length_normalized
 from seqloom.generation.ngram import block_repeated_ngrams
-from seqloom.generation.search import BeamSearch, DiverseSiblingsSearch, build_search
+from seqloom.generation.search import BeamSearch, DiverseSiblingsSearch
+from seqloom.generation.strategies import build_search
 
 
 def test_beam_search_step_takes_2k_best_over_all_beams() -> None:

@@ -31,7 +31,7 @@ def _run(name: str, fixtures: Path) -> tuple[list[Any], dict[str, Any]]:
         code = code.replace(".cuda()", ".cpu()")
     namespace = {
         "FIX": str(fixtures),
-        "GPT2": str(Path(__file__).parents[1] / "fixtures" / "gpt2-bpe"),
+        "GPT2": str(Path(__file__).resolve().parents[1] / "fixtures" / "gpt2-bpe"),
         "seqloom": seqloom,
     }
     torch.manual_seed(1)

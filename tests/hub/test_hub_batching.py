@@ -30,7 +30,7 @@ CASES = _cases()
 
 def _hub(case: dict[str, Any], fixtures: Path) -> GeneratorHubInterface:
     if case["model"] == "bart":
-        gpt2 = Path(__file__).parents[1] / "fixtures" / "gpt2-bpe"
+        gpt2 = Path(__file__).resolve().parents[1] / "fixtures" / "gpt2-bpe"
         return BARTModel.from_pretrained(
             str(fixtures / "bart" / "model"), checkpoint_file="model.pt",
             data_name_or_path=str(fixtures / "bart" / "model"), bpe="gpt2",

@@ -32,12 +32,10 @@ def hub(fairseq_fixtures: Path, gpt2_bpe: Path) -> BARTHub:
     )
 
 
-def test_from_pretrained_loads_where_fairseq_fails(
-    hub: BARTHub, ref: dict[str, Any], fairseq_fixtures: Path, gpt2_bpe: Path
-) -> None:
+def test_from_pretrained_loads_where_fairseq_fails(hub: BARTHub, ref: dict[str, Any], fairseq_fixtures: Path) -> None:
     assert "ValidationError" in ref["from_pretrained_error"]  # fairseq's from_pretrained(bpe='gpt2') failed
     kwargs = ref["from_pretrained"]  # fairseq's call, with its sample_break_mode keyword spelled out
-    gpt2 = gpt2_bpe
+    gpt2 = Path(__file__).resolve().parents[1] / "fixtures" / "gpt2-bpe"
     again = BARTModel.from_pretrained(str(fairseq_fixtures / "bart" / "model"), kwargs["checkpoint_file"],
                                       str(fairseq_fixtures / "bart" / "model"), "gpt2", sample_break_mode="eos",
                                       gpt2_encoder_json=str(gpt2 / "encoder.json"),

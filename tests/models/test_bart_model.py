@@ -170,7 +170,7 @@ def test_family_dispatch_builds_bart(fairseq_fixtures: Path) -> None:
 
 
 def test_generation_loads_bart_checkpoints(fairseq_fixtures: Path) -> None:
-    """``seqloom generate --path`` (generation.loading) builds BART, e.g. a summarizer fine-tuned with translation."""
+    """``seqloom generate --path`` (cli.model_loading) builds BART, e.g. a summarizer fine-tuned with translation."""
     from seqloom.cli.model_loading import load_ensemble
 
     folder = fairseq_fixtures / "bart" / "model"

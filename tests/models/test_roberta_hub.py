@@ -22,7 +22,7 @@ MASKED = ["In the beginning God created the <mask> and the earth.", "And God sai
 
 
 def gpt2_files(fairseq_fixtures: Path) -> dict[str, str]:
-    gpt2 = fairseq_fixtures.parents[1] / "data" / "gpt2-bpe"
+    gpt2 = Path(__file__).resolve().parents[1] / "fixtures" / "gpt2-bpe"
     return {"gpt2_encoder_json": str(gpt2 / "encoder.json"), "gpt2_vocab_bpe": str(gpt2 / "vocab.bpe")}
 
 

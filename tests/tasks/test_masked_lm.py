@@ -149,7 +149,7 @@ def test_regression_target_and_spectral_norm(tmp_path: Path, capsys: pytest.Capt
 
 def test_whole_word_masking_flags(data: Path, tmp_path: Path, fairseq_fixtures: Path,
                                   capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
-    gpt2 = Path(__file__).parents[1] / "fixtures" / "gpt2-bpe"
+    gpt2 = Path(__file__).resolve().parents[1] / "fixtures" / "gpt2-bpe"
     argv = readme_pretraining(data, tmp_path / "ck")
     argv[argv.index("--max-update") + 1] = "2"
     argv += ["--mask-whole-words", "--bpe", "gpt2", "--gpt2-encoder-json", str(gpt2 / "encoder.json"),

@@ -26,7 +26,7 @@ import torch
 from seqloom.checkpoint.limits import TooLarge, check_declared_sizes
 from seqloom.checkpoint.numpy_compat import NUMPY_SAFE_GLOBALS
 from seqloom.checkpoint.omegaconf_compat import OMEGACONF_STAND_INS, to_plain
-from seqloom.paths import unwritable_reason
+from seqloom.paths import plain_file_mode, unwritable_reason
 
 # Globals a checkpoint may reference besides tensors and builtin containers.
 SAFE_GLOBALS: list[Any] = [argparse.Namespace, *OMEGACONF_STAND_INS, *NUMPY_SAFE_GLOBALS]
@@ -131,6 +131,8 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> None
     except OSError as err:
         raise CheckpointError(f"checkpoint {file}: cannot be written ({unwritable_reason(file, err)})") from None
     try:
+        if hasattr(os, "fchmod"):  # as a plain open would make it (mkstemp's 0600 hid it from the group)
+            os.fchmod(fd, plain_file_mode())
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)
             f.flush()

@@ -12,12 +12,14 @@ import logging
 import os
 import re
 import sys
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 from seqloom.checkpoint.io import CheckpointError
+from seqloom.cli.parser import HelpFormatter
 from seqloom.logs import setup_logging
 
 logger = logging.getLogger("seqloom.cli.average_checkpoints")
@@ -39,15 +41,34 @@ class AverageConfig:
     """ignore checkpoints past this epoch (or update count)"""
 
 
+DESCRIPTION = (
+    "Average the weights of several checkpoints (fairseq's average_checkpoints.py). --inputs names the files, or "
+    "one folder: its last N checkpoint<epoch>.pt files (--num-epoch-checkpoints N) or checkpoint_<epoch>_<updates>.pt "
+    "files (--num-update-checkpoints N). The output keeps the first input's other entries."
+)
+
+
 def parse(argv: Sequence[str] | None) -> AverageConfig:
     # plain argparse: fairseq's ``--inputs`` takes several space-separated values (nargs="+")
-    p = argparse.ArgumentParser(prog="seqloom average-checkpoints", description=__doc__, allow_abbrev=False)
-    p.add_argument("--inputs", required=True, nargs="+", help="checkpoint files, or one folder")
+    p = argparse.ArgumentParser(
+        prog="seqloom average-checkpoints",
+        usage="%(prog)s --inputs FILE [FILE ...] --output FILE [options]",
+        description=textwrap.fill(DESCRIPTION, width=98),
+        allow_abbrev=False,
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("--inputs", required=True, nargs="+", metavar="FILE", help="checkpoint files, or one folder")
     p.add_argument("--output", required=True, metavar="FILE", help="where to write the averaged checkpoint")
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--num-epoch-checkpoints", type=int, help="average the last N epoch checkpoints of a folder")
-    group.add_argument("--num-update-checkpoints", type=int, help="average the last N update checkpoints of a folder")
-    p.add_argument("--checkpoint-upper-bound", type=int, help="ignore checkpoints past this epoch or update count")
+    group.add_argument(
+        "--num-epoch-checkpoints", type=int, metavar="N", help="average the last N epoch checkpoints of a folder"
+    )
+    group.add_argument(
+        "--num-update-checkpoints", type=int, metavar="N", help="average the last N update checkpoints of a folder"
+    )
+    p.add_argument(
+        "--checkpoint-upper-bound", type=int, metavar="N", help="ignore checkpoints past this epoch or update count"
+    )
     ns = p.parse_args(argv)
     return AverageConfig(**vars(ns))
 

@@ -22,6 +22,7 @@ from seqloom.generation.config import GenerationConfig
 from seqloom.generation.generator import SequenceGenerator
 from seqloom.generation.hypotheses import Hypothesis
 from seqloom.generation.scorer import SequenceScorer
+from seqloom.modules.int8 import int8_unavailable, quantize_model
 
 
 def load_task(args: ParsedArgs, *, split: str | None = None) -> Any:
@@ -94,6 +95,20 @@ def place_models(models: list[Any], common: Any) -> torch.device:
     for model in models:
         model.to(device=device, dtype=dtype)
     return device
+
+
+def quantize_models(models: list[Any], method: str | None, *, common: Any, device: torch.device) -> None:
+    """``--quantize int8``: the placed models' linear layers made int8 in place (:mod:`seqloom.modules.int8`).
+    Refuses, naming the flags, float16/bfloat16 models and devices without int8 products."""
+    if method is None:
+        return
+    if common.fp16 or common.bf16:
+        raise ValueError(f"--quantize {method} runs int8 weights with float32 inputs; drop --fp16/--bf16")
+    reason = int8_unavailable(device)
+    if reason is not None:
+        raise ValueError(f"--quantize {method}: {reason}")
+    for model in models:
+        quantize_model(model, method)
 
 
 def build_generator(models: list[Any], tgt_dict: Any, cfg: GenerationConfig, *, common: Any = None,
@@ -180,7 +195,8 @@ def sample_strings(sample: dict[str, Any], i: int, *, task: Any, post_process: s
 
 def progress_bar(items: Iterable[Any], common: Any) -> Iterator[Any]:
     """tqdm on stderr (fairseq's default progress bar) unless ``--no-progress-bar`` or another log format."""
-    if common.no_progress_bar or common.log_format not in (None, "tqdm"):
+    if common.no_progress_bar or common.log_format not in (None, "tqdm") or not sys.stderr.isatty():
+        # (as fairseq: a bar only on a terminal; a log file would fill with its redrawn lines)
         yield from items
         return
     from tqdm import tqdm

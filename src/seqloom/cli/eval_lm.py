@@ -25,51 +25,16 @@ from torch import nn
 from seqloom.checkpoint import load_checkpoint
 from seqloom.checkpoint.io import CheckpointError
 from seqloom.cli.model_loading import parse_model_overrides
-from seqloom.cli.parser import CommandSpec, ParsedArgs, parse_args
-from seqloom.config.common import CommonConfig
-from seqloom.config.options import field
-from seqloom.config.training import DataDirConfig, DatasetConfig
+from seqloom.cli.parser import ParsedArgs, parse_args
+from seqloom.cli.specs import EVAL_LM as SPEC
 from seqloom.data.batching import resolve_max_positions
 from seqloom.devices import inference_dtype, select_device
 from seqloom.evaluation.lm_scorer import score_batch
 from seqloom.evaluation.word_stats import EvalLMTotals, accumulate, bpe_continuations, format_word_probs
-from seqloom.generation.config import CommonEvalConfig
 from seqloom.logs import setup_logging
 from seqloom.tasks.base import BatchingOptions
 
 logger = logging.getLogger("seqloom.cli.eval_lm")
-
-
-@dataclass(kw_only=True)
-class EvalLMConfig:
-    """Options of fairseq's ``eval_lm`` group."""
-
-    output_word_probs: bool = field(False, help="print each word of the data with its log-probability")
-    output_word_stats: bool = field(
-        False, help="print, per word type, how often it occurs and its mean log-probability"
-    )
-    context_window: int = field(
-        0,
-        help="give every scored block up to this many tokens of the text before it as unscored context (0: blocks are scored alone)",
-    )
-    softmax_batch: int = field(
-        sys.maxsize,
-        help="compute the output softmax over at most this many positions at once (lower needs less memory)",
-    )
-
-
-SPEC = CommandSpec(
-    prog="seqloom eval-lm",
-    description="Evaluate the perplexity of a trained language model (fairseq-eval-lm's options).",
-    groups=(
-        ("data", DataDirConfig),
-        ("common", CommonConfig),
-        ("common_eval", CommonEvalConfig),
-        ("dataset", DatasetConfig),
-        ("eval_lm", EvalLMConfig),
-    ),
-    selectors={"task": "language_modeling"},
-)
 
 
 @dataclass

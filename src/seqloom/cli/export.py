@@ -7,47 +7,25 @@ with the same outputs as the checkpoint, without unpickling anything::
 
     seqloom export --path checkpoints/checkpoint_best.pt --data data-bin --tokenizer moses \\
         --bpe subword_nmt --bpe-codes bpe.codes --out exported/
+
+With ``--quantize int8`` the linear layers are stored as int8 weights plus their row scales
+(:mod:`seqloom.modules.int8`) and the export loads as an int8 CPU model.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from seqloom.checkpoint.io import CheckpointError
-from seqloom.cli.parser import CommandSpec, parse_args
-from seqloom.config.options import field
+from seqloom.cli.parser import parse_args
+from seqloom.cli.specs import EXPORT as SPEC
+from seqloom.cli.specs import ExportConfig
 from seqloom.logs import setup_logging
 
 logger = logging.getLogger("seqloom.cli.export")
-
-
-@dataclass(kw_only=True)
-class ExportConfig:
-    """Options of ``seqloom export``."""
-
-    path: Optional[str] = field(None, help="the checkpoint file to export (or its directory, holding model.pt)")
-    out: Optional[str] = field(None, help="the directory to write the export into")
-    data: Optional[str] = field(
-        None, help="the directory holding the model's dict.*.txt files; if unset, the checkpoint's directory"
-    )
-    source_lang: Optional[str] = field(
-        None, help="source language; if unset, from the checkpoint or the data file names"
-    )
-    target_lang: Optional[str] = field(
-        None, help="target language; if unset, from the checkpoint or the data file names"
-    )
-
-
-SPEC = CommandSpec(
-    prog="seqloom export",
-    description="Write a checkpoint as model.safetensors + config.json + dictionaries + tokenizer/BPE files.",
-    groups=(("export", ExportConfig),),
-    selectors={"tokenizer": None, "bpe": None},
-)
 
 
 def hub_options(args: Any) -> dict[str, Any]:
@@ -104,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"seqloom export: no dict.*.txt next to {path}; pass --data DIR (the model's data-bin)")
     data = str(Path(cfg.data).resolve()) if cfg.data is not None else "."
     try:
-        hub = from_pretrained(model_dir, checkpoint_file, data, **hub_options(args))
+        hub = from_pretrained(model_dir, checkpoint_file, data, quantize=cfg.quantize, **hub_options(args))
         out = write_export(hub, cfg.out)
     except (FileNotFoundError, ValueError, TypeError, CheckpointError) as err:
         message = str(err)

@@ -27,6 +27,7 @@ from seqloom.cli.decoding import (
     load_task,
     place_models,
     progress_bar,
+    quantize_models,
     run_inference,
     sample_strings,
     symbols_to_strip,
@@ -34,31 +35,16 @@ from seqloom.cli.decoding import (
 from seqloom.cli.model_loading import export_defaults, load_ensemble
 from seqloom.cli.output_lines import hypothesis_lines, load_align_dict, post_process_prediction
 from seqloom.cli.parallel_decoding import can_fork, in_order_on_processes, in_order_on_threads
-from seqloom.cli.parser import CommandSpec, ParsedArgs, parse_args
+from seqloom.cli.parser import ParsedArgs, parse_args
+from seqloom.cli.specs import GENERATE as SPEC
 from seqloom.config.common import CommonConfig
-from seqloom.config.training import DataDirConfig, DatasetConfig
-from seqloom.generation.config import CommonEvalConfig, DecodeThreadsConfig, GenerationConfig, ScoringConfig
+from seqloom.config.training import DatasetConfig
 from seqloom.generation.hypotheses import Hypothesis
 from seqloom.generation.scoring import build_scorer
 from seqloom.logs import DATE_FORMAT, LINE_FORMAT, setup_logging
 from seqloom.tasks.translation import TranslationTask
 
 logger = logging.getLogger("seqloom.generate")
-
-SPEC = CommandSpec(
-    prog="seqloom generate",
-    description="Translate a binarized data split with a trained model (fairseq-generate).",
-    groups=(
-        ("data", DataDirConfig),
-        ("common", CommonConfig),
-        ("common_eval", CommonEvalConfig),
-        ("dataset", DatasetConfig),
-        ("generation", GenerationConfig),
-        ("scoring", ScoringConfig),
-        ("decoding", DecodeThreadsConfig),
-    ),
-    selectors={"task": "translation", "tokenizer": None, "bpe": None},
-)
 
 
 @dataclass
@@ -136,6 +122,7 @@ def run(args: ParsedArgs, out: TextIO) -> int:
     task = load_task(args, split=data.gen_subset)
     models = load_ensemble(ev.model_path, task, model_overrides=ev.model_overrides)
     device = place_models(models, common)
+    quantize_models(models, args["quantize"].quantize, common=args["common"], device=device)
     dataset = task.load_dataset(data.gen_subset)
     from seqloom.tasks.base import require_batches
 

@@ -28,36 +28,20 @@ from seqloom.cli.decoding import (
     decode_threads,
     load_task,
     place_models,
+    quantize_models,
     run_inference,
     symbols_to_strip,
 )
 from seqloom.cli.model_loading import export_defaults, load_ensemble
 from seqloom.cli.output_lines import hypothesis_lines, load_align_dict, post_process_prediction
 from seqloom.cli.parallel_decoding import can_fork, in_order_on_processes
-from seqloom.cli.parser import CommandSpec, ParsedArgs, parse_args
-from seqloom.config.common import CommonConfig
-from seqloom.config.training import DataDirConfig, DatasetConfig
+from seqloom.cli.parser import ParsedArgs, parse_args
+from seqloom.cli.specs import INTERACTIVE as SPEC
 from seqloom.data.bom import strip_bom_lines
-from seqloom.generation.config import CommonEvalConfig, DecodeThreadsConfig, GenerationConfig, InteractiveConfig
 from seqloom.generation.constraint_states import pack_constraints
 from seqloom.logs import setup_logging
 
 logger = logging.getLogger("seqloom.interactive")
-
-SPEC = CommandSpec(
-    prog="seqloom interactive",
-    description="Translate raw text from stdin with a trained model (fairseq-interactive).",
-    groups=(
-        ("data", DataDirConfig),
-        ("common", CommonConfig),
-        ("common_eval", CommonEvalConfig),
-        ("dataset", DatasetConfig),
-        ("generation", GenerationConfig),
-        ("interactive", InteractiveConfig),
-        ("decoding", DecodeThreadsConfig),
-    ),
-    selectors={"task": "translation", "tokenizer": None, "bpe": None},
-)
 
 
 def buffered_read(stream: TextIO, buffer_size: int, name: str = "stdin") -> Iterator[list[str]]:
@@ -109,6 +93,7 @@ def run(args: ParsedArgs, stream: TextIO, out: TextIO, *, name: str = "stdin") -
     task = load_task(args)
     models = load_ensemble(args["common_eval"].model_path, task, model_overrides=args["common_eval"].model_overrides)
     device = place_models(models, args["common"])
+    quantize_models(models, args["quantize"].quantize, common=args["common"], device=device)
     generator = build_generator(models, task.target_dictionary, args["generation"], common=args["common"],
                                 model_overrides=args["common_eval"].model_overrides,
                                 eos=task.generation_eos)  # fmt: skip

@@ -23,10 +23,29 @@ COMMANDS: dict[str, str] = {
 }
 
 
+# one line each for ``seqloom --help`` (kept here: importing the commands would load torch just to print them)
+SUMMARIES: dict[str, str] = {
+    "preprocess": "build dictionaries and binarize text files into a data folder",
+    "train": "train a model on a binarized data folder",
+    "validate": "compute a trained model's loss on data splits",
+    "average-checkpoints": "average the weights of several checkpoints into one",
+    "export": "write a checkpoint as safetensors weights, config.json and dictionaries",
+    "generate": "translate a binarized split with a trained model, and score it",
+    "interactive": "translate lines typed or piped in, with a trained model",
+    "score": "BLEU of system output files against reference files",
+    "eval-lm": "the perplexity of a language model on a binarized split",
+}
+
+
 def usage() -> str:
     lines = [f"seqloom {__version__}", "usage: seqloom <command> [options]", "", "commands:"]
-    lines += [f"  {name}" for name in COMMANDS]
-    lines += ["", "Run 'seqloom <command> --help' for a command's options."]
+    width = max(map(len, COMMANDS))
+    lines += [f"  {name:<{width}}  {SUMMARIES[name]}" for name in COMMANDS]
+    lines += [
+        "",
+        "Run 'seqloom <command> --help' for a command's options; 'seqloom train --arch NAME --help' adds the",
+        "options of that model architecture (e.g. --arch transformer).",
+    ]
     return "\n".join(lines)
 
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import re
+import shutil
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,7 @@ from typing import Any, NoReturn, cast
 
 from seqloom import registry
 from seqloom.cli.fairseq_flags import config_key_note, strip_ignored, unsupported_message
+from seqloom.cli.specs import ALL_SPECS, CommandSpec
 from seqloom.components import import_builtins, import_user_dir
 from seqloom.config.options import add_dataclass_args, from_namespace, suggest
 
@@ -34,6 +37,16 @@ SELECTORS: dict[str, tuple[str, registry.Registry[Any]]] = {
     "bpe": ("--bpe", registry.BPES),
 }
 
+SELECTOR_HELP = {
+    "task": "what is learned from the data",
+    "arch": "the model architecture",
+    "criterion": "the training loss",
+    "optimizer": "the optimizer",
+    "lr_scheduler": "the learning-rate schedule",
+    "tokenizer": "the word tokenizer applied to raw text",
+    "bpe": "the subword encoding applied to raw text",
+}
+
 
 # a YAML section's ``_name`` picks the component: ``model: {_name: transformer}`` sets ``--arch``
 SECTION_SELECTORS = {"model": "arch"}
@@ -43,25 +56,35 @@ COMPONENT_SECTIONS = frozenset(
 )
 
 
-@dataclass(frozen=True)
-class CommandSpec:
-    """What one CLI command parses: fixed config groups and which components it lets the user pick.
-
-    ``selectors`` maps a selector dest (``task``, ``arch``, ...) to its default name (None: unset).
-    """
-
-    prog: str
-    description: str
-    groups: tuple[tuple[str, type], ...]
-    selectors: dict[str, str | None] = dataclasses.field(default_factory=dict)
-
-
 @dataclass
 class ParsedArgs:
     """The result of parsing: the flat namespace and one config instance per group or component."""
 
     namespace: argparse.Namespace
     configs: dict[str, Any]
+    parser: ArgumentParser | None = None
+    # each option's value before ``--config`` and the command line: the class default or the arch preset's
+    defaults: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def changed_options(self) -> list[str]:
+        """The options that differ from their defaults, written as command-line words (``--lr 0.002``,
+        ``--share-all-embeddings``): a run's configuration in a line instead of the whole namespace."""
+        if self.parser is None:
+            return []
+        words: list[str] = []
+        for action in self.parser._actions:
+            value = getattr(self.namespace, action.dest, None)
+            if action.dest == "help" or value == self.defaults.get(action.dest):
+                continue
+            if not action.option_strings:  # a positional (DATA)
+                words.append(str(value))
+            elif isinstance(action, argparse.BooleanOptionalAction):
+                words.append(action.option_strings[0 if value else 1])
+            elif isinstance(value, bool) and action.nargs == 0:
+                words.append(action.option_strings[0])
+            else:
+                words += [action.option_strings[0], _as_word(value)]
+        return words
 
     def __getitem__(self, key: str) -> Any:
         return self.configs[key]
@@ -70,12 +93,35 @@ class ParsedArgs:
         return self.configs.get(key)
 
 
+def _as_word(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+    else:
+        text = str(value)
+    return text if text and not any(c.isspace() or c in "'\"()$;&|" for c in text) else repr(text)
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """``--help`` for people: at most 100 columns, the help column at 32, and a default shown only where there is
+    one (not "(default: None)" or "(default: False)")."""
+
+    def __init__(self, prog: str) -> None:
+        width = min(shutil.get_terminal_size((100, 24)).columns, 100) - 2
+        super().__init__(prog, max_help_position=32, width=max(width, 60))
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "%(default)" in text or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse with strict flags (no abbreviations) and errors that suggest the nearest flag."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
-        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
@@ -161,16 +207,24 @@ def _resolve_interpolations(flat: dict[str, Any]) -> dict[str, Any]:
 
 def build_parser(spec: CommandSpec, chosen: dict[str, str | None]) -> tuple[ArgumentParser, dict[str, type]]:
     """The full parser for ``spec`` with the components in ``chosen``; returns it and the config classes."""
-    parser = ArgumentParser(prog=spec.prog, description=spec.description)
+    parser = ArgumentParser(prog=spec.prog, usage=_usage(spec), description=_description(spec, chosen))
     parser.add_argument("--config", default=None, metavar="YAML", help="YAML file of options; flags override it")
-    parser.add_argument("--user-dir", default=None, help="path to a Python module of user components to import")
+    parser.add_argument(
+        "--user-dir", default=None, metavar="DIR", help="path to a Python module of user components to import"
+    )
     taken: set[str] = {"config", "user_dir"}
     classes: dict[str, type] = {}
     selector_group = parser.add_argument_group("components")
     for dest, name in chosen.items():
         flag, reg = SELECTORS[dest]
         aliases = ("-a",) if dest == "arch" else ()
-        selector_group.add_argument(flag, *aliases, dest=dest, default=name, choices=reg.names() or None)
+        names = reg.names()
+        listed = "{" + ",".join(names) + "}"
+        metavar = listed if len(listed) <= 32 else "NAME"
+        help_text = SELECTOR_HELP[dest] + ("" if metavar == listed else f" (one of: {', '.join(names)})")
+        selector_group.add_argument(
+            flag, *aliases, dest=dest, default=name, choices=names or None, metavar=metavar, help=help_text
+        )
         taken.add(dest)
     for title, cls in spec.groups:
         _add_positionals(parser, cls, taken)
@@ -187,11 +241,33 @@ def build_parser(spec: CommandSpec, chosen: dict[str, str | None]) -> tuple[Argu
     return parser, classes
 
 
+def _usage(spec: CommandSpec) -> str:
+    """``seqloom train DATA [options]``: the positionals and a word for the rest (argparse's usage listed every
+    option, a hundred lines for train)."""
+    words = [f.name.upper() for _, cls in spec.groups for f in dataclasses.fields(cls) if f.metadata.get("positional")]
+    return " ".join([spec.prog, *dict.fromkeys(words), "[options]"])
+
+
+def _description(spec: CommandSpec, chosen: dict[str, str | None]) -> str:
+    """The command's description, and where a component's options are when none is chosen yet."""
+    paragraphs = [spec.description]
+    if "arch" in chosen and chosen["arch"] is None:
+        paragraphs.append(
+            f"The model's options (layers, sizes, dropout) depend on the architecture: `{spec.prog} --arch NAME "
+            "--help` lists them (e.g. --arch transformer). --optimizer, --lr-scheduler and --criterion add their "
+            "own options in the same way."
+        )
+    width = min(shutil.get_terminal_size((100, 24)).columns, 100) - 2
+    return "\n\n".join(textwrap.fill(p, width=max(width, 60)) for p in paragraphs)
+
+
 def _add_positionals(parser: ArgumentParser, cls: type, taken: set[str]) -> None:
     for f in dataclasses.fields(cls):
         if f.metadata.get("positional") and f.name not in taken:
             taken.add(f.name)
-            parser.add_argument(f.name, nargs="?", default=f.default, help=f.metadata.get("help", ""))
+            parser.add_argument(
+                f.name, nargs="?", default=f.default, metavar=f.name.upper(), help=f.metadata.get("help", "")
+            )
 
 
 def _component_config(dest: str, name: str) -> tuple[type | None, Any, str]:
@@ -226,6 +302,7 @@ def parse_args(
     source, given = defaults or ("", {})
     chosen = _choose_components(spec, pre, {**given, **yaml_values}, argv)
     parser, classes = build_parser(spec, chosen)
+    base_defaults = {**{a.dest: a.default for a in parser._actions}, **spec.selectors}
     if given:  # options of a component the command line replaced (an export's task) do not apply
         actions = {a.dest for a in parser._actions}
         _apply_yaml_defaults(parser, {k: v for k, v in given.items() if k in actions}, source)
@@ -239,7 +316,7 @@ def parse_args(
         if getattr(ns, flag, False):  # fairseq's rule: the memory-efficient variants switch the precision on
             setattr(ns, implied, True)
     configs = {kind: from_namespace(cls, ns) for kind, cls in classes.items()}
-    return ParsedArgs(ns, configs)
+    return ParsedArgs(ns, configs, parser=parser, defaults=base_defaults)
 
 
 def _choose_components(
@@ -264,10 +341,7 @@ _ALL_OPTIONS: set[str] = set()
 def _options_of_all_commands() -> set[str]:
     """The option dests of every seqloom command and of every registered component, made once."""
     if not _ALL_OPTIONS:
-        from seqloom.cli import eval_lm, generate, interactive, preprocess, train, validate
-
-        for module in (train, generate, interactive, validate, eval_lm, preprocess):
-            spec = module.SPEC
+        for spec in ALL_SPECS:
             parser, _ = build_parser(spec, dict(spec.selectors))
             _ALL_OPTIONS.update(a.dest for a in parser._actions)
         for dest, (_, reg) in SELECTORS.items():

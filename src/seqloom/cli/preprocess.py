@@ -7,17 +7,19 @@ fairseq's statistics lines. torch is never imported here: start-up stays fast.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Any
 
-from seqloom.cli.parser import CommandSpec
+from seqloom.cli.specs import PREPROCESS as SPEC
+from seqloom.cli.specs import PreprocessConfig
 from seqloom.config.common import CommonConfig
-from seqloom.config.options import field, from_namespace
+from seqloom.config.options import flag_of, from_namespace
 from seqloom.data.binarizer import BinarizeSummary
 from seqloom.data.dictionary import Dictionary, DictionaryFormatError
 from seqloom.data.indexed_dataset import IndexedDatasetError
@@ -33,66 +35,6 @@ from seqloom.data.preprocessing import (
 
 logger = logging.getLogger("seqloom.cli.preprocess")
 logger.setLevel(logging.INFO)  # the statistics lines always reach preprocess.log, as fairseq's
-
-
-@dataclass(kw_only=True)
-class PreprocessConfig:
-    """fairseq-preprocess's options, with its names and defaults."""
-
-    source_lang: Optional[str] = field(None, help="source language", aliases=("-s",), metavar="SRC")
-    target_lang: Optional[str] = field(None, help="target language", aliases=("-t",), metavar="TARGET")
-    trainpref: Optional[str] = field(
-        None,
-        help="training files' path without the language suffix (PREF.src, PREF.tgt); the dictionaries are built from them",
-        metavar="FP",
-    )
-    validpref: Optional[str] = field(
-        None,
-        help="validation files' paths without the language suffix, comma-separated (words missing from the dictionary become <unk>)",
-        metavar="FP",
-    )
-    testpref: Optional[str] = field(
-        None,
-        help="test files' paths without the language suffix, comma-separated (words missing from the dictionary become <unk>)",
-        metavar="FP",
-    )
-    align_suffix: Optional[str] = field(None, help="alignment file suffix ({pref}.{suffix} holds 'i-j' pairs)")
-    destdir: str = field("data-bin", help="folder to write the dictionaries and binarized files into", metavar="DIR")
-    thresholdtgt: int = field(
-        0, help="leave target words seen fewer than this many times out of the dictionary (0: keep all)"
-    )
-    thresholdsrc: int = field(
-        0, help="leave source words seen fewer than this many times out of the dictionary (0: keep all)"
-    )
-    tgtdict: Optional[str] = field(None, help="use this target dictionary instead of building one", metavar="FP")
-    srcdict: Optional[str] = field(None, help="use this source dictionary instead of building one", metavar="FP")
-    nwordstgt: int = field(
-        -1, help="keep only the N most frequent target words, the 4 special symbols included (-1: all)"
-    )
-    nwordssrc: int = field(
-        -1, help="keep only the N most frequent source words, the 4 special symbols included (-1: all)"
-    )
-    alignfile: Optional[str] = field(
-        None, help="an alignment file of the train set: writes alignment.{src}-{tgt}.txt", metavar="ALIGN"
-    )
-    dataset_impl: Literal["raw", "lazy", "cached", "mmap"] = field(
-        "mmap", help="output dataset implementation (lazy and cached write the legacy TNTIDX format)"
-    )
-    joined_dictionary: bool = field(False, help="build one dictionary from source and target text together")
-    only_source: bool = field(False, help="binarize the source side only (language-model data)")
-    padding_factor: int = field(8, help="add filler symbols until the dictionary's size is a multiple of N")
-    workers: int = field(1, help="processes that binarize the files in parallel")
-    dict_only: bool = field(False, help="write the dictionaries and stop, binarizing nothing")
-    task: str = field(
-        "translation", help="task whose dictionary type to build (fairseq's flag; every built-in task uses Dictionary)"
-    )
-
-
-SPEC = CommandSpec(
-    prog="seqloom preprocess",
-    description="Build dictionaries and binarize text into fairseq-compatible indexed datasets.",
-    groups=(("common", CommonConfig), ("preprocessing", PreprocessConfig)),
-)
 
 
 @dataclass
@@ -235,6 +177,23 @@ def make_alignments(cfg: PreprocessConfig, paths: Paths, runner: ChunkRunner) ->
             logger.info(f"[alignments] {path}: parsed {summary.num_seq} alignments")
 
 
+def changed_options(cfg: PreprocessConfig) -> list[str]:
+    """The options of ``cfg`` that differ from their defaults, as command-line words (not the whole config)."""
+    words: list[str] = []
+    for f in dataclasses.fields(cfg):
+        value, default = getattr(cfg, f.name), _default_of(f)
+        if value == default:
+            continue
+        words += [flag_of(f)] if value is True else [flag_of(f), str(value)]
+    return words
+
+
+def _default_of(f: dataclasses.Field) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
+
+
 def preprocess(cfg: PreprocessConfig, *, progress_bar: bool | None = None) -> PreprocessResult:
     """Runs fairseq-preprocess's pipeline for ``cfg``; outputs appear in ``cfg.destdir`` only on success."""
     check_inputs(cfg)
@@ -244,7 +203,7 @@ def preprocess(cfg: PreprocessConfig, *, progress_bar: bool | None = None) -> Pr
     logger.addHandler(log_handler)
     try:
         with out, ChunkRunner(cfg.workers, progress_bar=progress_bar) as runner:
-            logger.info(cfg)
+            logger.info("options set away from their defaults: %s", " ".join(changed_options(cfg)) or "none")
             paths = Paths(cfg, out)
             src_dict, tgt_dict = load_or_build_dictionaries(cfg, paths, runner)
             src_dict.save(paths.staged(Paths.dict_name(cfg.source_lang)))

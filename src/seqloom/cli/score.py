@@ -11,33 +11,13 @@ import dataclasses
 import itertools
 import sys
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import TextIO
 
-from seqloom.cli.parser import CommandSpec, parse_args
-from seqloom.config import field
+from seqloom.cli.parser import parse_args
+from seqloom.cli.specs import SCORE as SPEC
+from seqloom.cli.specs import ScoreConfig
 from seqloom.data.bom import strip_bom_lines
 from seqloom.generation.scoring import BleuScorer
-
-
-@dataclass(kw_only=True)
-class ScoreConfig:
-    """Options of ``seqloom score`` (fairseq-score's names and defaults)."""
-
-    sys: str = field("-", help="system output", aliases=("-s",))
-    ref: str = field(None, help="references", aliases=("-r",))
-    order: int = field(4, help="longest n-gram counted by BLEU", aliases=("-o",))
-    ignore_case: bool = field(False, help="case-insensitive scoring")
-    sacrebleu: bool = field(False, help="score with sacrebleu")
-    sentence_bleu: bool = field(
-        False, help="print a BLEU per sentence, with add-one smoothing, instead of one for the whole set"
-    )
-
-
-SPEC = CommandSpec(
-    prog="seqloom score", description="BLEU of a system output against references (fairseq-score).",
-    groups=(("score", ScoreConfig),),
-)  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,15 +20,10 @@ import torch
 
 from seqloom.checkpoint.io import CheckpointError
 from seqloom.cli.build import build_criterion, build_model, build_task, count_parameters
-from seqloom.cli.parser import CommandSpec, ParsedArgs, parse_args
-from seqloom.config.common import CommonConfig
+from seqloom.cli.parser import ParsedArgs, parse_args
+from seqloom.cli.specs import TRAIN as SPEC
 from seqloom.config.training import (
-    CheckpointConfig,
-    DataDirConfig,
-    DatasetConfig,
-    DistributedConfig,
     EMAConfig,
-    OptimizationConfig,
 )
 from seqloom.data.iterators import EpochBatchIterator
 from seqloom.logs import setup_logging
@@ -48,29 +43,6 @@ from seqloom.trainer.trainer import Trainer, TrainerOptions
 from seqloom.trainer.zero import shard_optimizer
 
 logger = logging.getLogger("seqloom.cli.train")
-
-SPEC = CommandSpec(
-    prog="seqloom train",
-    description="Train a model on binarized data (fairseq-train's options).",
-    groups=(
-        ("data", DataDirConfig),
-        ("common", CommonConfig),
-        ("dataset", DatasetConfig),
-        ("optimization", OptimizationConfig),
-        ("checkpoint", CheckpointConfig),
-        ("distributed_training", DistributedConfig),
-        ("ema", EMAConfig),
-    ),
-    selectors={
-        "task": "translation",
-        "arch": None,
-        "criterion": "cross_entropy",
-        "optimizer": None,
-        "lr_scheduler": "fixed",
-        "tokenizer": None,  # not used in training: saved with the checkpoint's options for the hub to apply
-        "bpe": None,
-    },
-)
 
 
 def check_options(parsed: ParsedArgs) -> None:
@@ -318,6 +290,7 @@ def checkpoint_namespace(parsed: ParsedArgs) -> argparse.Namespace:
 
 def run(parsed: ParsedArgs) -> TrainingLoop:
     """Trains as the options say; returns the finished loop (its ``history`` holds per-update stats)."""
+    changed = parsed.changed_options()  # before check_options fills in derived values
     check_options(parsed)
     ns, common, ckpt = parsed.namespace, parsed["common"], parsed["checkpoint"]
     dist_cfg = parsed["distributed_training"]
@@ -330,7 +303,6 @@ def run(parsed: ParsedArgs) -> TrainingLoop:
     ns.distributed_world_size, ns.distributed_rank = dist.world_size, dist.rank
     if not dist.is_master:
         logging.getLogger().setLevel(logging.WARNING)
-    logger.info("%s", ns)
     np.random.seed(common.seed)
     torch.manual_seed(common.seed)
     task = build_task(parsed)
@@ -353,13 +325,14 @@ def run(parsed: ParsedArgs) -> TrainingLoop:
     try:
         if lock.held:  # no other trainer is saving there: what interrupted saves left can go
             remove_stale_temp_files(ckpt.save_dir)
-        return train_from_checkpoint(parsed, task, trainer)
+        return train_from_checkpoint(parsed, task, trainer, changed=changed)
     finally:
         lock.release()
 
 
-def train_from_checkpoint(parsed: ParsedArgs, task: Any, trainer: Trainer) -> TrainingLoop:
-    """Restores the run's last checkpoint (if any) and trains to the end."""
+def train_from_checkpoint(parsed: ParsedArgs, task: Any, trainer: Trainer, *, changed: list[str]) -> TrainingLoop:
+    """Restores the run's last checkpoint (if any) and trains to the end; ``changed`` lists the options set away
+    from their defaults (logged once the inputs proved good)."""
     ns, common, ckpt, data_cfg = parsed.namespace, parsed["common"], parsed["checkpoint"], parsed["dataset"]
     dist = trainer.dist
     restored = restore(ckpt, trainer, ns)
@@ -368,11 +341,15 @@ def train_from_checkpoint(parsed: ParsedArgs, task: Any, trainer: Trainer) -> Tr
     if not data_cfg.disable_validation:  # a validation split with no batch fails now, not after an epoch
         for subset in data_cfg.valid_subset.split(","):
             batches.valid(subset)
+    # the configuration once the data, dictionaries and checkpoints proved good: a mistake's message comes first
+    logger.info("options set away from their defaults: %s", " ".join(changed) or "none")
+    logger.debug("all options: %s", ns)
     fmt = resolve_log_format(common.log_format, no_progress_bar=common.no_progress_bar)
     run_name = os.environ.get("WANDB_NAME", os.path.basename(ckpt.save_dir))  # fairseq's run name
     progress = Progress(fmt, tensorboard_logdir=common.tensorboard_logdir, wandb_project=common.wandb_project,
                         wandb_run_name=run_name, enabled=dist.is_master)  # fmt: skip
     progress.update_config(vars(ns))
+    progress.max_update = parsed["optimization"].max_update or 0
     cfgs = LoopConfigs(common=common, dataset=parsed["dataset"], optimization=parsed["optimization"], checkpoint=ckpt)
     loop = TrainingLoop(trainer, cfgs, checkpoint_namespace(parsed), batches.train, batches.valid, progress)
     loop.valid_hook, loop.valid_reduce = task.validation_extras()

@@ -21,12 +21,10 @@ import torch
 from seqloom.checkpoint.io import CheckpointError
 from seqloom.cli.build import build_task
 from seqloom.cli.model_loading import export_defaults, parse_model_overrides
-from seqloom.cli.parser import CommandSpec, ParsedArgs, parse_args
-from seqloom.config.common import CommonConfig
+from seqloom.cli.parser import ParsedArgs, parse_args
+from seqloom.cli.specs import VALIDATE as SPEC
 from seqloom.config.options import from_namespace
-from seqloom.config.training import DataDirConfig, DatasetConfig
 from seqloom.devices import inference_dtype, select_device
-from seqloom.generation.config import CommonEvalConfig
 from seqloom.logs import setup_logging
 from seqloom.tasks.base import BatchingOptions, require_batches
 from seqloom.trainer.meters import Meter, concat_logging_lists, sum_logging_outputs
@@ -34,18 +32,6 @@ from seqloom.trainer.progress import Progress, resolve_log_format
 from seqloom.trainer.trainer import move_to_device
 
 logger = logging.getLogger("seqloom.cli.validate")
-
-SPEC = CommandSpec(
-    prog="seqloom validate",
-    description="Compute the loss of a trained model on data subsets (fairseq-validate).",
-    groups=(
-        ("data", DataDirConfig),
-        ("common", CommonConfig),
-        ("common_eval", CommonEvalConfig),
-        ("dataset", DatasetConfig),
-    ),
-    selectors={"task": "translation"},
-)
 
 
 def checkpoint_component(state: dict[str, Any], kind: str) -> tuple[str | None, dict[str, Any]]:

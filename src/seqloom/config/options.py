@@ -257,14 +257,46 @@ def add_dataclass_args(
             kwargs["type"] = spec.parse
             if isinstance(f.metadata.get("bounds"), Bounds) and spec.parse is not None:
                 kwargs["type"] = _bounded(spec.parse, f.metadata["bounds"])
-            kwargs["metavar"] = f.metadata.get("metavar", f.name.upper().replace("_", "-")[:12])
+            kwargs["metavar"] = f.metadata.get("metavar") or metavar_for(f.name, hints[f.name])
             if spec.choices is not None:
                 kwargs["choices"] = spec.choices
-                kwargs.pop("metavar")
+                kwargs["metavar"] = choices_metavar(spec.choices, kwargs["metavar"])
+                if kwargs["metavar"] != "{" + ",".join(map(str, spec.choices)) + "}":
+                    kwargs["help"] += " (one of: " + ", ".join(map(str, spec.choices)) + ")"
             if "const" in f.metadata:  # a bare flag means ``const`` (fairseq's ``--print-alignment``)
                 kwargs["nargs"] = "?"
                 kwargs["const"] = f.metadata["const"]
         group.add_argument(flag_of(f), *f.metadata.get("aliases", ()), **kwargs)
+
+
+# str options whose name ends so: what their value is (the others show their whole name: --valid-subset VALID-SUBSET)
+_STR_METAVARS = (("_dir", "DIR"), ("logdir", "DIR"), ("_file", "FILE"), ("_path", "FILE"), ("_model", "FILE"))
+
+
+def metavar_for(name: str, tp: Any) -> str:
+    """The word standing for an option's value in ``--help``: its type (N, FLOAT, N,N,...) or, for text, what it
+    names (FILE, DIR) or else the whole option name."""
+    tp = _strip_optional(tp)
+    origin = typing.get_origin(tp)
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        return metavar_for(name, item) + ",..."
+    if origin is tuple:
+        return "'(FLOAT, ...)'" if Ellipsis in typing.get_args(tp) else "'(" + ", ".join(
+            metavar_for(name, t) for t in typing.get_args(tp)) + ")'"  # fmt: skip
+    if tp is int:
+        return "N"
+    if tp is float:
+        return "FLOAT"
+    if name == "path":
+        return "FILE"
+    return next((word for end, word in _STR_METAVARS if name.endswith(end)), name.upper().replace("_", "-"))
+
+
+def choices_metavar(choices: tuple[Any, ...], fallback: str) -> str:
+    """``{a,b,c}`` for a short list of choices; a long one is named by a word (its choices go into the help)."""
+    listed = "{" + ",".join(map(str, choices)) + "}"
+    return listed if len(listed) <= 32 else ("NAME" if fallback.endswith(("FILE", "DIR")) else fallback)
 
 
 def _class_default(f: dataclasses.Field) -> Any:

@@ -186,6 +186,18 @@ class InteractiveConfig:
 
 
 @dataclass(kw_only=True)
+class QuantizeConfig:
+    """seqloom's own option of ``seqloom generate`` and ``seqloom interactive`` (fairseq has none like it)."""
+
+    quantize: Optional[Literal["int8"]] = field(
+        None,
+        help="run the models' linear layers and output projection with int8 weights (one scale per output row, "
+        "inputs quantized per row; CPU only, needs --cpu where CUDA is present): faster on CPUs with int8 "
+        "instructions, and close to float32 output",
+    )
+
+
+@dataclass(kw_only=True)
 class DecodeThreadsConfig:
     """seqloom's own option of ``seqloom generate`` (fairseq has none like it)."""
 

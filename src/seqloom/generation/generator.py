@@ -25,7 +25,8 @@ from seqloom.generation.ensemble import EnsembleDecoder
 from seqloom.generation.hypotheses import Hypothesis, finalize_hypotheses, sort_by_score
 from seqloom.generation.memory import DecodingSize, cache_bytes_per_step, check_fits
 from seqloom.generation.ngram import block_repeated_ngrams
-from seqloom.generation.search import Search, SearchStep, build_search
+from seqloom.generation.search import Search, SearchStep
+from seqloom.generation.strategies import build_search
 
 
 class SequenceGenerator:

@@ -42,6 +42,7 @@ from seqloom.hub.loading import (
     generation_config,
     hub_batching,
     pick_options,
+    quantize_hub,
 )
 from seqloom.hub.pretrained import checkpoint_groups
 from seqloom.models.bart.interop import model_from_state
@@ -210,6 +211,8 @@ def from_pretrained(
     model_name_or_path: str | os.PathLike[str],
     checkpoint_file: str = "model.pt",
     data_name_or_path: str = ".",
+    *,
+    quantize: str | None = None,
     **kwargs: Any,
 ) -> BARTHub:
     """A local BART directory -> an eval-mode :class:`BARTHub`; never downloads, never unpickles code.
@@ -221,6 +224,7 @@ def from_pretrained(
     ``encoder.json``/``vocab.bpe`` in the model directory), ``max_tokens``/``batch_size``, generation options,
     and ``langs`` ('en_XX,ro_RO,...'): the ``[lang]`` symbols of a ``multilingual_denoising --add-lang-token``
     (mBART) checkpoint that saved no ``--langs`` (else its data folder's sub-folders name them).
+    ``quantize="int8"``: int8 linear layers for CPU inference (:mod:`seqloom.modules.int8`).
     """
     kwargs.setdefault("bpe", "gpt2")
     # fairseq's BARTModel.from_pretrained takes sample_break_mode='eos' (one input, one sample): the only mode here
@@ -253,7 +257,7 @@ def from_pretrained(
     tokenizer, bpe = build_codecs(model_dir, groups, kwargs)
     task = pick_options(groups.get("task"), ("max_source_positions", "max_target_positions"), {})
     limits = (task.get("max_source_positions", 1024), task.get("max_target_positions", 1024))
-    return BARTHub(
+    hub = BARTHub(
         [model],
         src_dict=src_dict,
         tgt_dict=tgt_dict,
@@ -263,6 +267,7 @@ def from_pretrained(
         batching=hub_batching(groups, kwargs),
         max_positions=resolve_max_positions(limits, model.max_positions()),
     )
+    return quantize_hub(hub, quantize)
 
 
 registry.HUBS.add("bart", from_pretrained)  # BARTModel.from_pretrained finds it there

@@ -25,10 +25,11 @@ from seqloom import __version__
 from seqloom.checkpoint.io import CheckpointError
 from seqloom.hub.files import FILE_OPTIONS
 from seqloom.hub.mbart_translation import MBartTranslationHub
-from seqloom.hub.pretrained import PretrainedSpec
+from seqloom.hub.spec import PretrainedSpec
 from seqloom.hub.translation import TranslationHub
 from seqloom.models.bart.model import BARTModel
-from seqloom.paths import unwritable_reason
+from seqloom.modules.int8 import is_quantized_state
+from seqloom.paths import plain_file_mode, unwritable_reason
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -150,7 +151,10 @@ def write_export(hub: TranslationHub, out_dir: str | Path) -> Path:
         tmp.mkdir()
         tensors, tied = split_tied(hub.model.state_dict())
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": FORMAT})
+        (tmp / WEIGHTS_FILE).chmod(plain_file_mode())  # safetensors creates it 0600; the other files follow the umask
         config = export_config(spec, tied, tmp, model, task)
+        if is_quantized_state(tensors):
+            config["quantize"] = "int8"  # for people reading the file: loading finds the int8 tensors by their scales
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         _move_into_place(tmp, out)
     except BaseException as err:

@@ -39,6 +39,7 @@ from seqloom.hub.loading import (
     generation_config,
     hub_batching,
     pick_options,
+    quantize_hub,
 )
 from seqloom.hub.pretrained import checkpoint_groups
 from seqloom.models.transformer_lm.interop import model_from_state
@@ -103,12 +104,15 @@ def from_pretrained(
     model_name_or_path: str | os.PathLike[str],
     checkpoint_file: str = "model.pt",
     data_name_or_path: str = ".",
+    *,
+    quantize: str | None = None,
     **kwargs: Any,
 ) -> LanguageModelHub:
     """Loads a local ``transformer_lm`` directory into an eval-mode hub; never downloads, never unpickles code.
 
     ``data_name_or_path`` is the folder of the model's ``dict.txt`` (starting with '.': inside the model
-    directory). See the module docstring for the keywords.
+    directory). See the module docstring for the keywords. ``quantize="int8"``: int8 linear layers for CPU
+    inference (:mod:`seqloom.modules.int8`).
     """
     check_keywords(
         kwargs,
@@ -136,7 +140,7 @@ def from_pretrained(
     )
     task = pick_options(groups.get("task"), ("add_bos_token",), kwargs)
     hub.add_bos_token = bool(task.get("add_bos_token", False))
-    return hub
+    return quantize_hub(hub, quantize)
 
 
 registry.HUBS.add("transformer_lm", from_pretrained)  # TransformerLanguageModel.from_pretrained finds it there

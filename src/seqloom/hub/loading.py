@@ -15,8 +15,9 @@ from typing import Any
 from seqloom.config.options import bounds_problem, value_mismatch
 from seqloom.generation.config import GenerationConfig
 from seqloom.hub import files
-from seqloom.hub.base import HubBatching
+from seqloom.hub.base import GeneratorHubInterface, HubBatching
 from seqloom.hub.codecs import build_codec, codec_option_names, codec_spec
+from seqloom.modules.int8 import check_method, quantize_model
 
 GENERATION_OPTIONS = tuple(f.name for f in dataclasses.fields(GenerationConfig))
 BATCHING_OPTIONS = ("max_tokens", "batch_size")
@@ -82,3 +83,17 @@ def hub_batching(groups: Mapping[str, Any], kwargs: Mapping[str, Any]) -> HubBat
     """``max_tokens``/``batch_size`` of the checkpoint's dataset group, then the keywords."""
     # fairseq's hub batches with get_batch_iterator's default multiple of 1
     return HubBatching(**pick_options(groups.get("dataset"), BATCHING_OPTIONS, kwargs), required_batch_size_multiple=1)
+
+
+H = typing.TypeVar("H", bound=GeneratorHubInterface)
+
+
+def quantize_hub(hub: H, quantize: str | None) -> H:
+    """``from_pretrained(..., quantize="int8")``: the hub's models with int8 linear layers, converted in place
+    (:mod:`seqloom.modules.int8`; CPU only); None: the models as loaded."""
+    if quantize is None:
+        return hub
+    check_method(quantize)
+    for model in hub.models:
+        quantize_model(model, quantize)
+    return hub

@@ -19,7 +19,6 @@ import argparse
 import dataclasses
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +31,9 @@ from seqloom.data.dictionary import Dictionary
 from seqloom.generation.config import GenerationConfig
 from seqloom.hub import files
 from seqloom.hub.base import HubBatching
-from seqloom.hub.codecs import CodecSpec, build_codec, codec_option_names, codec_spec
-from seqloom.hub.loading import check_generation_keywords, pick_options
+from seqloom.hub.codecs import build_codec, codec_option_names, codec_spec
+from seqloom.hub.export import is_export, read_export_files
+from seqloom.hub.loading import check_generation_keywords, pick_options, quantize_hub
 from seqloom.hub.mbart_translation import build_mbart_hub, is_mbart_translation
 from seqloom.hub.multilingual_translation import (
     LANGUAGE_OPTIONS,
@@ -42,6 +42,7 @@ from seqloom.hub.multilingual_translation import (
     is_multilingual_translation,
     language_options,
 )
+from seqloom.hub.spec import PretrainedSpec
 from seqloom.hub.translation import TranslationHub
 from seqloom.models.transformer.builder import build_model
 from seqloom.models.transformer.config import TransformerConfig
@@ -49,30 +50,12 @@ from seqloom.models.transformer.interop import config_from_checkpoint, upgrade_s
 
 # re-exported: fairseq's spelling, TransformerModel.from_pretrained(...) -> the hub of this module
 from seqloom.models.transformer.model import TransformerModel as TransformerModel
+from seqloom.modules.int8 import float_placeholders, is_quantized_state, load_quantized
 
 GROUPS = ("model", "task", "dataset", "generation", "tokenizer", "bpe")
 TASK_OPTIONS = ("source_lang", "target_lang", "left_pad_source", "max_source_positions", "max_target_positions")
 BATCHING_OPTIONS = tuple(f.name for f in dataclasses.fields(HubBatching))
 GENERATION_OPTIONS = tuple(f.name for f in dataclasses.fields(GenerationConfig))
-
-
-@dataclass(kw_only=True)
-class PretrainedSpec:
-    """Everything a translation hub is built from, besides the weights (kept on the hub for ``export``)."""
-
-    model_dir: Path
-    model_cfg: TransformerConfig | None  # None: not a transformer (a BART-architecture translation model)
-    source_lang: str
-    target_lang: str
-    src_dict_path: Path
-    tgt_dict_path: Path
-    tokenizer: CodecSpec | None
-    bpe: CodecSpec | None
-    generation: GenerationConfig
-    batching: HubBatching
-    left_pad_source: bool = True
-    max_source_positions: int = 1024
-    max_target_positions: int = 1024
 
 
 def checkpoint_groups(state: Mapping[str, Any]) -> dict[str, Any]:
@@ -229,7 +212,11 @@ def build_hub(spec: PretrainedSpec, weights: Sequence[ModelWeights], *,
     for source, cfg, sd in weights:
         check_vocabulary(sd, spec, src_dict, tgt_dict, source=source)
         model = build_model(cfg, src_dict, tgt_dict)
-        model.load_state_dict(dict(sd), strict=True)
+        if is_quantized_state(sd):  # an int8 export
+            model.load_state_dict(float_placeholders(sd), strict=True)
+            load_quantized(model, sd)
+        else:
+            model.load_state_dict(dict(sd), strict=True)
         models.append(model.eval())
     limits = [(spec.max_source_positions, spec.max_target_positions), *[m.max_positions() for m in models]]
     hub = (MultilingualTranslationHub if task is not None else TranslationHub)(
@@ -252,14 +239,21 @@ def from_pretrained(
     model_name_or_path: str | os.PathLike[str],
     checkpoint_file: str = "model.pt",
     data_name_or_path: str = ".",
+    *,
+    quantize: str | None = None,
     **kwargs: Any,
 ) -> TranslationHub:
     """Loads a local model directory (fairseq's layout or a ``seqloom export``) into an eval-mode hub.
 
-    Never downloads; never executes pickled code. See the module docstring for the keywords.
+    Never downloads; never executes pickled code. See the module docstring for the keywords. ``quantize="int8"``:
+    int8 linear layers for CPU inference (:mod:`seqloom.modules.int8`); an int8 export loads as int8 anyway.
     """
-    from seqloom.hub.export import is_export, read_export_files
+    hub = _load_pretrained(model_name_or_path, checkpoint_file, data_name_or_path, kwargs)
+    return quantize_hub(hub, quantize)
 
+
+def _load_pretrained(model_name_or_path: str | os.PathLike[str], checkpoint_file: str, data_name_or_path: str,
+                     kwargs: dict[str, Any]) -> TranslationHub:  # fmt: skip
     model_dir, named_file = files.resolve_model_dir(model_name_or_path)
     checkpoint_file = named_file or checkpoint_file
     named_weights = checkpoint_file.endswith(".safetensors")

@@ -12,6 +12,7 @@ from typing import Any
 from torch import nn
 
 from seqloom import registry
+from seqloom.modules.int8 import float_placeholders, is_quantized_state, load_quantized
 
 
 def model_family(state: Mapping[str, Any]) -> str:
@@ -37,7 +38,14 @@ def model_from_state(
     source: str = "checkpoint",
     overrides: Mapping[str, Any] | None = None,
 ) -> nn.Module:
-    """The model of a loaded checkpoint dict, for the task's dictionaries, with its weights loaded strictly."""
+    """The model of a loaded checkpoint dict, for the task's dictionaries, with its weights loaded strictly.
+
+    An int8 state dict (a ``seqloom export --quantize int8``) gives the int8 model (:mod:`seqloom.modules.int8`)."""
+    sd = state.get("model")
+    if isinstance(sd, Mapping) and is_quantized_state(sd):
+        model = model_from_state({**state, "model": float_placeholders(sd)}, src_dict, tgt_dict, source=source,
+                                 overrides=overrides)  # fmt: skip
+        return load_quantized(model, sd)
     family = model_family(state)
     if family not in registry.CHECKPOINT_LOADERS:
         known = ", ".join(registry.CHECKPOINT_LOADERS.names())

@@ -35,7 +35,7 @@ class AttentionCache:
         # growing: the layer's stacked q/k/v projection (weight, bias), made at the first step of this pass
         self.projection: tuple[Tensor, Tensor | None] | None = None
         # MultiheadAttention.decode_step's query (self-attention: q/k/v) projection of this pass
-        self.step_projection: tuple[Tensor, Tensor | None, bool] | None = None
+        self.step_projection: tuple[Tensor | None, Tensor | None, bool] | None = None
         if growing and key is not None and value is not None:
             self._buffers = [(key.reshape(-1), value.reshape(-1))]
             self.key, self.value = self._views(0, key.size(0), 0)

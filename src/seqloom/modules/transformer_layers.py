@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seqloom.modules.activations import activation_fn
-from seqloom.modules.attention import MultiheadAttention
+from seqloom.modules.attention import MultiheadAttention, apply_linear
 from seqloom.modules.kv_cache import AttentionCache
 
 
@@ -239,12 +239,12 @@ class TransformerDecoderLayer(FeedForwardMixin):
                 x = norm(cross_norm, x)
         residual = x
         fc1, fc2 = self.fc1, self.fc2
-        x = self.activation(F.linear(norm(self.final_layer_norm, x) if pre else x, fc1.weight, fc1.bias))
+        x = self.activation(apply_linear(fc1, norm(self.final_layer_norm, x) if pre else x))
         if self.ffn_layernorm is not None:
             x = norm(self.ffn_layernorm, x)
         if self.w_resid is not None:
             residual = residual * self.w_resid
-        x = residual + F.linear(x, fc2.weight, fc2.bias)
+        x = residual + apply_linear(fc2, x)
         return x if pre else norm(self.final_layer_norm, x), attn
 
 

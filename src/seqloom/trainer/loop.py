@@ -157,7 +157,17 @@ class TrainingLoop:
                 break
             self.trainer.lr_step(epoch_itr.epoch, valid_losses[0])
             epoch_itr = self._next_iterator(epoch_itr)
-        logger.info("done training in %.1f seconds", self.training_time())
+        logger.info("%s", self.done_message())
+
+    def done_message(self) -> str:
+        """fairseq's "done training in T seconds" (T counts the runs this one resumed, as the checkpoint's wall
+        time does); a resumed run also says what this run took."""
+        total = self.training_time()
+        if self.previous_training_time <= 0:
+            return f"done training in {total:.1f} seconds"
+        this_run = time.perf_counter() - self.start
+        before = self.previous_training_time
+        return f"done training in {total:.1f} seconds ({this_run:.1f} in this run, {before:.1f} before it resumed)"
 
     def _next_iterator(self, epoch_itr: EpochBatchIterator) -> EpochBatchIterator:
         """The next epoch's iterator: the same batches, or a new data folder's for a ``:``-separated DATA."""

@@ -16,12 +16,15 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from collections.abc import Mapping
 from typing import Any
 
 from seqloom.trainer.meters import format_stat
 
 logger = logging.getLogger(__name__)
+
+BAR_STATS = ("loss", "ppl", "wps", "lr")  # shown beside a tqdm bar
 
 
 def resolve_log_format(log_format: str | None, *, no_progress_bar: bool = False) -> str:
@@ -50,6 +53,8 @@ class Progress:
         self._writers: dict[str, Any] = {}
         self._bar: Any = None
         self._wandb: Any = None
+        self.max_update = 0  # --max-update: the tqdm bar then also says the update and the run's time left
+        self._first_log: tuple[float, int] | None = None  # (time, update) of the first interval logged
         if wandb_project and enabled:
             try:
                 import wandb
@@ -81,7 +86,23 @@ class Progress:
             body = ", ".join(f"{k}={format_stat(v)}" for k, v in stats.items())
             logging.getLogger(tag).info("epoch %03d: %6d / %d %s", epoch, i, size, body)
         elif self.format == "tqdm":
-            self._tqdm(epoch, size).set_postfix({k: format_stat(v) for k, v in stats.items()}, refresh=False)
+            bar = self._tqdm(epoch, size)
+            # the few figures that fit beside the bar (all of them squeezed it to nothing); the log has the rest
+            shown = {k: format_stat(stats[k]) for k in BAR_STATS if k in stats}
+            bar.set_postfix(shown or {k: format_stat(v) for k, v in stats.items()}, refresh=False)
+            if self.max_update > 0:
+                bar.set_description(f"epoch {epoch:03d} | update {step}/{self.max_update}{self._run_left(step)}",
+                                    refresh=False)  # fmt: skip
+
+    def _run_left(self, step: int) -> str:
+        """``, 2:05 left`` until --max-update at the pace since the first logged interval ("" before a pace)."""
+        now = time.monotonic()
+        if self._first_log is None or step <= self._first_log[1]:
+            self._first_log = self._first_log or (now, step)
+            return ""
+        start, first = self._first_log
+        seconds = int((now - start) / (step - first) * max(self.max_update - step, 0))
+        return f", {seconds // 60}:{seconds % 60:02d} left"
 
     def advance(self, epoch: int, size: int, n: int = 1) -> None:
         """Moves the tqdm bar (other formats ignore it)."""

@@ -104,7 +104,8 @@ class LMDecoder(TransformerDecoder):
             x, _ = self.extract_features(tokens, None, cache=cache)  # (B, T, C_out)
             return DecoderOut(logits=x, attn=None)  # features for the adaptive softmax
         n = tokens.numel() if output_mask is None else count_positions(output_mask)
-        if self.project_out_dim is None or not self._fold_is_cheaper(n):
+        foldable = isinstance(self.project_out_dim, nn.Linear) and isinstance(self.output_projection, nn.Linear)
+        if not foldable or not self._fold_is_cheaper(n):  # not foldable: absent, or int8 (modules.int8)
             x, _ = self.extract_features(tokens, None, cache=cache)  # (B, T, C_out)
             if output_mask is not None:
                 x = select_positions(x, output_mask)  # (N, C_out)
