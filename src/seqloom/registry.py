@@ -72,6 +72,9 @@ def unknown_name_message(kind: str, name: str, known: list[str]) -> str:
 
 TASKS: Registry[Any] = Registry("task")
 MODELS: Registry[Any] = Registry("model")
+# model name -> its builder ``build_model(cfg, src_dict, tgt_dict)`` (the family's builder module adds it beside
+# its MODELS entry; ``train``/``validate`` build ``--arch``'s model through it)
+BUILDERS: Registry[Callable[..., Any]] = Registry("model builder")
 ARCHITECTURES: Registry[Any] = Registry("architecture")
 CRITERIONS: Registry[Any] = Registry("criterion")
 OPTIMIZERS: Registry[Any] = Registry("optimizer")

@@ -35,3 +35,4 @@ def _eos(vocab: Any) -> int:
 
 
 registry.MODELS.add("bart", BARTModel, config=BARTConfig)
+registry.BUILDERS.add("bart", build_model)
