@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 from typing import Any
 
-from torch import nn
+from seqloom.generation.decoding_model import ModuleTree
 
 # our module classes -> the names fairseq 0.12's modules give their dropouts
 FAIRSEQ_NAMES = {
@@ -37,7 +37,7 @@ def parse_modules(value: str | None) -> list[str] | None:
     return [n for n in text.replace(",", " ").split() if n]
 
 
-def apply_retain_dropout(model: nn.Module, retain: bool, modules: str | None) -> None:
+def apply_retain_dropout(model: ModuleTree, retain: bool, modules: str | None) -> None:
     """Eval mode, except the dropout ``--retain-dropout`` keeps (in the modules named, or everywhere).
 
     LayerDrop stays off either way: fairseq keeps the model in eval mode and only lets its dropout modules

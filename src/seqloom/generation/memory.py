@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from seqloom.generation.decoding_model import AnyDecodingModel
+
 GB = 1e9
 CHECK_FROM_BYTES = 256 * 2**20  # smaller estimates are not checked (no reading of /proc for every batch)
 VOCAB_COPIES = 4
@@ -41,7 +43,7 @@ class DecodingSize:
         return rows * per_row + cross_rows * self.cache_bytes_per_step * self.src_len
 
 
-def cache_bytes_per_step(models: Sequence[Any], max_steps: int) -> int:
+def cache_bytes_per_step(models: Sequence[AnyDecodingModel], max_steps: int) -> int:
     """Bytes the models' KV caches take per hypothesis row and decoding step (measured on a one-row cache)."""
     total = 0
     for model in models:
