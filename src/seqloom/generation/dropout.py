@@ -9,7 +9,6 @@ module drops out during generation; the rest of the model stays in eval mode.
 from __future__ import annotations
 
 import ast
-from typing import Any
 
 from seqloom.generation.decoding_model import ModuleTree
 
@@ -66,6 +65,6 @@ def apply_retain_dropout(model: ModuleTree, retain: bool, modules: str | None) -
             module.training = True  # this module's own dropout only; its children keep their mode
 
 
-def retained(model: Any) -> list[str]:
+def retained(model: ModuleTree) -> list[str]:
     """The class names of the modules that drop out (for tests and logs)."""
     return sorted({type(m).__name__ for m in model.modules() if m.training})

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
@@ -56,7 +55,7 @@ def cache_bytes_per_step(models: Sequence[AnyDecodingModel], max_steps: int) -> 
     return total // max(max_steps, 1)
 
 
-def _tensors(obj: Any, depth: int) -> Iterator[torch.Tensor]:
+def _tensors(obj: object, depth: int) -> Iterator[torch.Tensor]:
     if isinstance(obj, torch.Tensor):
         yield obj
     elif depth > 0 and isinstance(obj, (list, tuple)):
