@@ -19,6 +19,7 @@ from seqloom.models.bart.config import BARTConfig
 from seqloom.models.bart.upgrades import adapt_heads_and_vocab
 from seqloom.models.transformer.model import TransformerModel
 from seqloom.modules.activations import activation_fn
+from seqloom.modules.attention import MultiheadAttention
 from seqloom.modules.masks import padding_mask
 from seqloom.modules.transformer import (
     DecoderOut,
@@ -180,8 +181,6 @@ def init_bert_params(module: nn.Module) -> None:
 
     Applied with ``model.apply`` over fairseq's module tree, so a seeded build draws fairseq's weights.
     """
-    from seqloom.modules.attention import MultiheadAttention
-
     if isinstance(module, nn.Linear):
         module.weight.normal_(mean=0.0, std=0.02)
         if module.bias is not None:
