@@ -105,7 +105,7 @@ def run_ct2(args: argparse.Namespace, *, inter: int) -> Result | None:
         return None
     sys.path.insert(0, str(REPO / "src"))
     from seqloom.data.dictionary import Dictionary
-    from seqloom.data.indexed_dataset import make_dataset
+    from seqloom.data.formats import make_dataset
 
     src_dict = Dictionary.load(Path(args.data) / "dict.en.txt")
     source = make_dataset(str(Path(args.data) / f"{args.subset}.en-es.en"), "mmap")

@@ -29,3 +29,16 @@ def test_the_checker_sees_imports_inside_functions_and_a_broken_rule(tmp_path: P
     problems = check_imports.findings(graph)
     assert any(p.startswith("package cycle: models <-> tasks") for p in problems)
     assert any(p.startswith("models reaches tasks") for p in problems)
+
+
+def test_the_checker_finds_a_cycle_of_two_modules_inside_one_package(tmp_path: Path) -> None:
+    """Two modules of one package that import each other (one of them lazily) are a finding."""
+    pkg = tmp_path / "seqloom" / "data"
+    pkg.mkdir(parents=True)
+    (tmp_path / "seqloom" / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from seqloom.data import b\n")
+    (pkg / "b.py").write_text("def f():\n    from seqloom.data.a import g\n    return g\n")
+    (pkg / "c.py").write_text("from seqloom.data import a, b\n")
+    problems = check_imports.findings(check_imports.build_graph(tmp_path))
+    assert problems == ["module cycle of 2 files: seqloom.data.a, seqloom.data.b"]

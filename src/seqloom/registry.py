@@ -5,7 +5,10 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from torch import nn  # annotations only: the registry loads without torch
 
 T = TypeVar("T")
 
@@ -72,6 +75,9 @@ def unknown_name_message(kind: str, name: str, known: list[str]) -> str:
 
 TASKS: Registry[Any] = Registry("task")
 MODELS: Registry[Any] = Registry("model")
+# model name -> its builder ``build_model(cfg, src_dict, tgt_dict)`` (the family's builder module adds it beside
+# its MODELS entry; ``train``/``validate`` build ``--arch``'s model through it)
+BUILDERS: Registry[Callable[..., nn.Module]] = Registry("model builder")
 ARCHITECTURES: Registry[Any] = Registry("architecture")
 CRITERIONS: Registry[Any] = Registry("criterion")
 OPTIMIZERS: Registry[Any] = Registry("optimizer")

@@ -11,7 +11,7 @@ import pytest
 from seqloom.cli import preprocess, score
 from seqloom.cli.interactive import buffered_read
 from seqloom.data.dictionary import Dictionary
-from seqloom.data.indexed_dataset import make_dataset
+from seqloom.data.formats import make_dataset
 from seqloom.data.line_reader import iter_lines
 
 BOM = "\ufeff".encode()

@@ -12,15 +12,12 @@ import pytest
 import torch
 
 from seqloom.data.dictionary import Dictionary
+from seqloom.data.formats import data_exists, infer_dataset_impl, make_builder, make_dataset
 from seqloom.data.indexed_dataset import (
     IndexedDatasetError,
     MMapIndexedDataset,
     MMapIndexedDatasetBuilder,
     best_fitting_int_dtype,
-    data_exists,
-    infer_dataset_impl,
-    make_builder,
-    make_dataset,
 )
 from seqloom.data.legacy_datasets import IndexedDataset, IndexedDatasetBuilder
 

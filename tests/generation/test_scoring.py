@@ -12,7 +12,7 @@ from fixture_compare import read_lines
 from seqloom.cli.generate import add_to_score
 from seqloom.cli.score import main as score_main
 from seqloom.data.dictionary import Dictionary
-from seqloom.data.indexed_dataset import make_dataset
+from seqloom.data.formats import make_dataset
 from seqloom.generation.hypotheses import Hypothesis
 from seqloom.generation.scoring import BleuScorer, ngram_hashes
 

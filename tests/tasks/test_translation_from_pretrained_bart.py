@@ -148,7 +148,7 @@ def test_hub_translates_like_fairseq_interactive(fairseq_fixtures: Path, tmp_pat
     hyp = hub.generate(hub.encode(lines[0]), beam=2)[0]
     assert hyp.tokens[-1] == hub.tgt_dict.index("[es]")  # generation ends at the target language token
     # score equals fairseq-generate --score-reference (targets ... </s> [es], scored with [es] first in the decoder)
-    from seqloom.data.indexed_dataset import make_dataset
+    from seqloom.data.formats import make_dataset
 
     src = make_dataset(str(mt / "data-bin" / "test.en-es.en"), "mmap")
     tgt = make_dataset(str(mt / "data-bin" / "test.en-es.es"), "mmap")

@@ -127,7 +127,7 @@ def test_hub_translates_and_scores_like_fairseq(fairseq_fixtures: Path, tmp_path
     """``TransformerModel.from_pretrained(..., source_lang, target_lang)``: translate equals fairseq-interactive's
     D- lines; score equals generate --score-reference (fairseq's hub score fails on translation models); an export
     of it reloads with its languages."""
-    from seqloom.data.indexed_dataset import make_dataset
+    from seqloom.data.formats import make_dataset
     from seqloom.hub import TransformerModel
     from seqloom.hub.export import write_export
 

@@ -37,8 +37,7 @@ def build_model(parsed: ParsedArgs, task: Any) -> nn.Module:
     if arch is None:
         raise SystemExit(f"--arch is required (choose from {', '.join(registry.ARCHITECTURES.names())})")
     model_name = registry.ARCHITECTURES.get(arch).model
-    builder = registry.MODELS.get(model_name)
-    build = getattr(builder, "build_model", builder)
+    build = registry.BUILDERS.get(model_name)
     model = build(parsed["model"], task.source_dictionary, task.target_dictionary)
     return task.prepare_model(model)  # e.g. sentence_prediction adds its classification head
 

@@ -37,7 +37,7 @@ def load_task(args: ParsedArgs, *, split: str | None = None) -> Any:
 
 def infer_impl(task: Any, split: str) -> str | None:
     """The format of ``split``'s files in the (first) data folder, like fairseq's ``infer_dataset_impl``."""
-    from seqloom.data.indexed_dataset import infer_dataset_impl
+    from seqloom.data.formats import infer_dataset_impl
 
     cfg = task.cfg
     folder = str(cfg.data).split(os.pathsep)[0]

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from seqloom.data.dictionary import Dictionary
-from seqloom.data.indexed_dataset import data_file_path, index_file_path, make_builder
+from seqloom.data.formats import make_builder
+from seqloom.data.indexed_dataset import data_file_path, index_file_path
 from seqloom.data.line_reader import InputFormatError, iter_line_blocks, line_number_at
 
 # called with the number of bytes just processed (drives the progress bar)

@@ -13,7 +13,7 @@
 (fairseq has no ``doc_idx`` section; that is Megatron's variant of the format.)
 Reads are zero-copy views of the memory-mapped files; a file that does not hold together raises
 ``IndexedDatasetError`` naming the file and the problem. The legacy ``TNTIDX`` format and ``raw`` text
-live in ``seqloom.data.legacy_datasets``; ``make_dataset`` picks the right reader.
+live in ``seqloom.data.legacy_datasets``; ``seqloom.data.formats.make_dataset`` picks the right reader.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
-    from seqloom.data.dictionary import Dictionary
 
 MMAP_MAGIC = b"MMIDIDX\x00\x00"
 MMAP_HEADER = struct.Struct("<9sQBQ")  # magic, version, dtype code, count
@@ -40,7 +39,6 @@ DTYPE_CODES: dict[int, type] = dict(
         (np.uint8, np.int8, np.int16, np.int32, np.int64, np.float64, np.double, np.uint16, np.uint32, np.uint64), 1
     )
 )
-DATASET_IMPLS = ("raw", "lazy", "cached", "mmap")
 _CHUNK = 1 << 18  # entries per chunk when streaming sizes / checking pointers (bounds memory)
 
 
@@ -306,76 +304,3 @@ def _describe_magic(magic: bytes) -> str:
     if magic.startswith(b"TNTIDX\x00\x00"):
         return "it is a legacy TNTIDX index (use --dataset-impl lazy or cached)"
     return f"starts with {magic!r} instead of {MMAP_MAGIC!r}"
-
-
-def make_builder(out_file: str | os.PathLike[str], impl: str, vocab_size: int | None = None) -> Any:
-    """A builder writing ``impl`` (``mmap``; ``lazy``/``cached`` write the legacy TNTIDX format)."""
-    if impl == "mmap":
-        return MMapIndexedDatasetBuilder(out_file, dtype=best_fitting_int_dtype(vocab_size))
-    if impl in ("lazy", "cached"):
-        from seqloom.data.legacy_datasets import IndexedDatasetBuilder
-
-        return IndexedDatasetBuilder(out_file)
-    raise ValueError(f"--dataset-impl {impl!r} cannot be written by a builder (choose mmap, lazy or cached)")
-
-
-def make_dataset(
-    path: str | os.PathLike[str],
-    impl: str,
-    *,
-    fix_lua_indexing: bool = True,
-    dictionary: Dictionary | None = None,
-) -> Any:
-    """Opens the dataset at prefix ``path`` written as ``impl``; None when its files do not exist.
-
-    ``fix_lua_indexing`` (legacy formats only) undoes the +1 that fairseq's TNTIDX writer adds, as
-    fairseq's ``load_indexed_dataset`` does. ``raw`` needs the ``dictionary`` to encode the text.
-    """
-    from seqloom.data import legacy_datasets as legacy
-
-    path = os.fspath(path)
-    if impl == "raw" and os.path.exists(path):
-        if dictionary is None:
-            raise ValueError(f"{path}: --dataset-impl raw needs a dictionary to encode the text")
-        return legacy.IndexedRawTextDataset(path, dictionary)
-    if impl == "mmap" and MMapIndexedDataset.exists(path):
-        return MMapIndexedDataset(path)
-    if impl == "lazy" and legacy.IndexedDataset.exists(path):
-        return legacy.IndexedDataset(path, fix_lua_indexing=fix_lua_indexing)
-    if impl == "cached" and legacy.IndexedDataset.exists(path):
-        return legacy.IndexedCachedDataset(path, fix_lua_indexing=fix_lua_indexing)
-    if impl not in DATASET_IMPLS:
-        raise ValueError(f"unknown --dataset-impl {impl!r} (choose from {', '.join(DATASET_IMPLS)})")
-    return None
-
-
-def data_exists(path: str | os.PathLike[str], impl: str | None = None) -> bool:
-    """Whether the files of the dataset at prefix ``path`` exist (for ``impl``, or any format if None)."""
-    path = os.fspath(path)
-    if impl == "raw":
-        return os.path.exists(path)
-    if impl is None and os.path.exists(path):
-        return True
-    return os.path.exists(index_file_path(path)) and os.path.exists(data_file_path(path))
-
-
-def infer_dataset_impl(path: str | os.PathLike[str]) -> str | None:
-    """``raw``, ``mmap`` or ``cached`` from the files at prefix ``path`` (None if there are none).
-
-    An ``.idx`` of neither format raises :class:`IndexedDatasetError` naming the file and its first bytes
-    (fairseq, and formerly seqloom, went on as if no data were there: "split not found" hid the cause)."""
-    path = os.fspath(path)
-    if os.path.exists(path):
-        return "raw"
-    if not data_exists(path):
-        return None
-    with open(index_file_path(path), "rb") as f:
-        magic = f.read(9)
-    if magic == MMAP_MAGIC:
-        return "mmap"
-    if magic[:8] == b"TNTIDX\x00\x00":
-        return "cached"
-    raise IndexedDatasetError(
-        f"{index_file_path(path)}: not an index of an indexed dataset (mmap or TNTIDX): {_describe_magic(magic)}; "
-        "the file is damaged or of another program: preprocess the data again (seqloom preprocess)"
-    )

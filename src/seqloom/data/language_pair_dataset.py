@@ -26,7 +26,8 @@ logger = logging.getLogger(__name__)
 class TokenDataset(Protocol):
     """What a dataset of token sequences offers (``MMapIndexedDataset`` and friends)."""
 
-    sizes: np.ndarray
+    @property
+    def sizes(self) -> np.ndarray: ...
 
     def __getitem__(self, index: int) -> Tensor: ...
 

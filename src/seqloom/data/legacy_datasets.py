@@ -34,6 +34,7 @@ from seqloom.data.indexed_dataset import (
     dtype_code,
     index_file_path,
 )
+from seqloom.data.line_reader import iter_lines
 
 if TYPE_CHECKING:
     import torch
@@ -215,8 +216,6 @@ class IndexedRawTextDataset:
         self.sizes = np.array([len(t) for t in self.tokens_list], dtype=np.int64)
 
     def _read(self, dictionary: Dictionary) -> None:
-        from seqloom.data.line_reader import iter_lines
-
         for line in iter_lines(self.path):
             self.lines.append(line)
             tokens = dictionary.encode_line(line, append_eos=self.append_eos, reverse_order=self.reverse_order)

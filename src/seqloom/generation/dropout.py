@@ -9,9 +9,8 @@ module drops out during generation; the rest of the model stays in eval mode.
 from __future__ import annotations
 
 import ast
-from typing import Any
 
-from torch import nn
+from seqloom.generation.decoding_model import ModuleTree
 
 # our module classes -> the names fairseq 0.12's modules give their dropouts
 FAIRSEQ_NAMES = {
@@ -37,7 +36,7 @@ def parse_modules(value: str | None) -> list[str] | None:
     return [n for n in text.replace(",", " ").split() if n]
 
 
-def apply_retain_dropout(model: nn.Module, retain: bool, modules: str | None) -> None:
+def apply_retain_dropout(model: ModuleTree, retain: bool, modules: str | None) -> None:
     """Eval mode, except the dropout ``--retain-dropout`` keeps (in the modules named, or everywhere).
 
     LayerDrop stays off either way: fairseq keeps the model in eval mode and only lets its dropout modules
@@ -66,6 +65,6 @@ def apply_retain_dropout(model: nn.Module, retain: bool, modules: str | None) ->
             module.training = True  # this module's own dropout only; its children keep their mode
 
 
-def retained(model: Any) -> list[str]:
+def retained(model: ModuleTree) -> list[str]:
     """The class names of the modules that drop out (for tests and logs)."""
     return sorted({type(m).__name__ for m in model.modules() if m.training})

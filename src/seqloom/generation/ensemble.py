@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torch import Tensor
+
+from seqloom.generation.decoding_model import AnyDecodingModel, EncodedSource, StepCache
 
 
 class EnsembleDecoder:
@@ -17,12 +18,12 @@ class EnsembleDecoder:
     ``logsumexp(log_probs) - log(n)``), and its attention the average of their attentions.
     """
 
-    def __init__(self, models: Sequence[Any]) -> None:
+    def __init__(self, models: Sequence[AnyDecodingModel]) -> None:
         if not models:
             raise ValueError("EnsembleDecoder needs at least one model")
         self.models = list(models)
-        self.encoder_outs: list[Any] = []
-        self.caches: list[Any] = []
+        self.encoder_outs: list[EncodedSource] = []
+        self.caches: list[StepCache] = []
         self.need_attn = False
         self.beam_size = 1
         # models whose decoders let the K beams of a sentence share one encoder-output row (and one

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -20,6 +19,7 @@ from seqloom.config.options import check_bounds
 from seqloom.generation.beam_state import BeamState
 from seqloom.generation.config import GenerationConfig
 from seqloom.generation.constraints import apply_prefix, mask_lprobs
+from seqloom.generation.decoding_model import AnyDecodingModel, TargetDictionary
 from seqloom.generation.dropout import apply_retain_dropout
 from seqloom.generation.ensemble import EnsembleDecoder
 from seqloom.generation.hypotheses import Hypothesis, finalize_hypotheses, sort_by_score
@@ -32,8 +32,9 @@ from seqloom.generation.strategies import build_search
 class SequenceGenerator:
     """Generates K hypotheses per source sentence with ``models`` (one or an ensemble)."""
 
-    def __init__(self, models: Sequence[Any], tgt_dict: Any, cfg: GenerationConfig | None = None, *,
-                 search: Search | None = None, lm_model: Any = None, eos: int | None = None) -> None:  # fmt: skip
+    def __init__(self, models: Sequence[AnyDecodingModel], tgt_dict: TargetDictionary,
+                 cfg: GenerationConfig | None = None, *, search: Search | None = None,
+                 lm_model: AnyDecodingModel | None = None, eos: int | None = None) -> None:  # fmt: skip
         """``lm_model``: a language model over ``tgt_dict`` whose log-probs, times ``cfg.lm_weight``, are added
         to the models' at every step (shallow fusion, fairseq's ``--lm-path``/``--lm-weight``). ``eos``: the
         symbol that starts and ends hypotheses (default ``tgt_dict.eos()``; mBART: the target language)."""

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
+
+from seqloom.generation.decoding_model import AnyDecodingModel
 
 GB = 1e9
 CHECK_FROM_BYTES = 256 * 2**20  # smaller estimates are not checked (no reading of /proc for every batch)
@@ -41,7 +42,7 @@ class DecodingSize:
         return rows * per_row + cross_rows * self.cache_bytes_per_step * self.src_len
 
 
-def cache_bytes_per_step(models: Sequence[Any], max_steps: int) -> int:
+def cache_bytes_per_step(models: Sequence[AnyDecodingModel], max_steps: int) -> int:
     """Bytes the models' KV caches take per hypothesis row and decoding step (measured on a one-row cache)."""
     total = 0
     for model in models:
@@ -54,7 +55,7 @@ def cache_bytes_per_step(models: Sequence[Any], max_steps: int) -> int:
     return total // max(max_steps, 1)
 
 
-def _tensors(obj: Any, depth: int) -> Iterator[torch.Tensor]:
+def _tensors(obj: object, depth: int) -> Iterator[torch.Tensor]:
     if isinstance(obj, torch.Tensor):
         yield obj
     elif depth > 0 and isinstance(obj, (list, tuple)):

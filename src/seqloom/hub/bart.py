@@ -31,6 +31,7 @@ from seqloom.data.batching import resolve_max_positions
 from seqloom.data.dictionary import Dictionary
 from seqloom.data.language_pair_dataset import collate_tokens
 from seqloom.generation.config import GenerationConfig
+from seqloom.generation.decoding_model import as_decoding_models
 from seqloom.generation.generator import SequenceGenerator
 from seqloom.generation.hypotheses import Hypothesis
 from seqloom.hub import files
@@ -146,7 +147,7 @@ class BARTHub(GeneratorHubInterface):
         bsz, width = src_tokens.shape
         prefix = src_tokens.new_full((bsz, 1), self.src_dict.bos())  # (B, 1): force <s> first
         lengths = src_tokens.new_full((bsz,), width)  # (B,)
-        generator = SequenceGenerator(list(self.models), self.tgt_dict, cfg)
+        generator = SequenceGenerator(as_decoding_models(self.models), self.tgt_dict, cfg)
         return generator.generate(src_tokens, prefix_tokens=prefix, src_lengths=lengths)
 
     def fill_mask(self, masked_inputs: str | Sequence[str], topk: int = 5, match_source_len: bool = True,

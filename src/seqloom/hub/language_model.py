@@ -28,6 +28,7 @@ from seqloom.data.language_pair_dataset import collate_tokens
 from seqloom.data.prompts import prompt_sources, strip_eos
 from seqloom.evaluation.lm_scorer import score_batch
 from seqloom.generation.config import GenerationConfig
+from seqloom.generation.decoding_model import as_decoding_models
 from seqloom.generation.generator import SequenceGenerator
 from seqloom.generation.hypotheses import Hypothesis
 from seqloom.hub import files
@@ -69,7 +70,7 @@ class LanguageModelHub(GeneratorHubInterface):
 
     def inference_step(self, cfg: GenerationConfig, batch: list[Tensor]) -> list[list[Hypothesis]]:
         src_tokens = self._sources(self._prompts(batch))  # (B, 1 + T)
-        generator = SequenceGenerator(list(self.models), self.tgt_dict, cfg)
+        generator = SequenceGenerator(as_decoding_models(self.models), self.tgt_dict, cfg)
         return generator.generate(src_tokens, prefix_tokens=src_tokens[:, 1:], bos_token=self.bos_token)
 
     def score(self, sentences: str | Sequence[str], replace_newline_with_eos: bool = False) -> Any:

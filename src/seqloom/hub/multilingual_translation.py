@@ -20,6 +20,7 @@ from torch import Tensor
 
 from seqloom.data.dictionary import Dictionary
 from seqloom.generation.config import GenerationConfig
+from seqloom.generation.decoding_model import as_decoding_models
 from seqloom.generation.generator import SequenceGenerator
 from seqloom.generation.hypotheses import Hypothesis
 from seqloom.hub.translation import TranslationHub, _unsort
@@ -55,7 +56,7 @@ class MultilingualTranslationHub(TranslationHub):
         if self.tgt_langtok is not None:
             langtok = src_tokens.new_full((src_tokens.size(0), 1), self.tgt_langtok)  # (B, 1)
             prefix = langtok if prefix is None else torch.cat([langtok, prefix], dim=1)
-        hyps = SequenceGenerator(list(self.models), self.tgt_dict, cfg).generate(
+        hyps = SequenceGenerator(as_decoding_models(self.models), self.tgt_dict, cfg).generate(
             src_tokens, prefix_tokens=prefix, constraints=packed
         )
         return _unsort(hyps, order)

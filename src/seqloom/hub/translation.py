@@ -16,6 +16,7 @@ from torch import Tensor
 
 from seqloom.data.language_pair_dataset import collate_tokens
 from seqloom.generation.config import GenerationConfig
+from seqloom.generation.decoding_model import as_decoding_models
 from seqloom.generation.generator import SequenceGenerator
 from seqloom.generation.hypotheses import Hypothesis
 from seqloom.generation.scorer import SequenceScorer
@@ -44,7 +45,7 @@ class TranslationHub(GeneratorHubInterface):
         src_tokens, order = self._collate_sources(batch)
         packed = constraints[order].to(src_tokens.device) if constraints is not None else None
         prefix = prefix_tokens[order] if prefix_tokens is not None else None
-        hyps = SequenceGenerator(list(self.models), self.tgt_dict, cfg, eos=self.generation_eos).generate(
+        hyps = SequenceGenerator(as_decoding_models(self.models), self.tgt_dict, cfg, eos=self.generation_eos).generate(
             src_tokens, prefix_tokens=prefix, constraints=packed
         )
         return _unsort(hyps, order)

@@ -12,14 +12,13 @@ from typing import Any
 from torch import nn
 
 from seqloom import registry
+from seqloom.components import import_builtins
+from seqloom.models.transformer.interop import fairseq_model_args
 from seqloom.modules.int8 import float_placeholders, is_quantized_state, load_quantized
 
 
 def model_family(state: Mapping[str, Any]) -> str:
     """``transformer_lm`` or ``transformer``: the registered model of the checkpoint's architecture."""
-    from seqloom.components import import_builtins
-    from seqloom.models.transformer.interop import fairseq_model_args
-
     import_builtins()
     args = fairseq_model_args(state)
     arch = str(args.get("arch") or args.get("_name") or "transformer")

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from seqloom.data import formats
 from seqloom.data.dictionary import Dictionary
 from seqloom.data.language_pair_dataset import ConcatTokens
 from seqloom.tasks import base
@@ -50,19 +51,19 @@ def load_shards(
     ``task`` and ``subset_flags`` name the task and the flags that pick splits in the error of a missing split;
     with a ``logger`` each shard read is logged.
     """
-    from seqloom.data import indexed_dataset
-
     parts, k = [], 0
     while True:
         prefix = os.path.join(path, split + (str(k) if k > 0 else ""))
-        impl = dataset_impl or indexed_dataset.infer_dataset_impl(prefix)
-        if impl is None or not indexed_dataset.data_exists(prefix, impl):
+        impl = dataset_impl or formats.infer_dataset_impl(prefix)
+        if impl is None or not formats.data_exists(prefix, impl):
             if k > 0:
                 break
             raise FileNotFoundError(
                 f"{task}: split {split!r} not found: expected {prefix}.bin/.idx (check DATA and {subset_flags})"
             )
-        dataset = indexed_dataset.make_dataset(prefix, impl, dictionary=dictionary)
+        dataset = formats.make_dataset(prefix, impl, dictionary=dictionary)
+        if dataset is None:
+            raise FileNotFoundError(f"{task}: cannot read {prefix} as --dataset-impl {impl} (.bin/.idx or text)")
         if logger is not None:
             logger.info("loaded %d examples from: %s", len(dataset), prefix)
         parts.append(dataset)

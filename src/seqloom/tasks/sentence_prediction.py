@@ -20,6 +20,7 @@ from torch import nn
 
 from seqloom import registry
 from seqloom.config.options import field
+from seqloom.data import formats
 from seqloom.data.dictionary import Dictionary
 from seqloom.data.sentence_prediction_dataset import (
     PairTokens,
@@ -118,13 +119,11 @@ class SentencePredictionTask(Task):
         return model
 
     def _tokens(self, kind: str, split: str, dictionary: Dictionary) -> Any:
-        from seqloom.data import indexed_dataset
-
         prefix = os.path.join(str(self.cfg.data), kind, split)
-        impl = self.dataset_impl or indexed_dataset.infer_dataset_impl(prefix)
-        if impl is None or not indexed_dataset.data_exists(prefix, impl):
+        impl = self.dataset_impl or formats.infer_dataset_impl(prefix)
+        if impl is None or not formats.data_exists(prefix, impl):
             return None
-        return indexed_dataset.make_dataset(prefix, impl, dictionary=dictionary)
+        return formats.make_dataset(prefix, impl, dictionary=dictionary)
 
     def load_dataset(self, split: str, *, epoch: int = 1, combine: bool = False) -> SentencePredictionDataset:
         cfg = self.cfg

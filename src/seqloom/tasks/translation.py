@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 from seqloom import registry
 from seqloom.config.options import field
+from seqloom.data import formats
 from seqloom.data.language_pair_dataset import ConcatTokens, InMemoryTokens, LanguagePairDataset
 from seqloom.tasks import base
 from seqloom.tasks.base import Task
@@ -209,15 +210,13 @@ class TranslationTask(Task):
         )
 
     def _load_shards(self, path: str, split: str, combine: bool) -> tuple[list[Any], list[Any]]:
-        from seqloom.data import indexed_dataset
-
         src, tgt = self.langs
         srcs: list[Any] = []
         tgts: list[Any] = []
         k = 0
         while True:
             name = split + (str(k) if k > 0 else "")
-            prefix = self._find_prefix(path, name, indexed_dataset)
+            prefix = self._find_prefix(path, name)
             if prefix is None:
                 if k > 0:
                     break
@@ -226,8 +225,8 @@ class TranslationTask(Task):
                     f"and {name}.{src}-{tgt}.{tgt}.bin/.idx (or {name}.{tgt}-{src}.*); check --train-subset/"
                     "--valid-subset and the languages"
                 )
-            srcs.append(self._open(prefix + src, self.src_dict, indexed_dataset))
-            tgts.append(self._open(prefix + tgt, self.tgt_dict, indexed_dataset))
+            srcs.append(self._open(prefix + src, self.src_dict))
+            tgts.append(self._open(prefix + tgt, self.tgt_dict))
             if not combine:
                 break
             k += 1
@@ -235,27 +234,25 @@ class TranslationTask(Task):
 
     def _load_alignments(self, path: str, split: str) -> Any:
         """``{split}.align.{src}-{tgt}`` (``preprocess --align-suffix``), or None where there is none."""
-        from seqloom.data import indexed_dataset
-
         src, tgt = self.langs
         prefix = os.path.join(path, f"{split}.align.{src}-{tgt}")
-        if not indexed_dataset.data_exists(prefix, self.dataset_impl):
+        if not formats.data_exists(prefix, self.dataset_impl):
             return None
-        return self._open(prefix, None, indexed_dataset)
+        return self._open(prefix, None)
 
-    def _open(self, path: str, dictionary: Any, indexed_dataset: Any) -> Any:
-        impl = self.dataset_impl or indexed_dataset.infer_dataset_impl(path)
-        dataset = indexed_dataset.make_dataset(path, impl, dictionary=dictionary) if impl else None
+    def _open(self, path: str, dictionary: Any) -> Any:
+        impl = self.dataset_impl or formats.infer_dataset_impl(path)
+        dataset = formats.make_dataset(path, impl, dictionary=dictionary) if impl else None
         if dataset is None:
             raise FileNotFoundError(f"translation: cannot read {path} as --dataset-impl {impl} (.bin/.idx or text)")
         logger.info("loaded %d examples from: %s", len(dataset), path)
         return dataset
 
-    def _find_prefix(self, path: str, name: str, indexed_dataset: Any) -> str | None:
+    def _find_prefix(self, path: str, name: str) -> str | None:
         src, tgt = self.langs
         for a, b in ((src, tgt), (tgt, src)):
             prefix = os.path.join(path, f"{name}.{a}-{b}.")
             impl = self.dataset_impl
-            if indexed_dataset.data_exists(prefix + src, impl) and indexed_dataset.data_exists(prefix + tgt, impl):
+            if formats.data_exists(prefix + src, impl) and formats.data_exists(prefix + tgt, impl):
                 return prefix
         return None

@@ -61,9 +61,10 @@ class BleuValidator:
     def __call__(self, model: torch.nn.Module, sample: dict[str, Any]) -> dict[str, float]:
         import sacrebleu
 
+        from seqloom.generation.decoding_model import as_decoding_models
         from seqloom.generation.generator import SequenceGenerator
 
-        generator = SequenceGenerator([model], self.tgt_dict, self.gen_cfg, eos=self.eos)
+        generator = SequenceGenerator(as_decoding_models([model]), self.tgt_dict, self.gen_cfg, eos=self.eos)
         hyps_out = generator.generate(sample["net_input"]["src_tokens"])
         pad = self.tgt_dict.pad()
         hyps = [self.decode(h[0].tokens, escape_unk=False) for h in hyps_out]

@@ -6,8 +6,6 @@ fairseq builds BART as its transformer, then re-initialises every weight with ``
 
 from __future__ import annotations
 
-from typing import Any
-
 from seqloom import registry
 from seqloom.models.bart.config import BARTConfig
 from seqloom.models.bart.model import BARTModel, init_bert_params
@@ -29,9 +27,10 @@ def build_model(cfg: BARTConfig, src_dict: Vocabulary, tgt_dict: Vocabulary | No
     return model
 
 
-def _eos(vocab: Any) -> int:
+def _eos(vocab: Vocabulary) -> int:
     eos = getattr(vocab, "eos", None)  # stand-in vocabularies of bare checkpoints have no eos(): fairseq's 2
     return int(eos()) if callable(eos) else 2
 
 
 registry.MODELS.add("bart", BARTModel, config=BARTConfig)
+registry.BUILDERS.add("bart", build_model)

@@ -26,7 +26,6 @@ loading, so 4 specials + ``dict.txt``'s lines + ``<mask>`` = the embedding rows 
 from __future__ import annotations
 
 import dataclasses
-import logging
 import typing
 from collections.abc import Mapping
 from typing import Any
@@ -36,19 +35,10 @@ from torch import Tensor
 from seqloom import registry
 from seqloom.models.bart.builder import build_model
 from seqloom.models.bart.config import BARTConfig, bart_large
-from seqloom.models.bart.model import BARTModel, ClassificationHead
+from seqloom.models.bart.model import BARTModel
+from seqloom.models.bart.upgrades import checkpoint_heads
 from seqloom.models.transformer.builder import Vocabulary
-from seqloom.models.transformer.interop import _coerce, _is_optional, fairseq_model_args, upgrade_state_dict
-
-logger = logging.getLogger(__name__)
-
-HEADS = "classification_heads."
-EMBEDDING_KEYS = (
-    "encoder.embed_tokens.weight",
-    "decoder.embed_tokens.weight",
-    "encoder.output_projection.weight",
-    "decoder.output_projection.weight",
-)
+from seqloom.models.transformer.interop import _coerce, _is_optional, fairseq_model_args
 
 
 def config_from_fairseq_args(args: Mapping[str, Any]) -> BARTConfig:
@@ -76,39 +66,6 @@ def config_from_checkpoint(state: Mapping[str, Any], overrides: Mapping[str, Any
     cfg = config_from_fairseq_args({**fairseq_model_args(state), **(overrides or {})}).resolved()
     assert isinstance(cfg, BARTConfig)
     return cfg
-
-
-def checkpoint_heads(sd: Mapping[str, Tensor]) -> dict[str, tuple[int, int]]:
-    """``{name: (num_classes, inner_dim)}`` of the classification heads stored in a state dict."""
-    names = {k[len(HEADS) :].split(".", 1)[0] for k in sd if k.startswith(HEADS)}
-    heads = {}
-    for name in sorted(names):
-        out, dense = sd.get(f"{HEADS}{name}.out_proj.weight"), sd.get(f"{HEADS}{name}.dense.weight")
-        if out is None or dense is None:
-            raise ValueError(f"classification head {name!r}: the checkpoint lacks its out_proj/dense weights")
-        heads[name] = (int(out.shape[0]), int(dense.shape[0]))
-    return heads
-
-
-def adapt_heads_and_vocab(model: BARTModel, sd: dict[str, Tensor]) -> dict[str, Tensor]:
-    """fairseq's ``BARTModel.upgrade_state_dict_named`` for ``model`` (heads and ``<mask>`` row); see the table."""
-    sd = upgrade_state_dict(sd, model.cfg)
-    for name, (classes, inner) in checkpoint_heads(sd).items():
-        head = model.classification_heads[name] if name in model.classification_heads else None
-        sizes = (head.out_proj.out_features, head.dense.out_features) if isinstance(head, ClassificationHead) else None
-        if sizes != (classes, inner):
-            why = "the model has no such head" if head is None else "its sizes differ from the model's head"
-            logger.warning("the checkpoint's classification head %s is dropped: %s", name, why)
-            for key in [k for k in sd if k.startswith(f"{HEADS}{name}.")]:
-                del sd[key]
-    for key, value in model.classification_heads.state_dict().items():
-        sd.setdefault(HEADS + key, value)
-    rows = model.encoder.embed_tokens.weight.shape[0]
-    if "encoder.embed_tokens.weight" in sd and sd["encoder.embed_tokens.weight"].shape[0] == rows + 1:
-        for key in EMBEDDING_KEYS:
-            if key in sd:
-                sd[key] = sd[key][:-1]
-    return sd
 
 
 def check_vocab_size(sd: Mapping[str, Tensor], size: int, *, source: str) -> None:

@@ -16,8 +16,10 @@ import torch
 from torch import Tensor, nn
 
 from seqloom.models.bart.config import BARTConfig
+from seqloom.models.bart.upgrades import adapt_heads_and_vocab
 from seqloom.models.transformer.model import TransformerModel
 from seqloom.modules.activations import activation_fn
+from seqloom.modules.attention import MultiheadAttention
 from seqloom.modules.masks import padding_mask
 from seqloom.modules.transformer import (
     DecoderOut,
@@ -85,12 +87,6 @@ class BARTModel(TransformerModel):
         self.classification_heads = nn.ModuleDict()
         self.eos = eos
 
-    @classmethod
-    def build_model(cls, cfg: BARTConfig, src_dict: Any, tgt_dict: Any) -> BARTModel:  # type: ignore[override]
-        from seqloom.models.bart.builder import build_model  # the builder imports this module
-
-        return build_model(cfg, src_dict, tgt_dict)
-
     hub_family = "bart"
 
     @classmethod
@@ -155,9 +151,7 @@ class BARTModel(TransformerModel):
         return DecoderOut(logits=x, attn=None)
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
-        """Loads fairseq BART weights after fairseq's BART upgrades (see :func:`interop.adapt_heads_and_vocab`)."""
-        from seqloom.models.bart.interop import adapt_heads_and_vocab
-
+        """Loads fairseq BART weights after fairseq's BART upgrades (see :func:`upgrades.adapt_heads_and_vocab`)."""
         return super().load_state_dict(adapt_heads_and_vocab(self, dict(state_dict)), strict=strict, assign=assign)
 
 
@@ -187,8 +181,6 @@ def init_bert_params(module: nn.Module) -> None:
 
     Applied with ``model.apply`` over fairseq's module tree, so a seeded build draws fairseq's weights.
     """
-    from seqloom.modules.attention import MultiheadAttention
-
     if isinstance(module, nn.Linear):
         module.weight.normal_(mean=0.0, std=0.02)
         if module.bias is not None:

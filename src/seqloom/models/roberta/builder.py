@@ -73,3 +73,5 @@ def build_model(cfg: RobertaConfig, src_dict: Vocabulary, tgt_dict: Vocabulary |
 
 registry.MODELS.add("roberta", RobertaModel, config=RobertaConfig)
 registry.MODELS.add("xlmr", RobertaModel, config=RobertaConfig)  # fairseq's name of XLM-R checkpoints' model
+registry.BUILDERS.add("roberta", build_model)
+registry.BUILDERS.add("xlmr", build_model)

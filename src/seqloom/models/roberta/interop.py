@@ -27,24 +27,20 @@ The vocabulary: the masked_lm and sentence_prediction tasks append ``<mask>`` to
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import typing
 from collections.abc import Mapping
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from seqloom import registry
 from seqloom.checkpoint.io import load_checkpoint
 from seqloom.models.roberta.builder import build_model
 from seqloom.models.roberta.config import RobertaConfig
-from seqloom.models.roberta.model import HEADS, ClassificationHead, RobertaModel
+from seqloom.models.roberta.model import RobertaModel
 from seqloom.models.transformer.builder import Vocabulary
 from seqloom.models.transformer.interop import _coerce, _is_optional, fairseq_model_args
-
-logger = logging.getLogger(__name__)
 
 FAIRSEQ_ARCHS = ("roberta", "xlmr", "roberta_base", "roberta_large", "roberta_prenorm", "xlm")
 
@@ -73,58 +69,6 @@ def config_from_fairseq_args(args: Mapping[str, Any]) -> RobertaConfig:
 def config_from_checkpoint(state: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> RobertaConfig:
     """The resolved model config of a loaded RoBERTa checkpoint dict (``overrides`` replace options by name)."""
     return config_from_fairseq_args({**fairseq_model_args(state), **(overrides or {})}).resolved()
-
-
-def _rename_old_keys(sd: dict[str, Tensor]) -> None:
-    for key in list(sd):
-        new = "encoder" + key[len("decoder") :] if key.startswith("decoder.") else key
-        new = new.replace(".emb_layer_norm.", ".layernorm_embedding.")
-        if new != key:
-            sd[new] = sd.pop(key)
-    for key in [k for k in sd if k.endswith(("in_proj_weight", "in_proj_bias"))]:
-        kind = "weight" if key.endswith("weight") else "bias"
-        prefix = key[: -len(f"in_proj_{kind}")]
-        fused = sd.pop(key)
-        dim = fused.shape[0] // 3
-        for i, name in enumerate(("q_proj", "k_proj", "v_proj")):
-            sd[f"{prefix}{name}.{kind}"] = fused[i * dim : (i + 1) * dim]
-
-
-def checkpoint_heads(sd: Mapping[str, Tensor]) -> dict[str, tuple[int, int]]:
-    """``{name: (num_classes, inner_dim)}`` of the classification heads stored in a state dict."""
-    names = {k[len(HEADS) :].split(".", 1)[0] for k in sd if k.startswith(HEADS)}
-    heads = {}
-    for name in sorted(names):
-        out = sd.get(f"{HEADS}{name}.out_proj.weight", sd.get(f"{HEADS}{name}.out_proj.weight_orig"))
-        dense = sd.get(f"{HEADS}{name}.dense.weight")
-        if out is None or dense is None:
-            raise ValueError(f"classification head {name!r}: the checkpoint lacks its out_proj/dense weights")
-        heads[name] = (int(out.shape[0]), int(dense.shape[0]))
-    return heads
-
-
-def upgrade_state_dict(model: RobertaModel, sd: dict[str, Tensor]) -> dict[str, Tensor]:
-    """fairseq's ``RobertaModel.upgrade_state_dict_named`` for ``model``; see the table above."""
-    _rename_old_keys(sd)
-    for name, (classes, inner) in checkpoint_heads(sd).items():
-        head = model.classification_heads[name] if name in model.classification_heads else None
-        if head is None and model.cfg.load_checkpoint_heads:
-            model.register_classification_head(name, classes, inner)
-            continue
-        sizes = (head.out_proj.out_features, head.dense.out_features) if isinstance(head, ClassificationHead) else None
-        if sizes != (classes, inner):
-            why = "not present in current model" if head is None else "with different dimensions than current model"
-            logger.warning("deleting classification head (%s) from checkpoint %s", name, why)
-            for key in [k for k in sd if k.startswith(f"{HEADS}{name}.")]:
-                del sd[key]
-    for key, value in model.classification_heads.state_dict().items():
-        sd.setdefault(HEADS + key, value)
-    if not model.cfg.untie_weights_roberta and "encoder.sentence_encoder.embed_tokens.weight" in sd:
-        sd.setdefault("encoder.lm_head.weight", sd["encoder.sentence_encoder.embed_tokens.weight"])
-    sd.setdefault("encoder.sentence_encoder.version", torch.tensor([3.0]))
-    for key in [k for k in sd if k.startswith("encoder.regression_head") or k == "encoder._ema"]:
-        del sd[key]
-    return sd
 
 
 def check_vocab_size(sd: Mapping[str, Tensor], size: int, *, source: str) -> None:

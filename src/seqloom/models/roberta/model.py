@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from seqloom import components
 from seqloom.models.roberta.config import RobertaConfig
+from seqloom.models.roberta.upgrades import upgrade_state_dict
 from seqloom.modules.activations import activation_fn
 from seqloom.modules.masks import any_true, padding_mask
 from seqloom.modules.transformer import TransformerEncoder, layers_to_run, run_layer
@@ -25,8 +26,6 @@ from seqloom.modules.transformer_layers import dropout
 from seqloom.modules.vocab_projection import vocab_logits
 
 logger = logging.getLogger(__name__)
-
-HEADS = "classification_heads."
 
 
 class LMHead(nn.Module):
@@ -127,12 +126,6 @@ class RobertaModel(nn.Module):
         self.cfg = cfg
         self.classification_heads = nn.ModuleDict()
 
-    @classmethod
-    def build_model(cls, cfg: RobertaConfig, src_dict: Any, tgt_dict: Any = None) -> RobertaModel:
-        from seqloom.models.roberta.builder import build_model  # the builder imports this module
-
-        return build_model(cfg, src_dict)
-
     # the family whose hub from_pretrained loads (registry.HUBS); XLMRModel's hub default is sentencepiece
     hub_family = "roberta"
     default_bpe = "gpt2"
@@ -201,7 +194,5 @@ class RobertaModel(nn.Module):
         return self.encoder.max_positions()
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
-        """Loads fairseq RoBERTa weights after fairseq's upgrades (see :func:`interop.upgrade_state_dict`)."""
-        from seqloom.models.roberta.interop import upgrade_state_dict
-
+        """Loads fairseq RoBERTa weights after fairseq's upgrades (see :func:`upgrades.upgrade_state_dict`)."""
         return super().load_state_dict(upgrade_state_dict(self, dict(state_dict)), strict=strict, assign=assign)

@@ -263,3 +263,4 @@ def build_model(cfg: TransformerConfig, src_dict: Vocabulary, tgt_dict: Vocabula
 
 
 registry.MODELS.add("transformer", TransformerModel, config=TransformerConfig)
+registry.BUILDERS.add("transformer", build_model)

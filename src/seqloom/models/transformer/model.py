@@ -23,13 +23,6 @@ class TransformerModel(nn.Module):
         self.decoder = decoder
         self.cfg = cfg
 
-    @classmethod
-    def build_model(cls, cfg: TransformerConfig, src_dict: Any, tgt_dict: Any) -> TransformerModel:
-        """Builds the model for ``cfg`` and the dictionaries (anything with ``len()`` and ``pad()``)."""
-        from seqloom.models.transformer.builder import build_model  # the builder imports this module
-
-        return build_model(cfg, src_dict, tgt_dict)
-
     # the family whose hub from_pretrained loads (registry.HUBS)
     hub_family = "transformer"
 

@@ -99,3 +99,4 @@ def build_model(cfg: TransformerLMConfig, src_dict: Vocabulary, tgt_dict: Vocabu
 
 
 registry.MODELS.add("transformer_lm", TransformerLM, config=TransformerLMConfig)
+registry.BUILDERS.add("transformer_lm", build_model)

@@ -36,14 +36,13 @@ from seqloom.models.transformer.interop import _rename_layer_norms, _split_fused
 from seqloom.models.transformer_lm.builder import Vocabulary, build_model
 from seqloom.models.transformer_lm.config import TransformerLMConfig
 from seqloom.models.transformer_lm.model import TransformerLM
+from seqloom.models.transformer_lm.presets import base_lm
 
 
 def _preset(arch: str) -> TransformerLMConfig:
     if arch in registry.ARCHITECTURES and registry.ARCHITECTURES.get(arch).model == "transformer_lm":
         return registry.ARCHITECTURES.get(arch).preset()
     if str(arch).startswith("transformer_lm"):
-        from seqloom.models.transformer_lm.presets import base_lm
-
         return base_lm()  # a preset seqloom does not name: fairseq's args carry every value anyway
     raise ValueError(f"checkpoint holds a {arch!r} model, not fairseq's decoder-only 'transformer_lm'")
 

@@ -150,13 +150,6 @@ class TransformerLM(nn.Module):
         self.decoder = decoder
         self.cfg = cfg
 
-    @classmethod
-    def build_model(cls, cfg: TransformerLMConfig, src_dict: Any, tgt_dict: Any = None) -> TransformerLM:
-        """Builds the model for ``cfg`` over ``src_dict`` (input) and ``tgt_dict`` (output, default the same)."""
-        from seqloom.models.transformer_lm.builder import build_model  # the builder imports this module
-
-        return build_model(cfg, src_dict, tgt_dict)
-
     # the family whose hub from_pretrained loads (registry.HUBS)
     hub_family = "transformer_lm"
 
