@@ -161,7 +161,6 @@ class KVCache:
         self.padding = torch.zeros(batch_size, max_len, dtype=torch.bool, device=device)
         self.has_padding = False
         self.length = 0  # decoding steps already fed
-        self.memo: dict[str, Tensor] = {}  # per-pass values derived from weights (the padded vocabulary matrix)
 
     @property
     def batch_size(self) -> int:

@@ -7,6 +7,7 @@ fairseq's attribute names, so their state dicts match fairseq's key for key. Ten
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -70,10 +71,15 @@ class OutputFeatures:
     weight: Tensor  # (V, C): logits = features @ weight.T
 
 
+# what the vocabulary projection derives from its weight for one decoding pass (the padded matrix), kept
+# beside the pass's cache (which holds keys and values only) and gone with it
+_VOCAB_MEMOS: weakref.WeakKeyDictionary[KVCache, dict[str, Tensor]] = weakref.WeakKeyDictionary()
+
+
 def project_vocab(projection: nn.Module, x: Tensor, attn: Tensor | None, cache: KVCache | None) -> DecoderOut:
     """The decoder's output: ``projection(x)``; while decoding with a cache, padded logits where they pay."""
     if cache is not None and isinstance(projection, VocabProjection):
-        out = projection.decoding(x, cache.memo)
+        out = projection.decoding(x, _VOCAB_MEMOS.setdefault(cache, {}))
         if isinstance(out, PaddedLogits):
             return DecoderOut(logits=out.logits, attn=attn, padded=out)
         return DecoderOut(logits=out, attn=attn)
