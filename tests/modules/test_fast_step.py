@@ -11,6 +11,7 @@ from seqloom.modules import fast_step, transformer
 from seqloom.modules.fast_step import uses_fast_step
 from seqloom.modules.int8 import int8_unavailable, quantize_model
 from seqloom.modules.kv_cache import KVCache
+from seqloom.modules.transformer_layers import TransformerDecoderLayer
 
 PAD, EOS = 1, 2
 
@@ -135,3 +136,46 @@ def test_decoding_with_gradients_runs_the_layers_forward(monkeypatch: pytest.Mon
         for token in (EOS, 9, 10):
             logits = model.decode(torch.tensor([[token]]), encoder_out, cache=cache).logits
     assert not calls and logits.requires_grad
+
+
+@torch.no_grad()
+def test_fast_step_equals_normformer_layers_without_cross_attention() -> None:
+    """A language model's layers (no encoder) with NormFormer's head scales, norms and residual scales."""
+    torch.manual_seed(0)
+    layers = torch.nn.ModuleList(
+        TransformerDecoderLayer(
+            16,
+            32,
+            4,
+            cross_attention=False,
+            normalize_before=True,
+            scale_attn=True,
+            scale_heads=True,
+            scale_fc=True,
+            scale_resids=True,
+        )  # fmt: skip
+        for _ in range(2)
+    ).eval()
+    for name, param in layers.named_parameters():
+        if name.endswith(("c_attn", "w_resid")):
+            param.uniform_(0.5, 1.5)  # not the identity they start as
+    x = torch.randn(7, 4, 1, 16)  # 7 steps of 4 rows
+
+    def new_cache() -> KVCache:
+        return KVCache(num_layers=2, batch_size=4, num_heads=4, head_dim=4, max_len=7, dtype=torch.float32,
+                       device=torch.device("cpu"))  # fmt: skip
+
+    fast_cache, ref_cache = new_cache(), new_cache()
+    for step in x:
+        fast, _ = fast_step.fast_step(layers, step, None, None, self_padding_mask=None, cache=fast_cache,
+                                      need_attn=False, aligned=1, attn_heads=None)  # fmt: skip
+        ref = step
+        for idx, layer in enumerate(layers):
+            ref, _ = layer(ref, None, None, self_cache=ref_cache.self_attn[idx])
+        fast_cache.advance(1)
+        ref_cache.advance(1)
+        assert torch.equal(fast, ref)
+    for idx in range(2):
+        for got, want in ((fast_cache.self_attn[idx].key, ref_cache.self_attn[idx].key),
+                          (fast_cache.self_attn[idx].value, ref_cache.self_attn[idx].value)):  # fmt: skip
+            assert got is not None and want is not None and torch.equal(got[:, :, :7], want[:, :, :7])

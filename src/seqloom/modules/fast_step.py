@@ -175,7 +175,7 @@ class FastStep:
         residual = x
         x, _ = self.attend(idx, layer.self_attn, norm(layer.self_attn_layer_norm, x) if pre else x, None,
                            cache=cache.self_attn[idx], key_padding_mask=self_padding_mask)  # fmt: skip
-        x = residual + layer._scale_attention(x)
+        x = residual + layer.scale_attention(x)
         if not pre:
             x = norm(layer.self_attn_layer_norm, x)
         attn: Tensor | None = None

@@ -157,7 +157,7 @@ class TransformerDecoderLayer(FeedForwardMixin):
         self.fc2 = nn.Linear(ffn_embed_dim, embed_dim)
         self.final_layer_norm = nn.LayerNorm(embed_dim)
 
-    def _scale_attention(self, x: Tensor) -> Tensor:
+    def scale_attention(self, x: Tensor) -> Tensor:
         """NormFormer's head scaling and normalization of the self-attention output ``(..., C)``."""
         if self.c_attn is not None:
             heads = self.c_attn.numel()
@@ -190,7 +190,7 @@ class TransformerDecoderLayer(FeedForwardMixin):
         if self.normalize_before:
             x = self.self_attn_layer_norm(x)
         x, _ = self.self_attn(x, key_padding_mask=self_padding_mask, causal=causal, cache=self_cache)
-        x = residual + dropout_time_major(self._scale_attention(x), self.dropout, self.training)
+        x = residual + dropout_time_major(self.scale_attention(x), self.dropout, self.training)
         if not self.normalize_before:
             x = self.self_attn_layer_norm(x)
         attn: Tensor | None = None
