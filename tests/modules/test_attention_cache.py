@@ -329,11 +329,10 @@ def test_beams_sharing_one_source_row_equal_repeated_sources() -> None:
 )
 @torch.no_grad()
 def test_stepwise_decoding_gives_the_layers_numbers_exactly(overrides: dict[str, object], monkeypatch) -> None:
-    """One token per row at inference runs the layers' ``decode_step`` (fewer ops per step): bit for bit the
-    numbers of the layers' ``forward``, with beams sharing source rows, fed padding, attention weights and a
-    reorder between steps."""
-    from seqloom.modules.transformer import TransformerDecoder
-    from seqloom.modules.transformer_layers import TransformerDecoderLayer
+    """One token per row at inference runs the fast step (fewer ops per step): bit for bit the numbers of the
+    layers' ``forward``, with beams sharing source rows, fed padding, attention weights and a reorder between
+    steps."""
+    from seqloom.modules import fast_step, transformer
 
     model = _tiny(**overrides)
     src, prev = _batch()
@@ -343,10 +342,8 @@ def test_stepwise_decoding_gives_the_layers_numbers_exactly(overrides: dict[str,
     prev[3, 2] = PAD  # a fed pad: the self-attention mask
     shared = model.encode(src)
     calls = []
-    step = TransformerDecoderLayer.decode_step
-    monkeypatch.setattr(
-        TransformerDecoderLayer, "decode_step", lambda self, *a, **k: calls.append(1) or step(self, *a, **k)
-    )
+    step = fast_step.FastStep.layer_step
+    monkeypatch.setattr(fast_step.FastStep, "layer_step", lambda self, *a, **k: calls.append(1) or step(self, *a, **k))
 
     def decode() -> list[tuple[torch.Tensor, torch.Tensor]]:
         cache = model.new_cache(6, 7)
@@ -360,7 +357,7 @@ def test_stepwise_decoding_gives_the_layers_numbers_exactly(overrides: dict[str,
 
     fast = decode()
     assert len(calls) == 7 * len(model.decoder.layers)
-    monkeypatch.setattr(TransformerDecoder, "_decodes_in_steps", lambda self, *a: False)
+    monkeypatch.setattr(transformer, "uses_fast_step", lambda *a: False)
     slow = decode()
     assert len(calls) == 7 * len(model.decoder.layers)  # the layers' forward this time
     for (logits, attn), (ref_logits, ref_attn) in zip(fast, slow):

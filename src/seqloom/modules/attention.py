@@ -23,19 +23,6 @@ from seqloom.modules.masks import causal_mask, combine_masks
 EXPLICIT_MAX_QUERIES = 16
 
 
-def plain_linear(*layers: nn.Module) -> bool:
-    """Whether every layer is exactly ``nn.Linear``, whose weights the decoding fast paths read and stack; any
-    other module in its place (an int8 layer of :mod:`seqloom.modules.int8`) is called as a module."""
-    return all(type(layer) is nn.Linear for layer in layers)
-
-
-def apply_linear(layer: nn.Module, x: Tensor) -> Tensor:
-    """``layer(x)``; a plain ``nn.Linear`` as a functional call (no module-call overhead)."""
-    if type(layer) is nn.Linear:
-        return F.linear(x, layer.weight, layer.bias)
-    return layer(x)
-
-
 def attention(
     q: Tensor,
     k: Tensor,
@@ -129,38 +116,17 @@ class MultiheadAttention(nn.Module):
         b, t, _ = x.shape
         return x.view(b, t, self.num_heads, self.head_dim).transpose(1, 2)  # (B, T, C) -> (B, H, T, Dh)
 
-    def _stacked_qkv(self) -> tuple[Tensor, Tensor | None]:
-        """``q_proj``, ``k_proj`` and ``v_proj`` stacked into one ``(3C, C)`` weight and ``(3C,)`` bias."""
-        projs = (self.q_proj, self.k_proj, self.v_proj)
-        weight = torch.cat([p.weight for p in projs])
-        biases = [p.bias for p in projs]
-        return weight, torch.cat(biases) if all(b is not None for b in biases) else None  # type: ignore[arg-type]
-
     def _self_queries_keys_values(self, query: Tensor, cache: AttentionCache | None) -> tuple[Tensor, Tensor, Tensor]:
-        """``(B, H, T, Dh)`` queries, and keys/values (with a cache: all filled steps) of self-attention.
-
-        Decoding with a cache and without gradients runs the three projections as one product, with the
-        weights stacked once per cache (a cache lives for one decoding pass, during which weights are fixed;
-        a version counter would not do: fused optimizers update weights without bumping it)."""
-        projs = (self.q_proj, self.k_proj, self.v_proj)
-        if (
-            cache is None
-            or torch.is_grad_enabled()
-            or self.q_proj.in_features != self.k_proj.in_features
-            or not plain_linear(*projs)
-        ):
-            q, k, v = self.q_proj(query), self.k_proj(query), self.v_proj(query)
-        else:
-            if cache.projection is None:
-                cache.projection = self._stacked_qkv()
-            weight, bias = cache.projection
-            q, k, v = F.linear(query, weight, bias).split(self.embed_dim, dim=-1)
+        """``(B, H, T, Dh)`` queries, and keys/values (with a cache: all filled steps) of self-attention."""
+        q, k, v = self.q_proj(query), self.k_proj(query), self.v_proj(query)
         q, k, v = self._split_heads(q), self._split_heads(k), self._split_heads(v)  # (B, H, T, Dh)
         if cache is not None:
             k, v = cache.append(k, v)
         return q, k, v
 
-    def _cross_keys_values(self, source: Tensor, cache: AttentionCache | None) -> tuple[Tensor, Tensor]:
+    def source_keys_values(self, source: Tensor, cache: AttentionCache | None) -> tuple[Tensor, Tensor]:
+        """Cross-attention keys and values ``(B, H, S, Dh)`` of ``source`` ``(B, S, kdim)``: with a cache, projected
+        once per source."""
         if cache is not None and cache.is_set:
             assert cache.key is not None and cache.value is not None
             return cache.key, cache.value  # projected once per source
@@ -170,76 +136,6 @@ class MultiheadAttention(nn.Module):
             k, v = k.contiguous(), v.contiguous()
             cache.set(k, v)
         return k, v
-
-    def _step_projection(self, *, stacked: bool) -> tuple[Tensor | None, Tensor | None, bool]:
-        """The query projection :meth:`decode_step` runs (self-attention: stacked with the key and value ones),
-        and whether it carries the ``Dh ** -0.5`` factor: only when that is a power of two, which makes
-        scaling the weights exact (the same numbers as scaling the projected queries). ``(None, None, False)``
-        where the projections are not plain ``nn.Linear`` layers: :meth:`_project_step` then calls them."""
-        if not plain_linear(self.q_proj, self.k_proj, self.v_proj):
-            return None, None, False
-        weight, bias = self._stacked_qkv() if stacked else (self.q_proj.weight, self.q_proj.bias)
-        scale = self.head_dim**-0.5
-        exact = math.frexp(scale)[0] == 0.5
-        if exact:
-            weight = torch.cat([weight[: self.embed_dim] * scale, weight[self.embed_dim :]])
-            bias = torch.cat([bias[: self.embed_dim] * scale, bias[self.embed_dim :]]) if bias is not None else None
-        return weight, bias, exact
-
-    def _project_step(self, query: Tensor, cache: AttentionCache, *, stacked: bool) -> Tensor:
-        """``(N, C)`` -> the step's queries ``(N, C)`` (``stacked``: with keys and values, ``(N, 3C)``)."""
-        assert cache.step_projection is not None
-        weight, bias, _ = cache.step_projection
-        if weight is not None:
-            return F.linear(query, weight, bias)
-        if not stacked:
-            return self.q_proj(query)
-        return torch.cat([self.q_proj(query), self.k_proj(query), self.v_proj(query)], dim=-1)
-
-    def decode_step(
-        self,
-        query: Tensor,
-        source: Tensor | None,
-        *,
-        cache: AttentionCache,
-        key_padding_mask: Tensor | None = None,
-        need_weights: bool = False,
-        weight_heads: int | None = None,
-    ) -> tuple[Tensor, Tensor | None]:
-        """:meth:`forward` for one new query per row at inference, ``query`` ``(N, C)`` -> ``(N, C)``.
-
-        The same kernels in the same order as :meth:`forward` (so the same numbers), in fewer ops: decoding
-        a step is mostly per-op overhead on the CPU. Self-attention (``source`` None) appends to ``cache``;
-        cross-attention's ``source`` ``(Bs, S, kdim)`` rows are each shared by ``N / Bs`` consecutive query rows
-        (at most :data:`EXPLICIT_MAX_QUERIES`), and ``cache`` holds their keys and values. Weights as
-        :meth:`forward`'s, ``(N, 1, S)``.
-        """
-        n = query.size(0)
-        if cache.step_projection is None:
-            cache.step_projection = self._step_projection(stacked=source is None)
-        prescaled = cache.step_projection[2]
-        excluded = attn_bias = None
-        if source is None:
-            qkv = self._project_step(query, cache, stacked=True)  # (N, 3C)
-            qkv = qkv.view(n, 3, self.num_heads, 1, self.head_dim)  # (N, 3, H, 1, Dh)
-            q = qkv[:, 0]  # (N, H, 1, Dh)
-            k, v = cache.append(qkv[:, 1], qkv[:, 2])  # (N, H, L, Dh): every filled step
-            if key_padding_mask is not None:
-                excluded = key_padding_mask[:, None, None, :]  # (N, 1, 1, L)
-        else:
-            k, v = self._cross_keys_values(source, cache)  # (Bs, H, S, Dh)
-            groups = n // k.size(0)
-            assert groups <= EXPLICIT_MAX_QUERIES, f"{groups} queries per source row take the fused kernel"
-            q = self._project_step(query, cache, stacked=False)  # (N, C)
-            q = q.view(k.size(0), groups, self.num_heads, self.head_dim)  # (Bs, g, H, Dh)
-            q = q.transpose(1, 2)  # (Bs, H, g, Dh)
-            if key_padding_mask is not None:
-                attn_bias = cache.source_bias(key_padding_mask, q.dtype)  # (Bs, 1, 1, S)
-        out, weights = attention(q, k, v, excluded=excluded, bias=attn_bias, need_weights=need_weights,
-                                 weight_heads=weight_heads, prescaled=prescaled)  # fmt: skip
-        out = out.transpose(1, 2).reshape(n, self.embed_dim)  # (Bs, H, g, Dh) -> (N, C)
-        out = apply_linear(self.out_proj, out)
-        return out, weights.reshape(n, 1, -1) if weights is not None else None
 
     def forward(
         self,
@@ -276,7 +172,7 @@ class MultiheadAttention(nn.Module):
             q, k, v = self._self_queries_keys_values(query, cache)  # (B, H, T, Dh), (B, H, S, Dh) x 2
         else:
             q = self._split_heads(self.q_proj(query))
-            k, v = self._cross_keys_values(source, cache)
+            k, v = self.source_keys_values(source, cache)
         tgt_len, src_len = q.size(2), k.size(2)
         causal = causal and tgt_len > 1  # a single new query may see every cached key
         # the plain training case lets the kernel build the mask itself (``is_causal``)

@@ -88,7 +88,8 @@ class Int8Linear(nn.Module):
         layer.weight, layer.weight_scale = q.to(linear.weight.device), scale.to(linear.weight.device)
         if linear.bias is not None:
             layer.bias = linear.bias.detach().float().clone()
-        return layer
+        # in the replaced layer's mode: a model in eval mode stays so (else decoding leaves the fast step)
+        return layer.train(linear.training)
 
     def forward(self, x: Tensor) -> Tensor:
         rows = x.reshape(-1, self.in_features).float()  # (N, in)

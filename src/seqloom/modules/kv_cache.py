@@ -32,10 +32,6 @@ class AttentionCache:
         self.max_len = key.size(2) if key is not None else 0
         self._buffers: list[tuple[Tensor, Tensor]] = []  # growing: the two flat (key, value) storages
         self._bias: tuple[Tensor, int, torch.dtype, Tensor | None] | None = None  # static: source_bias's memo
-        # growing: the layer's stacked q/k/v projection (weight, bias), made at the first step of this pass
-        self.projection: tuple[Tensor, Tensor | None] | None = None
-        # MultiheadAttention.decode_step's query (self-attention: q/k/v) projection of this pass
-        self.step_projection: tuple[Tensor | None, Tensor | None, bool] | None = None
         if growing and key is not None and value is not None:
             self._buffers = [(key.reshape(-1), value.reshape(-1))]
             self.key, self.value = self._views(0, key.size(0), 0)
@@ -165,8 +161,6 @@ class KVCache:
         self.padding = torch.zeros(batch_size, max_len, dtype=torch.bool, device=device)
         self.has_padding = False
         self.length = 0  # decoding steps already fed
-        self.layers_in_eval: bool | None = None  # whether no layer part drops out (decided at the first step)
-        self.memo: dict[str, Tensor] = {}  # per-pass values derived from weights (the padded vocabulary matrix)
 
     @property
     def batch_size(self) -> int:

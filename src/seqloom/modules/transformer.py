@@ -7,15 +7,16 @@ fairseq's attribute names, so their state dicts match fairseq's key for key. Ten
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import torch
 import torch.utils.checkpoint
 from torch import Tensor, nn
 
-from seqloom.modules.attention import EXPLICIT_MAX_QUERIES
+from seqloom.modules.fast_step import fast_step, uses_fast_step
 from seqloom.modules.kv_cache import KVCache
 from seqloom.modules.masks import any_true, padding_mask, select_positions
 from seqloom.modules.positions import (
@@ -70,10 +71,15 @@ class OutputFeatures:
     weight: Tensor  # (V, C): logits = features @ weight.T
 
 
+# what the vocabulary projection derives from its weight for one decoding pass (the padded matrix), kept
+# beside the pass's cache (which holds keys and values only) and gone with it
+_VOCAB_MEMOS: weakref.WeakKeyDictionary[KVCache, dict[str, Tensor]] = weakref.WeakKeyDictionary()
+
+
 def project_vocab(projection: nn.Module, x: Tensor, attn: Tensor | None, cache: KVCache | None) -> DecoderOut:
     """The decoder's output: ``projection(x)``; while decoding with a cache, padded logits where they pay."""
     if cache is not None and isinstance(projection, VocabProjection):
-        out = projection.decoding(x, cache.memo)
+        out = projection.decoding(x, _VOCAB_MEMOS.setdefault(cache, {}))
         if isinstance(out, PaddedLogits):
             return DecoderOut(logits=out.logits, attn=attn, padded=out)
         return DecoderOut(logits=out, attn=attn)
@@ -254,8 +260,12 @@ class TransformerDecoder(nn.Module):
         enc_pad = encoder_out.attention_mask if encoder_out is not None else None
         attn: Tensor | None = None
         aligned = len(self.layers) - 1 if self.alignment_layer is None else self.alignment_layer
-        if cache is not None and self._decodes_in_steps(tokens, enc, cache):
-            return self._decode_step(x, enc, enc_pad, self_padding, cache, need_attn=need_attn, aligned=aligned)
+        if uses_fast_step(self.layers, tokens, enc, cache):  # the same numbers as the loop below, in fewer ops
+            assert cache is not None
+            x, attn = fast_step(self.layers, x, enc, enc_pad, self_padding_mask=self_padding, cache=cache,
+                                need_attn=need_attn, aligned=aligned, attn_heads=self.alignment_heads)  # fmt: skip
+            cache.advance(1)
+            return self._finish(x), attn
         run = layers_to_run(len(self.layers), self.layerdrop, self.training and not self.retains_dropout)
         for idx, layer in enumerate(self.layers):
             if not run[idx]:
@@ -277,42 +287,15 @@ class TransformerDecoder(nn.Module):
                 attn = layer_attn
         if cache is not None:
             cache.advance(tokens.size(1))
+        return self._finish(x), attn
+
+    def _finish(self, x: Tensor) -> Tensor:
+        """The layers' output ``(B, T, C)`` -> features ``(B, T, Cout)``: final norm and output dimension."""
         if self.layer_norm is not None:
             x = self.layer_norm(x)
         if self.project_out_dim is not None:
             x = self.project_out_dim(x)
-        return x, attn
-
-    def _decodes_in_steps(self, tokens: Tensor, encoder_out: Tensor | None, cache: KVCache) -> bool:
-        """Whether this cached pass runs the layers' ``decode_step``: one new token per row at inference on the
-        CPU (where a step is mostly per-op overhead), with few enough beams sharing each source row, and no
-        layer part kept in training mode (``--retain-dropout-modules``; looked up once per cache)."""
-        if tokens.size(1) != 1 or self.training or torch.is_grad_enabled() or tokens.device.type != "cpu":
-            return False
-        if cache.layers_in_eval is None:
-            cache.layers_in_eval = not any(m.training for m in self.layers.modules())
-        if not cache.layers_in_eval:
-            return False
-        return encoder_out is None or tokens.size(0) // encoder_out.size(0) <= EXPLICIT_MAX_QUERIES
-
-    def _decode_step(self, x: Tensor, enc: Tensor | None, enc_pad: Tensor | None, self_padding: Tensor | None,
-                     cache: KVCache, *, need_attn: bool, aligned: int) -> tuple[Tensor, Tensor | None]:  # fmt: skip
-        """The layers, final norm and output dimension of one decoding step, ``x`` ``(N, 1, C)``, on ``(N, C)`` rows."""
-        n = x.size(0)
-        h = x.view(n, -1)  # (N, C)
-        attn: Tensor | None = None
-        for idx, layer in enumerate(self.layers):
-            h, layer_attn = cast(TransformerDecoderLayer, layer).decode_step(h, enc, enc_pad, self_padding_mask=self_padding,
-                                              self_cache=cache.self_attn[idx], cross_cache=cache.cross_attn[idx],
-                                              need_attn=need_attn and idx == aligned, attn_heads=self.alignment_heads)  # fmt: skip
-            if idx == aligned:
-                attn = layer_attn
-        cache.advance(1)
-        if self.layer_norm is not None:
-            h = self.layer_norm(h)
-        if self.project_out_dim is not None:
-            h = self.project_out_dim(h)
-        return h.view(n, 1, -1), attn  # (N, 1, Cout)
+        return x
 
     def forward(
         self,

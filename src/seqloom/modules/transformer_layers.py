@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seqloom.modules.activations import activation_fn
-from seqloom.modules.attention import MultiheadAttention, apply_linear
+from seqloom.modules.attention import MultiheadAttention
 from seqloom.modules.kv_cache import AttentionCache
 
 
@@ -157,7 +157,7 @@ class TransformerDecoderLayer(FeedForwardMixin):
         self.fc2 = nn.Linear(ffn_embed_dim, embed_dim)
         self.final_layer_norm = nn.LayerNorm(embed_dim)
 
-    def _scale_attention(self, x: Tensor) -> Tensor:
+    def scale_attention(self, x: Tensor) -> Tensor:
         """NormFormer's head scaling and normalization of the self-attention output ``(..., C)``."""
         if self.c_attn is not None:
             heads = self.c_attn.numel()
@@ -190,7 +190,7 @@ class TransformerDecoderLayer(FeedForwardMixin):
         if self.normalize_before:
             x = self.self_attn_layer_norm(x)
         x, _ = self.self_attn(x, key_padding_mask=self_padding_mask, causal=causal, cache=self_cache)
-        x = residual + dropout_time_major(self._scale_attention(x), self.dropout, self.training)
+        x = residual + dropout_time_major(self.scale_attention(x), self.dropout, self.training)
         if not self.normalize_before:
             x = self.self_attn_layer_norm(x)
         attn: Tensor | None = None
@@ -204,50 +204,3 @@ class TransformerDecoderLayer(FeedForwardMixin):
             if not self.normalize_before:
                 x = self.encoder_attn_layer_norm(x)
         return self._feed_forward(x), attn
-
-    def decode_step(
-        self,
-        x: Tensor,
-        encoder_out: Tensor | None,
-        encoder_padding_mask: Tensor | None,
-        *,
-        self_padding_mask: Tensor | None,
-        self_cache: AttentionCache,
-        cross_cache: AttentionCache | None,
-        need_attn: bool = False,
-        attn_heads: int | None = None,
-    ) -> tuple[Tensor, Tensor | None]:
-        """:meth:`forward` for one new position per row at inference (``x`` ``(N, C)`` -> ``(N, C)``), through
-        :meth:`MultiheadAttention.decode_step` and functional calls: the same numbers in fewer ops."""
-        pre = self.normalize_before
-        residual = x
-        x, _ = self.self_attn.decode_step(norm(self.self_attn_layer_norm, x) if pre else x, None, cache=self_cache,
-                                          key_padding_mask=self_padding_mask)  # fmt: skip
-        x = residual + self._scale_attention(x)
-        if not pre:
-            x = norm(self.self_attn_layer_norm, x)
-        attn: Tensor | None = None
-        cross_norm = self.encoder_attn_layer_norm
-        if self.encoder_attn is not None and cross_norm is not None and encoder_out is not None:
-            assert cross_cache is not None
-            residual = x
-            x, attn = self.encoder_attn.decode_step(norm(cross_norm, x) if pre else x, encoder_out, cache=cross_cache,
-                                                    key_padding_mask=encoder_padding_mask, need_weights=need_attn,
-                                                    weight_heads=attn_heads)  # fmt: skip
-            x = residual + x
-            if not pre:
-                x = norm(cross_norm, x)
-        residual = x
-        fc1, fc2 = self.fc1, self.fc2
-        x = self.activation(apply_linear(fc1, norm(self.final_layer_norm, x) if pre else x))
-        if self.ffn_layernorm is not None:
-            x = norm(self.ffn_layernorm, x)
-        if self.w_resid is not None:
-            residual = residual * self.w_resid
-        x = residual + apply_linear(fc2, x)
-        return x if pre else norm(self.final_layer_norm, x), attn
-
-
-def norm(layer_norm: nn.LayerNorm, x: Tensor) -> Tensor:
-    """``layer_norm(x)`` as a functional call (what the module runs, without its call overhead)."""
-    return F.layer_norm(x, layer_norm.normalized_shape, layer_norm.weight, layer_norm.bias, layer_norm.eps)
