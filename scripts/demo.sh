@@ -2,12 +2,12 @@
 # The main job on the bundled corpus (examples/data/bible-en-es): tokenize + BPE, binarize, train a
 # small transformer, translate the test set, then one summary: the model, its test BLEU, three example
 # translations and where the outputs are. Outputs go to ${DEMO_OUT:-demo-out}; a new run replaces the
-# previous run's outputs there. DEMO_UPDATES (default 500) shortens or lengthens the training.
+# previous run's outputs there. DEMO_UPDATES (default 850) shortens or lengthens the training.
 # On a terminal, training and translation show progress bars; in a log, one line per phase and its time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${DEMO_OUT:-demo-out}
-UPDATES=${DEMO_UPDATES:-500}
+UPDATES=${DEMO_UPDATES:-850}
 DATA=examples/data/bible-en-es
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} MKL_NUM_THREADS=${MKL_NUM_THREADS:-2}
 rm -rf "$OUT/text" "$OUT/data-bin" "$OUT/checkpoints" "$OUT/generate" "$OUT/preprocess.log"
