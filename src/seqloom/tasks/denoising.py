@@ -27,6 +27,8 @@ from seqloom.data.shorten_dataset import maybe_shorten
 from seqloom.data.token_block_dataset import TokenBlockDataset
 from seqloom.tasks.base import Task
 from seqloom.tasks.monolingual import epoch_path, load_dictionary, load_shards
+from seqloom.tokenizers.bpe import build_bpe
+from seqloom.tokenizers.word_starts import word_start_table as symbols_beginning_words
 
 logger = logging.getLogger(__name__)
 
@@ -97,21 +99,10 @@ def word_start_table(cfg: DenoisingConfig, dictionary: Dictionary) -> np.ndarray
         raise ValueError("denoising: --mask-whole-words needs --bpe (its word starts say where words begin)")
     if (cfg.mask_length == "subword" and not cfg.mask_whole_words) or cfg.bpe is None:
         return None
-    from seqloom.tokenizers.bpe import build_bpe
-
     options = {"gpt2_encoder_json": cfg.gpt2_encoder_json, "gpt2_vocab_bpe": cfg.gpt2_vocab_bpe}
     bpe = build_bpe(cfg.bpe, options if cfg.bpe == "gpt2" else None)
 
-    def begins(i: int) -> bool:
-        symbol = dictionary[i]
-        if i < dictionary.nspecial or symbol.startswith("madeupword"):
-            return True
-        try:
-            return bool(bpe.is_beginning_of_word(symbol))
-        except ValueError:
-            return True
-
-    return np.array([begins(i) for i in range(len(dictionary))], dtype=bool)
+    return symbols_beginning_words(dictionary, bpe)
 
 
 @registry.TASKS.register("denoising", config=DenoisingConfig)

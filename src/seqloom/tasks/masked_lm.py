@@ -25,6 +25,8 @@ from seqloom.data.shorten_dataset import maybe_shorten
 from seqloom.data.token_block_dataset import TokenBlockDataset
 from seqloom.tasks.base import Task
 from seqloom.tasks.monolingual import epoch_path, load_dictionary, load_shards
+from seqloom.tokenizers.bpe import build_bpe
+from seqloom.tokenizers.word_starts import word_start_table as symbols_beginning_words
 
 logger = logging.getLogger(__name__)
 
@@ -75,22 +77,11 @@ def word_start_table(cfg: MaskedLMConfig, dictionary: Dictionary) -> np.ndarray:
     """``(V,)`` bool: which symbols begin a word under ``--bpe`` (fairseq's ``get_whole_word_mask``)."""
     if cfg.bpe is None:
         raise ValueError("masked_lm: --mask-whole-words needs --bpe (gpt2 or sentencepiece) to find word starts")
-    from seqloom.tokenizers.bpe import build_bpe
-
     options = {"gpt2": {"gpt2_encoder_json": cfg.gpt2_encoder_json, "gpt2_vocab_bpe": cfg.gpt2_vocab_bpe},
                "sentencepiece": {"sentencepiece_model": cfg.sentencepiece_model}}.get(cfg.bpe)  # fmt: skip
     bpe = build_bpe(cfg.bpe, options)
 
-    def begins(i: int) -> bool:
-        symbol = dictionary[i]
-        if i < dictionary.nspecial or symbol.startswith("madeupword"):
-            return True
-        try:
-            return bool(bpe.is_beginning_of_word(symbol))
-        except ValueError:
-            return True
-
-    return np.array([begins(i) for i in range(len(dictionary))], dtype=bool)
+    return symbols_beginning_words(dictionary, bpe)
 
 
 @registry.TASKS.register("masked_lm", config=MaskedLMConfig)
