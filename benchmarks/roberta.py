@@ -53,11 +53,12 @@ def recipe(data: Path, save_dir: Path, max_update: int, size: list[str]) -> list
     ]  # fmt: skip
 
 
-def train_figures(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float]:
-    """(words/s over the epochs, user CPU seconds of the process, last validation loss)."""
+def train_figures(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float, float]:
+    """(words/s over the epochs, user CPU seconds of the process, last validation loss, peak resident MiB)."""
     done = run_measured(cmd, env)
     losses = re.findall(r'"valid_loss": "([0-9.]+)"', done.output)
-    return train_words_per_second(done.output), done.user_s, float(losses[-1]) if losses else float("nan")
+    loss = float(losses[-1]) if losses else float("nan")
+    return train_words_per_second(done.output), done.user_s, loss, done.peak_rss_mib
 
 
 def sentences(count: int) -> list[str]:
@@ -112,7 +113,7 @@ def run_hub(python: str, toolkit: str, texts: list[str], threads: int, env: dict
 
 def bench_train(args: argparse.Namespace, fs: Path, env: dict[str, str]) -> None:
     size = args.size.split(",")
-    runs: dict[str, list[tuple[float, float, float]]] = {"fairseq": [], "seqloom": []}
+    runs: dict[str, list[tuple[float, float, float, float]]] = {"fairseq": [], "seqloom": []}
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(args.repeat):
             for name, exe in (("fairseq", [str(fs / "fairseq-train")]), ("seqloom", [*SEQLOOM, "train"])):
@@ -122,8 +123,15 @@ def bench_train(args: argparse.Namespace, fs: Path, env: dict[str, str]) -> None
     print(f"masked-LM training, {args.max_update} updates, size {args.size}, {args.threads} thread(s):")
     for name, rows in runs.items():
         wps, cpu = statistics.median(r[0] for r in rows), statistics.median(r[1] for r in rows)
-        print(f"  {name:8} {wps:9.1f} words/s  {cpu:7.1f} user CPU s  valid loss {rows[-1][2]:.3f}")
-    print(f"  ratio seqloom/fairseq: {statistics.median(ratios):.2f}x words/s (target >= 1.3x)")
+        peak = max(r[3] for r in rows)
+        print(
+            f"  {name:8} {wps:9.1f} words/s  {cpu:7.1f} user CPU s  peak {peak:7.1f} MiB  valid loss {rows[-1][2]:.3f}"
+        )
+    peaks = {name: max(r[3] for r in rows) for name, rows in runs.items()}
+    print(
+        f"  ratio seqloom/fairseq: {statistics.median(ratios):.2f}x words/s (target >= 1.3x); "
+        f"peak memory {peaks['seqloom'] / peaks['fairseq']:.2f}x (target <= 1)"
+    )
 
 
 def bench_hub(args: argparse.Namespace, fs: Path, env: dict[str, str]) -> None:
