@@ -24,6 +24,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "seqloom.tasks.denoising",
     "seqloom.tasks.multilingual_denoising",
     "seqloom.tasks.sentence_prediction",
+    "seqloom.tasks.sentence_ranking",
     "seqloom.tasks.masked_lm",
     "seqloom.tokenizers.moses_tokenizer",
     "seqloom.tokenizers.space_tokenizer",
@@ -57,6 +58,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "seqloom.criterions.label_smoothed_cross_entropy_with_alignment",
     "seqloom.criterions.adaptive_loss",
     "seqloom.criterions.sentence_prediction",
+    "seqloom.criterions.sentence_ranking",
     "seqloom.criterions.masked_lm",
 )
 

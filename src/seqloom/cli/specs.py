@@ -112,7 +112,7 @@ VALIDATE = CommandSpec(
         ("common_eval", CommonEvalConfig),
         ("dataset", DatasetConfig),
     ),
-    selectors={"task": "translation"},
+    selectors={"task": "translation", "criterion": None},  # criterion options override the checkpoint's
 )
 
 

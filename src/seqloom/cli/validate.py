@@ -4,11 +4,14 @@ Prints, per subset, fairseq-validate's line (one aggregate over the whole subset
 
     valid on 'valid' subset | loss 8.368 | nll_loss 7.872 | ppl 234.26 | wps 0 | wpb 8825 | bsz 200
 
-The criterion is the checkpoint's own (e.g. label smoothing 0.1), as fairseq-validate rebuilds it.
+The criterion is the checkpoint's own (e.g. label smoothing 0.1), as fairseq-validate rebuilds it; criterion
+options given on the command line win (``--criterion sentence_ranking --save-predictions FILE``), as in fairseq.
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -37,6 +40,9 @@ logger = logging.getLogger("seqloom.cli.validate")
 def checkpoint_component(state: dict[str, Any], kind: str) -> tuple[str | None, dict[str, Any]]:
     """A component's name and option values as the checkpoint recorded them (hydra ``cfg`` or ``args``)."""
     cfg = state.get("cfg")
+    if isinstance(cfg, dict) and isinstance(cfg.get(kind), argparse.Namespace):  # a component without a dataclass
+        values = dict(vars(cfg[kind]))  # (fairseq's sentence_ranking): its section is the run's whole Namespace
+        return values.get(kind), values
     if isinstance(cfg, dict) and isinstance(cfg.get(kind), dict):
         section = dict(cfg[kind])
         return section.pop("_name", None), section
@@ -47,13 +53,17 @@ def checkpoint_component(state: dict[str, Any], kind: str) -> tuple[str | None, 
     return None, {}
 
 
-def criterion_from_checkpoint(state: dict[str, Any], padding_idx: int) -> torch.nn.Module:
-    """The checkpoint's criterion with its options (``--label-smoothing`` ...) and ``--sentence-avg``."""
+def criterion_from_checkpoint(state: dict[str, Any], padding_idx: int, given: dict[str, Any] | None = None
+                              ) -> torch.nn.Module:  # fmt: skip
+    """The checkpoint's criterion with its options (``--label-smoothing`` ...) and ``--sentence-avg``; ``given``:
+    criterion options set on the command line, which win over the checkpoint's (as fairseq-validate's overrides,
+    e.g. sentence_ranking's ``--save-predictions``)."""
     from seqloom import registry
     from seqloom.criterions import build_criterion
 
     name, values = checkpoint_component(state, "criterion")
     name = name or "cross_entropy"
+    values = {**values, **(given or {})}
     cls = registry.CRITERIONS.config_cls(name) if name in registry.CRITERIONS else None
     cfg = from_namespace(cls, values) if cls is not None else None
     _, opt = checkpoint_component(state, "optimization")
@@ -112,7 +122,8 @@ def run(parsed: ParsedArgs) -> int:
     overrides = parse_model_overrides(ev.model_overrides)
     model, state = load_model(ev.model_path.split(os.pathsep)[0], task, overrides, device)
     model = model.to(dtype=inference_dtype(fp16=common.fp16, bf16=common.bf16))  # --fp16/--bf16: cast, as fairseq
-    criterion = criterion_from_checkpoint(state, task.target_dictionary.pad()).to(device).eval()
+    given = given_criterion_options(parsed)
+    criterion = criterion_from_checkpoint(state, task.target_dictionary.pad(), given).to(device).eval()
     bind_task = getattr(criterion, "bind_task", None)  # e.g. sentence_prediction reads the label dictionary
     if callable(bind_task):
         bind_task(task)
@@ -135,6 +146,15 @@ def run(parsed: ParsedArgs) -> int:
         stats = validate_subset(model, criterion, itr, device)
         progress.print(stats, tag=subset, step=None, epoch=None, prefix=f"valid on '{subset}' subset")
     return 0
+
+
+def given_criterion_options(parsed: ParsedArgs) -> dict[str, Any]:
+    """The ``--criterion``'s options whose values the command line (or ``--config``) changed from the defaults."""
+    cfg = parsed.get("criterion")
+    if cfg is None or not dataclasses.is_dataclass(cfg):
+        return {}
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
+            if f.name in parsed.defaults and getattr(cfg, f.name) != parsed.defaults[f.name]}  # fmt: skip
 
 
 def _resolve(*limits: Any) -> tuple[int | None, int | None]:
