@@ -28,6 +28,10 @@ COMMON = ["--cpu", "--num-workers", "0", "--seed", "1", "--max-update", "3", "--
           "--optimizer", "adam", "--lr", "5e-4"]  # fmt: skip
 MT_TASK = ["--source-lang", "en", "--target-lang", "es"]
 MBART_TASK = ["--task", "translation_from_pretrained_bart", "--langs", "en,es", *MT_TASK]
+RANKING_TASK = ["--task", "sentence_ranking", "--num-classes", "4", "--init-token", "0", "--separator-token", "2",
+                "--max-option-length", "16", "--shorten-method", "truncate"]  # fmt: skip
+# fairseq's tiny RoBERTa and a four-choice data folder in RACE's layout (scripts/make_roberta_ranking_fixtures.sh)
+ROBERTA = REPO / "tests" / "fixtures" / "roberta"
 # fairseq 0.12's translation_from_pretrained_bart fails on its own; this runner repairs it (see its docstring)
 MBART_RUNNER = REPO / "tests" / "fixtures" / "mbart" / "fairseq_fixed.py"
 
@@ -35,10 +39,13 @@ MBART_RUNNER = REPO / "tests" / "fixtures" / "mbart" / "fairseq_fixed.py"
 @dataclass
 class Recipe:
     name: str
-    data: str  # relative to the fixtures folder, or "cls" for the sentence-prediction folder made here
+    data: str  # relative to the fixtures folder; "cls": the sentence-prediction folder made here; "ranking": RACE's
     train: list[str]
     checks: list[tuple[str, list[str]]] = field(default_factory=list)  # (command, flags after DATA --path CKPT)
     runner: Path | None = None  # a script that runs fairseq's commands instead of fairseq-COMMAND
+    # flags only seqloom's command takes: fairseq-validate reads sentence_ranking's --max-positions from the
+    # checkpoint and refuses the flag, seqloom builds the task from the command line
+    seqloom_only: list[str] = field(default_factory=list)
 
 
 RECIPES = [
@@ -76,6 +83,15 @@ RECIPES = [
            [("validate", ["--task", "sentence_prediction", "--num-classes", "2", "--init-token", "0",
                           "--separator-token", "2", "--add-prev-output-tokens", "--criterion", "sentence_prediction",
                           "--batch-size", "16"])]),
+    Recipe("sentence_ranking (RoBERTa, RACE recipe)", "ranking",
+           [*RANKING_TASK, "--max-positions", "128", "--arch", "roberta_base", "--encoder-layers", "2",
+            "--encoder-embed-dim", "32", "--encoder-ffn-embed-dim", "64", "--encoder-attention-heads", "2",
+            "--restore-file", str(ROBERTA / "gpt2" / "model.pt"), "--reset-optimizer", "--reset-dataloader",
+            "--reset-meters", "--criterion", "sentence_ranking", "--batch-size", "8", "--required-batch-size-multiple",
+            "1", "--best-checkpoint-metric", "accuracy", "--maximize-best-checkpoint-metric"],
+           [("validate", [*RANKING_TASK, "--criterion", "sentence_ranking", "--batch-size", "4",
+                          "--required-batch-size-multiple", "1"])],
+           seqloom_only=["--max-positions", "128"]),
     Recipe("mBART (translation_from_pretrained_bart)", "mt/data-bin",
            [*MBART_TASK, "--arch", "mbart_large", *TINY_MT, "--criterion", "label_smoothed_cross_entropy",
             "--label-smoothing", "0.1", "--max-tokens", "2048", "--max-source-positions", "256",
@@ -145,7 +161,7 @@ def check_recipe(recipe: Recipe, data: Path, work: Path, fairseq_bin: Path, seql
         if theirs.returncode != 0:
             rows.append((recipe.name, f"fairseq-{command}", False, last_error(theirs.stderr)))
             continue
-        ours = run([*seqloom, command, *tail], env)
+        ours = run([*seqloom, command, *tail, *recipe.seqloom_only], env)
         a, b = result_of(command, theirs.stdout + theirs.stderr), result_of(command, ours.stdout + ours.stderr)
         agree = (
             "seqloom agrees" if a is not None and a == b else f"seqloom differs ({(b or '')[:60]} vs {(a or '')[:60]})"
@@ -172,7 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     for recipe in RECIPES:
         if args.only and args.only not in recipe.name:
             continue
-        data = make_cls_data(fixtures, work, seqloom, env) if recipe.data == "cls" else fixtures / recipe.data
+        if recipe.data == "cls":
+            data = make_cls_data(fixtures, work, seqloom, env)
+        elif recipe.data == "ranking":
+            data = ROBERTA / "ranking" / "data"
+        else:
+            data = fixtures / recipe.data
         for row in check_recipe(recipe, data, work, fairseq_bin, seqloom, env):
             rows.append(row)
             print(f"{'PASS' if row[2] else 'FAIL'} | {row[0]} | {row[1]} | {row[3]}", flush=True)
