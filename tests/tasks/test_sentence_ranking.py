@@ -203,3 +203,22 @@ def test_errors_name_the_file_and_the_flag(data: Path) -> None:
         task_for(data, num_classes=5).load_dataset("valid")
     labels = FIXTURE / "data" / "label" / "valid.label"
     assert read_choice_labels(str(labels), num_classes=4) == [int(x) for x in labels.read_text().split()]
+
+
+def test_hub_predict_scores_an_option_as_fairseq(data: Path, tmp_path: Path, gpt2_bpe: Path) -> None:
+    """The commonsense_qa README's way of using a ranking model: ``predict(head, tokens, return_logits=True)`` on
+    each option's tokens gives fairseq's score."""
+    from seqloom.hub import RobertaModel
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    shutil.copy(FIXTURE / "finetuned.pt", folder / "model.pt")
+    shutil.copy(FIXTURE / "data" / "input0" / "dict.txt", folder / "dict.txt")
+    hub = RobertaModel.from_pretrained(str(folder), bpe="gpt2", gpt2_encoder_json=str(gpt2_bpe / "encoder.json"),
+                                       gpt2_vocab_bpe=str(gpt2_bpe / "vocab.bpe"))  # fmt: skip
+    dataset = task_for(data).load_dataset("valid")
+    reference = json.loads((FIXTURE / "scores.json").read_text())["valid_scores"]
+    for i in (0, 5):
+        for k in range(4):
+            score = hub.predict("sentence_classification_head", dataset[i]["source"][k], return_logits=True)
+            assert score.shape == (1, 1) and float(score.detach()) == pytest.approx(reference[i][k], abs=1e-5)
