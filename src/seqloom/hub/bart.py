@@ -26,7 +26,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from seqloom import registry
-from seqloom.checkpoint.io import load_checkpoint
 from seqloom.data.batching import resolve_max_positions
 from seqloom.data.dictionary import Dictionary
 from seqloom.data.language_pair_dataset import collate_tokens
@@ -37,15 +36,13 @@ from seqloom.generation.hypotheses import Hypothesis
 from seqloom.hub import files
 from seqloom.hub.base import GeneratorHubInterface
 from seqloom.hub.loading import (
-    build_codecs,
+    assemble_hub,
     check_keywords,
     dictionary_file,
-    generation_config,
-    hub_batching,
     pick_options,
     quantize_hub,
+    read_checkpoints,
 )
-from seqloom.hub.pretrained import checkpoint_groups
 from seqloom.models.bart.interop import model_from_state
 from seqloom.models.bart.model import BARTModel, last_eos_representation
 
@@ -240,33 +237,24 @@ def from_pretrained(
         accepts="bpe/tokenizer and their options (gpt2_encoder_json, gpt2_vocab_bpe ...), max_tokens, batch_size, "
         "langs (an mBART checkpoint's languages) and generation options",
     )
-    model_dir, named = files.resolve_model_dir(model_name_or_path)
-    (path,) = files.checkpoint_paths(model_dir, named or checkpoint_file)[:1]
-    state = load_checkpoint(path)
-    groups = checkpoint_groups(state)
+    loaded = read_checkpoints(model_name_or_path, checkpoint_file, ensemble=False)
+    (path,), (state,), groups = loaded.paths, loaded.states, loaded.groups
     task_group = groups.get("task") or {}
     pair = translation_pair(task_group)
     if pair is None:
-        dict_path = dictionary_file(model_dir, data_name_or_path)
+        dict_path = dictionary_file(loaded.model_dir, data_name_or_path)
         langs = language_tokens(task_group, dict_path.parent, kwargs.pop("langs", None))
         src_dict = tgt_dict = load_dictionary(dict_path, langs=langs)
     else:
         kwargs.pop("langs", None)
-        data_dir = files.resolve_data_dir(model_dir, data_name_or_path)
+        data_dir = files.resolve_data_dir(loaded.model_dir, data_name_or_path)
         src_dict, tgt_dict = (Dictionary.load(pair_dictionary_file(data_dir, lang, path)) for lang in pair)
     model = model_from_state(state, src_dict, source=str(path)).eval()
-    tokenizer, bpe = build_codecs(model_dir, groups, kwargs)
     task = pick_options(groups.get("task"), ("max_source_positions", "max_target_positions"), {})
     limits = (task.get("max_source_positions", 1024), task.get("max_target_positions", 1024))
-    hub = BARTHub(
-        [model],
-        src_dict=src_dict,
-        tgt_dict=tgt_dict,
-        tokenizer=tokenizer,
-        bpe=bpe,
-        generation=generation_config(groups, kwargs),
-        batching=hub_batching(groups, kwargs),
-        max_positions=resolve_max_positions(limits, model.max_positions()),
+    max_positions = resolve_max_positions(limits, model.max_positions())
+    hub = assemble_hub(
+        BARTHub, [model], loaded, kwargs, src_dict=src_dict, tgt_dict=tgt_dict, max_positions=max_positions
     )
     return quantize_hub(hub, quantize)
 
