@@ -16,6 +16,7 @@ from torch import Tensor
 
 from seqloom.data.language_pair_dataset import TokenDataset, collate_tokens
 from seqloom.data.noising import NoiseOptions, Vocab, add_noise, seeded
+from seqloom.data.sized import OneSidedSizes
 
 
 class StripTokenDataset:
@@ -58,7 +59,7 @@ class BosEosDataset:
         return torch.cat([item.new_tensor([self.bos]), item, item.new_tensor([self.eos])])
 
 
-class DenoisingDataset:
+class DenoisingDataset(OneSidedSizes):
     """Noised ``<s> ... </s>`` blocks; ``set_epoch`` changes the noise (the trainer's iterator calls it)."""
 
     def __init__(self, blocks: Any, vocab: Any, opts: NoiseOptions, *, mask_idx: int, full_stop: int,
@@ -88,20 +89,6 @@ class DenoisingDataset:
         table = self.word_start_table
         source = add_noise(target.numpy(), self.opts, self.ids, word_start_table=table, generator=generator)
         return {"id": index, "source": torch.from_numpy(source), "target": target}
-
-    @property
-    def src_sizes(self) -> np.ndarray:
-        return self.sizes
-
-    @property
-    def tgt_sizes(self) -> None:
-        return None
-
-    def num_tokens_vec(self, indices: np.ndarray) -> np.ndarray:
-        return self.sizes[indices]
-
-    def size(self, index: int) -> int:
-        return int(self.sizes[index])
 
     def ordered_indices(self, rng: np.random.RandomState | None = None) -> np.ndarray:
         """Ids by size (stable); with ``shuffle`` (``--shuffle-instance``) equal sizes in a seeded random order."""

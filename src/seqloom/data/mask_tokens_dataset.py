@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from seqloom.data.language_pair_dataset import collate_tokens
+from seqloom.data.sized import OneSidedSizes
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ def mask_tokens(item: np.ndarray, opts: MaskingOptions, rng: np.random.Generator
     return source, target
 
 
-class MaskTokensDataset:
+class MaskTokensDataset(OneSidedSizes):
     """``<s> ...`` blocks masked per epoch; batches ``{"net_input": {src_tokens, src_lengths}, "target"}``.
 
     Batches go by length, ties in a seeded random order (fairseq's ``SortDataset(sort_order=[shuffle, sizes])``).
@@ -158,20 +159,6 @@ class MaskTokensDataset:
         source, target = mask_tokens(item, self.opts, rng, mask_idx=self.mask_idx, pad=self.pad,
                                      weights=self.weights, word_starts=self.word_starts)  # fmt: skip
         return {"id": index, "source": torch.from_numpy(source), "target": torch.from_numpy(target)}
-
-    @property
-    def src_sizes(self) -> np.ndarray:
-        return self.sizes
-
-    @property
-    def tgt_sizes(self) -> None:
-        return None
-
-    def num_tokens_vec(self, indices: np.ndarray) -> np.ndarray:
-        return self.sizes[indices]
-
-    def size(self, index: int) -> int:
-        return int(self.sizes[index])
 
     def ordered_indices(self, rng: np.random.RandomState | None = None) -> np.ndarray:
         return np.lexsort([self.shuffle, self.sizes]).astype(np.int64)
