@@ -16,9 +16,9 @@ forced to emit ``<s>`` first, so hypotheses read ``<s> ... </s>``. Scores are na
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 import torch
@@ -59,7 +59,7 @@ def load_dictionary(path: str | os.PathLike[str], *, langs: Sequence[str] = ()) 
     return dictionary
 
 
-def language_tokens(task: dict[str, Any], data_dir: Path, langs: str | None) -> list[str]:
+def language_tokens(task: Mapping[str, Any], data_dir: Path, langs: str | None) -> list[str]:
     """The languages whose ``[lang]`` symbols a ``multilingual_denoising --add-lang-token`` checkpoint has:
     ``langs`` (the keyword), else the checkpoint's ``--langs``, else the data folder's sub-folders (fairseq's
     rule); none for other checkpoints."""
@@ -71,7 +71,7 @@ def language_tokens(task: dict[str, Any], data_dir: Path, langs: str | None) -> 
     return sorted(p.name for p in data_dir.iterdir() if p.is_dir()) if data_dir.is_dir() else []
 
 
-def translation_pair(task: dict[str, Any]) -> tuple[str, str] | None:
+def translation_pair(task: Mapping[str, Any]) -> tuple[str, str] | None:
     """``(source_lang, target_lang)`` of a BART checkpoint fine-tuned by the ``translation`` task (as
     bart.large.cnn is: its dictionaries are ``dict.source.txt``/``dict.target.txt``, no ``<mask>`` added);
     None for the denoising and other tasks, which read ``dict.txt``."""
@@ -121,7 +121,8 @@ class BARTHub(GeneratorHubInterface):
             line += ("" if no_separator else " </s>") + " " + self.apply_bpe(self.tokenize(extra)) + " </s>"
         return self.src_dict.encode_line(line, append_eos=False, add_if_not_exist=False).long()
 
-    def decode(self, tokens: Tensor) -> Any:
+    # as fairseq's BART hub: several documents decode to a list, which widens the base class's ``str``
+    def decode(self, tokens: Tensor) -> str | list[str]:  # type: ignore[override]
         """Ids (T,) -> text; a leading ``<s>`` is dropped; ``</s> </s>`` separates documents (then a list)."""
         assert tokens.dim() == 1, "decode takes one sequence of ids (T,)"
         ids = tokens.cpu().numpy()
@@ -171,7 +172,11 @@ class BARTHub(GeneratorHubInterface):
         line = f" {MASK} ".join(spans).strip()
         return self.src_dict.encode_line(f"<s> {line} </s>", append_eos=False, add_if_not_exist=False).long()
 
-    def extract_features(self, tokens: Tensor, return_all_hiddens: bool = False) -> Any:
+    @overload
+    def extract_features(self, tokens: Tensor, return_all_hiddens: Literal[False] = False) -> Tensor: ...
+    @overload
+    def extract_features(self, tokens: Tensor, return_all_hiddens: bool) -> Tensor | list[Tensor]: ...
+    def extract_features(self, tokens: Tensor, return_all_hiddens: bool = False) -> Tensor | list[Tensor]:
         """Last decoder layer's features ``(B, T, C)`` of ``tokens`` (T,) or (B, T) (right-padded), the decoder
         reading the tokens rotated right by one (last token first), as fairseq. ``return_all_hiddens``: the
         list of inner states ``(B, T, C)`` (embeddings, then each layer)."""
@@ -186,7 +191,10 @@ class BARTHub(GeneratorHubInterface):
         prev[:, 1:] = tokens[:, :-1]
         with torch.no_grad():
             out = self.bart.features(tokens, prev, return_all_hiddens=return_all_hiddens)
-        return out.inner_states if return_all_hiddens else out.features
+        if return_all_hiddens:
+            assert out.inner_states is not None  # features() fills them when asked
+            return out.inner_states
+        return out.features
 
     def register_classification_head(self, name: str, num_classes: int, inner_dim: int | None = None) -> None:
         """Adds a (randomly initialised) head ``name`` with ``num_classes`` outputs to the model."""

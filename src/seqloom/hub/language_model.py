@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast, overload
 
 import torch
 from torch import Tensor
@@ -69,7 +69,15 @@ class LanguageModelHub(GeneratorHubInterface):
         generator = SequenceGenerator(as_decoding_models(self.models), self.tgt_dict, cfg)
         return generator.generate(src_tokens, prefix_tokens=src_tokens[:, 1:], bos_token=self.bos_token)
 
-    def score(self, sentences: str | Sequence[str], replace_newline_with_eos: bool = False) -> Any:
+    @overload
+    def score(  # type: ignore[overload-overlap]  # a str is a Sequence[str]: this one comes first
+        self, sentences: str, replace_newline_with_eos: bool = False
+    ) -> Hypothesis: ...
+    @overload
+    def score(self, sentences: Sequence[str], replace_newline_with_eos: bool = False) -> list[Hypothesis]: ...
+    def score(
+        self, sentences: str | Sequence[str], replace_newline_with_eos: bool = False
+    ) -> Hypothesis | list[Hypothesis]:
         """Teacher-forced scores of each sentence: a :class:`Hypothesis` (one string gives one, a list a list).
 
         ``positional_scores`` (T,) are natural-log probabilities of the sentence's tokens (without ``</s>``)
@@ -91,7 +99,7 @@ class LanguageModelHub(GeneratorHubInterface):
             sample = {"id": torch.arange(len(ids)), "net_input": {"src_tokens": src}, "target": target}
             for scored in score_batch(list(self.models), sample, pad=pad):
                 results[ids[scored.id]] = Hypothesis(scored.tokens, scored.score, scored.positional_scores)
-        return results
+        return cast(list[Hypothesis], results)  # plan_batches covers every sentence
 
     def _encode_lines(self, text: str) -> Tensor:
         return torch.cat([self.encode(line) for line in text.splitlines()])

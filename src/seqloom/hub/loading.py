@@ -26,6 +26,7 @@ from seqloom.hub import files
 from seqloom.hub.base import GeneratorHubInterface, HubBatching
 from seqloom.hub.codecs import build_codec, codec_option_names, codec_spec
 from seqloom.modules.int8 import check_method, quantize_model
+from seqloom.tokenizers.tokenizer import Tokenizer
 
 GENERATION_OPTIONS = tuple(f.name for f in dataclasses.fields(GenerationConfig))
 BATCHING_OPTIONS = ("max_tokens", "batch_size")
@@ -75,7 +76,7 @@ def read_checkpoints(
     return LoadedCheckpoints(model_dir, paths, states, checkpoint_groups(states[0]))
 
 
-def pick_options(group: Any, names: Sequence[str], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+def pick_options(group: object, names: Sequence[str], kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """Values of ``names`` from a checkpoint group (interpolations skipped), then from ``kwargs``."""
     values: dict[str, Any] = {}
     if isinstance(group, Mapping):
@@ -101,7 +102,9 @@ def dictionary_file(model_dir: Path, data_name_or_path: str) -> Path:
     return path
 
 
-def build_codecs(model_dir: Path, groups: Mapping[str, Any], kwargs: Mapping[str, Any]) -> tuple[Any, Any]:
+def build_codecs(
+    model_dir: Path, groups: Mapping[str, Any], kwargs: Mapping[str, Any]
+) -> tuple[Tokenizer | None, Tokenizer | None]:
     """The tokenizer and BPE: keywords win over the checkpoint's groups (which fairseq 0.12 fails to merge)."""
     tokenizer = codec_spec("tokenizer", kwargs.get("tokenizer", groups.get("tokenizer")), kwargs)
     bpe = codec_spec("bpe", kwargs.get("bpe", groups.get("bpe")), kwargs)

@@ -12,21 +12,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from seqloom.data.batching import resolve_max_positions
 from seqloom.data.dictionary import Dictionary
+from seqloom.generation.hypotheses import Hypothesis
 from seqloom.hub.codecs import build_codec
-from seqloom.hub.translation import TranslationHub
+from seqloom.hub.spec import PretrainedSpec
+from seqloom.hub.translation import Text, TranslationHub
 
 
 class MBartTranslationHub(TranslationHub):
     """A :class:`TranslationHub` whose sources end with ``[src]`` and whose outputs end with ``[tgt]``."""
 
-    def __init__(self, models: Sequence[Any], *, src_lang_id: int, tgt_lang_id: int, langs: str = "",
+    def __init__(self, models: Sequence[nn.Module], *, src_lang_id: int, tgt_lang_id: int, langs: str = "",
                  **parts: Any) -> None:  # fmt: skip
         super().__init__(models, **parts)
         self.src_lang_id, self.tgt_lang_id = src_lang_id, tgt_lang_id
@@ -39,7 +41,13 @@ class MBartTranslationHub(TranslationHub):
     def string(self, tokens: Tensor) -> str:
         return self.tgt_dict.string(tokens, extra_symbols_to_ignore={self.tgt_lang_id})
 
-    def score(self, pairs: Any, *, print_alignment: str | None = None) -> Any:
+    @overload
+    def score(self, pairs: tuple[Text, Text], *, print_alignment: str | None = None) -> Hypothesis: ...
+    @overload
+    def score(self, pairs: Sequence[tuple[Text, Text]], *, print_alignment: str | None = None) -> list[Hypothesis]: ...
+    def score(
+        self, pairs: tuple[Text, Text] | Sequence[tuple[Text, Text]], *, print_alignment: str | None = None
+    ) -> Hypothesis | list[Hypothesis]:
         """As :meth:`TranslationHub.score`, each target (text or ids, ending with ``</s>``) followed by ``[tgt]``,
         scored too, as ``generate --score-reference`` scores the task's references."""
         if isinstance(pairs, tuple) and len(pairs) == 2 and not isinstance(pairs[0], tuple):
@@ -55,7 +63,7 @@ def is_mbart_translation(groups: Mapping[str, Any]) -> bool:
 
 
 def build_mbart_hub(model_dir: Path, groups: Mapping[str, Any], states: Sequence[Mapping[str, Any]],
-                    paths: Sequence[Path], spec: Any) -> MBartTranslationHub:  # fmt: skip
+                    paths: Sequence[Path], spec: PretrainedSpec) -> MBartTranslationHub:  # fmt: skip
     """The hub of ``states`` (their task's languages, dictionaries grown as the task grows them)."""
     from seqloom.models.bart.interop import model_from_state
 

@@ -146,7 +146,9 @@ def fixed_dictionary(model_dir: Path, data_dir: Path, groups: Mapping[str, Any],
     )
 
 
-def check_vocabulary(sd: Mapping[str, Tensor], spec: PretrainedSpec, src: Any, tgt: Any, *, source: str) -> None:
+def check_vocabulary(
+    sd: Mapping[str, Tensor], spec: PretrainedSpec, src: Dictionary, tgt: Dictionary, *, source: str
+) -> None:
     """Reports embedding tables whose size differs from the dictionary's, with both sizes and the likely cause."""
     sides = (
         ("source", "encoder.embed_tokens.weight", src, spec.src_dict_path),
