@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from seqloom.data.dictionary import Dictionary
 from seqloom.data.language_pair_dataset import TokenDataset, collate_tokens
 from seqloom.data.noising import NoiseOptions, Vocab, add_noise, seeded
 from seqloom.data.sized import OneSidedSizes
@@ -47,6 +48,8 @@ class StripTokenDataset:
 class BosEosDataset:
     """Each item with ``bos`` prepended and ``eos`` appended; ``sizes`` grow by 2."""
 
+    # ``dataset``: a TokenDataset, or a TokenBlockDataset made without targets, whose items are then tensors
+    # though its type says they may be tuples
     def __init__(self, dataset: Any, bos: int, eos: int) -> None:
         self.dataset, self.bos, self.eos = dataset, bos, eos
         self.sizes = np.asarray(dataset.sizes, dtype=np.int64) + 2
@@ -62,7 +65,7 @@ class BosEosDataset:
 class DenoisingDataset(OneSidedSizes):
     """Noised ``<s> ... </s>`` blocks; ``set_epoch`` changes the noise (the trainer's iterator calls it)."""
 
-    def __init__(self, blocks: Any, vocab: Any, opts: NoiseOptions, *, mask_idx: int, full_stop: int,
+    def __init__(self, blocks: TokenDataset, vocab: Dictionary, opts: NoiseOptions, *, mask_idx: int, full_stop: int,
                  word_start_table: np.ndarray | None = None, seed: int = 1, shuffle: bool = False,
                  eos: int | None = None) -> None:  # fmt: skip
         """``eos``: the token that ends every block (default ``</s>``; mBART: the block's ``[lang]``)."""

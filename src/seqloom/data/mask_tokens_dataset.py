@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from seqloom.data.language_pair_dataset import collate_tokens
+from seqloom.data.dictionary import Dictionary
+from seqloom.data.language_pair_dataset import TokenDataset, collate_tokens
 from seqloom.data.sized import OneSidedSizes
 
 
@@ -130,7 +131,7 @@ class MaskTokensDataset(OneSidedSizes):
     Batches go by length, ties in a seeded random order (fairseq's ``SortDataset(sort_order=[shuffle, sizes])``).
     """
 
-    def __init__(self, blocks: Any, sizes: np.ndarray, opts: MaskingOptions, *, vocab: Any, mask_idx: int,
+    def __init__(self, blocks: TokenDataset, sizes: np.ndarray, opts: MaskingOptions, *, vocab: Dictionary, mask_idx: int,
                  seed: int = 1, word_starts: np.ndarray | None = None) -> None:  # fmt: skip
         opts.check()
         self.blocks, self.opts = blocks, opts
@@ -182,7 +183,7 @@ class MaskTokensDataset(OneSidedSizes):
 class PrependTokenDataset:
     """Each item with ``token`` in front (fairseq's ``PrependTokenDataset``); ``sizes`` grow by 1."""
 
-    def __init__(self, dataset: Any, token: int) -> None:
+    def __init__(self, dataset: Any, token: int) -> None:  # as BosEosDataset's ``dataset``
         self.dataset, self.token = dataset, token
         self.sizes = np.asarray(dataset.sizes, dtype=np.int64) + 1
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from seqloom.data.dictionary import Dictionary
 from seqloom.data.language_pair_dataset import collate_tokens
 from seqloom.data.sized import OneSidedSizes
 
@@ -59,8 +60,8 @@ class MonolingualDataset(OneSidedSizes):
         self,
         blocks: Any,
         sizes: np.ndarray,
-        vocab: Any,
-        output_vocab: Any = None,
+        vocab: Dictionary,
+        output_vocab: Dictionary | None = None,
         *,
         shuffle: bool = True,
         add_bos_token: bool = False,

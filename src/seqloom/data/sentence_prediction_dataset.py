@@ -51,7 +51,7 @@ class PairTokens:
 class SentencePredictionDataset(OneSidedSizes):
     """Sources and labels; batches in a seeded random order (``shuffle``) or in file order."""
 
-    def __init__(self, sources: Any, labels: Sequence[Tensor], *, pad: int, add_prev_output_tokens: bool,
+    def __init__(self, sources: TokenDataset, labels: Sequence[Tensor], *, pad: int, add_prev_output_tokens: bool,
                  shuffle: bool, seed: int) -> None:  # fmt: skip
         if len(labels) != len(sources):
             raise ValueError(f"sentence_prediction: {len(sources)} inputs but {len(labels)} labels")
