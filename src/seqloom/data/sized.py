@@ -65,3 +65,20 @@ class PairCollating(Collating[ItemT, BatchT_co], Protocol):
 
     @property
     def tgt_sizes(self) -> np.ndarray | None: ...
+
+
+class Batchable(Collating[ItemT, BatchT_co], Protocol):
+    """A dataset that a task batches (:meth:`seqloom.tasks.base.Task.get_batch_iterator`): its batching order,
+    lengths for the length filter and the token budget, and its collater."""
+
+    @property
+    def src_sizes(self) -> np.ndarray: ...
+
+    @property
+    def tgt_sizes(self) -> np.ndarray | None: ...
+
+    def num_tokens_vec(self, indices: np.ndarray) -> np.ndarray: ...
+
+    def size(self, index: int) -> object: ...
+
+    def ordered_indices(self, rng: np.random.RandomState | None = None) -> np.ndarray: ...
