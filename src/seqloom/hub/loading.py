@@ -1,8 +1,9 @@
 """Loading pieces shared by the hubs: the steps of ``from_pretrained`` (:func:`read_checkpoints`, then
 :func:`assemble_hub`) and the options they read.
 
-Options come from the checkpoint's config groups (see :func:`seqloom.hub.pretrained.checkpoint_groups`)
-and then the keywords of ``from_pretrained``, with fairseq's option names.
+Options come from the checkpoint's config groups (see :func:`checkpoint_groups`) and then the keywords of
+``from_pretrained``, with fairseq's option names. Both stay ``Mapping[str, Any]`` in the hubs: their values are
+whatever an unpickled checkpoint or a caller's keywords hold, checked where an option is read.
 """
 
 from __future__ import annotations
