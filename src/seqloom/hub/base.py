@@ -244,31 +244,14 @@ class GeneratorHubInterface(nn.Module):
                 raise ValueError(f"generation option {name}={value!r}: {problem}")
         return dataclasses.replace(self.generation, **overrides)
 
+    # the keywords are the implementation's below
     @overload
     def generate(
-        self,
-        tokenized_sentences: Sequence[Tensor],
-        beam: int = 5,
-        verbose: bool = False,
-        *,
-        skip_invalid_size_inputs: bool = False,
-        inference_step_args: Mapping[str, object] | None = None,
-        prefix_allowed_tokens_fn: object = None,
-        lexical_constraints: Sequence[Sequence[str | Tensor]] | None = None,
-        **overrides: Any,
+        self, tokenized_sentences: Sequence[Tensor], beam: int = 5, verbose: bool = False, **options: Any
     ) -> list[list[Hypothesis]]: ...
     @overload
     def generate(
-        self,
-        tokenized_sentences: Tensor,
-        beam: int = 5,
-        verbose: bool = False,
-        *,
-        skip_invalid_size_inputs: bool = False,
-        inference_step_args: Mapping[str, object] | None = None,
-        prefix_allowed_tokens_fn: object = None,
-        lexical_constraints: Sequence[Sequence[str | Tensor]] | None = None,
-        **overrides: Any,
+        self, tokenized_sentences: Tensor, beam: int = 5, verbose: bool = False, **options: Any
     ) -> list[list[Hypothesis]] | list[Hypothesis]: ...
     def generate(
         self,

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, overload
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from seqloom.data.batching import resolve_max_positions
 from seqloom.data.dictionary import Dictionary
-from seqloom.generation.hypotheses import Hypothesis
 from seqloom.hub.codecs import build_codec
 from seqloom.hub.spec import PretrainedSpec
 from seqloom.hub.translation import Text, TranslationHub
@@ -41,20 +40,11 @@ class MBartTranslationHub(TranslationHub):
     def string(self, tokens: Tensor) -> str:
         return self.tgt_dict.string(tokens, extra_symbols_to_ignore={self.tgt_lang_id})
 
-    @overload
-    def score(self, pairs: tuple[Text, Text], *, print_alignment: str | None = None) -> Hypothesis: ...
-    @overload
-    def score(self, pairs: Sequence[tuple[Text, Text]], *, print_alignment: str | None = None) -> list[Hypothesis]: ...
-    def score(
-        self, pairs: tuple[Text, Text] | Sequence[tuple[Text, Text]], *, print_alignment: str | None = None
-    ) -> Hypothesis | list[Hypothesis]:
-        """As :meth:`TranslationHub.score`, each target (text or ids, ending with ``</s>``) followed by ``[tgt]``,
-        scored too, as ``generate --score-reference`` scores the task's references."""
-        if isinstance(pairs, tuple) and len(pairs) == 2 and not isinstance(pairs[0], tuple):
-            return self.score([pairs], print_alignment=print_alignment)[0]
-        lang = torch.tensor([self.tgt_lang_id])
-        pairs = [(s, torch.cat([self._ids(t, self.encode_target), lang])) for s, t in pairs]
-        return super().score(pairs, print_alignment=print_alignment)
+    def reference_ids(self, target: Text) -> Tensor:
+        """As :meth:`TranslationHub.reference_ids` (text or ids ending with ``</s>``), then ``[tgt]``, which
+        :meth:`score` scores too, as ``generate --score-reference`` scores the task's references."""
+        ids = super().reference_ids(target)
+        return torch.cat([ids, ids.new_tensor([self.tgt_lang_id])])
 
 
 def is_mbart_translation(groups: Mapping[str, Any]) -> bool:

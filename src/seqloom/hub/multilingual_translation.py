@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, overload
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -62,21 +62,13 @@ class MultilingualTranslationHub(TranslationHub):
         )
         return _unsort(hyps, order)
 
-    @overload
-    def score(self, pairs: tuple[Text, Text], *, print_alignment: str | None = None) -> Hypothesis: ...
-    @overload
-    def score(self, pairs: Sequence[tuple[Text, Text]], *, print_alignment: str | None = None) -> list[Hypothesis]: ...
-    def score(
-        self, pairs: tuple[Text, Text] | Sequence[tuple[Text, Text]], *, print_alignment: str | None = None
-    ) -> Hypothesis | list[Hypothesis]:
-        """As :meth:`TranslationHub.score`, each target (text or ids) after the target language token, which is
-        scored too (as ``generate --score-reference`` scores the reference)."""
-        if isinstance(pairs, tuple) and len(pairs) == 2 and not isinstance(pairs[0], tuple):
-            return self.score([pairs], print_alignment=print_alignment)[0]
-        if self.tgt_langtok is not None:
-            langtok = torch.tensor([self.tgt_langtok])
-            pairs = [(s, torch.cat([langtok, self._ids(t, self.encode_target)])) for s, t in pairs]
-        return super().score(pairs, print_alignment=print_alignment)
+    def reference_ids(self, target: Text) -> Tensor:
+        """As :meth:`TranslationHub.reference_ids`, after the target language token, which :meth:`score` scores
+        too (as ``generate --score-reference`` scores the reference)."""
+        ids = super().reference_ids(target)
+        if self.tgt_langtok is None:
+            return ids
+        return torch.cat([ids.new_tensor([self.tgt_langtok]), ids])
 
     def string(self, tokens: Tensor) -> str:
         strip = set() if self.tgt_langtok is None else {self.tgt_langtok}

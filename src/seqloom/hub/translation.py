@@ -86,7 +86,7 @@ class TranslationHub(GeneratorHubInterface):
             if not isinstance(pair, (tuple, list)) or len(pair) != 2:
                 raise TypeError(f"score: item {i} is not a (source, target) pair: {pair!r}")
         sources = [self._ids(s, self.encode) for s, _ in pairs]
-        targets = [self._ids(t, self.encode_target) for _, t in pairs]
+        targets = [self.reference_ids(t) for _, t in pairs]
         limit = self.max_positions[1]
         for i, target_ids in enumerate(targets):
             if limit is not None and target_ids.numel() > limit:
@@ -105,6 +105,10 @@ class TranslationHub(GeneratorHubInterface):
             for row, i in enumerate(order.tolist()):
                 results[ids[i]] = hyps[row][0]
         return cast(list[Hypothesis], results)  # plan_batches covers every pair
+
+    def reference_ids(self, target: Text) -> Tensor:
+        """The ids (T,) :meth:`score` scores for a target: ``target`` encoded (:meth:`encode_target`) or as given."""
+        return self._ids(target, self.encode_target)
 
     @staticmethod
     def _ids(value: Text, encode: Callable[[str], Tensor]) -> Tensor:
