@@ -20,7 +20,7 @@ from typing import Generic
 
 import numpy as np
 
-from seqloom.data.sized import BatchT, ItemT, PairCollating, SizedCollating
+from seqloom.data.sized import BatchT, ItemT, OneSidedSizes, PairCollating, SizedCollating
 
 
 class ResampledDataset(Generic[ItemT, BatchT]):
@@ -109,7 +109,7 @@ class ConcatDataset(Generic[ItemT, BatchT]):
         return self.datasets[0].collater(samples)
 
 
-class SortedDataset(Generic[ItemT, BatchT]):
+class SortedDataset(OneSidedSizes, Generic[ItemT, BatchT]):
     """``dataset`` batched in a fixed order: by size, equal sizes by a permutation seeded with ``seed``.
 
     The order is computed once, from the sizes at construction (fairseq's ``SortDataset``): a resampled
@@ -139,20 +139,6 @@ class SortedDataset(Generic[ItemT, BatchT]):
     @property
     def sizes(self) -> np.ndarray:
         return np.asarray(self.dataset.sizes, dtype=np.int64)
-
-    @property
-    def src_sizes(self) -> np.ndarray:
-        return self.sizes
-
-    @property
-    def tgt_sizes(self) -> None:
-        return None
-
-    def num_tokens_vec(self, indices: np.ndarray) -> np.ndarray:
-        return self.sizes[indices]
-
-    def size(self, index: int) -> int:
-        return int(self.sizes[index])
 
     def ordered_indices(self, rng: np.random.RandomState | None = None) -> np.ndarray:
         return self.order

@@ -14,24 +14,28 @@ from typing import Protocol, TypeVar
 import numpy as np
 
 
-class OneSidedSizes:
-    """A base for datasets with one int64 length an item in ``self.sizes`` (set by the subclass)."""
+class HasSizes(Protocol):
+    @property
+    def sizes(self) -> np.ndarray: ...
 
-    sizes: np.ndarray
+
+class OneSidedSizes:
+    """A base for datasets with one int64 length an item in ``sizes`` (an attribute or a property of the
+    subclass)."""
 
     @property
-    def src_sizes(self) -> np.ndarray:
+    def src_sizes(self: HasSizes) -> np.ndarray:
         return self.sizes
 
     @property
     def tgt_sizes(self) -> None:
         return None
 
-    def num_tokens_vec(self, indices: np.ndarray) -> np.ndarray:
+    def num_tokens_vec(self: HasSizes, indices: np.ndarray) -> np.ndarray:
         """The tokens of each item in ``indices`` (its length)."""
         return self.sizes[indices]
 
-    def size(self, index: int) -> int:
+    def size(self: HasSizes, index: int) -> int:
         return int(self.sizes[index])
 
 
