@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,7 @@ def import_hubs() -> None:
         importlib.import_module(name)
 
 
-def load_pretrained(family: str, model_name_or_path: Any, checkpoint_file: str, data_name_or_path: str,
+def load_pretrained(family: str, model_name_or_path: str | os.PathLike[str], checkpoint_file: str, data_name_or_path: str,
                     **overrides: Any) -> Any:  # fmt: skip
     """The hub of model family ``family`` (``transformer``, ``transformer_lm``, ``bart``, ``roberta``) loaded by
     its registered ``from_pretrained``: what a model class's ``from_pretrained`` returns, as in fairseq."""

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
+    import torch
     from torch import nn  # annotations only: the registry loads without torch
 
 T = TypeVar("T")
@@ -73,25 +74,31 @@ def unknown_name_message(kind: str, name: str, known: list[str]) -> str:
     return f"unknown {kind} {name!r}.{hint} Known: {', '.join(known) or '(none)'}"
 
 
+# task name -> its task class; commands call its classmethods (``setup_task``), whose signatures differ by task,
+# and the class lives above this module in the layers, so the entry stays untyped here
 TASKS: Registry[Any] = Registry("task")
-MODELS: Registry[Any] = Registry("model")
+MODELS: Registry[type[nn.Module]] = Registry("model")
 # model name -> its builder ``build_model(cfg, src_dict, tgt_dict)`` (the family's builder module adds it beside
 # its MODELS entry; ``train``/``validate`` build ``--arch``'s model through it)
 BUILDERS: Registry[Callable[..., nn.Module]] = Registry("model builder")
-ARCHITECTURES: Registry[Any] = Registry("architecture")
-CRITERIONS: Registry[Any] = Registry("criterion")
-OPTIMIZERS: Registry[Any] = Registry("optimizer")
-LR_SCHEDULERS: Registry[Any] = Registry("lr_scheduler")
-TOKENIZERS: Registry[Any] = Registry("tokenizer")
-BPES: Registry[Any] = Registry("bpe")
+ARCHITECTURES: Registry[Architecture] = Registry("architecture")
+# name -> the criterion's class, built as ``cls(cfg, padding_idx=..., sentence_avg=...)``
+CRITERIONS: Registry[Callable[..., nn.Module]] = Registry("criterion")
+# name -> the optimizer's class, built as ``cls(cfg, params, lr)``
+OPTIMIZERS: Registry[Callable[..., torch.optim.Optimizer]] = Registry("optimizer")
+# name -> the schedule's class, built as ``cls(cfg, optimizer, inputs)``
+LR_SCHEDULERS: Registry[Callable[..., object]] = Registry("lr_scheduler")
+# name -> the codec's class, built as ``cls(cfg)`` or ``cls()``: an object with ``encode``/``decode``
+TOKENIZERS: Registry[Callable[..., object]] = Registry("tokenizer")
+BPES: Registry[Callable[..., object]] = Registry("bpe")
 # model family -> its hub's ``from_pretrained(model_name_or_path, checkpoint_file, data_name_or_path, **overrides)``
-HUBS: Registry[Any] = Registry("hub")
+HUBS: Registry[Callable[..., nn.Module]] = Registry("hub")
 # model family -> ``load(state, src_dict, tgt_dict, *, source, overrides)``: its interop building the model of a
 # loaded checkpoint dict with its weights (commands find a checkpoint's family here, never by name tests)
-CHECKPOINT_LOADERS: Registry[Any] = Registry("checkpoint loader")
+CHECKPOINT_LOADERS: Registry[Callable[..., nn.Module]] = Registry("checkpoint loader")
 # model family -> ``export(model_dir, checkpoint_file, data, options, out_dir)`` for families whose hub writes its
 # own export (RoBERTa); ``seqloom export`` writes the others through the translation hub
-EXPORTERS: Registry[Any] = Registry("exporter")
+EXPORTERS: Registry[Callable[..., object]] = Registry("exporter")
 
 
 @dataclass(frozen=True)
@@ -99,13 +106,17 @@ class Architecture:
     """A named architecture preset: the model it belongs to and a function returning its config."""
 
     model: str
+    # returns the model's own config dataclass (a different class per model; callers know which)
     preset: Callable[[], Any]
 
 
-def register_architecture(model: str, name: str) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
+P = TypeVar("P", bound=Callable[[], object])
+
+
+def register_architecture(model: str, name: str) -> Callable[[P], P]:
     """Register ``preset`` (a no-argument function returning the model's config) as ``--arch name``."""
 
-    def decorator(preset: Callable[[], Any]) -> Callable[[], Any]:
+    def decorator(preset: P) -> P:
         ARCHITECTURES.add(name, Architecture(model, preset))
         return preset
 

@@ -13,7 +13,7 @@ logging outputs carry them as lists, which the meters concatenate instead of sum
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from seqloom import registry
 from seqloom.config.options import field
 from seqloom.criterions.base import LN2, Criterion, LoggingOutput, log_sum, reduce_counts
+from seqloom.data.dictionary import Dictionary
 
 
 @dataclass(kw_only=True)
@@ -43,7 +44,7 @@ class SentencePredictionCriterionConfig:
     )
 
 
-def label_values(label_dictionary: Any) -> list[int | None]:
+def label_values(label_dictionary: Dictionary) -> list[int | None]:
     """Each class index's label as an integer, None where it is not one (labels are the label dictionary's
     symbols after its specials; fairseq's ``--report-*`` metrics read them as integers)."""
     symbols = [label_dictionary[i] for i in range(label_dictionary.nspecial, len(label_dictionary))]
@@ -87,7 +88,7 @@ def pearson(x: np.ndarray, y: np.ndarray) -> float:
     return float("nan") if denominator == 0 else float(x @ y / denominator)
 
 
-def glue_metrics(logs: Sequence[Any]) -> dict[str, float]:
+def glue_metrics(logs: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     """The ``--report-*`` metrics of the predictions the logging outputs carry (percent, one decimal)."""
     pred = np.asarray([v for log in logs for v in log.get("pred", [])], dtype=np.float64)
     targ = np.asarray([v for log in logs for v in log.get("targ", [])], dtype=np.float64)
@@ -117,7 +118,7 @@ class SentencePredictionCriterion(Criterion):
                         if getattr(cfg, flag)]  # fmt: skip
         self.label_values: list[int | None] | None = None  # class index -> label, from bind_task
 
-    def bind_task(self, task: Any) -> None:
+    def bind_task(self, task: object) -> None:
         """Reads the labels of the task's label dictionary (the ``--report-*`` metrics compare label values)."""
         labels = getattr(task, "label_dictionary", None)
         if labels is not None and not self.cfg.regression_target:

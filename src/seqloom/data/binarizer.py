@@ -14,12 +14,11 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import chain
-from typing import Any
 
 import numpy as np
 
 from seqloom.data.dictionary import Dictionary
-from seqloom.data.formats import make_builder
+from seqloom.data.formats import FormatWriter, make_builder
 from seqloom.data.indexed_dataset import data_file_path, index_file_path
 from seqloom.data.line_reader import InputFormatError, iter_line_blocks, line_number_at
 
@@ -131,7 +130,7 @@ def binarize_chunk(
     progress: Progress | None = None,
     *,
     finalize: bool = True,
-) -> tuple[BinarizeSummary, Any]:
+) -> tuple[BinarizeSummary, FormatWriter]:
     """Encodes the lines of ``path[start:end]`` into a dataset at ``out_prefix``; returns its summary.
 
     With ``finalize=False`` the builder is returned open (so other chunks can be merged into it).
@@ -202,7 +201,7 @@ def binarize_alignment_chunk(
     progress: Progress | None = None,
     *,
     finalize: bool = True,
-) -> tuple[BinarizeSummary, Any]:
+) -> tuple[BinarizeSummary, FormatWriter]:
     """Binarizes alignment lines (no end-of-sentence), as ``binarize_chunk`` does for text."""
     builder = make_builder(data_file_path(out_prefix), impl, vocab_size=None)
     summary = BinarizeSummary()

@@ -14,8 +14,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from seqloom.data.dictionary import Dictionary
 from seqloom.data.language_pair_dataset import TokenDataset, collate_tokens
 from seqloom.data.noising import NoiseOptions, Vocab, add_noise, seeded
+from seqloom.data.sized import OneSidedSizes
 
 
 class StripTokenDataset:
@@ -46,6 +48,8 @@ class StripTokenDataset:
 class BosEosDataset:
     """Each item with ``bos`` prepended and ``eos`` appended; ``sizes`` grow by 2."""
 
+    # ``dataset``: a TokenDataset, or a TokenBlockDataset made without targets, whose items are then tensors
+    # though its type says they may be tuples
     def __init__(self, dataset: Any, bos: int, eos: int) -> None:
         self.dataset, self.bos, self.eos = dataset, bos, eos
         self.sizes = np.asarray(dataset.sizes, dtype=np.int64) + 2
@@ -58,10 +62,10 @@ class BosEosDataset:
         return torch.cat([item.new_tensor([self.bos]), item, item.new_tensor([self.eos])])
 
 
-class DenoisingDataset:
+class DenoisingDataset(OneSidedSizes):
     """Noised ``<s> ... </s>`` blocks; ``set_epoch`` changes the noise (the trainer's iterator calls it)."""
 
-    def __init__(self, blocks: Any, vocab: Any, opts: NoiseOptions, *, mask_idx: int, full_stop: int,
+    def __init__(self, blocks: TokenDataset, vocab: Dictionary, opts: NoiseOptions, *, mask_idx: int, full_stop: int,
                  word_start_table: np.ndarray | None = None, seed: int = 1, shuffle: bool = False,
                  eos: int | None = None) -> None:  # fmt: skip
         """``eos``: the token that ends every block (default ``</s>``; mBART: the block's ``[lang]``)."""
@@ -88,20 +92,6 @@ class DenoisingDataset:
         table = self.word_start_table
         source = add_noise(target.numpy(), self.opts, self.ids, word_start_table=table, generator=generator)
         return {"id": index, "source": torch.from_numpy(source), "target": target}
-
-    @property
-    def src_sizes(self) -> np.ndarray:
-        return self.sizes
-
-    @property
-    def tgt_sizes(self) -> None:
-        return None
-
-    def num_tokens_vec(self, indices: np.ndarray) -> np.ndarray:
-        return self.sizes[indices]
-
-    def size(self, index: int) -> int:
-        return int(self.sizes[index])
 
     def ordered_indices(self, rng: np.random.RandomState | None = None) -> np.ndarray:
         """Ids by size (stable); with ``shuffle`` (``--shuffle-instance``) equal sizes in a seeded random order."""

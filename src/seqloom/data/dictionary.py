@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from operator import itemgetter
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, cast
+from typing import IO, TYPE_CHECKING, cast
 
 from seqloom.data.bom import strip_bom_lines
 from seqloom.data.text import post_process, tokenize_line
@@ -204,7 +204,7 @@ class Dictionary:
         *,
         line_tokenizer: Callable[[str], list[str]] = tokenize_line,
         add_if_not_exist: bool = False,
-        consumer: Callable[[str, int], Any] | None = None,
+        consumer: Callable[[str, int], object] | None = None,
         append_eos: bool = True,
         reverse_order: bool = False,
     ) -> torch.Tensor:

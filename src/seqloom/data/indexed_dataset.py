@@ -23,12 +23,13 @@ import shutil
 import struct
 import tempfile
 from collections.abc import Iterator
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
 if TYPE_CHECKING:
     import torch
+    from numpy.typing import ArrayLike, DTypeLike
 
 
 MMAP_MAGIC = b"MMIDIDX\x00\x00"
@@ -54,7 +55,7 @@ def data_file_path(prefix: str | os.PathLike[str]) -> str:
     return f"{os.fspath(prefix)}.bin"
 
 
-def dtype_code(dtype: Any) -> int:
+def dtype_code(dtype: DTypeLike) -> int:
     """The header code of ``dtype`` (the first match, as fairseq: float64 is 6)."""
     dtype = np.dtype(dtype)
     for code, candidate in DTYPE_CODES.items():
@@ -239,7 +240,7 @@ class MMapIndexedDatasetBuilder:
     then cumulative pointers) chunk by chunk in ``finalize``.
     """
 
-    def __init__(self, out_file: str | os.PathLike[str], dtype: Any = np.int64) -> None:
+    def __init__(self, out_file: str | os.PathLike[str], dtype: DTypeLike = np.int64) -> None:
         self._bin_path = os.fspath(out_file)
         self._dtype = np.dtype(dtype)
         self._data: IO[bytes] = open(self._bin_path, "wb")
@@ -249,7 +250,7 @@ class MMapIndexedDatasetBuilder:
     def dtype(self) -> np.dtype:
         return self._dtype
 
-    def add_item(self, tokens: Any) -> None:
+    def add_item(self, tokens: torch.Tensor | ArrayLike) -> None:
         """Appends one sentence (a tensor, array or list of ids)."""
         array = np.asarray(tokens.numpy() if hasattr(tokens, "numpy") else tokens, dtype=self._dtype).reshape(-1)
         self.add_items(array, np.array([array.size], dtype=np.int32))

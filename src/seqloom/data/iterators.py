@@ -14,32 +14,52 @@ from torch's global random generator, so the dropout masks of the training steps
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Generic, Protocol, TypedDict, TypeVar
 
 import numpy as np
 import torch.utils.data
 
 from seqloom.data.read_ahead import Prefetcher
+from seqloom.data.sized import BatchT, ItemT
+
+ItemT_co = TypeVar("ItemT_co", covariant=True)
 
 
-class _Batches(torch.utils.data.Dataset):
+class Indexed(Protocol[ItemT_co]):
+    """A dataset's items by index (what the batches are made of)."""
+
+    def __getitem__(self, index: int) -> ItemT_co: ...
+
+
+class IteratorState(TypedDict):
+    """fairseq's ``extra_state["train_iterator"]``."""
+
+    version: int
+    epoch: int
+    iterations_in_epoch: int
+    shuffle: bool
+
+
+class _Batches(torch.utils.data.Dataset[BatchT], Generic[ItemT, BatchT]):
     """Batch ``i`` of an epoch, collated: what a DataLoader's workers compute."""
 
-    def __init__(self, dataset: Any, batches: Sequence[np.ndarray], collate_fn: Callable[[list[Any]], Any]) -> None:
+    def __init__(
+        self, dataset: Indexed[ItemT], batches: Sequence[np.ndarray], collate_fn: Callable[[list[ItemT]], BatchT]
+    ) -> None:
         self.dataset, self.batches, self.collate_fn = dataset, batches, collate_fn
 
     def __len__(self) -> int:
         return len(self.batches)
 
-    def __getitem__(self, i: int) -> Any:
+    def __getitem__(self, i: int) -> BatchT:
         return self.collate_fn([self.dataset[int(j)] for j in self.batches[i]])
 
 
-class EpochIterator:
+class EpochIterator(Generic[BatchT]):
     """Iterates one epoch's batches from ``offset``; ``n`` counts the batches handed out so far."""
 
-    def __init__(self, loader: Iterator[Any] | None, total: int, offset: int) -> None:
+    def __init__(self, loader: Iterator[BatchT] | None, total: int, offset: int) -> None:
         self._loader = loader
         self.total = total
         self.n = offset
@@ -47,10 +67,10 @@ class EpochIterator:
     def __len__(self) -> int:
         return self.total
 
-    def __iter__(self) -> EpochIterator:
+    def __iter__(self) -> EpochIterator[BatchT]:
         return self
 
-    def __next__(self) -> Any:
+    def __next__(self) -> BatchT:
         if self._loader is None or self.n >= self.total:
             raise StopIteration
         batch = next(self._loader)
@@ -65,13 +85,13 @@ class EpochIterator:
         if isinstance(self._loader, Prefetcher):
             self._loader.close()
 
-    def take_groups(self, size: int, *, whole_only: bool = False) -> Iterator[list[Any]]:
+    def take_groups(self, size: int, *, whole_only: bool = False) -> Iterator[list[BatchT]]:
         """Yields lists of ``size`` consecutive batches (the last may be shorter, or left out with
         ``whole_only``): one update each."""
         if whole_only and self.total - self.n < size:
             self.n = self.total  # too few batches left for one update: the epoch is over
         while self.has_next():
-            group: list[Any] = []
+            group: list[BatchT] = []
             while len(group) < size and self.has_next():
                 group.append(next(self))
             if whole_only and self.total - self.n < size:
@@ -79,14 +99,14 @@ class EpochIterator:
             yield group
 
 
-class EpochBatchIterator:
+class EpochBatchIterator(Generic[ItemT, BatchT]):
     """Fixed batches over ``dataset``, re-shuffled per epoch, resumable mid-epoch."""
 
     def __init__(
         self,
-        dataset: Any,
+        dataset: Indexed[ItemT],
         batches: Sequence[np.ndarray],
-        collate_fn: Callable[[list[Any]], Any],
+        collate_fn: Callable[[list[ItemT]], BatchT],
         *,
         seed: int = 1,
         num_shards: int = 1,
@@ -172,7 +192,7 @@ class EpochBatchIterator:
             num_workers=self.num_workers,
             persistent_workers=False,
         )
-        batches_iter: Iterator[Any] = iter(loader)  # made here: a DataLoader draws its base seed on creation
+        batches_iter: Iterator[BatchT] = iter(loader)  # made here: a DataLoader draws its base seed on creation
         if self.buffer_size > 0 and self.num_workers == 0:  # worker processes read ahead of their own
             batches_iter = Prefetcher(batches_iter, self.buffer_size)
         return EpochIterator(batches_iter, len(batches), offset)
@@ -184,7 +204,7 @@ class EpochBatchIterator:
     def iterations_in_epoch(self) -> int:
         return self._current.n if self._current is not None else self._offset
 
-    def state_dict(self) -> dict[str, Any]:
+    def state_dict(self) -> IteratorState:
         """fairseq's iterator state; an epoch that has ended is recorded as complete (n == len)."""
         return {
             "version": 2,
@@ -193,7 +213,7 @@ class EpochBatchIterator:
             "shuffle": self.shuffle,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:  # a checkpoint's: unpickled values
         """Resumes where ``state`` left off: mid-epoch at that batch, or at the next epoch if it ended."""
         self.epoch = int(state["epoch"])
         offset = int(state.get("iterations_in_epoch", 0))

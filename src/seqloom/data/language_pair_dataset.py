@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from seqloom.data.dictionary import Dictionary
+
 logger = logging.getLogger(__name__)
 
 
@@ -220,9 +222,9 @@ class LanguagePairDataset:
     def __init__(
         self,
         src: TokenDataset,
-        src_dict: Any,
+        src_dict: Dictionary,
         tgt: TokenDataset | None = None,
-        tgt_dict: Any = None,
+        tgt_dict: Dictionary | None = None,
         *,
         left_pad_source: bool = True,
         left_pad_target: bool = False,

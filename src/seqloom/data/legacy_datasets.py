@@ -20,7 +20,7 @@ import os
 import shutil
 import struct
 from collections.abc import Iterator
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
@@ -38,6 +38,7 @@ from seqloom.data.line_reader import iter_lines
 
 if TYPE_CHECKING:
     import torch
+    from numpy.typing import ArrayLike, DTypeLike
 
     from seqloom.data.dictionary import Dictionary
 
@@ -146,7 +147,7 @@ class IndexedCachedDataset(IndexedDataset):
 class IndexedDatasetBuilder:
     """Writes a TNTIDX dataset exactly as fairseq's ``IndexedDatasetBuilder`` (int32, ids + 1), streaming."""
 
-    def __init__(self, out_file: str | os.PathLike[str], dtype: Any = np.int32) -> None:
+    def __init__(self, out_file: str | os.PathLike[str], dtype: DTypeLike = np.int32) -> None:
         self._dtype = np.dtype(dtype)
         # fairseq's table says 4 bytes for float64; keep it so that files stay identical
         self.element_size = 4 if self._dtype == np.float64 else self._dtype.itemsize
@@ -158,7 +159,7 @@ class IndexedDatasetBuilder:
     def dtype(self) -> np.dtype:
         return self._dtype
 
-    def add_item(self, tokens: Any) -> None:
+    def add_item(self, tokens: torch.Tensor | ArrayLike) -> None:
         array = np.asarray(tokens.numpy() if hasattr(tokens, "numpy") else tokens).reshape(-1)
         self.add_items(array, np.array([array.size], dtype=np.int64))
 

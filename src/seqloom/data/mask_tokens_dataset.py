@@ -21,7 +21,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from seqloom.data.language_pair_dataset import collate_tokens
+from seqloom.data.dictionary import Dictionary
+from seqloom.data.language_pair_dataset import TokenDataset, collate_tokens
+from seqloom.data.sized import OneSidedSizes
 
 
 @dataclass(frozen=True)
@@ -123,13 +125,13 @@ def mask_tokens(item: np.ndarray, opts: MaskingOptions, rng: np.random.Generator
     return source, target
 
 
-class MaskTokensDataset:
+class MaskTokensDataset(OneSidedSizes):
     """``<s> ...`` blocks masked per epoch; batches ``{"net_input": {src_tokens, src_lengths}, "target"}``.
 
     Batches go by length, ties in a seeded random order (fairseq's ``SortDataset(sort_order=[shuffle, sizes])``).
     """
 
-    def __init__(self, blocks: Any, sizes: np.ndarray, opts: MaskingOptions, *, vocab: Any, mask_idx: int,
+    def __init__(self, blocks: TokenDataset, sizes: np.ndarray, opts: MaskingOptions, *, vocab: Dictionary, mask_idx: int,
                  seed: int = 1, word_starts: np.ndarray | None = None) -> None:  # fmt: skip
         opts.check()
         self.blocks, self.opts = blocks, opts
@@ -159,20 +161,6 @@ class MaskTokensDataset:
                                      weights=self.weights, word_starts=self.word_starts)  # fmt: skip
         return {"id": index, "source": torch.from_numpy(source), "target": torch.from_numpy(target)}
 
-    @property
-    def src_sizes(self) -> np.ndarray:
-        return self.sizes
-
-    @property
-    def tgt_sizes(self) -> None:
-        return None
-
-    def num_tokens_vec(self, indices: np.ndarray) -> np.ndarray:
-        return self.sizes[indices]
-
-    def size(self, index: int) -> int:
-        return int(self.sizes[index])
-
     def ordered_indices(self, rng: np.random.RandomState | None = None) -> np.ndarray:
         return np.lexsort([self.shuffle, self.sizes]).astype(np.int64)
 
@@ -195,7 +183,7 @@ class MaskTokensDataset:
 class PrependTokenDataset:
     """Each item with ``token`` in front (fairseq's ``PrependTokenDataset``); ``sizes`` grow by 1."""
 
-    def __init__(self, dataset: Any, token: int) -> None:
+    def __init__(self, dataset: Any, token: int) -> None:  # as BosEosDataset's ``dataset``
         self.dataset, self.token = dataset, token
         self.sizes = np.asarray(dataset.sizes, dtype=np.int64) + 1
 

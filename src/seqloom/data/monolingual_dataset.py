@@ -17,7 +17,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from seqloom.data.dictionary import Dictionary
 from seqloom.data.language_pair_dataset import collate_tokens
+from seqloom.data.sized import OneSidedSizes
 
 
 def collate(samples: Sequence[dict[str, Any]], *, pad_idx: int, eos_idx: int, pad_to_length: int | None = None
@@ -46,7 +48,7 @@ def collate(samples: Sequence[dict[str, Any]], *, pad_idx: int, eos_idx: int, pa
     }
 
 
-class MonolingualDataset:
+class MonolingualDataset(OneSidedSizes):
     """LM samples over ``blocks``; sizes, ordering and collation as fairseq's dataset of that name.
 
     ``add_eos_for_other_targets`` is accepted for fairseq's signature; it only matters for the ``self`` and
@@ -58,8 +60,8 @@ class MonolingualDataset:
         self,
         blocks: Any,
         sizes: np.ndarray,
-        vocab: Any,
-        output_vocab: Any = None,
+        vocab: Dictionary,
+        output_vocab: Dictionary | None = None,
         *,
         shuffle: bool = True,
         add_bos_token: bool = False,
@@ -74,14 +76,6 @@ class MonolingualDataset:
         self.add_bos_token = add_bos_token
         self.fixed_pad_length = fixed_pad_length
         self.has_targets = has_targets
-
-    @property
-    def src_sizes(self) -> np.ndarray:
-        return self.sizes
-
-    @property
-    def tgt_sizes(self) -> None:
-        return None
 
     def __len__(self) -> int:
         return len(self.blocks)
@@ -107,12 +101,6 @@ class MonolingualDataset:
 
     def collater(self, samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         return collate(samples, pad_idx=self.vocab.pad(), eos_idx=self.vocab.eos(), pad_to_length=self.fixed_pad_length)
-
-    def num_tokens_vec(self, indices: np.ndarray) -> np.ndarray:
-        return self.sizes[indices]
-
-    def size(self, index: int) -> int:
-        return int(self.sizes[index])
 
     def ordered_indices(self, rng: np.random.RandomState | None = None) -> np.ndarray:
         """Ids sorted by size; equal sizes in a seeded random order (fairseq's ``lexsort`` of both)."""

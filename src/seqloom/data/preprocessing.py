@@ -49,7 +49,9 @@ def build_dictionary(
     return d
 
 
-def _count_job(path: str, eos_word: str, start: int, end: int, index: int, progress: Callable[[int], None]) -> Any:
+def _count_job(
+    path: str, eos_word: str, start: int, end: int, index: int, progress: Callable[[int], None]
+) -> Counter[str]:
     return count_words_chunk(path, start, end, eos_word, progress)
 
 

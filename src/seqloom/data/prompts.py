@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from seqloom.data.dictionary import Dictionary
 from seqloom.data.language_pair_dataset import collate_tokens
 
 
@@ -37,7 +38,7 @@ def prompt_sources(prompts: Sequence[Tensor], *, start: int, pad: int, eos: int)
 class PromptDataset:
     """Encoded lines as prompts; its batches carry ``prefix_tokens`` and ``bos_token`` for the generator."""
 
-    def __init__(self, tokens: Sequence[Tensor], dictionary: Any, *, start: int) -> None:
+    def __init__(self, tokens: Sequence[Tensor], dictionary: Dictionary, *, start: int) -> None:
         self.prompts = [strip_eos(t, dictionary.eos()) for t in tokens]
         self.dictionary, self.start = dictionary, start
         self.src_sizes = np.array([len(t) for t in tokens], dtype=np.int64)  # fairseq's sizes: the encoded lines

@@ -11,7 +11,7 @@ import atexit
 import queue
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import Generic, TypeVar, Union, cast
 
 
 class _Failed:
@@ -22,6 +22,10 @@ class _Failed:
 
 
 _END = object()  # the source is exhausted
+
+T = TypeVar("T")
+# what the queue holds: an item, a failure, or _END
+_Slot = Union[T, _Failed, object]
 _RUNNING: dict[threading.Thread, threading.Event] = {}  # the reading threads alive, and their stop events
 _RUNNING_LOCK = threading.Lock()
 
@@ -43,14 +47,14 @@ def _stop_running() -> None:
 atexit.register(_stop_running)
 
 
-def _fill(source: Iterator[Any], buffer: queue.Queue[Any], stop: threading.Event) -> None:
+def _fill(source: Iterator[T], buffer: queue.Queue[_Slot[T]], stop: threading.Event) -> None:
     """The background thread: puts every item of ``source`` (then ``_END``, or the failure) into ``buffer``."""
     _read(source, buffer, stop)
 
 
-def _read(source: Iterator[Any], buffer: queue.Queue[Any], stop: threading.Event) -> None:
+def _read(source: Iterator[T], buffer: queue.Queue[_Slot[T]], stop: threading.Event) -> None:
 
-    def put(item: Any) -> bool:
+    def put(item: _Slot[T]) -> bool:
         while not stop.is_set():
             try:
                 buffer.put(item, timeout=0.1)
@@ -69,21 +73,21 @@ def _read(source: Iterator[Any], buffer: queue.Queue[Any], stop: threading.Event
     put(_END)
 
 
-class Prefetcher:
+class Prefetcher(Generic[T]):
     """The items of ``source``, read ahead by a daemon thread into a queue of ``size`` (fairseq's
     ``BufferedIterator``). The thread starts at the first ``next``; :meth:`close` (or garbage collection) stops
     it. An exception raised while reading is raised again by ``next``."""
 
-    def __init__(self, source: Iterator[Any], size: int) -> None:
+    def __init__(self, source: Iterator[T], size: int) -> None:
         self._source = source
-        self._buffer: queue.Queue[Any] = queue.Queue(size)
+        self._buffer: queue.Queue[_Slot[T]] = queue.Queue(size)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def __iter__(self) -> Prefetcher:
+    def __iter__(self) -> Prefetcher[T]:
         return self
 
-    def __next__(self) -> Any:
+    def __next__(self) -> T:
         if self._thread is None:
             self._thread = threading.Thread(target=_fill, args=(self._source, self._buffer, self._stop),
                                             name="seqloom-data", daemon=True)  # fmt: skip
@@ -98,7 +102,7 @@ class Prefetcher:
             raise StopIteration
         if isinstance(item, _Failed):
             raise item.error
-        return item
+        return cast(T, item)  # neither _END nor a failure: one of the source's items
 
     def close(self) -> None:
         """Stops the thread and waits for it (it finishes the item in hand, then sees the stop within a tenth

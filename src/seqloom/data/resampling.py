@@ -16,19 +16,23 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Generic
 
 import numpy as np
 
+from seqloom.data.sized import BatchT, ItemT, OneSidedSizes, PairCollating, SizedCollating
 
-class ResampledDataset:
+
+class ResampledDataset(Generic[ItemT, BatchT]):
     """``ceil(len(dataset) * size_ratio)`` items of ``dataset``, drawn anew at every epoch.
 
     With ``replace`` the draw is with replacement (up-sampling is possible); without it ``size_ratio`` must be
     below 1. Item ``i`` is the dataset's item ``indices[i]``; ``sizes`` follow the draw.
     """
 
-    def __init__(self, dataset: Any, *, size_ratio: float, replace: bool, seed: int, epoch: int = 1) -> None:
+    def __init__(
+        self, dataset: SizedCollating[ItemT, BatchT], *, size_ratio: float, replace: bool, seed: int, epoch: int = 1
+    ) -> None:
         if size_ratio <= 0:
             raise ValueError(f"resampling: size_ratio must be positive (got {size_ratio})")
         if not replace and size_ratio >= 1:
@@ -56,21 +60,21 @@ class ResampledDataset:
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, index: int) -> Any:
+    def __getitem__(self, index: int) -> ItemT:
         return self.dataset[int(self.indices[index])]
 
     @property
     def sizes(self) -> np.ndarray:
         return np.asarray(self.dataset.sizes)[self.indices]
 
-    def collater(self, samples: Sequence[Any]) -> Any:
+    def collater(self, samples: Sequence[ItemT]) -> BatchT:
         return self.dataset.collater(samples)
 
 
-class ConcatDataset:
+class ConcatDataset(Generic[ItemT, BatchT]):
     """``datasets`` one after another; batches are collated by the first one's ``collater``."""
 
-    def __init__(self, datasets: Sequence[Any]) -> None:
+    def __init__(self, datasets: Sequence[SizedCollating[ItemT, BatchT]]) -> None:
         if not datasets:
             raise ValueError("ConcatDataset needs at least one dataset")
         self.datasets = list(datasets)
@@ -93,7 +97,7 @@ class ConcatDataset:
     def __len__(self) -> int:
         return int(self.offsets[-1])
 
-    def __getitem__(self, index: int) -> Any:
+    def __getitem__(self, index: int) -> ItemT:
         which = int(np.searchsorted(self.offsets, index, side="right")) - 1
         return self.datasets[which][index - int(self.offsets[which])]
 
@@ -101,18 +105,18 @@ class ConcatDataset:
     def sizes(self) -> np.ndarray:
         return np.concatenate([np.asarray(d.sizes, dtype=np.int64) for d in self.datasets])
 
-    def collater(self, samples: Sequence[Any]) -> Any:
+    def collater(self, samples: Sequence[ItemT]) -> BatchT:
         return self.datasets[0].collater(samples)
 
 
-class SortedDataset:
+class SortedDataset(OneSidedSizes, Generic[ItemT, BatchT]):
     """``dataset`` batched in a fixed order: by size, equal sizes by a permutation seeded with ``seed``.
 
     The order is computed once, from the sizes at construction (fairseq's ``SortDataset``): a resampled
     dataset keeps its first epoch's order in later epochs, while its batches follow the current sizes.
     """
 
-    def __init__(self, dataset: Any, *, seed: int) -> None:
+    def __init__(self, dataset: SizedCollating[ItemT, BatchT], *, seed: int) -> None:
         self.dataset = dataset
         permutation = np.random.RandomState(seed).permutation(len(dataset))
         self.order = np.lexsort([permutation, np.asarray(dataset.sizes)]).astype(np.int64)
@@ -129,31 +133,17 @@ class SortedDataset:
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int) -> Any:
+    def __getitem__(self, index: int) -> ItemT:
         return self.dataset[index]
 
     @property
     def sizes(self) -> np.ndarray:
         return np.asarray(self.dataset.sizes, dtype=np.int64)
 
-    @property
-    def src_sizes(self) -> np.ndarray:
-        return self.sizes
-
-    @property
-    def tgt_sizes(self) -> None:
-        return None
-
-    def num_tokens_vec(self, indices: np.ndarray) -> np.ndarray:
-        return self.sizes[indices]
-
-    def size(self, index: int) -> int:
-        return int(self.sizes[index])
-
     def ordered_indices(self, rng: np.random.RandomState | None = None) -> np.ndarray:
         return self.order
 
-    def collater(self, samples: Sequence[Any]) -> Any:
+    def collater(self, samples: Sequence[ItemT]) -> BatchT:
         return self.dataset.collater(samples)
 
 
@@ -171,7 +161,14 @@ def _class_key(name: str) -> int:
     return int(hashlib.sha1(name.encode("utf-8")).hexdigest(), 16) % 2**32
 
 
-class MultiPairDataset:
+def _pair_sizes(dataset: PairCollating[ItemT, BatchT], indices: np.ndarray) -> np.ndarray:
+    """(source, target) sizes ``(len(indices), 2)`` of ``dataset``'s items ``indices``."""
+    if dataset.tgt_sizes is None:
+        raise ValueError("MultiPairDataset: every dataset must have targets (one of them has no tgt_sizes)")
+    return np.stack([dataset.src_sizes[indices], dataset.tgt_sizes[indices]], axis=1)
+
+
+class MultiPairDataset(Generic[ItemT, BatchT]):
     """Language-pair datasets mixed as fairseq's ``SampledMultiDataset`` (``--sampling-method``) mixes them.
 
     Without ``ratios`` it is their concatenation. With ``ratios`` (one per dataset) every epoch draws
@@ -184,7 +181,7 @@ class MultiPairDataset:
 
     rng_key = _class_key("SampledMultiDataset")
 
-    def __init__(self, datasets: Sequence[Any], ratios: Sequence[float] | None, *, seed: int = 2, epoch: int = 1,
+    def __init__(self, datasets: Sequence[PairCollating[ItemT, BatchT]], ratios: Sequence[float] | None, *, seed: int = 2, epoch: int = 1,
                  shuffle: bool = True, order_seed: int = 1, size: int | None = None) -> None:  # fmt: skip
         """``size``: the mixture's length per draw (fairseq's ``--virtual-data-size``; default its rule)."""
         self.datasets = list(datasets)
@@ -222,8 +219,7 @@ class MultiPairDataset:
             parts = [rng.choice(n, c, replace=c > n) for n, c in zip(lengths, counts)]
         self.indices = np.concatenate(parts).astype(np.int64)
         self.offsets = np.cumsum([len(p) for p in parts])
-        self._sizes = np.vstack([np.stack([d.src_sizes[p], d.tgt_sizes[p]], axis=1)
-                                 for d, p in zip(self.datasets, parts)])  # fmt: skip
+        self._sizes = np.vstack([_pair_sizes(d, p) for d, p in zip(self.datasets, parts)])
 
     @property
     def can_reuse_epoch_itr_across_epochs(self) -> bool:
@@ -232,12 +228,12 @@ class MultiPairDataset:
     def __len__(self) -> int:
         return self.length
 
-    def _item(self, index: int) -> Any:
+    def _item(self, index: int) -> ItemT:
         """Item ``index`` of the whole mixture."""
         which = int(np.searchsorted(self.offsets, index, side="right"))
         return self.datasets[which][int(self.indices[index])]
 
-    def __getitem__(self, index: int) -> Any:
+    def __getitem__(self, index: int) -> ItemT:
         return self._item(index)
 
     @property
@@ -267,11 +263,11 @@ class MultiPairDataset:
         order = order[np.argsort(self.tgt_sizes[order], kind="mergesort")]
         return order[np.argsort(self.src_sizes[order], kind="mergesort")].astype(np.int64)
 
-    def collater(self, samples: Sequence[Any]) -> Any:
+    def collater(self, samples: Sequence[ItemT]) -> BatchT:
         return self.datasets[0].collater(samples)
 
 
-class VirtualEpochMultiPairDataset(MultiPairDataset):
+class VirtualEpochMultiPairDataset(MultiPairDataset[ItemT, BatchT]):
     """A :class:`MultiPairDataset` served ``virtual_epoch_size`` items per epoch (fairseq's
     ``SampledMultiEpochDataset``, ``--virtual-epoch-size``).
 
@@ -282,7 +278,7 @@ class VirtualEpochMultiPairDataset(MultiPairDataset):
 
     rng_key = _class_key("SampledMultiEpochDataset")
 
-    def __init__(self, datasets: Sequence[Any], ratios: Sequence[float] | None, *, virtual_epoch_size: int,
+    def __init__(self, datasets: Sequence[PairCollating[ItemT, BatchT]], ratios: Sequence[float] | None, *, virtual_epoch_size: int,
                  seed: int = 2, epoch: int = 1, shuffle: bool = True, order_seed: int = 1,
                  size: int | None = None) -> None:  # fmt: skip
         if virtual_epoch_size <= 0:
@@ -318,7 +314,7 @@ class VirtualEpochMultiPairDataset(MultiPairDataset):
         assert self.window_start is not None
         return min(self.virtual_epoch_size, self.length - self.window_start)
 
-    def __getitem__(self, index: int) -> Any:
+    def __getitem__(self, index: int) -> ItemT:
         return self._item(int(self.window[index]))
 
     @property

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from seqloom.data.bom import strip_bom_lines
 from seqloom.data.language_pair_dataset import TokenDataset, collate_tokens
+from seqloom.data.sized import OneSidedSizes
 
 
 class PairTokens:
@@ -47,10 +48,10 @@ class PairTokens:
         return torch.cat(parts)
 
 
-class SentencePredictionDataset:
+class SentencePredictionDataset(OneSidedSizes):
     """Sources and labels; batches in a seeded random order (``shuffle``) or in file order."""
 
-    def __init__(self, sources: Any, labels: Sequence[Tensor], *, pad: int, add_prev_output_tokens: bool,
+    def __init__(self, sources: TokenDataset, labels: Sequence[Tensor], *, pad: int, add_prev_output_tokens: bool,
                  shuffle: bool, seed: int) -> None:  # fmt: skip
         if len(labels) != len(sources):
             raise ValueError(f"sentence_prediction: {len(sources)} inputs but {len(labels)} labels")
@@ -65,20 +66,6 @@ class SentencePredictionDataset:
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         return {"id": index, "source": self.sources[index], "target": self.labels[index]}
-
-    @property
-    def src_sizes(self) -> np.ndarray:
-        return self.sizes
-
-    @property
-    def tgt_sizes(self) -> None:
-        return None
-
-    def num_tokens_vec(self, indices: np.ndarray) -> np.ndarray:
-        return self.sizes[indices]
-
-    def size(self, index: int) -> int:
-        return int(self.sizes[index])
 
     def ordered_indices(self, rng: np.random.RandomState | None = None) -> np.ndarray:
         """fairseq's ``SortDataset(sort_order=[shuffle])``: the seeded permutation, not sorted by length."""

@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 from torch import Tensor
 
+from seqloom.data.dictionary import Dictionary
 from seqloom.evaluation.lm_scorer import ScoredSequence
+from seqloom.tokenizers.word_starts import SymbolTable
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class WordStat:
         return "\t".join(str(v) for v in values) + f"\t{self.count - self.missing_next_words}"
 
 
-def bpe_continuations(dictionary: Any, post_process: str | None) -> tuple[set[int], int]:
+def bpe_continuations(dictionary: SymbolTable, post_process: str | None) -> tuple[set[int], int]:
     """The ids of BPE continuation symbols (ending in ``@@``) and the marker's length; empty without BPE."""
     if post_process is None:
         return set(), 0
@@ -88,7 +89,7 @@ def merge_bpe(tokens: Tensor, scores: Tensor, bpe_ids: set[int]) -> tuple[Tensor
     return scores, skipped
 
 
-def word_probs(tokens: Tensor, scores: Tensor, dictionary: Any, bpe_ids: set[int], bpe_len: int
+def word_probs(tokens: Tensor, scores: Tensor, dictionary: SymbolTable, bpe_ids: set[int], bpe_len: int
                ) -> list[Word]:  # fmt: skip
     """(word, log-prob, was split into BPE pieces, the next word's log-prob or None) for every word."""
     out = []
@@ -110,7 +111,7 @@ def format_word_probs(sample_id: int, words: list[Word]) -> str:
     return f"{sample_id} " + "\t".join(f"{w} [{p:2f}]" for w, p, _, _ in words)
 
 
-def accumulate(totals: EvalLMTotals, hypo: ScoredSequence, dictionary: Any, *, bpe: tuple[set[int], int],
+def accumulate(totals: EvalLMTotals, hypo: ScoredSequence, dictionary: Dictionary, *, bpe: tuple[set[int], int],
                remove_bos: int | None, words: bool) -> list[Word]:  # fmt: skip
     """Adds one scored row to ``totals``; with ``words``, also its words (returned) to the word statistics."""
     tokens, scores = hypo.tokens, hypo.positional_scores.float()

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch import Tensor
+
+from seqloom.generation.beam_state import BeamState
 
 
 def mask_lprobs(lprobs: Tensor, *, step: int, max_len: int, pad: int, unk: int, eos: int, unk_penalty: float) -> None:
@@ -33,14 +34,16 @@ def copy_first_beam(rows: Tensor, sentences: Tensor, beam_size: int) -> None:
     rows[targets] = rows[first.repeat_interleave(beam_size - 1)]
 
 
-def apply_prefix(step: int, lprobs: Tensor, state: Any, beam_size: int, *, pad: int, eos: int) -> Tensor:
+def apply_prefix(step: int, lprobs: Tensor, state: BeamState, beam_size: int, *, pad: int, eos: int) -> Tensor:
     """Forces the prefix token ``state.prefix[b, step]`` on every beam of sentence b; returns ``lprobs`` (N, V).
 
     A forced row keeps the forced token's log-prob and -inf elsewhere; pad in the prefix leaves the row free.
     A sentence whose prefix ends here with eos has all its beams made equal to beam 0 (its tokens, scores
     and log-probs), so that its finished hypotheses are the same one, as in fairseq.
     """
-    wanted = state.prefix[:, step]  # (B,)
+    prefix = state.prefix
+    assert prefix is not None, "called only while a prefix is being forced"
+    wanted = prefix[:, step]  # (B,)
     per_row = wanted.repeat_interleave(beam_size)  # (N,)
     rows = per_row.ne(pad).nonzero().squeeze(1)  # (R,)
     if rows.numel():
@@ -51,7 +54,7 @@ def apply_prefix(step: int, lprobs: Tensor, state: Any, beam_size: int, *, pad: 
     ending = wanted.eq(eos).nonzero().squeeze(1)  # (S,) sentences whose prefix ends with this token
     if ending.numel():
         so_far = state.tokens[ending * beam_size, 1 : step + 1]  # (S, step) beam 0 after the leading eos
-        if not torch.equal(so_far, state.prefix[ending, :step]):
+        if not torch.equal(so_far, prefix[ending, :step]):
             raise RuntimeError("prefix forcing: beam 0 of a sentence left its prefix before the prefix's eos")
         for t in (state.tokens, state.scores, lprobs):
             copy_first_beam(t, ending, beam_size)

@@ -10,16 +10,17 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from seqloom.generation.alignment import hard_alignment
+from seqloom.generation.decoding_model import TargetDictionary
 from seqloom.generation.hypotheses import Hypothesis
 
 
 class SequenceScorer:
     """Scores given target sequences with one model or an ensemble."""
 
-    def __init__(self, models: Sequence[Any], tgt_dict: Any, *, compute_alignment: bool = False,
+    def __init__(self, models: Sequence[nn.Module], tgt_dict: TargetDictionary, *, compute_alignment: bool = False,
                  eos: int | None = None) -> None:  # fmt: skip
         self.models = list(models)
         self.pad, self.eos = tgt_dict.pad(), tgt_dict.eos() if eos is None else eos

@@ -16,9 +16,9 @@ forced to emit ``<s>`` first, so hypotheses read ``<s> ... </s>``. Scores are na
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 import torch
@@ -26,7 +26,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from seqloom import registry
-from seqloom.checkpoint.io import load_checkpoint
 from seqloom.data.batching import resolve_max_positions
 from seqloom.data.dictionary import Dictionary
 from seqloom.data.language_pair_dataset import collate_tokens
@@ -37,15 +36,13 @@ from seqloom.generation.hypotheses import Hypothesis
 from seqloom.hub import files
 from seqloom.hub.base import GeneratorHubInterface
 from seqloom.hub.loading import (
-    build_codecs,
+    assemble_hub,
     check_keywords,
     dictionary_file,
-    generation_config,
-    hub_batching,
     pick_options,
     quantize_hub,
+    read_checkpoints,
 )
-from seqloom.hub.pretrained import checkpoint_groups
 from seqloom.models.bart.interop import model_from_state
 from seqloom.models.bart.model import BARTModel, last_eos_representation
 
@@ -62,7 +59,7 @@ def load_dictionary(path: str | os.PathLike[str], *, langs: Sequence[str] = ()) 
     return dictionary
 
 
-def language_tokens(task: dict[str, Any], data_dir: Path, langs: str | None) -> list[str]:
+def language_tokens(task: Mapping[str, Any], data_dir: Path, langs: str | None) -> list[str]:
     """The languages whose ``[lang]`` symbols a ``multilingual_denoising --add-lang-token`` checkpoint has:
     ``langs`` (the keyword), else the checkpoint's ``--langs``, else the data folder's sub-folders (fairseq's
     rule); none for other checkpoints."""
@@ -74,7 +71,7 @@ def language_tokens(task: dict[str, Any], data_dir: Path, langs: str | None) -> 
     return sorted(p.name for p in data_dir.iterdir() if p.is_dir()) if data_dir.is_dir() else []
 
 
-def translation_pair(task: dict[str, Any]) -> tuple[str, str] | None:
+def translation_pair(task: Mapping[str, Any]) -> tuple[str, str] | None:
     """``(source_lang, target_lang)`` of a BART checkpoint fine-tuned by the ``translation`` task (as
     bart.large.cnn is: its dictionaries are ``dict.source.txt``/``dict.target.txt``, no ``<mask>`` added);
     None for the denoising and other tasks, which read ``dict.txt``."""
@@ -124,7 +121,8 @@ class BARTHub(GeneratorHubInterface):
             line += ("" if no_separator else " </s>") + " " + self.apply_bpe(self.tokenize(extra)) + " </s>"
         return self.src_dict.encode_line(line, append_eos=False, add_if_not_exist=False).long()
 
-    def decode(self, tokens: Tensor) -> Any:
+    # as fairseq's BART hub: several documents decode to a list, which widens the base class's ``str``
+    def decode(self, tokens: Tensor) -> str | list[str]:  # type: ignore[override]
         """Ids (T,) -> text; a leading ``<s>`` is dropped; ``</s> </s>`` separates documents (then a list)."""
         assert tokens.dim() == 1, "decode takes one sequence of ids (T,)"
         ids = tokens.cpu().numpy()
@@ -174,7 +172,11 @@ class BARTHub(GeneratorHubInterface):
         line = f" {MASK} ".join(spans).strip()
         return self.src_dict.encode_line(f"<s> {line} </s>", append_eos=False, add_if_not_exist=False).long()
 
-    def extract_features(self, tokens: Tensor, return_all_hiddens: bool = False) -> Any:
+    @overload
+    def extract_features(self, tokens: Tensor, return_all_hiddens: Literal[False] = False) -> Tensor: ...
+    @overload
+    def extract_features(self, tokens: Tensor, return_all_hiddens: bool) -> Tensor | list[Tensor]: ...
+    def extract_features(self, tokens: Tensor, return_all_hiddens: bool = False) -> Tensor | list[Tensor]:
         """Last decoder layer's features ``(B, T, C)`` of ``tokens`` (T,) or (B, T) (right-padded), the decoder
         reading the tokens rotated right by one (last token first), as fairseq. ``return_all_hiddens``: the
         list of inner states ``(B, T, C)`` (embeddings, then each layer)."""
@@ -189,7 +191,10 @@ class BARTHub(GeneratorHubInterface):
         prev[:, 1:] = tokens[:, :-1]
         with torch.no_grad():
             out = self.bart.features(tokens, prev, return_all_hiddens=return_all_hiddens)
-        return out.inner_states if return_all_hiddens else out.features
+        if return_all_hiddens:
+            assert out.inner_states is not None  # features() fills them when asked
+            return out.inner_states
+        return out.features
 
     def register_classification_head(self, name: str, num_classes: int, inner_dim: int | None = None) -> None:
         """Adds a (randomly initialised) head ``name`` with ``num_classes`` outputs to the model."""
@@ -240,33 +245,24 @@ def from_pretrained(
         accepts="bpe/tokenizer and their options (gpt2_encoder_json, gpt2_vocab_bpe ...), max_tokens, batch_size, "
         "langs (an mBART checkpoint's languages) and generation options",
     )
-    model_dir, named = files.resolve_model_dir(model_name_or_path)
-    (path,) = files.checkpoint_paths(model_dir, named or checkpoint_file)[:1]
-    state = load_checkpoint(path)
-    groups = checkpoint_groups(state)
+    loaded = read_checkpoints(model_name_or_path, checkpoint_file, ensemble=False)
+    (path,), (state,), groups = loaded.paths, loaded.states, loaded.groups
     task_group = groups.get("task") or {}
     pair = translation_pair(task_group)
     if pair is None:
-        dict_path = dictionary_file(model_dir, data_name_or_path)
+        dict_path = dictionary_file(loaded.model_dir, data_name_or_path)
         langs = language_tokens(task_group, dict_path.parent, kwargs.pop("langs", None))
         src_dict = tgt_dict = load_dictionary(dict_path, langs=langs)
     else:
         kwargs.pop("langs", None)
-        data_dir = files.resolve_data_dir(model_dir, data_name_or_path)
+        data_dir = files.resolve_data_dir(loaded.model_dir, data_name_or_path)
         src_dict, tgt_dict = (Dictionary.load(pair_dictionary_file(data_dir, lang, path)) for lang in pair)
     model = model_from_state(state, src_dict, source=str(path)).eval()
-    tokenizer, bpe = build_codecs(model_dir, groups, kwargs)
     task = pick_options(groups.get("task"), ("max_source_positions", "max_target_positions"), {})
     limits = (task.get("max_source_positions", 1024), task.get("max_target_positions", 1024))
-    hub = BARTHub(
-        [model],
-        src_dict=src_dict,
-        tgt_dict=tgt_dict,
-        tokenizer=tokenizer,
-        bpe=bpe,
-        generation=generation_config(groups, kwargs),
-        batching=hub_batching(groups, kwargs),
-        max_positions=resolve_max_positions(limits, model.max_positions()),
+    max_positions = resolve_max_positions(limits, model.max_positions())
+    hub = assemble_hub(
+        BARTHub, [model], loaded, kwargs, src_dict=src_dict, tgt_dict=tgt_dict, max_positions=max_positions
     )
     return quantize_hub(hub, quantize)
 

@@ -21,9 +21,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Union, cast, overload
+from typing import Any, NoReturn, Optional, Union, cast, overload
 
 import numpy as np
 import torch
@@ -31,16 +31,18 @@ from torch import Tensor, nn
 
 from seqloom.config.options import bounds_problem, field, value_mismatch
 from seqloom.data.batching import batch_by_size, filter_by_size
+from seqloom.data.dictionary import Dictionary
 from seqloom.devices import avoid_per_shape_attention_plans
 from seqloom.generation.config import GenerationConfig
 from seqloom.generation.constraint_states import pack_constraints
 from seqloom.generation.hypotheses import Hypothesis
 from seqloom.heap import keep_freed_memory
+from seqloom.tokenizers.tokenizer import Tokenizer
 
 logger = logging.getLogger(__name__)
 
 
-def check_sentences(method: str, sentences: Any) -> None:
+def check_sentences(method: str, sentences: object) -> None:
     """Raises TypeError naming ``method``'s ``sentences`` argument unless it is a str or a list of str."""
     if isinstance(sentences, str):
         return
@@ -71,15 +73,15 @@ class HubTask:
     seqloom's hubs hold no task object; other task attributes raise an AttributeError that says so.
     """
 
-    source_dictionary: Any
-    target_dictionary: Any
+    source_dictionary: Dictionary
+    target_dictionary: Dictionary
     limits: tuple[int | None, int | None]
 
     def max_positions(self) -> tuple[int | None, int | None]:
         """(source, target) token limits of the hub's models."""
         return self.limits
 
-    def __getattr__(self, name: str) -> Any:
+    def __getattr__(self, name: str) -> NoReturn:
         raise AttributeError(
             f"hub.task has no {name!r}: seqloom's hubs keep no fairseq task; hub.task offers source_dictionary, "
             "target_dictionary and max_positions(), and the hub itself src_dict, tgt_dict, models and generation"
@@ -108,10 +110,10 @@ class GeneratorHubInterface(nn.Module):
         self,
         models: Sequence[nn.Module],
         *,
-        src_dict: Any,
-        tgt_dict: Any,
-        tokenizer: Any = None,
-        bpe: Any = None,
+        src_dict: Dictionary,
+        tgt_dict: Dictionary,
+        tokenizer: Tokenizer | None = None,
+        bpe: Tokenizer | None = None,
         generation: GenerationConfig | None = None,
         batching: HubBatching | None = None,
         max_positions: tuple[int | None, int | None] = (None, None),
@@ -142,7 +144,7 @@ class GeneratorHubInterface(nn.Module):
         """fairseq's ``hub.task``, as far as hub users read it (``hub.task.source_dictionary`` ...)."""
         return HubTask(source_dictionary=self.src_dict, target_dictionary=self.tgt_dict, limits=self.max_positions)
 
-    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    def _apply(self, fn: Callable[[Tensor], Tensor], *args: Any, **kwargs: Any) -> GeneratorHubInterface:
         """``.cuda()``/``.to()``/``.half()``; on a GPU, SDPA keeps to kernels that need no per-shape plan
         (see :mod:`seqloom.devices`)."""
         out = super()._apply(fn, *args, **kwargs)
@@ -183,15 +185,27 @@ class GeneratorHubInterface(nn.Module):
 
     # ---- generation
     @overload
-    def translate(self, sentences: str, beam: int = 5, verbose: bool = False, **overrides: Any) -> str: ...
+    def translate(self, sentences: str, beam: int = 5, verbose: bool = False, **overrides: Any) -> str | None: ...
     @overload
-    def translate(self, sentences: list[str], beam: int = 5, verbose: bool = False, **overrides: Any) -> list[str]: ...
-    def translate(self, sentences: str | list[str], beam: int = 5, verbose: bool = False, **overrides: Any) -> Any:
+    def translate(
+        self, sentences: list[str], beam: int = 5, verbose: bool = False, **overrides: Any
+    ) -> list[str | None]: ...
+    def translate(
+        self, sentences: str | list[str], beam: int = 5, verbose: bool = False, **overrides: Any
+    ) -> str | None | list[str | None]:
         """The best output of each sentence, decoded to text (a list in input order, or one string)."""
         check_sentences("translate", sentences)
         return self.sample(sentences, beam, verbose, **overrides)
 
-    def sample(self, sentences: str | list[str], beam: int = 1, verbose: bool = False, **overrides: Any) -> Any:
+    @overload
+    def sample(self, sentences: str, beam: int = 1, verbose: bool = False, **overrides: Any) -> str | None: ...
+    @overload
+    def sample(
+        self, sentences: list[str], beam: int = 1, verbose: bool = False, **overrides: Any
+    ) -> list[str | None]: ...
+    def sample(
+        self, sentences: str | list[str], beam: int = 1, verbose: bool = False, **overrides: Any
+    ) -> str | None | list[str | None]:
         """Like :meth:`translate` with fairseq's default ``beam=1`` (pass ``sampling=True`` to sample).
 
         With ``skip_invalid_size_inputs=True``, a sentence too long for the model gives None in its place
@@ -206,7 +220,7 @@ class GeneratorHubInterface(nn.Module):
         results = self.generate(tokens, beam, verbose, **overrides)
         return [self.decode(hyps[0].tokens) if hyps else None for hyps in results]
 
-    def score(self, *args: Any, **kwargs: Any) -> Any:
+    def score(self, *args: Any, **kwargs: Any) -> object:
         """Teacher-forced scores of given outputs (positional log-probs); each model family defines its inputs."""
         raise NotImplementedError(f"{type(self).__name__} does not implement score()")
 
@@ -230,6 +244,15 @@ class GeneratorHubInterface(nn.Module):
                 raise ValueError(f"generation option {name}={value!r}: {problem}")
         return dataclasses.replace(self.generation, **overrides)
 
+    # the keywords are the implementation's below
+    @overload
+    def generate(
+        self, tokenized_sentences: Sequence[Tensor], beam: int = 5, verbose: bool = False, **options: Any
+    ) -> list[list[Hypothesis]]: ...
+    @overload
+    def generate(
+        self, tokenized_sentences: Tensor, beam: int = 5, verbose: bool = False, **options: Any
+    ) -> list[list[Hypothesis]] | list[Hypothesis]: ...
     def generate(
         self,
         tokenized_sentences: Tensor | Sequence[Tensor],
@@ -237,11 +260,11 @@ class GeneratorHubInterface(nn.Module):
         verbose: bool = False,
         *,
         skip_invalid_size_inputs: bool = False,
-        inference_step_args: Mapping[str, Any] | None = None,
-        prefix_allowed_tokens_fn: Any = None,
+        inference_step_args: Mapping[str, object] | None = None,
+        prefix_allowed_tokens_fn: object = None,
         lexical_constraints: Sequence[Sequence[str | Tensor]] | None = None,
         **overrides: Any,
-    ) -> Any:
+    ) -> list[list[Hypothesis]] | list[Hypothesis]:
         """Hypotheses (best first) of each id sequence, in input order: ``list[list[Hypothesis]]``.
 
         ``skip_invalid_size_inputs``: a sentence longer than the model's positions gets an empty list in its
@@ -287,7 +310,7 @@ class GeneratorHubInterface(nn.Module):
     supports_constraints = False  # whether inference_step takes ``constraints`` (packed, batch order)
     supports_prefix_tokens = False  # whether inference_step takes ``prefix_tokens`` (B, P), batch order
 
-    def _prefix_rows(self, args: Mapping[str, Any] | None, allowed_fn: Any, count: int) -> Tensor | None:
+    def _prefix_rows(self, args: Mapping[str, object] | None, allowed_fn: object, count: int) -> Tensor | None:
         """The (N, P) forced output prefixes of fairseq's ``inference_step_args``, row i for sentence i."""
         if allowed_fn is not None:
             raise NotImplementedError(

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from seqloom import registry
 from seqloom.hub.files import keyword_of_flag
 from seqloom.tokenizers.bpe import build_bpe
-from seqloom.tokenizers.tokenizer import build_tokenizer
+from seqloom.tokenizers.tokenizer import Tokenizer, build_tokenizer
 
 
 @dataclass(kw_only=True)
@@ -23,7 +23,7 @@ class CodecSpec:
     """Values for the codec's config fields; missing ones keep the config's defaults."""
 
 
-def _registry(kind: str) -> registry.Registry[Any]:
+def _registry(kind: str) -> registry.Registry[Callable[..., object]]:
     from seqloom.components import import_builtins
 
     import_builtins()
@@ -41,7 +41,7 @@ def codec_option_names(kind: str) -> set[str]:
     return names
 
 
-def codec_spec(kind: str, name: Any, *sources: Mapping[str, Any]) -> CodecSpec | None:
+def codec_spec(kind: str, name: object, *sources: Mapping[str, Any]) -> CodecSpec | None:
     """The codec ``name`` (None/"none" for no codec) with its options from ``sources`` (later ones win).
 
     ``name`` may be a plain name or fairseq's group dict (``{"_name": "moses", "source_lang": ...}``).
@@ -63,11 +63,11 @@ def codec_spec(kind: str, name: Any, *sources: Mapping[str, Any]) -> CodecSpec |
     return CodecSpec(name=str(name), options=options)
 
 
-def _is_interpolation(value: Any) -> bool:
+def _is_interpolation(value: object) -> bool:
     return isinstance(value, str) and value.startswith("${")
 
 
-def build_codec(kind: str, spec: CodecSpec | None) -> Any:
+def build_codec(kind: str, spec: CodecSpec | None) -> Tokenizer | None:
     """Builds the codec; a missing or unreadable file is reported with the from_pretrained keyword to pass."""
     if spec is None:
         return None

@@ -23,6 +23,7 @@ from torch import Tensor
 
 from seqloom import __version__
 from seqloom.checkpoint.io import CheckpointError
+from seqloom.hub.codecs import CodecSpec
 from seqloom.hub.files import FILE_OPTIONS
 from seqloom.hub.mbart_translation import MBartTranslationHub
 from seqloom.hub.spec import PretrainedSpec
@@ -63,7 +64,7 @@ def split_tied(state_dict: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[s
     return kept, tied
 
 
-def _codec_group(spec: Any, out_dir: Path, copied: dict[str, str]) -> dict[str, Any] | None:
+def _codec_group(spec: CodecSpec | None, out_dir: Path, copied: dict[str, str]) -> dict[str, Any] | None:
     """A codec's config group with its files copied into ``out_dir`` (options then name the copies)."""
     if spec is None:
         return None

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast, overload
 
 import torch
 from torch import Tensor
 
 from seqloom import registry
-from seqloom.checkpoint.io import load_checkpoint
 from seqloom.data.batching import resolve_max_positions
 from seqloom.data.dictionary import Dictionary
 from seqloom.data.language_pair_dataset import collate_tokens
@@ -31,18 +30,15 @@ from seqloom.generation.config import GenerationConfig
 from seqloom.generation.decoding_model import as_decoding_models
 from seqloom.generation.generator import SequenceGenerator
 from seqloom.generation.hypotheses import Hypothesis
-from seqloom.hub import files
 from seqloom.hub.base import GeneratorHubInterface
 from seqloom.hub.loading import (
-    build_codecs,
+    assemble_hub,
     check_keywords,
     dictionary_file,
-    generation_config,
-    hub_batching,
     pick_options,
     quantize_hub,
+    read_checkpoints,
 )
-from seqloom.hub.pretrained import checkpoint_groups
 from seqloom.models.transformer_lm.interop import model_from_state
 
 # re-exported: fairseq's spelling, TransformerLanguageModel.from_pretrained(...) -> the hub of this module
@@ -73,7 +69,15 @@ class LanguageModelHub(GeneratorHubInterface):
         generator = SequenceGenerator(as_decoding_models(self.models), self.tgt_dict, cfg)
         return generator.generate(src_tokens, prefix_tokens=src_tokens[:, 1:], bos_token=self.bos_token)
 
-    def score(self, sentences: str | Sequence[str], replace_newline_with_eos: bool = False) -> Any:
+    @overload
+    def score(  # type: ignore[overload-overlap]  # a str is a Sequence[str]: this one comes first
+        self, sentences: str, replace_newline_with_eos: bool = False
+    ) -> Hypothesis: ...
+    @overload
+    def score(self, sentences: Sequence[str], replace_newline_with_eos: bool = False) -> list[Hypothesis]: ...
+    def score(
+        self, sentences: str | Sequence[str], replace_newline_with_eos: bool = False
+    ) -> Hypothesis | list[Hypothesis]:
         """Teacher-forced scores of each sentence: a :class:`Hypothesis` (one string gives one, a list a list).
 
         ``positional_scores`` (T,) are natural-log probabilities of the sentence's tokens (without ``</s>``)
@@ -95,7 +99,7 @@ class LanguageModelHub(GeneratorHubInterface):
             sample = {"id": torch.arange(len(ids)), "net_input": {"src_tokens": src}, "target": target}
             for scored in score_batch(list(self.models), sample, pad=pad):
                 results[ids[scored.id]] = Hypothesis(scored.tokens, scored.score, scored.positional_scores)
-        return results
+        return cast(list[Hypothesis], results)  # plan_batches covers every sentence
 
     def _encode_lines(self, text: str) -> Tensor:
         return torch.cat([self.encode(line) for line in text.splitlines()])
@@ -122,24 +126,14 @@ def from_pretrained(
         accepts="tokenizer/bpe and their options (bpe_codes ...), add_bos_token, max_tokens, batch_size and "
         "generation options (beam ...)",
     )
-    model_dir, named = files.resolve_model_dir(model_name_or_path)
-    paths = files.checkpoint_paths(model_dir, named or checkpoint_file)
-    dictionary = Dictionary.load(dictionary_file(model_dir, data_name_or_path))
-    states = [load_checkpoint(p) for p in paths]
-    groups = checkpoint_groups(states[0])
-    models = [model_from_state(s, dictionary, source=str(p)).eval() for s, p in zip(states, paths)]
-    tokenizer, bpe = build_codecs(model_dir, groups, kwargs)
-    hub = LanguageModelHub(
-        models,
-        src_dict=dictionary,
-        tgt_dict=dictionary,
-        tokenizer=tokenizer,
-        bpe=bpe,
-        generation=generation_config(groups, kwargs),
-        batching=hub_batching(groups, kwargs),
-        max_positions=resolve_max_positions(*[m.max_positions() for m in models]),
+    loaded = read_checkpoints(model_name_or_path, checkpoint_file)
+    dictionary = Dictionary.load(dictionary_file(loaded.model_dir, data_name_or_path))
+    models = [model_from_state(s, dictionary, source=str(p)).eval() for s, p in zip(loaded.states, loaded.paths)]
+    max_positions = resolve_max_positions(*[m.max_positions() for m in models])
+    hub = assemble_hub(
+        LanguageModelHub, models, loaded, kwargs, src_dict=dictionary, tgt_dict=dictionary, max_positions=max_positions
     )
-    task = pick_options(groups.get("task"), ("add_bos_token",), kwargs)
+    task = pick_options(loaded.groups.get("task"), ("add_bos_token",), kwargs)
     hub.add_bos_token = bool(task.get("add_bos_token", False))
     return quantize_hub(hub, quantize)
 

@@ -15,18 +15,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from seqloom.data.batching import resolve_max_positions
 from seqloom.data.dictionary import Dictionary
 from seqloom.hub.codecs import build_codec
-from seqloom.hub.translation import TranslationHub
+from seqloom.hub.spec import PretrainedSpec
+from seqloom.hub.translation import Text, TranslationHub
 
 
 class MBartTranslationHub(TranslationHub):
     """A :class:`TranslationHub` whose sources end with ``[src]`` and whose outputs end with ``[tgt]``."""
 
-    def __init__(self, models: Sequence[Any], *, src_lang_id: int, tgt_lang_id: int, langs: str = "",
+    def __init__(self, models: Sequence[nn.Module], *, src_lang_id: int, tgt_lang_id: int, langs: str = "",
                  **parts: Any) -> None:  # fmt: skip
         super().__init__(models, **parts)
         self.src_lang_id, self.tgt_lang_id = src_lang_id, tgt_lang_id
@@ -39,14 +40,11 @@ class MBartTranslationHub(TranslationHub):
     def string(self, tokens: Tensor) -> str:
         return self.tgt_dict.string(tokens, extra_symbols_to_ignore={self.tgt_lang_id})
 
-    def score(self, pairs: Any, *, print_alignment: str | None = None) -> Any:
-        """As :meth:`TranslationHub.score`, each target (text or ids, ending with ``</s>``) followed by ``[tgt]``,
-        scored too, as ``generate --score-reference`` scores the task's references."""
-        if isinstance(pairs, tuple) and len(pairs) == 2 and not isinstance(pairs[0], tuple):
-            return self.score([pairs], print_alignment=print_alignment)[0]
-        lang = torch.tensor([self.tgt_lang_id])
-        pairs = [(s, torch.cat([self._ids(t, self.encode_target), lang])) for s, t in pairs]
-        return super().score(pairs, print_alignment=print_alignment)
+    def reference_ids(self, target: Text) -> Tensor:
+        """As :meth:`TranslationHub.reference_ids` (text or ids ending with ``</s>``), then ``[tgt]``, which
+        :meth:`score` scores too, as ``generate --score-reference`` scores the task's references."""
+        ids = super().reference_ids(target)
+        return torch.cat([ids, ids.new_tensor([self.tgt_lang_id])])
 
 
 def is_mbart_translation(groups: Mapping[str, Any]) -> bool:
@@ -55,7 +53,7 @@ def is_mbart_translation(groups: Mapping[str, Any]) -> bool:
 
 
 def build_mbart_hub(model_dir: Path, groups: Mapping[str, Any], states: Sequence[Mapping[str, Any]],
-                    paths: Sequence[Path], spec: Any) -> MBartTranslationHub:  # fmt: skip
+                    paths: Sequence[Path], spec: PretrainedSpec) -> MBartTranslationHub:  # fmt: skip
     """The hub of ``states`` (their task's languages, dictionaries grown as the task grows them)."""
     from seqloom.models.bart.interop import model_from_state
 

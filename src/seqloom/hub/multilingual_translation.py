@@ -16,14 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from seqloom.data.dictionary import Dictionary
 from seqloom.generation.config import GenerationConfig
 from seqloom.generation.decoding_model import as_decoding_models
 from seqloom.generation.generator import SequenceGenerator
 from seqloom.generation.hypotheses import Hypothesis
-from seqloom.hub.translation import TranslationHub, _unsort
+from seqloom.hub.spec import PretrainedSpec
+from seqloom.hub.translation import Text, TranslationHub, _unsort
 
 TASK = "translation_multi_simple_epoch"
 
@@ -34,7 +35,7 @@ class MultilingualTranslationHub(TranslationHub):
     # translation_multi_simple_epoch seeds numpy with its plain seed (1) while ordering sentences
     order_seed = 1
 
-    def __init__(self, models: Sequence[Any], *, src_langtok: int | None, tgt_langtok: int | None,
+    def __init__(self, models: Sequence[nn.Module], *, src_langtok: int | None, tgt_langtok: int | None,
                  languages: Mapping[str, Any] | None = None, **parts: Any) -> None:  # fmt: skip
         """``languages``: the task's language options, the languages resolved into ``langs`` (export writes them)."""
         super().__init__(models, **parts)
@@ -61,15 +62,13 @@ class MultilingualTranslationHub(TranslationHub):
         )
         return _unsort(hyps, order)
 
-    def score(self, pairs: Any, *, print_alignment: str | None = None) -> Any:
-        """As :meth:`TranslationHub.score`, each target (text or ids) after the target language token, which is
-        scored too (as ``generate --score-reference`` scores the reference)."""
-        if isinstance(pairs, tuple) and len(pairs) == 2 and not isinstance(pairs[0], tuple):
-            return self.score([pairs], print_alignment=print_alignment)[0]
-        if self.tgt_langtok is not None:
-            langtok = torch.tensor([self.tgt_langtok])
-            pairs = [(s, torch.cat([langtok, self._ids(t, self.encode_target)])) for s, t in pairs]
-        return super().score(pairs, print_alignment=print_alignment)
+    def reference_ids(self, target: Text) -> Tensor:
+        """As :meth:`TranslationHub.reference_ids`, after the target language token, which :meth:`score` scores
+        too (as ``generate --score-reference`` scores the reference)."""
+        ids = super().reference_ids(target)
+        if self.tgt_langtok is None:
+            return ids
+        return torch.cat([ids.new_tensor([self.tgt_langtok]), ids])
 
     def string(self, tokens: Tensor) -> str:
         strip = set() if self.tgt_langtok is None else {self.tgt_langtok}
@@ -88,8 +87,8 @@ def is_bart_architecture(groups: Mapping[str, Any]) -> bool:
     return arch == "bart" or arch.startswith(("bart_", "mbart"))
 
 
-def build_bart_hub(task: Mapping[str, Any], states: Sequence[Mapping[str, Any]], paths: Sequence[Any],
-                   spec: Any) -> MultilingualTranslationHub:  # fmt: skip
+def build_bart_hub(task: Mapping[str, Any], states: Sequence[Mapping[str, Any]], paths: Sequence[Path],
+                   spec: PretrainedSpec) -> MultilingualTranslationHub:  # fmt: skip
     """The hub of BART-architecture ``states`` trained with the task (one dictionary shared by both sides);
     ``task``: its language options (:func:`language_options`)."""
     from seqloom.data.batching import resolve_max_positions
@@ -127,7 +126,7 @@ def language_options(task: Mapping[str, Any], kwargs: Mapping[str, Any]) -> dict
 
 
 def language_dictionaries(
-    spec: Any, task: Mapping[str, Any]
+    spec: PretrainedSpec, task: Mapping[str, Any]
 ) -> tuple[Dictionary, Dictionary, int | None, int | None, list[str]]:
     """The source and target dictionaries with the task's language tokens, the source/target language tokens
     the hub adds (None where the task adds none), and the languages in token order."""

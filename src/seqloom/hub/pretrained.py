@@ -15,7 +15,6 @@ own config (fairseq's ``args`` Namespace or hydra ``cfg`` groups: ``task``, ``da
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 from collections.abc import Mapping, Sequence
@@ -34,6 +33,9 @@ from seqloom.hub.base import HubBatching
 from seqloom.hub.codecs import build_codec, codec_option_names, codec_spec
 from seqloom.hub.export import is_export, read_export_files
 from seqloom.hub.loading import check_generation_keywords, pick_options, quantize_hub
+from seqloom.hub.loading import (
+    checkpoint_groups as checkpoint_groups,  # its former home; hub/roberta.py imports it here
+)
 from seqloom.hub.mbart_translation import build_mbart_hub, is_mbart_translation
 from seqloom.hub.multilingual_translation import (
     LANGUAGE_OPTIONS,
@@ -52,27 +54,9 @@ from seqloom.models.transformer.interop import config_from_checkpoint, upgrade_s
 from seqloom.models.transformer.model import TransformerModel as TransformerModel
 from seqloom.modules.int8 import float_placeholders, is_quantized_state, load_quantized
 
-GROUPS = ("model", "task", "dataset", "generation", "tokenizer", "bpe")
 TASK_OPTIONS = ("source_lang", "target_lang", "left_pad_source", "max_source_positions", "max_target_positions")
 BATCHING_OPTIONS = tuple(f.name for f in dataclasses.fields(HubBatching))
 GENERATION_OPTIONS = tuple(f.name for f in dataclasses.fields(GenerationConfig))
-
-
-def checkpoint_groups(state: Mapping[str, Any]) -> dict[str, Any]:
-    """fairseq's config groups of a loaded checkpoint as plain dicts (an old flat ``args`` fills them all)."""
-    args = state.get("args")
-    if args is not None:
-        flat = dict(vars(args)) if isinstance(args, argparse.Namespace) else dict(args)
-        groups: dict[str, dict[str, Any] | None] = {g: flat for g in ("model", "task", "dataset", "generation")}
-        groups["tokenizer"] = {**flat, "_name": flat["tokenizer"]} if flat.get("tokenizer") else None
-        groups["bpe"] = {**flat, "_name": flat["bpe"]} if flat.get("bpe") else None
-        return groups
-    cfg = state.get("cfg") or {}
-    groups = {}
-    for g in GROUPS:
-        value = cfg.get(g) if isinstance(cfg, Mapping) else None
-        groups[g] = dict(vars(value)) if isinstance(value, argparse.Namespace) else value
-    return groups
 
 
 def _check_keywords(kwargs: Mapping[str, Any]) -> None:
@@ -162,7 +146,9 @@ def fixed_dictionary(model_dir: Path, data_dir: Path, groups: Mapping[str, Any],
     )
 
 
-def check_vocabulary(sd: Mapping[str, Tensor], spec: PretrainedSpec, src: Any, tgt: Any, *, source: str) -> None:
+def check_vocabulary(
+    sd: Mapping[str, Tensor], spec: PretrainedSpec, src: Dictionary, tgt: Dictionary, *, source: str
+) -> None:
     """Reports embedding tables whose size differs from the dictionary's, with both sizes and the likely cause."""
     sides = (
         ("source", "encoder.embed_tokens.weight", src, spec.src_dict_path),

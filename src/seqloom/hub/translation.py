@@ -8,8 +8,8 @@ Here :meth:`TranslationHub.score` takes (source, target) pairs and returns what
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Union
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, Union, cast, overload
 
 import torch
 from torch import Tensor
@@ -21,6 +21,7 @@ from seqloom.generation.generator import SequenceGenerator
 from seqloom.generation.hypotheses import Hypothesis
 from seqloom.generation.scorer import SequenceScorer
 from seqloom.hub.base import GeneratorHubInterface
+from seqloom.hub.spec import PretrainedSpec
 
 Text = Union[str, Tensor]  # raw text, or ids already binarized (T,)
 
@@ -28,7 +29,7 @@ Text = Union[str, Tensor]  # raw text, or ids already binarized (T,)
 class TranslationHub(GeneratorHubInterface):
     """A hub for ``translation`` models; see :class:`GeneratorHubInterface` for the shared methods."""
 
-    spec: Any = None  # the PretrainedSpec it was loaded from (set by from_pretrained; export reads it)
+    spec: PretrainedSpec | None = None  # what it was loaded from (set by from_pretrained; export reads it)
 
     def __init__(self, models: Sequence[Any], *, left_pad_source: bool = True, **parts: Any) -> None:
         """``left_pad_source`` as the model was trained (fairseq's default True); ``parts`` as the base class."""
@@ -64,8 +65,12 @@ class TranslationHub(GeneratorHubInterface):
         """Raw target text -> target-dictionary ids (T,) int64 (tokenize, BPE, binarize, ``eos`` appended)."""
         return self.tgt_dict.encode_line(self.apply_bpe(self.tokenize(sentence)), add_if_not_exist=False).long()
 
+    @overload
+    def score(self, pairs: tuple[Text, Text], *, print_alignment: str | None = None) -> Hypothesis: ...
+    @overload
+    def score(self, pairs: Sequence[tuple[Text, Text]], *, print_alignment: str | None = None) -> list[Hypothesis]: ...
     def score(self, pairs: tuple[Text, Text] | Sequence[tuple[Text, Text]], *, print_alignment: str | None = None
-              ) -> Any:  # fmt: skip
+              ) -> Hypothesis | list[Hypothesis]:  # fmt: skip
         """Teacher-forced scores of (source, target) pairs: one :class:`Hypothesis` per pair, in input order.
 
         Sources and targets are raw text (encoded with :meth:`encode` / :meth:`encode_target`) or id
@@ -81,7 +86,7 @@ class TranslationHub(GeneratorHubInterface):
             if not isinstance(pair, (tuple, list)) or len(pair) != 2:
                 raise TypeError(f"score: item {i} is not a (source, target) pair: {pair!r}")
         sources = [self._ids(s, self.encode) for s, _ in pairs]
-        targets = [self._ids(t, self.encode_target) for _, t in pairs]
+        targets = [self.reference_ids(t) for _, t in pairs]
         limit = self.max_positions[1]
         for i, target_ids in enumerate(targets):
             if limit is not None and target_ids.numel() > limit:
@@ -99,16 +104,23 @@ class TranslationHub(GeneratorHubInterface):
             hyps = scorer.score(src_tokens, prev, target)
             for row, i in enumerate(order.tolist()):
                 results[ids[i]] = hyps[row][0]
-        return results
+        return cast(list[Hypothesis], results)  # plan_batches covers every pair
+
+    def reference_ids(self, target: Text) -> Tensor:
+        """The ids (T,) :meth:`score` scores for a target: ``target`` encoded (:meth:`encode_target`) or as given."""
+        return self._ids(target, self.encode_target)
 
     @staticmethod
-    def _ids(value: Text, encode: Any) -> Tensor:
+    def _ids(value: Text, encode: Callable[[str], Tensor]) -> Tensor:
         return value.long() if torch.is_tensor(value) else encode(value)
 
 
-def _unsort(rows: list[Any], order: Tensor) -> list[Any]:
+R = TypeVar("R")
+
+
+def _unsort(rows: list[R], order: Tensor) -> list[R]:
     """Puts results computed for ``batch[order[j]]`` at row j back into batch order."""
-    out: list[Any] = [None] * len(rows)
+    out: list[R | None] = [None] * len(rows)
     for row, i in enumerate(order.tolist()):
         out[i] = rows[row]
-    return out
+    return cast(list[R], out)  # order is a permutation: every row is filled

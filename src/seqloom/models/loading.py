@@ -13,6 +13,7 @@ from torch import nn
 
 from seqloom import registry
 from seqloom.components import import_builtins
+from seqloom.models.transformer.builder import Vocabulary
 from seqloom.models.transformer.interop import fairseq_model_args
 from seqloom.modules.int8 import float_placeholders, is_quantized_state, load_quantized
 
@@ -31,8 +32,8 @@ def model_family(state: Mapping[str, Any]) -> str:
 
 def model_from_state(
     state: Mapping[str, Any],
-    src_dict: Any,
-    tgt_dict: Any,
+    src_dict: Vocabulary,
+    tgt_dict: Vocabulary | None,
     *,
     source: str = "checkpoint",
     overrides: Mapping[str, Any] | None = None,

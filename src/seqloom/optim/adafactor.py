@@ -22,11 +22,12 @@ State keys are fairseq's (``step``, ``exp_avg``, ``exp_avg_sq_row``/``_col`` or 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
+from torch.optim.optimizer import ParamsT
 
 from seqloom import registry
 from seqloom.config import field
@@ -81,7 +82,7 @@ class Adafactor(torch.optim.Optimizer):
 
     def __init__(
         self,
-        params: Iterable[Any],
+        params: ParamsT,
         *,
         lr: float | None = None,
         eps: tuple[float, float] = (1e-30, 1e-3),
@@ -114,7 +115,7 @@ class Adafactor(torch.optim.Optimizer):
         return (max(group["eps"][1], rms) if group["scale_parameter"] else 1.0) * base
 
     @torch.no_grad()
-    def step(self, closure: Any = None) -> Any:  # type: ignore[override]
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
         loss = closure() if closure is not None else None
         for group in self.param_groups:
             for p in group["params"]:
@@ -175,7 +176,7 @@ class Adafactor(torch.optim.Optimizer):
 
 
 @registry.OPTIMIZERS.register("adafactor", config=AdafactorConfig)
-def build_adafactor(cfg: AdafactorConfig, params: Iterable[Any], lr: float) -> torch.optim.Optimizer:
+def build_adafactor(cfg: AdafactorConfig, params: ParamsT, lr: float) -> torch.optim.Optimizer:
     return Adafactor(
         params,
         lr=lr,

@@ -14,11 +14,11 @@ State keys (``step``, ``exp_avg``, ``exp_inf``) are fairseq's, so its checkpoint
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import torch
+from torch.optim.optimizer import ParamsT
 
 from seqloom import registry
 from seqloom.config import field
@@ -55,7 +55,7 @@ class AdadeltaConfig:
 class Adamax(torch.optim.Optimizer):
     """fairseq's Adamax (see the module docstring); fp32 math for any parameter dtype."""
 
-    def __init__(self, params: Iterable[Any], *, lr: float, betas: tuple[float, float] = (0.9, 0.999),
+    def __init__(self, params: ParamsT, *, lr: float, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, bias_correction: bool = True) -> None:  # fmt: skip
         for name, value, ok in (("learning rate", lr, lr >= 0), ("epsilon", eps, eps >= 0),
                                 ("beta1", betas[0], 0 <= betas[0] < 1), ("beta2", betas[1], 0 <= betas[1] < 1),
@@ -66,7 +66,7 @@ class Adamax(torch.optim.Optimizer):
                                       bias_correction=bias_correction))  # fmt: skip
 
     @torch.no_grad()
-    def step(self, closure: Any = None) -> Any:  # type: ignore[override]
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
         loss = closure() if closure is not None else None
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
@@ -111,12 +111,12 @@ def parse_betas(text: str) -> tuple[float, float]:
 
 
 @registry.OPTIMIZERS.register("adamax", config=AdamaxConfig)
-def build_adamax(cfg: AdamaxConfig, params: Iterable[Any], lr: float) -> torch.optim.Optimizer:
+def build_adamax(cfg: AdamaxConfig, params: ParamsT, lr: float) -> torch.optim.Optimizer:
     return Adamax(params, lr=lr, betas=parse_betas(cfg.adamax_betas), eps=cfg.adamax_eps,
                   weight_decay=cfg.weight_decay, bias_correction=not cfg.no_bias_correction)  # fmt: skip
 
 
 @registry.OPTIMIZERS.register("adadelta", config=AdadeltaConfig)
-def build_adadelta(cfg: AdadeltaConfig, params: Iterable[Any], lr: float) -> torch.optim.Optimizer:
+def build_adadelta(cfg: AdadeltaConfig, params: ParamsT, lr: float) -> torch.optim.Optimizer:
     return torch.optim.Adadelta(params, lr=lr, rho=cfg.adadelta_rho, eps=cfg.adadelta_eps,
                                 weight_decay=cfg.weight_decay, foreach=True)  # fmt: skip

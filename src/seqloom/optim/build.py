@@ -11,7 +11,7 @@ import torch
 from seqloom import registry
 
 
-def build_optimizer(name: str, cfg: Any, params: Iterable[Any], lr: float) -> torch.optim.Optimizer:
+def build_optimizer(name: str, cfg: object, params: Iterable[Any], lr: float) -> torch.optim.Optimizer:
     """The optimizer registered as ``name`` (``--optimizer``), built from its config and ``lr``.
 
     ``lr`` is the first value of fairseq's ``--lr`` list; the LR scheduler changes it afterwards.

@@ -20,12 +20,13 @@ fairseq LAMB checkpoint's ``last_optimizer_state`` loads unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
+from torch.optim.optimizer import ParamsT
 
 from seqloom import registry
 from seqloom.config import field
@@ -48,7 +49,7 @@ class LambConfig:
 
 
 @registry.OPTIMIZERS.register("lamb", config=LambConfig)
-def build_lamb(cfg: LambConfig, params: Iterable[Any], lr: float) -> torch.optim.Optimizer:
+def build_lamb(cfg: LambConfig, params: ParamsT, lr: float) -> torch.optim.Optimizer:
     """:class:`Lamb` with fairseq's arguments and apex's other defaults."""
     betas = (float(cfg.lamb_betas[0]), float(cfg.lamb_betas[1]))
     return Lamb(params, lr=lr, betas=betas, eps=cfg.lamb_eps, weight_decay=cfg.weight_decay)
@@ -64,7 +65,7 @@ class Lamb(torch.optim.Optimizer):
 
     def __init__(
         self,
-        params: Iterable[Any],
+        params: ParamsT,
         lr: float = 1e-3,
         bias_correction: bool = True,
         betas: tuple[float, float] = (0.9, 0.999),

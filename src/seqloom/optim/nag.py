@@ -12,11 +12,12 @@ State keys (``momentum_buffer``, the group's ``lr_old``) are fairseq's, so its c
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch.optim.optimizer import ParamsT
 
 from seqloom import registry
 from seqloom.config import field
@@ -35,11 +36,11 @@ class NAGConfig:
 class NAG(torch.optim.Optimizer):
     """Nesterov momentum in fairseq's formulation (see the module docstring); fp32 math for any param dtype."""
 
-    def __init__(self, params: Iterable[Any], *, lr: float, momentum: float = 0.0, weight_decay: float = 0.0) -> None:
+    def __init__(self, params: ParamsT, *, lr: float, momentum: float = 0.0, weight_decay: float = 0.0) -> None:
         super().__init__(params, dict(lr=lr, lr_old=lr, momentum=momentum, weight_decay=weight_decay))
 
     @torch.no_grad()
-    def step(self, closure: Any = None) -> Any:  # type: ignore[override]
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
         loss = closure() if closure is not None else None
         for group in self.param_groups:
             lr = group["lr"]
@@ -69,5 +70,5 @@ class NAG(torch.optim.Optimizer):
 
 
 @registry.OPTIMIZERS.register("nag", config=NAGConfig)
-def build_nag(cfg: NAGConfig, params: Iterable[Any], lr: float) -> torch.optim.Optimizer:
+def build_nag(cfg: NAGConfig, params: ParamsT, lr: float) -> torch.optim.Optimizer:
     return NAG(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)

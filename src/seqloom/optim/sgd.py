@@ -6,11 +6,10 @@ L2 term of torch), so we do the same, with the foreach kernels.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import torch
+from torch.optim.optimizer import ParamsT
 
 from seqloom import registry
 from seqloom.config import field
@@ -36,10 +35,10 @@ class AdagradConfig:
 
 
 @registry.OPTIMIZERS.register("sgd", config=SGDConfig)
-def build_sgd(cfg: SGDConfig, params: Iterable[Any], lr: float) -> torch.optim.Optimizer:
+def build_sgd(cfg: SGDConfig, params: ParamsT, lr: float) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, foreach=True)
 
 
 @registry.OPTIMIZERS.register("adagrad", config=AdagradConfig)
-def build_adagrad(cfg: AdagradConfig, params: Iterable[Any], lr: float) -> torch.optim.Optimizer:
+def build_adagrad(cfg: AdagradConfig, params: ParamsT, lr: float) -> torch.optim.Optimizer:
     return torch.optim.Adagrad(params, lr=lr, weight_decay=cfg.weight_decay, foreach=True)

@@ -11,10 +11,11 @@ from types import MappingProxyType
 from typing import Any
 
 import numpy as np
-from torch import nn
+from torch import Tensor, nn
 
 from seqloom.data.batching import batch_by_size, filter_by_size, resolve_max_positions
 from seqloom.data.iterators import EpochBatchIterator
+from seqloom.data.sized import Batchable, BatchT, ItemT
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class Task:
     language_subsets: Mapping[str, list[str]] = MappingProxyType({})
 
     def __init__(self) -> None:
-        self.datasets: dict[str, Any] = {}
+        self.datasets: dict[str, Batchable[Any, Any]] = {}
 
     def prepare_model(self, model: nn.Module) -> nn.Module:
         return model
@@ -99,7 +100,7 @@ class Task:
     def symbols_to_strip_from_output(self) -> frozenset[int] | None:
         return None
 
-    def dataset(self, split: str) -> Any:
+    def dataset(self, split: str) -> Batchable[Any, Any]:
         if split not in self.datasets:
             raise KeyError(f"split {split!r} is not loaded (call load_dataset({split!r}) first)")
         return self.datasets[split]
@@ -107,7 +108,7 @@ class Task:
     def max_positions(self) -> tuple[int | None, int | None] | None:
         return None
 
-    def build_dataset_for_inference(self, tokens: list[Any]) -> Any:
+    def build_dataset_for_inference(self, tokens: list[Tensor]) -> Batchable[Any, Any]:
         """A dataset of encoded input lines for ``interactive``; tasks that generate from raw text override it."""
         raise NotImplementedError(
             f"{type(self).__name__} cannot generate from raw input lines (fairseq's cannot either); interactive "
@@ -115,7 +116,9 @@ class Task:
             "hub: fill_mask, sample)"
         )
 
-    def get_batch_iterator(self, dataset: Any, options: BatchingOptions) -> EpochBatchIterator:
+    def get_batch_iterator(
+        self, dataset: Batchable[ItemT, BatchT], options: BatchingOptions
+    ) -> EpochBatchIterator[ItemT, BatchT]:
         """Length-sorted, size-filtered, token-budget batches over ``dataset`` (fairseq's recipe)."""
         set_epoch = getattr(dataset, "set_epoch", None)
         if callable(set_epoch):  # as fairseq: the epoch's items (a resampled dataset's draw) decide the batches
@@ -168,7 +171,10 @@ class Task:
 
     @staticmethod
     def _filter(
-        dataset: Any, indices: np.ndarray, max_positions: tuple[int | None, int | None], ignore_invalid: bool
+        dataset: Batchable[Any, Any],
+        indices: np.ndarray,
+        max_positions: tuple[int | None, int | None],
+        ignore_invalid: bool,
     ) -> np.ndarray:
         kept, dropped = filter_by_size(indices, dataset.src_sizes, dataset.tgt_sizes, max_positions)
         if len(dropped) == 0:

@@ -13,9 +13,12 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Literal, Optional
 
+from torch import Tensor
+
 from seqloom import registry
 from seqloom.config.options import field
 from seqloom.data.batching import resolve_max_positions
+from seqloom.data.dictionary import Dictionary
 from seqloom.data.iterators import EpochIterator
 from seqloom.data.lm_context_window_dataset import LMContextWindowDataset
 from seqloom.data.monolingual_dataset import MonolingualDataset
@@ -69,7 +72,7 @@ class LanguageModelingConfig:
 class TruncatedDictionary:
     """The first ``length`` symbols of a dictionary (``--output-dictionary-size``); ids past it read as unk."""
 
-    def __init__(self, wrapped: Any, length: int) -> None:
+    def __init__(self, wrapped: Dictionary, length: int) -> None:
         self.wrapped = wrapped
         self.length = min(len(wrapped), length)
 
@@ -148,7 +151,7 @@ class LanguageModelingTask(Task):
         self.datasets[split] = dataset
         return dataset
 
-    def build_dataset_for_inference(self, tokens: list[Any]) -> PromptDataset:
+    def build_dataset_for_inference(self, tokens: list[Tensor]) -> PromptDataset:
         """Encoded lines as prompts to continue (``interactive``), as fairseq's task builds them."""
         d = self.dictionary
         return PromptDataset(tokens, d, start=d.bos() if self.cfg.add_bos_token else d.eos())

@@ -13,9 +13,10 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Literal, Optional
+from typing import Literal, Optional
 
 import numpy as np
+from torch import nn
 
 from seqloom import registry
 from seqloom.config.options import field
@@ -137,7 +138,7 @@ class MaskedLMTask(Task):
         self.datasets[split] = dataset
         return dataset
 
-    def prepare_model(self, model: Any) -> Any:
+    def prepare_model(self, model: nn.Module) -> nn.Module:
         """A masked-LM model must take ``masked_tokens`` (RoBERTa does); others are refused by name."""
         if not getattr(model, "supports_masked_tokens", False):
             raise ValueError(f"masked_lm: --arch builds a {type(model).__name__}, which has no masked-LM head; "

@@ -8,11 +8,10 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
 
 from seqloom.data import formats
 from seqloom.data.dictionary import Dictionary
-from seqloom.data.language_pair_dataset import ConcatTokens
+from seqloom.data.language_pair_dataset import ConcatTokens, TokenDataset
 from seqloom.tasks import base
 
 
@@ -40,12 +39,12 @@ def load_shards(
     split: str,
     *,
     combine: bool,
-    dictionary: Any,
+    dictionary: Dictionary | None,
     dataset_impl: str | None,
     task: str,
     subset_flags: str,
     logger: logging.Logger | None = None,
-) -> Any:
+) -> TokenDataset:
     """``split`` of the folder ``path`` as one token dataset (``combine``: with ``split1``, ``split2``...).
 
     ``task`` and ``subset_flags`` name the task and the flags that pick splits in the error of a missing split;

@@ -14,10 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from torch import Tensor
+
 from seqloom import registry
 from seqloom.config.options import field
 from seqloom.data import formats
-from seqloom.data.language_pair_dataset import ConcatTokens, InMemoryTokens, LanguagePairDataset
+from seqloom.data.dictionary import Dictionary
+from seqloom.data.language_pair_dataset import ConcatTokens, InMemoryTokens, LanguagePairDataset, TokenDataset
 from seqloom.tasks import base
 from seqloom.tasks.base import Task
 
@@ -105,7 +108,7 @@ class TranslationTask(Task):
     """Translate from ``source_lang`` into ``target_lang``."""
 
     def __init__(
-        self, cfg: TranslationConfig, src_dict: Any, tgt_dict: Any, *, dataset_impl: str | None = None
+        self, cfg: TranslationConfig, src_dict: Dictionary, tgt_dict: Dictionary, *, dataset_impl: str | None = None
     ) -> None:
         super().__init__()
         self.cfg = cfg
@@ -114,11 +117,11 @@ class TranslationTask(Task):
         self.pad_to_multiple = 1  # --required-seq-len-multiple: batch widths (source and target) a multiple of it
 
     @property
-    def source_dictionary(self) -> Any:
+    def source_dictionary(self) -> Dictionary:
         return self.src_dict
 
     @property
-    def target_dictionary(self) -> Any:
+    def target_dictionary(self) -> Dictionary:
         return self.tgt_dict
 
     @classmethod
@@ -171,7 +174,7 @@ class TranslationTask(Task):
         """The symbol that ends a generated target (None: the target dictionary's ``</s>``)."""
         return None
 
-    def build_dataset_for_inference(self, tokens: list[Any]) -> LanguagePairDataset:
+    def build_dataset_for_inference(self, tokens: list[Tensor]) -> LanguagePairDataset:
         """Source-only pairs for ``interactive`` from encoded lines (``tokens``: each a 1-D tensor)."""
         return LanguagePairDataset(InMemoryTokens(tokens), self.src_dict, None, self.tgt_dict,
                                    left_pad_source=self.cfg.left_pad_source)  # fmt: skip
@@ -195,7 +198,7 @@ class TranslationTask(Task):
         self.datasets[split] = dataset
         return dataset
 
-    def _pair_dataset(self, src: Any, tgt: Any, split: str) -> LanguagePairDataset:
+    def _pair_dataset(self, src: TokenDataset, tgt: TokenDataset, split: str) -> LanguagePairDataset:
         return LanguagePairDataset(
             src,
             self.src_dict,
@@ -209,10 +212,10 @@ class TranslationTask(Task):
             num_buckets=self.cfg.num_batch_buckets,
         )
 
-    def _load_shards(self, path: str, split: str, combine: bool) -> tuple[list[Any], list[Any]]:
+    def _load_shards(self, path: str, split: str, combine: bool) -> tuple[list[TokenDataset], list[TokenDataset]]:
         src, tgt = self.langs
-        srcs: list[Any] = []
-        tgts: list[Any] = []
+        srcs: list[TokenDataset] = []
+        tgts: list[TokenDataset] = []
         k = 0
         while True:
             name = split + (str(k) if k > 0 else "")
@@ -240,7 +243,7 @@ class TranslationTask(Task):
             return None
         return self._open(prefix, None)
 
-    def _open(self, path: str, dictionary: Any) -> Any:
+    def _open(self, path: str, dictionary: Dictionary | None) -> TokenDataset:
         impl = self.dataset_impl or formats.infer_dataset_impl(path)
         dataset = formats.make_dataset(path, impl, dictionary=dictionary) if impl else None
         if dataset is None:

@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from seqloom.data.dictionary import Dictionary
+
 logger = logging.getLogger(__name__)
 
 ORDER = 4
@@ -34,7 +36,7 @@ def _json_arg(text: str | None, flag: str) -> dict[str, Any]:
 class BleuValidator:
     """Translates a validation batch and returns sacrebleu's counts as logging-output sums."""
 
-    def __init__(self, cfg: Any, tgt_dict: Any, *, eos: int | None = None) -> None:
+    def __init__(self, cfg: Any, tgt_dict: Dictionary, *, eos: int | None = None) -> None:
         """``eos``: the task's end-of-target symbol when not ``</s>`` (left out of the texts too)."""
         from seqloom.generation.config import GenerationConfig
 

@@ -10,11 +10,14 @@ in mBART pretraining. Interactive inputs get ``[src]`` appended (no ``<s>``, as 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Optional
+
+from torch import Tensor
 
 from seqloom import registry
 from seqloom.config.options import field
-from seqloom.data.language_pair_dataset import AffixTokens, InMemoryTokens, LanguagePairDataset
+from seqloom.data.dictionary import Dictionary
+from seqloom.data.language_pair_dataset import AffixTokens, InMemoryTokens, LanguagePairDataset, TokenDataset
 from seqloom.tasks.translation import TranslationConfig, TranslationTask
 
 
@@ -35,7 +38,7 @@ class TranslationFromPretrainedBARTTask(TranslationTask):
 
     cfg: TranslationFromPretrainedBARTConfig
 
-    def __init__(self, cfg: TranslationFromPretrainedBARTConfig, src_dict: Any, tgt_dict: Any, *,
+    def __init__(self, cfg: TranslationFromPretrainedBARTConfig, src_dict: Dictionary, tgt_dict: Dictionary, *,
                  dataset_impl: str | None = None) -> None:  # fmt: skip
         super().__init__(cfg, src_dict, tgt_dict, dataset_impl=dataset_impl)
         if not cfg.langs:
@@ -61,7 +64,7 @@ class TranslationFromPretrainedBARTTask(TranslationTask):
         """``[tgt]``: generated targets end with it (and the decoder starts from it)."""
         return int(self.tgt_dict.index(f"[{self.langs[1]}]"))
 
-    def _pair_dataset(self, src: Any, tgt: Any, split: str) -> LanguagePairDataset:
+    def _pair_dataset(self, src: TokenDataset, tgt: TokenDataset, split: str) -> LanguagePairDataset:
         src_lang, tgt_lang = self.langs
         bos = self.src_dict.bos() if self.cfg.prepend_bos else None
         src = AffixTokens(src, prepend=bos, append=self.src_dict.index(f"[{src_lang}]"))
@@ -78,7 +81,7 @@ class TranslationFromPretrainedBARTTask(TranslationTask):
             eos=self.generation_eos,
         )
 
-    def build_dataset_for_inference(self, tokens: list[Any]) -> LanguagePairDataset:
+    def build_dataset_for_inference(self, tokens: list[Tensor]) -> LanguagePairDataset:
         src_id = self.src_dict.index(f"[{self.langs[0]}]")
         return LanguagePairDataset(AffixTokens(InMemoryTokens(tokens), append=src_id), self.src_dict, None,
                                    self.tgt_dict, left_pad_source=self.cfg.left_pad_source)  # fmt: skip

@@ -31,10 +31,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional
 
+from torch import Tensor
+
 from seqloom import registry
 from seqloom.config.options import field
 from seqloom.data.dictionary import Dictionary
-from seqloom.data.language_pair_dataset import AffixTokens, ConcatTokens, InMemoryTokens, LanguagePairDataset
+from seqloom.data.language_pair_dataset import (
+    AffixTokens,
+    ConcatTokens,
+    InMemoryTokens,
+    LanguagePairDataset,
+    TokenDataset,
+)
 from seqloom.data.resampling import MultiPairDataset, VirtualEpochMultiPairDataset
 from seqloom.tasks.translation import TranslationConfig, TranslationTask, data_paths
 
@@ -126,7 +134,7 @@ class TranslationMultiSimpleEpochTask(TranslationTask):
 
     cfg: TranslationMultiSimpleEpochConfig
 
-    def __init__(self, cfg: TranslationMultiSimpleEpochConfig, src_dict: Any, tgt_dict: Any, *,
+    def __init__(self, cfg: TranslationMultiSimpleEpochConfig, src_dict: Dictionary, tgt_dict: Dictionary, *,
                  dataset_impl: str | None = None) -> None:  # fmt: skip
         self._loading: tuple[str, str] | None = None  # the pair whose files are being read
         super().__init__(cfg, src_dict, tgt_dict, dataset_impl=dataset_impl)
@@ -272,7 +280,7 @@ class TranslationMultiSimpleEpochTask(TranslationTask):
         self.datasets[split] = dataset
         return dataset
 
-    def _lang_pair_dataset(self, src: Any, tgt: Any, pair: tuple[str, str]) -> LanguagePairDataset:
+    def _lang_pair_dataset(self, src: TokenDataset, tgt: TokenDataset, pair: tuple[str, str]) -> LanguagePairDataset:
         src_tok, tgt_tok = self.langtoks(*pair)
         return LanguagePairDataset(
             AffixTokens(src, prepend=src_tok),
@@ -284,10 +292,10 @@ class TranslationMultiSimpleEpochTask(TranslationTask):
             shuffle=False,  # fairseq's task wraps the pair in a ConcatDataset: by length, no shuffling
         )
 
-    def _pair_dataset(self, src: Any, tgt: Any, split: str) -> LanguagePairDataset:
+    def _pair_dataset(self, src: TokenDataset, tgt: TokenDataset, split: str) -> LanguagePairDataset:
         return self._lang_pair_dataset(src, tgt, self.langs)
 
-    def build_dataset_for_inference(self, tokens: list[Any]) -> LanguagePairDataset:
+    def build_dataset_for_inference(self, tokens: list[Tensor]) -> LanguagePairDataset:
         return LanguagePairDataset(AffixTokens(InMemoryTokens(tokens), prepend=self.src_langtok), self.src_dict,
                                    None, self.tgt_dict, left_pad_source=self.cfg.left_pad_source)  # fmt: skip
 

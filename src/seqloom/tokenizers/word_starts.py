@@ -7,12 +7,25 @@ count as word starts, as in fairseq.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Protocol
 
 import numpy as np
 
+from seqloom.tokenizers.bpe import BPE
 
-def word_start_table(dictionary: Any, bpe: Any) -> np.ndarray:
+
+class SymbolTable(Protocol):
+    """A dictionary's symbols by id, the first ``nspecial`` of them special (``<s>``, ``<pad>`` ...)."""
+
+    @property
+    def nspecial(self) -> int: ...
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> str: ...
+
+
+def word_start_table(dictionary: SymbolTable, bpe: BPE) -> np.ndarray:
     """``(V,)`` bool over ``dictionary``'s symbols (indexable, ``len``, ``nspecial``): True where one begins a word
     according to ``bpe.is_beginning_of_word``."""
 

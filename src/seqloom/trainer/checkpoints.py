@@ -27,6 +27,7 @@ import torch
 
 from seqloom.checkpoint.io import CheckpointWriteError, copy_checkpoint, save_checkpoint
 from seqloom.config.training import CheckpointConfig
+from seqloom.data.iterators import IteratorState
 from seqloom.optim.build import FAIRSEQ_OPTIMIZER_NAMES
 from seqloom.trainer.sharding import full_tensors
 from seqloom.trainer.trainer import Trainer
@@ -210,7 +211,7 @@ def save_checkpoints(
     trainer: Trainer,
     *,
     args: argparse.Namespace,
-    iterator_state: dict[str, Any],
+    iterator_state: IteratorState,
     end_of_epoch: bool,
     val_loss: float | None,
     best: BestTracker,

@@ -10,7 +10,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeVar, cast
 
 import torch
 import torch.distributed as dist
@@ -31,6 +31,9 @@ class DistInfo:
     @property
     def is_master(self) -> bool:
         return self.rank == 0
+
+
+T = TypeVar("T")
 
 
 def init_distributed(*, cpu: bool, backend: str = "nccl", world_size: int = 1, device_id: int = 0) -> DistInfo:
@@ -101,21 +104,22 @@ def all_reduce_sums(values: dict[str, float], device: torch.device) -> dict[str,
     return dict(zip(keys, t.tolist()))
 
 
-def all_gather_lists(values: dict[str, list[Any]]) -> dict[str, list[Any]]:
+def all_gather_lists(values: dict[str, list[T]]) -> dict[str, list[T]]:
     """Concatenates each key's lists of all ranks, in rank order."""
     if not dist.is_available() or not dist.is_initialized() or dist.get_world_size() == 1:
         return values
-    out: dict[str, list[Any]] = {}
+    out: dict[str, list[T]] = {}
     for part in all_gather_objects(values):
         for key, items in part.items():
             out.setdefault(key, []).extend(items)
     return out
 
 
-def all_gather_objects(obj: Any) -> list[Any]:
-    out: list[Any] = [None] * dist.get_world_size()
+def all_gather_objects(obj: T) -> list[T]:
+    """``obj`` of every rank, in rank order (pickled across the ranks)."""
+    out: list[T | None] = [None] * dist.get_world_size()
     dist.all_gather_object(out, obj)
-    return out
+    return cast(list[T], out)  # every rank's slot is filled
 
 
 def barrier() -> None:

@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 LN2 = math.log(2)
 # keys of a logging output that are counts to add up, not statistics to re-derive
@@ -81,6 +81,17 @@ def reduce_with(reduce: Reducer, sums: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
+class MeterState(TypedDict):
+    """What a checkpoint keeps of a :class:`Meter` (its ``extra_state["meters"]`` entries)."""
+
+    sums: dict[str, float]
+    lists: dict[str, list[Any]]  # per-example values of the logging outputs, whatever a criterion puts there
+    steps: int
+    gnorm_sum: float
+    clipped: int
+    busy_seconds: float
+
+
 @dataclass
 class Meter:
     """Accumulates updates (or validation batches) over one span: an interval, an epoch, a pass.
@@ -112,7 +123,7 @@ class Meter:
         self.sums, self.lists, self.steps, self.gnorm_sum, self.clipped, self.busy_seconds = {}, {}, 0, 0.0, 0, 0.0
         self.start = time.perf_counter()
 
-    def state_dict(self) -> dict[str, Any]:
+    def state_dict(self) -> MeterState:
         """What a checkpoint keeps of the span so far (its sums and counts; not its clock)."""
         return {"sums": dict(self.sums), "lists": {k: list(v) for k, v in self.lists.items()}, "steps": self.steps,
                 "gnorm_sum": self.gnorm_sum, "clipped": self.clipped, "busy_seconds": self.busy_seconds}  # fmt: skip
@@ -160,7 +171,7 @@ class Meter:
         return out
 
 
-def format_stat(value: Any) -> str:
+def format_stat(value: object) -> str:
     """fairseq's number formatting (``'{:g}'``), e.g. 0.000645497, 1475, 8.368."""
     if isinstance(value, bool):
         return str(value)

@@ -18,13 +18,30 @@ import logging
 import sys
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
 
 from seqloom.trainer.meters import format_stat
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
+    from tqdm import tqdm
 
 logger = logging.getLogger(__name__)
 
 BAR_STATS = ("loss", "ppl", "wps", "lr")  # shown beside a tqdm bar
+
+
+class _WandbConfig(Protocol):
+    def update(self, values: dict[str, object]) -> object: ...
+
+
+class _Wandb(Protocol):
+    """The part of the ``wandb`` module that the progress output uses."""
+
+    @property
+    def config(self) -> _WandbConfig: ...
+
+    def log(self, data: Mapping[str, object], step: int | None = None) -> object: ...
 
 
 def resolve_log_format(log_format: str | None, *, no_progress_bar: bool = False) -> str:
@@ -50,9 +67,9 @@ class Progress:
         self.format = log_format
         self.enabled = enabled
         self.tensorboard_logdir = tensorboard_logdir if enabled else None
-        self._writers: dict[str, Any] = {}
-        self._bar: Any = None
-        self._wandb: Any = None
+        self._writers: dict[str, SummaryWriter] = {}
+        self._bar: tqdm | None = None
+        self._wandb: _Wandb | None = None
         self.max_update = 0  # --max-update: the tqdm bar then also says the update and the run's time left
         self._first_log: tuple[float, int] | None = None  # (time, update) of the first interval logged
         if wandb_project and enabled:
@@ -67,12 +84,12 @@ class Progress:
                 wandb.init(project=wandb_project, reinit=False, name=wandb_run_name)
                 self._wandb = wandb
 
-    def update_config(self, config: Mapping[str, Any]) -> None:
+    def update_config(self, config: Mapping[str, object]) -> None:
         """Records the run's options with the run (Weights & Biases' config, as fairseq's training does)."""
         if self._wandb is not None:
             self._wandb.config.update(dict(config))
 
-    def log(self, stats: Mapping[str, Any], *, tag: str, step: int, epoch: int, i: int, size: int) -> None:
+    def log(self, stats: Mapping[str, object], *, tag: str, step: int, epoch: int, i: int, size: int) -> None:
         """One log interval (``i`` batches of ``size`` done in ``epoch``)."""
         if not self.enabled:
             return
@@ -110,7 +127,7 @@ class Progress:
             self._tqdm(epoch, size).update(n)
 
     def print(
-        self, stats: Mapping[str, Any], *, tag: str, step: int | None, epoch: int | None, prefix: str = ""
+        self, stats: Mapping[str, object], *, tag: str, step: int | None, epoch: int | None, prefix: str = ""
     ) -> None:
         """A summary (end of epoch, validation): every format except ``none`` prints it."""
         if not self.enabled:
@@ -120,7 +137,7 @@ class Progress:
             self._tensorboard(stats, tag, step)
             self._log_wandb(stats, tag, step)
         if self.format == "json":
-            row: dict[str, Any] = {} if epoch is None else {"epoch": epoch}
+            row: dict[str, object] = {} if epoch is None else {"epoch": epoch}
             row.update({f"{tag}_{k}": format_stat(v) for k, v in stats.items()})
             logging.getLogger(tag).info(json.dumps(row))
         elif self.format != "none":
@@ -129,7 +146,7 @@ class Progress:
             parts += [f"{k} {format_stat(v)}" for k, v in stats.items()]
             logging.getLogger(tag).info(" | ".join(parts))
 
-    def _tqdm(self, epoch: int, size: int) -> Any:
+    def _tqdm(self, epoch: int, size: int) -> tqdm:
         if self._bar is None:
             from tqdm import tqdm
 
@@ -141,7 +158,7 @@ class Progress:
             self._bar.close()
             self._bar = None
 
-    def _tensorboard(self, stats: Mapping[str, Any], tag: str, step: int) -> None:
+    def _tensorboard(self, stats: Mapping[str, object], tag: str, step: int) -> None:
         if not self.tensorboard_logdir:
             return
         if tag not in self._writers:
@@ -160,7 +177,7 @@ class Progress:
                 writer.add_scalar(key, value, step)
         writer.flush()
 
-    def _log_wandb(self, stats: Mapping[str, Any], tag: str, step: int) -> None:
+    def _log_wandb(self, stats: Mapping[str, object], tag: str, step: int) -> None:
         if self._wandb is None:
             return
         numbers = {

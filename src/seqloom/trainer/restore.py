@@ -6,10 +6,12 @@ import argparse
 import json
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from seqloom.checkpoint.io import CheckpointError
 from seqloom.config.training import CheckpointConfig
@@ -61,7 +63,7 @@ def resolve_restore_path(cfg: CheckpointConfig) -> tuple[str, bool]:
     return last, False
 
 
-def check_weights_fit(own: dict[str, Any], saved: dict[str, Any], *, source: str) -> None:
+def check_weights_fit(own: Mapping[str, Tensor], saved: Mapping[str, Tensor], *, source: str) -> None:
     """Raises :class:`CheckpointError` summing up how the checkpoint's weights ``saved`` differ from the model's
     ``own`` (names and shapes; a few examples of each kind), instead of torch's list of every mismatch; returns
     if their names and shapes agree."""

@@ -16,13 +16,16 @@ offered.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard, cast
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
 from seqloom.devices import torch_release
+
+if TYPE_CHECKING:
+    from torch.distributed.tensor import DTensor
 
 # torch releases whose fully_shard fails on the CPU inside torch itself (2.6: "'Stream' object has no attribute
 # 'record_event'" in the all-gather; 2.11: "setStorage ... storage of size 0" in the backward); 2.13 passes
@@ -82,7 +85,7 @@ def is_sharded(model: nn.Module) -> bool:
     return isinstance(model, FSDPModule)
 
 
-def _is_dtensor(value: Any) -> bool:
+def _is_dtensor(value: object) -> TypeGuard[DTensor]:
     from torch.distributed.tensor import DTensor
 
     return isinstance(value, DTensor)
@@ -101,7 +104,7 @@ def full_tensors(value: Any) -> Any:
     return value
 
 
-def _shard_like(full: torch.Tensor, param: Any) -> Any:
+def _shard_like(full: torch.Tensor, param: DTensor) -> DTensor:
     """``full`` split over the ranks as the sharded ``param`` is."""
     from torch.distributed.tensor import distribute_tensor
 
@@ -143,10 +146,11 @@ def shard_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
                     state[key] = _shard_like(value, p)
 
 
-def sharded_grad_norm(grads: list[Any]) -> torch.Tensor:
-    """The L2 norm of sharded gradients: local sums of squares, summed over the ranks."""
-    local = torch.zeros((), dtype=torch.float32, device=grads[0].to_local().device)
-    for g in grads:
+def sharded_grad_norm(grads: list[torch.Tensor]) -> torch.Tensor:
+    """The L2 norm of sharded gradients (DTensors): local sums of squares, summed over the ranks."""
+    shards = cast("list[DTensor]", grads)  # a sharded model's gradients are DTensors
+    local = torch.zeros((), dtype=torch.float32, device=shards[0].to_local().device)
+    for g in shards:
         local += g.to_local().float().square().sum()
     dist.all_reduce(local)
     return local.sqrt()

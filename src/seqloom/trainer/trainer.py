@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -64,6 +64,18 @@ class StepResult:
     skipped: bool
     lr: float
     seconds: float
+
+
+class Schedule(Protocol):
+    """The learning-rate schedule as the trainer drives it (:class:`seqloom.optim.lr_scheduler.LRScheduler`)."""
+
+    def step_update(self, num_updates: int) -> float: ...
+
+    def step(self, epoch: int, val_loss: float | None = None) -> float: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None: ...
 
 
 class ModuleProxyDDP(nn.parallel.DistributedDataParallel):
@@ -115,7 +127,7 @@ class Trainer:
         model: nn.Module,
         criterion: nn.Module,
         optimizer: torch.optim.Optimizer,
-        lr_scheduler: Any,
+        lr_scheduler: Schedule,
         *,
         dist: DistInfo,
         options: TrainerOptions,

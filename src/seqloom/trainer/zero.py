@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import torch
 
@@ -33,12 +33,12 @@ def shard_optimizer(optimizer: torch.optim.Optimizer) -> ZeroRedundancyOptimizer
     return ZeroRedundancyOptimizer(groups, optimizer_class=cls, **defaults)
 
 
-def is_zero(optimizer: Any) -> bool:
+def is_zero(optimizer: torch.optim.Optimizer) -> TypeGuard[ZeroRedundancyOptimizer]:
     module = sys.modules.get("torch.distributed.optim")  # not imported: no optimizer can be one
     return module is not None and isinstance(optimizer, module.ZeroRedundancyOptimizer)
 
 
-def full_optimizer_state(optimizer: Any, *, is_master: bool) -> dict[str, Any] | None:
+def full_optimizer_state(optimizer: torch.optim.Optimizer, *, is_master: bool) -> dict[str, Any] | None:
     """The whole optimizer state on rank 0 (None elsewhere). With ZeRO every rank must call this (it gathers)."""
     if not is_zero(optimizer):
         return optimizer.state_dict()

@@ -8,6 +8,7 @@ state dicts match fairseq's key for key. ``BARTModel.from_pretrained(dir, ...)``
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -90,7 +91,7 @@ class BARTModel(TransformerModel):
     hub_family = "bart"
 
     @classmethod
-    def from_pretrained(cls, model_name_or_path: Any, checkpoint_file: str = "model.pt", data_name_or_path: str = ".",
+    def from_pretrained(cls, model_name_or_path: str | os.PathLike[str], checkpoint_file: str = "model.pt", data_name_or_path: str = ".",
                         bpe: str = "gpt2", **overrides: Any) -> Any:  # fmt: skip
         """fairseq's ``BARTModel.from_pretrained``: a local BART directory -> :class:`~seqloom.hub.bart.BARTHub`
         (found through the hub registry, as :meth:`TransformerModel.from_pretrained` explains)."""

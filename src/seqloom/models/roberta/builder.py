@@ -14,44 +14,15 @@ from seqloom import registry
 from seqloom.models.bart.model import init_bert_params
 from seqloom.models.roberta.config import RobertaConfig
 from seqloom.models.roberta.model import LMHead, RobertaEncoder, RobertaModel
-from seqloom.models.transformer.builder import Vocabulary
-from seqloom.modules.positions import positional_embedding
+from seqloom.models.transformer.builder import Vocabulary, build_encoder_stack
 from seqloom.modules.transformer import TransformerEncoder
-from seqloom.modules.transformer_layers import TransformerEncoderLayer
 
 
 def build_sentence_encoder(cfg: RobertaConfig, embed_tokens: nn.Embedding) -> TransformerEncoder:
     """fairseq's ``TransformerEncoder`` as RoBERTa configures it (``cfg`` resolved)."""
     assert cfg.max_positions is not None, "pass cfg.resolved()"
-    dim, pad = cfg.encoder_embed_dim, int(embed_tokens.padding_idx if embed_tokens.padding_idx is not None else 1)
-    positions = None
-    if not cfg.no_token_positional_embeddings:
-        positions = positional_embedding(cfg.max_positions, dim, pad, learned=cfg.encoder_learned_pos)
-    layers = [
-        TransformerEncoderLayer(
-            dim,
-            cfg.encoder_ffn_embed_dim,
-            cfg.encoder_attention_heads,
-            dropout=cfg.dropout,
-            attention_dropout=cfg.attention_dropout,
-            activation_dropout=cfg.activation_dropout,
-            activation=cfg.activation_fn,
-            normalize_before=cfg.encoder_normalize_before,
-        )
-        for _ in range(cfg.encoder_layers)
-    ]
-    return TransformerEncoder(
-        embed_tokens,
-        positions,
-        layers,
-        embed_scale=1.0 if cfg.no_scale_embedding else dim**0.5,
-        dropout=cfg.dropout,
-        layernorm_embedding=nn.LayerNorm(dim) if cfg.layernorm_embedding else None,
-        layer_norm=nn.LayerNorm(dim) if cfg.encoder_normalize_before else None,
-        max_source_positions=cfg.max_positions,
-        layerdrop=cfg.encoder_layerdrop,
-        checkpoint_activations=cfg.checkpoint_activations,
-    )
+    pad = int(embed_tokens.padding_idx if embed_tokens.padding_idx is not None else 1)
+    return build_encoder_stack(cfg, embed_tokens, pad=pad, max_positions=cfg.max_positions)
 
 
 def build_model(cfg: RobertaConfig, src_dict: Vocabulary, tgt_dict: Vocabulary | None = None) -> RobertaModel:

@@ -25,7 +25,47 @@ class Vocabulary(Protocol):
     def pad(self) -> int: ...
 
 
-class DecoderShape(Protocol):
+class LayerShape(Protocol):
+    """The options that encoder and decoder configs share: dropouts, activation, embedding extras."""
+
+    @property
+    def dropout(self) -> float: ...
+    @property
+    def attention_dropout(self) -> float: ...
+    @property
+    def activation_dropout(self) -> float: ...
+    @property
+    def activation_fn(self) -> str: ...
+    @property
+    def no_token_positional_embeddings(self) -> bool: ...
+    @property
+    def layernorm_embedding(self) -> bool: ...
+
+
+class EncoderShape(LayerShape, Protocol):
+    """The encoder options that the transformer's and RoBERTa's configs share."""
+
+    @property
+    def encoder_embed_dim(self) -> int: ...
+    @property
+    def encoder_ffn_embed_dim(self) -> int: ...
+    @property
+    def encoder_layers(self) -> int: ...
+    @property
+    def encoder_attention_heads(self) -> int: ...
+    @property
+    def encoder_normalize_before(self) -> bool: ...
+    @property
+    def encoder_learned_pos(self) -> bool: ...
+    @property
+    def encoder_layerdrop(self) -> float: ...
+    @property
+    def no_scale_embedding(self) -> bool: ...
+    @property
+    def checkpoint_activations(self) -> bool: ...
+
+
+class DecoderShape(LayerShape, Protocol):
     """The decoder options that the transformer's and the language model's configs share."""
 
     @property
@@ -35,11 +75,7 @@ class DecoderShape(Protocol):
     @property
     def max_target_positions(self) -> int | None: ...
     @property
-    def no_token_positional_embeddings(self) -> bool: ...
-    @property
     def decoder_learned_pos(self) -> bool: ...
-    @property
-    def layernorm_embedding(self) -> bool: ...
     @property
     def decoder_normalize_before(self) -> bool: ...
     @property
@@ -52,14 +88,6 @@ class DecoderShape(Protocol):
     def decoder_layers(self) -> int: ...
     @property
     def decoder_attention_heads(self) -> int: ...
-    @property
-    def dropout(self) -> float: ...
-    @property
-    def attention_dropout(self) -> float: ...
-    @property
-    def activation_dropout(self) -> float: ...
-    @property
-    def activation_fn(self) -> str: ...
     @property
     def scale_attn(self) -> bool: ...
     @property
@@ -154,11 +182,15 @@ def output_projection(out_dim: int, vocab_size: int, *, tied_to: nn.Embedding | 
     return proj
 
 
-def build_encoder(cfg: TransformerConfig, embed_tokens: nn.Embedding) -> TransformerEncoder:
-    dim, pad = cfg.encoder_embed_dim, int(embed_tokens.padding_idx or 0)
+def build_encoder_stack(
+    cfg: EncoderShape, embed_tokens: nn.Embedding, *, pad: int, max_positions: int
+) -> TransformerEncoder:
+    """fairseq's ``TransformerEncoder`` over ``embed_tokens`` for a resolved encoder config: positions (``pad`` is
+    their padding index, ``max_positions`` their number), the layers, then the norms, in fairseq's order."""
+    dim = cfg.encoder_embed_dim
     positions = None
     if not cfg.no_token_positional_embeddings:
-        positions = positional_embedding(cfg.max_source_positions, dim, pad, learned=cfg.encoder_learned_pos)
+        positions = positional_embedding(max_positions, dim, pad, learned=cfg.encoder_learned_pos)
     layernorm_embedding = nn.LayerNorm(dim) if cfg.layernorm_embedding else None
     layers = [
         TransformerEncoderLayer(
@@ -181,10 +213,15 @@ def build_encoder(cfg: TransformerConfig, embed_tokens: nn.Embedding) -> Transfo
         dropout=cfg.dropout,
         layernorm_embedding=layernorm_embedding,
         layer_norm=nn.LayerNorm(dim) if cfg.encoder_normalize_before else None,
-        max_source_positions=cfg.max_source_positions,
+        max_source_positions=max_positions,
         layerdrop=cfg.encoder_layerdrop,
         checkpoint_activations=cfg.checkpoint_activations,
     )
+
+
+def build_encoder(cfg: TransformerConfig, embed_tokens: nn.Embedding) -> TransformerEncoder:
+    pad = int(embed_tokens.padding_idx or 0)
+    return build_encoder_stack(cfg, embed_tokens, pad=pad, max_positions=cfg.max_source_positions)
 
 
 def build_decoder(cfg: TransformerConfig, embed_tokens: nn.Embedding, vocab_size: int) -> TransformerDecoder:

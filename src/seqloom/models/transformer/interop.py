@@ -79,11 +79,11 @@ def config_from_fairseq_args(args: Mapping[str, Any]) -> TransformerConfig:
     return dataclasses.replace(base, **updates)
 
 
-def _is_optional(tp: Any) -> bool:
+def _is_optional(tp: object) -> bool:
     return type(None) in typing.get_args(tp)
 
 
-def _coerce(value: Any, tp: Any) -> Any:
+def _coerce(value: object, tp: object) -> object:
     """Fixes up values as fairseq stores them: interpolations (``${...}``) mean "derived", lists as text."""
     if isinstance(value, str) and value.startswith("${"):
         return None

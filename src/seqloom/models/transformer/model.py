@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -27,7 +28,7 @@ class TransformerModel(nn.Module):
     hub_family = "transformer"
 
     @classmethod
-    def from_pretrained(cls, model_name_or_path: Any, checkpoint_file: str = "model.pt", data_name_or_path: str = ".",
+    def from_pretrained(cls, model_name_or_path: str | os.PathLike[str], checkpoint_file: str = "model.pt", data_name_or_path: str = ".",
                         **overrides: Any) -> Any:  # fmt: skip
         """fairseq's ``TransformerModel.from_pretrained``: a local model directory -> its hub (a translation hub
         whose ``models`` are instances of this class), with fairseq's keyword overrides (``tokenizer='moses'``,

@@ -47,7 +47,7 @@ def _preset(arch: str) -> TransformerLMConfig:
     raise ValueError(f"checkpoint holds a {arch!r} model, not fairseq's decoder-only 'transformer_lm'")
 
 
-def _coerce(value: Any, tp: Any) -> Any:
+def _coerce(value: object, tp: object) -> object:
     """Values as fairseq stores them: ``${...}`` interpolations mean "derived", lists of cutoffs as text."""
     if isinstance(value, str) and value.startswith("${"):
         return None
@@ -58,7 +58,7 @@ def _coerce(value: Any, tp: Any) -> Any:
     return value
 
 
-def _strip(tp: Any) -> Any:
+def _strip(tp: object) -> object:
     args = [a for a in typing.get_args(tp) if a is not type(None)]
     return args[0] if len(args) == 1 else tp
 

@@ -7,6 +7,7 @@ prefixes, exactly as fairseq's language-modeling task does.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, cast
@@ -154,7 +155,7 @@ class TransformerLM(nn.Module):
     hub_family = "transformer_lm"
 
     @classmethod
-    def from_pretrained(cls, model_name_or_path: Any, checkpoint_file: str = "model.pt", data_name_or_path: str = ".",
+    def from_pretrained(cls, model_name_or_path: str | os.PathLike[str], checkpoint_file: str = "model.pt", data_name_or_path: str = ".",
                         **overrides: Any) -> Any:  # fmt: skip
         """fairseq's ``TransformerLanguageModel.from_pretrained``: a local model directory -> its language-model hub
         (see :mod:`seqloom.hub.language_model`)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import cast
 
 import torch
 
@@ -30,7 +30,7 @@ def import_schedulers() -> None:
 
 def build_lr_scheduler(
     name: str,
-    cfg: Any,
+    cfg: object,
     optimizer: torch.optim.Optimizer,
     *,
     lr: float | Sequence[float],
@@ -55,4 +55,4 @@ def build_lr_scheduler(
         max_update=int(max_update or 0),
         maximize_best_checkpoint_metric=maximize_best_checkpoint_metric,
     )
-    return entry.obj(cfg, optimizer, inputs)
+    return cast(LRScheduler, entry.obj(cfg, optimizer, inputs))
