@@ -11,7 +11,7 @@ as fairseq does.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -53,7 +53,10 @@ class SentenceRankingDataset(SentencePredictionDataset):
     def __init__(self, options: OptionsTokens, labels: Sequence[int] | None, *, pad: int, shuffle: bool,
                  seed: int) -> None:  # fmt: skip
         targets = [torch.tensor(-1 if labels is None else labels[i]) for i in range(len(options))]
-        super().__init__(options, targets, pad=pad, add_prev_output_tokens=False, shuffle=shuffle, seed=seed)
+        # the base class only stores, sizes and orders the items; this class's collater reads them as lists
+        super().__init__(
+            cast(TokenDataset, options), targets, pad=pad, add_prev_output_tokens=False, shuffle=shuffle, seed=seed
+        )
         self.has_labels = labels is not None
         self.num_options = len(options.options)
 
