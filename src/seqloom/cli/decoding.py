@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Iterable, Iterator, Sized
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -26,9 +26,11 @@ from seqloom.modules.int8 import int8_unavailable, quantize_model
 
 
 def load_task(args: ParsedArgs, *, split: str | None = None) -> Any:
-    """The task of ``--task`` set up from its config; the dataset format is inferred when not given."""
-    task = registry.TASKS.get(args.namespace.task).setup_task(
-        args["task"], dataset_impl=getattr(args.get("dataset"), "dataset_impl", None)
+    """The task of ``--task`` set up from a copy of its config (what it infers stays the task's); the dataset
+    format is inferred when not given."""
+    dataset = args.get("dataset")
+    task = registry.TASKS.get(args.components.required("task")).setup_task(
+        replace(args["task"]), dataset_impl=dataset.dataset_impl if dataset is not None else None
     )
     if split is not None and getattr(task, "dataset_impl", "x") is None:
         task.dataset_impl = infer_impl(task, split)
@@ -61,9 +63,9 @@ class TextCodec:
         from seqloom.tokenizers.bpe import build_bpe
         from seqloom.tokenizers.tokenizer import build_tokenizer
 
-        ns = args.namespace
-        tokenizer = build_tokenizer(ns.tokenizer, args.get("tokenizer")) if ns.tokenizer else None
-        bpe = build_bpe(ns.bpe, args.get("bpe")) if ns.bpe else None
+        chosen = args.components
+        tokenizer = build_tokenizer(chosen.tokenizer, args.get("tokenizer")) if chosen.tokenizer else None
+        bpe = build_bpe(chosen.bpe, args.get("bpe")) if chosen.bpe else None
         return cls(tokenizer, bpe)
 
     def encode(self, x: str) -> str:

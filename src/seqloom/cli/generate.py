@@ -104,10 +104,11 @@ def run_reporting_errors(args: ParsedArgs, out: TextIO) -> int:
 
 def run(args: ParsedArgs, out: TextIO) -> int:
     common, ev, data, gen = args["common"], args["common_eval"], args["dataset"], args["generation"]
-    task_cls = registry.TASKS.get(args.namespace.task)
+    task_name = args.components.required("task")
+    task_cls = registry.TASKS.get(task_name)
     if not issubclass(task_cls, TranslationTask):
         raise ValueError(
-            f"--task {args.namespace.task}: seqloom generate translates binarized sentence pairs; continue prompts "
+            f"--task {task_name}: seqloom generate translates binarized sentence pairs; continue prompts "
             "with `seqloom interactive --task language_modeling` (or the hub's sample), score a language model "
             "with `seqloom eval-lm`"
         )
@@ -118,7 +119,7 @@ def run(args: ParsedArgs, out: TextIO) -> int:
         )
     torch.manual_seed(common.seed)
     if gen.sacrebleu:
-        args["scoring"].scoring = "sacrebleu"
+        args.set(scoring="sacrebleu")
     task = load_task(args, split=data.gen_subset)
     models = load_ensemble(ev.model_path, task, model_overrides=ev.model_overrides)
     device = place_models(models, common)

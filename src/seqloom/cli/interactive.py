@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args["common"].log_format, args["common"].log_file)
     data, inter = args["dataset"], args["interactive"]
     if data.max_tokens is None and data.batch_size is None:
-        data.batch_size = 1
+        args.set(batch_size=1)
     if args["generation"].sampling and args["generation"].nbest != args["generation"].beam:
         raise SystemExit(
             "--sampling draws one hypothesis per beam, so --nbest must equal --beam (got --nbest {} and --beam {})".format(

@@ -16,15 +16,15 @@ import shutil
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, cast
 
 from seqloom import registry
 from seqloom.cli.fairseq_flags import config_key_note, strip_ignored, unsupported_message
+from seqloom.cli.parsed import ParsedArgs
 from seqloom.cli.specs import ALL_SPECS, CommandSpec
 from seqloom.components import import_builtins, import_user_dir
-from seqloom.config.options import add_dataclass_args, from_namespace, suggest
+from seqloom.config.options import add_dataclass_args, suggest
 
 # selector dest -> (flag, registry)
 SELECTORS: dict[str, tuple[str, registry.Registry[Any]]] = {
@@ -54,51 +54,6 @@ SECTION_SELECTORS = {"model": "arch"}
 COMPONENT_SECTIONS = frozenset(
     {"task", "model", "criterion", "optimizer", "lr_scheduler", "scoring", "bpe", "tokenizer"}
 )
-
-
-@dataclass
-class ParsedArgs:
-    """The result of parsing: the flat namespace and one config instance per group or component."""
-
-    namespace: argparse.Namespace
-    configs: dict[str, Any]
-    parser: ArgumentParser | None = None
-    # each option's value before ``--config`` and the command line: the class default or the arch preset's
-    defaults: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-    def changed_options(self) -> list[str]:
-        """The options that differ from their defaults, written as command-line words (``--lr 0.002``,
-        ``--share-all-embeddings``): a run's configuration in a line instead of the whole namespace."""
-        if self.parser is None:
-            return []
-        words: list[str] = []
-        for action in self.parser._actions:
-            value = getattr(self.namespace, action.dest, None)
-            if action.dest == "help" or value == self.defaults.get(action.dest):
-                continue
-            if not action.option_strings:  # a positional (DATA)
-                words.append(str(value))
-            elif isinstance(action, argparse.BooleanOptionalAction):
-                words.append(action.option_strings[0 if value else 1])
-            elif isinstance(value, bool) and action.nargs == 0:
-                words.append(action.option_strings[0])
-            else:
-                words += [action.option_strings[0], _as_word(value)]
-        return words
-
-    def __getitem__(self, key: str) -> Any:
-        return self.configs[key]
-
-    def get(self, key: str) -> Any:
-        return self.configs.get(key)
-
-
-def _as_word(value: Any) -> str:
-    if isinstance(value, (list, tuple)):
-        text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
-    else:
-        text = str(value)
-    return text if text and not any(c.isspace() or c in "'\"()$;&|" for c in text) else repr(text)
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -315,8 +270,8 @@ def parse_args(
     for flag, implied in (("memory_efficient_fp16", "fp16"), ("memory_efficient_bf16", "bf16")):
         if getattr(ns, flag, False):  # fairseq's rule: the memory-efficient variants switch the precision on
             setattr(ns, implied, True)
-    configs = {kind: from_namespace(cls, ns) for kind, cls in classes.items()}
-    return ParsedArgs(ns, configs, parser=parser, defaults=base_defaults)
+    # from here on the options live in the configs alone (ParsedArgs.namespace is a view of them)
+    return ParsedArgs.from_namespace(ns, classes, selectors=spec.selectors, parser=parser, defaults=base_defaults)
 
 
 def _choose_components(

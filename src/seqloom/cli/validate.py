@@ -108,6 +108,8 @@ def run(parsed: ParsedArgs) -> int:
     common, ds, ev = parsed["common"], parsed["dataset"], parsed["common_eval"]
     device = select_device(cpu=common.cpu)
     torch.manual_seed(common.seed)
+    if not ev.model_path:
+        raise ValueError("seqloom validate: --path CHECKPOINT is required")
     task = build_task(parsed)
     overrides = parse_model_overrides(ev.model_overrides)
     model, state = load_model(ev.model_path.split(os.pathsep)[0], task, overrides, device)
