@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,7 +130,7 @@ def evaluate(parsed: ParsedArgs) -> EvalLMResult:
     return result
 
 
-def score_all(models: list[nn.Module], batches: Any, task: Any, parsed: ParsedArgs, device: torch.device
+def score_all(models: list[nn.Module], batches: Iterable[dict[str, Any]], task: Any, parsed: ParsedArgs, device: torch.device
               ) -> EvalLMResult:  # fmt: skip
     ev, common_eval = parsed["eval_lm"], parsed["common_eval"]
     dictionary = task.target_dictionary

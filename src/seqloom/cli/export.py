@@ -15,7 +15,7 @@ With ``--quantize int8`` the linear layers are stored as int8 weights plus their
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,11 @@ def hub_options(args: ParsedArgs) -> dict[str, Any]:
     return options
 
 
-def registered_exporter(path: Path) -> Any:
+# a model family's ``export(model_dir, checkpoint_file, data, hub options, out_dir) -> the export's folder``
+Exporter = Callable[[Path, str, str, Mapping[str, Any], str], Path]
+
+
+def registered_exporter(path: Path) -> Exporter | None:
     """The ``export`` function of the model family a checkpoint holds, if the family registers one."""
     from seqloom import components, registry
     from seqloom.checkpoint.io import load_checkpoint

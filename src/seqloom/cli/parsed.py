@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn, overload
 
 from seqloom.cli.specs import EvalLMConfig, ExportConfig, PreprocessConfig, ScoreConfig
 from seqloom.config.common import CommonConfig
-from seqloom.config.options import bounds_problem, value_mismatch
+from seqloom.config.options import bounds_problem, from_namespace, value_mismatch
 from seqloom.config.training import (
     CheckpointConfig,
     DataDirConfig,
@@ -132,11 +132,9 @@ class ParsedArgs:
     ) -> ParsedArgs:
         """Moves argparse's namespace into the configs of ``classes`` (kind -> config class); ``selectors``: the
         command's selector dests. The namespace is not kept."""
-        from seqloom.config.options import from_namespace
-
         values = vars(ns)
         selectors = tuple(selectors)
-        configs = {kind: from_namespace(config_cls, ns) for kind, config_cls in classes.items()}
+        configs: dict[str, DataclassInstance] = {kind: from_namespace(c, ns) for kind, c in classes.items()}
         held = {f.name for c in configs.values() for f in dataclasses.fields(c) if f.init}
         loose = {k: v for k, v in values.items() if k not in held and k not in selectors}
         components = Components(**{dest: values[dest] for dest in selectors})
@@ -198,7 +196,7 @@ class ParsedArgs:
         return self._configs.get(key)
 
     @property
-    def configs(self) -> Mapping[str, Any]:
+    def configs(self) -> Mapping[str, DataclassInstance]:
         """Every config by group or component name (a read-only mapping; the configs themselves are the storage)."""
         return MappingProxyType(self._configs)
 

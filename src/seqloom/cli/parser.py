@@ -15,7 +15,7 @@ import re
 import shutil
 import sys
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, cast
 
@@ -110,7 +110,7 @@ def _selector_parser(spec: CommandSpec) -> ArgumentParser:
     return p
 
 
-def load_yaml(path: str) -> dict[str, Any]:
+def load_yaml(path: str) -> dict[str, object]:
     """Reads a YAML config: a flat mapping of option names, or sections of them (``task: {...}``)."""
     import yaml
 
@@ -123,7 +123,7 @@ def load_yaml(path: str) -> dict[str, Any]:
         raise SystemExit(f"--config {path}: not valid YAML: {err}") from None
     if not isinstance(data, dict):
         raise SystemExit(f"--config {path}: expected a mapping of option names to values")
-    flat: dict[str, Any] = {}
+    flat: dict[str, object] = {}
     for key, value in data.items():
         key = str(key).replace("-", "_")
         if key == "_name":  # fairseq's dumps name the root config too (null)
@@ -144,19 +144,20 @@ def load_yaml(path: str) -> dict[str, Any]:
 _REFERENCE = re.compile(r"^\$\{([\w.]+)\}$")
 
 
-def _resolve_interpolations(flat: dict[str, Any]) -> dict[str, Any]:
+def _resolve_interpolations(flat: dict[str, object]) -> dict[str, object]:
     """OmegaConf's ``${group.option}`` references (fairseq's configs tie ``lr_scheduler.lr`` to
     ``optimization.lr`` so): the value of that option in the same file; a reference to an option the file
     does not set is dropped (the option keeps its default, as the referenced one does)."""
-    out: dict[str, Any] = {}
+    out: dict[str, object] = {}
     for key, value in flat.items():
         match = _REFERENCE.match(value) if isinstance(value, str) else None
         if match is None:
             out[key] = value
             continue
         target = match.group(1).split(".")[-1]
-        if target in flat and not (isinstance(flat[target], str) and _REFERENCE.match(flat[target])):
-            out[key] = flat[target]
+        referenced = flat.get(target)
+        if target in flat and not (isinstance(referenced, str) and _REFERENCE.match(referenced)):
+            out[key] = referenced
     return out
 
 
@@ -225,7 +226,7 @@ def _add_positionals(parser: ArgumentParser, cls: type, taken: set[str]) -> None
             )
 
 
-def _component_config(dest: str, name: str) -> tuple[type | None, Any, str]:
+def _component_config(dest: str, name: str) -> tuple[type | None, object, str]:
     _, reg = SELECTORS[dest]
     if dest == "arch":
         arch = reg.get(name)
@@ -237,7 +238,7 @@ def parse_args(
     spec: CommandSpec,
     argv: Sequence[str] | None = None,
     *,
-    defaults: tuple[str, dict[str, Any]] | None = None,
+    defaults: tuple[str, Mapping[str, object]] | None = None,
 ) -> ParsedArgs:
     """Parses ``argv`` (default ``sys.argv[1:]``) for the command described by ``spec``.
 
@@ -251,7 +252,7 @@ def parse_args(
     user_dir = pre.user_dir or yaml_values.get("user_dir")
     if user_dir:
         try:
-            import_user_dir(user_dir)
+            import_user_dir(str(user_dir))
         except FileNotFoundError as err:  # a wrong path: a usage error; an error inside the package keeps its traceback
             ArgumentParser(prog=spec.prog, add_help=False).error(str(err))
     source, given = defaults or ("", {})
@@ -275,13 +276,14 @@ def parse_args(
 
 
 def _choose_components(
-    spec: CommandSpec, pre: argparse.Namespace, yaml_values: dict[str, Any], argv: Sequence[str]
+    spec: CommandSpec, pre: argparse.Namespace, yaml_values: Mapping[str, object], argv: Sequence[str]
 ) -> dict[str, str | None]:
     chosen: dict[str, str | None] = {}
     for dest in spec.selectors:
         flag, reg = SELECTORS[dest]
         on_cli = any(a == flag or a.startswith(flag + "=") or (dest == "arch" and a == "-a") for a in argv)
-        name = getattr(pre, dest) if on_cli or dest not in yaml_values else yaml_values[dest]
+        value = getattr(pre, dest) if on_cli or dest not in yaml_values else yaml_values[dest]
+        name = None if value is None else str(value)
         if name is not None and name not in reg:
             raise SystemExit(
                 f"{spec.prog}: error: argument {flag}: " + registry.unknown_name_message(reg.kind, name, reg.names())
@@ -307,7 +309,7 @@ def _options_of_all_commands() -> set[str]:
     return _ALL_OPTIONS
 
 
-def _apply_yaml_defaults(parser: ArgumentParser, values: dict[str, Any], source: str) -> None:
+def _apply_yaml_defaults(parser: ArgumentParser, values: Mapping[str, object], source: str) -> None:
     """Sets ``values`` as the parser's defaults; errors name ``source`` (e.g. ``--config run.yaml``)."""
     actions = {a.dest: a for a in parser._actions}
     # an option's other names (--relu-dropout for --activation-dropout), as keys: used unless the option's own
@@ -318,7 +320,7 @@ def _apply_yaml_defaults(parser: ArgumentParser, values: dict[str, Any], source:
         alias_value = values.pop(key)
         if not values.get(aliases[key]):
             values[aliases[key]] = alias_value
-    defaults: dict[str, Any] = {}
+    defaults: dict[str, object] = {}
     for key, value in values.items():
         if key in SELECTORS:  # already chose the component
             continue
@@ -335,7 +337,7 @@ def _apply_yaml_defaults(parser: ArgumentParser, values: dict[str, Any], source:
         if action.type is not None and value is not None and not isinstance(value, bool):
             text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
             try:
-                value = cast("Callable[[str], Any]", action.type)(text)  # add_dataclass_args sets callable types
+                value = cast("Callable[[str], object]", action.type)(text)  # add_dataclass_args sets callable types
             except (argparse.ArgumentTypeError, ValueError) as err:
                 parser.error(f"{source}: option {key!r}: {err}")
         if action.choices is not None and value is not None and value not in action.choices:

@@ -22,9 +22,7 @@ from seqloom.checkpoint.io import CheckpointError
 from seqloom.cli.build import build_criterion, build_model, build_task, count_parameters
 from seqloom.cli.parser import ParsedArgs, parse_args
 from seqloom.cli.specs import TRAIN as SPEC
-from seqloom.config.training import (
-    EMAConfig,
-)
+from seqloom.config.training import DatasetConfig, EMAConfig
 from seqloom.data.iterators import EpochBatchIterator
 from seqloom.logs import setup_logging
 from seqloom.optim import build_lr_scheduler, build_optimizer
@@ -85,7 +83,7 @@ def check_options(parsed: ParsedArgs) -> None:
         parsed.set(batch_size_valid=ds.batch_size)
 
 
-def check_valid_subsets(data: str | None, cfg: Any) -> None:
+def check_valid_subsets(data: str | None, cfg: DatasetConfig) -> None:
     """fairseq's guard: validation files ``valid<N>.*`` in a data folder that ``--valid-subset`` leaves out are
     an error (they were probably meant to count), unless combined or explicitly ignored."""
     if cfg.ignore_unused_valid_subsets or cfg.combine_valid_subsets or not data:
@@ -251,7 +249,7 @@ class Batches:
         return self._valid[subset]
 
 
-def _min_positions(*limits: Any) -> tuple[int | None, int | None] | None:
+def _min_positions(*limits: int | tuple[int | None, int | None] | None) -> tuple[int | None, int | None] | None:
     from seqloom.data.batching import resolve_max_positions
 
     return resolve_max_positions(*limits)

@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
@@ -72,7 +72,9 @@ def load_model(path: str, task: Any, overrides: dict[str, Any], device: torch.de
     return model.to(device).eval(), state
 
 
-def validate_subset(model: torch.nn.Module, criterion: Any, itr: Any, device: torch.device) -> dict[str, float]:
+def validate_subset(
+    model: torch.nn.Module, criterion: torch.nn.Module, itr: Iterable[dict[str, Any]], device: torch.device
+) -> dict[str, float]:
     """One aggregate of the criterion's logging outputs over every batch of ``itr``."""
     outputs = []
     start = time.perf_counter()
@@ -139,7 +141,7 @@ def run(parsed: ParsedArgs) -> int:
     return 0
 
 
-def _resolve(*limits: Any) -> tuple[int | None, int | None]:
+def _resolve(*limits: int | tuple[int | None, int | None] | None) -> tuple[int | None, int | None]:
     from seqloom.data.batching import resolve_max_positions
 
     return resolve_max_positions(*limits)
