@@ -56,7 +56,7 @@ def check_options(parsed: ParsedArgs) -> None:
         raise SystemExit(f"seqloom train: {flag} {value}: every value must be at least 1 (batches per update)")
     if chosen.arch is None:
         raise SystemExit("seqloom train: --arch is required (e.g. --arch transformer)")
-    eval_bleu = bool(getattr(parsed["task"], "eval_bleu", False))  # an option of the translation tasks only
+    eval_bleu = bool(getattr(parsed.get("task"), "eval_bleu", False))  # an option of the translation tasks only
     if parsed["checkpoint"].best_checkpoint_metric == "bleu" and not eval_bleu and not ds.disable_validation:
         raise SystemExit("seqloom train: --best-checkpoint-metric bleu needs --eval-bleu (validation computes BLEU "
                          "only then); add it, or keep the default metric (loss)")  # fmt: skip
@@ -111,7 +111,7 @@ def make_trainer(parsed: ParsedArgs, task: Any, dist: DistInfo) -> Trainer:
     if ddp.ddp_backend == "fully_sharded" and dist.world_size > 1:
         # before the optimizer: its parameters become the sharded ones; the wrapping options are model options
         # that only some model families have (fairseq's transformer: --checkpoint-activations, --min-params-to-wrap)
-        model_cfg = parsed["model"]
+        model_cfg = parsed.get("model")
         wrap = 0 if getattr(model_cfg, "checkpoint_activations", False) \
             else getattr(model_cfg, "min_params_to_wrap", 100_000_000)  # fmt: skip
         units = shard_model(model.to(dist.device), dist.device, min_params_to_wrap=wrap, cpu_offload=ddp.cpu_offload,
@@ -327,11 +327,13 @@ def run(parsed: ParsedArgs) -> TrainingLoop:
 
 
 def train_from_checkpoint(parsed: ParsedArgs, task: Any, trainer: Trainer, *, changed: list[str],
-                          valid_subsets: list[str]) -> TrainingLoop:  # fmt: skip
+                          valid_subsets: list[str] | None = None) -> TrainingLoop:  # fmt: skip
     """Restores the run's last checkpoint (if any) and trains to the end; ``changed`` lists the options set away
     from their defaults (logged once the inputs proved good); ``valid_subsets``: the splits validated (those of
-    ``--valid-subset`` and a multilingual task's per-language ones; none with ``--disable-validation``)."""
+    ``--valid-subset`` and a multilingual task's per-language ones; None: ``--valid-subset``'s)."""
     common, ckpt, data_cfg = parsed["common"], parsed["checkpoint"], parsed["dataset"]
+    if valid_subsets is None:
+        valid_subsets = [] if data_cfg.disable_validation else data_cfg.valid_subset.split(",")
     options = parsed.namespace  # as they are now, all settled
     dist = trainer.dist
     restored = restore(ckpt, trainer, options)
