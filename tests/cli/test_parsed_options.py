@@ -132,3 +132,15 @@ def test_a_training_run_saves_the_options_its_configs_hold(tmp_path: Path) -> No
     for name, value in vars(fairseq_args(parsed.namespace)).items():
         if name not in ("decoder_input_dim", "decoder_output_dim"):  # sizes the checkpoint resolves
             assert saved[name] == value, name
+
+
+def test_a_yaml_component_or_user_dir_that_is_not_text_is_named_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "task.yaml").write_text("task:\n  _name: 3\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match="argument --task: unknown task '3'"):
+        parse_args(SPEC, ["data-bin", "--config", str(tmp_path / "task.yaml")])
+    (tmp_path / "user_dir.yaml").write_text("user_dir: 5\n", encoding="utf-8")
+    with pytest.raises(SystemExit):
+        parse_args(SPEC, ["data-bin", "--config", str(tmp_path / "user_dir.yaml")])
+    assert "error: --user-dir 5: no such file or directory" in capsys.readouterr().err
