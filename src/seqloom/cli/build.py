@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -14,16 +15,21 @@ logger = logging.getLogger(__name__)
 
 
 def build_task(parsed: ParsedArgs) -> Any:
-    """``--task`` set up from its config (reads the dictionaries of the data folder)."""
-    name = parsed.namespace.task
+    """``--task`` set up from a copy of its config: what the task infers (the languages of the data folder) stays
+    the task's, the parsed options (a checkpoint's ``args``) keep what was given."""
+    name = parsed.components.required("task", registry.TASKS.names())
     task_cls = registry.TASKS.get(name)
     cfg = parsed["task"]
     criterion = parsed.get("criterion")
-    for option in getattr(type(cfg), "FROM_CRITERION", ()):  # fairseq's II("criterion.<option>") in task configs
-        if criterion is not None and hasattr(criterion, option):
-            setattr(cfg, option, getattr(criterion, option))
-    task = task_cls.setup_task(cfg, dataset_impl=getattr(parsed.namespace, "dataset_impl", None))
-    multiple = getattr(parsed.namespace, "required_seq_len_multiple", 1)
+    shared = {  # fairseq's II("criterion.<option>") in task configs
+        option: getattr(criterion, option)
+        for option in getattr(type(cfg), "FROM_CRITERION", ())
+        if criterion is not None and hasattr(criterion, option)
+    }
+    dataset = parsed.get("dataset")
+    impl = dataset.dataset_impl if dataset is not None else None
+    task = task_cls.setup_task(dataclasses.replace(cfg, **shared), dataset_impl=impl)
+    multiple = dataset.required_seq_len_multiple if dataset is not None else 1
     if multiple != 1:  # fairseq's II("dataset.required_seq_len_multiple") in the translation task's config
         if not hasattr(task, "pad_to_multiple"):
             raise SystemExit(f"--required-seq-len-multiple is not supported by --task {name}; leave it at 1")
@@ -33,9 +39,7 @@ def build_task(parsed: ParsedArgs) -> Any:
 
 def build_model(parsed: ParsedArgs, task: Any) -> nn.Module:
     """``--arch``'s model, built from its (preset + flags) config and the task's dictionaries."""
-    arch = parsed.namespace.arch
-    if arch is None:
-        raise SystemExit(f"--arch is required (choose from {', '.join(registry.ARCHITECTURES.names())})")
+    arch = parsed.components.required("arch", registry.ARCHITECTURES.names())
     model_name = registry.ARCHITECTURES.get(arch).model
     build = registry.BUILDERS.get(model_name)
     model = build(parsed["model"], task.source_dictionary, task.target_dictionary)
@@ -46,9 +50,11 @@ def build_criterion(parsed: ParsedArgs, task: Any) -> nn.Module:
     """``--criterion`` built from its config, the target dictionary's pad and ``--sentence-avg``."""
     from seqloom.criterions import build_criterion as build
 
-    sentence_avg = bool(getattr(parsed.namespace, "sentence_avg", False))
+    optimization = parsed.get("optimization")
+    sentence_avg = optimization is not None and optimization.sentence_avg
     pad = task.target_dictionary.pad()
-    criterion = build(parsed.namespace.criterion, parsed.get("criterion"), padding_idx=pad, sentence_avg=sentence_avg)
+    name = parsed.components.required("criterion", registry.CRITERIONS.names())
+    criterion = build(name, parsed.get("criterion"), padding_idx=pad, sentence_avg=sentence_avg)
     bind_task = getattr(criterion, "bind_task", None)  # e.g. sentence_prediction reads the label dictionary
     if callable(bind_task):
         bind_task(task)

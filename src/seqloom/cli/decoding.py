@@ -7,8 +7,8 @@ import logging
 import os
 import sys
 from collections.abc import Iterable, Iterator, Sized
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from torch import Tensor
@@ -16,6 +16,7 @@ from torch import Tensor
 from seqloom import registry
 from seqloom.cli.model_loading import load_language_model
 from seqloom.cli.parser import ParsedArgs
+from seqloom.config.common import CommonConfig
 from seqloom.devices import inference_dtype, select_device
 from seqloom.generation.alignment import add_alignments
 from seqloom.generation.config import GenerationConfig
@@ -24,11 +25,22 @@ from seqloom.generation.hypotheses import Hypothesis
 from seqloom.generation.scorer import SequenceScorer
 from seqloom.modules.int8 import int8_unavailable, quantize_model
 
+if TYPE_CHECKING:
+    from torch import nn
+
+    from seqloom.data.dictionary import Dictionary
+    from seqloom.tokenizers.bpe import BPE
+    from seqloom.tokenizers.tokenizer import Tokenizer
+
+T = TypeVar("T")
+
 
 def load_task(args: ParsedArgs, *, split: str | None = None) -> Any:
-    """The task of ``--task`` set up from its config; the dataset format is inferred when not given."""
-    task = registry.TASKS.get(args.namespace.task).setup_task(
-        args["task"], dataset_impl=getattr(args.get("dataset"), "dataset_impl", None)
+    """The task of ``--task`` set up from a copy of its config (what it infers stays the task's); the dataset
+    format is inferred when not given."""
+    dataset = args.get("dataset")
+    task = registry.TASKS.get(args.components.required("task")).setup_task(
+        replace(args["task"]), dataset_impl=dataset.dataset_impl if dataset is not None else None
     )
     if split is not None and getattr(task, "dataset_impl", "x") is None:
         task.dataset_impl = infer_impl(task, split)
@@ -52,18 +64,18 @@ def infer_impl(task: Any, split: str) -> str | None:
 class TextCodec:
     """``--tokenizer`` and ``--bpe`` applied to raw input and undone on output (either may be absent)."""
 
-    tokenizer: Any = None
-    bpe: Any = None
-    _scoring_dict: Any = field(default=None, repr=False)
+    tokenizer: Tokenizer | None = None
+    bpe: BPE | None = None
+    _scoring_dict: Dictionary | None = field(default=None, repr=False)
 
     @classmethod
     def from_args(cls, args: ParsedArgs) -> TextCodec:
         from seqloom.tokenizers.bpe import build_bpe
         from seqloom.tokenizers.tokenizer import build_tokenizer
 
-        ns = args.namespace
-        tokenizer = build_tokenizer(ns.tokenizer, args.get("tokenizer")) if ns.tokenizer else None
-        bpe = build_bpe(ns.bpe, args.get("bpe")) if ns.bpe else None
+        chosen = args.components
+        tokenizer = build_tokenizer(chosen.tokenizer, args.get("tokenizer")) if chosen.tokenizer else None
+        bpe = build_bpe(chosen.bpe, args.get("bpe")) if chosen.bpe else None
         return cls(tokenizer, bpe)
 
     def encode(self, x: str) -> str:
@@ -80,14 +92,14 @@ class TextCodec:
             x = self.tokenizer.decode(x)
         return x
 
-    def scoring_dictionary(self, tgt_dict: Any) -> Any:
+    def scoring_dictionary(self, tgt_dict: Dictionary) -> Dictionary:
         """A copy of the target dictionary that may grow while text is re-encoded for BLEU."""
         if self._scoring_dict is None:
             self._scoring_dict = copy.deepcopy(tgt_dict)
         return self._scoring_dict
 
 
-def place_models(models: list[Any], common: Any) -> torch.device:
+def place_models(models: list[nn.Module], common: CommonConfig) -> torch.device:
     """fairseq's placement: the GPU when CUDA is available (unless ``--cpu``), float16 weights with
     ``--fp16`` and bfloat16 with ``--bf16``. Returns the device the inputs must go to."""
     device = select_device(cpu=common.cpu)
@@ -97,7 +109,7 @@ def place_models(models: list[Any], common: Any) -> torch.device:
     return device
 
 
-def quantize_models(models: list[Any], method: str | None, *, common: Any, device: torch.device) -> None:
+def quantize_models(models: list[nn.Module], method: str | None, *, common: CommonConfig, device: torch.device) -> None:
     """``--quantize int8``: the placed models' linear layers made int8 in place (:mod:`seqloom.modules.int8`).
     Refuses, naming the flags, float16/bfloat16 models and devices without int8 products."""
     if method is None:
@@ -111,7 +123,7 @@ def quantize_models(models: list[Any], method: str | None, *, common: Any, devic
         quantize_model(model, method)
 
 
-def build_generator(models: list[Any], tgt_dict: Any, cfg: GenerationConfig, *, common: Any = None,
+def build_generator(models: list[Any], tgt_dict: Dictionary, cfg: GenerationConfig, *, common: CommonConfig | None = None,
                     model_overrides: str = "{}", eos: int | None = None) -> SequenceGenerator | SequenceScorer:  # fmt: skip
     """The scorer (``--score-reference``) or generator for ``models``; with ``--lm-path`` its language model
     is loaded and placed like the models (``common``: ``--cpu``, ``--fp16``, ``--bf16``). ``eos``: the task's
@@ -132,7 +144,7 @@ def build_generator(models: list[Any], tgt_dict: Any, cfg: GenerationConfig, *, 
     return SequenceGenerator(models, tgt_dict, cfg, lm_model=lm_model, eos=eos)
 
 
-def run_inference(generator: Any, sample: dict[str, Any], cfg: GenerationConfig, device: torch.device | None = None,
+def run_inference(generator: SequenceGenerator | SequenceScorer, sample: dict[str, Any], cfg: GenerationConfig, device: torch.device | None = None,
                   *, constraints: Tensor | None = None, prefix_token: int | None = None) -> list[list[Hypothesis]]:  # fmt: skip
     """Hypotheses (best first) of every sentence of a collated ``sample``, with alignments if asked for.
 
@@ -193,7 +205,7 @@ def sample_strings(sample: dict[str, Any], i: int, *, task: Any, post_process: s
     return src_str, target_str, target
 
 
-def progress_bar(items: Iterable[Any], common: Any) -> Iterator[Any]:
+def progress_bar(items: Iterable[T], common: CommonConfig) -> Iterator[T]:
     """tqdm on stderr (fairseq's default progress bar) unless ``--no-progress-bar`` or another log format."""
     if common.no_progress_bar or common.log_format not in (None, "tqdm") or not sys.stderr.isatty():
         # (as fairseq: a bar only on a terminal; a log file would fill with its redrawn lines)
@@ -205,7 +217,9 @@ def progress_bar(items: Iterable[Any], common: Any) -> Iterator[Any]:
     yield from tqdm(items, total=total, file=sys.stderr, leave=False, dynamic_ncols=True)
 
 
-def symbols_to_strip(generator: Any, tgt_dict: Any, task: Any = None) -> frozenset[int]:
+def symbols_to_strip(
+    generator: SequenceGenerator | SequenceScorer, tgt_dict: Dictionary, task: Any = None
+) -> frozenset[int]:
     """The generator's end symbol when it is not ``</s>``, and the task's own (a target language token): fairseq's
     ``symbols_to_strip_from_output``. fairseq gives the task's to its generator only, so ``--score-reference``
     (the scorer) prints them."""
@@ -215,7 +229,9 @@ def symbols_to_strip(generator: Any, tgt_dict: Any, task: Any = None) -> frozens
     return own if eos == tgt_dict.eos() else own | {eos}
 
 
-def decode_threads(args: ParsedArgs, generator: Any, device: torch.device) -> list[Any]:
+def decode_threads(
+    args: ParsedArgs, generator: SequenceGenerator | SequenceScorer, device: torch.device
+) -> list[SequenceGenerator | SequenceScorer]:
     """The generators of ``--decode-threads`` threads (``[generator]`` and more of its kind), or ``[generator]``
     alone where threads would not help or would change the output: off the CPU, and with random draws
     (sampling, retained dropout), whose order the threads would make arbitrary."""
@@ -228,4 +244,5 @@ def decode_threads(args: ParsedArgs, generator: Any, device: torch.device) -> li
         logging.getLogger("seqloom.generate").info("--decode-threads %d: decoding one batch at a time (GPU, sampling, retained dropout or "
                     "--score-reference)", wanted)  # fmt: skip
         return [generator]
-    return [generator] + [generator.replica() for _ in range(wanted - 1)]
+    threads: list[SequenceGenerator | SequenceScorer] = [generator]
+    return threads + [generator.replica() for _ in range(wanted - 1)]

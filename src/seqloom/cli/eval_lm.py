@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,15 +87,16 @@ def evaluate(parsed: ParsedArgs) -> EvalLMResult:
                 f"--context-window {ev.context_window} must be smaller than --tokens-per-sample "
                 f"{task_cfg.tokens_per_sample}: each block scores tokens-per-sample minus context-window new tokens"
             )
-        task_cfg = dataclasses.replace(task_cfg, tokens_per_sample=task_cfg.tokens_per_sample - ev.context_window)
-    task = registry.TASKS.get(parsed.namespace.task).setup_task(task_cfg, dataset_impl=parsed["dataset"].dataset_impl)
-    if common_eval.path is None:
+    # a copy: the window shortens the task's blocks, not the parsed option
+    task_cfg = dataclasses.replace(task_cfg, tokens_per_sample=task_cfg.tokens_per_sample - ev.context_window)
+    task_cls = registry.TASKS.get(parsed.components.required("task"))
+    task = task_cls.setup_task(task_cfg, dataset_impl=parsed["dataset"].dataset_impl)
+    model_path = common_eval.model_path
+    if model_path is None:
         raise ValueError("seqloom eval-lm: --path CHECKPOINT is required")
-    logger.info("loading model(s) from %s", common_eval.model_path)
+    logger.info("loading model(s) from %s", model_path)
     device = select_device(cpu=common.cpu)
-    models = load_models(
-        common_eval.model_path, task, overrides=parse_model_overrides(common_eval.model_overrides), device=device
-    )
+    models = load_models(model_path, task, overrides=parse_model_overrides(common_eval.model_overrides), device=device)
     dtype = inference_dtype(fp16=common.fp16, bf16=common.bf16)
     if dtype is not None:  # fairseq's model.half() for --fp16; --bf16 likewise
         models = [m.to(dtype=dtype) for m in models]
@@ -129,7 +130,7 @@ def evaluate(parsed: ParsedArgs) -> EvalLMResult:
     return result
 
 
-def score_all(models: list[nn.Module], batches: Any, task: Any, parsed: ParsedArgs, device: torch.device
+def score_all(models: list[nn.Module], batches: Iterable[dict[str, Any]], task: Any, parsed: ParsedArgs, device: torch.device
               ) -> EvalLMResult:  # fmt: skip
     ev, common_eval = parsed["eval_lm"], parsed["common_eval"]
     dictionary = task.target_dictionary

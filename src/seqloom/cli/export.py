@@ -15,12 +15,12 @@ With ``--quantize int8`` the linear layers are stored as int8 weights plus their
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from seqloom.checkpoint.io import CheckpointError
-from seqloom.cli.parser import parse_args
+from seqloom.cli.parser import ParsedArgs, parse_args
 from seqloom.cli.specs import EXPORT as SPEC
 from seqloom.cli.specs import ExportConfig
 from seqloom.logs import setup_logging
@@ -28,12 +28,11 @@ from seqloom.logs import setup_logging
 logger = logging.getLogger("seqloom.cli.export")
 
 
-def hub_options(args: Any) -> dict[str, Any]:
+def hub_options(args: ParsedArgs) -> dict[str, Any]:
     """``from_pretrained`` keywords from the parsed flags (codecs and their options, languages)."""
-    cfg: ExportConfig = args["export"]
+    cfg = args["export"]
     options: dict[str, Any] = {}
-    for kind in ("tokenizer", "bpe"):
-        name = getattr(args.namespace, kind, None)
+    for kind, name in (("tokenizer", args.components.tokenizer), ("bpe", args.components.bpe)):
         if name is not None:
             options[kind] = name
             codec_cfg = args.get(kind)
@@ -46,7 +45,11 @@ def hub_options(args: Any) -> dict[str, Any]:
     return options
 
 
-def registered_exporter(path: Path) -> Any:
+# a model family's ``export(model_dir, checkpoint_file, data, hub options, out_dir) -> the export's folder``
+Exporter = Callable[[Path, str, str, Mapping[str, Any], str], Path]
+
+
+def registered_exporter(path: Path) -> Exporter | None:
     """The ``export`` function of the model family a checkpoint holds, if the family registers one."""
     from seqloom import components, registry
     from seqloom.checkpoint.io import load_checkpoint

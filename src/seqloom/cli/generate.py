@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import torch
 
@@ -40,9 +40,16 @@ from seqloom.cli.specs import GENERATE as SPEC
 from seqloom.config.common import CommonConfig
 from seqloom.config.training import DatasetConfig
 from seqloom.generation.hypotheses import Hypothesis
-from seqloom.generation.scoring import build_scorer
+from seqloom.generation.scoring import BleuScorer, build_scorer
 from seqloom.logs import DATE_FORMAT, LINE_FORMAT, setup_logging
 from seqloom.tasks.translation import TranslationTask
+
+if TYPE_CHECKING:
+    from seqloom.data.dictionary import Dictionary
+    from seqloom.generation.scoring import ChrfScorer, SacrebleuScorer, WerScorer
+    from seqloom.tasks.base import BatchingOptions
+
+    Scorer = BleuScorer | SacrebleuScorer | ChrfScorer | WerScorer
 
 logger = logging.getLogger("seqloom.generate")
 
@@ -104,10 +111,11 @@ def run_reporting_errors(args: ParsedArgs, out: TextIO) -> int:
 
 def run(args: ParsedArgs, out: TextIO) -> int:
     common, ev, data, gen = args["common"], args["common_eval"], args["dataset"], args["generation"]
-    task_cls = registry.TASKS.get(args.namespace.task)
+    task_name = args.components.required("task")
+    task_cls = registry.TASKS.get(task_name)
     if not issubclass(task_cls, TranslationTask):
         raise ValueError(
-            f"--task {args.namespace.task}: seqloom generate translates binarized sentence pairs; continue prompts "
+            f"--task {task_name}: seqloom generate translates binarized sentence pairs; continue prompts "
             "with `seqloom interactive --task language_modeling` (or the hub's sample), score a language model "
             "with `seqloom eval-lm`"
         )
@@ -118,7 +126,7 @@ def run(args: ParsedArgs, out: TextIO) -> int:
         )
     torch.manual_seed(common.seed)
     if gen.sacrebleu:
-        args["scoring"].scoring = "sacrebleu"
+        args.set(scoring="sacrebleu")
     task = load_task(args, split=data.gen_subset)
     models = load_ensemble(ev.model_path, task, model_overrides=ev.model_overrides)
     device = place_models(models, common)
@@ -139,7 +147,7 @@ def run(args: ParsedArgs, out: TextIO) -> int:
     prefix_token = task.inference_prefix_token
     samples = (sample for sample in progress_bar(batches, common) if "net_input" in sample)  # (a shard may lack one)
     workers = decode_threads(args, generator, device)
-    done: Iterator[tuple[Any, list[list[Hypothesis]] | None]] = ((sample, None) for sample in samples)
+    done: Iterator[tuple[dict[str, Any], list[list[Hypothesis]] | None]] = ((sample, None) for sample in samples)
     if len(workers) > 1:
         start = time.perf_counter()
         if can_fork():  # worker processes: the models' memory is shared, the Python between kernels is not
@@ -164,7 +172,7 @@ def run(args: ParsedArgs, out: TextIO) -> int:
     return 0
 
 
-def batching_options(data: DatasetConfig, common: CommonConfig, task: Any, models: list[Any]) -> Any:
+def batching_options(data: DatasetConfig, common: CommonConfig, task: Any, models: list[Any]) -> BatchingOptions:
     from seqloom.data.batching import resolve_max_positions
     from seqloom.tasks.base import BatchingOptions
 
@@ -181,8 +189,8 @@ def batching_options(data: DatasetConfig, common: CommonConfig, task: Any, model
     )
 
 
-def write_batch(sample: dict[str, Any], hyps: list[list[Any]], *, task: Any, args: ParsedArgs, codec: TextCodec,
-                scorer: Any, align_dict: dict[str, str] | None, out: TextIO,
+def write_batch(sample: dict[str, Any], hyps: list[list[Hypothesis]], *, task: Any, args: ParsedArgs,
+                codec: TextCodec, scorer: Scorer, align_dict: dict[str, str] | None, out: TextIO,
                 strip: frozenset[int] = frozenset()) -> None:  # fmt: skip
     """Prints one batch's lines and adds its top hypotheses to the corpus score (``strip``: symbols besides
     ``</s>`` left out of the texts)."""
@@ -205,15 +213,15 @@ def write_batch(sample: dict[str, Any], hyps: list[list[Any]], *, task: Any, arg
             if not ev.quiet:
                 for line in hypothesis_lines(sample_id, hyp, hypo_str, detok, print_alignment=gen.print_alignment):
                     print(line, file=out)
-            if j == 0 and target_str is not None:
+            if j == 0 and target_str is not None and target_tokens is not None:
                 add_to_score(scorer, target_tokens, target_str, hyp, detok, tokens_from_text=align_dict is not None
                              or ev.post_process is not None, dictionary=codec.scoring_dictionary(tgt_dict))  # fmt: skip
 
 
-def add_to_score(scorer: Any, target_tokens: Any, target_str: str, hyp: Any, detok: str, *, tokens_from_text: bool,
-                 dictionary: Any) -> None:  # fmt: skip
+def add_to_score(scorer: Scorer, target_tokens: torch.Tensor, target_str: str, hyp: Hypothesis, detok: str, *,
+                 tokens_from_text: bool, dictionary: Dictionary) -> None:  # fmt: skip
     """fairseq's rule: BLEU on token ids, re-encoded from the text when BPE was removed or unks replaced."""
-    if hasattr(scorer, "add_string"):
+    if not isinstance(scorer, BleuScorer):  # the others score the text
         scorer.add_string(target_str, detok)
         return
     hypo_tokens = hyp.tokens
@@ -223,7 +231,7 @@ def add_to_score(scorer: Any, target_tokens: Any, target_str: str, hyp: Any, det
     scorer.add(target_tokens.tolist(), hypo_tokens.tolist())
 
 
-def report(totals: Totals, args: ParsedArgs, scorer: Any, out: TextIO) -> None:
+def report(totals: Totals, args: ParsedArgs, scorer: Scorer, out: TextIO) -> None:
     logger.info("NOTE: hypothesis and token scores are output in base 2")
     seconds = max(totals.seconds, 1e-9)
     logger.info(

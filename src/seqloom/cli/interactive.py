@@ -39,6 +39,9 @@ from seqloom.cli.parser import ParsedArgs, parse_args
 from seqloom.cli.specs import INTERACTIVE as SPEC
 from seqloom.data.bom import strip_bom_lines
 from seqloom.generation.constraint_states import pack_constraints
+from seqloom.generation.generator import SequenceGenerator
+from seqloom.generation.hypotheses import Hypothesis
+from seqloom.generation.scorer import SequenceScorer
 from seqloom.logs import setup_logging
 
 logger = logging.getLogger("seqloom.interactive")
@@ -67,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args["common"].log_format, args["common"].log_file)
     data, inter = args["dataset"], args["interactive"]
     if data.max_tokens is None and data.batch_size is None:
-        data.batch_size = 1
+        args.set(batch_size=1)
     if args["generation"].sampling and args["generation"].nbest != args["generation"].beam:
         raise SystemExit(
             "--sampling draws one hypothesis per beam, so --nbest must equal --beam (got --nbest {} and --beam {})".format(
@@ -163,7 +166,8 @@ def encode_constraints(phrases: list[str], number: int, *, task: Any, codec: Tex
     return found
 
 
-def translate_chunk(lines: list[str], start_id: int, *, task: Any, generator: Any, codec: TextCodec,
+def translate_chunk(lines: list[str], start_id: int, *, task: Any, generator: SequenceGenerator | SequenceScorer,
+                    codec: TextCodec,
                     args: ParsedArgs, max_source: int, out: TextIO, device: torch.device | None = None,
                     workers: int = 1) -> float:  # fmt: skip
     """Translates and prints one buffer of lines; returns the seconds spent translating (with ``workers`` > 1,
@@ -179,7 +183,7 @@ def translate_chunk(lines: list[str], start_id: int, *, task: Any, generator: An
     options = BatchingOptions(max_tokens=data.max_tokens, max_sentences=data.batch_size, seed=1)
     prefix_token = task.inference_prefix_token
 
-    def decode(sample: dict[str, Any]) -> tuple[list[list[Any]], float]:
+    def decode(sample: dict[str, Any]) -> tuple[list[list[Hypothesis]], float]:
         packed = pack_constraints([constraints[k] for k in sample["id"].tolist()]) if constraints else None
         begin = time.perf_counter()
         hyps = run_inference(generator, sample, gen, device, constraints=packed, prefix_token=prefix_token)
@@ -187,7 +191,7 @@ def translate_chunk(lines: list[str], start_id: int, *, task: Any, generator: An
 
     samples = [s for s in task.get_batch_iterator(dataset, options).next_epoch_itr(shuffle=False) if "net_input" in s]
     if workers > 1 and len(samples) > 1:  # --decode-threads: the chunk's batches in worker processes at once
-        decoded: Iterable[tuple[dict[str, Any], tuple[list[list[Any]], float]]] = in_order_on_processes(
+        decoded: Iterable[tuple[dict[str, Any], tuple[list[list[Hypothesis]], float]]] = in_order_on_processes(
             samples, decode, min(workers, len(samples))
         )
     else:
@@ -207,7 +211,7 @@ def translate_chunk(lines: list[str], start_id: int, *, task: Any, generator: An
     return spent
 
 
-def print_result(number: int, src_tokens: torch.Tensor, hyps: list[Any], seconds: float, *, task: Any,
+def print_result(number: int, src_tokens: torch.Tensor, hyps: list[Hypothesis], seconds: float, *, task: Any,
                  codec: TextCodec, args: ParsedArgs, out: TextIO, constraints: Sequence[torch.Tensor] = (),
                  strip: frozenset[int] = frozenset()) -> None:  # fmt: skip
     ev, gen = args["common_eval"], args["generation"]

@@ -8,7 +8,10 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from seqloom.data.dictionary import Dictionary
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +93,7 @@ def load_ensemble(path: str | None, task: Any, *, model_overrides: str = "{}") -
     return models
 
 
-def load_language_model(path: str, tgt_dict: Any, *, model_overrides: str = "{}") -> Any:
+def load_language_model(path: str, tgt_dict: Dictionary, *, model_overrides: str = "{}") -> Any:
     """The eval-mode language model of ``--lm-path`` over the target dictionary (for shallow fusion)."""
     from seqloom.checkpoint.io import load_checkpoint
     from seqloom.models.loading import model_family, model_from_state

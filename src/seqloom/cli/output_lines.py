@@ -7,12 +7,15 @@ sentence score as the full repr of the float32 quotient, positional scores with 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
 from seqloom.generation.alignment import format_alignment
 from seqloom.generation.hypotheses import Hypothesis
+
+if TYPE_CHECKING:
+    from seqloom.data.dictionary import Dictionary
 
 LN2 = math.log(2)
 
@@ -74,7 +77,7 @@ def post_process_prediction(
     *,
     src_str: str,
     align_dict: dict[str, str] | None,
-    tgt_dict: Any,
+    tgt_dict: Dictionary,
     post_process: str | None,
     strip: frozenset[int] = frozenset(),
 ) -> str:

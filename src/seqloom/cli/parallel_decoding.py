@@ -22,22 +22,29 @@ import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 
+if TYPE_CHECKING:
+    from multiprocessing.process import BaseProcess
+    from multiprocessing.queues import Queue, SimpleQueue
+
 T = TypeVar("T")
 R = TypeVar("R")
+W = TypeVar("W")
+# a worker process's answer: (item index, the pickled result or None if it failed, the failure's traceback or "")
+Outcome = tuple[int, bytes | None, str]
 
 
-def in_order_on_threads(items: Iterable[T], work: Callable[[Any, T], R], workers: list[Any]) -> Iterator[tuple[T, R]]:
+def in_order_on_threads(items: Iterable[T], work: Callable[[W, T], R], workers: list[W]) -> Iterator[tuple[T, R]]:
     """``(item, work(worker, item))`` for each of ``items``, in their order, computed on ``len(workers)``
     threads, each call borrowing one of ``workers`` (e.g. a generator) for itself.
 
     At most two items per thread are in flight, so memory stays bounded by the thread count. The
     intra-op thread count is divided among the threads meanwhile and restored afterwards.
     """
-    idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    idle: queue.SimpleQueue[W] = queue.SimpleQueue()
     for worker in workers:
         idle.put(worker)
 
@@ -70,7 +77,9 @@ def can_fork() -> bool:
     return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
 
 
-def _serve(work: Callable[[Any], Any], tasks: Any, results: Any, threads: int) -> None:
+def _serve(
+    work: Callable[[T], R], tasks: SimpleQueue[tuple[int, bytes] | None], results: Queue[Outcome], threads: int
+) -> None:
     """A worker process: decodes the pickled items it is given until it gets None. Ctrl-C is the parent's to
     handle (it stops the workers), so a worker ignores it rather than printing a traceback of its own."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -81,12 +90,12 @@ def _serve(work: Callable[[Any], Any], tasks: Any, results: Any, threads: int) -
             return
         index, payload = task
         try:
-            results.put((index, True, pickle.dumps(work(pickle.loads(payload)), protocol=pickle.HIGHEST_PROTOCOL)))
+            results.put((index, pickle.dumps(work(pickle.loads(payload)), protocol=pickle.HIGHEST_PROTOCOL), ""))
         except BaseException:  # noqa: BLE001 - handed to the parent, which raises it
-            results.put((index, False, traceback.format_exc()))
+            results.put((index, None, traceback.format_exc()))
 
 
-def _next_result(results: Any, workers: list[Any]) -> tuple[int, bool, Any]:
+def _next_result(results: Queue[Outcome], workers: list[BaseProcess]) -> Outcome:
     """The next result, checking every second that the workers are alive (a killed one would never answer)."""
     while True:
         try:
@@ -110,12 +119,12 @@ def in_order_on_processes(items: Iterable[T], work: Callable[[T], R], count: int
     context = multiprocessing.get_context("fork")
     tasks, results = context.SimpleQueue(), context.Queue()
     threads = max(1, torch.get_num_threads() // count)
-    workers = [context.Process(target=_serve, args=(work, tasks, results, threads), daemon=True,
+    workers: list[BaseProcess] = [context.Process(target=_serve, args=(work, tasks, results, threads), daemon=True,
                                name=f"seqloom-decode-{i}") for i in range(count)]  # fmt: skip
     for worker in workers:
         worker.start()
     pending: dict[int, T] = {}
-    outcomes: dict[int, tuple[bool, Any]] = {}  # index -> (worked, pickled result or the traceback)
+    outcomes: dict[int, tuple[bytes | None, str]] = {}  # index -> (pickled result or None, traceback)
     source = iter(items)
     sent = returned = 0
 
@@ -131,12 +140,12 @@ def in_order_on_processes(items: Iterable[T], work: Callable[[T], R], count: int
         for _ in range(2 * count):
             feed()
         while returned < sent:
-            index, ok, payload = _next_result(results, workers)
-            outcomes[index] = (ok, payload)
+            index, payload, failure = _next_result(results, workers)
+            outcomes[index] = (payload, failure)
             while returned in outcomes:  # in input order: the items before a failed one are handed back first
-                ok, payload = outcomes.pop(returned)
-                if not ok:
-                    raise RuntimeError(f"a decoding worker process failed:\n{payload}")
+                payload, failure = outcomes.pop(returned)
+                if payload is None:
+                    raise RuntimeError(f"a decoding worker process failed:\n{failure}")
                 yield pending.pop(returned), pickle.loads(payload)
                 returned += 1
                 feed()

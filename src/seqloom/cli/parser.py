@@ -15,16 +15,16 @@ import re
 import shutil
 import sys
 import textwrap
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, cast
 
 from seqloom import registry
 from seqloom.cli.fairseq_flags import config_key_note, strip_ignored, unsupported_message
+from seqloom.cli.parsed import ParsedArgs
 from seqloom.cli.specs import ALL_SPECS, CommandSpec
 from seqloom.components import import_builtins, import_user_dir
-from seqloom.config.options import add_dataclass_args, from_namespace, suggest
+from seqloom.config.options import add_dataclass_args, suggest
 
 # selector dest -> (flag, registry)
 SELECTORS: dict[str, tuple[str, registry.Registry[Any]]] = {
@@ -54,51 +54,6 @@ SECTION_SELECTORS = {"model": "arch"}
 COMPONENT_SECTIONS = frozenset(
     {"task", "model", "criterion", "optimizer", "lr_scheduler", "scoring", "bpe", "tokenizer"}
 )
-
-
-@dataclass
-class ParsedArgs:
-    """The result of parsing: the flat namespace and one config instance per group or component."""
-
-    namespace: argparse.Namespace
-    configs: dict[str, Any]
-    parser: ArgumentParser | None = None
-    # each option's value before ``--config`` and the command line: the class default or the arch preset's
-    defaults: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-    def changed_options(self) -> list[str]:
-        """The options that differ from their defaults, written as command-line words (``--lr 0.002``,
-        ``--share-all-embeddings``): a run's configuration in a line instead of the whole namespace."""
-        if self.parser is None:
-            return []
-        words: list[str] = []
-        for action in self.parser._actions:
-            value = getattr(self.namespace, action.dest, None)
-            if action.dest == "help" or value == self.defaults.get(action.dest):
-                continue
-            if not action.option_strings:  # a positional (DATA)
-                words.append(str(value))
-            elif isinstance(action, argparse.BooleanOptionalAction):
-                words.append(action.option_strings[0 if value else 1])
-            elif isinstance(value, bool) and action.nargs == 0:
-                words.append(action.option_strings[0])
-            else:
-                words += [action.option_strings[0], _as_word(value)]
-        return words
-
-    def __getitem__(self, key: str) -> Any:
-        return self.configs[key]
-
-    def get(self, key: str) -> Any:
-        return self.configs.get(key)
-
-
-def _as_word(value: Any) -> str:
-    if isinstance(value, (list, tuple)):
-        text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
-    else:
-        text = str(value)
-    return text if text and not any(c.isspace() or c in "'\"()$;&|" for c in text) else repr(text)
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -155,7 +110,7 @@ def _selector_parser(spec: CommandSpec) -> ArgumentParser:
     return p
 
 
-def load_yaml(path: str) -> dict[str, Any]:
+def load_yaml(path: str) -> dict[str, object]:
     """Reads a YAML config: a flat mapping of option names, or sections of them (``task: {...}``)."""
     import yaml
 
@@ -168,7 +123,7 @@ def load_yaml(path: str) -> dict[str, Any]:
         raise SystemExit(f"--config {path}: not valid YAML: {err}") from None
     if not isinstance(data, dict):
         raise SystemExit(f"--config {path}: expected a mapping of option names to values")
-    flat: dict[str, Any] = {}
+    flat: dict[str, object] = {}
     for key, value in data.items():
         key = str(key).replace("-", "_")
         if key == "_name":  # fairseq's dumps name the root config too (null)
@@ -189,19 +144,20 @@ def load_yaml(path: str) -> dict[str, Any]:
 _REFERENCE = re.compile(r"^\$\{([\w.]+)\}$")
 
 
-def _resolve_interpolations(flat: dict[str, Any]) -> dict[str, Any]:
+def _resolve_interpolations(flat: dict[str, object]) -> dict[str, object]:
     """OmegaConf's ``${group.option}`` references (fairseq's configs tie ``lr_scheduler.lr`` to
     ``optimization.lr`` so): the value of that option in the same file; a reference to an option the file
     does not set is dropped (the option keeps its default, as the referenced one does)."""
-    out: dict[str, Any] = {}
+    out: dict[str, object] = {}
     for key, value in flat.items():
         match = _REFERENCE.match(value) if isinstance(value, str) else None
         if match is None:
             out[key] = value
             continue
         target = match.group(1).split(".")[-1]
-        if target in flat and not (isinstance(flat[target], str) and _REFERENCE.match(flat[target])):
-            out[key] = flat[target]
+        referenced = flat.get(target)
+        if target in flat and not (isinstance(referenced, str) and _REFERENCE.match(referenced)):
+            out[key] = referenced
     return out
 
 
@@ -270,7 +226,7 @@ def _add_positionals(parser: ArgumentParser, cls: type, taken: set[str]) -> None
             )
 
 
-def _component_config(dest: str, name: str) -> tuple[type | None, Any, str]:
+def _component_config(dest: str, name: str) -> tuple[type | None, object, str]:
     _, reg = SELECTORS[dest]
     if dest == "arch":
         arch = reg.get(name)
@@ -282,7 +238,7 @@ def parse_args(
     spec: CommandSpec,
     argv: Sequence[str] | None = None,
     *,
-    defaults: tuple[str, dict[str, Any]] | None = None,
+    defaults: tuple[str, Mapping[str, object]] | None = None,
 ) -> ParsedArgs:
     """Parses ``argv`` (default ``sys.argv[1:]``) for the command described by ``spec``.
 
@@ -296,7 +252,7 @@ def parse_args(
     user_dir = pre.user_dir or yaml_values.get("user_dir")
     if user_dir:
         try:
-            import_user_dir(user_dir)
+            import_user_dir(str(user_dir))
         except FileNotFoundError as err:  # a wrong path: a usage error; an error inside the package keeps its traceback
             ArgumentParser(prog=spec.prog, add_help=False).error(str(err))
     source, given = defaults or ("", {})
@@ -315,18 +271,19 @@ def parse_args(
     for flag, implied in (("memory_efficient_fp16", "fp16"), ("memory_efficient_bf16", "bf16")):
         if getattr(ns, flag, False):  # fairseq's rule: the memory-efficient variants switch the precision on
             setattr(ns, implied, True)
-    configs = {kind: from_namespace(cls, ns) for kind, cls in classes.items()}
-    return ParsedArgs(ns, configs, parser=parser, defaults=base_defaults)
+    # from here on the options live in the configs alone (ParsedArgs.namespace is a view of them)
+    return ParsedArgs.from_namespace(ns, classes, selectors=spec.selectors, parser=parser, defaults=base_defaults)
 
 
 def _choose_components(
-    spec: CommandSpec, pre: argparse.Namespace, yaml_values: dict[str, Any], argv: Sequence[str]
+    spec: CommandSpec, pre: argparse.Namespace, yaml_values: Mapping[str, object], argv: Sequence[str]
 ) -> dict[str, str | None]:
     chosen: dict[str, str | None] = {}
     for dest in spec.selectors:
         flag, reg = SELECTORS[dest]
         on_cli = any(a == flag or a.startswith(flag + "=") or (dest == "arch" and a == "-a") for a in argv)
-        name = getattr(pre, dest) if on_cli or dest not in yaml_values else yaml_values[dest]
+        value = getattr(pre, dest) if on_cli or dest not in yaml_values else yaml_values[dest]
+        name = None if value is None else str(value)
         if name is not None and name not in reg:
             raise SystemExit(
                 f"{spec.prog}: error: argument {flag}: " + registry.unknown_name_message(reg.kind, name, reg.names())
@@ -352,7 +309,7 @@ def _options_of_all_commands() -> set[str]:
     return _ALL_OPTIONS
 
 
-def _apply_yaml_defaults(parser: ArgumentParser, values: dict[str, Any], source: str) -> None:
+def _apply_yaml_defaults(parser: ArgumentParser, values: Mapping[str, object], source: str) -> None:
     """Sets ``values`` as the parser's defaults; errors name ``source`` (e.g. ``--config run.yaml``)."""
     actions = {a.dest: a for a in parser._actions}
     # an option's other names (--relu-dropout for --activation-dropout), as keys: used unless the option's own
@@ -363,7 +320,7 @@ def _apply_yaml_defaults(parser: ArgumentParser, values: dict[str, Any], source:
         alias_value = values.pop(key)
         if not values.get(aliases[key]):
             values[aliases[key]] = alias_value
-    defaults: dict[str, Any] = {}
+    defaults: dict[str, object] = {}
     for key, value in values.items():
         if key in SELECTORS:  # already chose the component
             continue
@@ -380,7 +337,7 @@ def _apply_yaml_defaults(parser: ArgumentParser, values: dict[str, Any], source:
         if action.type is not None and value is not None and not isinstance(value, bool):
             text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
             try:
-                value = cast("Callable[[str], Any]", action.type)(text)  # add_dataclass_args sets callable types
+                value = cast("Callable[[str], object]", action.type)(text)  # add_dataclass_args sets callable types
             except (argparse.ArgumentTypeError, ValueError) as err:
                 parser.error(f"{source}: option {key!r}: {err}")
         if action.choices is not None and value is not None and value not in action.choices:

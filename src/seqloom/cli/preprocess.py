@@ -14,7 +14,6 @@ import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from seqloom.cli.specs import PREPROCESS as SPEC
 from seqloom.cli.specs import PreprocessConfig
@@ -188,7 +187,7 @@ def changed_options(cfg: PreprocessConfig) -> list[str]:
     return words
 
 
-def _default_of(f: dataclasses.Field) -> Any:
+def _default_of(f: dataclasses.Field[object]) -> object:
     if f.default_factory is not dataclasses.MISSING:
         return f.default_factory()
     return f.default

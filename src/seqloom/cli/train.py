@@ -22,9 +22,7 @@ from seqloom.checkpoint.io import CheckpointError
 from seqloom.cli.build import build_criterion, build_model, build_task, count_parameters
 from seqloom.cli.parser import ParsedArgs, parse_args
 from seqloom.cli.specs import TRAIN as SPEC
-from seqloom.config.training import (
-    EMAConfig,
-)
+from seqloom.config.training import DatasetConfig, EMAConfig
 from seqloom.data.iterators import EpochBatchIterator
 from seqloom.logs import setup_logging
 from seqloom.optim import build_lr_scheduler, build_optimizer
@@ -46,47 +44,46 @@ logger = logging.getLogger("seqloom.cli.train")
 
 
 def check_options(parsed: ParsedArgs) -> None:
-    ns = parsed.namespace
-    if ns.max_tokens is None and ns.batch_size is None:
+    chosen, ds, opt = parsed.components, parsed["dataset"], parsed["optimization"]
+    ddp, ema = parsed["distributed_training"], parsed["ema"]
+    if ds.max_tokens is None and ds.batch_size is None:
         raise SystemExit("seqloom train: give a batch size with --max-tokens or --batch-size")
-    if ns.optimizer is None:
+    if chosen.optimizer is None:
         raise SystemExit("seqloom train: --optimizer is required (e.g. --optimizer adam)")
-    if any(n < 1 for n in ns.update_freq) or ns.ema_update_freq < 1:
-        flag, value = ("--update-freq", ",".join(map(str, ns.update_freq))) if any(n < 1 for n in ns.update_freq) \
-            else ("--ema-update-freq", ns.ema_update_freq)  # fmt: skip
+    if any(n < 1 for n in opt.update_freq) or ema.ema_update_freq < 1:
+        flag, value = ("--update-freq", ",".join(map(str, opt.update_freq))) if any(n < 1 for n in opt.update_freq) \
+            else ("--ema-update-freq", ema.ema_update_freq)  # fmt: skip
         raise SystemExit(f"seqloom train: {flag} {value}: every value must be at least 1 (batches per update)")
-    if ns.arch is None:
+    if chosen.arch is None:
         raise SystemExit("seqloom train: --arch is required (e.g. --arch transformer)")
-    if ns.best_checkpoint_metric == "bleu" and not getattr(ns, "eval_bleu", False) and not ns.disable_validation:
+    eval_bleu = bool(getattr(parsed.get("task"), "eval_bleu", False))  # an option of the translation tasks only
+    if parsed["checkpoint"].best_checkpoint_metric == "bleu" and not eval_bleu and not ds.disable_validation:
         raise SystemExit("seqloom train: --best-checkpoint-metric bleu needs --eval-bleu (validation computes BLEU "
                          "only then); add it, or keep the default metric (loss)")  # fmt: skip
-    for flag, value in (("--max-epoch", ns.max_epoch), ("--max-update", ns.max_update)):
-        if value is not None and value < 0:  # fairseq would stop before the first update, silently
-            raise SystemExit(f"seqloom train: {flag} {value}: must be at least 0 (0 means no limit)")
+    for flag, limit in (("--max-epoch", opt.max_epoch), ("--max-update", opt.max_update)):
+        if limit is not None and limit < 0:  # fairseq would stop before the first update, silently
+            raise SystemExit(f"seqloom train: {flag} {limit}: must be at least 0 (0 means no limit)")
+    sharded = ddp.ddp_backend == "fully_sharded"
     unsupported = {  # accepted for fairseq's command lines; refused, not silently ignored, when they would matter
-        f"--ddp-backend {ns.ddp_backend}": ns.ddp_backend == "slowmo",
+        f"--ddp-backend {ddp.ddp_backend}": ddp.ddp_backend == "slowmo",
         # generation runs a different number of decoder steps on each rank; FSDP's gathers need equal ones
-        "--eval-bleu with --ddp-backend fully_sharded": ns.ddp_backend == "fully_sharded"
-        and bool(getattr(ns, "eval_bleu", False)),
-        "--store-ema with --ddp-backend fully_sharded": ns.ddp_backend == "fully_sharded" and ns.store_ema,
-        "--zero-sharding os with --ddp-backend fully_sharded": ns.ddp_backend == "fully_sharded"
-        and ns.zero_sharding == "os",
+        "--eval-bleu with --ddp-backend fully_sharded": sharded and eval_bleu,
+        "--store-ema with --ddp-backend fully_sharded": sharded and ema.store_ema,
+        "--zero-sharding os with --ddp-backend fully_sharded": sharded and ddp.zero_sharding == "os",
     }
     named = [flag for flag, used in unsupported.items() if used]
     if named:
         raise SystemExit(f"seqloom train: {', '.join(named)} is not supported yet; leave it at its default "
                          "(--ddp-backend: c10d/pytorch_ddp for DDP, fully_sharded for FSDP)")  # fmt: skip
-    if ns.ddp_backend in ("legacy_ddp", "no_c10d"):
-        logger.warning("--ddp-backend %s: running PyTorch DistributedDataParallel (c10d) instead", ns.ddp_backend)
-    if ns.max_tokens_valid is None:
-        ns.max_tokens_valid = ns.max_tokens
-        parsed["dataset"].max_tokens_valid = ns.max_tokens
-    if ns.batch_size_valid is None:
-        ns.batch_size_valid = ns.batch_size
-        parsed["dataset"].batch_size_valid = ns.batch_size
+    if ddp.ddp_backend in ("legacy_ddp", "no_c10d"):
+        logger.warning("--ddp-backend %s: running PyTorch DistributedDataParallel (c10d) instead", ddp.ddp_backend)
+    if ds.max_tokens_valid is None:
+        parsed.set(max_tokens_valid=ds.max_tokens)
+    if ds.batch_size_valid is None:
+        parsed.set(batch_size_valid=ds.batch_size)
 
 
-def check_valid_subsets(data: str | None, cfg: Any) -> None:
+def check_valid_subsets(data: str | None, cfg: DatasetConfig) -> None:
     """fairseq's guard: validation files ``valid<N>.*`` in a data folder that ``--valid-subset`` leaves out are
     an error (they were probably meant to count), unless combined or explicitly ignored."""
     if cfg.ignore_unused_valid_subsets or cfg.combine_valid_subsets or not data:
@@ -108,23 +105,26 @@ def make_trainer(parsed: ParsedArgs, task: Any, dist: DistInfo) -> Trainer:
     model = build_model(parsed, task)
     criterion = build_criterion(parsed, task)
     total, trained = count_parameters(model)
-    logger.info("model: %s, criterion: %s", parsed.namespace.arch, type(criterion).__name__)
+    chosen, ddp = parsed.components, parsed["distributed_training"]
+    logger.info("model: %s, criterion: %s", chosen.arch, type(criterion).__name__)
     logger.info("num. model params: %d (num. trained: %d)", total, trained)
-    ns = parsed.namespace
-    if ns.ddp_backend == "fully_sharded" and dist.world_size > 1:
-        # before the optimizer: its parameters become the sharded ones
-        wrap = 0 if getattr(ns, "checkpoint_activations", False) else getattr(ns, "min_params_to_wrap", 100_000_000)
-        units = shard_model(model.to(dist.device), dist.device, min_params_to_wrap=wrap, cpu_offload=ns.cpu_offload,
-                            reshard_after_forward=not ns.no_reshard_after_forward)  # fmt: skip
+    if ddp.ddp_backend == "fully_sharded" and dist.world_size > 1:
+        # before the optimizer: its parameters become the sharded ones; the wrapping options are model options
+        # that only some model families have (fairseq's transformer: --checkpoint-activations, --min-params-to-wrap)
+        model_cfg = parsed.get("model")
+        wrap = 0 if getattr(model_cfg, "checkpoint_activations", False) \
+            else getattr(model_cfg, "min_params_to_wrap", 100_000_000)  # fmt: skip
+        units = shard_model(model.to(dist.device), dist.device, min_params_to_wrap=wrap, cpu_offload=ddp.cpu_offload,
+                            reshard_after_forward=not ddp.no_reshard_after_forward)  # fmt: skip
         logger.info("FSDP over %d ranks: %d transformer layer(s) in their own unit, the rest in the root unit",
                     dist.world_size, units)  # fmt: skip
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = build_optimizer(parsed.namespace.optimizer, parsed.get("optimizer"), params, opt.lr[0])
-    if ns.zero_sharding == "os" and dist.world_size > 1:
+    optimizer = build_optimizer(chosen.required("optimizer"), parsed.get("optimizer"), params, opt.lr[0])
+    if ddp.zero_sharding == "os" and dist.world_size > 1:
         optimizer = shard_optimizer(optimizer)  # type: ignore[assignment]
         logger.info("ZeRO: the optimizer state is sharded over %d ranks", dist.world_size)
     scheduler = build_lr_scheduler(
-        parsed.namespace.lr_scheduler,
+        chosen.required("lr_scheduler"),
         parsed.get("lr_scheduler"),
         optimizer,
         lr=opt.lr,
@@ -138,7 +138,6 @@ def make_trainer(parsed: ParsedArgs, task: Any, dist: DistInfo) -> Trainer:
         window = common.fp16_scale_window or default_scale_window(dist.world_size, opt.update_freq[0])
         scaler = LossScaler(float(common.fp16_init_scale), window, common.min_loss_scale,
                             tolerance=common.fp16_scale_tolerance, threshold=common.threshold_loss_scale)  # fmt: skip
-    ddp = parsed["distributed_training"]
     options = TrainerOptions(
         seed=common.seed,
         clip_norm=opt.clip_norm,
@@ -183,7 +182,7 @@ class Batches:
         self._train: dict[int, EpochBatchIterator] = {}
         self._train_epoch = 0  # the epoch the cached training iterator was built for
         self._valid: dict[str, EpochBatchIterator] = {}
-        self.num_dirs = len(str(parsed.namespace.data or "").split(":"))
+        self.num_dirs = len(str(parsed["data"].data or "").split(":"))
 
     def _options(
         self, *, max_tokens: int | None, max_sentences: int | None, valid: bool, epoch: int
@@ -250,7 +249,7 @@ class Batches:
         return self._valid[subset]
 
 
-def _min_positions(*limits: Any) -> tuple[int | None, int | None] | None:
+def _min_positions(*limits: int | tuple[int | None, int | None] | None) -> tuple[int | None, int | None] | None:
     from seqloom.data.batching import resolve_max_positions
 
     return resolve_max_positions(*limits)
@@ -292,15 +291,14 @@ def run(parsed: ParsedArgs) -> TrainingLoop:
     """Trains as the options say; returns the finished loop (its ``history`` holds per-update stats)."""
     changed = parsed.changed_options()  # before check_options fills in derived values
     check_options(parsed)
-    ns, common, ckpt = parsed.namespace, parsed["common"], parsed["checkpoint"]
-    dist_cfg = parsed["distributed_training"]
+    common, ckpt, dist_cfg = parsed["common"], parsed["checkpoint"], parsed["distributed_training"]
     dist = distributed.init_distributed(
         cpu=common.cpu,
         backend=dist_cfg.distributed_backend,
         world_size=dist_cfg.distributed_world_size,
         device_id=dist_cfg.device_id,
     )
-    ns.distributed_world_size, ns.distributed_rank = dist.world_size, dist.rank
+    parsed.set(distributed_world_size=dist.world_size, distributed_rank=dist.rank)
     if not dist.is_master:
         logging.getLogger().setLevel(logging.WARNING)
     np.random.seed(common.seed)
@@ -315,8 +313,6 @@ def run(parsed: ParsedArgs) -> TrainingLoop:
         task.load_dataset(subset, epoch=1, combine=bool(data_cfg.combine_valid_subsets))
         # a multilingual task also validates each language of the split (valid_en, ...), as fairseq's does
         subsets += [subset, *task.language_subsets.get(subset, [])]
-    if subsets:  # --disable-validation: no split is read (a data folder may have no valid split), as in fairseq
-        data_cfg.valid_subset = ",".join(subsets)
     trainer = make_trainer(parsed, task, dist)
     lock = SaveDirLock(ckpt.save_dir)
     if dist.is_master and not ckpt.no_save:  # the options and data are known to be good: claim the folder
@@ -325,32 +321,38 @@ def run(parsed: ParsedArgs) -> TrainingLoop:
     try:
         if lock.held:  # no other trainer is saving there: what interrupted saves left can go
             remove_stale_temp_files(ckpt.save_dir)
-        return train_from_checkpoint(parsed, task, trainer, changed=changed)
+        return train_from_checkpoint(parsed, task, trainer, changed=changed, valid_subsets=subsets)
     finally:
         lock.release()
 
 
-def train_from_checkpoint(parsed: ParsedArgs, task: Any, trainer: Trainer, *, changed: list[str]) -> TrainingLoop:
+def train_from_checkpoint(parsed: ParsedArgs, task: Any, trainer: Trainer, *, changed: list[str],
+                          valid_subsets: list[str] | None = None) -> TrainingLoop:  # fmt: skip
     """Restores the run's last checkpoint (if any) and trains to the end; ``changed`` lists the options set away
-    from their defaults (logged once the inputs proved good)."""
-    ns, common, ckpt, data_cfg = parsed.namespace, parsed["common"], parsed["checkpoint"], parsed["dataset"]
+    from their defaults (logged once the inputs proved good); ``valid_subsets``: the splits validated (those of
+    ``--valid-subset`` and a multilingual task's per-language ones; None: ``--valid-subset``'s)."""
+    common, ckpt, data_cfg = parsed["common"], parsed["checkpoint"], parsed["dataset"]
+    if valid_subsets is None:
+        valid_subsets = [] if data_cfg.disable_validation else data_cfg.valid_subset.split(",")
+    options = parsed.namespace  # as they are now, all settled
     dist = trainer.dist
-    restored = restore(ckpt, trainer, ns)
+    restored = restore(ckpt, trainer, options)
     batches = Batches(parsed, task, trainer)
     epoch_itr = first_iterator(batches, restored)
-    if not data_cfg.disable_validation:  # a validation split with no batch fails now, not after an epoch
-        for subset in data_cfg.valid_subset.split(","):
-            batches.valid(subset)
+    for subset in valid_subsets:  # a validation split with no batch fails now, not after an epoch
+        batches.valid(subset)
     # the configuration once the data, dictionaries and checkpoints proved good: a mistake's message comes first
     logger.info("options set away from their defaults: %s", " ".join(changed) or "none")
-    logger.debug("all options: %s", ns)
+    logger.debug("all options: %s", options)
     fmt = resolve_log_format(common.log_format, no_progress_bar=common.no_progress_bar)
     run_name = os.environ.get("WANDB_NAME", os.path.basename(ckpt.save_dir))  # fairseq's run name
     progress = Progress(fmt, tensorboard_logdir=common.tensorboard_logdir, wandb_project=common.wandb_project,
                         wandb_run_name=run_name, enabled=dist.is_master)  # fmt: skip
-    progress.update_config(vars(ns))
+    progress.update_config(vars(options))
     progress.max_update = parsed["optimization"].max_update or 0
-    cfgs = LoopConfigs(common=common, dataset=parsed["dataset"], optimization=parsed["optimization"], checkpoint=ckpt)
+    # the loop validates the per-language splits too: a run-time list, not the option (a checkpoint's args keep that)
+    loop_dataset = dataclasses.replace(data_cfg, valid_subset=",".join(valid_subsets)) if valid_subsets else data_cfg
+    cfgs = LoopConfigs(common=common, dataset=loop_dataset, optimization=parsed["optimization"], checkpoint=ckpt)
     loop = TrainingLoop(trainer, cfgs, checkpoint_namespace(parsed), batches.train, batches.valid, progress)
     loop.valid_hook, loop.valid_reduce = task.validation_extras()
     extra = restored.extra_state or {}

@@ -16,7 +16,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
@@ -82,7 +82,9 @@ def load_model(path: str, task: Any, overrides: dict[str, Any], device: torch.de
     return model.to(device).eval(), state
 
 
-def validate_subset(model: torch.nn.Module, criterion: Any, itr: Any, device: torch.device) -> dict[str, float]:
+def validate_subset(
+    model: torch.nn.Module, criterion: torch.nn.Module, itr: Iterable[dict[str, Any]], device: torch.device
+) -> dict[str, float]:
     """One aggregate of the criterion's logging outputs over every batch of ``itr``."""
     outputs = []
     start = time.perf_counter()
@@ -118,6 +120,8 @@ def run(parsed: ParsedArgs) -> int:
     common, ds, ev = parsed["common"], parsed["dataset"], parsed["common_eval"]
     device = select_device(cpu=common.cpu)
     torch.manual_seed(common.seed)
+    if not ev.model_path:
+        raise ValueError("seqloom validate: --path CHECKPOINT is required")
     task = build_task(parsed)
     overrides = parse_model_overrides(ev.model_overrides)
     model, state = load_model(ev.model_path.split(os.pathsep)[0], task, overrides, device)
@@ -157,7 +161,7 @@ def given_criterion_options(parsed: ParsedArgs) -> dict[str, Any]:
             if f.name in parsed.defaults and getattr(cfg, f.name) != parsed.defaults[f.name]}  # fmt: skip
 
 
-def _resolve(*limits: Any) -> tuple[int | None, int | None]:
+def _resolve(*limits: int | tuple[int | None, int | None] | None) -> tuple[int | None, int | None]:
     from seqloom.data.batching import resolve_max_positions
 
     return resolve_max_positions(*limits)

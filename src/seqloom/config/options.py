@@ -16,8 +16,14 @@ import math
 import numbers
 import types
 import typing
-from collections.abc import Callable
-from typing import Any, Literal, Union
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T")
+D = TypeVar("D", bound="DataclassInstance")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +61,7 @@ def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
 
 
-def bounds_problem(cls: type, name: str, value: Any) -> str | None:
+def bounds_problem(cls: type, name: str, value: object) -> str | None:
     """What keeps ``value`` out of the bounds of ``cls``'s numeric field ``name`` (``--beam must be at least 1
     (got 0)``), or None. Fields without bounds take any value of their type; floats must be numbers (not nan)."""
     f = next((f for f in dataclasses.fields(cls) if f.name == name), None)
@@ -68,7 +74,7 @@ def bounds_problem(cls: type, name: str, value: Any) -> str | None:
     return f"{flag_of(f)} {problem} (got {value})" if problem else None
 
 
-def check_bounds(config: Any) -> None:
+def check_bounds(config: DataclassInstance) -> None:
     """Raises ValueError naming the first numeric field of the dataclass ``config`` outside its bounds."""
     for f in dataclasses.fields(config):
         problem = bounds_problem(type(config), f.name, getattr(config, f.name))
@@ -76,8 +82,9 @@ def check_bounds(config: Any) -> None:
             raise ValueError(problem)
 
 
-def field(default: Any = dataclasses.MISSING, *, help: str, flag: str | None = None, **metadata: Any) -> Any:
-    """A dataclass field with its help text (and, rarely, a flag name that differs from the field).
+def field(default: Any = dataclasses.MISSING, *, help: str, flag: str | None = None, **metadata: object) -> Any:
+    """A dataclass field with its help text (and, rarely, a flag name that differs from the field). (``Any``:
+    the default is of the field's type, and the result stands for that type, as ``dataclasses.field``'s does.)
     ``bounds=Bounds(...)`` limits a numeric option's values (checked when parsed and by :func:`check_bounds`)."""
     meta = {"help": help, **metadata}
     if flag is not None:
@@ -123,7 +130,7 @@ def _bool_value(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected a boolean, got {text!r}")
 
 
-def _scalar_parser(tp: Any) -> Callable[[str], Any]:
+def _scalar_parser(tp: object) -> Callable[[str], object]:
     if tp is int:
         return _named(int, "an integer")
     if tp is float:
@@ -140,12 +147,12 @@ def _number(text: str) -> float:
     return value
 
 
-def _bounded(parse: Callable[[str], Any], bounds: Bounds) -> Callable[[str], Any]:
+def _bounded(parse: Callable[[str], object], bounds: Bounds) -> Callable[[str], object]:
     """``parse`` that also wants the value within ``bounds`` (an argparse error naming the flag otherwise)."""
 
-    def checked(text: str) -> Any:
+    def checked(text: str) -> object:
         value = parse(text)
-        problem = bounds.problem(value)
+        problem = bounds.problem(value) if isinstance(value, (int, float)) else None
         if problem:
             raise argparse.ArgumentTypeError(f"{problem} (got {text!r})")
         return value
@@ -154,8 +161,8 @@ def _bounded(parse: Callable[[str], Any], bounds: Bounds) -> Callable[[str], Any
     return checked
 
 
-def _named(fn: Callable[[str], Any], what: str) -> Callable[[str], Any]:
-    def parse(text: str) -> Any:
+def _named(fn: Callable[[str], T], what: str) -> Callable[[str], T]:
+    def parse(text: str) -> T:
         try:
             return fn(text)
         except ValueError:
@@ -165,8 +172,8 @@ def _named(fn: Callable[[str], Any], what: str) -> Callable[[str], Any]:
     return parse
 
 
-def _list_parser(item: Callable[[str], Any]) -> Callable[[str], list[Any]]:
-    def parse(text: str) -> list[Any]:
+def _list_parser(item: Callable[[str], T]) -> Callable[[str], list[T]]:
+    def parse(text: str) -> list[T]:
         return [item(part) for part in str(text).split(",") if part.strip() != ""]
 
     return parse
@@ -176,12 +183,12 @@ def _list_parser(item: Callable[[str], Any]) -> Callable[[str], list[Any]]:
 class FieldSpec:
     """How one dataclass field appears on the command line."""
 
-    parse: Callable[[str], Any] | None
-    choices: tuple[Any, ...] | None
+    parse: Callable[[str], object] | None
+    choices: tuple[object, ...] | None
     is_bool: bool
 
 
-def _strip_optional(tp: Any) -> Any:
+def _strip_optional(tp: object) -> object:
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
@@ -190,7 +197,7 @@ def _strip_optional(tp: Any) -> Any:
     return tp
 
 
-def value_mismatch(value: Any, tp: Any) -> str | None:
+def value_mismatch(value: object, tp: object) -> str | None:
     """What keeps ``value`` from being a value of the option type ``tp`` (as a Python caller passes it, e.g.
     a hub keyword), or None where it fits or the type is not one checked here: ``beam="5"`` would otherwise
     fail deep inside generation with a comparison of str and int."""
@@ -213,7 +220,7 @@ def value_mismatch(value: Any, tp: Any) -> str | None:
     return None
 
 
-def field_spec(tp: Any) -> FieldSpec:
+def field_spec(tp: object) -> FieldSpec:
     tp = _strip_optional(tp)
     origin = typing.get_origin(tp)
     if tp is bool:
@@ -231,7 +238,7 @@ def field_spec(tp: Any) -> FieldSpec:
 
 
 def add_dataclass_args(
-    group: argparse._ActionsContainer, cls: type, *, defaults: Any = None, taken: set[str] | None = None
+    group: argparse._ActionsContainer, cls: type, *, defaults: object = None, taken: set[str] | None = None
 ) -> None:
     """Adds one flag per field of ``cls`` to ``group``.
 
@@ -273,7 +280,7 @@ def add_dataclass_args(
 _STR_METAVARS = (("_dir", "DIR"), ("logdir", "DIR"), ("_file", "FILE"), ("_path", "FILE"), ("_model", "FILE"))
 
 
-def metavar_for(name: str, tp: Any) -> str:
+def metavar_for(name: str, tp: object) -> str:
     """The word standing for an option's value in ``--help``: its type (N, FLOAT, N,N,...) or, for text, what it
     names (FILE, DIR) or else the whole option name."""
     tp = _strip_optional(tp)
@@ -293,13 +300,13 @@ def metavar_for(name: str, tp: Any) -> str:
     return next((word for end, word in _STR_METAVARS if name.endswith(end)), name.upper().replace("_", "-"))
 
 
-def choices_metavar(choices: tuple[Any, ...], fallback: str) -> str:
+def choices_metavar(choices: tuple[object, ...], fallback: str) -> str:
     """``{a,b,c}`` for a short list of choices; a long one is named by a word (its choices go into the help)."""
     listed = "{" + ",".join(map(str, choices)) + "}"
     return listed if len(listed) <= 32 else ("NAME" if fallback.endswith(("FILE", "DIR")) else fallback)
 
 
-def _class_default(f: dataclasses.Field) -> Any:
+def _class_default(f: dataclasses.Field[object]) -> object:
     if f.default is not dataclasses.MISSING:
         return f.default
     if f.default_factory is not dataclasses.MISSING:
@@ -307,13 +314,13 @@ def _class_default(f: dataclasses.Field) -> Any:
     return None
 
 
-def _help_with_default(text: str, default: Any) -> str:
+def _help_with_default(text: str, default: object) -> str:
     if default is None or default is False or "%(default)" in text:
         return text
     return f"{text} (default: %(default)s)"
 
 
-def from_namespace(cls: type, ns: argparse.Namespace | dict[str, Any]) -> Any:
+def from_namespace(cls: type[D], ns: argparse.Namespace | Mapping[str, object]) -> D:
     """Builds ``cls`` from a flat namespace, taking each field that the namespace holds."""
     values = vars(ns) if isinstance(ns, argparse.Namespace) else ns
     kwargs = {f.name: values[f.name] for f in dataclasses.fields(cls) if f.init and f.name in values}
