@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
@@ -98,7 +99,9 @@ HUBS: Registry[Callable[..., nn.Module]] = Registry("hub")
 CHECKPOINT_LOADERS: Registry[Callable[..., nn.Module]] = Registry("checkpoint loader")
 # model family -> ``export(model_dir, checkpoint_file, data, options, out_dir)`` for families whose hub writes its
 # own export (RoBERTa); ``seqloom export`` writes the others through the translation hub
-EXPORTERS: Registry[Callable[..., object]] = Registry("exporter")
+# a family's export: (checkpoint dir, checkpoint file, data dir, hub options, output dir) -> the written model file
+Exporter = Callable[[Path, str, str, Mapping[str, Any], str], Path]
+EXPORTERS: Registry[Exporter] = Registry("exporter")
 
 
 @dataclass(frozen=True)

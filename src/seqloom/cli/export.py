@@ -15,7 +15,7 @@ With ``--quantize int8`` the linear layers are stored as int8 weights plus their
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from seqloom.cli.parser import ParsedArgs, parse_args
 from seqloom.cli.specs import EXPORT as SPEC
 from seqloom.cli.specs import ExportConfig
 from seqloom.logs import setup_logging
+from seqloom.registry import Exporter
 
 logger = logging.getLogger("seqloom.cli.export")
 
@@ -46,7 +47,6 @@ def hub_options(args: ParsedArgs) -> dict[str, Any]:
 
 
 # a model family's ``export(model_dir, checkpoint_file, data, hub options, out_dir) -> the export's folder``
-Exporter = Callable[[Path, str, str, Mapping[str, Any], str], Path]
 
 
 def registered_exporter(path: Path) -> Exporter | None:
