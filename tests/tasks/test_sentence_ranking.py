@@ -222,3 +222,13 @@ def test_hub_predict_scores_an_option_as_fairseq(data: Path, tmp_path: Path, gpt
         for k in range(4):
             score = hub.predict("sentence_classification_head", dataset[i]["source"][k], return_logits=True)
             assert score.shape == (1, 1) and float(score.detach()) == pytest.approx(reference[i][k], abs=1e-5)
+
+
+def test_other_criterion_is_refused_naming_the_one_to_use(data: Path, tmp_path: Path) -> None:
+    """fairseq refuses this pairing too; seqloom says which criterion the task needs instead of a KeyError."""
+    argv = race_finetuning(data, tmp_path / "ck")
+    argv[argv.index("sentence_ranking", argv.index("--criterion"))] = "cross_entropy"
+    with pytest.raises(SystemExit, match="--criterion cross_entropy cannot train --task sentence_ranking: use "
+                                         "--criterion sentence_ranking"):  # fmt: skip
+        train.main(argv)
+    assert not (tmp_path / "ck" / "checkpoint_last.pt").exists()

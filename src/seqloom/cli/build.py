@@ -54,6 +54,9 @@ def build_criterion(parsed: ParsedArgs, task: Any) -> nn.Module:
     sentence_avg = optimization is not None and optimization.sentence_avg
     pad = task.target_dictionary.pad()
     name = parsed.components.required("criterion", registry.CRITERIONS.names())
+    required = getattr(task, "required_criterion", None)
+    if required is not None and name != required:
+        raise SystemExit(f"--criterion {name} cannot train --task {parsed.components.task}: use --criterion {required}")
     criterion = build(name, parsed.get("criterion"), padding_idx=pad, sentence_avg=sentence_avg)
     bind_task = getattr(criterion, "bind_task", None)  # e.g. sentence_prediction reads the label dictionary
     if callable(bind_task):

@@ -74,8 +74,11 @@ class Task:
     * ``language_subsets``: a validation split -> the per-language splits validated with it;
     * ``generation_eos``: the symbol that ends generated targets (None: the target dictionary's ``</s>``);
     * ``inference_prefix_token``: a token every generated target starts with (a target-language tag);
-    * ``symbols_to_strip_from_output``: symbols left out of printed hypotheses (None: the generator's own).
+    * ``symbols_to_strip_from_output``: symbols left out of printed hypotheses (None: the generator's own);
+    * ``required_criterion``: the one ``--criterion`` whose batches the task makes (None: any).
     """
+
+    required_criterion: str | None = None
 
     language_subsets: Mapping[str, list[str]] = MappingProxyType({})
 

@@ -72,6 +72,8 @@ class SentenceRankingConfig:
 class SentenceRankingTask(Task):
     """Multiple choice: one score per option from a one-output classification head."""
 
+    required_criterion = "sentence_ranking"  # its batches hold N option sequences, which only that loss reads
+
     def __init__(self, cfg: SentenceRankingConfig, dictionary: Dictionary, *, dataset_impl: str | None = None) -> None:
         super().__init__()
         self.cfg, self.dictionary = cfg, dictionary
