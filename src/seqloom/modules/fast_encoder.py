@@ -48,7 +48,10 @@ def _plain(module: object, kind: type[nn.Module]) -> bool:
 
 def _plain_parts(module: nn.Module, parts: dict[str, type[nn.Module]]) -> bool:
     children = module._modules  # read directly: the per-call check must stay cheap beside a small forward
-    return all(_plain(children.get(name), kind) for name, kind in parts.items())
+    for name, kind in parts.items():
+        if not _plain(children.get(name), kind):
+            return False
+    return True
 
 
 def _plain_layer(layer: nn.Module) -> bool:
@@ -78,7 +81,10 @@ def uses_fast_encoder(encoder: TransformerEncoder) -> bool:
         return False
     if norm is not None and not _plain(norm, nn.LayerNorm):
         return False
-    return all(_plain_layer(layer) for layer in encoder.layers)
+    for layer in encoder.layers:
+        if not _plain_layer(layer):
+            return False
+    return True
 
 
 # Parameters and submodules are read from the modules' own dicts (``_parameters``, ``_modules``): what
