@@ -6,14 +6,22 @@
    ``--max-update`` updates under ``fairseq-train`` and ``seqloom train``, each a fresh process with
    ``--threads`` threads. Words/s = tokens of all updates / time in the epochs (the JSON ``train`` line); also
    the user CPU seconds of the whole process and the last validation loss of each (same data, same seed).
-2. Hub: each toolkit's process loads tests/fixtures/roberta/gpt2/model.pt (untimed), warms up, then runs
-   ``fill_mask`` (topk 3) on N sentences with one ``<mask>`` each, one call per sentence as fairseq's hub
-   takes them, and ``extract_features`` of the same N sentences one by one. Reports sentences/s and the ratio.
+2. Hub: each toolkit's process loads the model (untimed; ``--model tiny``: tests/fixtures/roberta/gpt2/model.pt;
+   ``--model base``: roberta.base's layout with random weights, built once with fairseq-train under ``--cache``),
+   warms up, then runs ``fill_mask`` (topk 3) on N sentences with one ``<mask>`` each, one call per sentence as
+   fairseq's hub takes them, and ``extract_features`` of the same N sentences one by one, under ``torch.no_grad``;
+   seqloom's process also runs them as lists of ``--batch`` sentences (``fill_mask([...])``) and padded batches
+   (``collate_tokens``), the sentences sorted by length as a bulk caller would group them. Sentences/s by wall
+   time and by CPU time (which a loaded machine inflates less), each ratio against fairseq's one-call-per-sentence
+   figure of the same alternated run. Checks: the same top-3 fillings as fairseq's and scores within 1e-4; the
+   first ``--check`` sentences' features within 1e-4 (one by one and from the padded batches).
 
 Targets: training >= 1.3x, fill_mask / extract_features >= 2x.
 
     python benchmarks/roberta.py [--max-update 100] [--sentences 1000] [--threads 1] [--repeat 1]
                                  [--size 2,32,64,2] [--skip-train|--skip-hub]
+                                 [--model tiny|base] [--batch 32] [--check 100]
+    python benchmarks/roberta.py --skip-train --model base --sentences 200 --repeat 3   # release size (slow)
 
 fairseq is found through ``$FAIRSEQ_BIN`` or ``../peer-venvs/fs/bin``.
 """
@@ -23,13 +31,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import re
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from _common import REPO, SEQLOOM, require_fairseq_bin, run_measured, thread_env, train_words_per_second
 
@@ -66,42 +78,77 @@ def sentences(count: int) -> list[str]:
     return [lines[i % len(lines)] for i in range(count)]
 
 
-def hub_worker(toolkit: str, texts: list[str], threads: int) -> dict[str, object]:
-    """Runs inside the toolkit's process: load (untimed), warm up, time fill_mask and extract_features."""
-    import torch
-
-    torch.set_num_threads(threads)
-    files = {"gpt2_encoder_json": str(GPT2 / "encoder.json"), "gpt2_vocab_bpe": str(GPT2 / "vocab.bpe")}
-    if toolkit == "fairseq":
-        from fairseq.models.roberta import RobertaModel
-    else:
-        from seqloom.hub import RobertaModel  # type: ignore[no-redef]
-    hub = RobertaModel.from_pretrained(str(OWN), "model.pt", ".", bpe="gpt2", **files)
-    hub.eval()
-    masked = []
+def masked_texts(texts: list[str]) -> list[str]:
+    """Each sentence with its middle word replaced by ``<mask>``."""
+    out = []
     for line in texts:
         words = line.split()
         words[len(words) // 2] = "<mask>"
-        masked.append(" ".join(words))
-    with torch.no_grad():
-        for text in masked[:8]:
+        out.append(" ".join(words))
+    return out
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:
+    """``fn()``, its wall seconds and this process's CPU seconds (one thread: the time it ran, waits excluded)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = fn()
+    return result, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def hub_worker(toolkit: str, job: dict[str, Any]) -> dict[str, Any]:
+    """Runs inside the toolkit's process: load (untimed), warm up, then time ``fill_mask`` and ``extract_features``
+    one call per sentence (and, for seqloom, lists/batches of ``job['batch']`` sentences). Writes the features
+    of the first ``job['check']`` sentences to ``job['features']``; returns times and every filling."""
+    import torch
+
+    torch.set_num_threads(job["threads"])
+    files = {"gpt2_encoder_json": str(GPT2 / "encoder.json"), "gpt2_vocab_bpe": str(GPT2 / "vocab.bpe")}
+    if toolkit == "fairseq":
+        from fairseq.data.data_utils import collate_tokens
+        from fairseq.models.roberta import RobertaModel
+    else:
+        from seqloom.data.data_utils import collate_tokens  # type: ignore[no-redef]
+        from seqloom.hub import RobertaModel  # type: ignore[no-redef]
+    hub = RobertaModel.from_pretrained(job["model_dir"], job["checkpoint"], ".", bpe="gpt2", **files)
+    hub.eval()
+    texts, size, check = job["texts"], job["batch"], job["check"]
+    masked = masked_texts(texts)
+    tokens = [hub.encode(text) for text in texts]
+    by_length = sorted(range(len(texts)), key=lambda i: len(tokens[i]))  # batches of similar lengths, as bulk
+    chunks = [by_length[i : i + size] for i in range(0, len(texts), size)]  # callers make them: little padding
+    pad = hub.task.source_dictionary.pad()
+    out: dict[str, Any] = {}
+    with torch.no_grad():  # as a user measuring inference would call both hubs
+        for text in masked[:4]:
             hub.fill_mask(text, topk=3)
-        start = time.perf_counter()
-        top1 = [hub.fill_mask(text, topk=3)[0][0] for text in masked]
-        fill_s = time.perf_counter() - start
-        tokens = [hub.encode(text) for text in texts]
-        start = time.perf_counter()
-        for t in tokens:
-            hub.extract_features(t)
-        features_s = time.perf_counter() - start
-    return {"fill_s": fill_s, "features_s": features_s, "top1": top1}
+            hub.extract_features(hub.encode(text))
+        out["fill"], *out["fill_s"] = timed(lambda: [hub.fill_mask(text, topk=3) for text in masked])
+        features, *out["features_s"] = timed(lambda: [hub.extract_features(t)[0] for t in tokens])
+        kept = {"one": features[:check]}
+        if toolkit == "seqloom":
+            hub.fill_mask(masked[:size], topk=3)
+            lists, *out["fill_batched_s"] = timed(
+                lambda: [hub.fill_mask([masked[i] for i in c], topk=3) for c in chunks]
+            )
+            fillings: list[Any] = [None] * len(texts)
+            for c, rows in zip(chunks, lists):
+                for i, row in zip(c, rows):
+                    fillings[i] = row
+            out["fill_batched"] = fillings
+            batches = [collate_tokens([tokens[i] for i in c], pad_idx=pad) for c in chunks]
+            hub.extract_features(batches[0])
+            padded, *out["features_batched_s"] = timed(lambda: [hub.extract_features(b) for b in batches])
+            rows = {i: f[j, : len(tokens[i])] for c, f in zip(chunks, padded) for j, i in enumerate(c)}
+            kept["batched"] = [rows[i] for i in range(min(check, len(texts)))]
+    torch.save(kept, job["features"])
+    return out
 
 
-def run_hub(python: str, toolkit: str, texts: list[str], threads: int, env: dict[str, str]) -> dict:
+def run_hub(python: str, toolkit: str, job: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump(texts, f)
+        json.dump(job, f)
     code = (f"import json, sys; sys.path.insert(0, {str(REPO / 'benchmarks')!r}); import roberta; "
-            f"r = roberta.hub_worker({toolkit!r}, json.load(open({f.name!r})), {threads}); "
+            f"r = roberta.hub_worker({toolkit!r}, json.load(open({f.name!r}))); "
             "print('RESULT' + json.dumps(r))")  # fmt: skip
     proc = subprocess.run([python, "-c", code], env=env, capture_output=True, text=True)
     os.unlink(f.name)
@@ -109,6 +156,34 @@ def run_hub(python: str, toolkit: str, texts: list[str], threads: int, env: dict
     if proc.returncode != 0 or not lines:
         sys.exit(f"{toolkit} hub run failed:\n{proc.stderr[-3000:]}")
     return json.loads(lines[-1][len("RESULT") :])
+
+
+def base_model(fs: Path, cache: Path) -> Path:
+    """``cache/base``: roberta.base's layout (12 layers, d768, 12 heads, FFN 3072, 514 positions, GPT-2 ids plus
+    3 made-up words: 50,265 symbols with the specials and ``<mask>``) with random weights, built once by
+    ``fairseq-train`` (one SGD update at a learning rate of 1e-12 on random ids) as ``model.pt`` and ``dict.txt``."""
+    out = cache / "base"
+    if (out / "BUILT").is_file():
+        return out
+    shutil.rmtree(out, ignore_errors=True)
+    (out / "text").mkdir(parents=True)
+    words = [str(i) for i in range(50257)] + [f"madeupword{i:04d}" for i in range(3)]  # roberta.base's dict.txt
+    (out / "dict.txt").write_text("".join(f"{w} {len(words) + 10 - i}\n" for i, w in enumerate(words)), "utf-8")
+    rng = random.Random(0)
+    lines = [" ".join(rng.choice(words[:50257]) for _ in range(100)) for _ in range(16)]
+    (out / "text" / "train.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    env = thread_env(2)
+    print(f"building the roberta.base-layout model in {out} (once)", file=sys.stderr)
+    run_measured([str(fs / "fairseq-preprocess"), "--only-source", "--srcdict", str(out / "dict.txt"), "--trainpref",
+                  str(out / "text" / "train.txt"), "--destdir", str(out / "data-bin"), "--workers", "1"], env)  # fmt: skip
+    run_measured([str(fs / "fairseq-train"), str(out / "data-bin"), "--cpu", "--num-workers", "0", "--seed", "1",
+                  "--task", "masked_lm", "--criterion", "masked_lm", "--arch", "roberta_base", "--tokens-per-sample",
+                  "512", "--optimizer", "sgd", "--lr", "1e-12", "--batch-size", "2", "--max-update", "1",
+                  "--disable-validation", "--no-epoch-checkpoints", "--no-save-optimizer-state", "--save-dir",
+                  str(out)], env)  # fmt: skip
+    (out / "checkpoint_last.pt").rename(out / "model.pt")
+    (out / "BUILT").write_text("ok\n")
+    return out
 
 
 def bench_train(args: argparse.Namespace, fs: Path, env: dict[str, str]) -> None:
@@ -134,18 +209,61 @@ def bench_train(args: argparse.Namespace, fs: Path, env: dict[str, str]) -> None
     )
 
 
+def fillings_agree(ref: list[list[list[Any]]], got: list[list[list[Any]]]) -> tuple[int, float]:
+    """How many inputs have the same top-k (texts and tokens, in order), and the largest score difference."""
+    same, diff = 0, 0.0
+    for want, have in zip(ref, got):
+        same += [(t, tok) for t, _, tok in want] == [(t, tok) for t, _, tok in have]
+        diff = max([diff] + [abs(a[1] - b[1]) for a, b in zip(want, have)])
+    return same, diff
+
+
+def features_diff(ref: list[Any], got: list[Any]) -> float:
+    return max(float((a.float() - b.float()).abs().max()) for a, b in zip(ref, got))
+
+
 def bench_hub(args: argparse.Namespace, fs: Path, env: dict[str, str]) -> None:
+    import torch
+
+    if args.model == "base":
+        model_dir, checkpoint, label = base_model(fs, args.cache), "model.pt", "roberta.base layout (12 layers, d768)"
+    else:
+        model_dir, checkpoint, label = OWN, "model.pt", "tiny fixture (2 layers, d32)"
     texts = sentences(args.sentences)
     runs: dict[str, list[dict]] = {"fairseq": [], "seqloom": []}
-    for _ in range(args.repeat):
-        for name, py in (("fairseq", str(fs / "python")), ("seqloom", sys.executable)):
-            runs[name].append(run_hub(py, name, texts, args.threads, env))
-    agree = sum(a == b for a, b in zip(runs["fairseq"][0]["top1"], runs["seqloom"][0]["top1"]))
-    for what, key in (("fill_mask (topk 3)", "fill_s"), ("extract_features", "features_s")):
-        rates = {name: statistics.median(len(texts) / r[key] for r in rows) for name, rows in runs.items()}
-        print(f"{what}, {len(texts)} sentences one by one: fairseq {rates['fairseq']:.1f}/s, seqloom "
-              f"{rates['seqloom']:.1f}/s, ratio {rates['seqloom'] / rates['fairseq']:.2f}x (target >= 2x)")  # fmt: skip
-    print(f"top-1 fillings equal: {agree}/{len(texts)}")
+    with tempfile.TemporaryDirectory() as tmp:
+        kept = {}
+        for _ in range(args.repeat):
+            for name, py in (("fairseq", str(fs / "python")), ("seqloom", sys.executable)):
+                job = {"model_dir": str(model_dir), "checkpoint": checkpoint, "texts": texts, "threads": args.threads,
+                       "batch": args.batch, "check": args.check, "features": str(Path(tmp) / f"{name}.pt")}  # fmt: skip
+                runs[name].append(run_hub(py, name, job, env))
+                kept[name] = torch.load(job["features"])
+    fs_runs, sl_runs = runs["fairseq"], runs["seqloom"]
+    n = len(texts)
+    print(f"hub, {label}, {n} sentences, {args.threads} thread(s), {args.repeat} alternated run(s) each; "
+          "sentences/s by wall time (by CPU time), medians; ratio to fairseq one call per sentence:")  # fmt: skip
+    for what, key in (("fill_mask topk 3", "fill"), ("extract_features", "features")):
+        base_wall = statistics.median(n / r[f"{key}_s"][0] for r in fs_runs)
+        base_cpu = statistics.median(n / r[f"{key}_s"][1] for r in fs_runs)
+        print(f"  {what:17} fairseq one by one    {base_wall:8.1f} ({base_cpu:8.1f})")
+        for row, field in (("one by one", f"{key}_s"), (f"batches of {args.batch}", f"{key}_batched_s")):
+            wall = [(n / s[field][0]) / (n / f[f"{key}_s"][0]) for f, s in zip(fs_runs, sl_runs)]
+            cpu = [(n / s[field][1]) / (n / f[f"{key}_s"][1]) for f, s in zip(fs_runs, sl_runs)]
+            rate = statistics.median(n / s[field][0] for s in sl_runs)
+            rate_cpu = statistics.median(n / s[field][1] for s in sl_runs)
+            print(f"  {'':17} seqloom {row:14} {rate:8.1f} ({rate_cpu:8.1f})  {statistics.median(wall):5.2f}x "
+                  f"({statistics.median(cpu):5.2f}x)  (target >= 2x)")  # fmt: skip
+    same, diff = fillings_agree(fs_runs[0]["fill"], sl_runs[0]["fill"])
+    same_b, diff_b = fillings_agree(fs_runs[0]["fill"], sl_runs[0]["fill_batched"])
+    print(f"  same top-3 fillings as fairseq: {same}/{n} one by one, {same_b}/{n} in lists; largest score "
+          f"difference {max(diff, diff_b):.1e} (limit 1e-4)")  # fmt: skip
+    one = features_diff(kept["fairseq"]["one"], kept["seqloom"]["one"])
+    batched = features_diff(kept["fairseq"]["one"], kept["seqloom"]["batched"])
+    print(f"  features of the first {len(kept['fairseq']['one'])} sentences, largest difference from fairseq's: "
+          f"{one:.1e} one by one, {batched:.1e} in padded batches (limit 1e-4)")  # fmt: skip
+    if same < n or same_b < n or max(diff, diff_b, one, batched) > 1e-4:
+        print("  RESULTS DIFFER from fairseq's beyond the limits above")
 
 
 def main() -> int:
@@ -157,6 +275,20 @@ def main() -> int:
     p.add_argument("--size", default="2,32,64,2", help="layers,embed dim,FFN dim,heads of the trained model")
     p.add_argument("--skip-train", action="store_true")
     p.add_argument("--skip-hub", action="store_true")
+    p.add_argument(
+        "--model",
+        choices=("tiny", "base"),
+        default="tiny",
+        help="hub model: the tiny fixture, or roberta.base's layout with random weights (built once)",
+    )
+    p.add_argument("--batch", type=int, default=32, help="sentences per seqloom list/batch call")
+    p.add_argument("--check", type=int, default=100, help="sentences whose features are compared with fairseq's")
+    p.add_argument(
+        "--cache",
+        type=Path,
+        default=Path.home() / ".cache" / "seqloom-bench" / "roberta",
+        help="where the roberta.base-layout model is built",
+    )
     args = p.parse_args()
     fs = require_fairseq_bin("fairseq-train")
     env = thread_env(args.threads)

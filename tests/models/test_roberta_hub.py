@@ -183,3 +183,53 @@ def test_export_with_heads_loads_with_the_same_outputs(tuned: Any, fairseq_fixtu
     assert loaded.task.label_dictionary is not None and loaded.task.label_dictionary.symbols == (
         tuned.task.label_dictionary.symbols
     )
+
+
+def test_batched_fill_mask_equals_one_by_one_in_order(roberta: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from seqloom.hub import roberta as hub_roberta
+
+    inputs = MASKED + ["Let there be <mask>", "<mask> God created the heavens and the earth, and the light."] * 3
+    one_by_one = [roberta.fill_mask(text, topk=4) for text in inputs]
+    for rows in (32, 2):  # one batch, then several batches of similar lengths
+        monkeypatch.setattr(hub_roberta, "BATCH_ROWS", rows)
+        batched = roberta.fill_mask(inputs, topk=4)
+        assert len(batched) == len(inputs)
+        for got, want in zip(batched, one_by_one):
+            assert [(t, tok) for t, _, tok in got] == [(t, tok) for t, _, tok in want]
+            close(torch.tensor([s for _, s, _ in got]), [s for _, s, _ in want], tol=1e-5)
+
+
+def test_length_batches_keep_every_index_once_within_the_limits() -> None:
+    from seqloom.hub.roberta import length_batches
+
+    lengths = [5, 40, 7, 7, 39, 3, 12, 41, 2]
+    batches = length_batches(lengths, max_rows=3, max_tokens=100)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for b in batches:
+        assert len(b) <= 3 and (len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 100)
+        assert [lengths[i] for i in b] == sorted((lengths[i] for i in b), reverse=True)
+    assert length_batches([600], max_rows=3, max_tokens=100) == [[0]]  # a row longer than the budget gets its own batch
+
+
+def test_masked_rows_projection_equals_the_full_projection(roberta: Any) -> None:
+    """fill_mask projects only the masked rows through the LM head; fairseq projects every position and picks the
+    masked one: the same scores."""
+    from seqloom.data.data_utils import collate_tokens
+
+    rows = [roberta._masked_tokens(text) for text in MASKED]
+    tokens = collate_tokens(rows, pad_idx=1)
+    at = tokens.eq(roberta.task.mask_idx)
+    with torch.no_grad():
+        picked = roberta.model(tokens, masked_tokens=at).logits  # (B, V)
+        full = roberta.model(tokens).logits  # (B, T, V)
+    torch.testing.assert_close(picked, full[at], atol=1e-6, rtol=1e-6)
+
+
+def test_fill_mask_leaves_no_graph_and_features_keep_theirs(roberta: Any) -> None:
+    roberta.eval()
+    tokens = roberta.encode(SENTENCES[0])
+    assert roberta.extract_features(tokens).requires_grad  # fine-tunable, as fairseq's
+    with torch.no_grad():
+        assert not roberta.extract_features(tokens).requires_grad
+    roberta.fill_mask(MASKED[0], topk=2)
+    assert all(p.grad is None for p in roberta.model.parameters())

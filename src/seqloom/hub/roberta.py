@@ -43,6 +43,10 @@ from seqloom.models.roberta.model import RobertaModel
 
 MASK = "<mask>"
 WORD_START = "\u2581"
+# fill_mask of a list runs batches of at most this many sentences and padded tokens: enough rows for the matrix
+# products to run at full speed; few enough masked rows that the vocabulary product stays a plain one
+BATCH_ROWS = 32
+BATCH_TOKENS = 8192
 
 
 @dataclass
@@ -141,24 +145,25 @@ class RobertaHub(nn.Module):
     def fill_mask(self, masked_input: str | Sequence[str], topk: int = 5) -> Any:
         """The ``topk`` ``(filled text, probability, predicted token)`` of the one ``<mask>``, most likely first.
 
-        A list of inputs is run as one padded batch and gives one such list per input.
+        A list of inputs gives one such list per input, in order; they run as padded batches of sentences of
+        similar lengths (:func:`length_batches`), which is much faster than one call per sentence.
         """
         if isinstance(masked_input, str):
             return self.fill_mask([masked_input], topk)[0]
         if topk < 1:
             raise ValueError(f"fill_mask: topk must be at least 1 (got {topk})")
         rows = [self._masked_tokens(text) for text in masked_input]
-        d = self.task.source_dictionary
-        width = max(len(r) for r in rows)
-        tokens = torch.full((len(rows), width), d.pad(), dtype=torch.long)  # (B, T) right-padded
-        for i, r in enumerate(rows):
-            tokens[i, : len(r)] = r
-        tokens = tokens.to(self.device)
-        at = tokens.eq(self.task.mask_idx)  # (B, T), one True per row
-        with torch.no_grad():
-            logits = self.model(tokens, masked_tokens=at).logits  # (B, V)
-        values, index = logits.float().softmax(dim=-1).topk(k=topk, dim=-1)  # (B, k)
-        return [self._fillings(text, values[i], index[i]) for i, text in enumerate(masked_input)]
+        out: list[Any] = [None] * len(rows)
+        with torch.inference_mode():  # strings and floats come out: no autograd bookkeeping
+            for batch in length_batches([len(r) for r in rows], max_rows=BATCH_ROWS, max_tokens=BATCH_TOKENS):
+                tokens = pad_rows([rows[i] for i in batch], self.task.source_dictionary.pad()).to(self.device)
+                at = tokens.eq(self.task.mask_idx)  # (B, T), one True per row
+                logits = self.model(tokens, masked_tokens=at).logits  # (B, V): only the masked rows are projected
+                values, index = logits.float().softmax(dim=-1).topk(k=topk, dim=-1)  # (B, k)
+                values, index = values.cpu(), index.cpu()
+                for j, i in enumerate(batch):
+                    out[i] = self._fillings(masked_input[i], values[j], index[j])
+        return out
 
     def _fillings(self, masked_input: str, values: Tensor, index: Tensor) -> list[tuple[str, float, str]]:
         out = []
@@ -170,6 +175,29 @@ class RobertaHub(nn.Module):
             filled = masked_input.replace(f" {MASK}", token) if spaced else masked_input.replace(MASK, token)
             out.append((filled, value, token))
         return out
+
+
+def length_batches(lengths: Sequence[int], *, max_rows: int, max_tokens: int) -> list[list[int]]:
+    """Indices of ``lengths`` in batches of similar lengths (sorted, longest first): at most ``max_rows`` rows
+    and ``max_tokens`` padded tokens each (one longer row still gets a batch of its own)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        if batches and len(batches[-1]) < max_rows and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= max_tokens:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
+def pad_rows(rows: Sequence[Tensor], pad: int) -> Tensor:
+    """1-D id tensors -> ``(B, T)`` int64, right-padded with ``pad`` (one row: the row itself, no copy)."""
+    if len(rows) == 1:
+        return rows[0].long().unsqueeze(0)
+    tokens = torch.full((len(rows), max(len(r) for r in rows)), pad, dtype=torch.long)  # (B, T)
+    for i, r in enumerate(rows):
+        tokens[i, : len(r)] = r
+    return tokens
 
 
 def load_dictionaries(data_dir: Path, task: dict[str, Any]) -> tuple[Dictionary, Dictionary | None]:

@@ -20,6 +20,7 @@ from seqloom import components
 from seqloom.models.roberta.config import RobertaConfig
 from seqloom.models.roberta.upgrades import upgrade_state_dict
 from seqloom.modules.activations import activation_fn
+from seqloom.modules.fast_encoder import fast_encode, uses_fast_encoder
 from seqloom.modules.masks import any_true, padding_mask
 from seqloom.modules.transformer import TransformerEncoder, layers_to_run, run_layer
 from seqloom.modules.transformer_layers import dropout
@@ -106,6 +107,8 @@ class RobertaEncoder(nn.Module):
     def extract_features(self, src_tokens: Tensor, *, return_all_hiddens: bool = False
                          ) -> tuple[Tensor, list[Tensor] | None]:  # fmt: skip
         """``(B, T)`` right-padded tokens -> features ``(B, T, C)`` (and the inner states if asked)."""
+        if uses_fast_encoder(self.sentence_encoder):  # eval mode: the same kernels with less Python around them
+            return fast_encode(self.sentence_encoder, src_tokens, return_all_hiddens=return_all_hiddens)
         if return_all_hiddens:
             x, states = encoder_states(self.sentence_encoder, src_tokens)
             return x, states
