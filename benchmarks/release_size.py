@@ -1,31 +1,50 @@
 """Inference at release sizes: fairseq against seqloom (float32 and int8) against CTranslate2 (float32 and int8).
 
-Two models, built once with the peer venv's fairseq and cached outside the repository (``--cache``, default
-``~/.cache/seqloom-bench/release_size``), with random weights (one SGD update at a learning rate of 1e-12,
-which is how fairseq-train writes a checkpoint of exactly its own format):
+Everything the benchmark builds is cached outside the repository (``--cache``, default
+``~/.cache/seqloom-bench/release_size/{release,small}``) and built only once. Three models:
 
-* ``transformer``: ``transformer_vaswani_wmt_en_de_big`` (d1024, 16 heads, FFN 4096, 6+6 layers) with separate
-  32k dictionaries and a tied decoder output projection;
-* ``bart``: ``bart_large`` (d1024, 12+12 layers) over bart.large's 50,265-symbol dictionary (GPT-2 ids and
-  ``<mask>``), as a translation checkpoint like bart.large.cnn.
+* ``transformer``: the ``transformer_vaswani_wmt_en_de_big`` layout (d1024, 16 heads, FFN 4096, 6+6 layers),
+  separate 32k dictionaries, tied decoder output projection, random weights;
+* ``bart``: the ``bart_large`` layout (d1024, 12+12 layers) over bart.large's 50,265-symbol dictionary (GPT-2 ids
+  and ``<mask>``), saved by the translation task like bart.large.cnn, random weights;
+* ``trained``: transformer big again, this time trained by ``seqloom train`` on the corpus in
+  ``examples/data/bible-en-es`` (Moses tokens and a 2,000-merge joint BPE as in ``scripts/demo.sh``, one
+  ~2,000-symbol dictionary, all embeddings shared), under bf16 autocast with float32 weights, for
+  ``--train-updates`` updates (default 100, about one epoch; about 15 minutes on an idle 2-core AVX-512/AMX
+  machine). The folder is ``trained-<N>u`` and its ``BUILT`` file records each phase's seconds.
 
-Each model is also converted with ``ct2-fairseq-converter`` (float32, and ``--quantization int8``). Random
-weights give no natural sentence ends, so every tool decodes exactly ``--length`` tokens per hypothesis
-(fairseq/seqloom ``--max-len-a 0 --max-len-b L --min-len L``, CTranslate2 ``min/max_decoding_length``), beam 5,
-batch 32, on the same ``--sentences`` binarized sources, at each of ``--threads`` (default 1 and 2). Every run
-is a fresh process: sentences/s from the tool's own decoding time (model loading excluded), peak resident
-memory of the whole process (loading included). Ratios are against seqloom float32 and fairseq.
+The two random models come from the peer venv's fairseq-train (one SGD update at a learning rate of 1e-12, so the
+checkpoint is fairseq's own format). Every model is also converted by ``ct2-fairseq-converter`` (float32 and
+``--quantization int8``); for ``trained`` that conversion and fairseq-generate's run are the check that seqloom's
+checkpoint is one fairseq's tools read.
 
-The hub part times, in fresh processes, ``translate`` (transformer) and BART's ``sample`` with bart.large.cnn's
-options (beam 4, lenpen 2.0, max_len_b 140, min_len 55, no_repeat_ngram_size 3) and ``fill_mask``, for fairseq's
-hub and seqloom's (float32 and ``quantize="int8"``).
+Random weights never end a sentence on their own, so on ``transformer`` and ``bart`` every tool decodes exactly
+``--length`` tokens per hypothesis (fairseq/seqloom ``--max-len-a 0 --max-len-b L --min-len L``, CTranslate2
+``min/max_decoding_length``) over ``--sentences`` random sources. The trained model translates the whole test
+split (200 sentences) with natural lengths: each hypothesis stops at the </s> the model picks, capped as usual at
+``int(1.2 * source length + 10)`` per batch, length penalty 1 and no minimum length; CTranslate2 gets fairseq's
+batches (sources sorted by length) and each batch's cap as ``max_decoding_length``. For it the table also gives
+every tool's sacreBLEU on the detokenized test set, the mean hypothesis length and how many hypotheses stopped
+at the cap.
+
+All runs use beam 5 and batch 32, at each of ``--threads`` (default 1 and 2), one fresh process per tool: sentences/s
+from the tool's own decoding time (loading excluded), peak resident memory of the whole process (loading
+included), ratios against seqloom float32 and fairseq, and how many top hypotheses equal seqloom float32's.
+
+The hub part times ``translate`` (``transformer`` with forced lengths; ``trained`` with natural lengths on its
+BPE'd test sources), and BART's ``sample`` with bart.large.cnn's options (beam 4, lenpen 2.0, max_len_b 140,
+min_len 55, no_repeat_ngram_size 3) and ``fill_mask``, each in fresh processes, for fairseq's hub and seqloom's
+(float32 and ``quantize="int8"``).
 
     python benchmarks/release_size.py                 # release sizes: run it on an idle machine
-    python benchmarks/release_size.py --small         # tiny models: checks every step in a few minutes
+    python benchmarks/release_size.py --small         # tiny models (the demo's model for trained): checks every
+                                                      # step in a few minutes
+    python benchmarks/release_size.py --models trained --threads 2   # only the trained model
 
 fairseq is found through ``$FAIRSEQ_BIN`` or ``../peer-venvs/fs/bin`` (its python converts for CTranslate2:
 ``pip install ctranslate2`` there); CTranslate2 runs in ``$CT2_PYTHON`` or ``../peer-venvs/ct2/bin/python``
-(shared/peers/README.md). A missing peer is skipped with a note.
+(shared/peers/README.md). A missing peer is skipped with a note. The trained model's BLEU needs sacrebleu and
+sacremoses, its data preparation subword-nmt (the demo's requirements).
 """
 
 from __future__ import annotations
@@ -462,7 +481,7 @@ def hub_worker(job: dict) -> dict:
             from seqloom.hub import BARTModel
 
             hub = BARTModel.from_pretrained(model_dir, checkpoint_file="checkpoint_last.pt",
-                                            data_name_or_path=model_dir, **gpt2, **quantize)  # fmt: skip
+                                            data_name_or_path=model_dir + "/data-bin", **gpt2, **quantize)  # fmt: skip
         if kind == "sample":
             call = lambda xs: hub.sample(xs, **CNN_OPTIONS)  # noqa: E731
         else:
