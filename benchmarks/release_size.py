@@ -1,31 +1,50 @@
 """Inference at release sizes: fairseq against seqloom (float32 and int8) against CTranslate2 (float32 and int8).
 
-Two models, built once with the peer venv's fairseq and cached outside the repository (``--cache``, default
-``~/.cache/seqloom-bench/release_size``), with random weights (one SGD update at a learning rate of 1e-12,
-which is how fairseq-train writes a checkpoint of exactly its own format):
+Everything the benchmark builds is cached outside the repository (``--cache``, default
+``~/.cache/seqloom-bench/release_size/{release,small}``) and built only once. Three models:
 
-* ``transformer``: ``transformer_vaswani_wmt_en_de_big`` (d1024, 16 heads, FFN 4096, 6+6 layers) with separate
-  32k dictionaries and a tied decoder output projection;
-* ``bart``: ``bart_large`` (d1024, 12+12 layers) over bart.large's 50,265-symbol dictionary (GPT-2 ids and
-  ``<mask>``), as a translation checkpoint like bart.large.cnn.
+* ``transformer``: the ``transformer_vaswani_wmt_en_de_big`` layout (d1024, 16 heads, FFN 4096, 6+6 layers),
+  separate 32k dictionaries, tied decoder output projection, random weights;
+* ``bart``: the ``bart_large`` layout (d1024, 12+12 layers) over bart.large's 50,265-symbol dictionary (GPT-2 ids
+  and ``<mask>``), saved by the translation task like bart.large.cnn, random weights;
+* ``trained``: transformer big again, this time trained by ``seqloom train`` on the corpus in
+  ``examples/data/bible-en-es`` (Moses tokens and a 2,000-merge joint BPE as in ``scripts/demo.sh``, one
+  ~2,000-symbol dictionary, all embeddings shared), under bf16 autocast with float32 weights, for
+  ``--train-updates`` updates (default 100, about one epoch; about 15 minutes on an idle 2-core AVX-512/AMX
+  machine). The folder is ``trained-<N>u`` and its ``BUILT`` file records each phase's seconds.
 
-Each model is also converted with ``ct2-fairseq-converter`` (float32, and ``--quantization int8``). Random
-weights give no natural sentence ends, so every tool decodes exactly ``--length`` tokens per hypothesis
-(fairseq/seqloom ``--max-len-a 0 --max-len-b L --min-len L``, CTranslate2 ``min/max_decoding_length``), beam 5,
-batch 32, on the same ``--sentences`` binarized sources, at each of ``--threads`` (default 1 and 2). Every run
-is a fresh process: sentences/s from the tool's own decoding time (model loading excluded), peak resident
-memory of the whole process (loading included). Ratios are against seqloom float32 and fairseq.
+The two random models come from the peer venv's fairseq-train (one SGD update at a learning rate of 1e-12, so the
+checkpoint is fairseq's own format). Every model is also converted by ``ct2-fairseq-converter`` (float32 and
+``--quantization int8``); for ``trained`` that conversion and fairseq-generate's run are the check that seqloom's
+checkpoint is one fairseq's tools read.
 
-The hub part times, in fresh processes, ``translate`` (transformer) and BART's ``sample`` with bart.large.cnn's
-options (beam 4, lenpen 2.0, max_len_b 140, min_len 55, no_repeat_ngram_size 3) and ``fill_mask``, for fairseq's
-hub and seqloom's (float32 and ``quantize="int8"``).
+Random weights never end a sentence on their own, so on ``transformer`` and ``bart`` every tool decodes exactly
+``--length`` tokens per hypothesis (fairseq/seqloom ``--max-len-a 0 --max-len-b L --min-len L``, CTranslate2
+``min/max_decoding_length``) over ``--sentences`` random sources. The trained model translates the whole test
+split (200 sentences) with natural lengths: each hypothesis stops at the </s> the model picks, capped as usual at
+``int(1.2 * source length + 10)`` per batch, length penalty 1 and no minimum length; CTranslate2 gets fairseq's
+batches (sources sorted by length) and each batch's cap as ``max_decoding_length``. For it the table also gives
+every tool's sacreBLEU on the detokenized test set, the mean hypothesis length and how many hypotheses stopped
+at the cap.
+
+All runs use beam 5 and batch 32, at each of ``--threads`` (default 1 and 2), one fresh process per tool: sentences/s
+from the tool's own decoding time (loading excluded), peak resident memory of the whole process (loading
+included), ratios against seqloom float32 and fairseq, and how many top hypotheses equal seqloom float32's.
+
+The hub part times ``translate`` (``transformer`` with forced lengths; ``trained`` with natural lengths on its
+BPE'd test sources), and BART's ``sample`` with bart.large.cnn's options (beam 4, lenpen 2.0, max_len_b 140,
+min_len 55, no_repeat_ngram_size 3) and ``fill_mask``, each in fresh processes, for fairseq's hub and seqloom's
+(float32 and ``quantize="int8"``).
 
     python benchmarks/release_size.py                 # release sizes: run it on an idle machine
-    python benchmarks/release_size.py --small         # tiny models: checks every step in a few minutes
+    python benchmarks/release_size.py --small         # tiny models (the demo's model for trained): checks every
+                                                      # step in a few minutes
+    python benchmarks/release_size.py --models trained --threads 2   # only the trained model
 
 fairseq is found through ``$FAIRSEQ_BIN`` or ``../peer-venvs/fs/bin`` (its python converts for CTranslate2:
 ``pip install ctranslate2`` there); CTranslate2 runs in ``$CT2_PYTHON`` or ``../peer-venvs/ct2/bin/python``
-(shared/peers/README.md). A missing peer is skipped with a note.
+(shared/peers/README.md). A missing peer is skipped with a note. The trained model's BLEU needs sacrebleu and
+sacremoses, its data preparation subword-nmt (the demo's requirements).
 """
 
 from __future__ import annotations
@@ -121,17 +140,23 @@ def build(spec: ModelSpec, root: Path, fs: Path, *, sentences: int, src_len: int
                   "--disable-validation", "--no-epoch-checkpoints", "--no-save-optimizer-state", "--num-workers",
                   "0", "--seed", "1", "--save-dir", str(out), "--criterion", "cross_entropy"], env)  # fmt: skip
     shutil.copyfile(data / "dict.src.txt", out / "dict.txt")  # for the BART hubs
-    converter = fs / "ct2-fairseq-converter"
-    if converter.exists():
-        for kind, extra in (("fp32", []), ("int8", ["--quantization", "int8"])):
-            print(f"[{spec.name}] converting for CTranslate2 ({kind})", file=sys.stderr)
-            run_measured([str(converter), "--model_path", str(out / "checkpoint_last.pt"), "--data_dir", str(data),
-                          "--output_dir", str(out / f"ct2-{kind}"), "--unsafe_deserialization", *extra], env)  # fmt: skip
-    else:
-        print(f"{converter} not found (pip install ctranslate2 in fairseq's venv): CTranslate2 peer not installed, "
-              "skipping its conversion", file=sys.stderr)  # fmt: skip
+    convert_ct2(spec.name, out, fs, env)
     done.write_text("ok\n")
     return out
+
+
+def convert_ct2(name: str, out: Path, fs: Path, env: dict[str, str]) -> None:
+    """``out/checkpoint_last.pt`` (dictionaries in ``out/data-bin``) to ``out/ct2-fp32`` and ``out/ct2-int8``."""
+    converter = fs / "ct2-fairseq-converter"
+    if not converter.exists():
+        print(f"{converter} not found (pip install ctranslate2 in fairseq's venv): CTranslate2 peer not installed, "
+              "skipping its conversion", file=sys.stderr)  # fmt: skip
+        return
+    for kind, extra in (("fp32", []), ("int8", ["--quantization", "int8"])):
+        print(f"[{name}] converting for CTranslate2 ({kind})", file=sys.stderr)
+        run_measured([str(converter), "--model_path", str(out / "checkpoint_last.pt"), "--data_dir",
+                      str(out / "data-bin"), "--output_dir", str(out / f"ct2-{kind}"), "--unsafe_deserialization",
+                      *extra], env)  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------- timing
@@ -242,6 +267,182 @@ def print_rows(title: str, rows: list[Row]) -> None:
               f"{r.per_s / base.per_s:13.2f} {vs_fs} {same_text:>29}")  # fmt: skip
 
 
+# ------------------------------------------------------------------------- trained model, natural lengths
+
+BIBLE = REPO / "examples" / "data" / "bible-en-es"
+MAX_LEN_A, MAX_LEN_B = 1.2, 10  # the usual cap for natural lengths: int(a * source length with </s> + b) per batch
+
+
+@dataclass
+class TrainedRecipe:
+    """How ``seqloom train`` builds the trained model: architecture flags, optimizer flags, updates."""
+
+    arch: list[str]
+    optim: list[str]
+    updates: int
+
+    @property
+    def folder(self) -> str:
+        return f"trained-{self.updates}u"
+
+
+def trained_recipe(small: bool, updates: int | None) -> TrainedRecipe:
+    """Transformer big under bf16 autocast (fp32 weights) for one short epoch; ``--small``: the demo's model."""
+    if small:
+        arch = ["--arch", "transformer", "--encoder-layers", "2", "--decoder-layers", "2", "--encoder-embed-dim",
+                "128", "--decoder-embed-dim", "128", "--encoder-ffn-embed-dim", "256", "--decoder-ffn-embed-dim",
+                "256", "--encoder-attention-heads", "4", "--decoder-attention-heads", "4"]  # fmt: skip
+        optim = ["--dropout", "0.1", "--lr", "3e-3", "--warmup-updates", "100", "--max-tokens", "4096"]
+        return TrainedRecipe(arch, optim, updates or 250)
+    arch = ["--arch", "transformer_vaswani_wmt_en_de_big", "--bf16"]
+    optim = ["--dropout", "0", "--lr", "7e-4", "--warmup-updates", "40", "--clip-norm", "1.0", "--max-tokens", "2048"]
+    return TrainedRecipe(arch, optim, updates or 100)
+
+
+def build_trained(recipe: TrainedRecipe, root: Path, fs: Path, threads: int) -> Path:
+    """``root/trained-Nu``: the bundled corpus tokenized with a 2,000-merge joint BPE (as scripts/demo.sh does),
+    binarized, a model trained on it by ``seqloom train`` and its CTranslate2 conversions (built once)."""
+    out = root / recipe.folder
+    done = out / "BUILT"
+    if done.is_file():
+        return out
+    shutil.rmtree(out, ignore_errors=True)
+    env, bpe, data = seqloom_env(threads), out / "bpe", out / "data-bin"
+    seconds: dict[str, float] = {}
+    seconds["prepare"] = run_measured([sys.executable, str(REPO / "examples" / "prepare_text.py"), "--src", "en",
+                                       "--tgt", "es", "--input", str(BIBLE), "--output", str(bpe), "--merges",
+                                       "2000"], env).wall_s  # fmt: skip
+    seqloom = [sys.executable, "-m", "seqloom"]
+    seconds["preprocess"] = run_measured([*seqloom, "preprocess", "--source-lang", "en", "--target-lang", "es",
+                                          "--trainpref", str(bpe / "train.bpe"), "--validpref", str(bpe / "valid.bpe"),
+                                          "--testpref", str(bpe / "test.bpe"), "--destdir", str(data),
+                                          "--joined-dictionary", "--workers", "1"], env).wall_s  # fmt: skip
+    print(f"[trained] training {' '.join(recipe.arch)} for {recipe.updates} updates with seqloom train ({threads} "
+          "thread(s))", file=sys.stderr)  # fmt: skip
+    trained = run_measured([*seqloom, "train", str(data), "--cpu", "--task", "translation", *recipe.arch,
+                            "--share-all-embeddings", "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)",
+                            "--lr-scheduler", "inverse_sqrt", "--criterion", "label_smoothed_cross_entropy",
+                            "--label-smoothing", "0.1", *recipe.optim, "--max-update", str(recipe.updates), "--seed",
+                            "1", "--num-workers", "0", "--log-interval", "10", "--disable-validation",
+                            "--no-epoch-checkpoints", "--no-save-optimizer-state", "--save-dir", str(out)], env)  # fmt: skip
+    seconds["train"] = trained.wall_s
+    losses = re.findall(r"\| train \| epoch .*? loss ([\d.]+)", trained.output)
+    start = time.perf_counter()
+    convert_ct2("trained", out, fs, thread_env(threads))
+    seconds["convert"] = time.perf_counter() - start
+    (out / "text").mkdir()
+    shutil.copyfile(bpe / "test.bpe.en", out / "text" / "text.src")  # CTranslate2's and the hub's inputs
+    summary = {"seconds": seconds, "total_s": sum(seconds.values()), "updates": recipe.updates,
+               "train_s_per_update": seconds["train"] / recipe.updates, "last_train_loss": losses[-1:],
+               "threads": threads}  # fmt: skip
+    done.write_text(json.dumps(summary, indent=1) + "\n")
+    print(f"[trained] built in {summary['total_s']:.0f} s: {json.dumps(summary)}", file=sys.stderr)
+    return out
+
+
+def length_caps(sources: list[list[str]], batch_size: int) -> list[tuple[list[int], int]]:
+    """fairseq-generate's batches over the test set (sources sorted by length, ``batch_size`` each) with each
+    batch's cap on hypothesis tokens: ``int(MAX_LEN_A * longest source with </s> + MAX_LEN_B)``."""
+    order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
+    groups = []
+    for start in range(0, len(order), batch_size):
+        ids = order[start : start + batch_size]
+        groups.append((ids, int(MAX_LEN_A * (max(len(sources[i]) for i in ids) + 1) + MAX_LEN_B)))
+    return groups
+
+
+CT2_NATURAL_WORKER = """
+import json, sys, time
+import ctranslate2
+job = json.load(open(sys.argv[1]))
+translator = ctranslate2.Translator(job["model"], device="cpu", inter_threads=1, intra_threads=job["threads"],
+                                    compute_type=job["compute_type"])
+hyps = {}
+start = time.perf_counter()
+for ids, cap in job["groups"]:
+    out = translator.translate_batch([job["batch"][i] for i in ids], beam_size=job["beam"], max_batch_size=len(ids),
+                                     max_decoding_length=cap, length_penalty=1.0)
+    hyps.update((i, " ".join(r.hypotheses[0])) for i, r in zip(ids, out))
+seconds = time.perf_counter() - start
+print("RESULT" + json.dumps({"seconds": seconds, "hypotheses": hyps}))
+"""
+
+
+def run_ct2_natural(tool: str, python: str, model: Path, args: argparse.Namespace, threads: int, *,
+                    sources: list[list[str]]) -> Row:  # fmt: skip
+    """CTranslate2 on fairseq's batches, each with fairseq's cap (its max_decoding_length) and no minimum."""
+    job = {"model": str(model), "threads": threads, "beam": args.beam, "batch": sources,
+           "groups": length_caps(sources, args.batch_size), "compute_type": "int8" if "int8" in tool else "float32"}  # fmt: skip
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(job, f)
+    try:
+        done = run_measured([python, "-c", CT2_NATURAL_WORKER, f.name], thread_env(threads))
+    finally:
+        os.unlink(f.name)
+    result = json.loads(next(line for line in done.output.splitlines() if line.startswith("RESULT"))[6:])
+    hyps = {int(i): h for i, h in result["hypotheses"].items()}
+    tokens = sum(len(h.split()) + 1 for h in hyps.values())  # + </s>, as fairseq counts
+    return Row(tool, len(hyps), tokens, result["seconds"], done.peak_rss_mib, hyps)
+
+
+def time_natural(model_dir: Path, args: argparse.Namespace, threads: int) -> list[Row]:
+    """Every tool once on the whole test set, each hypothesis ending where the model puts </s> (or at the cap)."""
+    fs = fairseq_bin("fairseq-generate")
+    common = [str(model_dir / "data-bin"), "--path", str(model_dir / "checkpoint_last.pt"), "--gen-subset", "test",
+              "--beam", str(args.beam), "--batch-size", str(args.batch_size), "--max-len-a", str(MAX_LEN_A),
+              "--max-len-b", str(MAX_LEN_B), "--lenpen", "1", "--cpu", "--num-workers", "0", "--no-progress-bar"]  # fmt: skip
+    rows = []
+    if fs is not None:  # also the check that fairseq reads seqloom's checkpoint
+        rows.append(run_generate("fairseq", [str(fs / "fairseq-generate"), *common], thread_env(threads)))
+    seqloom = [sys.executable, "-m", "seqloom", "generate", *common]
+    rows.append(run_generate("seqloom fp32", seqloom, seqloom_env(threads)))
+    rows.append(run_generate("seqloom int8", [*seqloom, "--quantize", "int8"], seqloom_env(threads)))
+    if Path(args.ct2_python).exists():
+        for kind in ("fp32", "int8"):
+            if (model_dir / f"ct2-{kind}").is_dir():
+                rows.append(run_ct2_natural(f"ct2 {kind}", args.ct2_python, model_dir / f"ct2-{kind}", args, threads,
+                                            sources=source_tokens(model_dir)))  # fmt: skip
+    return rows
+
+
+def test_bleu(hyps: dict[int, str], refs: list[str]) -> float:
+    """sacreBLEU of the hypotheses (BPE tokens of Moses-tokenized Spanish) against the untouched references."""
+    import sacrebleu
+    from sacremoses import MosesDetokenizer
+
+    detok = MosesDetokenizer(lang="es")
+    ids = sorted(hyps)
+    text = [detok.detokenize(re.sub(r"@@( |$)", "", hyps[i]).split()) for i in ids]
+    return sacrebleu.corpus_bleu(text, [[refs[i] for i in ids]]).score
+
+
+def print_natural(title: str, rows: list[Row], sources: list[list[str]], batch_size: int) -> None:
+    """The speed table, then each tool's test BLEU, hypothesis lengths and how many stopped at the cap."""
+    print_rows(title, rows)
+    refs = [line.strip() for line in (BIBLE / "test.es").read_text(encoding="utf-8-sig").splitlines()]
+    cap = {i: c for ids, c in length_caps(sources, batch_size) for i in ids}
+    ratio = sum(len(s) for s in sources) / len(sources)
+    for r in rows:
+        lengths = {i: len(h.split()) for i, h in r.hyps.items()}
+        capped = sum(n >= cap[i] for i, n in lengths.items())
+        mean = sum(lengths.values()) / len(lengths)
+        print(f"  {r.tool:13} test BLEU {test_bleu(r.hyps, refs):6.2f}  {mean:5.1f} tokens per top hypothesis "
+              f"(sources {ratio:.1f}; BPE, no </s>)  {capped} stopped at the cap")  # fmt: skip
+
+
+def run_trained(args: argparse.Namespace, fs: Path) -> None:
+    recipe = trained_recipe(args.small, args.train_updates)
+    model_dir = build_trained(recipe, args.cache / ("small" if args.small else "release"), fs, args.build_threads)
+    for threads in (int(t) for t in args.threads.split(",")):
+        if not args.hub_only:
+            rows = time_natural(model_dir, args, threads)
+            title = (f"trained ({model_dir}): {len(rows[0].hyps)} test sentences, beam {args.beam}, batch "
+                     f"{args.batch_size}, natural lengths (cap {MAX_LEN_A} x source + {MAX_LEN_B}), {threads} thread(s)")  # fmt: skip
+            print_natural(title, rows, source_tokens(model_dir), args.batch_size)
+        if not args.tools_only:
+            time_hubs(model_dir, "translate", args, threads, natural=True)
+
+
 # ---------------------------------------------------------------------------------------------------- hub
 
 
@@ -260,7 +461,10 @@ def hub_worker(job: dict) -> dict:
             from seqloom.hub import TransformerModel  # type: ignore[no-redef]
         hub = TransformerModel.from_pretrained(model_dir, checkpoint_file="checkpoint_last.pt",
                                                data_name_or_path=model_dir + "/data-bin", **quantize)  # fmt: skip
-        call = lambda xs: hub.translate(xs, beam=5, max_len_a=0, max_len_b=job["length"], min_len=job["length"])  # noqa: E731
+        if job.get("natural"):
+            call = lambda xs: hub.translate(xs, beam=5)  # noqa: E731
+        else:
+            call = lambda xs: hub.translate(xs, beam=5, max_len_a=0, max_len_b=job["length"], min_len=job["length"])  # noqa: E731
     else:
         if toolkit == "fairseq":  # fairseq's BART from_pretrained needs its task's data; load as bart.py does
             from fairseq import checkpoint_utils
@@ -277,7 +481,7 @@ def hub_worker(job: dict) -> dict:
             from seqloom.hub import BARTModel
 
             hub = BARTModel.from_pretrained(model_dir, checkpoint_file="checkpoint_last.pt",
-                                            data_name_or_path=model_dir, **gpt2, **quantize)  # fmt: skip
+                                            data_name_or_path=model_dir + "/data-bin", **gpt2, **quantize)  # fmt: skip
         if kind == "sample":
             call = lambda xs: hub.sample(xs, **CNN_OPTIONS)  # noqa: E731
         else:
@@ -304,9 +508,9 @@ def run_hub(toolkit: str, python: str, job: dict, env: dict[str, str]) -> tuple[
     return result["seconds"], done.peak_rss_mib, result["outputs"]
 
 
-def hub_inputs(kind: str, count: int, model_dir: Path) -> list[str]:
+def hub_inputs(kind: str, count: int, model_dir: Path, *, natural: bool = False) -> list[str]:
     if kind == "translate":
-        return [" ".join(tokens[:30]) for tokens in source_tokens(model_dir)[:count]]
+        return [" ".join(tokens if natural else tokens[:30]) for tokens in source_tokens(model_dir)[:count]]
     lines = RAW_TEXT.read_text(encoding="utf-8").splitlines()[:count]
     if kind == "fill_mask":
         lines = [" ".join(w if i != len(line.split()) // 2 else "<mask>" for i, w in enumerate(line.split()))
@@ -314,9 +518,10 @@ def hub_inputs(kind: str, count: int, model_dir: Path) -> list[str]:
     return lines
 
 
-def time_hubs(model_dir: Path, kind: str, args: argparse.Namespace, threads: int) -> None:
-    inputs = hub_inputs(kind, args.hub_sentences, model_dir)
-    job = {"model_dir": str(model_dir), "kind": kind, "inputs": inputs, "length": args.length, "threads": threads}
+def time_hubs(model_dir: Path, kind: str, args: argparse.Namespace, threads: int, *, natural: bool = False) -> None:
+    inputs = hub_inputs(kind, args.hub_sentences, model_dir, natural=natural)
+    job = {"model_dir": str(model_dir), "kind": kind, "inputs": inputs, "length": args.length, "threads": threads,
+           "natural": natural}  # fmt: skip
     runs: list[tuple[str, float, float, list[str]]] = []
     fs = fairseq_bin("fairseq-generate")
     if fs is not None:
@@ -339,7 +544,11 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--small", action="store_true", help="tiny models and inputs: checks the pipeline quickly")
     p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "seqloom-bench" / "release_size")
-    p.add_argument("--models", default="transformer,bart", help="comma separated: transformer, bart")
+    p.add_argument("--models", default="transformer,bart,trained", help="comma separated: transformer, bart, trained")
+    p.add_argument(
+        "--train-updates", type=int, default=None, help="the trained model's updates (default 100; --small 250)"
+    )
+    p.add_argument("--build-threads", type=int, default=2, help="threads for building the trained model")
     p.add_argument("--threads", default="1,2", help="comma separated thread counts")
     p.add_argument("--tools-only", action="store_true", help="skip the hub part")
     p.add_argument("--hub-only", action="store_true", help="skip the command-line tools")
@@ -373,6 +582,8 @@ def main() -> int:
             if not args.tools_only:
                 for kind in ("translate",) if spec.name == "transformer" else ("sample", "fill_mask"):
                     time_hubs(model_dir, kind, args, threads)
+    if "trained" in wanted:
+        run_trained(args, fs)
     return 0
 
 

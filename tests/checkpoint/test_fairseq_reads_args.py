@@ -169,6 +169,16 @@ def test_the_check_finds_what_fairseq_refused_before() -> None:
     ]
 
 
+def test_alignment_options_only_in_alignment_models() -> None:
+    """fairseq writes no alignment_layer/alignment_heads for a plain transformer; a None there stopped
+    ct2-fairseq-converter (``np.int16(None)``), which falls back on -1 and 0 only when the key is absent."""
+    plain = checkpoint_args(["data-bin", "--arch", "transformer_vaswani_wmt_en_de_big"])
+    assert "alignment_layer" not in plain and "alignment_heads" not in plain
+    aligned = checkpoint_args(["data-bin", "--arch", "transformer_align", "--task", "translation", "--criterion",
+                               "label_smoothed_cross_entropy_with_alignment"])  # fmt: skip
+    assert (aligned["alignment_layer"], aligned["alignment_heads"]) == (4, 1)
+
+
 def test_a_trained_checkpoint_holds_such_args(fairseq_fixtures: Path, tmp_path: Path) -> None:
     from seqloom.cli.main import main as seqloom_main
 

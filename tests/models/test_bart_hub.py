@@ -167,3 +167,42 @@ def test_errors_name_the_fix(hub: BARTHub, fairseq_fixtures: Path) -> None:
         hub.fill_mask(["the <mask> sat"], topk=0)
     with pytest.raises(ValueError, match="maximum length"):
         hub.extract_features(torch.full((1025,), 5))
+
+
+def test_translation_checkpoint_without_languages_reads_them_from_the_data_folder(
+    hub: BARTHub, fairseq_fixtures: Path, gpt2_bpe: Path, tmp_path: Path
+) -> None:
+    """fairseq-train --task translation without -s/-t saves no source_lang/target_lang; fairseq's translation
+    task then reads the pair from the data folder's split files (test.src-tgt.src.idx), and so does the hub."""
+    import shutil
+
+    from seqloom.checkpoint.io import load_checkpoint, save_checkpoint
+
+    state = load_checkpoint(fairseq_fixtures / "bart" / "model" / "model.pt")
+    state["cfg"]["task"] = {"_name": "translation", "data": "data-bin", "source_lang": None, "target_lang": None}
+    save_checkpoint(state, tmp_path / "checkpoint.pt")
+    data = tmp_path / "data-bin"
+    data.mkdir()
+    words = (fairseq_fixtures / "bart" / "model" / "dict.txt").read_text(encoding="utf-8") + "<mask> 1\n"
+    for side in ("src", "tgt"):  # the translation task adds no <mask>: the dictionaries hold it
+        (data / f"dict.{side}.txt").write_text(words, encoding="utf-8")
+        (data / f"test.src-tgt.{side}.idx").write_bytes(b"")
+    shutil.copyfile(fairseq_fixtures / "bart" / "model" / "dict.txt", tmp_path / "dict.txt")
+    loaded = BARTModel.from_pretrained(str(tmp_path), checkpoint_file="checkpoint.pt", data_name_or_path=str(data),
+                                       gpt2_encoder_json=str(gpt2_bpe / "encoder.json"),
+                                       gpt2_vocab_bpe=str(gpt2_bpe / "vocab.bpe"))  # fmt: skip
+    assert len(loaded.src_dict) == len(hub.src_dict) == 4089
+    text = "The quick brown fox jumps over the lazy dog."
+    assert loaded.sample([text], beam=2) == hub.sample([text], beam=2)
+    no_split_files = tmp_path / "no-splits"
+    no_split_files.mkdir()
+    for side in ("src", "tgt"):
+        shutil.copyfile(data / f"dict.{side}.txt", no_split_files / f"dict.{side}.txt")
+    with pytest.raises(ValueError, match="source_lang= and target_lang="):
+        BARTModel.from_pretrained(str(tmp_path), checkpoint_file="checkpoint.pt",
+                                  data_name_or_path=str(no_split_files))  # fmt: skip
+    named = BARTModel.from_pretrained(str(tmp_path), checkpoint_file="checkpoint.pt",
+                                      data_name_or_path=str(no_split_files), source_lang="src", target_lang="tgt",
+                                      gpt2_encoder_json=str(gpt2_bpe / "encoder.json"),
+                                      gpt2_vocab_bpe=str(gpt2_bpe / "vocab.bpe"))  # fmt: skip
+    assert named.sample([text], beam=2) == hub.sample([text], beam=2)

@@ -71,17 +71,21 @@ def language_tokens(task: Mapping[str, Any], data_dir: Path, langs: str | None) 
     return sorted(p.name for p in data_dir.iterdir() if p.is_dir()) if data_dir.is_dir() else []
 
 
-def translation_pair(task: Mapping[str, Any]) -> tuple[str, str] | None:
-    """``(source_lang, target_lang)`` of a BART checkpoint fine-tuned by the ``translation`` task (as
-    bart.large.cnn is: its dictionaries are ``dict.source.txt``/``dict.target.txt``, no ``<mask>`` added);
-    None for the denoising and other tasks, which read ``dict.txt``."""
-    if task.get("task", task.get("_name")) != "translation":
-        return None
-    src, tgt = task.get("source_lang"), task.get("target_lang")
-    if not src or not tgt:
-        raise ValueError("BARTModel.from_pretrained: the checkpoint was trained by the translation task but saved "
-                         "no source_lang/target_lang, so which dict.LANG.txt files to read is unknown")  # fmt: skip
-    return str(src), str(tgt)
+def fine_tuned_for_translation(task: Mapping[str, Any]) -> bool:
+    """A BART checkpoint fine-tuned by the ``translation`` task (as bart.large.cnn is: its dictionaries are
+    ``dict.source.txt``/``dict.target.txt``, no ``<mask>`` added); the denoising and other tasks read ``dict.txt``."""
+    return task.get("task", task.get("_name")) == "translation"
+
+
+def translation_pair(task: Mapping[str, Any], data_dir: Path, overrides: dict[str, Any]) -> tuple[str, str]:
+    """``(source_lang, target_lang)`` of such a checkpoint: the keywords, else the saved ones; one trained without
+    ``-s``/``-t`` saved none, and (as fairseq's translation task does) the pair is read from the names of
+    ``data_dir``'s split files."""
+    src = overrides.pop("source_lang", None) or task.get("source_lang")
+    tgt = overrides.pop("target_lang", None) or task.get("target_lang")
+    if src and tgt:
+        return str(src), str(tgt)
+    return files.infer_languages(data_dir)
 
 
 def pair_dictionary_file(data_dir: Path, lang: str, checkpoint: Path) -> Path:
@@ -229,8 +233,9 @@ def from_pretrained(
     Keywords: ``bpe`` (default ``gpt2``) and its files ``gpt2_encoder_json=``/``gpt2_vocab_bpe=`` (else
     ``encoder.json``/``vocab.bpe`` in the model directory), ``max_tokens``/``batch_size``, generation options,
     and ``langs`` ('en_XX,ro_RO,...'): the ``[lang]`` symbols of a ``multilingual_denoising --add-lang-token``
-    (mBART) checkpoint that saved no ``--langs`` (else its data folder's sub-folders name them).
-    ``quantize="int8"``: int8 linear layers for CPU inference (:mod:`seqloom.modules.int8`).
+    (mBART) checkpoint that saved no ``--langs`` (else its data folder's sub-folders name them);
+    ``source_lang``/``target_lang``: a translation checkpoint's pair where it saved none and the data folder's
+    file names do not tell. ``quantize="int8"``: int8 linear layers for CPU inference (:mod:`seqloom.modules.int8`).
     """
     kwargs.setdefault("bpe", "gpt2")
     # fairseq's BARTModel.from_pretrained takes sample_break_mode='eos' (one input, one sample): the only mode here
@@ -240,22 +245,24 @@ def from_pretrained(
                          "each input as one sample, fairseq's 'eos' (the default)")  # fmt: skip
     check_keywords(
         kwargs,
-        extra=("langs",),
+        extra=("langs", "source_lang", "target_lang"),
         caller="BARTModel.from_pretrained",
         accepts="bpe/tokenizer and their options (gpt2_encoder_json, gpt2_vocab_bpe ...), max_tokens, batch_size, "
-        "langs (an mBART checkpoint's languages) and generation options",
+        "langs (an mBART checkpoint's languages), source_lang/target_lang (a translation checkpoint's) and "
+        "generation options",
     )
     loaded = read_checkpoints(model_name_or_path, checkpoint_file, ensemble=False)
     (path,), (state,), groups = loaded.paths, loaded.states, loaded.groups
     task_group = groups.get("task") or {}
-    pair = translation_pair(task_group)
-    if pair is None:
+    if not fine_tuned_for_translation(task_group):
         dict_path = dictionary_file(loaded.model_dir, data_name_or_path)
         langs = language_tokens(task_group, dict_path.parent, kwargs.pop("langs", None))
+        kwargs.pop("source_lang", None), kwargs.pop("target_lang", None)  # no language pair in a denoising model
         src_dict = tgt_dict = load_dictionary(dict_path, langs=langs)
     else:
         kwargs.pop("langs", None)
         data_dir = files.resolve_data_dir(loaded.model_dir, data_name_or_path)
+        pair = translation_pair(task_group, data_dir, kwargs)
         src_dict, tgt_dict = (Dictionary.load(pair_dictionary_file(data_dir, lang, path)) for lang in pair)
     model = model_from_state(state, src_dict, source=str(path)).eval()
     task = pick_options(groups.get("task"), ("max_source_positions", "max_target_positions"), {})

@@ -65,12 +65,16 @@ FOLLOWS = {"update_epoch_batch_itr": "grouped_shuffling", "total_num_update": "m
 # missing from ``args`` whose default refers to another option turns into True in fairseq if it is a bool
 # (fairseq's ``bool("${common.tpu}")``), so e.g. its language-modeling task would ask for a plasma store
 ABSENT_FEATURES = {"tpu": False, "model_parallel_size": 1, "use_plasma_view": False, "plasma_path": "/tmp/plasma"}
+# options only fairseq's transformer_align defines (its defaults 1 and 4); seqloom's None means "not an alignment
+# model", and fairseq's other architectures write no such key: readers that fall back on a default when the key
+# is absent (ct2-fairseq-converter's ``getattr(args, "alignment_layer", -1)``) stop on a None
+ALIGN_ONLY = ("alignment_heads", "alignment_layer")
 
 
 def fairseq_args(namespace: argparse.Namespace) -> argparse.Namespace:
     """A copy of the run's namespace that fairseq reads: tuples as fairseq's strings (``'(0.9, 0.98)'``), and
     no None where fairseq's config needs a value (:data:`FOLLOWS`), fairseq's defaults of features seqloom lacks
-    (:data:`ABSENT_FEATURES`)."""
+    (:data:`ABSENT_FEATURES`), no unset alignment options outside alignment models (:data:`ALIGN_ONLY`)."""
     values = {}
     for key, value in vars(namespace).items():
         if isinstance(value, tuple):
@@ -81,6 +85,9 @@ def fairseq_args(namespace: argparse.Namespace) -> argparse.Namespace:
             values[key] = values[other]
     for key, value in ABSENT_FEATURES.items():
         values.setdefault(key, value)
+    for key in ALIGN_ONLY:
+        if key in values and values[key] is None:
+            del values[key]
     return argparse.Namespace(**values)
 
 
