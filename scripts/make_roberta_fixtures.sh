@@ -38,7 +38,7 @@ fairseq-train data-bin --cpu --num-workers 0 --seed 1 \
   --batch-size 16 --update-freq 1 \
   --max-update 40 --log-format simple --log-interval 10 \
   --save-dir ck-pretrain --no-epoch-checkpoints --no-save-optimizer-state > pretrain.log 2>&1
-# the same, 8 updates without attention dropout (fused attention draws its dropout differently): seeded.log
+# the same, 8 updates without attention dropout: seeded.log
 fairseq-train data-bin --cpu --num-workers 0 --seed 1 --task masked_lm --criterion masked_lm --arch roberta_base \
   --sample-break-mode complete --tokens-per-sample 128 \
   --encoder-layers 2 --encoder-embed-dim 32 --encoder-ffn-embed-dim 64 --encoder-attention-heads 2 \
@@ -46,6 +46,14 @@ fairseq-train data-bin --cpu --num-workers 0 --seed 1 --task masked_lm --criteri
   --lr 0.002 --warmup-updates 5 --total-num-update 40 --dropout 0.1 --attention-dropout 0.0 --weight-decay 0.01 \
   --batch-size 16 --update-freq 1 --max-update 8 --log-format simple --log-interval 1 --no-save \
   --disable-validation --save-dir ck-seeded > seeded.log 2>&1
+# three epochs with attention dropout, validated after each on all 33 blocks: seeded_valid.log
+fairseq-train data-bin --cpu --num-workers 0 --seed 1 --task masked_lm --criterion masked_lm --arch roberta_base \
+  --sample-break-mode complete --tokens-per-sample 128 \
+  --encoder-layers 2 --encoder-embed-dim 32 --encoder-ffn-embed-dim 64 --encoder-attention-heads 2 \
+  --optimizer adam --adam-betas '(0.9,0.98)' --adam-eps 1e-6 --clip-norm 0.0 --lr-scheduler polynomial_decay \
+  --lr 0.002 --warmup-updates 5 --total-num-update 40 --dropout 0.1 --attention-dropout 0.1 --weight-decay 0.01 \
+  --batch-size 16 --update-freq 1 --max-update 33 --log-format simple --log-interval 1 --no-save \
+  --required-batch-size-multiple 1 --save-dir ck-seeded-valid > seeded_valid.log 2>&1
 fairseq-validate data-bin --cpu --num-workers 0 --task masked_lm --criterion masked_lm --tokens-per-sample 128 \
   --sample-break-mode complete --batch-size 16 --required-batch-size-multiple 1 \
   --path ck-pretrain/checkpoint_best.pt > validate.log 2>&1
@@ -111,7 +119,7 @@ fairseq-train spm-bin --cpu --num-workers 0 --seed 1 --task masked_lm --criterio
 # ---- copy what the tests read
 cp data-bin/dict.txt data-bin/valid.bin data-bin/valid.idx data-bin/train.bin data-bin/train.idx "$OUT/gpt2/"
 cp ck-pretrain/checkpoint_best.pt "$OUT/gpt2/model.pt"
-cp pretrain.log seeded.log validate.log finetune.log "$OUT/gpt2/"
+cp pretrain.log seeded.log seeded_valid.log validate.log finetune.log "$OUT/gpt2/"
 mkdir -p "$OUT/gpt2/glue/input0" "$OUT/gpt2/glue/input1" "$OUT/gpt2/glue/label"
 for part in input0 input1 label; do cp glue-bin/$part/dict.txt glue-bin/$part/*.bin glue-bin/$part/*.idx "$OUT/gpt2/glue/$part/"; done
 cp ck-finetune/checkpoint_best.pt "$OUT/gpt2/finetuned.pt"

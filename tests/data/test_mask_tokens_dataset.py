@@ -118,3 +118,27 @@ def test_skip_masking_keeps_every_token_as_input_and_target() -> None:
     dataset = MaskTokensDataset(blocks, blocks.sizes, MaskingOptions(skip=True), vocab=d, mask_idx=d.index("<mask>"))
     item = dataset[1]
     assert item["source"].tolist() == item["target"].tolist() == REFERENCE["masking"]["blocks"][1]
+
+
+def test_validation_epochs_keep_the_first_epochs_masks() -> None:
+    """Training re-masks every epoch; validation (``set_dataset_epoch=False``, as fairseq's) masks as in epoch 1 at
+    every pass, so validation losses of one run compare across epochs and equal fairseq's."""
+    from seqloom.data.batching import batch_by_size
+    from seqloom.data.iterators import EpochBatchIterator
+
+    d = dictionary()
+    blocks = Blocks(REFERENCE["masking"]["blocks"][:8])
+    dataset = MaskTokensDataset(blocks, blocks.sizes, MaskingOptions(), vocab=d, mask_idx=d.index("<mask>"))
+    order = dataset.ordered_indices()
+
+    def passes(*, set_dataset_epoch: bool) -> list[list[list[int]]]:
+        dataset.set_epoch(1)  # as get_batch_iterator leaves a freshly built iterator's dataset
+        itr = EpochBatchIterator(dataset, batch_by_size(order, dataset.num_tokens_vec(order), max_sentences=4),
+                                 dataset.collater, seed=1)  # fmt: skip
+        return [[b["net_input"]["src_tokens"].tolist() for b in itr.next_epoch_itr(shuffle=False,
+                 set_dataset_epoch=set_dataset_epoch)] for _ in range(3)]  # fmt: skip
+
+    frozen = passes(set_dataset_epoch=False)
+    assert frozen[0] == frozen[1] == frozen[2] and dataset.epoch == 1
+    remasked = passes(set_dataset_epoch=True)
+    assert remasked[0] == frozen[0] and remasked[1] != remasked[0] and dataset.epoch == 3

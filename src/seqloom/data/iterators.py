@@ -167,15 +167,19 @@ class EpochBatchIterator(Generic[ItemT, BatchT]):
         mine += [empty] * (-(-len(batches) // self.num_shards) - len(mine))
         return mine[:-1] if self.skip_remainder_batch else mine
 
-    def next_epoch_itr(self, shuffle: bool = True) -> EpochIterator:
-        """Starts the next epoch (or the one being resumed) and returns its iterator."""
+    def next_epoch_itr(self, shuffle: bool = True, *, set_dataset_epoch: bool = True) -> EpochIterator:
+        """Starts the next epoch (or the one being resumed) and returns its iterator.
+
+        ``set_dataset_epoch=False`` leaves the dataset at the epoch it has: validation passes it (as fairseq does),
+        so that a validation split whose items depend on the epoch (masked_lm's masks, denoising noise) is the
+        same set at every validation, and its losses can be compared from one validation to the next."""
         if self._current is not None:
             self.epoch = self.next_epoch_idx
             self._offset = 0
             self._current.close()
         self.shuffle = shuffle
         set_epoch = getattr(self.dataset, "set_epoch", None)
-        if callable(set_epoch):  # as fairseq: datasets whose items change per epoch (denoising noise) learn it
+        if set_dataset_epoch and callable(set_epoch):  # as fairseq: datasets whose items change per epoch learn it
             set_epoch(self.epoch)
         batches = self.epoch_batches(self.epoch, shuffle)
         self._current = self._make_iterator(batches, self._offset)

@@ -301,7 +301,8 @@ class TrainingLoop:
 
     def validate_subset(self, subset: str) -> dict[str, Any]:
         meter = self._meter()
-        itr = self.valid_batches(subset).next_epoch_itr(shuffle=False)
+        # the split stays at the epoch its iterator was built for (1): the same masks/noise at every validation
+        itr = self.valid_batches(subset).next_epoch_itr(shuffle=False, set_dataset_epoch=False)
         for i, sample in enumerate(itr):
             max_steps = self.cfg.dataset.max_valid_steps
             if max_steps is not None and i > max_steps:
