@@ -49,6 +49,8 @@ def attention(
     queries; the explicit product serves ``need_weights`` and inference over a few queries per row.
     """
     assert bias is None or (excluded is None and not is_causal)
+    if dropout_p > 0 and not need_weights and bias is None and is_padding_only(excluded) and q.device.type == "cpu":
+        return padded_dropout_attention(q, k, v, excluded, dropout_p), None  # type: ignore[arg-type]
     inference = dropout_p == 0 and not (torch.is_grad_enabled() and q.requires_grad)
     if not need_weights and not (inference and q.size(2) <= EXPLICIT_MAX_QUERIES and q.device.type == "cpu"):
         assert not prescaled, "the fused kernel scales the queries itself"
@@ -68,6 +70,31 @@ def attention(
     dropped = F.dropout(probs.type_as(scores), p=dropout_p) if dropout_p > 0 else probs.type_as(scores)
     weights = (probs if weight_heads is None else probs[:, :weight_heads]).mean(dim=1) if need_weights else None
     return torch.matmul(dropped, v), weights
+
+
+def is_padding_only(excluded: Tensor | None) -> bool:
+    """``excluded`` is a ``(B, 1, 1, S)`` key padding mask leaving every row at least one key."""
+    return (
+        excluded is not None
+        and excluded.dim() == 4
+        and excluded.shape[1:3] == (1, 1)
+        and not bool(excluded.all(dim=-1).any())
+    )
+
+
+def padded_dropout_attention(q: Tensor, k: Tensor, v: Tensor, excluded: Tensor, dropout_p: float) -> Tensor:
+    """Training attention on the CPU with dropout over padded keys: the very operations of
+    ``F.scaled_dot_product_attention``'s math kernel (the only CPU kernel with dropout), so the same values,
+    gradients and dropout masks (fairseq's), less the kernel's guard against fully masked rows (three more passes
+    over the ``(B, H, T, S)`` scores), which ``excluded`` ``(B, 1, 1, S)`` cannot produce (see
+    :func:`is_padding_only`). ``q`` ``(B, H, T, Dh)``, ``k``/``v`` ``(B, H, S, Dh)`` -> ``(B, H, T, Dh)``."""
+    root_scale = math.sqrt(1.0 / math.sqrt(q.size(-1)))  # the kernel scales q and k by sqrt(Dh ** -0.5) each
+    scores = torch.matmul(q * root_scale, k.transpose(-2, -1) * root_scale)  # (B, H, T, S)
+    scores = scores + torch.zeros(excluded.shape, dtype=scores.dtype, device=scores.device).masked_fill_(
+        excluded, float("-inf")
+    )  # (B, 1, 1, S) broadcast: 0 where visible, -inf at pads
+    probs = F.dropout(torch.softmax(scores, dim=-1), p=dropout_p, training=True)
+    return torch.matmul(probs, v)
 
 
 class MultiheadAttention(nn.Module):
