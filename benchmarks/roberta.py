@@ -6,6 +6,11 @@
    ``--max-update`` updates under ``fairseq-train`` and ``seqloom train``, each a fresh process with
    ``--threads`` threads. Words/s = tokens of all updates / time in the epochs (the JSON ``train`` line); also
    the user CPU seconds of the whole process and the last validation loss of each (same data, same seed).
+   ``--required-batch-size-multiple 1`` makes both validate on all 33 validation blocks (with fairseq's default
+   of 8 it leaves the last one out; training is unchanged: 176 blocks make 11 full batches). Both then train on
+   the same batches, masks and dropout masks, so the two validation losses must agree (within 0.01: torch's
+   AdamW adds ``eps`` where fairseq's Adam does not). ``--seeds N`` also trains seqloom with seeds 2..N+1 and
+   prints the spread of its validation loss, the scale of a difference that another seed would make.
 2. Hub: each toolkit's process loads the model (untimed; ``--model tiny``: tests/fixtures/roberta/gpt2/model.pt;
    ``--model base``: roberta.base's layout with random weights, built once with fairseq-train under ``--cache``),
    warms up, then runs ``fill_mask`` (topk 3) on N sentences with one ``<mask>`` each, one call per sentence as
@@ -19,7 +24,7 @@
 Targets: training >= 1.3x, fill_mask / extract_features >= 2x.
 
     python benchmarks/roberta.py [--max-update 100] [--sentences 1000] [--threads 1] [--repeat 1]
-                                 [--size 2,32,64,2] [--skip-train|--skip-hub]
+                                 [--size 2,32,64,2] [--seeds 0] [--skip-train|--skip-hub]
                                  [--model tiny|base] [--batch 32] [--check 100]
     python benchmarks/roberta.py --skip-train --model base --sentences 200 --repeat 3   # release size (slow)
 
@@ -50,7 +55,7 @@ TEXT = REPO.parent / "shared" / "data" / "bible-en-es" / "test.en"
 OWN = REPO / "tests" / "fixtures" / "roberta" / "gpt2"
 
 
-def recipe(data: Path, save_dir: Path, max_update: int, size: list[str]) -> list[str]:
+def recipe(data: Path, save_dir: Path, max_update: int, size: list[str], seed: int = 1) -> list[str]:
     layers, dim, ffn, heads = size
     return [
         str(data), "--cpu", "--task", "masked_lm", "--criterion", "masked_lm", "--arch", "roberta_base",
@@ -60,8 +65,8 @@ def recipe(data: Path, save_dir: Path, max_update: int, size: list[str]) -> list
         "--lr-scheduler", "polynomial_decay", "--lr", "0.0005", "--warmup-updates", "10",
         "--total-num-update", str(max_update), "--dropout", "0.1", "--attention-dropout", "0.1",
         "--weight-decay", "0.01", "--batch-size", "16", "--update-freq", "1", "--max-update", str(max_update),
-        "--seed", "1", "--log-format", "json", "--log-interval", "10", "--num-workers", "0", "--no-save",
-        "--save-dir", str(save_dir),
+        "--seed", str(seed), "--log-format", "json", "--log-interval", "10", "--num-workers", "0", "--no-save",
+        "--required-batch-size-multiple", "1", "--save-dir", str(save_dir),
     ]  # fmt: skip
 
 
@@ -207,6 +212,16 @@ def bench_train(args: argparse.Namespace, fs: Path, env: dict[str, str]) -> None
         f"  ratio seqloom/fairseq: {statistics.median(ratios):.2f}x words/s (target >= 1.3x); "
         f"peak memory {peaks['seqloom'] / peaks['fairseq']:.2f}x (target <= 1)"
     )
+    gap = runs["seqloom"][-1][2] - runs["fairseq"][-1][2]
+    verdict = "the same run" if abs(gap) <= 0.01 else "NOT the same run: check masks, batches and dropout"
+    print(f"  valid loss seqloom - fairseq: {gap:+.3f} ({verdict})")
+    if args.seeds:
+        with tempfile.TemporaryDirectory() as tmp:
+            cmds = [[*SEQLOOM, "train", *recipe(OWN, Path(tmp) / f"s{seed}", args.max_update, size, seed)]
+                    for seed in range(2, args.seeds + 2)]  # fmt: skip
+            losses = [runs["seqloom"][-1][2]] + [train_figures(cmd, env)[2] for cmd in cmds]
+        print(f"  seqloom valid loss over seeds 1..{args.seeds + 1}: {' '.join(f'{x:.3f}' for x in losses)} "
+              f"(spread {max(losses) - min(losses):.3f}, stdev {statistics.stdev(losses):.3f})")  # fmt: skip
 
 
 def fillings_agree(ref: list[list[list[Any]]], got: list[list[list[Any]]]) -> tuple[int, float]:
@@ -273,6 +288,7 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeat", type=int, default=1, help="alternating runs of each tool; medians count")
     p.add_argument("--size", default="2,32,64,2", help="layers,embed dim,FFN dim,heads of the trained model")
+    p.add_argument("--seeds", type=int, default=0, help="also train seqloom with this many other seeds (spread)")
     p.add_argument("--skip-train", action="store_true")
     p.add_argument("--skip-hub", action="store_true")
     p.add_argument(

@@ -90,8 +90,8 @@ def padded_dropout_attention(q: Tensor, k: Tensor, v: Tensor, excluded: Tensor, 
     :func:`is_padding_only`). ``q`` ``(B, H, T, Dh)``, ``k``/``v`` ``(B, H, S, Dh)`` -> ``(B, H, T, Dh)``."""
     root_scale = math.sqrt(1.0 / math.sqrt(q.size(-1)))  # the kernel scales q and k by sqrt(Dh ** -0.5) each
     scores = torch.matmul(q * root_scale, k.transpose(-2, -1) * root_scale)  # (B, H, T, S)
-    scores = scores + torch.zeros(excluded.shape, dtype=scores.dtype, device=scores.device).masked_fill_(
-        excluded, float("-inf")
+    scores.add_(
+        torch.zeros(excluded.shape, dtype=scores.dtype, device=scores.device).masked_fill_(excluded, float("-inf"))
     )  # (B, 1, 1, S) broadcast: 0 where visible, -inf at pads
     probs = F.dropout(torch.softmax(scores, dim=-1), p=dropout_p, training=True)
     return torch.matmul(probs, v)
