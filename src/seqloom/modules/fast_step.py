@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.weak import WeakIdKeyDictionary
 
 from seqloom.modules.attention import EXPLICIT_MAX_QUERIES, MultiheadAttention, attention
 from seqloom.modules.int8 import Int8Linear, stack_layers
@@ -144,7 +145,7 @@ class FastStep:
 
     def _stack(self, idx: int, attn: MultiheadAttention, *, cross: bool) -> StackedProjections | None:
         if (idx, cross) not in self._stacked:
-            self._stacked[(idx, cross)] = StackedProjections.of(attn, cross=cross)
+            self._stacked[(idx, cross)] = stacked_projections(attn, cross=cross)
         return self._stacked[(idx, cross)]
 
     def _self_qkv(self, idx: int, attn: MultiheadAttention, x: Tensor) -> tuple[Tensor, Tensor, Tensor, bool]:
@@ -252,6 +253,27 @@ class FastStep:
             residual = residual * layer.w_resid
         x = residual + linear(layer.fc2, x)
         return x if pre else norm(layer.final_layer_norm, x), attn
+
+
+# stacked int8 projections outlive a decoding pass (stacking and packing transformer big's took ~0.3 s a pass):
+# attention module -> {cross: (what they were made from, the stack)}
+_STACKS = WeakIdKeyDictionary()
+
+
+def stacked_projections(attn: MultiheadAttention, *, cross: bool) -> StackedProjections | None:
+    """:meth:`StackedProjections.of` ``attn``, made again only when its projections changed (other modules, or
+    tensors written in place, e.g. by ``load_state_dict``)."""
+    projs = (attn.k_proj, attn.v_proj) if cross else (attn.q_proj, attn.k_proj, attn.v_proj)
+    made_from = tuple((t, 0 if t.is_inference() else t._version) for m in projs for t in m.buffers())
+    memo = _STACKS.setdefault(attn, {})
+    found = memo.get(cross)
+    if (
+        found is None
+        or len(found[0]) != len(made_from)
+        or any(a is not b or u != w for (a, u), (b, w) in zip(found[0], made_from))
+    ):
+        found = memo[cross] = (made_from, StackedProjections.of(attn, cross=cross))
+    return found[1]
 
 
 # the fast step's state of each decoding pass, beside (not inside) the pass's cache; gone with the cache
