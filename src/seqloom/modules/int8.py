@@ -7,10 +7,15 @@ are multiplied with int32 sums by oneDNN's int8 product on a weight packed once 
 it runs) or else by ``torch._int_mm``, and the sums are scaled back to float32. That is CTranslate2's int8 scheme (per-row activations,
 per-channel weights).
 
-Why ``torch._int_mm`` rather than a library: ``torch.ao.quantization.quantize_dynamic`` is deprecated in
-torch 2.13 (its quantized tensors are to be removed), and torchao's int8 configs wrap weights in tensor
-subclasses that safetensors cannot store as plain int8 tensors and that call the same CPU product. On a
-2-core AVX-512 machine, a ``(160, 1024) x (1024, 4096)`` product took ~3 ms against ~21 ms in float32.
+Why PyTorch's own int8 products rather than a library: ``torch.ao.quantization.quantize_dynamic`` is
+deprecated in torch 2.13 (its quantized tensors are to be removed), and torchao's int8 configs wrap weights in
+tensor subclasses that safetensors cannot store as plain int8 tensors and that call the same CPU product. The
+oneDNN ops take and give plain int8/float32 tensors (no quantized dtypes); the packed weight is kept beside the
+layer (:func:`packed_weight`), so state dicts hold plain int8. On a 2-core AVX-512 machine, a
+``(160, 1024) x (1024, 4096)`` product took ~3 ms against ~21 ms in float32.
+
+The fast decoding step (:mod:`seqloom.modules.fast_step`) stacks an attention layer's int8 q/k/v (and cross-
+attention's k/v) with :func:`stack_layers`: one quantization and one product per input instead of three.
 
 Only modules are swapped: the model code is unchanged and calls the layers as modules (the decoding fast
 paths that read ``nn.Linear`` weights directly take plain ``nn.Linear`` only). A vocabulary projection tied
