@@ -28,6 +28,7 @@ model is built by the usual loaders before :func:`load_quantized` converts it an
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -207,8 +208,18 @@ def quantize_model(model: nn.Module, method: str = "int8", *, pack: bool = True)
     for parent, name in targets:
         setattr(parent, name, Int8Linear.from_linear(getattr(parent, name)))
     if pack:
+        release_freed_memory()
         pack_weights(model)
     return model
+
+
+def release_freed_memory() -> None:
+    """Hands the float weights' freed memory back to the system (glibc keeps freed blocks under 32 MiB in its
+    heap, where the packed weights would otherwise be added on top of them in the resident size)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
 
 
 def pack_weights(model: nn.Module) -> None:
@@ -241,5 +252,6 @@ def load_quantized(model: nn.Module, state_dict: Mapping[str, Tensor]) -> nn.Mod
     tensor, so that an embedding the placeholders overwrote through a tied projection is restored) exactly."""
     quantize_model(model, pack=False)
     model.load_state_dict(dict(state_dict), strict=True)
+    release_freed_memory()
     pack_weights(model)  # after loading: loading writes the weights in place, which a packed copy would miss
     return model
