@@ -240,22 +240,29 @@ def time_tools(model_dir: Path, args: argparse.Namespace, threads: int) -> list[
               "--beam", str(args.beam), "--batch-size", str(args.batch_size), "--max-len-a", "0", "--max-len-b",
               str(args.length), "--min-len", str(args.length), "--cpu", "--num-workers", "0", "--no-progress-bar"]  # fmt: skip
     rows = []
-    if fs is not None:
+    if fs is not None and wants(args, "fairseq"):
         rows.append(run_generate("fairseq", [str(fs / "fairseq-generate"), *common], thread_env(threads)))
     seqloom = [sys.executable, "-m", "seqloom", "generate", *common]
-    rows.append(run_generate("seqloom fp32", seqloom, seqloom_env(threads)))
-    rows.append(run_generate("seqloom int8", [*seqloom, "--quantize", "int8"], seqloom_env(threads)))
+    if wants(args, "seqloom fp32"):
+        rows.append(run_generate("seqloom fp32", seqloom, seqloom_env(threads)))
+    if wants(args, "seqloom int8"):
+        rows.append(run_generate("seqloom int8", [*seqloom, "--quantize", "int8"], seqloom_env(threads)))
     if Path(args.ct2_python).exists():
         batch = source_tokens(model_dir)
         for kind in ("fp32", "int8"):
-            if (model_dir / f"ct2-{kind}").is_dir():
+            if (model_dir / f"ct2-{kind}").is_dir() and wants(args, f"ct2 {kind}"):
                 rows.append(run_ct2(f"ct2 {kind}", args.ct2_python, model_dir / f"ct2-{kind}", batch, args, threads))
     return rows
 
 
+def wants(args: argparse.Namespace, tool: str) -> bool:
+    """Whether ``--tools`` (comma separated tool names, e.g. ``seqloom int8,ct2 int8``) selects ``tool``."""
+    return args.tools is None or tool in {t.strip() for t in args.tools.split(",")}
+
+
 def print_rows(title: str, rows: list[Row]) -> None:
     print(f"\n{title}")
-    base = next(r for r in rows if r.tool == "seqloom fp32")
+    base = next((r for r in rows if r.tool == "seqloom fp32"), rows[0])
     fairseq = next((r for r in rows if r.tool == "fairseq"), None)
     print(f"  {'tool':13} {'sent':>5} {'tokens':>7} {'seconds':>8} {'sent/s':>7} {'peak MiB':>9} {'/seqloom fp32':>13} "
           f"{'/fairseq':>8} {'same top hyp as seqloom fp32':>29}")  # fmt: skip
@@ -552,6 +559,12 @@ def main() -> int:
     p.add_argument("--threads", default="1,2", help="comma separated thread counts")
     p.add_argument("--tools-only", action="store_true", help="skip the hub part")
     p.add_argument("--hub-only", action="store_true", help="skip the command-line tools")
+    p.add_argument(
+        "--tools",
+        default=None,
+        help="comma separated, of: fairseq, seqloom fp32, seqloom int8, ct2 fp32, "
+        "ct2 int8 (default all; ratios are then against the first row when seqloom fp32 is left out)",
+    )
     p.add_argument("--sentences", type=int, default=None, help="sources to translate (default 96; --small 16)")
     p.add_argument("--length", type=int, default=None, help="tokens per hypothesis (default 40; --small 10)")
     p.add_argument("--beam", type=int, default=5)

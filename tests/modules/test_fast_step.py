@@ -179,3 +179,20 @@ def test_fast_step_equals_normformer_layers_without_cross_attention() -> None:
         for got, want in ((fast_cache.self_attn[idx].key, ref_cache.self_attn[idx].key),
                           (fast_cache.self_attn[idx].value, ref_cache.self_attn[idx].value)):  # fmt: skip
             assert got is not None and want is not None and torch.equal(got[:, :, :7], want[:, :, :7])
+
+
+@torch.no_grad()
+def test_int8_stacked_projections_follow_weights_loaded_between_passes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stacked int8 q/k/v kept across decoding passes are made again when the layers' weights change."""
+    model, other = tiny(int8=True, decoder_attention_heads=4), tiny(int8=True, decoder_attention_heads=4)
+    with torch.no_grad():
+        for t in other.state_dict().values():
+            if t.dtype == torch.float32:
+                t.mul_(0.5)
+    decode(model)  # stacks model's projections
+    model.load_state_dict(other.state_dict())
+    fast, _ = decode(model)
+    monkeypatch.setattr(transformer, "uses_fast_step", lambda *a: False)
+    reference, _ = decode(other)
+    for got, want in zip(fast, reference, strict=True):
+        assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True))

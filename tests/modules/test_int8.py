@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from seqloom.modules import int8
 from seqloom.modules.int8 import (
     Int8Linear,
     float_placeholders,
@@ -15,6 +16,7 @@ from seqloom.modules.int8 import (
     load_quantized,
     quantize_model,
     quantize_rows,
+    stack_layers,
 )
 
 
@@ -109,3 +111,37 @@ def test_refused_off_the_cpu_and_without_int8_products(monkeypatch: pytest.Monke
     assert reason is not None and "cannot multiply int8 matrices on the CPU (_int_mm: no kernel for this CPU)" in reason
     with pytest.raises(ValueError, match="cannot multiply int8 matrices"):
         quantize_model(Tied())
+
+
+def test_onednn_packed_route_equals_the_int_mm_route(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The packed oneDNN product (where it runs) and torch._int_mm give the same exact sums, scaled the same."""
+    g = torch.Generator().manual_seed(2)
+    layer = Int8Linear.from_linear(nn.Linear(96, 40))
+    x = torch.randn(2, 9, 96, generator=g)
+    packed = layer(x)
+    monkeypatch.setattr(int8, "_onednn_works", False)
+    assert int8.packed_weight(layer.weight) is None
+    assert torch.equal(layer(x), packed)
+
+
+def test_packed_weight_follows_weights_loaded_in_place() -> None:
+    g = torch.Generator().manual_seed(3)
+    first, second = Int8Linear.from_linear(nn.Linear(32, 24)), Int8Linear.from_linear(nn.Linear(32, 24))
+    x = torch.randn(5, 32, generator=g)
+    first(x)  # packs first's weight
+    first.load_state_dict(second.state_dict())  # copies into the same int8 tensor
+    assert torch.equal(first(x), second(x))
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_stacked_layers_equal_the_separate_products_times_their_factors(bias: bool) -> None:
+    """q, k, v of one input stacked: one quantization and one product give each layer's own numbers exactly
+    (q's power-of-two factor included), which the fast decoding step relies on."""
+    g = torch.Generator().manual_seed(4)
+    layers = [Int8Linear.from_linear(nn.Linear(64, out, bias=bias)) for out in (64, 64, 48)]
+    stacked = stack_layers(layers, [0.125, 1.0, 1.0])
+    assert stacked.weight.shape == (176, 64) and (stacked.bias is not None) == bias
+    x = torch.randn(3, 7, 64, generator=g)
+    q, k, v = stacked(x).split([64, 64, 48], dim=-1)
+    assert torch.equal(q, layers[0](x) * 0.125)
+    assert torch.equal(k, layers[1](x)) and torch.equal(v, layers[2](x))

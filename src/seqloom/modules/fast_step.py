@@ -21,8 +21,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.weak import WeakIdKeyDictionary
 
 from seqloom.modules.attention import EXPLICIT_MAX_QUERIES, MultiheadAttention, attention
+from seqloom.modules.int8 import Int8Linear, stack_layers
 from seqloom.modules.kv_cache import AttentionCache, KVCache
 from seqloom.modules.transformer_layers import TransformerDecoderLayer
 
@@ -105,18 +107,74 @@ class QueryProjection:
         return F.linear(x, self.weight, self.bias)
 
 
+@dataclass(frozen=True, kw_only=True)
+class StackedProjections:
+    """An attention layer's int8 projections of one input stacked into one layer (:func:`stack_layers`): self-
+    attention's q, k, v (q carrying ``Dh ** -0.5`` when ``prescaled``), or cross-attention's k, v of the source."""
+
+    layer: Int8Linear
+    prescaled: bool
+
+    @classmethod
+    def of(cls, attn: MultiheadAttention, *, cross: bool) -> StackedProjections | None:
+        """None unless every projection is int8 with the same input size and bias presence; q's factor only when
+        it is a power of two (then exact, as :meth:`QueryProjection.of`)."""
+        projs: list[nn.Module] = [attn.k_proj, attn.v_proj] if cross else [attn.q_proj, attn.k_proj, attn.v_proj]
+        layers = [m for m in projs if type(m) is Int8Linear and isinstance(m, Int8Linear)]
+        if len(layers) != len(projs) or len({(m.in_features, m.bias is not None) for m in layers}) != 1:
+            return None
+        scale = attn.head_dim**-0.5
+        prescaled = not cross and math.frexp(scale)[0] == 0.5
+        factors = [scale if prescaled else 1.0] + [1.0] * (len(layers) - 1)
+        return cls(layer=stack_layers(layers, factors), prescaled=prescaled)
+
+
 class FastStep:
     """What one decoding pass of the fast step derives from the weights, made at the pass's first step."""
 
     def __init__(self, layers: nn.ModuleList) -> None:
         self.layers_in_eval = not any(m.training for m in layers.modules())  # no layer part drops out
         self._queries: dict[tuple[int, bool], QueryProjection] = {}  # (layer, cross) -> its query projection
+        self._stacked: dict[tuple[int, bool], StackedProjections | None] = {}  # (layer, cross) -> int8 q/k/v, k/v
 
     def _query(self, idx: int, attn: MultiheadAttention, *, cross: bool) -> QueryProjection:
         proj = self._queries.get((idx, cross))
         if proj is None:
             proj = self._queries[(idx, cross)] = QueryProjection.of(attn)
         return proj
+
+    def _stack(self, idx: int, attn: MultiheadAttention, *, cross: bool) -> StackedProjections | None:
+        if (idx, cross) not in self._stacked:
+            self._stacked[(idx, cross)] = stacked_projections(attn, cross=cross)
+        return self._stacked[(idx, cross)]
+
+    def _self_qkv(self, idx: int, attn: MultiheadAttention, x: Tensor) -> tuple[Tensor, Tensor, Tensor, bool]:
+        """Self-attention's queries, keys and values ``(N, H, 1, Dh)`` of ``x`` ``(N, C)``, and whether the
+        queries carry ``Dh ** -0.5``."""
+        n, heads, head_dim, dim = x.size(0), attn.num_heads, attn.head_dim, attn.embed_dim
+        stacked = self._stack(idx, attn, cross=False)
+        if stacked is not None:
+            qkv = stacked.layer(x)  # (N, 3C)
+            q, k, v = (qkv[:, i * dim : (i + 1) * dim].view(n, heads, 1, head_dim) for i in range(3))
+            return q, k, v, stacked.prescaled
+        proj = self._query(idx, attn, cross=False)
+        q = proj(attn, x).view(n, heads, 1, head_dim)  # (N, C) -> (N, H, 1, Dh)
+        k = linear(attn.k_proj, x).view(n, heads, 1, head_dim)
+        v = linear(attn.v_proj, x).view(n, heads, 1, head_dim)
+        return q, k, v, proj.prescaled
+
+    def _source_kv(self, idx: int, attn: MultiheadAttention, source: Tensor, cache: AttentionCache
+                   ) -> tuple[Tensor, Tensor]:  # fmt: skip
+        """Cross-attention's keys and values ``(Bs, H, S, Dh)`` of ``source`` ``(Bs, S, kdim)``, projected once."""
+        stacked = None if cache.is_set else self._stack(idx, attn, cross=True)
+        if stacked is None:
+            return attn.source_keys_values(source, cache)
+        bs, s, dim = source.size(0), source.size(1), attn.embed_dim
+        kv = stacked.layer(source)  # (Bs, S, 2C)
+        k, v = (kv[..., i * dim : (i + 1) * dim].reshape(bs, s, attn.num_heads, attn.head_dim) for i in range(2))
+        k, v = k.transpose(1, 2).contiguous(), v.transpose(1, 2).contiguous()  # (Bs, S, H, Dh) -> (Bs, H, S, Dh)
+        cache.set(k, v)
+        return k, v
 
     def attend(
         self,
@@ -136,24 +194,23 @@ class FastStep:
         rows are each shared by ``N / Bs`` consecutive query rows, and ``cache`` holds their keys and values."""
         n = query.size(0)
         heads, head_dim = attn.num_heads, attn.head_dim
-        proj = self._query(idx, attn, cross=source is not None)
         excluded = attn_bias = None
         if source is None:
-            q = proj(attn, query).view(n, heads, 1, head_dim)  # (N, C) -> (N, H, 1, Dh)
-            k = linear(attn.k_proj, query).view(n, heads, 1, head_dim)
-            v = linear(attn.v_proj, query).view(n, heads, 1, head_dim)
+            q, k, v, prescaled = self._self_qkv(idx, attn, query)  # (N, H, 1, Dh) each
             k, v = cache.append(k, v)  # (N, H, L, Dh): every filled step
             if key_padding_mask is not None:
                 excluded = key_padding_mask[:, None, None, :]  # (N, 1, 1, L)
         else:
-            k, v = attn.source_keys_values(source, cache)  # (Bs, H, S, Dh)
+            k, v = self._source_kv(idx, attn, source, cache)  # (Bs, H, S, Dh)
             groups = n // k.size(0)
+            proj = self._query(idx, attn, cross=True)
+            prescaled = proj.prescaled
             q = proj(attn, query).view(k.size(0), groups, heads, head_dim)  # (N, C) -> (Bs, g, H, Dh)
             q = q.transpose(1, 2)  # (Bs, H, g, Dh)
             if key_padding_mask is not None:
                 attn_bias = cache.source_bias(key_padding_mask, q.dtype)  # (Bs, 1, 1, S)
         out, weights = attention(q, k, v, excluded=excluded, bias=attn_bias, need_weights=need_weights,
-                                 weight_heads=weight_heads, prescaled=proj.prescaled)  # fmt: skip
+                                 weight_heads=weight_heads, prescaled=prescaled)  # fmt: skip
         out = out.transpose(1, 2).reshape(n, attn.embed_dim)  # (Bs, H, g, Dh) -> (N, C)
         return linear(attn.out_proj, out), weights.reshape(n, 1, -1) if weights is not None else None
 
@@ -196,6 +253,27 @@ class FastStep:
             residual = residual * layer.w_resid
         x = residual + linear(layer.fc2, x)
         return x if pre else norm(layer.final_layer_norm, x), attn
+
+
+# stacked int8 projections outlive a decoding pass (stacking and packing transformer big's took ~0.3 s a pass):
+# attention module -> {cross: (what they were made from, the stack)}
+_STACKS = WeakIdKeyDictionary()
+
+
+def stacked_projections(attn: MultiheadAttention, *, cross: bool) -> StackedProjections | None:
+    """:meth:`StackedProjections.of` ``attn``, made again only when its projections changed (other modules, or
+    tensors written in place, e.g. by ``load_state_dict``)."""
+    projs = (attn.k_proj, attn.v_proj) if cross else (attn.q_proj, attn.k_proj, attn.v_proj)
+    made_from = tuple((t, 0 if t.is_inference() else t._version) for m in projs for t in m.buffers())
+    memo = _STACKS.setdefault(attn, {})
+    found = memo.get(cross)
+    if (
+        found is None
+        or len(found[0]) != len(made_from)
+        or any(a is not b or u != w for (a, u), (b, w) in zip(found[0], made_from))
+    ):
+        found = memo[cross] = (made_from, StackedProjections.of(attn, cross=cross))
+    return found[1]
 
 
 # the fast step's state of each decoding pass, beside (not inside) the pass's cache; gone with the cache

@@ -3,14 +3,19 @@
 :func:`quantize_model` replaces every ``nn.Linear`` of a model (the vocabulary projection included) by an
 :class:`Int8Linear`: its weight rounded to int8 with one float32 scale per output row (symmetric, the row's
 largest magnitude maps to 127). At run time each input row is quantized the same way, the two int8 matrices
-are multiplied by PyTorch's int8 product ``torch._int_mm`` (int32 sums; on x86 it runs oneDNN's VNNI/AMX
-kernels), and the sums are scaled back to float32. That is CTranslate2's int8 scheme (per-row activations,
+are multiplied with int32 sums by oneDNN's int8 product on a weight packed once (``torch.ops.onednn``, where
+it runs) or else by ``torch._int_mm``, and the sums are scaled back to float32. That is CTranslate2's int8 scheme (per-row activations,
 per-channel weights).
 
-Why ``torch._int_mm`` rather than a library: ``torch.ao.quantization.quantize_dynamic`` is deprecated in
-torch 2.13 (its quantized tensors are to be removed), and torchao's int8 configs wrap weights in tensor
-subclasses that safetensors cannot store as plain int8 tensors and that call the same CPU product. On a
-2-core AVX-512 machine, a ``(160, 1024) x (1024, 4096)`` product took ~3 ms against ~21 ms in float32.
+Why PyTorch's own int8 products rather than a library: ``torch.ao.quantization.quantize_dynamic`` is
+deprecated in torch 2.13 (its quantized tensors are to be removed), and torchao's int8 configs wrap weights in
+tensor subclasses that safetensors cannot store as plain int8 tensors and that call the same CPU product. The
+oneDNN ops take and give plain int8/float32 tensors (no quantized dtypes); the packed weight is kept beside the
+layer (:func:`packed_weight`), so state dicts hold plain int8. On a 2-core AVX-512 machine, a
+``(160, 1024) x (1024, 4096)`` product took ~3 ms against ~21 ms in float32.
+
+The fast decoding step (:mod:`seqloom.modules.fast_step`) stacks an attention layer's int8 q/k/v (and cross-
+attention's k/v) with :func:`stack_layers`: one quantization and one product per input instead of three.
 
 Only modules are swapped: the model code is unchanged and calls the layers as modules (the decoding fast
 paths that read ``nn.Linear`` weights directly take plain ``nn.Linear`` only). A vocabulary projection tied
@@ -23,10 +28,12 @@ model is built by the usual loaders before :func:`load_quantized` converts it an
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import ctypes
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.utils.weak import WeakIdKeyDictionary
 
 INT8_MAX = 127
 SCALE_SUFFIX = ".weight_scale"
@@ -62,6 +69,60 @@ def quantize_rows(weight: Tensor) -> tuple[Tensor, Tensor]:
     return q, scale
 
 
+def quantize_activations(rows: Tensor) -> tuple[Tensor, Tensor]:
+    """Float32 ``rows`` ``(N, C)`` as int8 ``(N, C)`` and scales ``(N, 1)`` (each row's largest magnitude maps to
+    127), in three passes over the rows: magnitudes' maximum, divide, round in place, then the int8 cast."""
+    scale = rows.abs().amax(dim=1, keepdim=True).clamp_(min=torch.finfo(torch.float32).tiny).div_(INT8_MAX)  # (N, 1)
+    q = torch.div(rows, scale).round_()  # |rows / scale| <= 127 up to rounding
+    return q.to(torch.int8), scale
+
+
+# oneDNN's int8 product with a weight packed once (torch.ops.onednn, the kernels behind Inductor's x86 int8): on
+# a 2-core AVX-512 VNNI machine it multiplies 80 rows by transformer big's 32k x 1024 output projection in ~17 ms
+# against ~36 ms for torch._int_mm, which re-lays the weight out at every call. Where it is missing or fails its
+# check, torch._int_mm runs instead.
+_PACKED = WeakIdKeyDictionary()  # weight -> (its version, packed); by identity (tensors' == is elementwise)
+_ZERO_POINTS: dict[int, Tensor] = {}
+_onednn_works: bool | None = None
+
+
+def onednn_available() -> bool:
+    """Whether oneDNN's packed int8 product runs here and gives ``torch._int_mm``'s sums (checked once)."""
+    global _onednn_works
+    if _onednn_works is None:
+        try:
+            w = torch.arange(-60, 68, dtype=torch.int8).view(8, 16)
+            x = torch.arange(-127, 128, 8, dtype=torch.int8)[:32].view(2, 16)
+            ones = torch.ones(8)
+            got = torch.ops.onednn.qlinear_pointwise(
+                x, 1.0, 0, torch.ops.onednn.qlinear_prepack(w, None), ones, torch.zeros(8, dtype=torch.long), None,
+                1.0, 0, torch.float32, "none", [None], "",
+            )  # fmt: skip
+            _onednn_works = bool(torch.equal(got, (x.float() @ w.float().t())))
+        except (AttributeError, NotImplementedError, RuntimeError):
+            _onednn_works = False
+    return _onednn_works
+
+
+def packed_weight(weight: Tensor) -> Tensor | None:
+    """``weight`` int8 ``(out, in)`` packed for oneDNN (made once per weight and version), or None without oneDNN.
+    Kept beside the layer, not in its state: a packed tensor has no storage to save or copy."""
+    if not onednn_available():
+        return None
+    version = 0 if weight.is_inference() else weight._version  # inference tensors cannot change in place
+    found = _PACKED.get(weight)
+    if found is None or found[0] != version:
+        found = _PACKED[weight] = (version, torch.ops.onednn.qlinear_prepack(weight, None))
+    return found[1]
+
+
+def _zero_points(n: int) -> Tensor:
+    found = _ZERO_POINTS.get(n)
+    if found is None:
+        found = _ZERO_POINTS[n] = torch.zeros(n, dtype=torch.long)
+    return found
+
+
 class Int8Linear(nn.Module):
     """``y = x W^T + b`` with ``W`` stored as int8 rows and their scales; inputs quantized per row when called.
 
@@ -95,21 +156,46 @@ class Int8Linear(nn.Module):
         rows = x.reshape(-1, self.in_features).float()  # (N, in)
         if rows.size(0) == 0:
             return x.new_zeros(*x.shape[:-1], self.out_features)
-        x_scale = rows.abs().amax(dim=1, keepdim=True).clamp_(min=torch.finfo(torch.float32).tiny) / INT8_MAX  # (N, 1)
-        q = torch.round(rows / x_scale).to(torch.int8)  # |rows / x_scale| <= 127 up to rounding
-        out = torch._int_mm(q, self.weight.t()).float()  # (N, out) int32 sums -> float
-        out.mul_(x_scale).mul_(self.weight_scale)
-        if self.bias is not None:
-            out.add_(self.bias)
+        q, x_scale = quantize_activations(rows)  # (N, in) int8, (N, 1)
+        out = self._weight_scaled_product(q)  # (N, out): int32 sums times the weight's row scales
+        if self.bias is not None:  # out = bias + out * x_scale, in place: one pass over the output
+            out = torch.addcmul(self.bias, out, x_scale, out=out)
+        else:
+            out.mul_(x_scale)
         return out.view(*x.shape[:-1], self.out_features).to(x.dtype)
+
+    def _weight_scaled_product(self, q: Tensor) -> Tensor:
+        """``q`` int8 ``(N, in)`` -> float32 ``(N, out)``: ``(q W^T) * weight_scale``, exact sums rounded once."""
+        packed = packed_weight(self.weight)
+        if packed is not None:
+            return torch.ops.onednn.qlinear_pointwise(
+                q, 1.0, 0, packed, self.weight_scale, _zero_points(self.out_features), None, 1.0, 0,
+                torch.float32, "none", [None], "",
+            )  # fmt: skip
+        return torch._int_mm(q, self.weight.t()).float().mul_(self.weight_scale)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
-def quantize_model(model: nn.Module, method: str = "int8") -> nn.Module:
+def stack_layers(layers: Sequence[Int8Linear], factors: Sequence[float]) -> Int8Linear:
+    """One layer computing ``layers`` (same input size) side by side: ``(N, in)`` -> ``(N, sum of outs)``, the
+    outputs of ``layers[i]`` times ``factors[i]``. The input is quantized once and multiplied once; each output
+    equals its own layer's times the factor exactly when the factors are powers of two (the int32 sums and the
+    scaling are the same, and a power-of-two factor on the row scales and bias only shifts exponents)."""
+    stacked = Int8Linear(layers[0].in_features, sum(m.out_features for m in layers), bias=layers[0].bias is not None)
+    stacked.weight = torch.cat([m.weight for m in layers])
+    stacked.weight_scale = torch.cat([m.weight_scale * f for m, f in zip(layers, factors)])
+    if stacked.bias is not None:
+        stacked.bias = torch.cat([m.bias * f if m.bias is not None else m.weight_scale.new_zeros(m.out_features)
+                                  for m, f in zip(layers, factors)])  # fmt: skip
+    return stacked
+
+
+def quantize_model(model: nn.Module, method: str = "int8", *, pack: bool = True) -> nn.Module:
     """Replaces every ``nn.Linear`` of ``model`` (subclasses included) by an :class:`Int8Linear`, in place;
-    returns ``model``. Refuses (``ValueError``) where the int8 product cannot run on the model's device."""
+    returns ``model``. Refuses (``ValueError``) where the int8 product cannot run on the model's device.
+    ``pack``: packs the weights for oneDNN now (:func:`pack_weights`)."""
     check_method(method)
     first = next(model.parameters(), None)
     device = first.device if first is not None else torch.device("cpu")
@@ -121,7 +207,27 @@ def quantize_model(model: nn.Module, method: str = "int8") -> nn.Module:
                if isinstance(child, nn.Linear)]  # fmt: skip
     for parent, name in targets:
         setattr(parent, name, Int8Linear.from_linear(getattr(parent, name)))
+    if pack:
+        release_freed_memory()
+        pack_weights(model)
     return model
+
+
+def release_freed_memory() -> None:
+    """Hands the float weights' freed memory back to the system (glibc keeps freed blocks under 32 MiB in its
+    heap, where the packed weights would otherwise be added on top of them in the resident size)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
+
+
+def pack_weights(model: nn.Module) -> None:
+    """Packs every int8 layer's weight for oneDNN (where it runs) now, with the model's loading, rather than
+    inside the first batch's decoding: ~2 s for bart.large's 200 layers on one thread."""
+    for module in model.modules():
+        if isinstance(module, Int8Linear):
+            packed_weight(module.weight)
 
 
 def is_quantized_state(state_dict: Mapping[str, Tensor]) -> bool:
@@ -144,6 +250,8 @@ def float_placeholders(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
 def load_quantized(model: nn.Module, state_dict: Mapping[str, Tensor]) -> nn.Module:
     """Quantizes ``model`` (built from :func:`float_placeholders`) and loads the int8 tensors (and every other
     tensor, so that an embedding the placeholders overwrote through a tied projection is restored) exactly."""
-    quantize_model(model)
+    quantize_model(model, pack=False)
     model.load_state_dict(dict(state_dict), strict=True)
+    release_freed_memory()
+    pack_weights(model)  # after loading: loading writes the weights in place, which a packed copy would miss
     return model
