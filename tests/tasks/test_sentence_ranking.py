@@ -232,3 +232,13 @@ def test_other_criterion_is_refused_naming_the_one_to_use(data: Path, tmp_path: 
                                          "--criterion sentence_ranking"):  # fmt: skip
         train.main(argv)
     assert not (tmp_path / "ck" / "checkpoint_last.pt").exists()
+
+
+def test_a_model_without_heads_is_refused_naming_the_task() -> None:
+    from torch import nn
+
+    from seqloom.tasks.base import add_classification_head
+
+    with pytest.raises(ValueError, match=r"sentence_ranking: --arch builds a Linear, which has no classification "
+                                         r"heads; use a RoBERTa architecture"):  # fmt: skip
+        add_classification_head(nn.Linear(2, 2), "head", 1, task="sentence_ranking", archs="a RoBERTa architecture")

@@ -14,6 +14,7 @@ import numpy as np
 from torch import Tensor, nn
 
 from seqloom.data.batching import batch_by_size, filter_by_size, resolve_max_positions
+from seqloom.data.dictionary import Dictionary
 from seqloom.data.iterators import EpochBatchIterator
 from seqloom.data.sized import Batchable, BatchT, ItemT
 
@@ -196,3 +197,31 @@ class Task:
             dropped[:10].tolist(),
         )
         return kept
+
+
+class OneDictionaryTask(Task):
+    """A task whose inputs and targets read one dictionary, ``self.dictionary`` (masked LM, denoising, sentence
+    prediction and ranking)."""
+
+    dictionary: Dictionary
+
+    @property
+    def source_dictionary(self) -> Dictionary:
+        return self.dictionary
+
+    @property
+    def target_dictionary(self) -> Dictionary:
+        return self.dictionary
+
+
+def add_classification_head(
+    model: nn.Module, name: str, num_classes: int | None, *, task: str, archs: str
+) -> nn.Module:
+    """``model`` with a classification head ``name`` of ``num_classes`` outputs (fairseq's build_model of the
+    sentence tasks); a model without heads is refused naming the architectures that have them."""
+    register = getattr(model, "register_classification_head", None)
+    if register is None:
+        raise ValueError(f"{task}: --arch builds a {type(model).__name__}, which has no classification heads; "
+                         f"use {archs}")  # fmt: skip
+    register(name, num_classes=num_classes)
+    return model

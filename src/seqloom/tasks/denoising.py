@@ -25,7 +25,7 @@ from seqloom.data.dictionary import Dictionary
 from seqloom.data.noising import MaskLength, NoiseOptions
 from seqloom.data.shorten_dataset import maybe_shorten
 from seqloom.data.token_block_dataset import TokenBlockDataset
-from seqloom.tasks.base import Task
+from seqloom.tasks.base import OneDictionaryTask
 from seqloom.tasks.monolingual import epoch_path, load_dictionary, load_shards
 from seqloom.tokenizers.bpe import build_bpe
 from seqloom.tokenizers.word_starts import word_start_table as symbols_beginning_words
@@ -106,7 +106,7 @@ def word_start_table(cfg: DenoisingConfig, dictionary: Dictionary) -> np.ndarray
 
 
 @registry.TASKS.register("denoising", config=DenoisingConfig)
-class DenoisingTask(Task):
+class DenoisingTask(OneDictionaryTask):
     """Train a sequence-to-sequence model (BART) to restore noised text."""
 
     def __init__(self, cfg: DenoisingConfig, dictionary: Dictionary, *, dataset_impl: str | None = None) -> None:
@@ -118,14 +118,6 @@ class DenoisingTask(Task):
         self.dataset_impl = dataset_impl
         self._word_starts: np.ndarray | None = None
         self._word_starts_built = False
-
-    @property
-    def source_dictionary(self) -> Dictionary:
-        return self.dictionary
-
-    @property
-    def target_dictionary(self) -> Dictionary:
-        return self.dictionary
 
     def max_positions(self) -> tuple[int | None, int | None]:
         return self.cfg.max_source_positions, self.cfg.max_target_positions

@@ -24,7 +24,7 @@ from seqloom.data.dictionary import Dictionary
 from seqloom.data.mask_tokens_dataset import MaskingOptions, MaskTokensDataset, PrependTokenDataset
 from seqloom.data.shorten_dataset import maybe_shorten
 from seqloom.data.token_block_dataset import TokenBlockDataset
-from seqloom.tasks.base import Task
+from seqloom.tasks.base import OneDictionaryTask
 from seqloom.tasks.monolingual import epoch_path, load_dictionary, load_shards
 from seqloom.tokenizers.bpe import build_bpe
 from seqloom.tokenizers.word_starts import word_start_table as symbols_beginning_words
@@ -86,7 +86,7 @@ def word_start_table(cfg: MaskedLMConfig, dictionary: Dictionary) -> np.ndarray:
 
 
 @registry.TASKS.register("masked_lm", config=MaskedLMConfig)
-class MaskedLMTask(Task):
+class MaskedLMTask(OneDictionaryTask):
     """Train an encoder (RoBERTa) to predict masked tokens."""
 
     def __init__(self, cfg: MaskedLMConfig, dictionary: Dictionary, *, dataset_impl: str | None = None) -> None:
@@ -103,14 +103,6 @@ class MaskedLMTask(Task):
         dictionary = load_dictionary(cfg.data, task="masked_lm")
         logger.info("dictionary: %d types", len(dictionary))
         return cls(cfg, dictionary, dataset_impl=dataset_impl)
-
-    @property
-    def source_dictionary(self) -> Dictionary:
-        return self.dictionary
-
-    @property
-    def target_dictionary(self) -> Dictionary:
-        return self.dictionary
 
     def max_positions(self) -> tuple[int | None, int | None]:
         return self.cfg.tokens_per_sample, self.cfg.tokens_per_sample

@@ -29,7 +29,7 @@ from seqloom.data.sentence_prediction_dataset import (
     regression_labels,
 )
 from seqloom.data.shorten_dataset import maybe_shorten
-from seqloom.tasks.base import Task
+from seqloom.tasks.base import OneDictionaryTask, add_classification_head
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def load_dictionary(path: Path) -> Dictionary:
 
 
 @registry.TASKS.register("sentence_prediction", config=SentencePredictionConfig)
-class SentencePredictionTask(Task):
+class SentencePredictionTask(OneDictionaryTask):
     """Sentence(-pair) classification or regression with a classification head."""
 
     def __init__(self, cfg: SentencePredictionConfig, dictionary: Dictionary, label_dictionary: Dictionary, *,
@@ -98,25 +98,14 @@ class SentencePredictionTask(Task):
         labels = dictionary if cfg.regression_target else load_dictionary(data / "label" / "dict.txt")
         return cls(cfg, dictionary, labels, dataset_impl=dataset_impl)
 
-    @property
-    def source_dictionary(self) -> Dictionary:
-        return self.dictionary
-
-    @property
-    def target_dictionary(self) -> Dictionary:
-        return self.dictionary
-
     def max_positions(self) -> tuple[int | None, int | None]:
         return self.cfg.max_positions, self.cfg.max_positions
 
     def prepare_model(self, model: nn.Module) -> nn.Module:
         """Adds the ``--classification-head-name`` head with ``--num-classes`` outputs (fairseq's build_model)."""
-        register = getattr(model, "register_classification_head", None)
-        if register is None:
-            raise ValueError(f"sentence_prediction: --arch builds a {type(model).__name__}, which has no "
-                             "classification heads; use a BART architecture (--arch bart_base ...)")  # fmt: skip
-        register(self.cfg.classification_head_name, num_classes=self.cfg.num_classes)
-        return model
+        archs = "a RoBERTa or BART architecture (--arch roberta_base, bart_base ...)"
+        name, classes = self.cfg.classification_head_name, self.cfg.num_classes
+        return add_classification_head(model, name, classes, task="sentence_prediction", archs=archs)
 
     def _tokens(self, kind: str, split: str, dictionary: Dictionary) -> Any:
         prefix = os.path.join(str(self.cfg.data), kind, split)

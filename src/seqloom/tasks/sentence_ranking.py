@@ -29,7 +29,7 @@ from seqloom.data.sentence_ranking_dataset import (
     read_choice_labels,
 )
 from seqloom.data.shorten_dataset import maybe_shorten
-from seqloom.tasks.base import Task
+from seqloom.tasks.base import OneDictionaryTask, add_classification_head
 from seqloom.tasks.sentence_prediction import load_dictionary
 
 logger = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ class SentenceRankingConfig:
 
 
 @registry.TASKS.register("sentence_ranking", config=SentenceRankingConfig)
-class SentenceRankingTask(Task):
+class SentenceRankingTask(OneDictionaryTask):
     """Multiple choice: one score per option from a one-output classification head."""
 
     required_criterion = "sentence_ranking"  # its batches hold N option sequences, which only that loss reads
@@ -90,25 +90,13 @@ class SentenceRankingTask(Task):
         logger.info("[input] dictionary: %d types", len(dictionary))
         return cls(cfg, dictionary, dataset_impl=dataset_impl)
 
-    @property
-    def source_dictionary(self) -> Dictionary:
-        return self.dictionary
-
-    @property
-    def target_dictionary(self) -> Dictionary:
-        return self.dictionary
-
     def max_positions(self) -> tuple[int | None, int | None]:
         return self.cfg.max_positions, self.cfg.max_positions
 
     def prepare_model(self, model: nn.Module) -> nn.Module:
         """Adds the ``--ranking-head-name`` head with one output (an option's score), as fairseq's build_model."""
-        register = getattr(model, "register_classification_head", None)
-        if register is None:
-            raise ValueError(f"sentence_ranking: --arch builds a {type(model).__name__}, which has no "
-                             "classification heads; use a RoBERTa architecture (--arch roberta_base ...)")  # fmt: skip
-        register(self.cfg.ranking_head_name, num_classes=1)
-        return model
+        return add_classification_head(model, self.cfg.ranking_head_name, 1, task="sentence_ranking",
+                                       archs="a RoBERTa architecture (--arch roberta_base ...)")  # fmt: skip
 
     def _tokens(self, kind: str, split: str) -> Any:
         prefix = os.path.join(str(self.cfg.data), kind, split)
