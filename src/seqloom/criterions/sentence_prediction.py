@@ -108,6 +108,19 @@ def glue_metrics(logs: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     return out
 
 
+def example_metrics(logs: Sequence[LoggingOutput | dict[str, Any]], *, accuracy_digits: int) -> dict[str, float]:
+    """What the sentence criterions report: ``loss`` in base 2 per example, ``nll_loss`` per token where that
+    differs (fairseq's), ``accuracy`` in percent rounded as fairseq rounds it per criterion, and the counts."""
+    counts = reduce_counts(logs)
+    loss_sum = log_sum(logs, "loss")
+    out = {"loss": loss_sum / counts["sample_size"] / LN2 if counts["sample_size"] else 0.0}
+    if counts["sample_size"] != counts["ntokens"] and counts["ntokens"]:
+        out["nll_loss"] = loss_sum / counts["ntokens"] / LN2
+    if any("ncorrect" in log for log in logs) and counts["nsentences"]:
+        out["accuracy"] = round(100.0 * log_sum(logs, "ncorrect") / counts["nsentences"], accuracy_digits)
+    return {**out, **counts}
+
+
 @registry.CRITERIONS.register("sentence_prediction", config=SentencePredictionCriterionConfig)
 class SentencePredictionCriterion(Criterion):
     def __init__(self, cfg: SentencePredictionCriterionConfig | None = None, *, padding_idx: int,
@@ -174,11 +187,4 @@ class SentencePredictionCriterion(Criterion):
     @staticmethod
     def reduce_metrics(logging_outputs: Sequence[LoggingOutput | dict[str, Any]]) -> dict[str, float]:
         """``loss`` in base 2 per sentence; ``nll_loss`` per token as fairseq; ``accuracy`` in percent."""
-        counts = reduce_counts(logging_outputs)
-        loss_sum = log_sum(logging_outputs, "loss")
-        out = {"loss": loss_sum / counts["sample_size"] / LN2 if counts["sample_size"] else 0.0}
-        if counts["sample_size"] != counts["ntokens"] and counts["ntokens"]:
-            out["nll_loss"] = loss_sum / counts["ntokens"] / LN2
-        if any("ncorrect" in log for log in logging_outputs) and counts["nsentences"]:
-            out["accuracy"] = round(100.0 * log_sum(logging_outputs, "ncorrect") / counts["nsentences"], 3)
-        return {**out, **glue_metrics(logging_outputs), **counts}
+        return {**example_metrics(logging_outputs, accuracy_digits=3), **glue_metrics(logging_outputs)}

@@ -20,7 +20,8 @@ from torch import Tensor, nn
 
 from seqloom import registry
 from seqloom.config.options import field
-from seqloom.criterions.base import LN2, Criterion, LoggingOutput, log_sum, reduce_counts
+from seqloom.criterions.base import Criterion, LoggingOutput
+from seqloom.criterions.sentence_prediction import example_metrics
 
 
 @dataclass(kw_only=True)
@@ -91,11 +92,4 @@ class SentenceRankingCriterion(Criterion):
     @staticmethod
     def reduce_metrics(logging_outputs: Sequence[LoggingOutput | dict[str, Any]]) -> dict[str, float]:
         """``loss`` in base 2 per example; ``nll_loss`` per token as fairseq; ``accuracy`` in percent."""
-        counts = reduce_counts(logging_outputs)
-        loss_sum = log_sum(logging_outputs, "loss")
-        out = {"loss": loss_sum / counts["sample_size"] / LN2 if counts["sample_size"] else 0.0}
-        if counts["sample_size"] != counts["ntokens"] and counts["ntokens"]:
-            out["nll_loss"] = loss_sum / counts["ntokens"] / LN2
-        if any("ncorrect" in log for log in logging_outputs) and counts["nsentences"]:
-            out["accuracy"] = round(100.0 * log_sum(logging_outputs, "ncorrect") / counts["nsentences"], 1)
-        return {**out, **counts}
+        return example_metrics(logging_outputs, accuracy_digits=1)
