@@ -116,13 +116,15 @@ def hub_worker(toolkit: str, job: dict[str, Any]) -> dict[str, Any]:
         from seqloom.hub import RobertaModel  # type: ignore[no-redef]
     hub = RobertaModel.from_pretrained(job["model_dir"], job["checkpoint"], ".", bpe="gpt2", **files)
     hub.eval()
+    if job.get("bf16"):
+        hub = hub.bfloat16()
     texts, size, check = job["texts"], job["batch"], job["check"]
     masked = masked_texts(texts)
     tokens = [hub.encode(text) for text in texts]
     by_length = sorted(range(len(texts)), key=lambda i: len(tokens[i]))  # batches of similar lengths, as bulk
     chunks = [by_length[i : i + size] for i in range(0, len(texts), size)]  # callers make them: little padding
     pad = hub.task.source_dictionary.pad()
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"weight_bytes": weight_bytes(hub.model)}
     with torch.no_grad():  # as a user measuring inference would call both hubs
         for text in masked[:4]:
             hub.fill_mask(text, topk=3)
@@ -145,8 +147,26 @@ def hub_worker(toolkit: str, job: dict[str, Any]) -> dict[str, Any]:
             padded, *out["features_batched_s"] = timed(lambda: [hub.extract_features(b) for b in batches])
             rows = {i: f[j, : len(tokens[i])] for c, f in zip(chunks, padded) for j, i in enumerate(c)}
             kept["batched"] = [rows[i] for i in range(min(check, len(texts)))]
-    torch.save(kept, job["features"])
+    torch.save({k: [t.float() for t in v] for k, v in kept.items()}, job["features"])
     return out
+
+
+def weight_bytes(model: Any) -> dict[str, int]:
+    """Bytes of weights one call must read: the encoder layers (``features``; the embedding table is only looked
+    up) and, for ``fill_mask``, the LM head's vocabulary projection as well (all of it, for the masked rows)."""
+    layers = sum(p.numel() * p.element_size() for n, p in model.named_parameters() if ".layers." in n)
+    vocab = max(p.numel() * p.element_size() for p in model.parameters())  # the (tied) 50k x C embedding
+    return {"features": layers, "fill": layers + vocab}
+
+
+def read_bandwidth(threads: int) -> float:
+    """Bytes/s this machine reads from memory: the best of 5 sums over a 512 MiB tensor on ``threads`` threads."""
+    import torch
+
+    torch.set_num_threads(threads)
+    x = torch.ones(128 << 20)
+    best = min(timed(x.sum)[1] for _ in range(5))
+    return x.numel() * x.element_size() / best
 
 
 def run_hub(python: str, toolkit: str, job: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
@@ -191,30 +211,53 @@ def base_model(fs: Path, cache: Path) -> Path:
     return out
 
 
+def fairseq_bf16_probe(fs: Path, data: Path, env: dict[str, str]) -> str:
+    """What ``fairseq-train --bf16 --cpu`` does with the recipe: its last error line, or "runs"."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [str(fs / "fairseq-train"), *recipe(data, Path(tmp), 1, ["1", "16", "32", "2"]), "--bf16"]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode == 0:
+        return "runs"
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    return f"fails ({lines[-1].strip() if lines else f'exit status {proc.returncode}'})"
+
+
 def bench_train(args: argparse.Namespace, fs: Path, env: dict[str, str]) -> None:
     size = args.size.split(",")
-    runs: dict[str, list[tuple[float, float, float, float]]] = {"fairseq": [], "seqloom": []}
+    tools = [("fairseq", [str(fs / "fairseq-train")], []), ("seqloom", [*SEQLOOM, "train"], [])]
+    if args.bf16:
+        tools.append(("seqloom bf16", [*SEQLOOM, "train"], ["--bf16"]))
+    runs: dict[str, list[tuple[float, float, float, float]]] = {name: [] for name, _, _ in tools}
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(args.repeat):
-            for name, exe in (("fairseq", [str(fs / "fairseq-train")]), ("seqloom", [*SEQLOOM, "train"])):
-                cmd = exe + recipe(OWN, Path(tmp) / f"{name}{rep}", args.max_update, size)
+            for name, exe, extra in tools:
+                cmd = exe + recipe(OWN, Path(tmp) / f"{name.replace(' ', '-')}{rep}", args.max_update, size) + extra
                 runs[name].append(train_figures(cmd, env))
-    ratios = [s[0] / f[0] for f, s in zip(runs["fairseq"], runs["seqloom"])]
     print(f"masked-LM training, {args.max_update} updates, size {args.size}, {args.threads} thread(s):")
     for name, rows in runs.items():
         wps, cpu = statistics.median(r[0] for r in rows), statistics.median(r[1] for r in rows)
         peak = max(r[3] for r in rows)
         print(
-            f"  {name:8} {wps:9.1f} words/s  {cpu:7.1f} user CPU s  peak {peak:7.1f} MiB  valid loss {rows[-1][2]:.3f}"
+            f"  {name:12} {wps:9.1f} words/s  {cpu:7.1f} user CPU s  peak {peak:7.1f} MiB  valid loss {rows[-1][2]:.3f}"
         )
     peaks = {name: max(r[3] for r in rows) for name, rows in runs.items()}
-    print(
-        f"  ratio seqloom/fairseq: {statistics.median(ratios):.2f}x words/s (target >= 1.3x); "
-        f"peak memory {peaks['seqloom'] / peaks['fairseq']:.2f}x (target <= 1)"
-    )
+    for name in runs:
+        if name == "fairseq":
+            continue
+        ratios = [s[0] / f[0] for f, s in zip(runs["fairseq"], runs[name])]
+        print(
+            f"  ratio {name}/fairseq: {statistics.median(ratios):.2f}x words/s (target >= 1.3x); "
+            f"peak memory {peaks[name] / peaks['fairseq']:.2f}x (target <= 1)"
+        )
     gap = runs["seqloom"][-1][2] - runs["fairseq"][-1][2]
     verdict = "the same run" if abs(gap) <= 0.01 else "NOT the same run: check masks, batches and dropout"
     print(f"  valid loss seqloom - fairseq: {gap:+.3f} ({verdict})")
+    if args.bf16:
+        gap = runs["seqloom bf16"][-1][2] - runs["fairseq"][-1][2]
+        print(
+            f"  valid loss seqloom bf16 - fairseq (float32): {gap:+.3f} (bf16 products: compare with the seed spread)"
+        )
+        print(f"  fairseq-train --bf16 --cpu on the same recipe: {fairseq_bf16_probe(fs, OWN, env)}")
     if args.seeds:
         with tempfile.TemporaryDirectory() as tmp:
             cmds = [[*SEQLOOM, "train", *recipe(OWN, Path(tmp) / f"s{seed}", args.max_update, size, seed)]
@@ -238,20 +281,29 @@ def features_diff(ref: list[Any], got: list[Any]) -> float:
 
 
 def bench_hub(args: argparse.Namespace, fs: Path, env: dict[str, str]) -> None:
-    import torch
-
     if args.model == "base":
         model_dir, checkpoint, label = base_model(fs, args.cache), "model.pt", "roberta.base layout (12 layers, d768)"
     else:
         model_dir, checkpoint, label = OWN, "model.pt", "tiny fixture (2 layers, d32)"
     texts = sentences(args.sentences)
+    bandwidth = read_bandwidth(args.threads)
+    for bf16 in (False, True) if args.bf16 else (False,):
+        hub_rows(args, fs, env, model_dir, checkpoint, f"{label}, {'bf16' if bf16 else 'float32'}", texts, bf16,
+                 bandwidth)  # fmt: skip
+
+
+def hub_rows(args: argparse.Namespace, fs: Path, env: dict[str, str], model_dir: Path, checkpoint: str, label: str,
+             texts: list[str], bf16: bool, bandwidth: float) -> None:  # fmt: skip
+    import torch
+
     runs: dict[str, list[dict]] = {"fairseq": [], "seqloom": []}
     with tempfile.TemporaryDirectory() as tmp:
         kept = {}
         for _ in range(args.repeat):
             for name, py in (("fairseq", str(fs / "python")), ("seqloom", sys.executable)):
                 job = {"model_dir": str(model_dir), "checkpoint": checkpoint, "texts": texts, "threads": args.threads,
-                       "batch": args.batch, "check": args.check, "features": str(Path(tmp) / f"{name}.pt")}  # fmt: skip
+                       "batch": args.batch, "check": args.check, "features": str(Path(tmp) / f"{name}.pt"),
+                       "bf16": bf16}  # fmt: skip
                 runs[name].append(run_hub(py, name, job, env))
                 kept[name] = torch.load(job["features"])
     fs_runs, sl_runs = runs["fairseq"], runs["seqloom"]
@@ -269,15 +321,24 @@ def bench_hub(args: argparse.Namespace, fs: Path, env: dict[str, str]) -> None:
             rate_cpu = statistics.median(n / s[field][1] for s in sl_runs)
             print(f"  {'':17} seqloom {row:14} {rate:8.1f} ({rate_cpu:8.1f})  {statistics.median(wall):5.2f}x "
                   f"({statistics.median(cpu):5.2f}x)  (target >= 2x)")  # fmt: skip
+        # one sentence per call reads every weight of the layers (and the LM head) once: a floor on its time
+        if sl_runs[0]["weight_bytes"][key] < 64 << 20:  # a small model's weights stay in the caches
+            continue
+        floor = sl_runs[0]["weight_bytes"][key] / bandwidth
+        print(f"  {'':17} one call reads {sl_runs[0]['weight_bytes'][key] / 2**20:.0f} MiB of weights: at least "
+              f"{floor * 1e3:.1f} ms at {bandwidth / 1e9:.1f} GB/s, at most {1 / floor:.1f} sentences/s, "
+              f"{1 / floor / base_wall:.2f}x fairseq")  # fmt: skip
+    limit = 1e-4 if not bf16 else float("inf")
     same, diff = fillings_agree(fs_runs[0]["fill"], sl_runs[0]["fill"])
     same_b, diff_b = fillings_agree(fs_runs[0]["fill"], sl_runs[0]["fill_batched"])
+    bound = "limit 1e-4" if not bf16 else "bf16: no limit"
     print(f"  same top-3 fillings as fairseq: {same}/{n} one by one, {same_b}/{n} in lists; largest score "
-          f"difference {max(diff, diff_b):.1e} (limit 1e-4)")  # fmt: skip
+          f"difference {max(diff, diff_b):.1e} ({bound})")  # fmt: skip
     one = features_diff(kept["fairseq"]["one"], kept["seqloom"]["one"])
     batched = features_diff(kept["fairseq"]["one"], kept["seqloom"]["batched"])
     print(f"  features of the first {len(kept['fairseq']['one'])} sentences, largest difference from fairseq's: "
-          f"{one:.1e} one by one, {batched:.1e} in padded batches (limit 1e-4)")  # fmt: skip
-    if same < n or same_b < n or max(diff, diff_b, one, batched) > 1e-4:
+          f"{one:.1e} one by one, {batched:.1e} in padded batches ({bound})")  # fmt: skip
+    if not bf16 and (same < n or same_b < n or max(diff, diff_b, one, batched) > limit):
         print("  RESULTS DIFFER from fairseq's beyond the limits above")
 
 
@@ -289,6 +350,12 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=1, help="alternating runs of each tool; medians count")
     p.add_argument("--size", default="2,32,64,2", help="layers,embed dim,FFN dim,heads of the trained model")
     p.add_argument("--seeds", type=int, default=0, help="also train seqloom with this many other seeds (spread)")
+    p.add_argument(
+        "--bf16",
+        action="store_true",
+        help="also train seqloom with --bf16 (bf16 products, float32 weights) against fairseq's float32 run, and run "
+        "both hubs converted with .bfloat16()",
+    )
     p.add_argument("--skip-train", action="store_true")
     p.add_argument("--skip-hub", action="store_true")
     p.add_argument(
