@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from seqloom.checkpoint.io import load_checkpoint
 from seqloom.cli import train, validate
@@ -81,6 +82,22 @@ def test_readme_pretraining_command_trains(data: Path, tmp_path: Path, capsys: p
     argv[argv.index("--max-update") + 1] = "14"
     assert train.main(argv) == 0
     assert "num_updates=14" in capsys.readouterr().err
+
+
+def test_readme_pretraining_command_with_bf16_on_the_cpu(data: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """``--bf16 --cpu`` (which fairseq-train 0.12 sends to a TPU and fails on) trains with bf16 products and float32
+    weights: the losses follow the float32 run's and the checkpoint stays float32, fairseq's keys."""
+    assert train.main(readme_pretraining(data, tmp_path / "fp32")) == 0
+    fp32 = train_losses(capsys.readouterr().err)
+    assert train.main([*readme_pretraining(data, tmp_path / "bf16"), "--bf16"]) == 0
+    bf16 = train_losses(capsys.readouterr().err)
+    assert len(bf16) == len(fp32) == 12
+    assert max(abs(a - b) for a, b in zip(fp32, bf16)) < 0.05
+    state = load_checkpoint(tmp_path / "bf16" / "checkpoint_last.pt")
+    assert {t.dtype for t in state["model"].values() if t.is_floating_point()} == {torch.float32}
+    assert set(state["model"]) == set(load_checkpoint(tmp_path / "fp32" / "checkpoint_last.pt")["model"])
+    assert state["args"].bf16 is True  # fairseq 0.12 reads a checkpoint's Namespace args too
 
 
 def test_hydra_yaml_form_of_the_readme_config(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
