@@ -19,14 +19,22 @@
    (``collate_tokens``), the sentences sorted by length as a bulk caller would group them. Sentences/s by wall
    time and by CPU time (which a loaded machine inflates less), each ratio against fairseq's one-call-per-sentence
    figure of the same alternated run. Checks: the same top-3 fillings as fairseq's and scores within 1e-4; the
-   first ``--check`` sentences' features within 1e-4 (one by one and from the padded batches).
+   first ``--check`` sentences' features within 1e-4 (one by one and from the padded batches). At release size
+   a line per call gives the floor that memory sets: one sentence per call reads every weight of the layers (and,
+   for ``fill_mask``, the 50k-row vocabulary projection) once, so a call takes at least those bytes divided by
+   the read bandwidth measured here (sums over a 512 MiB tensor), however fast the arithmetic.
+3. ``--bf16``: training also runs ``seqloom train --bf16`` (bf16 products under autocast, float32 weights and
+   optimizer) against fairseq's float32 run, and probes ``fairseq-train --bf16 --cpu`` (fairseq 0.12 takes
+   ``--bf16`` for a TPU run and stops); the hub part runs again with both hubs converted by ``.bfloat16()``
+   (fairseq's hub runs that way on the CPU), comparing fillings and features without a limit.
 
 Targets: training >= 1.3x, fill_mask / extract_features >= 2x.
 
     python benchmarks/roberta.py [--max-update 100] [--sentences 1000] [--threads 1] [--repeat 1]
                                  [--size 2,32,64,2] [--seeds 0] [--skip-train|--skip-hub]
-                                 [--model tiny|base] [--batch 32] [--check 100]
+                                 [--model tiny|base] [--batch 32] [--check 100] [--bf16]
     python benchmarks/roberta.py --skip-train --model base --sentences 200 --repeat 3   # release size (slow)
+    python benchmarks/roberta.py --skip-hub --max-update 10 --threads 2 --size 12,768,3072,12 --bf16
 
 fairseq is found through ``$FAIRSEQ_BIN`` or ``../peer-venvs/fs/bin``.
 """
