@@ -25,6 +25,7 @@ from torch import nn
 from seqloom.cli.main import main as seqloom_main
 from seqloom.hub import RobertaModel, XLMRModel
 from seqloom.modules.int8 import Int8Linear
+from seqloom.paths import plain_file_mode
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "roberta"
 GPT2 = Path(__file__).resolve().parents[1] / "fixtures" / "gpt2-bpe"
@@ -142,6 +143,7 @@ def test_predict_and_xlmr_are_close_to_fairseqs(tuned8: Any) -> None:
 def test_int8_export_stores_int8_and_loads_back_as_the_same_hub(int8_export: Path, tuned8: Any) -> None:
     config = json.loads((int8_export / "config.json").read_text(encoding="utf-8"))
     assert config["quantize"] == "int8" and config["tied_weights"] == {}  # the LM matrix is its own int8 copy
+    assert (int8_export / "model.safetensors").stat().st_mode & 0o777 == plain_file_mode()  # not safetensors' 0600
     with safe_open(str(int8_export / "model.safetensors"), framework="pt") as f:
         dtypes = {k: f.get_slice(k).get_dtype() for k in f.keys()}
     assert dtypes["encoder.lm_head.weight"] == "I8" and dtypes["encoder.lm_head.weight_scale"] == "F32"

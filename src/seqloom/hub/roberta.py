@@ -52,6 +52,7 @@ from seqloom.modules.int8 import (
     load_quantized,
     quantize_model,
 )
+from seqloom.paths import plain_file_mode
 
 MASK = "<mask>"
 WORD_START = "\u2581"
@@ -82,7 +83,6 @@ class RobertaHub(nn.Module):
         self.model = model
         self.task = task
         self.bpe = bpe
-        self.quantized = model.encoder.lm_head.weight.dtype == torch.int8  # int8 layers (quantize="int8")
         self._float_tensor: Tensor
         self.register_buffer("_float_tensor", torch.tensor([0.0]), persistent=False)
         self.eval()
@@ -90,6 +90,11 @@ class RobertaHub(nn.Module):
     @property
     def device(self) -> torch.device:
         return self._float_tensor.device
+
+    @property
+    def quantized(self) -> bool:
+        """Whether the model has int8 layers (``quantize="int8"``, an int8 export, or ``quantize_model``)."""
+        return self.model.encoder.lm_head.weight.dtype == torch.int8
 
     def _check_int8_runs(self) -> None:
         """Refuses to run an int8 hub moved where int8 products cannot run (a GPU) or made half/bfloat16."""
@@ -290,7 +295,6 @@ def _quantized(hub: RobertaHub, quantize: str | None) -> RobertaHub:
     """``hub`` with int8 linear layers (``quantize="int8"``; CPU only), converted in place; None: as loaded."""
     if quantize is not None and not hub.quantized:
         quantize_model(hub.model, quantize)
-        hub.quantized = True
     return hub
 
 
@@ -327,6 +331,7 @@ def write_export(hub: RobertaHub, bpe_options: Mapping[str, Any], out_dir: str |
     from safetensors.torch import save_file
 
     save_file(tensors, str(out / WEIGHTS_FILE), metadata={"format": FORMAT})
+    (out / WEIGHTS_FILE).chmod(plain_file_mode())  # safetensors creates it 0600; the other files follow the umask
     dictionaries = {"source": "dict.txt"}
     _save_dictionary(hub.task.source_dictionary, out / "dict.txt")
     if hub.task.label_dictionary is not None:
