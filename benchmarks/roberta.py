@@ -27,12 +27,17 @@
    optimizer) against fairseq's float32 run, and probes ``fairseq-train --bf16 --cpu`` (fairseq 0.12 takes
    ``--bf16`` for a TPU run and stops); the hub part runs again with both hubs converted by ``.bfloat16()``
    (fairseq's hub runs that way on the CPU), comparing fillings and features without a limit.
+4. ``--int8``: seqloom's process then loads the model again with ``quantize="int8"`` (int8 linear layers and LM
+   vocabulary matrix) and times the same calls, printed beside the float32 rows with their ratio to fairseq's
+   float32 one-call figure and to seqloom's float32 one; its fillings' agreement with fairseq's and its largest
+   feature difference are printed without a limit (int8 rounding moves features by 0.1% of their norm on
+   the tiny trained model, ~2% on the random-weight base layout, where nearly tied fillings swap).
 
 Targets: training >= 1.3x, fill_mask / extract_features >= 2x.
 
     python benchmarks/roberta.py [--max-update 100] [--sentences 1000] [--threads 1] [--repeat 1]
                                  [--size 2,32,64,2] [--seeds 0] [--skip-train|--skip-hub]
-                                 [--model tiny|base] [--batch 32] [--check 100] [--bf16]
+                                 [--model tiny|base] [--batch 32] [--check 100] [--bf16] [--int8]
     python benchmarks/roberta.py --skip-train --model base --sentences 200 --repeat 3   # release size (slow)
     python benchmarks/roberta.py --skip-hub --max-update 10 --threads 2 --size 12,768,3072,12 --bf16
 
@@ -110,22 +115,41 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:
 
 def hub_worker(toolkit: str, job: dict[str, Any]) -> dict[str, Any]:
     """Runs inside the toolkit's process: load (untimed), warm up, then time ``fill_mask`` and ``extract_features``
-    one call per sentence (and, for seqloom, lists/batches of ``job['batch']`` sentences). Writes the features
-    of the first ``job['check']`` sentences to ``job['features']``; returns times and every filling."""
+    one call per sentence (and, for seqloom, lists/batches of ``job['batch']`` sentences; with ``job['int8']`` the
+    same again on the model loaded with ``quantize="int8"``, keys prefixed ``int8_``). Writes the features of the
+    first ``job['check']`` sentences to ``job['features']``; returns times and every filling."""
     import torch
 
     torch.set_num_threads(job["threads"])
     files = {"gpt2_encoder_json": str(GPT2 / "encoder.json"), "gpt2_vocab_bpe": str(GPT2 / "vocab.bpe")}
     if toolkit == "fairseq":
-        from fairseq.data.data_utils import collate_tokens
         from fairseq.models.roberta import RobertaModel
     else:
-        from seqloom.data.data_utils import collate_tokens  # type: ignore[no-redef]
         from seqloom.hub import RobertaModel  # type: ignore[no-redef]
     hub = RobertaModel.from_pretrained(job["model_dir"], job["checkpoint"], ".", bpe="gpt2", **files)
     hub.eval()
     if job.get("bf16"):
         hub = hub.bfloat16()
+    out, kept = time_hub(toolkit, hub, job)
+    if toolkit == "seqloom" and job.get("int8"):
+        del hub  # the float32 model's memory back before the int8 one is loaded
+        hub = RobertaModel.from_pretrained(job["model_dir"], job["checkpoint"], ".", bpe="gpt2", quantize="int8",
+                                           **files)  # fmt: skip
+        out8, kept8 = time_hub(toolkit, hub, job)
+        out.update({f"int8_{k}": v for k, v in out8.items()})
+        kept.update({f"int8_{k}": v for k, v in kept8.items()})
+    torch.save({k: [t.float() for t in v] for k, v in kept.items()}, job["features"])
+    return out
+
+
+def time_hub(toolkit: str, hub: Any, job: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    """:func:`hub_worker`'s timings of one loaded hub, and the features it keeps."""
+    import torch
+
+    if toolkit == "fairseq":
+        from fairseq.data.data_utils import collate_tokens
+    else:
+        from seqloom.data.data_utils import collate_tokens  # type: ignore[no-redef]
     texts, size, check = job["texts"], job["batch"], job["check"]
     masked = masked_texts(texts)
     tokens = [hub.encode(text) for text in texts]
@@ -155,16 +179,16 @@ def hub_worker(toolkit: str, job: dict[str, Any]) -> dict[str, Any]:
             padded, *out["features_batched_s"] = timed(lambda: [hub.extract_features(b) for b in batches])
             rows = {i: f[j, : len(tokens[i])] for c, f in zip(chunks, padded) for j, i in enumerate(c)}
             kept["batched"] = [rows[i] for i in range(min(check, len(texts)))]
-    torch.save({k: [t.float() for t in v] for k, v in kept.items()}, job["features"])
-    return out
+    return out, kept
 
 
 def weight_bytes(model: Any) -> dict[str, int]:
     """Bytes of weights one call must read: the encoder layers (``features``; the embedding table is only looked
-    up) and, for ``fill_mask``, the LM head's vocabulary projection as well (all of it, for the masked rows)."""
-    layers = sum(p.numel() * p.element_size() for n, p in model.named_parameters() if ".layers." in n)
-    vocab = max(p.numel() * p.element_size() for p in model.parameters())  # the (tied) 50k x C embedding
-    return {"features": layers, "fill": layers + vocab}
+    up) and, for ``fill_mask``, the LM head's vocabulary projection as well (all of it, for the masked rows).
+    State-dict tensors, so that an int8 model's weights (buffers: int8 rows and their scales) count too."""
+    layers = sum(t.numel() * t.element_size() for n, t in model.state_dict().items() if ".layers." in n)
+    vocab = model.encoder.lm_head.weight  # the (tied) 50k x C embedding, or its int8 copy
+    return {"features": layers, "fill": layers + vocab.numel() * vocab.element_size()}
 
 
 def read_bandwidth(threads: int) -> float:
@@ -295,7 +319,7 @@ def bench_hub(args: argparse.Namespace, fs: Path, env: dict[str, str]) -> None:
         model_dir, checkpoint, label = OWN, "model.pt", "tiny fixture (2 layers, d32)"
     texts = sentences(args.sentences)
     bandwidth = read_bandwidth(args.threads)
-    for bf16 in (False, True) if args.bf16 else (False,):
+    for bf16 in (False, True) if args.bf16 else (False,):  # int8 runs beside float32 (seqloom's process)
         hub_rows(args, fs, env, model_dir, checkpoint, f"{label}, {'bf16' if bf16 else 'float32'}", texts, bf16,
                  bandwidth)  # fmt: skip
 
@@ -311,31 +335,43 @@ def hub_rows(args: argparse.Namespace, fs: Path, env: dict[str, str], model_dir:
             for name, py in (("fairseq", str(fs / "python")), ("seqloom", sys.executable)):
                 job = {"model_dir": str(model_dir), "checkpoint": checkpoint, "texts": texts, "threads": args.threads,
                        "batch": args.batch, "check": args.check, "features": str(Path(tmp) / f"{name}.pt"),
-                       "bf16": bf16}  # fmt: skip
+                       "bf16": bf16, "int8": args.int8 and not bf16}  # fmt: skip
                 runs[name].append(run_hub(py, name, job, env))
                 kept[name] = torch.load(job["features"])
     fs_runs, sl_runs = runs["fairseq"], runs["seqloom"]
     n = len(texts)
     print(f"hub, {label}, {n} sentences, {args.threads} thread(s), {args.repeat} alternated run(s) each; "
           "sentences/s by wall time (by CPU time), medians; ratio to fairseq one call per sentence:")  # fmt: skip
+    int8 = "int8_fill" in sl_runs[0]
     for what, key in (("fill_mask topk 3", "fill"), ("extract_features", "features")):
         base_wall = statistics.median(n / r[f"{key}_s"][0] for r in fs_runs)
         base_cpu = statistics.median(n / r[f"{key}_s"][1] for r in fs_runs)
         print(f"  {what:17} fairseq one by one    {base_wall:8.1f} ({base_cpu:8.1f})")
-        for row, field in (("one by one", f"{key}_s"), (f"batches of {args.batch}", f"{key}_batched_s")):
+        rows = [("one by one", "", "target >= 2x"), (f"batches of {args.batch}", "", "target >= 2x")]
+        if int8:
+            rows += [("int8 one each", "int8_", "int8"), (f"int8 batch {args.batch}", "int8_", "int8")]
+        for row, prefix, note in rows:
+            field = f"{prefix}{key}_s" if "one" in row else f"{prefix}{key}_batched_s"
             wall = [(n / s[field][0]) / (n / f[f"{key}_s"][0]) for f, s in zip(fs_runs, sl_runs)]
             cpu = [(n / s[field][1]) / (n / f[f"{key}_s"][1]) for f, s in zip(fs_runs, sl_runs)]
             rate = statistics.median(n / s[field][0] for s in sl_runs)
             rate_cpu = statistics.median(n / s[field][1] for s in sl_runs)
+            if prefix:  # int8 against seqloom's float32 call of the same shape, in the same process
+                float_field = field[len(prefix) :]
+                own = statistics.median(s[float_field][0] / s[field][0] for s in sl_runs)
+                note = f"int8; {own:.2f}x seqloom float32"
             print(f"  {'':17} seqloom {row:14} {rate:8.1f} ({rate_cpu:8.1f})  {statistics.median(wall):5.2f}x "
-                  f"({statistics.median(cpu):5.2f}x)  (target >= 2x)")  # fmt: skip
+                  f"({statistics.median(cpu):5.2f}x)  ({note})")  # fmt: skip
         # one sentence per call reads every weight of the layers (and the LM head) once: a floor on its time
-        if sl_runs[0]["weight_bytes"][key] < 64 << 20:  # a small model's weights stay in the caches
-            continue
-        floor = sl_runs[0]["weight_bytes"][key] / bandwidth
-        print(f"  {'':17} one call reads {sl_runs[0]['weight_bytes'][key] / 2**20:.0f} MiB of weights: at least "
-              f"{floor * 1e3:.1f} ms at {bandwidth / 1e9:.1f} GB/s, at most {1 / floor:.1f} sentences/s, "
-              f"{1 / floor / base_wall:.2f}x fairseq")  # fmt: skip
+        for prefix in ("", "int8_") if int8 else ("",):
+            weights = sl_runs[0][f"{prefix}weight_bytes"][key]
+            if weights < 64 << 20:  # a small model's weights stay in the caches
+                continue
+            floor = weights / bandwidth
+            kind = "int8 " if prefix else ""
+            print(f"  {'':17} one {kind}call reads {weights / 2**20:.0f} MiB of weights: at least "
+                  f"{floor * 1e3:.1f} ms at {bandwidth / 1e9:.1f} GB/s, at most {1 / floor:.1f} sentences/s, "
+                  f"{1 / floor / base_wall:.2f}x fairseq")  # fmt: skip
     limit = 1e-4 if not bf16 else float("inf")
     same, diff = fillings_agree(fs_runs[0]["fill"], sl_runs[0]["fill"])
     same_b, diff_b = fillings_agree(fs_runs[0]["fill"], sl_runs[0]["fill_batched"])
@@ -348,6 +384,16 @@ def hub_rows(args: argparse.Namespace, fs: Path, env: dict[str, str], model_dir:
           f"{one:.1e} one by one, {batched:.1e} in padded batches ({bound})")  # fmt: skip
     if not bf16 and (same < n or same_b < n or max(diff, diff_b, one, batched) > limit):
         print("  RESULTS DIFFER from fairseq's beyond the limits above")
+    if int8:
+        same, diff = fillings_agree(fs_runs[0]["fill"], sl_runs[0]["int8_fill"])
+        same_b, diff_b = fillings_agree(fs_runs[0]["fill"], sl_runs[0]["int8_fill_batched"])
+        one = features_diff(kept["fairseq"]["one"], kept["seqloom"]["int8_one"])
+        batched = features_diff(kept["fairseq"]["one"], kept["seqloom"]["int8_batched"])
+        first = sum(a[0][2] == b[0][2] for a, b in zip(fs_runs[0]["fill"], sl_runs[0]["int8_fill"]))
+        print(f"  int8: same top-3 fillings as fairseq's float32: {same}/{n} one by one, {same_b}/{n} in lists "
+              f"(the same best filling: {first}/{n}); "
+              f"largest score difference {max(diff, diff_b):.1e}; features' largest difference {one:.1e} one by one, "
+              f"{batched:.1e} in padded batches (int8: no limit)")  # fmt: skip
 
 
 def main() -> int:
@@ -363,6 +409,11 @@ def main() -> int:
         action="store_true",
         help="also train seqloom with --bf16 (bf16 products, float32 weights) against fairseq's float32 run, and run "
         "both hubs converted with .bfloat16()",
+    )
+    p.add_argument(
+        "--int8",
+        action="store_true",
+        help="also time seqloom's hub loaded with quantize='int8' (float32 runs only), beside the float32 rows",
     )
     p.add_argument("--skip-train", action="store_true")
     p.add_argument("--skip-hub", action="store_true")

@@ -99,7 +99,8 @@ HUBS: Registry[Callable[..., nn.Module]] = Registry("hub")
 CHECKPOINT_LOADERS: Registry[Callable[..., nn.Module]] = Registry("checkpoint loader")
 # model family -> ``export(model_dir, checkpoint_file, data, options, out_dir)`` for families whose hub writes its
 # own export (RoBERTa); ``seqloom export`` writes the others through the translation hub
-# a family's export: (checkpoint dir, checkpoint file, data dir, hub options, output dir) -> the written model file
+# a family's export: (checkpoint dir, checkpoint file, data dir, hub options (from_pretrained's keywords, quantize
+# included), output dir) -> the written model file
 Exporter = Callable[[Path, str, str, Mapping[str, Any], str], Path]
 EXPORTERS: Registry[Exporter] = Registry("exporter")
 

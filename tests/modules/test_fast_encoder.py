@@ -12,7 +12,7 @@ from seqloom.models.roberta.config import RobertaConfig
 from seqloom.models.roberta.model import RobertaModel, encoder_states
 from seqloom.modules import fast_encoder
 from seqloom.modules.fast_encoder import fast_encode, uses_fast_encoder
-from seqloom.modules.int8 import int8_unavailable, quantize_model
+from seqloom.modules.int8 import Int8Linear, int8_unavailable, quantize_model
 
 PAD = 1
 
@@ -114,9 +114,28 @@ def test_the_switch_says_no_where_the_reference_must_run() -> None:
     assert torch.equal(model(tokens, features_only=True).logits, want)
 
 
-def test_int8_models_keep_the_reference() -> None:
+def test_int8_models_take_the_fast_path_and_equal_the_reference() -> None:
+    """An int8 encoder's fast path runs each int8 layer's own product on the same inputs: the reference's numbers
+    bit for bit (features and inner states, with and without padding)."""
     if int8_unavailable(torch.device("cpu")):
         pytest.skip("int8 products need a CPU with int8 kernels")
     model = tiny()
+    with torch.no_grad():
+        float_features = model(batch([9, 5]), features_only=True).logits
     quantize_model(model)
-    assert not uses_fast_encoder(model.encoder.sentence_encoder)
+    encoder = model.encoder.sentence_encoder
+    assert isinstance(encoder.layers[0].fc1, Int8Linear) and isinstance(encoder.layers[1].self_attn.q_proj, Int8Linear)
+    assert uses_fast_encoder(encoder)
+    for lengths in ([9], [9, 5, 7], [30, 21]):
+        tokens = batch(lengths)
+        with torch.inference_mode():
+            want, want_states = reference(model, tokens)
+            got, states = fast_encode(encoder, tokens, return_all_hiddens=True)
+        assert torch.equal(got, want)
+        assert states is not None and all(torch.equal(a, b) for a, b in zip(states, want_states, strict=True))
+    with torch.no_grad():
+        got = model(batch([9, 5]), features_only=True).logits
+    assert 0 < (got - float_features).abs().max() < 0.1  # int8 really ran, close to float32
+    handle = encoder.layers[1].fc2.register_forward_hook(lambda *args: None)  # a hooked int8 layer: the reference
+    assert not uses_fast_encoder(encoder)
+    handle.remove()

@@ -76,7 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     family_export = registered_exporter(model_dir / checkpoint_file)
     if family_export is not None:  # a family with its own export (RoBERTa: dict.txt, heads, BPE files)
         try:
-            out = family_export(model_dir, checkpoint_file, cfg.data or ".", hub_options(args), cfg.out)
+            options = {**hub_options(args), **({"quantize": cfg.quantize} if cfg.quantize else {})}
+            out = family_export(model_dir, checkpoint_file, cfg.data or ".", options, cfg.out)
         except (FileNotFoundError, ValueError, TypeError, CheckpointError) as err:
             raise SystemExit(f"seqloom export: {err}") from None
         logger.info("exported %s to %s (%s)", path, out, ", ".join(sorted(p.name for p in out.iterdir())))

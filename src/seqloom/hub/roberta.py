@@ -4,6 +4,10 @@ As fairseq's ``RobertaHubInterface`` and with its return types: ``encode`` gives
 ``extract_features`` a ``(B, T, C)`` tensor (or the list of inner states), ``predict`` ``(B, classes)``
 log-probabilities, ``fill_mask`` a list of ``(filled text, probability, predicted token)`` tuples.
 ``XLMRModel`` is the same hub with SentencePiece as its default BPE. The hub never downloads a model.
+
+``from_pretrained(..., quantize="int8")`` gives int8 linear layers for CPU inference (:mod:`seqloom.modules.int8`):
+the encoder's, the LM head's dense layer and vocabulary matrix (an int8 copy: the embedding stays float32) and the
+classification heads'; ``seqloom export --quantize int8`` stores them so, and the export loads back as int8.
 """
 
 from __future__ import annotations
@@ -40,6 +44,15 @@ from seqloom.hub.loading import build_codecs, check_keywords
 from seqloom.hub.pretrained import checkpoint_groups
 from seqloom.models.roberta.interop import model_from_state
 from seqloom.models.roberta.model import RobertaModel
+from seqloom.modules.int8 import (
+    check_method,
+    float_placeholders,
+    int8_unavailable,
+    is_quantized_state,
+    load_quantized,
+    quantize_model,
+)
+from seqloom.paths import plain_file_mode
 
 MASK = "<mask>"
 WORD_START = "\u2581"
@@ -78,6 +91,21 @@ class RobertaHub(nn.Module):
     def device(self) -> torch.device:
         return self._float_tensor.device
 
+    @property
+    def quantized(self) -> bool:
+        """Whether the model has int8 layers (``quantize="int8"``, an int8 export, or ``quantize_model``)."""
+        return self.model.encoder.lm_head.weight.dtype == torch.int8
+
+    def _check_int8_runs(self) -> None:
+        """Refuses to run an int8 hub moved where int8 products cannot run (a GPU) or made half/bfloat16."""
+        if self.device.type == "cpu" and self._float_tensor.dtype == torch.float32:
+            return
+        reason = int8_unavailable(self.device) or (
+            f"int8 layers take float32 inputs and the hub was converted to {self._float_tensor.dtype}; call "
+            ".float() on it, or load it without quantize='int8' to run it in half precision"
+        )
+        raise ValueError(f"this RoBERTa hub has int8 layers (quantize='int8'): {reason}")
+
     def _bpe(self, text: str) -> str:
         return self.bpe.encode(text) if self.bpe is not None else text
 
@@ -108,7 +136,15 @@ class RobertaHub(nn.Module):
     def extract_features(self, tokens: Tensor, return_all_hiddens: bool = False) -> Any:
         """Last layer's features ``(B, T, C)`` of ``tokens`` (T,) or (B, T) (right-padded with ``<pad>``);
         ``return_all_hiddens``: the list of inner states ``(B, T, C)`` (embeddings, then each layer). Gradients
-        flow (the hub in train mode fine-tunes, as fairseq's README says)."""
+        flow (the hub in train mode fine-tunes, as fairseq's README says), except through an int8 hub's
+        features: int8 layers run inference only."""
+        if self.quantized:
+            self._check_int8_runs()
+            with torch.no_grad():
+                return self._features(tokens, return_all_hiddens)
+        return self._features(tokens, return_all_hiddens)
+
+    def _features(self, tokens: Tensor, return_all_hiddens: bool) -> Any:
         tokens = (tokens.unsqueeze(0) if tokens.dim() == 1 else tokens).to(self.device).long()  # (B, T)
         if tokens.numel() == 0:
             raise ValueError("extract_features: tokens is empty; encode a text first (encode gives <s> ... </s>)")
@@ -153,6 +189,8 @@ class RobertaHub(nn.Module):
         if topk < 1:
             raise ValueError(f"fill_mask: topk must be at least 1 (got {topk})")
         rows = [self._masked_tokens(text) for text in masked_input]
+        if self.quantized:
+            self._check_int8_runs()
         out: list[Any] = [None] * len(rows)
         with torch.inference_mode():  # strings and floats come out: no autograd bookkeeping
             for batch in length_batches([len(r) for r in rows], max_rows=BATCH_ROWS, max_tokens=BATCH_TOKENS):
@@ -222,6 +260,8 @@ def from_pretrained(
     model_name_or_path: str | os.PathLike[str],
     checkpoint_file: str = "model.pt",
     data_name_or_path: str = ".",
+    *,
+    quantize: str | None = None,
     **kwargs: Any,
 ) -> RobertaHub:
     """A local RoBERTa / XLM-R directory -> an eval-mode :class:`RobertaHub` (classification heads loaded).
@@ -229,14 +269,18 @@ def from_pretrained(
     ``data_name_or_path``: the folder of ``dict.txt`` (or ``input0/dict.txt`` and ``label/dict.txt`` of a
     sentence_prediction run; starting with '.': inside the model directory). Keywords: ``bpe`` (``gpt2``,
     ``sentencepiece``) and its files (``gpt2_encoder_json=``, ``sentencepiece_model=``; else found in the model
-    directory: ``encoder.json``/``vocab.bpe``, ``sentencepiece.bpe.model``).
+    directory: ``encoder.json``/``vocab.bpe``, ``sentencepiece.bpe.model``). ``quantize="int8"``: int8 linear
+    layers for CPU inference (see the module docstring); an int8 export loads as int8 anyway.
     """
     kwargs.setdefault("bpe", "gpt2")
     check_keywords(kwargs, extra=(), caller="RobertaModel.from_pretrained",
-                   accepts="bpe and its options (gpt2_encoder_json, gpt2_vocab_bpe, sentencepiece_model)")  # fmt: skip
+                   accepts="bpe and its options (gpt2_encoder_json, gpt2_vocab_bpe, sentencepiece_model), "
+                   "quantize")  # fmt: skip
+    if quantize is not None:
+        check_method(quantize)  # before reading any file
     model_dir, named = files.resolve_model_dir(model_name_or_path)
     if is_export(model_dir) and not (model_dir / (named or checkpoint_file)).is_file():
-        return _from_export(model_dir, dict(kwargs))
+        return _quantized(_from_export(model_dir, dict(kwargs)), quantize)
     (path,) = files.checkpoint_paths(model_dir, named or checkpoint_file)[:1]
     state = load_checkpoint(path)
     groups = checkpoint_groups(state)
@@ -244,7 +288,14 @@ def from_pretrained(
     dictionary, labels = load_dictionaries(data_dir, groups.get("task") or {})
     model = model_from_state(state, dictionary, source=str(path)).eval()
     _, bpe = build_codecs(model_dir, groups, kwargs)
-    return RobertaHub(model, HubTask(dictionary, labels, dictionary.index(MASK)), bpe)
+    return _quantized(RobertaHub(model, HubTask(dictionary, labels, dictionary.index(MASK)), bpe), quantize)
+
+
+def _quantized(hub: RobertaHub, quantize: str | None) -> RobertaHub:
+    """``hub`` with int8 linear layers (``quantize="int8"``; CPU only), converted in place; None: as loaded."""
+    if quantize is not None and not hub.quantized:
+        quantize_model(hub.model, quantize)
+    return hub
 
 
 def _from_export(model_dir: Path, kwargs: dict[str, Any]) -> RobertaHub:
@@ -261,8 +312,12 @@ def _from_export(model_dir: Path, kwargs: dict[str, Any]) -> RobertaHub:
     if config["dictionaries"].get("labels"):
         labels = Dictionary.load(model_dir / config["dictionaries"]["labels"])
         labels.add_symbol(MASK)
-    state = {"cfg": {"model": config["model"], "task": config["task"]}, "model": sd}
+    quantized = is_quantized_state(sd)  # an export --quantize int8: built in float shapes, then made int8
+    state = {"cfg": {"model": config["model"], "task": config["task"]},
+             "model": float_placeholders(sd) if quantized else sd}  # fmt: skip
     model = model_from_state(state, dictionary, source=str(weights)).eval()
+    if quantized:
+        load_quantized(model, sd)
     _, bpe = build_codecs(model_dir, {"bpe": config.get("bpe")}, kwargs)
     return RobertaHub(model, HubTask(dictionary, labels, dictionary.index(MASK)), bpe)
 
@@ -276,6 +331,7 @@ def write_export(hub: RobertaHub, bpe_options: Mapping[str, Any], out_dir: str |
     from safetensors.torch import save_file
 
     save_file(tensors, str(out / WEIGHTS_FILE), metadata={"format": FORMAT})
+    (out / WEIGHTS_FILE).chmod(plain_file_mode())  # safetensors creates it 0600; the other files follow the umask
     dictionaries = {"source": "dict.txt"}
     _save_dictionary(hub.task.source_dictionary, out / "dict.txt")
     if hub.task.label_dictionary is not None:
@@ -294,6 +350,8 @@ def write_export(hub: RobertaHub, bpe_options: Mapping[str, Any], out_dir: str |
               "dictionaries": dictionaries, "bpe": bpe_group,
               "model": {"_name": "roberta", "arch": "roberta", **dataclasses.asdict(hub.model.cfg)},
               "task": {"_name": "sentence_prediction" if hub.task.label_dictionary is not None else "masked_lm"}}  # fmt: skip
+    if hub.quantized:
+        config["quantize"] = "int8"  # for people reading the file: loading finds the int8 tensors by their scales
     (out / CONFIG_FILE).write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
     return out
 
@@ -306,7 +364,8 @@ def _save_dictionary(dictionary: Dictionary, path: Path) -> None:
 
 
 def export(model_dir: Path, checkpoint_file: str, data: str, options: Mapping[str, Any], out_dir: str) -> Path:
-    """``seqloom export`` of a RoBERTa checkpoint (the family's exporter, found through ``registry.EXPORTERS``)."""
+    """``seqloom export`` of a RoBERTa checkpoint (the family's exporter, found through ``registry.EXPORTERS``);
+    ``options``: ``from_pretrained`` keywords (``quantize="int8"``: an int8 export)."""
     return write_export(from_pretrained(model_dir, checkpoint_file, data, **options), options, out_dir)
 
 

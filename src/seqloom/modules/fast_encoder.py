@@ -7,8 +7,11 @@ module runs the same kernels in the same order as the layers' ``forward`` (the r
 equal the reference's bit for bit and gradients flow through it alike (tests/modules/test_fast_encoder.py).
 
 One switch, :func:`uses_fast_encoder`, decides when it runs: in eval mode only (the reference then draws no
-dropout and drops no layer), on plain layers (no int8 or other swapped modules, no hooks). Nothing is cached
-between calls: the path reads the parameters as they are at each call, whatever updated them.
+dropout and drops no layer), on plain layers (``nn.Linear`` or int8 linear layers of
+:mod:`seqloom.modules.int8`, no other swapped modules, no hooks). An int8 layer runs its own product
+(:func:`~seqloom.modules.int8.int8_linear` on its buffers, what calling it does), so an int8 model's numbers equal
+its reference's too. Nothing is cached between calls: the path reads the parameters as they are at each call,
+whatever updated them.
 """
 
 from __future__ import annotations
@@ -20,36 +23,40 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seqloom.modules.attention import MultiheadAttention, attention
+from seqloom.modules.int8 import Int8Linear, int8_linear
 from seqloom.modules.masks import any_true, padding_mask
 from seqloom.modules.positions import LearnedPositionalEmbedding, SinusoidalPositionalEmbedding, make_positions
 from seqloom.modules.transformer import TransformerEncoder
 from seqloom.modules.transformer_layers import TransformerEncoderLayer
 
-# the submodules the fast path reads the parameters of, and the one class each must be exactly
-_LAYER_PARTS: dict[str, type[nn.Module]] = {
-    "self_attn_layer_norm": nn.LayerNorm,
-    "fc1": nn.Linear,
-    "fc2": nn.Linear,
-    "final_layer_norm": nn.LayerNorm,
+# the submodules the fast path reads the parameters of, and the classes each may be exactly (a linear part: a
+# float or an int8 layer)
+_LINEAR = (nn.Linear, Int8Linear)
+_LAYER_PARTS: dict[str, tuple[type[nn.Module], ...]] = {
+    "self_attn_layer_norm": (nn.LayerNorm,),
+    "fc1": _LINEAR,
+    "fc2": _LINEAR,
+    "final_layer_norm": (nn.LayerNorm,),
 }
-_ATTENTION_PARTS: dict[str, type[nn.Module]] = {
-    "q_proj": nn.Linear,
-    "k_proj": nn.Linear,
-    "v_proj": nn.Linear,
-    "out_proj": nn.Linear,
+_ATTENTION_PARTS: dict[str, tuple[type[nn.Module], ...]] = {
+    "q_proj": _LINEAR,
+    "k_proj": _LINEAR,
+    "v_proj": _LINEAR,
+    "out_proj": _LINEAR,
 }
 
 
 def _plain(module: object, kind: type[nn.Module]) -> bool:
-    """``module`` is exactly a ``kind`` (not a subclass that computes otherwise, e.g. an int8 linear) and has
-    no forward hooks (the fast path does not call modules, so it would skip them)."""
+    """``module`` is exactly a ``kind`` (not a subclass that computes otherwise) and has no forward hooks (the
+    fast path does not call modules, so it would skip them)."""
     return type(module) is kind and not module._forward_hooks and not module._forward_pre_hooks  # type: ignore[attr-defined]
 
 
-def _plain_parts(module: nn.Module, parts: dict[str, type[nn.Module]]) -> bool:
+def _plain_parts(module: nn.Module, parts: dict[str, tuple[type[nn.Module], ...]]) -> bool:
     children = module._modules  # read directly: the per-call check must stay cheap beside a small forward
-    for name, kind in parts.items():
-        if not _plain(children.get(name), kind):
+    for name, kinds in parts.items():
+        child: Any = children.get(name)
+        if type(child) not in kinds or child._forward_hooks or child._forward_pre_hooks:
             return False
     return True
 
@@ -94,7 +101,10 @@ def uses_fast_encoder(encoder: TransformerEncoder) -> bool:
 
 def _linear(module: Any, x: Tensor) -> Tensor:
     p = module._parameters
-    return F.linear(x, p["weight"], p["bias"])
+    if p:  # nn.Linear (an Int8Linear holds buffers only)
+        return F.linear(x, p["weight"], p["bias"])
+    b = module._buffers
+    return int8_linear(x, b["weight"], b["weight_scale"], b["bias"])
 
 
 def _layer_norm(norm: Any, x: Tensor) -> Tensor:

@@ -18,8 +18,11 @@ The fast decoding step (:mod:`seqloom.modules.fast_step`) stacks an attention la
 attention's k/v) with :func:`stack_layers`: one quantization and one product per input instead of three.
 
 Only modules are swapped: the model code is unchanged and calls the layers as modules (the decoding fast
-paths that read ``nn.Linear`` weights directly take plain ``nn.Linear`` only). A vocabulary projection tied
-to the embedding table gets its own int8 copy; the embedding stays float32.
+paths that read ``nn.Linear`` weights directly take plain ``nn.Linear`` only; the encoder's fast path
+runs :func:`int8_linear` on an int8 layer's buffers). A vocabulary projection tied to the embedding table gets
+its own int8 copy; the embedding stays float32. A module that multiplies by a raw weight parameter rather than
+through an ``nn.Linear`` (RoBERTa's LM head) converts it itself: ``quantize_model`` calls its ``quantize_int8()``
+(:func:`quantize_parameter`), and its forward runs :func:`int8_linear` where the weight is int8.
 
 Quantized state dicts keep the float model's keys: ``X.weight`` holds int8 values and ``X.weight_scale`` the
 row scales. :func:`float_placeholders` gives the float model's keys and shapes without float weights, so the
@@ -153,29 +156,51 @@ class Int8Linear(nn.Module):
         return layer.train(linear.training)
 
     def forward(self, x: Tensor) -> Tensor:
-        rows = x.reshape(-1, self.in_features).float()  # (N, in)
-        if rows.size(0) == 0:
-            return x.new_zeros(*x.shape[:-1], self.out_features)
-        q, x_scale = quantize_activations(rows)  # (N, in) int8, (N, 1)
-        out = self._weight_scaled_product(q)  # (N, out): int32 sums times the weight's row scales
-        if self.bias is not None:  # out = bias + out * x_scale, in place: one pass over the output
-            out = torch.addcmul(self.bias, out, x_scale, out=out)
-        else:
-            out.mul_(x_scale)
-        return out.view(*x.shape[:-1], self.out_features).to(x.dtype)
-
-    def _weight_scaled_product(self, q: Tensor) -> Tensor:
-        """``q`` int8 ``(N, in)`` -> float32 ``(N, out)``: ``(q W^T) * weight_scale``, exact sums rounded once."""
-        packed = packed_weight(self.weight)
-        if packed is not None:
-            return torch.ops.onednn.qlinear_pointwise(
-                q, 1.0, 0, packed, self.weight_scale, _zero_points(self.out_features), None, 1.0, 0,
-                torch.float32, "none", [None], "",
-            )  # fmt: skip
-        return torch._int_mm(q, self.weight.t()).float().mul_(self.weight_scale)
+        return int8_linear(x, self.weight, self.weight_scale, self.bias)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+def int8_linear(x: Tensor, weight: Tensor, weight_scale: Tensor, bias: Tensor | None) -> Tensor:
+    """``x @ W^T + bias`` for ``x`` ``(..., in)`` and ``W`` int8 ``(out, in)`` with float32 row scales ``(out,)``:
+    each input row quantized to int8, the int32 sums scaled back to float32; output in ``x``'s dtype."""
+    out_features, in_features = weight.shape
+    rows = x.reshape(-1, in_features).float()  # (N, in)
+    if rows.size(0) == 0:
+        return x.new_zeros(*x.shape[:-1], out_features)
+    q, x_scale = quantize_activations(rows)  # (N, in) int8, (N, 1)
+    out = _weight_scaled_product(q, weight, weight_scale)  # (N, out): int32 sums times the weight's row scales
+    if bias is not None:  # out = bias + out * x_scale, in place: one pass over the output
+        out = torch.addcmul(bias, out, x_scale, out=out)
+    else:
+        out.mul_(x_scale)
+    return out.view(*x.shape[:-1], out_features).to(x.dtype)
+
+
+def _weight_scaled_product(q: Tensor, weight: Tensor, weight_scale: Tensor) -> Tensor:
+    """``q`` int8 ``(N, in)`` -> float32 ``(N, out)``: ``(q W^T) * weight_scale``, exact sums rounded once."""
+    packed = packed_weight(weight)
+    if packed is not None:
+        return torch.ops.onednn.qlinear_pointwise(
+            q, 1.0, 0, packed, weight_scale, _zero_points(weight.size(0)), None, 1.0, 0,
+            torch.float32, "none", [None], "",
+        )  # fmt: skip
+    return torch._int_mm(q, weight.t()).float().mul_(weight_scale)
+
+
+def quantize_parameter(module: nn.Module, name: str) -> None:
+    """Replaces ``module``'s float weight parameter ``name`` ``(out, in)`` (used as ``x @ W^T``) by int8 buffers:
+    ``name`` (the int8 rows) and ``name + "_scale"`` (their float32 scales), the keys an int8 state dict holds. A
+    parameter shared with another module (a vocabulary matrix tied to the embedding) stays float32 there.
+
+    For modules that multiply by a raw parameter rather than through an ``nn.Linear``: they define
+    ``quantize_int8(self)`` calling this, which :func:`quantize_model` calls, and run :func:`int8_linear` where
+    the parameter is int8."""
+    q, scale = quantize_rows(getattr(module, name))
+    delattr(module, name)
+    module.register_buffer(name, q)
+    module.register_buffer(name + "_scale", scale)
 
 
 def stack_layers(layers: Sequence[Int8Linear], factors: Sequence[float]) -> Int8Linear:
@@ -207,6 +232,10 @@ def quantize_model(model: nn.Module, method: str = "int8", *, pack: bool = True)
                if isinstance(child, nn.Linear)]  # fmt: skip
     for parent, name in targets:
         setattr(parent, name, Int8Linear.from_linear(getattr(parent, name)))
+    for module in list(model.modules()):  # modules multiplying by raw parameters convert those themselves
+        convert = getattr(module, "quantize_int8", None)
+        if callable(convert):
+            convert()
     if pack:
         release_freed_memory()
         pack_weights(model)
@@ -223,11 +252,14 @@ def release_freed_memory() -> None:
 
 
 def pack_weights(model: nn.Module) -> None:
-    """Packs every int8 layer's weight for oneDNN (where it runs) now, with the model's loading, rather than
-    inside the first batch's decoding: ~2 s for bart.large's 200 layers on one thread."""
+    """Packs every int8 weight (``X`` int8 beside its ``X_scale``: layers' and :func:`quantize_parameter`'s) for
+    oneDNN (where it runs) now, with the model's loading, rather than inside the first batch's decoding: ~2 s for
+    bart.large's 200 layers on one thread."""
     for module in model.modules():
-        if isinstance(module, Int8Linear):
-            packed_weight(module.weight)
+        buffers = module._buffers
+        for name, tensor in buffers.items():
+            if tensor is not None and tensor.dtype == torch.int8 and buffers.get(name + "_scale") is not None:
+                packed_weight(tensor)
 
 
 def is_quantized_state(state_dict: Mapping[str, Tensor]) -> bool:

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from seqloom.models.bart.config import BARTConfig
 from seqloom.models.transformer.interop import upgrade_state_dict
+from seqloom.modules.int8 import Int8Linear
 from seqloom.modules.transformer import TransformerEncoder
 
 logger = logging.getLogger(__name__)
@@ -49,9 +50,10 @@ def checkpoint_heads(sd: Mapping[str, Tensor]) -> dict[str, tuple[int, int]]:
 
 
 def head_sizes(head: nn.Module | None) -> tuple[int, int] | None:
-    """``(num_classes, inner_dim)`` of a classification head (``out_proj`` and ``dense`` layers); None otherwise."""
+    """``(num_classes, inner_dim)`` of a classification head (``out_proj`` and ``dense`` layers, float or int8);
+    None otherwise."""
     out_proj, dense = getattr(head, "out_proj", None), getattr(head, "dense", None)
-    if isinstance(out_proj, nn.Linear) and isinstance(dense, nn.Linear):
+    if isinstance(out_proj, (nn.Linear, Int8Linear)) and isinstance(dense, (nn.Linear, Int8Linear)):
         return out_proj.out_features, dense.out_features
     return None
 

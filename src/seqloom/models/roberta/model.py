@@ -21,6 +21,7 @@ from seqloom.models.roberta.config import RobertaConfig
 from seqloom.models.roberta.upgrades import upgrade_state_dict
 from seqloom.modules.activations import activation_fn
 from seqloom.modules.fast_encoder import fast_encode, uses_fast_encoder
+from seqloom.modules.int8 import int8_linear, quantize_parameter
 from seqloom.modules.masks import any_true, padding_mask
 from seqloom.modules.transformer import TransformerEncoder, layers_to_run, run_layer
 from seqloom.modules.transformer_layers import dropout
@@ -32,8 +33,11 @@ logger = logging.getLogger(__name__)
 class LMHead(nn.Module):
     """fairseq's ``RobertaLMHead``: ``dense``, activation, ``layer_norm``, then ``x @ weight.T + bias``.
 
-    ``weight`` is the token embedding's matrix (tied) or, with ``--untie-weights-roberta``, its own.
+    ``weight`` is the token embedding's matrix (tied) or, with ``--untie-weights-roberta``, its own. After
+    :meth:`quantize_int8` it is an int8 copy with row scales ``weight_scale`` (the embedding keeps its float32).
     """
+
+    weight_scale: Tensor  # (V,) float32: the int8 matrix's row scales (after quantize_int8 only)
 
     def __init__(self, embed_dim: int, vocab_size: int, *, activation: str, weight: nn.Parameter | None) -> None:
         super().__init__()
@@ -46,7 +50,13 @@ class LMHead(nn.Module):
     def forward(self, features: Tensor) -> Tensor:
         """``(..., C)`` features -> ``(..., V)`` logits."""
         x = self.layer_norm(self.activation(self.dense(features)))
+        if self.weight.dtype == torch.int8:  # quantize_int8
+            return int8_linear(x, self.weight, self.weight_scale, self.bias.detach())  # int8 runs inference only
         return vocab_logits(x, self.weight) + self.bias
+
+    def quantize_int8(self) -> None:
+        """The vocabulary matrix as int8 rows and scales (:func:`~seqloom.modules.int8.quantize_model` calls it)."""
+        quantize_parameter(self, "weight")
 
 
 class ClassificationHead(nn.Module):
