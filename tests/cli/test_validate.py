@@ -78,3 +78,27 @@ def test_bf16_casts_the_model_and_stays_close(fairseq_fixtures: Path, capsys: py
     bf16 = parse_line(capsys.readouterr().err, "valid")
     assert bf16["ppl"] != fp32["ppl"]  # the weights really were cast (the loss agrees to its 3 printed decimals)
     assert bf16["loss"] == pytest.approx(fp32["loss"], abs=0.05)
+
+
+def test_an_export_validates_with_the_criterion_named_on_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An export records no criterion: ``--criterion masked_lm`` gives the checkpoint's loss (fairseq-validate's
+    8.356), where the cross_entropy fallback divides by every token (with a warning saying so)."""
+    from seqloom.cli.main import main as seqloom_main
+
+    roberta = Path(__file__).resolve().parents[1] / "fixtures" / "roberta"
+    gpt2 = roberta / "gpt2"
+    bpe = Path(__file__).resolve().parents[1] / "fixtures" / "gpt2-bpe"
+    out = tmp_path / "exported"
+    argv = ["export", "--path", str(gpt2 / "model.pt"), "--data", str(gpt2), "--out", str(out), "--bpe", "gpt2",
+            "--gpt2-encoder-json", str(bpe / "encoder.json"), "--gpt2-vocab-bpe", str(bpe / "vocab.bpe")]  # fmt: skip
+    assert seqloom_main(argv) == 0
+    common = [str(gpt2), "--path", str(out / "model.safetensors"), "--task", "masked_lm", "--tokens-per-sample",
+              "128", "--sample-break-mode", "complete", "--batch-size", "16", "--cpu", "--num-workers", "0"]  # fmt: skip
+    capsys.readouterr()
+    assert validate.main([*common, "--criterion", "masked_lm"]) == 0
+    assert "| loss 8.356 |" in capsys.readouterr().err
+    assert validate.main(common) == 0
+    err = capsys.readouterr().err
+    assert "| loss 8.356 |" not in err and "records no criterion" in err

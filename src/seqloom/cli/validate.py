@@ -53,16 +53,20 @@ def checkpoint_component(state: dict[str, Any], kind: str) -> tuple[str | None, 
     return None, {}
 
 
-def criterion_from_checkpoint(state: dict[str, Any], padding_idx: int, given: dict[str, Any] | None = None
-                              ) -> torch.nn.Module:  # fmt: skip
+def criterion_from_checkpoint(state: dict[str, Any], padding_idx: int, given: dict[str, Any] | None = None,
+                              *, fallback: str | None = None) -> torch.nn.Module:  # fmt: skip
     """The checkpoint's criterion with its options (``--label-smoothing`` ...) and ``--sentence-avg``; ``given``:
     criterion options set on the command line, which win over the checkpoint's (as fairseq-validate's overrides,
-    e.g. sentence_ranking's ``--save-predictions``)."""
+    e.g. sentence_ranking's ``--save-predictions``). ``fallback``: the criterion for a checkpoint that records
+    none (a ``seqloom export`` keeps the model and task only), else cross_entropy."""
     from seqloom import registry
     from seqloom.criterions import build_criterion
 
     name, values = checkpoint_component(state, "criterion")
-    name = name or "cross_entropy"
+    if name is None and fallback is None:
+        logger.warning("the checkpoint records no criterion (an export keeps the model and task only): validating "
+                       "with cross_entropy; pass --criterion NAME for another loss (e.g. --criterion masked_lm)")  # fmt: skip
+    name = name or fallback or "cross_entropy"
     values = {**values, **(given or {})}
     cls = registry.CRITERIONS.config_cls(name) if name in registry.CRITERIONS else None
     cfg = from_namespace(cls, values) if cls is not None else None
@@ -127,7 +131,10 @@ def run(parsed: ParsedArgs) -> int:
     model, state = load_model(ev.model_path.split(os.pathsep)[0], task, overrides, device)
     model = model.to(dtype=inference_dtype(fp16=common.fp16, bf16=common.bf16))  # --fp16/--bf16: cast, as fairseq
     given = given_criterion_options(parsed)
-    criterion = criterion_from_checkpoint(state, task.target_dictionary.pad(), given).to(device).eval()
+    # without a recorded criterion: the one named by --criterion, else the one the task's batches are made for
+    fallback = parsed.components.criterion or getattr(task, "required_criterion", None)
+    criterion = criterion_from_checkpoint(state, task.target_dictionary.pad(), given, fallback=fallback)
+    criterion = criterion.to(device).eval()
     bind_task = getattr(criterion, "bind_task", None)  # e.g. sentence_prediction reads the label dictionary
     if callable(bind_task):
         bind_task(task)
