@@ -86,3 +86,13 @@ def test_a_wrong_idx_magic_is_named_with_the_default_dataset_impl(
     err = capsys.readouterr().err
     assert code == 1 and "Traceback" not in err
     assert f"{idx}: not an index of an indexed dataset (mmap or TNTIDX): starts with b'GARBAGE!!'" in err
+
+
+def test_a_missing_codec_file_names_the_flags_that_open_it(tmp_path: Path) -> None:
+    """A RoBERTa checkpoint records ``bpe gpt2``; its file flags are parsed only once ``--bpe gpt2`` is given, so
+    the message says to give both (the flag alone was refused as unknown)."""
+    gpt2 = Path(__file__).resolve().parents[1] / "fixtures" / "roberta" / "gpt2"
+    argv = ["export", "--path", str(gpt2 / "model.pt"), "--data", str(gpt2), "--out", str(tmp_path / "out")]
+    with pytest.raises(SystemExit, match=r"--gpt2-encoder-json is required.*: --bpe gpt2 --gpt2-encoder-json PATH$"):
+        seqloom_main(argv)
+    assert not (tmp_path / "out").exists()

@@ -46,6 +46,19 @@ def hub_options(args: ParsedArgs) -> dict[str, Any]:
     return options
 
 
+def with_codec_hint(message: str, args: ParsedArgs) -> str:
+    """``message`` about a codec's missing file flag (``bpe 'gpt2': --gpt2-encoder-json is required``), told that
+    such flags are taken only after the codec is named on the command line: the checkpoint's choice does not
+    open them."""
+    for kind, chosen in (("tokenizer", args.components.tokenizer), ("bpe", args.components.bpe)):
+        prefix = f"{kind} '"
+        if chosen is None and message.startswith(prefix) and " is required" in message:
+            name = message[len(prefix) :].split("'", 1)[0]
+            flag = next((w for w in message.split() if w.startswith("--")), "--FLAG")
+            return f"{message}; the command line takes {flag} once the {kind} is named: --{kind} {name} {flag} PATH"
+    return message
+
+
 # a model family's ``export(model_dir, checkpoint_file, data, hub options, out_dir) -> the export's folder``
 
 
@@ -79,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             options = {**hub_options(args), **({"quantize": cfg.quantize} if cfg.quantize else {})}
             out = family_export(model_dir, checkpoint_file, cfg.data or ".", options, cfg.out)
         except (FileNotFoundError, ValueError, TypeError, CheckpointError) as err:
-            raise SystemExit(f"seqloom export: {err}") from None
+            raise SystemExit(f"seqloom export: {with_codec_hint(str(err), args)}") from None
         logger.info("exported %s to %s (%s)", path, out, ", ".join(sorted(p.name for p in out.iterdir())))
         return 0
     if cfg.data is None and not any(model_dir.glob("dict.*.txt")):
@@ -95,6 +108,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ": export writes translation models (transformer, and BART-shaped models trained to translate); "
                 "keep the checkpoint of a language model or a denoising BART (its hub's from_pretrained loads it)"
             )
-        raise SystemExit(f"seqloom export: {message}") from None
+        raise SystemExit(f"seqloom export: {with_codec_hint(message, args)}") from None
     logger.info("exported %s to %s (%s)", path, out, ", ".join(sorted(p.name for p in out.iterdir())))
     return 0
