@@ -94,8 +94,8 @@ TOKENIZERS: Registry[Callable[..., object]] = Registry("tokenizer")
 BPES: Registry[Callable[..., object]] = Registry("bpe")
 # model family -> its hub's ``from_pretrained(model_name_or_path, checkpoint_file, data_name_or_path, **overrides)``
 HUBS: Registry[Callable[..., nn.Module]] = Registry("hub")
-# model family -> ``load(state, src_dict, tgt_dict, *, source, overrides)``: its interop building the model of a
-# loaded checkpoint dict with its weights (commands find a checkpoint's family here, never by name tests)
+# model family -> ``load(state, src_dict, tgt_dict, *, source, overrides, random_init)``: its interop building the
+# model of a loaded checkpoint dict with its weights (commands find a checkpoint's family here, never by name tests)
 CHECKPOINT_LOADERS: Registry[Callable[..., nn.Module]] = Registry("checkpoint loader")
 # model family -> ``export(model_dir, checkpoint_file, data, options, out_dir)`` for families whose hub writes its
 # own export (RoBERTa); ``seqloom export`` writes the others through the translation hub

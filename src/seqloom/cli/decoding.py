@@ -123,6 +123,12 @@ def quantize_models(models: list[nn.Module], method: str | None, *, common: Comm
         quantize_model(model, method)
 
 
+def draws_random_numbers(cfg: GenerationConfig) -> bool:
+    """Whether decoding draws random numbers (``--sampling``, ``--retain-dropout``): the models are then built
+    with their random initialisation, as fairseq builds them, so that a ``--seed`` gives fairseq's draws."""
+    return cfg.sampling or cfg.retain_dropout
+
+
 def build_generator(models: list[Any], tgt_dict: Dictionary, cfg: GenerationConfig, *, common: CommonConfig | None = None,
                     model_overrides: str = "{}", eos: int | None = None) -> SequenceGenerator | SequenceScorer:  # fmt: skip
     """The scorer (``--score-reference``) or generator for ``models``; with ``--lm-path`` its language model
@@ -138,7 +144,8 @@ def build_generator(models: list[Any], tgt_dict: Dictionary, cfg: GenerationConf
         )
     lm_model = None
     if cfg.lm_path is not None:
-        lm_model = load_language_model(cfg.lm_path, tgt_dict, model_overrides=model_overrides)
+        lm_model = load_language_model(cfg.lm_path, tgt_dict, model_overrides=model_overrides,
+                                       random_init=draws_random_numbers(cfg))  # fmt: skip
         if common is not None:
             place_models([lm_model], common)
     return SequenceGenerator(models, tgt_dict, cfg, lm_model=lm_model, eos=eos)

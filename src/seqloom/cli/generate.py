@@ -24,6 +24,7 @@ from seqloom.cli.decoding import (
     TextCodec,
     build_generator,
     decode_threads,
+    draws_random_numbers,
     load_task,
     place_models,
     progress_bar,
@@ -128,7 +129,9 @@ def run(args: ParsedArgs, out: TextIO) -> int:
     if gen.sacrebleu:
         args.set(scoring="sacrebleu")
     task = load_task(args, split=data.gen_subset)
-    models = load_ensemble(ev.model_path, task, model_overrides=ev.model_overrides)
+    models = load_ensemble(
+        ev.model_path, task, model_overrides=ev.model_overrides, random_init=draws_random_numbers(gen)
+    )
     device = place_models(models, common)
     quantize_models(models, args["quantize"].quantize, common=args["common"], device=device)
     dataset = task.load_dataset(data.gen_subset)

@@ -26,6 +26,7 @@ from seqloom.cli.decoding import (
     TextCodec,
     build_generator,
     decode_threads,
+    draws_random_numbers,
     load_task,
     place_models,
     quantize_models,
@@ -94,7 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run(args: ParsedArgs, stream: TextIO, out: TextIO, *, name: str = "stdin") -> int:
     torch.manual_seed(args["common"].seed)
     task = load_task(args)
-    models = load_ensemble(args["common_eval"].model_path, task, model_overrides=args["common_eval"].model_overrides)
+    models = load_ensemble(args["common_eval"].model_path, task, model_overrides=args["common_eval"].model_overrides,
+                           random_init=draws_random_numbers(args["generation"]))  # fmt: skip
     device = place_models(models, args["common"])
     quantize_models(models, args["quantize"].quantize, common=args["common"], device=device)
     generator = build_generator(models, task.target_dictionary, args["generation"], common=args["common"],

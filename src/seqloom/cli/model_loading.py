@@ -79,8 +79,11 @@ def export_defaults(argv: Sequence[str], *, text: bool) -> tuple[str, dict[str, 
     return f"{folder / CONFIG_FILE} (the export of --path)", values
 
 
-def load_ensemble(path: str | None, task: Any, *, model_overrides: str = "{}") -> list[Any]:
-    """The eval-mode models of ``--path``, built for the task's dictionaries with strict weight loading."""
+def load_ensemble(path: str | None, task: Any, *, model_overrides: str = "{}", random_init: bool = False) -> list[Any]:
+    """The eval-mode models of ``--path``, built for the task's dictionaries with strict weight loading.
+
+    ``random_init``: draw the initial weights the checkpoint replaces, as fairseq does, for commands that draw
+    random numbers after loading (``--sampling``, ``--retain-dropout``: the same --seed gives fairseq's samples)."""
     from seqloom.models.loading import model_from_state  # whichever family the checkpoint holds (e.g. BART)
 
     overrides = parse_model_overrides(model_overrides)
@@ -88,13 +91,16 @@ def load_ensemble(path: str | None, task: Any, *, model_overrides: str = "{}") -
     for p in split_paths(path):
         logger.info("loading model(s) from %s", p)
         state = load_model_checkpoint(p)
-        model = model_from_state(state, task.source_dictionary, task.target_dictionary, source=p, overrides=overrides)
+        model = model_from_state(state, task.source_dictionary, task.target_dictionary, source=p, overrides=overrides,
+                                 random_init=random_init)  # fmt: skip
         models.append(model.eval())
     return models
 
 
-def load_language_model(path: str, tgt_dict: Dictionary, *, model_overrides: str = "{}") -> Any:
-    """The eval-mode language model of ``--lm-path`` over the target dictionary (for shallow fusion)."""
+def load_language_model(path: str, tgt_dict: Dictionary, *, model_overrides: str = "{}",
+                        random_init: bool = False) -> Any:  # fmt: skip
+    """The eval-mode language model of ``--lm-path`` over the target dictionary (for shallow fusion);
+    ``random_init`` as :func:`load_ensemble`'s."""
     from seqloom.checkpoint.io import load_checkpoint
     from seqloom.models.loading import model_family, model_from_state
 
@@ -112,4 +118,4 @@ def load_language_model(path: str, tgt_dict: Dictionary, *, model_overrides: str
             f"{len(tgt_dict)}; fusion needs a language model trained over the target dictionary"
         )
     overrides = parse_model_overrides(model_overrides)
-    return model_from_state(state, tgt_dict, tgt_dict, source=path, overrides=overrides).eval()
+    return model_from_state(state, tgt_dict, tgt_dict, source=path, overrides=overrides, random_init=random_init).eval()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,7 @@ from seqloom.models.transformer.interop import config_from_checkpoint, upgrade_s
 # re-exported: fairseq's spelling, TransformerModel.from_pretrained(...) -> the hub of this module
 from seqloom.models.transformer.model import TransformerModel as TransformerModel
 from seqloom.modules.int8 import float_placeholders, is_quantized_state, load_quantized
+from seqloom.modules.skip_init import build_and_load
 
 TASK_OPTIONS = ("source_lang", "target_lang", "left_pad_source", "max_source_positions", "max_target_positions")
 BATCHING_OPTIONS = tuple(f.name for f in dataclasses.fields(HubBatching))
@@ -197,12 +199,13 @@ def build_hub(spec: PretrainedSpec, weights: Sequence[ModelWeights], *,
     models = []
     for source, cfg, sd in weights:
         check_vocabulary(sd, spec, src_dict, tgt_dict, source=source)
-        model = build_model(cfg, src_dict, tgt_dict)
-        if is_quantized_state(sd):  # an int8 export
-            model.load_state_dict(float_placeholders(sd), strict=True)
+        quantized = is_quantized_state(sd)  # an int8 export
+        # built without the random initialisation that the weights replace (loading draws no random numbers)
+        model = build_and_load(
+            partial(build_model, cfg, src_dict, tgt_dict), float_placeholders(sd) if quantized else sd
+        )
+        if quantized:
             load_quantized(model, sd)
-        else:
-            model.load_state_dict(dict(sd), strict=True)
         models.append(model.eval())
     limits = [(spec.max_source_positions, spec.max_target_positions), *[m.max_positions() for m in models]]
     hub = (MultilingualTranslationHub if task is not None else TranslationHub)(

@@ -37,18 +37,21 @@ def model_from_state(
     *,
     source: str = "checkpoint",
     overrides: Mapping[str, Any] | None = None,
+    random_init: bool = False,
 ) -> nn.Module:
     """The model of a loaded checkpoint dict, for the task's dictionaries, with its weights loaded strictly.
 
-    An int8 state dict (a ``seqloom export --quantize int8``) gives the int8 model (:mod:`seqloom.modules.int8`)."""
+    An int8 state dict (a ``seqloom export --quantize int8``) gives the int8 model (:mod:`seqloom.modules.int8`).
+    The build skips the random initialisation that the weights replace unless ``random_init``, which draws it as
+    fairseq does so that random numbers drawn after loading (sampling) are fairseq's for a given seed."""
     sd = state.get("model")
     if isinstance(sd, Mapping) and is_quantized_state(sd):
         model = model_from_state({**state, "model": float_placeholders(sd)}, src_dict, tgt_dict, source=source,
-                                 overrides=overrides)  # fmt: skip
+                                 overrides=overrides, random_init=random_init)  # fmt: skip
         return load_quantized(model, sd)
     family = model_family(state)
     if family not in registry.CHECKPOINT_LOADERS:
         known = ", ".join(registry.CHECKPOINT_LOADERS.names())
         raise ValueError(f"{source}: cannot load a {family!r} model here (known: {known})")
     load = registry.CHECKPOINT_LOADERS.get(family)
-    return load(state, src_dict, tgt_dict, source=source, overrides=overrides)
+    return load(state, src_dict, tgt_dict, source=source, overrides=overrides, random_init=random_init)

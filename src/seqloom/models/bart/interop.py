@@ -39,6 +39,7 @@ from seqloom.models.bart.model import BARTModel
 from seqloom.models.bart.upgrades import checkpoint_heads
 from seqloom.models.transformer.builder import Vocabulary
 from seqloom.models.transformer.interop import _coerce, _is_optional, fairseq_model_args
+from seqloom.modules.skip_init import build_and_load
 
 
 def config_from_fairseq_args(args: Mapping[str, Any]) -> BARTConfig:
@@ -79,29 +80,33 @@ def check_vocab_size(sd: Mapping[str, Tensor], size: int, *, source: str) -> Non
 
 
 def model_from_state(state: Mapping[str, Any], dictionary: Vocabulary, *, source: str,
-                     load_checkpoint_heads: bool = True, overrides: Mapping[str, Any] | None = None
-                     ) -> BARTModel:  # fmt: skip
+                     load_checkpoint_heads: bool = True, overrides: Mapping[str, Any] | None = None,
+                     random_init: bool = False) -> BARTModel:  # fmt: skip
     """The BART model of a loaded checkpoint dict, weights loaded strictly.
 
-    ``load_checkpoint_heads`` registers the checkpoint's classification heads first (fairseq's hub does).
+    ``load_checkpoint_heads`` registers the checkpoint's classification heads first (fairseq's hub does). The build
+    skips the random initialisation unless ``random_init`` (:func:`seqloom.modules.skip_init.build_and_load`).
     """
     cfg = config_from_checkpoint(state, overrides)
     if not isinstance(state.get("model"), Mapping):
         raise ValueError(f"checkpoint {source}: has no 'model' state dict (is it an optimizer-only file?)")
     sd = dict(state["model"])
     check_vocab_size(sd, len(dictionary), source=source)
-    model = build_model(cfg, dictionary, dictionary)
-    if load_checkpoint_heads:
-        for name, (classes, inner) in checkpoint_heads(sd).items():
+    heads = checkpoint_heads(sd) if load_checkpoint_heads else {}
+
+    def build() -> BARTModel:
+        model = build_model(cfg, dictionary, dictionary)
+        for name, (classes, inner) in heads.items():
             model.register_classification_head(name, classes, inner)
-    model.load_state_dict(sd, strict=True)
-    return model
+        return model
+
+    return build_and_load(build, sd, random_init=random_init)
 
 
 def _load_for_task(state: Mapping[str, Any], src_dict: Vocabulary, tgt_dict: Vocabulary | None, *, source: str,
-                   overrides: Mapping[str, Any] | None = None) -> BARTModel:  # fmt: skip
+                   overrides: Mapping[str, Any] | None = None, random_init: bool = False) -> BARTModel:  # fmt: skip
     """``registry.CHECKPOINT_LOADERS``' signature: BART has one dictionary, the source's."""
-    return model_from_state(state, src_dict, source=source, overrides=overrides)
+    return model_from_state(state, src_dict, source=source, overrides=overrides, random_init=random_init)
 
 
 registry.CHECKPOINT_LOADERS.add("bart", _load_for_task)

@@ -41,6 +41,7 @@ from seqloom.models.roberta.config import RobertaConfig
 from seqloom.models.roberta.model import RobertaModel
 from seqloom.models.transformer.builder import Vocabulary
 from seqloom.models.transformer.interop import _coerce, _is_optional, fairseq_model_args
+from seqloom.modules.skip_init import build_and_load
 
 FAIRSEQ_ARCHS = ("roberta", "xlmr", "roberta_base", "roberta_large", "roberta_prenorm", "xlm")
 
@@ -83,18 +84,17 @@ def check_vocab_size(sd: Mapping[str, Tensor], size: int, *, source: str) -> Non
 
 
 def model_from_state(state: Mapping[str, Any], dictionary: Vocabulary, *, source: str,
-                     load_checkpoint_heads: bool = True, overrides: Mapping[str, Any] | None = None
-                     ) -> RobertaModel:  # fmt: skip
+                     load_checkpoint_heads: bool = True, overrides: Mapping[str, Any] | None = None,
+                     random_init: bool = False) -> RobertaModel:  # fmt: skip
     """The RoBERTa model of a loaded checkpoint dict, weights loaded strictly (heads registered first unless
-    ``load_checkpoint_heads`` is False)."""
+    ``load_checkpoint_heads`` is False); the build skips the random initialisation unless ``random_init``
+    (:func:`seqloom.modules.skip_init.build_and_load`)."""
     cfg = config_from_checkpoint(state, {**(overrides or {}), "load_checkpoint_heads": load_checkpoint_heads})
     if not isinstance(state.get("model"), Mapping):
         raise ValueError(f"checkpoint {source}: has no 'model' state dict (is it an optimizer-only file?)")
     sd = dict(state["model"])
     check_vocab_size(sd, len(dictionary), source=source)
-    model = build_model(cfg, dictionary)
-    model.load_state_dict(sd, strict=True)
-    return model
+    return build_and_load(lambda: build_model(cfg, dictionary), sd, random_init=random_init)
 
 
 def load_fairseq_roberta(path: str | os.PathLike[str], dictionary: Vocabulary) -> RobertaModel:
@@ -103,9 +103,10 @@ def load_fairseq_roberta(path: str | os.PathLike[str], dictionary: Vocabulary) -
 
 
 def _load_for_task(state: Mapping[str, Any], src_dict: Vocabulary, tgt_dict: Vocabulary | None = None, *,
-                   source: str = "checkpoint", overrides: Mapping[str, Any] | None = None) -> RobertaModel:  # fmt: skip
+                   source: str = "checkpoint", overrides: Mapping[str, Any] | None = None,
+                   random_init: bool = False) -> RobertaModel:  # fmt: skip
     """``registry.CHECKPOINT_LOADERS``' signature: RoBERTa has one dictionary, the source's."""
-    return model_from_state(state, src_dict, source=source, overrides=overrides)
+    return model_from_state(state, src_dict, source=source, overrides=overrides, random_init=random_init)
 
 
 registry.CHECKPOINT_LOADERS.add("roberta", _load_for_task)

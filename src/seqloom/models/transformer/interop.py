@@ -35,6 +35,7 @@ from seqloom.checkpoint.io import load_checkpoint
 from seqloom.models.transformer.builder import Vocabulary, build_model
 from seqloom.models.transformer.config import TransformerConfig
 from seqloom.models.transformer.model import TransformerModel
+from seqloom.modules.skip_init import build_and_load
 
 # hydra-era configs nest these groups: ``{"encoder": {"embed_dim": 512}}`` is ``encoder_embed_dim``
 _NESTED_GROUPS = ("encoder", "decoder", "quant_noise")
@@ -210,8 +211,12 @@ def model_from_state(
     *,
     source: str = "checkpoint",
     overrides: Mapping[str, Any] | None = None,
+    random_init: bool = False,
 ) -> TransformerModel:
-    """Builds the model a loaded fairseq checkpoint dict describes and loads its weights strictly."""
+    """Builds the model a loaded fairseq checkpoint dict describes and loads its weights strictly.
+
+    The build skips the random initialisation the weights replace, unless ``random_init``
+    (:func:`seqloom.modules.skip_init.build_and_load`)."""
     cfg = config_from_checkpoint(state, overrides)
     sd = upgrade_state_dict(state["model"], cfg)
     src_size = len(src_dict) if src_dict is not None else sd["encoder.embed_tokens.weight"].shape[0]
@@ -219,9 +224,7 @@ def model_from_state(
     check_vocab_sizes(sd, src_size, tgt_size, source=source)
     src = src_dict if src_dict is not None else _Vocab(src_size)
     tgt = tgt_dict if tgt_dict is not None else (src if cfg.share_all_embeddings else _Vocab(tgt_size))
-    model = build_model(cfg, src, tgt)
-    model.load_state_dict(sd, strict=True)
-    return model
+    return build_and_load(lambda: build_model(cfg, src, tgt), sd, random_init=random_init)
 
 
 def load_fairseq_model(

@@ -37,6 +37,7 @@ from seqloom.models.transformer_lm.builder import Vocabulary, build_model
 from seqloom.models.transformer_lm.config import TransformerLMConfig
 from seqloom.models.transformer_lm.model import TransformerLM
 from seqloom.models.transformer_lm.presets import base_lm
+from seqloom.modules.skip_init import build_and_load
 
 
 def _preset(arch: str) -> TransformerLMConfig:
@@ -125,14 +126,14 @@ def model_from_state(
     *,
     source: str,
     overrides: Mapping[str, Any] | None = None,
+    random_init: bool = False,
 ) -> TransformerLM:
-    """Builds the language model a loaded checkpoint dict describes and loads its weights strictly."""
+    """Builds the language model a loaded checkpoint dict describes and loads its weights strictly (the build
+    skips the random initialisation unless ``random_init``: :func:`seqloom.modules.skip_init.build_and_load`)."""
     cfg = config_from_checkpoint(state, overrides)
     sd = upgrade_state_dict(state["model"], cfg)
     check_vocab_size(sd, len(dictionary), source=source)
-    model = build_model(cfg, dictionary, output_dictionary)
-    model.load_state_dict(sd, strict=True)
-    return model
+    return build_and_load(lambda: build_model(cfg, dictionary, output_dictionary), sd, random_init=random_init)
 
 
 def load_fairseq_lm(
