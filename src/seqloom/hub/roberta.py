@@ -94,7 +94,11 @@ class RobertaHub(nn.Module):
     @property
     def quantized(self) -> bool:
         """Whether the model has int8 layers (``quantize="int8"``, an int8 export, or ``quantize_model``)."""
-        return self.model.encoder.lm_head.weight.dtype == torch.int8
+        head: Any = self.model._modules["encoder"]._modules["lm_head"]  # type: ignore[union-attr]
+        # the module dicts directly: checked at every call, and nn.Module's attribute fallback costs a few us
+        weight = head._parameters.get("weight")
+        weight = head._buffers.get("weight") if weight is None else weight
+        return weight is not None and weight.dtype == torch.int8
 
     def _check_int8_runs(self) -> None:
         """Refuses to run an int8 hub moved where int8 products cannot run (a GPU) or made half/bfloat16."""
