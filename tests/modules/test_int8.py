@@ -145,3 +145,18 @@ def test_stacked_layers_equal_the_separate_products_times_their_factors(bias: bo
     q, k, v = stacked(x).split([64, 64, 48], dim=-1)
     assert torch.equal(q, layers[0](x) * 0.125)
     assert torch.equal(k, layers[1](x)) and torch.equal(v, layers[2](x))
+
+
+def test_a_spectral_norm_layer_is_quantized_from_the_weight_it_multiplies_by() -> None:
+    """``nn.utils.spectral_norm`` recomputes ``weight`` in a pre-forward hook; right after a state dict is loaded the
+    attribute is stale, and the int8 copy must come from ``weight_orig`` and the stored singular vectors instead."""
+    torch.manual_seed(0)
+    layer = torch.nn.utils.spectral_norm(torch.nn.Linear(16, 8)).eval()
+    state = layer.state_dict()
+    state["weight_orig"] = state["weight_orig"] * 3 + 0.5  # loaded values the hook has not seen yet
+    layer.load_state_dict(state)
+    int8 = Int8Linear.from_linear(layer)
+    x = torch.randn(4, 16)
+    with torch.no_grad():
+        expected = layer(x)  # the forward recomputes the weight from weight_orig
+    torch.testing.assert_close(int8(x), expected, atol=0.05, rtol=0.02)

@@ -148,7 +148,7 @@ class Int8Linear(nn.Module):
     def from_linear(cls, linear: nn.Linear) -> Int8Linear:
         """The int8 copy of ``linear`` (which is left as it is; a weight tied elsewhere stays float)."""
         layer = cls(linear.in_features, linear.out_features, bias=linear.bias is not None)
-        q, scale = quantize_rows(linear.weight)
+        q, scale = quantize_rows(effective_weight(linear))
         layer.weight, layer.weight_scale = q.to(linear.weight.device), scale.to(linear.weight.device)
         if linear.bias is not None:
             layer.bias = linear.bias.detach().float().clone()
@@ -215,6 +215,19 @@ def stack_layers(layers: Sequence[Int8Linear], factors: Sequence[float]) -> Int8
         stacked.bias = torch.cat([m.bias * f if m.bias is not None else m.weight_scale.new_zeros(m.out_features)
                                   for m, f in zip(layers, factors)])  # fmt: skip
     return stacked
+
+
+def effective_weight(linear: nn.Linear) -> Tensor:
+    """The weight ``linear`` multiplies by in eval mode. A layer under ``nn.utils.spectral_norm`` (RoBERTa's
+    ``--spectral-norm-classification-head``) makes its ``weight`` from ``weight_orig`` and the stored singular
+    vectors in a pre-forward hook, so the attribute is stale until a forward ran (e.g. right after loading)."""
+    from torch.nn.utils.spectral_norm import SpectralNorm
+
+    for hook in linear._forward_pre_hooks.values():
+        if isinstance(hook, SpectralNorm) and hook.name == "weight":
+            with torch.no_grad():
+                return hook.compute_weight(linear, do_power_iteration=False)
+    return linear.weight
 
 
 def quantize_model(model: nn.Module, method: str = "int8", *, pack: bool = True) -> nn.Module:
