@@ -30,12 +30,10 @@ from seqloom.paths import plain_file_mode
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "roberta"
 GPT2 = Path(__file__).resolve().parents[1] / "fixtures" / "gpt2-bpe"
 REFERENCE = json.loads((FIXTURES / "reference.json").read_text())
-SENTENCES = ["In the beginning God created the heavens and the earth.", "The earth was formless and empty.",
-             "And God said, Let there be light"]  # fmt: skip
-PAIRS = [("God saw the light, and saw that it was good.", "God divided the light from the darkness."),
-         ("There was evening and there was morning, the first day.", "Hello world")]  # fmt: skip
-MASKED = ["In the beginning God created the <mask> and the earth.", "And God said, Let there be <mask>",
-          "The <mask> was formless and empty."]  # fmt: skip
+INPUTS = REFERENCE["inputs"]  # what make_hub_reference.py gave fairseq's hub
+SENTENCES: list[str] = INPUTS["sentences"]
+PAIRS: list[tuple[str, str]] = [tuple(p) for p in INPUTS["pairs"]]
+MASKED: list[str] = INPUTS["masked"]
 BPE = {"bpe": "gpt2", "gpt2_encoder_json": str(GPT2 / "encoder.json"), "gpt2_vocab_bpe": str(GPT2 / "vocab.bpe")}
 
 

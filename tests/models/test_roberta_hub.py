@@ -13,12 +13,10 @@ import torch
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "roberta"
 REFERENCE = json.loads((FIXTURES / "reference.json").read_text())
-SENTENCES = ["In the beginning God created the heavens and the earth.", "The earth was formless and empty.",
-             "And God said, Let there be light"]  # fmt: skip
-PAIRS = [("God saw the light, and saw that it was good.", "God divided the light from the darkness."),
-         ("There was evening and there was morning, the first day.", "Hello world")]  # fmt: skip
-MASKED = ["In the beginning God created the <mask> and the earth.", "And God said, Let there be <mask>",
-          "The <mask> was formless and empty."]  # fmt: skip
+INPUTS = REFERENCE["inputs"]  # what make_hub_reference.py gave fairseq's hub
+SENTENCES: list[str] = INPUTS["sentences"]
+PAIRS: list[tuple[str, str]] = [tuple(p) for p in INPUTS["pairs"]]
+MASKED: list[str] = INPUTS["masked"]
 
 
 def gpt2_files(fairseq_fixtures: Path) -> dict[str, str]:
