@@ -24,6 +24,7 @@ from seqloom.generation.generator import SequenceGenerator
 from seqloom.generation.hypotheses import Hypothesis
 from seqloom.generation.scorer import SequenceScorer
 from seqloom.modules.int8 import int8_unavailable, quantize_model
+from seqloom.modules.packed_linear import pack_linears, packed_unavailable
 
 if TYPE_CHECKING:
     from torch import nn
@@ -121,6 +122,24 @@ def quantize_models(models: list[nn.Module], method: str | None, *, common: Comm
         raise ValueError(f"--quantize {method}: {reason}")
     for model in models:
         quantize_model(model, method)
+
+
+def pack_models(models: list[nn.Module], enabled: bool, *, method: str | None, common: CommonConfig,
+                device: torch.device) -> None:  # fmt: skip
+    """``--packed-weights``: the placed models' decoders multiply by weights packed once for MKL
+    (:mod:`seqloom.modules.packed_linear`). Refuses, naming the flags, other dtypes, int8 and other devices."""
+    if not enabled:
+        return
+    if method is not None:
+        raise ValueError(f"--packed-weights packs float32 weights; --quantize {method} has none left: use one of them")
+    if common.fp16 or common.bf16:
+        raise ValueError("--packed-weights packs float32 weights; drop --fp16/--bf16")
+    reason = packed_unavailable(device)
+    if reason is not None:
+        raise ValueError(f"--packed-weights: {reason}")
+    for model in models:
+        decoder = getattr(model, "decoder", None)
+        pack_linears(decoder if isinstance(decoder, torch.nn.Module) else model)
 
 
 def draws_random_numbers(cfg: GenerationConfig) -> bool:

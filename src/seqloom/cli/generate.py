@@ -26,6 +26,7 @@ from seqloom.cli.decoding import (
     decode_threads,
     draws_random_numbers,
     load_task,
+    pack_models,
     place_models,
     progress_bar,
     quantize_models,
@@ -134,6 +135,8 @@ def run(args: ParsedArgs, out: TextIO) -> int:
     )
     device = place_models(models, common)
     quantize_models(models, args["quantize"].quantize, common=args["common"], device=device)
+    pack_models(models, args["quantize"].packed_weights, method=args["quantize"].quantize, common=args["common"],
+                device=device)  # fmt: skip
     dataset = task.load_dataset(data.gen_subset)
     from seqloom.tasks.base import require_batches
 

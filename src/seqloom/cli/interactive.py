@@ -28,6 +28,7 @@ from seqloom.cli.decoding import (
     decode_threads,
     draws_random_numbers,
     load_task,
+    pack_models,
     place_models,
     quantize_models,
     run_inference,
@@ -99,6 +100,8 @@ def run(args: ParsedArgs, stream: TextIO, out: TextIO, *, name: str = "stdin") -
                            random_init=draws_random_numbers(args["generation"]))  # fmt: skip
     device = place_models(models, args["common"])
     quantize_models(models, args["quantize"].quantize, common=args["common"], device=device)
+    pack_models(models, args["quantize"].packed_weights, method=args["quantize"].quantize, common=args["common"],
+                device=device)  # fmt: skip
     generator = build_generator(models, task.target_dictionary, args["generation"], common=args["common"],
                                 model_overrides=args["common_eval"].model_overrides,
                                 eos=task.generation_eos)  # fmt: skip
