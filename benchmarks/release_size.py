@@ -1,4 +1,7 @@
-"""Inference at release sizes: fairseq against seqloom (float32 and int8) against CTranslate2 (float32 and int8).
+"""Inference at release sizes: fairseq against seqloom (float32, float32 on packed weights, int8) against CTranslate2
+(float32 and int8). ``seqloom packed`` is ``seqloom generate --packed-weights``: float32 products on weights packed
+once for MKL, as CTranslate2 multiplies on Intel CPUs (not bit for bit fairseq's numbers; see
+``seqloom/modules/packed_linear.py``).
 
 Everything the benchmark builds is cached outside the repository (``--cache``, default
 ``~/.cache/seqloom-bench/release_size/{release,small}``) and built only once. Three models:
@@ -248,6 +251,8 @@ def time_tools(model_dir: Path, args: argparse.Namespace, threads: int) -> list[
         rows.append(run_generate("seqloom fp32", seqloom, seqloom_env(threads)))
     if wants(args, "seqloom int8"):
         rows.append(run_generate("seqloom int8", [*seqloom, "--quantize", "int8"], seqloom_env(threads)))
+    if wants(args, "seqloom packed"):
+        rows.append(run_generate("seqloom packed", [*seqloom, "--packed-weights"], seqloom_env(threads)))
     if Path(args.ct2_python).exists():
         batch = source_tokens(model_dir)
         for kind in ("fp32", "int8"):
@@ -265,13 +270,13 @@ def print_rows(title: str, rows: list[Row]) -> None:
     print(f"\n{title}")
     base = next((r for r in rows if r.tool == "seqloom fp32"), rows[0])
     fairseq = next((r for r in rows if r.tool == "fairseq"), None)
-    print(f"  {'tool':13} {'sent':>5} {'tokens':>7} {'seconds':>8} {'sent/s':>7} {'peak MiB':>9} {'/seqloom fp32':>13} "
+    print(f"  {'tool':14} {'sent':>5} {'tokens':>7} {'seconds':>8} {'sent/s':>7} {'peak MiB':>9} {'/seqloom fp32':>13} "
           f"{'/fairseq':>8} {'same top hyp as seqloom fp32':>29}")  # fmt: skip
     for r in rows:
         vs_fs = f"{r.per_s / fairseq.per_s:8.2f}" if fairseq is not None else f"{'-':>8}"
         same = sum(base.hyps.get(k) == v for k, v in r.hyps.items())
         same_text = f"{same}/{len(r.hyps)}"
-        print(f"  {r.tool:13} {r.sentences:5d} {r.tokens:7d} {r.seconds:8.2f} {r.per_s:7.2f} {r.peak_mib:9.0f} "
+        print(f"  {r.tool:14} {r.sentences:5d} {r.tokens:7d} {r.seconds:8.2f} {r.per_s:7.2f} {r.peak_mib:9.0f} "
               f"{r.per_s / base.per_s:13.2f} {vs_fs} {same_text:>29}")  # fmt: skip
 
 
@@ -411,6 +416,8 @@ def time_natural(model_dir: Path, args: argparse.Namespace, threads: int) -> lis
     seqloom = [sys.executable, "-m", "seqloom", "generate", *common]
     rows.append(run_generate("seqloom fp32", seqloom, seqloom_env(threads)))
     rows.append(run_generate("seqloom int8", [*seqloom, "--quantize", "int8"], seqloom_env(threads)))
+    if wants(args, "seqloom packed"):
+        rows.append(run_generate("seqloom packed", [*seqloom, "--packed-weights"], seqloom_env(threads)))
     if Path(args.ct2_python).exists():
         for kind in ("fp32", "int8"):
             if (model_dir / f"ct2-{kind}").is_dir():
@@ -440,7 +447,7 @@ def print_natural(title: str, rows: list[Row], sources: list[list[str]], batch_s
         lengths = {i: len(h.split()) for i, h in r.hyps.items()}
         capped = sum(n >= cap[i] for i, n in lengths.items())
         mean = sum(lengths.values()) / len(lengths)
-        print(f"  {r.tool:13} test BLEU {test_bleu(r.hyps, refs):6.2f}  {mean:5.1f} tokens per top hypothesis "
+        print(f"  {r.tool:14} test BLEU {test_bleu(r.hyps, refs):6.2f}  {mean:5.1f} tokens per top hypothesis "
               f"(sources {ratio:.1f}; BPE, no </s>)  {capped} stopped at the cap")  # fmt: skip
 
 
@@ -569,7 +576,7 @@ def main() -> int:
     p.add_argument(
         "--tools",
         default=None,
-        help="comma separated, of: fairseq, seqloom fp32, seqloom int8, ct2 fp32, "
+        help="comma separated, of: fairseq, seqloom fp32, seqloom int8, seqloom packed (--packed-weights), ct2 fp32, "
         "ct2 int8 (default all; ratios are then against the first row when seqloom fp32 is left out)",
     )
     p.add_argument("--sentences", type=int, default=None, help="sources to translate (default 96; --small 16)")
