@@ -6,6 +6,7 @@ everything else about the layers (keys, training, other dtypes) stays what ``nn.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from fixture_compare import compare_lines, read_lines
 from torch import nn
 
 from seqloom.cli.generate import main as generate
+from seqloom.hub import TransformerModel
 from seqloom.modules import packed_linear
 from seqloom.modules.packed_linear import PackedLinear, PackedVocabProjection, pack_linears, packed_unavailable
 from seqloom.modules.vocab_projection import VocabProjection
@@ -110,3 +112,18 @@ def test_packed_weights_refusals_name_the_flags(fairseq_fixtures: Path, capsys: 
     assert "--packed-weights packs float32 weights; --quantize int8 has none left" in capsys.readouterr().err
     assert generate([*base, "--bf16"]) == 1
     assert "--packed-weights packs float32 weights; drop --fp16/--bf16" in capsys.readouterr().err
+
+
+def test_hub_with_packed_weights_translates_as_fairseqs_hub(fairseq_fixtures: Path) -> None:
+    """fairseq's hub.json translations (beam 5) from ``from_pretrained(..., packed_weights=True)``; int8 together with
+    it is refused."""
+    mt = fairseq_fixtures / "mt"
+    reference = json.loads((mt / "hub.json").read_text(encoding="utf-8"))
+    kwargs = dict(checkpoint_file="checkpoint_best.pt", data_name_or_path=str(mt / "data-bin"), tokenizer="moses",
+                  bpe="subword_nmt", bpe_codes=str(mt / "text" / "bpe.codes"))  # fmt: skip
+    hub = TransformerModel.from_pretrained(str(mt / "checkpoints"), packed_weights=True, **kwargs)
+    assert isinstance(hub.model.decoder.layers[0].fc1, PackedLinear)
+    assert type(hub.model.encoder.layers[0].fc1) is nn.Linear  # the encoder keeps its own fast path
+    assert hub.translate(reference["inputs"], beam=5) == reference["translate_beam5"]
+    with pytest.raises(ValueError, match="packed_weights=True packs float32 weights; quantize='int8'"):
+        TransformerModel.from_pretrained(str(mt / "checkpoints"), packed_weights=True, quantize="int8", **kwargs)

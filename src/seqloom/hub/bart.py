@@ -39,6 +39,7 @@ from seqloom.hub.loading import (
     assemble_hub,
     check_keywords,
     dictionary_file,
+    pack_hub,
     pick_options,
     quantize_hub,
     read_checkpoints,
@@ -223,6 +224,7 @@ def from_pretrained(
     data_name_or_path: str = ".",
     *,
     quantize: str | None = None,
+    packed_weights: bool = False,
     **kwargs: Any,
 ) -> BARTHub:
     """A local BART directory -> an eval-mode :class:`BARTHub`; never downloads, never unpickles code.
@@ -235,7 +237,8 @@ def from_pretrained(
     and ``langs`` ('en_XX,ro_RO,...'): the ``[lang]`` symbols of a ``multilingual_denoising --add-lang-token``
     (mBART) checkpoint that saved no ``--langs`` (else its data folder's sub-folders name them);
     ``source_lang``/``target_lang``: a translation checkpoint's pair where it saved none and the data folder's
-    file names do not tell. ``quantize="int8"``: int8 linear layers for CPU inference (:mod:`seqloom.modules.int8`).
+    file names do not tell. ``quantize="int8"``: int8 linear layers for CPU inference (:mod:`seqloom.modules.int8`);
+    ``packed_weights=True``: float32 decoders on weights packed for MKL (:mod:`seqloom.modules.packed_linear`).
     """
     kwargs.setdefault("bpe", "gpt2")
     # fairseq's BARTModel.from_pretrained takes sample_break_mode='eos' (one input, one sample): the only mode here
@@ -271,7 +274,7 @@ def from_pretrained(
     hub = assemble_hub(
         BARTHub, [model], loaded, kwargs, src_dict=src_dict, tgt_dict=tgt_dict, max_positions=max_positions
     )
-    return quantize_hub(hub, quantize)
+    return pack_hub(quantize_hub(hub, quantize), packed_weights, quantize=quantize)
 
 
 registry.HUBS.add("bart", from_pretrained)  # BARTModel.from_pretrained finds it there

@@ -27,6 +27,7 @@ from seqloom.hub import files
 from seqloom.hub.base import GeneratorHubInterface, HubBatching
 from seqloom.hub.codecs import build_codec, codec_option_names, codec_spec
 from seqloom.modules.int8 import check_method, quantize_model
+from seqloom.modules.packed_linear import pack_linears, packed_unavailable
 from seqloom.tokenizers.tokenizer import Tokenizer
 
 GENERATION_OPTIONS = tuple(f.name for f in dataclasses.fields(GenerationConfig))
@@ -167,6 +168,23 @@ def assemble_hub(
         batching=hub_batching(loaded.groups, kwargs),
         max_positions=max_positions,
     )
+
+
+def pack_hub(hub: H, packed_weights: bool, *, quantize: str | None) -> H:
+    """``from_pretrained(..., packed_weights=True)``: the hub's decoders multiply by float32 weights packed once for
+    MKL (:mod:`seqloom.modules.packed_linear`; CPU only, scores differ from fairseq's in their last digits)."""
+    if not packed_weights:
+        return hub
+    if quantize is not None:
+        raise ValueError(f"packed_weights=True packs float32 weights; quantize={quantize!r} has none left: use one")
+    for model in hub.models:
+        param = next(model.parameters(), None)
+        reason = packed_unavailable(param.device) if param is not None else None
+        if reason is not None:
+            raise ValueError(f"packed_weights=True: {reason.replace('add --cpu', 'load it on the CPU')}")
+        decoder = getattr(model, "decoder", None)
+        pack_linears(decoder if isinstance(decoder, nn.Module) else model)
+    return hub
 
 
 def quantize_hub(hub: H, quantize: str | None) -> H:

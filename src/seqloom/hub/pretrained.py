@@ -33,7 +33,7 @@ from seqloom.hub import files
 from seqloom.hub.base import HubBatching
 from seqloom.hub.codecs import build_codec, codec_option_names, codec_spec
 from seqloom.hub.export import is_export, read_export_files
-from seqloom.hub.loading import check_generation_keywords, pick_options, quantize_hub
+from seqloom.hub.loading import check_generation_keywords, pack_hub, pick_options, quantize_hub
 from seqloom.hub.loading import (
     checkpoint_groups as checkpoint_groups,  # its former home; hub/roberta.py imports it here
 )
@@ -230,15 +230,17 @@ def from_pretrained(
     data_name_or_path: str = ".",
     *,
     quantize: str | None = None,
+    packed_weights: bool = False,
     **kwargs: Any,
 ) -> TranslationHub:
     """Loads a local model directory (fairseq's layout or a ``seqloom export``) into an eval-mode hub.
 
     Never downloads; never executes pickled code. See the module docstring for the keywords. ``quantize="int8"``:
     int8 linear layers for CPU inference (:mod:`seqloom.modules.int8`); an int8 export loads as int8 anyway.
+    ``packed_weights=True``: float32 decoders on weights packed for MKL (:mod:`seqloom.modules.packed_linear`).
     """
     hub = _load_pretrained(model_name_or_path, checkpoint_file, data_name_or_path, kwargs)
-    return quantize_hub(hub, quantize)
+    return pack_hub(quantize_hub(hub, quantize), packed_weights, quantize=quantize)
 
 
 def _load_pretrained(model_name_or_path: str | os.PathLike[str], checkpoint_file: str, data_name_or_path: str,
