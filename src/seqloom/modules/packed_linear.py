@@ -11,8 +11,8 @@ The trade-offs, and why this is not the default:
 * the packed product sums in another order: its results differ from ``F.linear``'s (and so from fairseq's) by
   a few units in the 6th–7th significant digit, so scores move in their last printed digits and a near-tied
   hypothesis may change (none did in this project's runs);
-* MKL's packed copy takes about 1.7–3.3x the weight's memory, kept beside the float weights, which the
-  model still holds.
+* MKL sizes a packed copy at 1.7–3.3x the weight (not all of it is written: decoding peaks measured 300 MiB
+  higher for transformer big and 640 MiB for bart.large), kept beside the float weights the model still holds.
 
 :func:`pack_linears` switches a module's plain ``nn.Linear`` layers (and its vocabulary projection) to the
 packed product in place, by class: parameters, state-dict keys and training are unchanged, and outside
