@@ -119,3 +119,37 @@ def test_a_failing_or_dying_worker_process_is_reported() -> None:
 
     with pytest.raises(RuntimeError, match="died \\(exit code 3\\)"):
         list(in_order_on_processes(range(6), dies, 2))
+
+
+@needs_fork
+def test_ctrl_c_while_an_item_is_handed_out_stops_the_workers_without_waiting(monkeypatch) -> None:
+    """Ctrl-C can land just after a queue's ``put`` took the queue's lock and before it was released: the lock
+    then stays taken. Stopping must neither wait for that queue nor leave the worker processes running."""
+    import multiprocessing
+    from multiprocessing import queues
+
+    original = queues.SimpleQueue.put
+    calls = []
+
+    def put(self, obj) -> None:
+        calls.append(obj)
+        if len(calls) == 6:  # the 6th item handed out: the workers are busy with the first ones
+            self._wlock.acquire()
+            raise KeyboardInterrupt
+        original(self, obj)
+
+    monkeypatch.setattr(queues.SimpleQueue, "put", put)
+    outcome = []
+
+    def consume() -> None:
+        try:
+            for _ in in_order_on_processes(range(20), lambda item: item, 2):
+                pass
+        except KeyboardInterrupt:
+            outcome.append("interrupted")
+
+    thread = threading.Thread(target=consume, daemon=True)
+    thread.start()
+    thread.join(timeout=30)
+    assert not thread.is_alive() and outcome == ["interrupted"]
+    assert not [p for p in multiprocessing.active_children() if p.name.startswith("seqloom-decode")]

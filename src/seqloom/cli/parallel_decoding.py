@@ -136,6 +136,7 @@ def in_order_on_processes(items: Iterable[T], work: Callable[[T], R], count: int
             sent += 1
             return
 
+    finished = False
     try:
         for _ in range(2 * count):
             feed()
@@ -149,10 +150,21 @@ def in_order_on_processes(items: Iterable[T], work: Callable[[T], R], count: int
                 yield pending.pop(returned), pickle.loads(payload)
                 returned += 1
                 feed()
+        finished = True
     finally:
+        _stop(workers, tasks if finished else None)
+
+
+def _stop(workers: list[BaseProcess], tasks: SimpleQueue[tuple[int, bytes] | None] | None) -> None:
+    """Ends the worker processes: told to stop through ``tasks`` when every item was answered, else (an error,
+    Ctrl-C, a caller that stopped early) terminated. An interruption may have left a queue's lock taken (Ctrl-C
+    between a ``put`` taking it and releasing it), so the second case touches no queue."""
+    if tasks is not None:
         for _ in workers:
             tasks.put(None)
         for worker in workers:
             worker.join(timeout=5)
-            if worker.is_alive():
-                worker.terminate()
+    for worker in workers:
+        if worker.is_alive():
+            worker.terminate()
+            worker.join(timeout=5)
